@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`. Each builds the
+# locked environment first (tools/bootstrap.sh), and only when the lock changed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help venv run test test-fast bench notebook lock clean
+
+help:
+	@echo "make run        build the env if needed, then train/validate/push on the embedded warehouse"
+	@echo "make test       build the env if needed, then run every test"
+	@echo "make test-fast  the tests not marked e2e or slow"
+	@echo "make bench      run the bench/ scripts (JSON on stdout)"
+	@echo "make notebook   execute notebooks/walkthrough.ipynb into build/walkthrough.html"
+	@echo "make lock       re-resolve requirements.in into requirements.lock"
+
+venv:
+	@tools/bootstrap.sh
+
+run: venv
+	$(PY) runner_local.py
+
+test: venv
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not e2e and not slow"
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b --json || exit 1; done
+
+notebook: venv
+	@mkdir -p build
+	$(PY) -m jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
+	  --output-dir build notebooks/walkthrough.ipynb
+
+lock: venv
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.10 --python $(PY) \
+	  --no-header --annotation-style line requirements.in -o requirements.lock
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,1 @@
+"""Orchestration: PipelineConfig and create_pipeline, plus custom components."""

@@ -1,0 +1,1 @@
+"""Custom TFX components: DuckDB ExampleGen and the gates."""

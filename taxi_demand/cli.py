@@ -1,0 +1,127 @@
+"""`taxi-demand` entry point: parse, call, print.
+
+Each command group lives in a `commands` module beside the code it drives
+(`taxi_demand/data/commands.py`, ...). Those modules import only argparse at
+module level and defer heavy imports (TensorFlow, TFX, DuckDB) to the handler,
+so `taxi-demand --help` and the metadata commands answer in about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from taxi_demand import __version__
+from taxi_demand.errors import EXIT_ERROR, TaxiDemandError
+from taxi_demand.home import Home
+
+# Modules that contribute subcommands through `register(subparsers)`.
+COMMAND_MODULES = (
+    "taxi_demand.data.commands",
+    "taxi_demand.pipeline_commands",
+    "taxi_demand.serving.commands",
+    "taxi_demand.lineage.commands",
+)
+
+_EPILOG = """\
+State lives under --home, else $TAXI_DEMAND_HOME, else ./.taxi_demand.
+Exit codes: 0 ok, 1 error (one line; --verbose for the traceback),
+3 validation, skew or degradation alert.
+
+Typical first session:
+  taxi-demand simulate --start 2024-01-01 --days 35 --out trips/
+  taxi-demand load trips/
+  python runner_local.py            # train, validate, push
+  taxi-demand predict --json
+"""
+
+
+def common_parent() -> argparse.ArgumentParser:
+  """Flags every subcommand accepts, before or after its name."""
+  parent = argparse.ArgumentParser(add_help=False)
+  parent.add_argument(
+      "--home", default=argparse.SUPPRESS,
+      help="state directory (default: $TAXI_DEMAND_HOME or ./.taxi_demand)")
+  parent.add_argument("--verbose", "-v", action="store_true",
+                      default=argparse.SUPPRESS,
+                      help="show library logs and tracebacks")
+  return parent
+
+
+def json_parent() -> argparse.ArgumentParser:
+  parent = argparse.ArgumentParser(add_help=False)
+  parent.add_argument("--json", action="store_true",
+                      help="print machine-readable JSON instead of a table")
+  return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="taxi-demand",
+      description=("Continuously trained taxi demand forecasts on TFX: load "
+                   "trips, train and validate daily, predict every 5 minutes, "
+                   "and answer questions from ML Metadata lineage."),
+      epilog=_EPILOG,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--version", action="version",
+                      version=f"taxi-demand {__version__}")
+  parser.add_argument("--home", default=None,
+                      help="state directory (default: $TAXI_DEMAND_HOME or "
+                      "./.taxi_demand)")
+  parser.add_argument("--verbose", "-v", action="store_true",
+                      help="show library logs and tracebacks")
+  subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+  parents = [common_parent()]
+  for name in COMMAND_MODULES:
+    try:
+      module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name != name:
+        raise
+      continue  # that command group is not built yet
+    module.register(subparsers, parents)
+  return parser
+
+
+def print_json(obj) -> None:
+  json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+  sys.stdout.write("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  handler: Callable | None = getattr(args, "handler", None)
+  if handler is None:
+    parser.print_help()
+    return 0
+  verbose = bool(getattr(args, "verbose", False))
+  try:
+    home = Home.resolve(getattr(args, "home", None))
+    from taxi_demand import logs  # noqa: PLC0415 - cheap, keeps --help lean
+    logs.configure(home.logs if getattr(args, "writes_logs", True) and
+                   home.root.exists() else None, verbose=verbose,
+                   name=args.command)
+    return int(handler(args, home) or 0)
+  except TaxiDemandError as e:
+    if verbose:
+      traceback.print_exc()
+    print(f"taxi-demand {args.command}: {e}", file=sys.stderr)
+    return e.exit_code
+  except KeyboardInterrupt:
+    print(f"taxi-demand {args.command}: interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if verbose:
+      traceback.print_exc()
+    print(f"taxi-demand {args.command}: unexpected {type(e).__name__}: {e} "
+          "(rerun with --verbose for the traceback)", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+  sys.exit(main())

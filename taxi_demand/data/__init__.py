@@ -1,0 +1,1 @@
+"""Trips in, examples out: contract, warehouse, the demand query, simulator."""

@@ -1,0 +1,57 @@
+"""The local state directory, TAXI_DEMAND_HOME, and what lives under it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+ENV_VAR = "TAXI_DEMAND_HOME"
+DEFAULT_HOME = ".taxi_demand"
+
+
+@dataclasses.dataclass(frozen=True)
+class Home:
+  """Paths of everything taxi_demand keeps on one machine.
+
+  Only paths: constructing a Home creates nothing. Call `ensure()` before
+  writing.
+  """
+
+  root: Path
+
+  @classmethod
+  def resolve(cls, explicit: str | os.PathLike | None = None) -> "Home":
+    """`--home` wins, then $TAXI_DEMAND_HOME, then ./.taxi_demand."""
+    raw = explicit or os.environ.get(ENV_VAR) or DEFAULT_HOME
+    return cls(Path(raw).expanduser().absolute())
+
+  @property
+  def warehouse(self) -> Path:
+    return self.root / "warehouse.duckdb"
+
+  @property
+  def metadata(self) -> Path:
+    return self.root / "metadata.sqlite"
+
+  @property
+  def pipeline_root(self) -> Path:
+    return self.root / "pipeline"
+
+  @property
+  def models(self) -> Path:
+    return self.root / "models"
+
+  @property
+  def serving_log(self) -> Path:
+    return self.root / "serving_log"
+
+  @property
+  def logs(self) -> Path:
+    return self.root / "logs"
+
+  def ensure(self) -> "Home":
+    for d in (self.root, self.pipeline_root, self.models, self.serving_log,
+              self.logs):
+      d.mkdir(parents=True, exist_ok=True)
+    return self

@@ -1,0 +1,1 @@
+"""What Transform and Trainer run: features, preprocessing, model, baselines."""

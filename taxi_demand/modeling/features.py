@@ -1,0 +1,64 @@
+"""The one list of example fields: keys, label, features, transformed names.
+
+The demand query (`taxi_demand/data/demand.sql`) emits exactly the columns in
+`RAW_COLUMNS`, all INT64 or FLOAT64, one row per (cell, slot). Every feature is
+known before its slot starts; tests/test_features.py and the data-layer tests
+enforce that the query's columns equal `RAW_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+# Keys: identify an example; not fed to the model as raw numbers.
+CELL = "cell"              # INT64: community area 1..77, or a grid cell id
+SLOT_START = "slot_start"  # INT64: epoch seconds of the slot's start (Chicago wall clock)
+
+# Label: pickups in the slot. Absent in the SERVING environment.
+LABEL = "pickups"          # INT64
+
+# Calendar features (INT64).
+HOUR = "hour"                  # 0..23
+DAY_OF_WEEK = "day_of_week"    # 1..7, 1 = Sunday (BigQuery's meaning)
+IS_HOLIDAY = "is_holiday"      # 0/1, US federal holidays by rule
+
+# Demand history (FLOAT64), all strictly before the slot.
+LAG_1 = "lag_1"                # pickups in the previous slot
+LAG_2 = "lag_2"                # two slots back
+LAG_3 = "lag_3"                # three slots back
+LAG_1D = "lag_1d"              # same slot yesterday
+LAG_7D = "lag_7d"              # same slot last week
+MEAN_3H = "mean_3h"            # mean pickups per slot over the past 3 hours
+MEAN_24H = "mean_24h"          # mean pickups per slot over the past 24 hours
+MEAN_SAME_SLOT_7D = "mean_same_slot_7d"  # mean of the same slot, past 7 days
+
+CALENDAR_FEATURES = (HOUR, DAY_OF_WEEK, IS_HOLIDAY)
+HISTORY_FEATURES = (LAG_1, LAG_2, LAG_3, LAG_1D, LAG_7D, MEAN_3H, MEAN_24H,
+                    MEAN_SAME_SLOT_7D)
+INT_COLUMNS = (CELL, SLOT_START, LABEL) + CALENDAR_FEATURES
+FLOAT_COLUMNS = HISTORY_FEATURES
+# Order in which the query emits them.
+RAW_COLUMNS = (CELL, SLOT_START, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
+    HISTORY_FEATURES + (LABEL,)
+SERVING_COLUMNS = tuple(c for c in RAW_COLUMNS if c != LABEL)
+
+# The seasonal-naive forecast is the same slot last week.
+SEASONAL_NAIVE = LAG_7D
+
+# Slot and cell granularity.
+SLOT_MINUTES_CHOICES = (15, 30, 60)
+DEFAULT_SLOT_MINUTES = 30
+SECONDS_PER_DAY = 86_400
+# Lag features reach back at most this many days before a span.
+LOOKBACK_DAYS = 7
+
+
+def transformed_name(key: str) -> str:
+  """Name of a feature after Transform."""
+  return f"{key}_xf"
+
+
+def slots_per_day(slot_minutes: int) -> int:
+  if slot_minutes not in SLOT_MINUTES_CHOICES:
+    raise ValueError(
+        f"slot length must be one of {SLOT_MINUTES_CHOICES} minutes, "
+        f"got {slot_minutes}")
+  return 24 * 60 // slot_minutes

@@ -1,0 +1,1 @@
+"""taxi_demand.monitoring."""

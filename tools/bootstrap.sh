@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds .venv/ from requirements.lock with a checked Python 3.10, once per
+# lock: a stamp keyed on the hash of the lock and setup.py skips the work when
+# nothing changed. An interrupted or failed first build leaves no .venv behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+LOCK=requirements.lock
+key=$(cat "$LOCK" setup.py | sha256sum | cut -c1-16)
+stamp="$VENV/.installed-$key"
+[ -f "$stamp" ] && exit 0
+
+say() { echo "bootstrap: $*" >&2; }
+die() { echo "bootstrap: error: $*" >&2; exit 1; }
+
+is_py310() {
+  [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1
+}
+
+find_python() {
+  # An explicit PYTHON is the user's choice: use it or fail, never fall back.
+  if [ -n "${PYTHON:-}" ]; then
+    is_py310 "$PYTHON" && { echo "$PYTHON"; return; }
+    die "PYTHON=$PYTHON is not a working Python 3.10 interpreter; point PYTHON at one (TFX 1.16 needs 3.10)."
+  fi
+  local cand
+  for cand in python3.10 /usr/bin/python3.10 /usr/local/bin/python3.10; do
+    if is_py310 "$cand"; then command -v "$cand"; return; fi
+  done
+  # pyenv installs a python3.10 shim that fails unless PYENV_VERSION is set.
+  if command -v pyenv >/dev/null 2>&1; then
+    for cand in "$(pyenv root)"/versions/3.10.*/bin/python3.10; do
+      if is_py310 "$cand"; then echo "$cand"; return; fi
+    done
+  fi
+  die "no Python 3.10 found (tried \$PYTHON, python3.10, pyenv); install CPython 3.10 (e.g. 'pyenv install 3.10') or set PYTHON=/path/to/python3.10."
+}
+
+fresh=0
+if [ -d "$VENV" ] && { [ ! -f "$VENV/.complete" ] || ! is_py310 "$VENV/bin/python"; }; then
+  say "removing an incomplete $VENV from an earlier interrupted build"
+  rm -rf "$VENV"
+fi
+if [ ! -d "$VENV" ]; then
+  python=$(find_python)
+  fresh=1
+  # From here on, a failure must not leave a half-built environment behind.
+  trap 'rc=$?; if [ $rc -ne 0 ]; then rm -rf "$VENV"; fi' EXIT
+  trap 'exit 130' INT TERM
+  say "creating $VENV with $python"
+  "$python" -m venv "$VENV"
+fi
+
+log=$(mktemp -t taxi-demand-install.XXXXXX)
+say "installing the locked environment from $LOCK (about 3.3 GB, ~4 min on a fresh machine; log: $log)"
+start=$SECONDS
+# --no-deps: the lock already pins the whole tree, so nothing is resolved.
+if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
+    -r "$LOCK" >"$log" 2>&1 \
+  || ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
+    --no-build-isolation -e . >>"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  die "installing $LOCK failed; the full log is $log"
+fi
+rm -f "$VENV"/.installed-*
+touch "$VENV/.complete" "$stamp"
+say "environment ready in $((SECONDS - start)) s"
