@@ -22,7 +22,7 @@ from taxi_demand.home import Home
 # Modules that contribute subcommands through `register(subparsers)`.
 COMMAND_MODULES = (
     "taxi_demand.data.commands",
-    "taxi_demand.pipeline_commands",
+    "taxi_demand.monitoring.commands",
     "taxi_demand.serving.commands",
     "taxi_demand.lineage.commands",
 )

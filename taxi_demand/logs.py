@@ -49,7 +49,9 @@ def configure(log_dir: Path | None, verbose: bool = False,
     root.addHandler(file_handler)
   console = logging.StreamHandler(sys.stderr)
   console.setFormatter(logging.Formatter(_FORMAT))
-  console.setLevel(logging.INFO if verbose else logging.ERROR)
+  # Our commands print their own lines; library errors reach the console
+  # only with --verbose (they are always in the log file).
+  console.setLevel(logging.INFO if verbose else logging.CRITICAL)
   root.addHandler(console)
   logging.captureWarnings(True)
   return log_file

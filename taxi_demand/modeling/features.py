@@ -40,6 +40,15 @@ RAW_COLUMNS = (CELL, SLOT_START, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
     HISTORY_FEATURES + (LABEL,)
 SERVING_COLUMNS = tuple(c for c in RAW_COLUMNS if c != LABEL)
 
+# Derived by Transform (taxi_demand/modeling/preprocessing.py); after Transform
+# every feature is a dense rank-1 tensor named transformed_name(key).
+HOUR_OF_WEEK = "hour_of_week"  # (day_of_week - 1) * 24 + hour: 0..167
+SLOT_OF_WEEK = "slot_of_week"  # hour_of_week * 4 + quarter-hour of slot_start
+HOURS_PER_WEEK = 7 * 24
+QUARTER_HOURS_PER_WEEK = 4 * HOURS_PER_WEEK
+CELL_VOCABULARY = "cell"       # TFT vocabulary file name for CELL
+CELL_OOV_BUCKETS = 1           # unseen cells share one index after the vocab
+
 # The seasonal-naive forecast is the same slot last week.
 SEASONAL_NAIVE = LAG_7D
 

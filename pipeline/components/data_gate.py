@@ -1,0 +1,115 @@
+"""DataGate: stops the run on schema anomalies or drift against the previous span."""
+
+
+import json
+import os
+from typing import List
+
+from tfx import types
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+
+from taxi_demand.errors import AlertError
+
+REPORT_FILE = "data_gate.json"
+# The split whose day is new in this run; the train split's days were all
+# checked by earlier runs.
+NEW_DAY_SPLIT = "eval"
+
+
+class DataValidationAlert(AlertError):
+  """The new day of data failed validation; nothing downstream may run."""
+
+
+def _split_file(artifact: types.Artifact, split: str, name: str) -> str:
+  return os.path.join(artifact_utils.get_split_uri([artifact], split), name)
+
+
+def describe(anomalies) -> List[str]:
+  """One readable line per anomalous feature."""
+  lines = []
+  for feature, info in sorted(anomalies.anomaly_info.items()):
+    reasons = "; ".join(r.description or r.short_description
+                        for r in info.reason) or info.description
+    lines.append(f"{feature}: {reasons}")
+  if anomalies.HasField("dataset_anomaly_info"):
+    lines.append("dataset: " + anomalies.dataset_anomaly_info.description)
+  return lines
+
+
+@component
+def DataGate(  # pylint: disable=invalid-name
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+    schema: InputArtifact[standard_artifacts.Schema],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    report: OutputArtifact[standard_artifacts.ExampleAnomalies],
+    previous_statistics: InputArtifact[
+        standard_artifacts.ExampleStatistics] = None,
+    check_drift: Parameter[int] = 1,
+) -> None:
+  """Fails (and so stops every downstream node) when the data is not fit.
+
+  Args:
+    statistics: this run's statistics.
+    schema: the curated schema, with drift comparators.
+    anomalies: ExampleValidator's schema anomalies for this run.
+    report: drift anomalies of the new day and a JSON summary.
+    previous_statistics: the previous span's statistics, from ML Metadata;
+      absent on the first run, which then passes the drift check and says so.
+    check_drift: 0 to skip the drift comparison.
+  """
+  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
+  from tensorflow_data_validation.utils import anomalies_util  # pylint: disable=g-import-not-at-top
+
+  schema_proto = tfdv.load_schema_text(
+      os.path.join(schema.uri, "schema.pbtxt"))
+  lines: List[str] = []
+  for split in artifact_utils.decode_split_names(anomalies.split_names):
+    found = anomalies_util.load_anomalies_binary(
+        _split_file(anomalies, split, "SchemaDiff.pb"))
+    lines += [f"[{split}] schema: {line}" for line in describe(found)]
+
+  summary = {"span": statistics.span, "schema_anomalies": len(lines)}
+  for split in artifact_utils.decode_split_names(statistics.split_names):
+    stats = tfdv.load_stats_binary(
+        _split_file(statistics, split, "FeatureStats.pb"))
+    count = int(stats.datasets[0].num_examples) if stats.datasets else 0
+    summary[f"{split}_examples"] = count
+    report.set_int_custom_property(f"{split}_examples", count)
+  report.span = statistics.span
+  report.split_names = artifact_utils.encode_split_names([NEW_DAY_SPLIT])
+  drift_lines: List[str] = []
+  if check_drift and previous_statistics is not None:
+    current = tfdv.load_stats_binary(
+        _split_file(statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+    previous = tfdv.load_stats_binary(
+        _split_file(previous_statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+    drift = tfdv.validate_statistics(current, schema_proto,
+                                     previous_statistics=previous)
+    out_dir = artifact_utils.get_split_uri([report], NEW_DAY_SPLIT)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "SchemaDiff.pb"), "wb") as f:
+      f.write(drift.SerializeToString())
+    drift_lines = [f"[drift vs span {previous_statistics.span}] {line}"
+                   for line in describe(drift)]
+    summary.update(drift_checked=True, previous_span=previous_statistics.span,
+                   drift_anomalies=len(drift_lines))
+  else:
+    summary.update(drift_checked=False, previous_span=None,
+                   drift_anomalies=0,
+                   drift_note="no previous span in ML Metadata; drift not "
+                   "checked" if check_drift else "drift check disabled")
+  summary["lines"] = lines + drift_lines
+  report.set_int_custom_property("anomaly_count", len(lines) + len(drift_lines))
+  report.set_int_custom_property("drift_checked",
+                                 int(summary["drift_checked"]))
+  with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
+    json.dump(summary, f, indent=2)
+  if lines or drift_lines:
+    raise DataValidationAlert(
+        f"data validation failed for span {statistics.span}:\n" +
+        "\n".join(lines + drift_lines))

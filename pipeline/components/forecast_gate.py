@@ -1,0 +1,171 @@
+"""ForecastGate: blesses a model only if it beats the seasonal-naive forecast.
+
+TFMA's Evaluator compares the candidate with the last blessed model (a change
+threshold). What TFMA cannot express is a threshold relative to a forecast
+that is not a model: "10% better than the same slot last week, overall and in
+every busy cell". This gate reads the Evaluator's metrics and blessing, scores
+the seasonal-naive forecast on the same eval day, and writes the one blessing
+that Pusher and the next run's baseline resolver trust. The metrics of the
+model, the naive forecast and the baseline model are recorded side by side as
+properties of that blessing, so `taxi-demand runs` reads them from ML Metadata
+without TensorFlow.
+"""
+
+
+import collections
+import glob
+import json
+import os
+from typing import Dict, Tuple
+
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from taxi_demand.modeling import features
+
+REPORT_FILE = "forecast_gate.json"
+EVAL_SPLIT = "eval"
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+# Names TFMA gives the metrics configured in pipeline/pipeline.py.
+MAE = "mean_absolute_error"
+RMSE = "root_mean_squared_error"
+MEAN_PREDICTION = "mean_prediction"
+MEAN_LABEL = "mean_label"
+
+
+def read_eval_examples(examples_uri: str) -> Tuple[list, list, list]:
+  """(cell, label, seasonal-naive forecast) for every eval example."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{EVAL_SPLIT}",
+                                       "*")))
+  cells, labels, naive = [], [], []
+  for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    ex = tf.train.Example.FromString(record.numpy())
+    f = ex.features.feature
+    cells.append(f[features.CELL].int64_list.value[0])
+    labels.append(float(f[features.LABEL].int64_list.value[0]))
+    naive.append(f[features.SEASONAL_NAIVE].float_list.value[0])
+  return cells, labels, naive
+
+
+def tfma_metrics(evaluation_uri: str) -> Dict[Tuple[str, str, str], float]:
+  """{(slice, model_name, metric): value}; slice '' is the whole eval day."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  out = {}
+  for m in tfma.load_metrics(evaluation_uri):
+    parts = []
+    for k in m.slice_key.single_slice_keys:
+      value = k.WhichOneof("kind")
+      parts.append(f"{k.column}={getattr(k, value) if value else ''}")
+    slice_name = ",".join(parts)
+    for kv in m.metric_keys_and_values:
+      if kv.key.is_diff or not kv.value.HasField("double_value"):
+        continue
+      out[(slice_name, kv.key.model_name or CANDIDATE, kv.key.name)] = (
+          kv.value.double_value.value)
+  return out
+
+
+def _errors(labels, forecasts):
+  n = max(len(labels), 1)
+  abs_err = sum(abs(p - y) for p, y in zip(forecasts, labels)) / n
+  sq_err = (sum((p - y) ** 2 for p, y in zip(forecasts, labels)) / n) ** 0.5
+  return abs_err, sq_err
+
+
+def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
+           evaluator_blessed: bool, naive_margin: float, cell_margin: float,
+           min_cell_pickups: int) -> dict:
+  """The blessing decision and the figures behind it, as a plain dict."""
+  naive_mae, naive_rmse = _errors(labels, naive)
+  model_mae = metrics.get(("", CANDIDATE, MAE))
+  model_rmse = metrics.get(("", CANDIDATE, RMSE))
+  mean_pred = metrics.get(("", CANDIDATE, MEAN_PREDICTION))
+  mean_label = metrics.get(("", CANDIDATE, MEAN_LABEL))
+  reasons = []
+  if model_mae is None:
+    reasons.append("the Evaluator reported no MAE for the candidate")
+    model_mae = float("inf")
+  if not evaluator_blessed:
+    reasons.append("the Evaluator did not bless the model (worse than the "
+                   "last blessed model, or a value threshold failed)")
+  limit = (1.0 - naive_margin) * naive_mae
+  if not model_mae <= limit:
+    reasons.append(f"MAE {model_mae:.4f} does not beat seasonal-naive MAE "
+                   f"{naive_mae:.4f} by {naive_margin:.0%} (limit {limit:.4f})")
+
+  by_cell = collections.defaultdict(lambda: ([], []))
+  for c, y, p in zip(cells, labels, naive):
+    by_cell[c][0].append(y)
+    by_cell[c][1].append(p)
+  cell_report = {}
+  for c, (ys, ps) in sorted(by_cell.items()):
+    cell_naive_mae, _ = _errors(ys, ps)
+    cell_model_mae = metrics.get((f"{features.CELL}={c}", CANDIDATE, MAE))
+    busy = sum(ys) >= min_cell_pickups
+    worse = (busy and cell_model_mae is not None and
+             cell_model_mae > (1.0 + cell_margin) * cell_naive_mae)
+    cell_report[str(c)] = {"pickups": sum(ys), "model_mae": cell_model_mae,
+                           "seasonal_naive_mae": cell_naive_mae,
+                           "busy": busy, "worse": worse}
+    if worse:
+      reasons.append(f"cell {c}: MAE {cell_model_mae:.4f} is more than "
+                     f"{cell_margin:.0%} above its seasonal-naive MAE "
+                     f"{cell_naive_mae:.4f}")
+  bias = (mean_pred - mean_label) if None not in (mean_pred,
+                                                  mean_label) else None
+  return {
+      "blessed": not reasons,
+      "reasons": reasons,
+      "examples": len(labels),
+      "model_mae": model_mae,
+      "model_rmse": model_rmse,
+      "model_bias": bias,
+      "seasonal_naive_mae": naive_mae,
+      "seasonal_naive_rmse": naive_rmse,
+      "baseline_model_mae": metrics.get(("", BASELINE, MAE)),
+      "baseline_model_rmse": metrics.get(("", BASELINE, RMSE)),
+      "evaluator_blessed": evaluator_blessed,
+      "cells": cell_report,
+  }
+
+
+@component
+def ForecastGate(  # pylint: disable=invalid-name
+    model: InputArtifact[standard_artifacts.Model],
+    examples: InputArtifact[standard_artifacts.Examples],
+    evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    evaluator_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+    naive_margin: Parameter[float] = 0.10,
+    cell_margin: Parameter[float] = 0.25,
+    min_cell_pickups: Parameter[int] = 200,
+) -> None:
+  """Writes a ModelBlessing: blessed iff every deploy check passes."""
+  cells, labels, naive = read_eval_examples(examples.uri)
+  result = decide(
+      tfma_metrics(evaluation.uri), cells, labels, naive,
+      evaluator_blessed=bool(
+          evaluator_blessing.get_int_custom_property("blessed")),
+      naive_margin=naive_margin, cell_margin=cell_margin,
+      min_cell_pickups=min_cell_pickups)
+  with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+  marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"
+  open(os.path.join(blessing.uri, marker), "w").close()
+  # The properties LatestBlessedModelStrategy and Pusher read.
+  blessing.set_int_custom_property("blessed", int(result["blessed"]))
+  blessing.set_int_custom_property("current_model_id", model.id)
+  # The run's span: the next runs' baseline resolver picks by it.
+  blessing.set_int_custom_property("span", int(examples.span))
+  blessing.set_string_custom_property("current_model", model.uri)
+  for key in ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
+              "seasonal_naive_rmse", "baseline_model_mae"):
+    if result[key] is not None:
+      blessing.set_float_custom_property(key, float(result[key]))
+  blessing.set_string_custom_property("reasons", "; ".join(result["reasons"]))

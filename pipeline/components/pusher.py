@@ -1,0 +1,59 @@
+"""Pusher executor that publishes versioned models atomically and keeps K."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.components.pusher import executor as tfx_pusher
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx.utils import proto_utils
+
+from taxi_demand.serving import registry
+
+KEEP_VERSIONS_KEY = "keep_versions"
+
+
+class VersionedPusherExecutor(tfx_pusher.Executor):
+  """Like TFX's filesystem Pusher, but readers never see a half-written model.
+
+  TFX's Pusher copies straight into `<base>/<unix time>/`; a reader listing
+  the folder mid-copy finds a partial SavedModel. Here the copy goes to a
+  hidden folder that is renamed into place, then the CURRENT pointer moves,
+  and only the newest `keep_versions` (custom_config) are kept.
+  """
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    model_push = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+    if not self.CheckBlessing(input_dict):
+      self._MarkNotPushed(model_push)
+      return
+    model_path = self.GetModelPath(input_dict)
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+        destination)
+    base = destination.filesystem.base_directory
+    custom_config = exec_properties.get(
+        standard_component_specs.CUSTOM_CONFIG_KEY) or {}
+    if isinstance(custom_config, str):
+      custom_config = json.loads(custom_config or "{}") or {}
+    keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
+
+    def write(folder: Path) -> None:
+      shutil.copytree(model_path, folder, dirs_exist_ok=True)
+
+    version = registry.push(base, write, keep=keep)
+    io_utils.copy_dir(model_path, model_push.uri)  # archive, as TFX does
+    self._MarkPushed(model_push, pushed_destination=str(Path(base) / version),
+                     pushed_version=version)

@@ -1,0 +1,72 @@
+"""PipelineConfig: everything create_pipeline needs, built once by a runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Mapping
+
+from taxi_demand.data.sql import QueryConfig
+
+
+class Platform(enum.Enum):
+  """Where the pipeline runs; create_pipeline branches on it once."""
+  LOCAL = "local"
+  VERTEX = "vertex"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+  """When a model is good enough to push.
+
+  Attributes:
+    naive_margin: the model's MAE must be at least this fraction below the
+      seasonal-naive MAE (same slot last week) on the eval day.
+    change_tolerance: how much worse (absolute MAE) than the last blessed model
+      a candidate may be; 0 means "not worse".
+    cell_margin: no busy cell may have an MAE more than this fraction above its
+      own seasonal-naive MAE.
+    min_cell_pickups: a cell is "busy" with at least this many pickups on the
+      eval day; quieter cells are too noisy to judge one by one.
+  """
+  naive_margin: float = 0.10
+  change_tolerance: float = 0.0
+  cell_margin: float = 0.25
+  min_cell_pickups: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """A complete, immutable description of one pipeline run.
+
+  Runners fill it from flags; create_pipeline reads nothing else.
+  """
+  pipeline_name: str
+  pipeline_root: str
+  span: int                      # the run's day, days since 1970-01-01
+  train_days: int = 28
+  query: QueryConfig = QueryConfig()
+  platform: Platform = Platform.LOCAL
+  # Local platform.
+  warehouse_path: str = ""
+  metadata_path: str = ""
+  # Where blessed models are pushed: a folder (local) or gs:// URI.
+  serving_dir: str = ""
+  keep_versions: int = 5
+  # Trainer.
+  train_steps: int = 2000
+  eval_steps: int = 0            # 0: the whole eval split
+  hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  thresholds: Thresholds = Thresholds()
+  # Beam and caching.
+  beam_pipeline_args: tuple[str, ...] = ()
+  enable_cache: bool = True
+  code_version: str = ""
+
+  def __post_init__(self):
+    if self.train_days < 1:
+      raise ValueError(f"train_days must be >= 1, got {self.train_days}")
+    if self.span < 0:
+      raise ValueError(f"span must be a day number >= 0, got {self.span}")
+    if self.keep_versions < 1:
+      raise ValueError("keep_versions must be >= 1")

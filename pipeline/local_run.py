@@ -1,0 +1,275 @@
+"""What runner_local.py needs beyond flags: spans, config, the run, the summary."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+from taxi_demand import __version__
+from taxi_demand import logs
+from taxi_demand.data.sql import QueryConfig
+from taxi_demand.data.sql import SpatialUnit
+from taxi_demand.errors import AlertError
+from taxi_demand.errors import EXIT_ERROR
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+
+PIPELINE_NAME = "taxi_demand"
+# The default embedded warehouse: deterministic simulated days, enough for a
+# 28-day window plus a week of lag history plus the newest (eval) day.
+DEFAULT_START = datetime.date(2024, 1, 1)
+DEFAULT_DAYS = 42
+DEFAULT_SEED = 7
+
+_log = logging.getLogger(__name__)
+
+
+def say(message: str) -> None:
+  print(message, flush=True)
+
+
+def span_of(date_text: str) -> int:
+  try:
+    day = datetime.date.fromisoformat(date_text)
+  except (TypeError, ValueError):
+    raise TaxiDemandError(
+        f"bad date {date_text!r}: expected YYYY-MM-DD") from None
+  return (day - datetime.date(1970, 1, 1)).days
+
+
+def date_of(span: int) -> str:
+  return (datetime.date(1970, 1, 1) + datetime.timedelta(days=span)).isoformat()
+
+
+def tfx_sample_csv() -> Path:
+  """The 15k real Chicago trips that ship inside the tfx wheel."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  tfx_dir = Path(importlib.util.find_spec("tfx").origin).parent
+  return tfx_dir / "examples/chicago_taxi_pipeline/data/simple/data.csv"
+
+
+def ensure_warehouse(home: Home, sample: bool = False) -> None:
+  """Builds the default embedded warehouse when the home has none."""
+  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  if home.warehouse.exists():
+    with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
+      if warehouse.newest_span() is not None:
+        return
+  home.ensure()
+  started = time.monotonic()
+  if sample:
+    sample_csv = tfx_sample_csv()
+    say(f"empty warehouse: loading the real Chicago sample ({sample_csv})")
+    with wh.Warehouse(home.warehouse) as warehouse:
+      report = warehouse.load([sample_csv])
+    say(f"  read {report.read}, loaded {report.loaded}, quarantined "
+        f"{report.quarantined}")
+  else:
+    from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
+    say(f"empty warehouse: simulating {DEFAULT_DAYS} days of a calibrated "
+        f"city from {DEFAULT_START} (seed {DEFAULT_SEED}) into "
+        f"{home.warehouse}")
+    with wh.Warehouse(home.warehouse) as warehouse:
+      report = simulate.simulate_into(warehouse, start=DEFAULT_START,
+                                      days=DEFAULT_DAYS, seed=DEFAULT_SEED)
+    say(f"  loaded {report.loaded} trips")
+  say(f"  warehouse ready in {time.monotonic() - started:.1f} s")
+
+
+def spans_to_run(args, home: Home) -> List[int]:
+  """The days this invocation runs, oldest first."""
+  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  if args.backfill:
+    first, last = (span_of(d) for d in args.backfill)
+    if last < first:
+      raise TaxiDemandError(f"--backfill end {args.backfill[1]} is before "
+                            f"start {args.backfill[0]}")
+    return list(range(first, last + 1))
+  if args.date:
+    return [span_of(args.date)]
+  with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
+    newest = warehouse.newest_span()
+  if newest is None:
+    raise TaxiDemandError(f"the warehouse {home.warehouse} has no trips; "
+                          "load some with `taxi-demand load PATH`")
+  return [newest]
+
+
+def build_config(args, home: Home, span: int):
+  """Flags and home -> PipelineConfig. The one place paths are decided."""
+  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  if args.beam_workers < 1:
+    raise TaxiDemandError("--beam-workers must be >= 1")
+  beam_args = ["--direct_num_workers=%d" % args.beam_workers]
+  if args.beam_workers > 1:
+    beam_args.append("--direct_running_mode=multi_processing")
+  kwargs = {}
+  if getattr(args, "train_steps", None):
+    kwargs["train_steps"] = args.train_steps
+  return PipelineConfig(
+      pipeline_name=PIPELINE_NAME,
+      pipeline_root=str(home.pipeline_root),
+      span=span,
+      train_days=args.train_days,
+      query=QueryConfig(slot_minutes=args.slot_minutes,
+                        spatial_unit=SpatialUnit(args.spatial_unit),
+                        grid_metres=args.grid_metres),
+      warehouse_path=str(home.warehouse),
+      metadata_path=str(home.metadata),
+      serving_dir=str(home.models),
+      keep_versions=args.keep_versions,
+      beam_pipeline_args=tuple(beam_args),
+      enable_cache=not args.no_cache,
+      code_version=__version__,
+      **kwargs)
+
+
+def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:
+  """[(span, RunOptions or None)] for this invocation, oldest first."""
+  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  if args.resume:
+    from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+    with store.open_store(home.metadata) as reader:
+      last = reader.last_run(PIPELINE_NAME)
+      if last is None:
+        raise TaxiDemandError("--resume: no earlier run in ML Metadata")
+      failed = [n.node_id for n in last.nodes if n.state == "FAILED"]
+      if not failed:
+        raise TaxiDemandError(
+            f"--resume: the last run ({last.run_id}) did not fail; nothing "
+            "to resume")
+      span = reader.span_of_run(last)
+    if span is None:
+      raise TaxiDemandError(f"--resume: cannot tell the span of run "
+                            f"{last.run_id}; rerun it with --date")
+    say(f"resuming run {last.run_id} (span {span}) from {failed[0]}")
+    return [(span, tfx_pipeline.RunOptions(from_nodes=[failed[0]]))]
+  spans = spans_to_run(args, home)
+  if args.from_node:
+    if len(spans) > 1:
+      raise TaxiDemandError("--from-node runs one day, not a backfill")
+    return [(spans[0], tfx_pipeline.RunOptions(from_nodes=[args.from_node]))]
+  return [(span, None) for span in spans]
+
+
+@dataclasses.dataclass
+class RunResult:
+  span: int
+  run_id: Optional[str]
+  ok: bool
+  nodes: list
+  summary: dict
+
+
+def execute(pipeline, config, options, home: Home) -> RunResult:
+  """Runs one pipeline with a console line per node; never raises for alerts."""
+  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
+  from pipeline.progress import NodeProgress  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+
+  def outcome(node_id: str) -> str:
+    with store.open_store(home.metadata) as reader:
+      return reader.latest_outcome(PIPELINE_NAME, node_id)
+
+  progress = NodeProgress(outcome)
+  root = logging.getLogger()
+  root.addHandler(progress)
+  say(f"run {config.pipeline_name} for {date_of(config.span)} "
+      f"(span {config.span}, {config.train_days}-day window)")
+  try:
+    if options is None:
+      LocalDagRunner().run(pipeline)
+    else:
+      LocalDagRunner().run(pipeline, run_options=options)
+  except Exception as e:  # the node's error; described below
+    alert = _alert_in(e)
+    progress.fail_current("ALERT" if alert else "FAILED")
+    raise (alert or e)
+  finally:
+    root.removeHandler(progress)
+  return RunResult(span=config.span, run_id=None, ok=True,
+                   nodes=progress.rows, summary={})
+
+
+def _alert_in(error: BaseException) -> Optional[AlertError]:
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, AlertError):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def print_summary(home: Home, config) -> dict:
+  """The closing lines of a run, read back from ML Metadata."""
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  with store.open_store(home.metadata) as reader:
+    summary = reader.run_summary(PIPELINE_NAME)
+  if summary is None:
+    return {}
+  fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float)
+                                           else str(v))
+  say("summary")
+  say(f"  run {summary['run_id']}  span {summary['span']} "
+      f"({date_of(summary['span']) if summary['span'] is not None else '?'})")
+  say(f"  examples: train {fmt(summary.get('train_examples'))}, eval "
+      f"{fmt(summary.get('eval_examples'))}")
+  say(f"  anomalies {fmt(summary.get('anomalies'))}; drift "
+      f"{summary.get('drift') or 'n/a'}")
+  say(f"  MAE {fmt(summary.get('mae'))} vs seasonal naive "
+      f"{fmt(summary.get('seasonal_naive_mae'))} vs serving model "
+      f"{fmt(summary.get('baseline_model_mae'))}")
+  blessed = summary.get("blessed")
+  say(f"  blessed: {'yes' if blessed else 'no'}"
+      + (f" ({summary['reasons']})" if summary.get("reasons") else "")
+      + (f"; pushed version {summary['pushed_version']}"
+         if summary.get("pushed_version") else "; nothing pushed"))
+  return summary
+
+
+@contextlib.contextmanager
+def guarded(verbose: bool) -> Iterator[dict]:
+  """Turns failures into one line and an exit code in `state['exit_code']`."""
+  state = {"exit_code": 0}
+  try:
+    yield state
+  except AlertError as e:
+    if verbose:
+      traceback.print_exc()
+    for line in str(e).splitlines():
+      print(f"ALERT: {line}", file=sys.stderr)
+    state["exit_code"] = e.exit_code
+  except TaxiDemandError as e:
+    if verbose:
+      traceback.print_exc()
+    print(f"error: {e}", file=sys.stderr)
+    state["exit_code"] = e.exit_code
+  except KeyboardInterrupt:
+    print("interrupted; `python runner_local.py --resume` continues",
+          file=sys.stderr)
+    state["exit_code"] = 130
+  except Exception as e:  # pylint: disable=broad-except
+    if verbose:
+      traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0]
+    print(f"error: the run failed: {type(e).__name__}: {first} "
+          "(details in the log; `--resume` reruns from the failed node)",
+          file=sys.stderr)
+    state["exit_code"] = EXIT_ERROR
+
+
+def prepare(home: Home, args) -> None:
+  """State folders, the log file, and the default warehouse when empty."""
+  home.ensure()
+  log_file = logs.configure(home.logs, verbose=args.verbose, name="run")
+  say(f"home {home.root}; logs {log_file}")
+  ensure_warehouse(home, sample=args.sample)

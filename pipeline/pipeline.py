@@ -1,0 +1,224 @@
+"""create_pipeline(config): the daily continuous-training graph. Pure: no I/O."""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+
+from pipeline.components.data_gate import DataGate
+from pipeline.components.duckdb_example_gen import DuckDBExampleGen
+from pipeline.components.duckdb_example_gen import input_config_for
+from pipeline.components.duckdb_example_gen import range_config_for
+from pipeline.components.forecast_gate import ForecastGate
+from pipeline.components.pusher import KEEP_VERSIONS_KEY
+from pipeline.components.pusher import VersionedPusherExecutor
+from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
+from pipeline.components.resolvers import PreviousSpanStrategy
+from pipeline.config import PipelineConfig
+from pipeline.config import Platform
+from taxi_demand.modeling import features
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
+PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
+RUN_FN = "taxi_demand.modeling.trainer.run_fn"
+
+# Node ids: golden specs, ML Metadata queries and `--from-node` rely on them.
+EXAMPLE_GEN = "ExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "SchemaGen"                 # inferred, kept for comparison
+CURATED_SCHEMA = "CuratedSchema"         # the checked-in schema, imported
+EXAMPLE_VALIDATOR = "ExampleValidator"
+PREVIOUS_STATISTICS = "PreviousSpanStatistics"
+DATA_GATE = "DataGate"
+TRANSFORM = "Transform"
+LATEST_BLESSED_MODEL = "LatestBlessedModel"
+TRAINER = "Trainer"
+EVALUATOR = "Evaluator"
+FORECAST_GATE = "ForecastGate"
+PUSHER = "Pusher"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+  """MAE, RMSE and bias, overall and by hour, day of week and cell.
+
+  The TFMA thresholds are "not worse than the last blessed model" (ignored on
+  the first run, when there is no baseline) and "the eval day is not empty". The comparison with
+  the seasonal-naive forecast happens in ForecastGate.
+  """
+  not_worse = tfma.MetricThreshold(
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.LOWER_IS_BETTER,
+          absolute={"value": config.thresholds.change_tolerance}))
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(
+          signature_name="serving_default",
+          label_key=features.LABEL,
+          prediction_key="predicted_pickups")],
+      slicing_specs=[
+          tfma.SlicingSpec(),
+          tfma.SlicingSpec(feature_keys=[features.HOUR]),
+          tfma.SlicingSpec(feature_keys=[features.DAY_OF_WEEK]),
+          tfma.SlicingSpec(feature_keys=[features.CELL]),
+      ],
+      metrics_specs=[tfma.MetricsSpec(metrics=[
+          # An empty eval day blesses nothing. A value threshold also keeps
+          # validation on for the first run, when TFMA drops change
+          # thresholds for want of a baseline.
+          tfma.MetricConfig(
+              class_name="ExampleCount",
+              threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(
+                      lower_bound={"value": 1}))),
+          tfma.MetricConfig(class_name="MeanAbsoluteError",
+                            threshold=not_worse),
+          tfma.MetricConfig(class_name="RootMeanSquaredError"),
+          tfma.MetricConfig(class_name="MeanPrediction"),
+          tfma.MetricConfig(class_name="MeanLabel"),
+      ])])
+
+
+def run_parameters(config: PipelineConfig) -> dict:
+  """What a person asks "which parameters made this model?" about.
+
+  Recorded as the Trainer's custom_config, so it lands in ML Metadata as an
+  execution property that `taxi-demand show/diff` read back.
+  """
+  return {
+      "span": config.span,
+      "train_days": config.train_days,
+      "train_steps": config.train_steps,
+      "slot_minutes": config.query.slot_minutes,
+      "spatial_unit": config.query.spatial_unit.value,
+      "grid_metres": config.query.grid_metres,
+      "source_table": config.query.table,
+      "naive_margin": config.thresholds.naive_margin,
+      "change_tolerance": config.thresholds.change_tolerance,
+      "cell_margin": config.thresholds.cell_margin,
+      "code_version": config.code_version,
+      "hparams": dict(config.hparams),
+  }
+
+
+def _example_gen(config: PipelineConfig):
+  """The one platform branch for data: DuckDB locally, BigQuery on Vertex."""
+  # The same two split queries either way: one demand query, two engines.
+  kwargs = dict(input_config=input_config_for(config.query, config.train_days),
+                range_config=range_config_for(config.span))
+  if config.platform is Platform.LOCAL:
+    return DuckDBExampleGen(warehouse_path=config.warehouse_path, **kwargs)
+  return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(**kwargs)
+
+
+def _pusher(config: PipelineConfig, model, blessing):
+  kwargs = dict(
+      model=model,
+      model_blessing=blessing,
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_dir)),
+      custom_config={KEEP_VERSIONS_KEY: config.keep_versions})
+  if config.platform is Platform.LOCAL:
+    kwargs["custom_executor_spec"] = executor_spec.ExecutorClassSpec(
+        VersionedPusherExecutor)
+  return tfx.components.Pusher(**kwargs)
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """The daily graph for `config.span`: validate, train, evaluate, push."""
+  example_gen = _example_gen(config).with_id(EXAMPLE_GEN)
+  examples = example_gen.outputs["examples"]
+
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=examples).with_id(STATISTICS_GEN)
+  statistics = statistics_gen.outputs["statistics"]
+  schema_gen = tfx.components.SchemaGen(
+      statistics=statistics, infer_feature_shape=True).with_id(SCHEMA_GEN)
+  curated_schema = tfx.components.ImportSchemaGen(
+      schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt")).with_id(
+          CURATED_SCHEMA)
+  schema = curated_schema.outputs["schema"]
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics, schema=schema).with_id(EXAMPLE_VALIDATOR)
+
+  previous_statistics = tfx.dsl.Resolver(
+      strategy_class=PreviousSpanStrategy,
+      config={"span": config.span},
+      statistics=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ExampleStatistics,
+          producer_component_id=STATISTICS_GEN,
+          output_key="statistics")).with_id(PREVIOUS_STATISTICS)
+  data_gate = DataGate(
+      statistics=statistics,
+      schema=schema,
+      anomalies=example_validator.outputs["anomalies"],
+      previous_statistics=previous_statistics.outputs["statistics"],
+  ).with_id(DATA_GATE)
+
+  transform = tfx.components.Transform(
+      examples=examples, schema=schema,
+      preprocessing_fn=PREPROCESSING_FN).with_id(TRANSFORM)
+  # Nothing trains on a day that failed validation.
+  transform.add_upstream_node(data_gate)
+
+  latest_blessed = tfx.dsl.Resolver(
+      strategy_class=BlessedModelBeforeSpanStrategy,
+      config={"span": config.span},
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                            producer_component_id=TRAINER,
+                            output_key="model"),
+      # Only ForecastGate's blessing counts: the Evaluator's own blessing
+      # knows nothing of the seasonal-naive checks.
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing,
+          producer_component_id=FORECAST_GATE,
+          output_key="blessing")).with_id(LATEST_BLESSED_MODEL)
+  baseline_model = latest_blessed.outputs["model"]
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema,
+      base_model=baseline_model,
+      train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+      eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps or None),
+      custom_config=run_parameters(config)).with_id(TRAINER)
+  model = trainer.outputs["model"]
+
+  evaluator = tfx.components.Evaluator(
+      examples=examples,
+      model=model,
+      baseline_model=baseline_model,
+      eval_config=eval_config(config)).with_id(EVALUATOR)
+  forecast_gate = ForecastGate(
+      model=model,
+      examples=examples,
+      evaluation=evaluator.outputs["evaluation"],
+      evaluator_blessing=evaluator.outputs["blessing"],
+      naive_margin=config.thresholds.naive_margin,
+      cell_margin=config.thresholds.cell_margin,
+      min_cell_pickups=config.thresholds.min_cell_pickups,
+  ).with_id(FORECAST_GATE)
+  pusher = _pusher(config, model, forecast_gate.outputs["blessing"]).with_id(
+      PUSHER)
+
+  components: List = [
+      example_gen, statistics_gen, schema_gen, curated_schema,
+      example_validator, previous_statistics, data_gate, transform,
+      latest_blessed, trainer, evaluator, forecast_gate, pusher,
+  ]
+  metadata_config = None
+  if config.platform is Platform.LOCAL:
+    metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path)
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=components,
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_config,
+      beam_pipeline_args=list(config.beam_pipeline_args))

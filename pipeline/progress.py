@@ -1,0 +1,70 @@
+"""One console line per pipeline node, with its wall time and outcome."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Callable, Dict, List, Optional, TextIO
+
+_RUNNING = re.compile(r"^Component (\S+) is running\.$")
+_FINISHED = re.compile(r"^Component (\S+) is finished\.$")
+_SKIPPED = re.compile(r"^Skipping component (\S+)\.$")
+
+
+class NodeProgress(logging.Handler):
+  """Turns LocalDagRunner's per-node log records into console lines.
+
+  LocalDagRunner runs nodes one by one and logs "Component X is running." and
+  "... is finished." through absl; this handler listens for exactly those, so
+  the console stays quiet while the logs go to the run's log file.
+
+  Args:
+    outcome: called with a node id when it finishes; returns "ran" or
+      "cached" (read from ML Metadata by the caller).
+    stream: where lines go.
+  """
+
+  def __init__(self, outcome: Callable[[str], str],
+               stream: TextIO = sys.stdout):
+    super().__init__(logging.INFO)
+    self._outcome = outcome
+    self._stream = stream
+    self._started: Dict[str, float] = {}
+    self.rows: List[dict] = []
+    self.current: Optional[str] = None
+
+  def emit(self, record: logging.LogRecord) -> None:
+    try:
+      message = record.getMessage()
+    except Exception:  # pylint: disable=broad-except
+      return
+    if m := _RUNNING.match(message):
+      self.current = m.group(1)
+      self._started[self.current] = time.monotonic()
+      self._stream.write(f"  {self.current:<24}")
+      self._stream.flush()
+    elif m := _FINISHED.match(message):
+      node = m.group(1)
+      wall = time.monotonic() - self._started.get(node, time.monotonic())
+      outcome = self._outcome(node)
+      self._line(node, outcome, wall)
+      self.current = None
+    elif m := _SKIPPED.match(message):
+      self._stream.write(f"  {m.group(1):<24}skipped (partial run)\n")
+      self.rows.append({"node": m.group(1), "outcome": "skipped",
+                        "wall_s": 0.0})
+
+  def fail_current(self, reason: str) -> None:
+    """Ends the line of the node that raised."""
+    if self.current is not None:
+      wall = time.monotonic() - self._started[self.current]
+      self._line(self.current, reason, wall)
+      self.current = None
+
+  def _line(self, node: str, outcome: str, wall: float) -> None:
+    self._stream.write(f"{outcome:<8}{wall:7.1f} s\n")
+    self._stream.flush()
+    self.rows.append({"node": node, "outcome": outcome,
+                      "wall_s": round(wall, 2)})

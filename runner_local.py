@@ -1,0 +1,81 @@
+"""Runs the daily pipeline on this machine: flags -> PipelineConfig -> LocalDagRunner.
+
+  python runner_local.py                      # newest day in the warehouse
+  python runner_local.py --date 2024-02-05 --train-days 14
+  python runner_local.py --backfill 2024-02-01 2024-02-10
+  python runner_local.py --resume             # rerun from the node that failed
+
+Exit codes: 0 ok (blessed or not), 1 error, 3 data validation alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+from taxi_demand.data.sql import SpatialUnit
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog="runner_local.py",
+      description=__doc__.split("\n")[0],
+      epilog=__doc__.split("\n", 1)[1],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  when = parser.add_mutually_exclusive_group()
+  when.add_argument("--date", help="the day to run, YYYY-MM-DD (default: the "
+                    "newest day in the warehouse)")
+  when.add_argument("--backfill", nargs=2, metavar=("START", "END"),
+                    help="one run per day from START to END inclusive, in "
+                    "order, as a daily schedule would")
+  when.add_argument("--resume", action="store_true",
+                    help="rerun the last run from the node that failed, "
+                    "reusing every upstream artifact")
+  parser.add_argument("--from-node", metavar="ID",
+                      help="partial run starting at this node id")
+  parser.add_argument("--train-days", type=int, default=28,
+                      help="rolling training window in days (default 28)")
+  parser.add_argument("--train-steps", type=int, default=None,
+                      help="training steps (default: the model's default)")
+  parser.add_argument("--slot-minutes", type=int, default=30,
+                      choices=(15, 30, 60), help="slot length (default 30)")
+  parser.add_argument("--spatial-unit", default="community_area",
+                      choices=[u.value for u in SpatialUnit],
+                      help="what a cell is (default community_area)")
+  parser.add_argument("--grid-metres", type=int, default=1000,
+                      help="grid cell side for --spatial-unit grid")
+  parser.add_argument("--beam-workers", type=int, default=1,
+                      help="Beam DirectRunner workers; > 1 uses "
+                      "multi_processing mode")
+  parser.add_argument("--keep-versions", type=int, default=5,
+                      help="pushed model versions to keep (default 5)")
+  parser.add_argument("--sample", action="store_true",
+                      help="with an empty warehouse, load the real Chicago "
+                      "sample shipped with TFX instead of simulated days")
+  parser.add_argument("--no-cache", action="store_true",
+                      help="re-execute every node instead of reusing results")
+  parser.add_argument("--home", help="state directory (default: "
+                      "$TAXI_DEMAND_HOME or ./.taxi_demand)")
+  parser.add_argument("--verbose", "-v", action="store_true",
+                      help="show TFX/Beam logs and tracebacks")
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  from pipeline import local_run  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  home = Home.resolve(args.home)
+  with local_run.guarded(args.verbose) as outcome:
+    local_run.prepare(home, args)
+    from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+    for span, run_options in local_run.plan(args, home):
+      config = local_run.build_config(args, home, span)
+      local_run.execute(create_pipeline(config), config, run_options, home)
+      local_run.print_summary(home, config)
+  return outcome["exit_code"]
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,112 @@
+"""The raw trips contract: required columns, the warehouse schema, and row rules.
+
+Column names follow `bigquery-public-data.chicago_taxi_trips.taxi_trips`, so
+the cloud path can read the public table as it is. A file must carry the
+REQUIRED_COLUMNS; the other TRIP_COLUMNS are kept when present (NULL when
+absent) and any further column is ignored.
+
+Every row read is either loaded into `trips` or written to `quarantine` with
+the name of the first rule it breaks (in RULES order), so that
+read == loaded + quarantined always holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Columns of the warehouse `trips` table and their DuckDB types. Timestamps are
+# naive Chicago wall-clock time (the public sample's epoch seconds encode wall
+# clock; BigQuery TIMESTAMPs are used as they are, with no tz conversion).
+TRIP_COLUMNS: dict[str, str] = {
+    "unique_key": "VARCHAR",
+    "taxi_id": "VARCHAR",
+    "trip_start_timestamp": "TIMESTAMP",
+    "trip_end_timestamp": "TIMESTAMP",
+    "trip_seconds": "BIGINT",
+    "trip_miles": "DOUBLE",
+    "pickup_census_tract": "BIGINT",
+    "dropoff_census_tract": "BIGINT",
+    "pickup_community_area": "BIGINT",
+    "dropoff_community_area": "BIGINT",
+    "fare": "DOUBLE",
+    "tips": "DOUBLE",
+    "tolls": "DOUBLE",
+    "extras": "DOUBLE",
+    "trip_total": "DOUBLE",
+    "payment_type": "VARCHAR",
+    "company": "VARCHAR",
+    "pickup_latitude": "DOUBLE",
+    "pickup_longitude": "DOUBLE",
+    "dropoff_latitude": "DOUBLE",
+    "dropoff_longitude": "DOUBLE",
+}
+
+# What the row rules and the demand query read. `unique_key` is optional: the
+# public sample has none, so the warehouse derives one from the row content.
+# `trip_end_timestamp` is optional too: the sample lacks it.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "trip_start_timestamp",
+    "trip_seconds",
+    "trip_miles",
+    "pickup_community_area",
+    "pickup_latitude",
+    "pickup_longitude",
+)
+
+TIMESTAMP_COLUMNS = ("trip_start_timestamp", "trip_end_timestamp")
+
+COMMUNITY_AREAS = range(1, 78)  # Chicago's 77 community areas
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundingBox:
+  """A lat/lon box in degrees."""
+
+  south: float
+  north: float
+  west: float
+  east: float
+
+
+# The city of Chicago with a small margin: O'Hare (41.98, -87.91) is inside,
+# the suburbs' airports and (0, 0) placeholders are not.
+CHICAGO_BBOX = BoundingBox(south=41.60, north=42.05, west=-87.95, east=-87.50)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  name: str
+  description: str
+
+
+# Checked in this order; a row is quarantined under the first rule it breaks.
+RULES: tuple[Rule, ...] = (
+    Rule("bad_timestamp",
+         "trip_start_timestamp missing or unparsable, or trip_end_timestamp "
+         "present but unparsable"),
+    # Decision: a trip with neither a community area nor coordinates cannot be
+    # counted in any cell, so it is quarantined rather than loaded and then
+    # ignored by the demand query (the public sample has 2 such rows). A trip
+    # with coordinates but no community area loads: the grid unit counts it.
+    Rule("missing_pickup_location",
+         "no pickup_community_area and no pickup coordinates"),
+    Rule("community_area_out_of_range",
+         "pickup_community_area present but not an integer in 1..77"),
+    Rule("coordinates_outside_chicago",
+         "pickup coordinates unparsable, half missing, or outside the city's "
+         "bounding box"),
+    Rule("negative_duration",
+         "trip_seconds unparsable or negative, or the trip ends before it "
+         "starts"),
+    Rule("negative_distance", "trip_miles unparsable or negative"),
+    Rule("duplicate_key",
+         "unique_key (or the content-derived key) already loaded, or repeated "
+         "earlier in the same load"),
+)
+RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
+
+
+def missing_columns(columns) -> list[str]:
+  """Required columns absent from `columns`, in contract order."""
+  present = {c.lower() for c in columns}
+  return [c for c in REQUIRED_COLUMNS if c not in present]

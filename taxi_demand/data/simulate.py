@@ -1,0 +1,403 @@
+"""Calibrated trip simulator with a known intensity λ(area, 15-minute slot).
+
+λ = base rate × scale × area share × hour-of-week profile (both estimated from
+the real sample, see `calibrate`) × weather × holidays × venue events ×
+facility closures × slow trend × drift. Trips are Poisson(λ) per area and
+15-minute slot, so an oracle's forecast of a 15/30/60-minute slot is the sum
+of the λ of its quarter hours, written to the `truth` table.
+
+Every random draw of a day comes from a generator seeded with (seed, day
+number), so the same seed gives the same trips whatever the start date or
+chunking, and simulating day D again gives the same trips (and keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from taxi_demand.data import calendar
+from taxi_demand.data import contract
+from taxi_demand.errors import TaxiDemandError
+
+AREAS = len(contract.COMMUNITY_AREAS)
+QUARTERS_PER_DAY = 96
+QUARTER_SECONDS = 900
+EPOCH = datetime.date(1970, 1, 1)
+# Trips per day at scale 1.0: a dense city (Chicago ran ~70-100k/day in 2015).
+BASE_TRIPS_PER_DAY = 60_000
+CALIBRATION_FILE = "calibration.json"
+# Venues get evening events (Wrigley Field, United Center, Soldier Field,
+# Near North, the Loop), each on about one day in seven.
+VENUE_AREAS = (6, 28, 33, 8, 32)
+_EVENT_PROBABILITY = 0.15
+_EVENT_BOOST = 2.5
+_EVENT_QUARTERS = slice(84, 96)  # 21:00-24:00, when crowds leave
+_CLOSURE_PROBABILITY = 0.002     # per area and day
+_CLOSURE_FACTOR = 0.3
+_HOLIDAY_FACTOR = 0.75
+_RAIN_PROBABILITY = 0.25
+_RAIN_FACTOR = 1.15
+_TREND_PER_DAY = 0.0005          # +0.05 % a day from 2024-01-01
+_TREND_ORIGIN = (datetime.date(2024, 1, 1) - EPOCH).days
+_COORD_JITTER_DEG = 0.004
+
+
+# ---- calibration -----------------------------------------------------------
+
+def sample_path() -> Path:
+  """The real Chicago sample shipped inside the tfx wheel."""
+  import tfx  # noqa: PLC0415
+  return (Path(tfx.__file__).parent / "examples" / "chicago_taxi_pipeline" /
+          "data" / "simple" / "data.csv")
+
+
+def calibrate(sample_csv: str | Path | None = None) -> dict:
+  """Area share, hour-of-week profile, centroids and trip shape from a sample.
+
+  Deterministic and rounded, so regenerating from the same sample gives the
+  checked-in calibration.json byte for byte.
+  """
+  import pandas as pd  # noqa: PLC0415
+  frame = pd.read_csv(sample_csv or sample_path())
+  frame = frame[frame["pickup_community_area"].between(1, AREAS)]
+  area = frame["pickup_community_area"].astype(int).to_numpy()
+  counts = np.bincount(area - 1, minlength=AREAS).astype(float)
+  # Half a trip for every area so no area is impossible.
+  share = (counts + 0.5) / (counts + 0.5).sum()
+  start = pd.to_datetime(frame["trip_start_timestamp"], unit="s")
+  how = np.bincount(start.dt.weekday.to_numpy() * 24 + start.dt.hour.to_numpy(),
+                    minlength=168).astype(float) + 1.0
+  # Circular [1/4, 1/2, 1/4] smoothing: ~90 trips a bin are noisy.
+  how = 0.25 * np.roll(how, 1) + 0.5 * how + 0.25 * np.roll(how, -1)
+  how = how / how.mean()
+  located = frame.dropna(subset=["pickup_latitude", "pickup_longitude"])
+  centroids = located.groupby("pickup_community_area")[
+      ["pickup_latitude", "pickup_longitude"]].mean()
+  seconds = frame["trip_seconds"].dropna()
+  seconds = seconds[seconds > 0]
+  log_s = np.log(seconds.to_numpy(dtype=float))
+  moving = frame[(frame["trip_seconds"] > 60) & (frame["trip_miles"] > 0)]
+  mph = (moving["trip_miles"] / (moving["trip_seconds"] / 3600)).median()
+  return {
+      "source": "tfx/examples/chicago_taxi_pipeline/data/simple/data.csv",
+      "trips": int(len(frame)),
+      "area_share": [round(float(x), 6) for x in share],
+      "hour_of_week_monday0": [round(float(x), 4) for x in how],
+      "area_centroid": {str(int(a)): [round(float(r.pickup_latitude), 5),
+                                      round(float(r.pickup_longitude), 5)]
+                        for a, r in centroids.iterrows()},
+      "trip_seconds_log_mean": round(float(log_s.mean()), 4),
+      "trip_seconds_log_sd": round(float(log_s.std()), 4),
+      "median_mph": round(float(mph), 3),
+  }
+
+
+def calibration_text(calibration: dict) -> str:
+  """JSON with one key per line: diffs of a recalibration stay readable."""
+  lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in calibration.items()]
+  return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def write_calibration(path: str | Path | None = None) -> Path:
+  """Regenerates taxi_demand/data/calibration.json from the real sample."""
+  path = Path(path or Path(__file__).with_name(CALIBRATION_FILE))
+  path.write_text(calibration_text(calibrate()))
+  return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  share: np.ndarray          # (77,), sums to 1
+  hour_of_week: np.ndarray   # (168,), Monday 0h first, mean 1
+  centroid: np.ndarray       # (77, 2) lat/lon; NaN where the sample has none
+  log_seconds: tuple[float, float]
+  mph: float
+
+  @classmethod
+  def load(cls) -> "Calibration":
+    raw = json.loads(resources.files("taxi_demand.data").joinpath(
+        CALIBRATION_FILE).read_text())
+    centroid = np.full((AREAS, 2), np.nan)
+    for area, latlon in raw["area_centroid"].items():
+      centroid[int(area) - 1] = latlon
+    share = np.asarray(raw["area_share"])
+    return cls(share / share.sum(), np.asarray(raw["hour_of_week_monday0"]),
+               centroid, (raw["trip_seconds_log_mean"],
+                          raw["trip_seconds_log_sd"]), raw["median_mph"])
+
+
+# ---- drift -----------------------------------------------------------------
+
+DRIFT_GRAMMAR = (
+    "drift spec: clauses joined by ';', each ending in @YYYY-MM-DD (the first "
+    "day it applies): area=N:xF (area N's demand times F), area=N:xF/Dd "
+    "(ramp linearly from x1 to xF over D days), area=N:drop (area N has no "
+    "trips), weekend=swap (weekdays get the weekend profile and vice versa), "
+    "coords=DLAT,DLON (shift pickup coordinates by degrees). Example: "
+    "'area=8:x3@2024-02-05;area=32:x2/14d@2024-02-01'")
+
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_CLAUSES = (
+    ("area", re.compile(rf"area=(\d+):x({_NUM})(?:/(\d+)d)?")),
+    ("drop", re.compile(r"area=(\d+):drop")),
+    ("weekend", re.compile(r"weekend=swap")),
+    ("coords", re.compile(rf"coords=({_NUM}),({_NUM})")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftClause:
+  kind: str                  # "area", "weekend" or "coords"
+  start_day: int             # day number from which it applies
+  area: int | None = None
+  factor: float = 1.0        # area: final multiplier (0 = dropped)
+  ramp_days: int = 0         # area: days to reach `factor` linearly
+  shift: tuple[float, float] = (0.0, 0.0)  # coords: degrees lat, lon
+
+  def area_factor(self, day: int) -> float:
+    if day < self.start_day:
+      return 1.0
+    if self.ramp_days <= 0:
+      return self.factor
+    done = min(1.0, (day - self.start_day + 1) / self.ramp_days)
+    return 1.0 + (self.factor - 1.0) * done
+
+
+def parse_drift(spec: str | None) -> tuple[DriftClause, ...]:
+  """Parses a --drift spec; any mistake is one line quoting the grammar."""
+  if spec is None or not spec.strip():
+    return ()
+  out = []
+  for text in spec.split(";"):
+    text = text.strip()
+    head, at, when = text.rpartition("@")
+    if not at:
+      raise TaxiDemandError(f"bad drift clause {text!r}: no @DATE. "
+                            f"{DRIFT_GRAMMAR}")
+    try:
+      day = (datetime.date.fromisoformat(when) - EPOCH).days
+    except ValueError:
+      raise TaxiDemandError(f"bad drift date {when!r} in {text!r}: expected "
+                            "YYYY-MM-DD") from None
+    for kind, pattern in _CLAUSES:
+      match = pattern.fullmatch(head)
+      if match:
+        break
+    else:
+      raise TaxiDemandError(f"bad drift clause {text!r}. {DRIFT_GRAMMAR}")
+    if kind in ("area", "drop"):
+      area = int(match.group(1))
+      if area not in contract.COMMUNITY_AREAS:
+        raise TaxiDemandError(f"bad drift clause {text!r}: area must be 1..77")
+      factor = 0.0 if kind == "drop" else float(match.group(2))
+      if factor < 0 or not math.isfinite(factor):
+        raise TaxiDemandError(
+            f"bad drift clause {text!r}: factor must be >= 0")
+      ramp = int(match.group(3) or 0) if kind == "area" else 0
+      out.append(DriftClause("area", day, area=area, factor=factor,
+                             ramp_days=ramp))
+    elif kind == "weekend":
+      out.append(DriftClause("weekend", day))
+    else:
+      shift = (float(match.group(1)), float(match.group(2)))
+      if max(abs(shift[0]), abs(shift[1])) > 1:
+        raise TaxiDemandError(
+            f"bad drift clause {text!r}: shift more than 1 degree")
+      out.append(DriftClause("coords", day, shift=shift))
+  return tuple(out)
+
+
+# ---- intensity ---------------------------------------------------------------
+
+def _day_profile(cal: Calibration, day: int, swap_weekend: bool) -> np.ndarray:
+  """The 96 quarter-hour multipliers of one day (hourly profile, repeated)."""
+  date = EPOCH + datetime.timedelta(days=day)
+  weekday = date.weekday()
+  how = cal.hour_of_week.reshape(7, 24)
+  if swap_weekend:
+    weekend, weekdays = how[5:].mean(axis=0), how[:5].mean(axis=0)
+    hours = weekdays if weekday >= 5 else weekend
+  else:
+    hours = how[weekday]
+  return np.repeat(hours, 4)
+
+
+def day_intensity(cal: Calibration, day: int, seed: int, scale: float,
+                  drift: Sequence[DriftClause]) -> tuple[np.ndarray,
+                                                         np.random.Generator]:
+  """λ of every (area, quarter hour) of `day`, shape (77, 96), and the day's
+  generator (already advanced past the day's weather/event/closure draws)."""
+  rng = np.random.default_rng([seed, day])
+  swap = any(c.kind == "weekend" and day >= c.start_day for c in drift)
+  per_quarter = BASE_TRIPS_PER_DAY * scale / QUARTERS_PER_DAY
+  lam = per_quarter * np.outer(cal.share, _day_profile(cal, day, swap))
+  weather = math.exp(rng.normal(0.0, 0.05))
+  if rng.random() < _RAIN_PROBABILITY:
+    weather *= _RAIN_FACTOR
+  lam *= weather * (1.0 + _TREND_PER_DAY * (day - _TREND_ORIGIN))
+  if calendar.is_us_holiday(EPOCH + datetime.timedelta(days=day)):
+    lam *= _HOLIDAY_FACTOR
+  events = rng.random(len(VENUE_AREAS)) < _EVENT_PROBABILITY
+  for area, event in zip(VENUE_AREAS, events):
+    if event:
+      lam[area - 1, _EVENT_QUARTERS] *= _EVENT_BOOST
+  closed = rng.random(AREAS) < _CLOSURE_PROBABILITY
+  lam[closed] *= _CLOSURE_FACTOR
+  for clause in drift:
+    if clause.kind == "area":
+      lam[clause.area - 1] *= clause.area_factor(day)
+  return lam, rng
+
+
+# ---- trips -------------------------------------------------------------------
+
+def _keys(seed: int, day: int, n: int):
+  """unique_key 's{seed}-{day}-{i}': stable for the same seed and day."""
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.compute as pc  # noqa: PLC0415
+  index = pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
+  return pc.binary_join_element_wise(f"s{seed}-{day}", index, "-")
+
+
+def day_trips(cal: Calibration, day: int, seed: int, scale: float,
+              drift: Sequence[DriftClause]):
+  """(trips as a pyarrow Table, λ (77, 96)) for one day."""
+  import pyarrow as pa  # noqa: PLC0415
+  lam, rng = day_intensity(cal, day, seed, scale, drift)
+  counts = rng.poisson(lam).ravel()
+  n = int(counts.sum())
+  cell = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+  area = cell // QUARTERS_PER_DAY
+  start = (day * 86_400 + (cell % QUARTERS_PER_DAY) * QUARTER_SECONDS +
+           rng.integers(0, QUARTER_SECONDS, n))
+  mu, sd = cal.log_seconds
+  seconds = np.maximum(60, rng.lognormal(mu, sd, n)).astype(np.int64)
+  miles = np.round(seconds / 3600 * cal.mph * rng.lognormal(0, 0.25, n), 2)
+  shift = np.zeros(2)
+  for clause in drift:
+    if clause.kind == "coords" and day >= clause.start_day:
+      shift += clause.shift
+  latlon = (cal.centroid[area] + shift +
+            rng.normal(0, _COORD_JITTER_DEG, (n, 2))).round(6)
+  dropoff = rng.choice(AREAS, n, p=cal.share) + 1
+  fare = np.round(3.25 + 2.25 * miles + 0.2 * seconds / 60, 2)
+  start_ts = pa.array(start * 1_000_000, pa.int64()).cast(
+      pa.timestamp("us"))
+  end_ts = pa.array((start + seconds) * 1_000_000, pa.int64()).cast(
+      pa.timestamp("us"))
+  no_coords = np.isnan(latlon[:, 0])
+  table = pa.table({
+      "unique_key": _keys(seed, day, n),
+      "trip_start_timestamp": start_ts,
+      "trip_end_timestamp": end_ts,
+      "trip_seconds": seconds,
+      "trip_miles": miles,
+      "pickup_community_area": area + 1,
+      "dropoff_community_area": dropoff.astype(np.int64),
+      "pickup_latitude": pa.array(latlon[:, 0], mask=no_coords),
+      "pickup_longitude": pa.array(latlon[:, 1], mask=no_coords),
+      "fare": fare,
+  })
+  return table, lam
+
+
+@dataclasses.dataclass
+class SimulationReport:
+  trips: int
+  truth_rows: int
+  files: list[str]
+  days: int
+  seconds: float = 0.0
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _day_number(start: datetime.date | str) -> int:
+  if isinstance(start, str):
+    try:
+      start = datetime.date.fromisoformat(start)
+    except ValueError:
+      raise TaxiDemandError(
+          f"bad start date {start!r}: expected YYYY-MM-DD") from None
+  return (start - EPOCH).days
+
+
+def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
+                   seed: int = 0, scale: float = 1.0,
+                   drift: str | Sequence[DriftClause] | None = None,
+                   progress: Callable[[str], None] | None = None
+                   ) -> SimulationReport:
+  """Writes trips-<first>-<last>.parquet and truth-<first>-<last>.parquet.
+
+  Trips are written a day per row group, so memory stays at about one day.
+  """
+  import time  # noqa: PLC0415
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  began = time.perf_counter()
+  first = _day_number(start)
+  if isinstance(days, bool) or not isinstance(days, int) or not \
+      1 <= days <= 3660:
+    raise TaxiDemandError(f"--days must be 1..3660, got {days!r}")
+  if not (isinstance(scale, (int, float)) and 0 < scale <= 1000):
+    raise TaxiDemandError(f"--scale must be in (0, 1000], got {scale!r}")
+  clauses = parse_drift(drift) if isinstance(drift, (str, type(None))) \
+      else tuple(drift)
+  cal = Calibration.load()
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = (f"{(EPOCH + datetime.timedelta(days=first)):%Y%m%d}-"
+          f"{(EPOCH + datetime.timedelta(days=first + days - 1)):%Y%m%d}")
+  trips_path = out / f"trips-{stem}-seed{seed}.parquet"
+  truth_path = out / f"truth-{stem}-seed{seed}.parquet"
+  total, lams = 0, []
+  writer = None
+  try:
+    for i, day in enumerate(range(first, first + days)):
+      table, lam = day_trips(cal, day, seed, scale, clauses)
+      if writer is None:
+        writer = pq.ParquetWriter(str(trips_path), table.schema,
+                                  compression="snappy")
+      writer.write_table(table)
+      total += table.num_rows
+      lams.append(lam.astype(np.float32))
+      if progress and (i + 1) % 7 == 0:
+        progress(f"simulate: {i + 1}/{days} days, {total:,} trips")
+  finally:
+    if writer is not None:
+      writer.close()
+  lam = np.stack(lams)  # (days, 77, 96)
+  area = np.broadcast_to(np.arange(1, AREAS + 1)[None, :, None], lam.shape)
+  slot = ((np.arange(first, first + days)[:, None, None] * 86_400) +
+          np.arange(QUARTERS_PER_DAY)[None, None, :] * QUARTER_SECONDS)
+  slot = np.broadcast_to(slot, lam.shape)
+  pq.write_table(pa.table({
+      "community_area": area.ravel().astype(np.int64),
+      "slot_start": slot.ravel().astype(np.int64),
+      "intensity": lam.ravel().astype(np.float64),
+  }), str(truth_path))
+  return SimulationReport(total, int(lam.size),
+                          [str(trips_path), str(truth_path)], days,
+                          round(time.perf_counter() - began, 3))
+
+
+def simulate_into(warehouse, start: datetime.date | str, days: int,
+                  seed: int = 0, scale: float = 1.0,
+                  drift: str | Sequence[DriftClause] | None = None,
+                  progress: Callable[[str], None] | None = None):
+  """Simulates and loads into an open writable Warehouse, through the same
+  file path and row rules as `taxi-demand load`. Returns the LoadReport."""
+  with tempfile.TemporaryDirectory(prefix="taxi-sim-") as tmp:
+    simulate_files(tmp, start, days, seed, scale, drift, progress)
+    return warehouse.load([tmp], progress=progress)

@@ -1,0 +1,295 @@
+"""A small typed read layer over the ML Metadata store. Never imports TensorFlow.
+
+TFX records each pipeline run as a `pipeline_run` context, each node as a
+`node` context named "<pipeline>.<node id>", and each execution with its
+exec properties as custom properties. This module turns those into plain
+dataclasses for the CLI, the runner's summary and the monitoring checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+from taxi_demand.errors import TaxiDemandError
+
+PIPELINE_RUN = "pipeline_run"
+NODE = "node"
+PIPELINE = "pipeline"
+
+# Node ids as pipeline/pipeline.py names them. Duplicated on purpose: this
+# read side must not import the pipeline package (which imports TFX).
+EXAMPLE_GEN = "ExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+DATA_GATE = "DataGate"
+TRAINER = "Trainer"
+EVALUATOR = "Evaluator"
+FORECAST_GATE = "ForecastGate"
+PUSHER = "Pusher"
+
+_STATES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED",
+           5: "CACHED", 6: "CANCELED"}
+
+
+@dataclasses.dataclass
+class NodeExecution:
+  """One node's execution in one run."""
+  node_id: str
+  execution_id: int
+  state: str                      # COMPLETE, CACHED, FAILED, RUNNING, ...
+  start_ms: int
+  end_ms: int
+  properties: Dict[str, Any]
+
+  @property
+  def wall_s(self) -> float:
+    return max(0, self.end_ms - self.start_ms) / 1000.0
+
+  @property
+  def cached(self) -> bool:
+    return self.state == "CACHED"
+
+
+@dataclasses.dataclass
+class Run:
+  """One pipeline run: the nodes it executed, in order."""
+  run_id: str
+  context_id: int
+  nodes: List[NodeExecution]
+
+  @property
+  def start_ms(self) -> int:
+    return min((n.start_ms for n in self.nodes), default=0)
+
+  @property
+  def end_ms(self) -> int:
+    return max((n.end_ms for n in self.nodes), default=0)
+
+  @property
+  def wall_s(self) -> float:
+    return max(0, self.end_ms - self.start_ms) / 1000.0
+
+  @property
+  def status(self) -> str:
+    states = {n.state for n in self.nodes}
+    if "FAILED" in states:
+      return "FAILED"
+    if states & {"RUNNING", "NEW"}:
+      return "RUNNING"
+    return "COMPLETE" if self.nodes else "EMPTY"
+
+  def node(self, node_id: str) -> Optional[NodeExecution]:
+    for n in self.nodes:
+      if n.node_id == node_id:
+        return n
+    return None
+
+
+def value_of(v) -> Any:
+  """A plain Python value from an MLMD Value proto."""
+  kind = v.WhichOneof("value")
+  if kind is None:
+    return None
+  if kind == "proto_value":
+    return None
+  if kind == "struct_value":
+    from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+    return json_format.MessageToDict(v.struct_value)
+  return getattr(v, kind)
+
+
+def _props(message) -> Dict[str, Any]:
+  out = {k: value_of(v) for k, v in message.properties.items()}
+  out.update({k: value_of(v) for k, v in message.custom_properties.items()})
+  return out
+
+
+class Reader:
+  """Read-only queries over one MLMD store."""
+
+  def __init__(self, store):
+    self._store = store
+    self._node_of: Optional[Dict[int, str]] = None
+
+  @property
+  def store(self):
+    return self._store
+
+  def _node_index(self) -> Dict[int, str]:
+    """execution id -> node id, through the node contexts."""
+    if self._node_of is None:
+      self._node_of = {}
+      for ctx in self._store.get_contexts_by_type(NODE):
+        node_id = ctx.name.split(".", 1)[-1]
+        for ex in self._store.get_executions_by_context(ctx.id):
+          self._node_of[ex.id] = node_id
+    return self._node_of
+
+  def _node_execution(self, ex) -> NodeExecution:
+    return NodeExecution(
+        node_id=self._node_index().get(ex.id, ex.type),
+        execution_id=ex.id,
+        state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
+        start_ms=ex.create_time_since_epoch,
+        end_ms=ex.last_update_time_since_epoch,
+        properties=_props(ex))
+
+  def runs(self, pipeline_name: Optional[str] = None) -> List[Run]:
+    """Every run, oldest first."""
+    runs = []
+    for ctx in self._store.get_contexts_by_type(PIPELINE_RUN):
+      executions = self._store.get_executions_by_context(ctx.id)
+      nodes = sorted((self._node_execution(ex) for ex in executions),
+                     key=lambda n: (n.start_ms, n.execution_id))
+      if pipeline_name and not any(
+          self._belongs(n, pipeline_name) for n in nodes):
+        continue
+      runs.append(Run(run_id=ctx.name, context_id=ctx.id, nodes=nodes))
+    runs.sort(key=lambda r: (r.start_ms, r.context_id))
+    return runs
+
+  def _belongs(self, node: NodeExecution, pipeline_name: str) -> bool:
+    del node, pipeline_name  # one pipeline per store today
+    return True
+
+  def last_run(self, pipeline_name: Optional[str] = None) -> Optional[Run]:
+    runs = self.runs(pipeline_name)
+    return runs[-1] if runs else None
+
+  def run(self, run_id: str) -> Run:
+    for r in self.runs():
+      if r.run_id == run_id:
+        return r
+    raise TaxiDemandError(f"no run {run_id!r} in ML Metadata; "
+                          "`taxi-demand runs` lists them")
+
+  def latest_outcome(self, pipeline_name: str, node_id: str) -> str:
+    """"ran", "cached" or "failed" for the newest execution of a node."""
+    del pipeline_name
+    ids = [i for i, n in self._node_index_fresh().items() if n == node_id]
+    if not ids:
+      return "ran"
+    ex = self._store.get_executions_by_id([max(ids)])[0]
+    state = _STATES.get(ex.last_known_state, "")
+    return {"CACHED": "cached", "FAILED": "failed"}.get(state, "ran")
+
+  def _node_index_fresh(self) -> Dict[int, str]:
+    self._node_of = None
+    return self._node_index()
+
+  def outputs(self, execution_id: int) -> Dict[str, List[Any]]:
+    """{output key: [artifact]} of one execution."""
+    return self._artifacts(execution_id, output=True)
+
+  def inputs(self, execution_id: int) -> Dict[str, List[Any]]:
+    return self._artifacts(execution_id, output=False)
+
+  def _artifacts(self, execution_id: int, output: bool):
+    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+    kinds = ({pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT} if output else
+             {pb.Event.INPUT, pb.Event.DECLARED_INPUT})
+    events = [e for e in self._store.get_events_by_execution_ids(
+        [execution_id]) if e.type in kinds]
+    by_id = {a.id: a for a in self._store.get_artifacts_by_id(
+        sorted({e.artifact_id for e in events}))}
+    out: Dict[str, List[Any]] = {}
+    for e in events:
+      key = e.path.steps[0].key if e.path.steps else ""
+      if e.artifact_id in by_id:
+        out.setdefault(key, []).append(by_id[e.artifact_id])
+    return out
+
+  def span_of_run(self, run: Run) -> Optional[int]:
+    """The span a run was for: its ExampleGen's span property or output."""
+    gen = run.node(EXAMPLE_GEN)
+    if gen is None:
+      return None
+    if gen.properties.get("span") is not None:
+      return int(gen.properties["span"])
+    examples = self.outputs(gen.execution_id).get("examples") or []
+    span = _props(examples[0]).get("span") if examples else None
+    return None if span is None else int(span)
+
+  def artifact_props(self, artifact) -> Dict[str, Any]:
+    return _props(artifact)
+
+  def run_summary(self, pipeline_name: Optional[str] = None,
+                  run_id: Optional[str] = None) -> Optional[dict]:
+    """The figures the runner prints at the end of a run."""
+    run = self.run(run_id) if run_id else self.last_run(pipeline_name)
+    if run is None:
+      return None
+    summary: Dict[str, Any] = {"run_id": run.run_id, "status": run.status,
+                               "wall_s": run.wall_s, "span": None}
+    trainer = run.node(TRAINER)
+    if trainer is not None:
+      params = trainer.properties.get("custom_config")
+      if isinstance(params, str):
+        try:
+          summary["parameters"] = json.loads(params)
+        except ValueError:
+          summary["parameters"] = {}
+    summary.update(self._outputs_summary(run))
+    return summary
+
+  def _first_output(self, run: Run, node_id: str, key: str):
+    node = run.node(node_id)
+    if node is None:
+      return None
+    found = self.outputs(node.execution_id).get(key) or []
+    return found[0] if found else None
+
+  def _outputs_summary(self, run: Run) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    examples = self._first_output(run, EXAMPLE_GEN, "examples")
+    if examples is not None:
+      out["span"] = _props(examples).get("span")
+    gate = self._first_output(run, DATA_GATE, "report")
+    if gate is not None:
+      props = _props(gate)
+      out["anomalies"] = props.get("anomaly_count")
+      out["train_examples"] = props.get("train_examples")
+      out["eval_examples"] = props.get("eval_examples")
+      out["drift"] = ("checked, none" if props.get("drift_checked") else
+                      "not checked (no previous span)")
+    blessing = self._first_output(run, FORECAST_GATE, "blessing")
+    if blessing is not None:
+      props = _props(blessing)
+      out["blessed"] = bool(props.get("blessed"))
+      out["reasons"] = props.get("reasons") or ""
+      for key in ("model_mae", "model_rmse", "seasonal_naive_mae",
+                  "seasonal_naive_rmse", "baseline_model_mae"):
+        out[key if key != "model_mae" else "mae"] = props.get(key)
+    pushed = self._first_output(run, PUSHER, "pushed_model")
+    if pushed is not None:
+      props = _props(pushed)
+      out["pushed_version"] = (props.get("pushed_version")
+                               if props.get("pushed") else None)
+    return out
+
+
+@contextlib.contextmanager
+def open_store(path: os.PathLike) -> Iterator[Reader]:
+  """Opens an existing MLMD SQLite file read-only, or fails in one line."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise TaxiDemandError(f"no metadata store at {path}; run the pipeline "
+                          "first (python runner_local.py)")
+  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  try:
+    store = metadata_store.MetadataStore(config)
+    store.get_context_types()  # touch the schema: a corrupt file fails here
+  except Exception as e:  # pylint: disable=broad-except
+    raise TaxiDemandError(
+        f"cannot read the metadata store {path}: "
+        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+    ) from None
+  yield Reader(store)

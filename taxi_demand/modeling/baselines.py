@@ -1,0 +1,121 @@
+"""Baseline forecasts (seasonal naive, historical mean) and error metrics.
+
+Plain numpy/pandas, no TensorFlow. Baselines read a pickups history: a
+DataFrame with columns `features.CELL`, `features.SLOT_START` (epoch seconds)
+and `features.LABEL` (pickups), one row per (cell, slot), zero slots included.
+Missing history is NaN, never zero: a slot we did not observe is not a slot
+with no demand.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from taxi_demand.modeling import features as F
+
+_WEEK = 7 * F.SECONDS_PER_DAY
+# HM: the same slot on each of the previous 7 days and in each of the previous
+# 4 weeks. Last week's slot is in both sets, so it counts twice: 11 values.
+HM_OFFSETS_SECONDS = tuple(d * F.SECONDS_PER_DAY for d in range(1, 8)) + \
+    tuple(w * _WEEK for w in range(1, 5))
+
+
+def _series(history: pd.DataFrame) -> pd.Series:
+  series = history.set_index([F.CELL, F.SLOT_START])[F.LABEL].astype(float)
+  if not series.index.is_unique:
+    raise ValueError("history has duplicate (cell, slot_start) rows")
+  return series
+
+
+def _targets(history: pd.DataFrame,
+             targets: Optional[pd.DataFrame]) -> pd.MultiIndex:
+  frame = history if targets is None else targets
+  return pd.MultiIndex.from_arrays(
+      [frame[F.CELL].to_numpy(), frame[F.SLOT_START].to_numpy()],
+      names=[F.CELL, F.SLOT_START])
+
+
+def _lagged(series: pd.Series, index: pd.MultiIndex,
+            offsets: Iterable[int]) -> np.ndarray:
+  """[len(index), len(offsets)] pickups at slot_start - offset, NaN if absent."""
+  cells = index.get_level_values(0)
+  starts = index.get_level_values(1).to_numpy()
+  columns = []
+  for offset in offsets:
+    lagged = pd.MultiIndex.from_arrays([cells, starts - offset])
+    columns.append(series.reindex(lagged).to_numpy())
+  return np.stack(columns, axis=1)
+
+
+def seasonal_naive(history: pd.DataFrame,
+                   targets: Optional[pd.DataFrame] = None) -> pd.Series:
+  """Pickups in the same cell and slot one week earlier.
+
+  Args:
+    history: pickups per (cell, slot_start).
+    targets: rows with (cell, slot_start) to forecast; `history` when None.
+
+  Returns:
+    Forecasts indexed by (cell, slot_start) in target order; NaN where last
+    week's slot is not in `history`.
+  """
+  index = _targets(history, targets)
+  values = _lagged(_series(history), index, [_WEEK])[:, 0]
+  return pd.Series(values, index=index, name="seasonal_naive")
+
+
+def historical_mean(history: pd.DataFrame,
+                    targets: Optional[pd.DataFrame] = None) -> pd.Series:
+  """HM: mean of the same slot over the previous 7 days and previous 4 weeks.
+
+  Averages the available ones of the 11 values at `HM_OFFSETS_SECONDS`
+  (last week's slot counts twice); NaN when none is in `history`.
+
+  Args:
+    history: pickups per (cell, slot_start).
+    targets: rows with (cell, slot_start) to forecast; `history` when None.
+
+  Returns:
+    Forecasts indexed by (cell, slot_start) in target order.
+  """
+  index = _targets(history, targets)
+  values = _lagged(_series(history), index, HM_OFFSETS_SECONDS)
+  counts = np.sum(~np.isnan(values), axis=1)
+  sums = np.nansum(values, axis=1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+  return pd.Series(mean, index=index, name="historical_mean")
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+  y_true = np.asarray(y_true, dtype=float).reshape(-1)
+  y_pred = np.asarray(y_pred, dtype=float).reshape(-1)
+  if y_true.shape != y_pred.shape:
+    raise ValueError(f"shapes differ: {y_true.shape} vs {y_pred.shape}")
+  if y_true.size == 0:
+    raise ValueError("no values to score")
+  # A NaN forecast is a missing forecast; scoring it silently would hide it.
+  if np.isnan(y_true).any() or np.isnan(y_pred).any():
+    raise ValueError("NaN in values to score; drop or fill missing forecasts")
+  return y_true, y_pred
+
+
+def mae(y_true, y_pred) -> float:
+  """Mean absolute error."""
+  y_true, y_pred = _pair(y_true, y_pred)
+  return float(np.mean(np.abs(y_pred - y_true)))
+
+
+def rmse(y_true, y_pred) -> float:
+  """Root mean squared error."""
+  y_true, y_pred = _pair(y_true, y_pred)
+  return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
+
+
+def mean_bias(y_true, y_pred) -> float:
+  """Mean of (forecast - actual): positive means over-forecasting."""
+  y_true, y_pred = _pair(y_true, y_pred)
+  return float(np.mean(y_pred - y_true))

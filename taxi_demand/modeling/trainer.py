@@ -1,0 +1,238 @@
+"""TFX Trainer run_fn: adapts FnArgs to `model.train` and exports signatures.
+
+The exported SavedModel has three signatures:
+
+* `serving_default(examples: string[batch])`: serialized tf.Examples (label
+  absent or present) -> {"predicted_pickups": float32[batch]}. TFMA's Evaluator
+  uses it; it is the only output, so no `prediction_key` is needed.
+* `transform_features(examples: string[batch])`: serialized tf.Examples ->
+  the transformed feature dict (as in the TFX taxi example), for TFMA.
+* `predict_raw(**columns)`: one rank-1 tensor per `features.SERVING_COLUMNS`
+  entry, int64 for `features.INT_COLUMNS` and float32 for
+  `features.FLOAT_COLUMNS` -> {"predicted_pickups": float32[batch],
+  "predicted_rate": float32[batch]}. Batch prediction calls it once per batch
+  with no tf.Example round trip; use `load_for_serving(path)` from Python.
+
+"predicted_pickups" is the point forecast chosen by `HParams.point_forecast`
+(the Poisson median by default); "predicted_rate" is the expected pickups λ̂.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx_bsl.tfxio import dataset_options
+
+from taxi_demand.modeling import features as F
+from taxi_demand.modeling import model as model_lib
+
+PREDICTION_KEY = "predicted_pickups"
+RATE_KEY = "predicted_rate"
+SERVING_SIGNATURE = "serving_default"
+TRANSFORM_SIGNATURE = "transform_features"
+PREDICT_RAW_SIGNATURE = "predict_raw"
+# Written next to the SavedModel so the next day's warm start can map cell
+# embedding rows by token even if the vocabulary grew or was reordered.
+CELL_VOCABULARY_FILE = os.path.join("assets.extra", "cell_vocabulary.txt")
+_SERVING_SUBDIR = "Format-Serving"
+
+
+def raw_input_dtype(column: str) -> tf.DType:
+  """The dtype `predict_raw` takes for a serving column."""
+  return tf.int64 if column in F.INT_COLUMNS else tf.float32
+
+
+def _input_fn(file_pattern: List[str], data_accessor: DataAccessor,
+              tf_transform_output: tft.TFTransformOutput, batch_size: int,
+              training: bool, seed: int) -> tf.data.Dataset:
+  """Batches of (transformed features, label) from transformed examples."""
+  return data_accessor.tf_dataset_factory(
+      file_pattern,
+      dataset_options.TensorFlowDatasetOptions(
+          batch_size=batch_size,
+          label_key=model_lib.LABEL_XF,
+          shuffle=training,
+          shuffle_seed=seed,
+          # Training repeats forever; evaluation is one pass.
+          num_epochs=None if training else 1),
+      tf_transform_output.transformed_metadata.schema)
+
+
+def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
+                      ) -> Dict[str, tf.io.FixedLenFeature]:
+  spec = tf_transform_output.raw_feature_spec()
+  spec.pop(F.LABEL, None)
+  return spec
+
+
+def _to_raw_feature(value: tf.Tensor, spec) -> tf.Tensor | tf.SparseTensor:
+  """Shapes a rank-1 column like `tf.io.parse_example` would for `spec`."""
+  value = tf.cast(value, spec.dtype)
+  if isinstance(spec, tf.io.VarLenFeature):
+    return tf.sparse.from_dense(tf.expand_dims(value, -1))
+  if len(spec.shape) == 1:
+    return tf.expand_dims(value, -1)
+  return value
+
+
+def _signatures(model: tf.keras.Model,
+                tf_transform_output: tft.TFTransformOutput,
+                forecast: model_lib.PointForecast
+                ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+  """The three serving signatures described in the module docstring."""
+  # The layer must be tracked by the model to be saved with it.
+  model.tft_layer = tf_transform_output.transform_features_layer()
+  serving_spec = _serving_raw_spec(tf_transform_output)
+
+  def predict_transformed(raw_features):
+    transformed = model.tft_layer(raw_features)
+    inputs = {k: transformed[k] for k in model_lib.INPUT_NAMES}
+    rate = tf.reshape(model(inputs), [-1])
+    return rate, model_lib.point_forecast(rate, forecast)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+  def serve_tf_examples_fn(serialized):
+    raw = tf.io.parse_example(serialized, serving_spec)
+    _, point = predict_transformed(raw)
+    return {PREDICTION_KEY: point}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+  def transform_features_fn(serialized):
+    raw = tf.io.parse_example(serialized,
+                              tf_transform_output.raw_feature_spec())
+    return model.tft_layer(raw)
+
+  @tf.function(input_signature=[{
+      c: tf.TensorSpec(shape=[None], dtype=raw_input_dtype(c), name=c)
+      for c in F.SERVING_COLUMNS}])
+  def predict_raw_fn(columns):
+    raw = {c: _to_raw_feature(columns[c], serving_spec[c])
+           for c in F.SERVING_COLUMNS if c in serving_spec}
+    rate, point = predict_transformed(raw)
+    return {PREDICTION_KEY: point, RATE_KEY: rate}
+
+  return {
+      SERVING_SIGNATURE: serve_tf_examples_fn.get_concrete_function(),
+      TRANSFORM_SIGNATURE: transform_features_fn.get_concrete_function(),
+      PREDICT_RAW_SIGNATURE: predict_raw_fn.get_concrete_function(),
+  }
+
+
+def _resolve_saved_model(path: Optional[str]) -> Optional[str]:
+  """The SavedModel dir for a model artifact URI or a serving dir, if any."""
+  if not path:
+    return None
+  for candidate in (path, os.path.join(path, _SERVING_SUBDIR)):
+    if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
+      return candidate
+  logging.warning("No SavedModel at base model %s; training from scratch.",
+                  path)
+  return None
+
+
+def _read_vocabulary(path: str) -> Optional[List[str]]:
+  file = os.path.join(path, CELL_VOCABULARY_FILE)
+  if not tf.io.gfile.exists(file):
+    return None
+  with tf.io.gfile.GFile(file) as f:
+    return f.read().splitlines()
+
+
+def cell_row_map(new_vocab: Sequence[str], old_vocab: Sequence[str],
+                 oov_buckets: int = F.CELL_OOV_BUCKETS) -> np.ndarray:
+  """New embedding row -> old row, matching cells by token (-1: new cell).
+
+  Rows after each vocabulary are OOV buckets; they map onto each other.
+  """
+  old_index = {token: i for i, token in enumerate(old_vocab)}
+  rows = [old_index.get(token, -1) for token in new_vocab]
+  rows += [len(old_vocab) + i for i in range(oov_buckets)]
+  return np.asarray(rows, dtype=np.int64)
+
+
+def run_fn(fn_args: FnArgs) -> None:
+  """Trains on Transform's output and saves the serving model.
+
+  Hyperparameters: `model.HParams` defaults, overridden by
+  `fn_args.custom_config["hparams"]` (a dict) when given; TrainArgs/EvalArgs
+  step counts override `train_steps`/`eval_steps`. Warm-starts from
+  `fn_args.base_model` when the Trainer has a base_model input.
+  """
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  custom_config = fn_args.custom_config or {}
+  overrides = dict(custom_config.get("hparams") or {})
+  if fn_args.train_steps:
+    overrides["train_steps"] = int(fn_args.train_steps)
+  if fn_args.eval_steps:
+    overrides["eval_steps"] = int(fn_args.eval_steps)
+  hparams = model_lib.HParams.from_dict(overrides)
+  logging.info("Training with %s", hparams)
+
+  vocab = [t.decode() if isinstance(t, bytes) else str(t)
+           for t in tf_transform_output.vocabulary_by_name(F.CELL_VOCABULARY)]
+  train_ds = _input_fn(fn_args.train_files, fn_args.data_accessor,
+                       tf_transform_output, hparams.batch_size, True,
+                       hparams.seed)
+  eval_ds = _input_fn(fn_args.eval_files, fn_args.data_accessor,
+                      tf_transform_output, hparams.batch_size, False,
+                      hparams.seed)
+
+  base = _resolve_saved_model(fn_args.base_model)
+  row_maps = None
+  if base:
+    old_vocab = _read_vocabulary(base)
+    if old_vocab is not None:
+      rows = cell_row_map(vocab, old_vocab)
+      row_maps = {name: rows for name in model_lib.CELL_INDEXED_LAYERS}
+
+  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams)
+  callbacks = []
+  if fn_args.model_run_dir:
+    callbacks.append(tf.keras.callbacks.TensorBoard(
+        log_dir=fn_args.model_run_dir, update_freq="epoch"))
+  model_lib.train(model, train_ds, eval_ds, hparams,
+                  warm_start_from=base, warm_start_row_maps=row_maps,
+                  callbacks=callbacks)
+
+  signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
+  tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
+  vocab_file = os.path.join(fn_args.serving_model_dir, CELL_VOCABULARY_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(vocab_file))
+  with tf.io.gfile.GFile(vocab_file, "w") as f:
+    f.write("".join(token + "\n" for token in vocab))
+
+
+class RawPredictor:
+  """Calls a saved model's `predict_raw` signature on numpy columns."""
+
+  def __init__(self, path: str):
+    self._loaded = tf.saved_model.load(path)
+    self._fn = self._loaded.signatures[PREDICT_RAW_SIGNATURE]
+
+  def __call__(self, columns: Mapping[str, Sequence]) -> Dict[str, np.ndarray]:
+    """Predicts for equal-length columns keyed by `features.SERVING_COLUMNS`.
+
+    Extra columns (e.g. the label) are ignored.
+
+    Returns:
+      {"predicted_pickups": float32[n], "predicted_rate": float32[n]}.
+    """
+    tensors = {
+        c: tf.constant(np.asarray(columns[c],
+                                  dtype=raw_input_dtype(c).as_numpy_dtype))
+        for c in F.SERVING_COLUMNS}
+    return {k: v.numpy() for k, v in self._fn(**tensors).items()}
+
+
+def load_for_serving(path: str) -> RawPredictor:
+  """Loads a serving SavedModel (a Format-Serving dir or a pushed version)."""
+  return RawPredictor(_resolve_saved_model(path) or path)

@@ -1,0 +1,117 @@
+"""The pushed-model registry: versioned folders and the pointer to the serving one.
+
+Layout under the models folder (TAXI_DEMAND_HOME/models locally):
+  <version>/        one SavedModel per push; versions are integers that sort
+                    in push order (unix seconds, bumped on collision)
+  CURRENT           the serving version's name; replaced atomically by a push
+                    or a rollback
+
+Readers resolve CURRENT, so they never see a half-written model: a push
+writes into a hidden folder and renames it into place before CURRENT moves.
+Pure filesystem code, no TensorFlow, so the metadata commands can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from taxi_demand.errors import TaxiDemandError
+
+POINTER = "CURRENT"
+_INCOMING = ".incoming-"
+
+
+def versions(models_dir: os.PathLike) -> List[str]:
+  """Complete versions, oldest first."""
+  root = Path(models_dir)
+  if not root.is_dir():
+    return []
+  return sorted((p.name for p in root.iterdir()
+                 if p.is_dir() and p.name.isdigit()), key=int)
+
+
+def serving_version(models_dir: os.PathLike) -> Optional[str]:
+  """The version CURRENT names, else the newest, else None."""
+  pointer = Path(models_dir) / POINTER
+  if pointer.is_file():
+    name = pointer.read_text().strip()
+    if (Path(models_dir) / name).is_dir():
+      return name
+  found = versions(models_dir)
+  return found[-1] if found else None
+
+
+def resolve(models_dir: os.PathLike, version: Optional[str] = None) -> Path:
+  """The folder of `version` (default: serving), or one clear error."""
+  found = versions(models_dir)
+  if version is None:
+    version = serving_version(models_dir)
+    if version is None:
+      raise TaxiDemandError(
+          f"no pushed model under {models_dir}; run the pipeline first "
+          "(python runner_local.py)")
+  if version not in found:
+    raise TaxiDemandError(
+        f"model version {version!r} does not exist; pushed versions: "
+        f"{', '.join(found) or 'none'}")
+  return Path(models_dir) / version
+
+
+def set_serving(models_dir: os.PathLike, version: str) -> None:
+  """Points CURRENT at `version` atomically (write a temp file, rename)."""
+  root = Path(models_dir)
+  resolve(root, version)
+  fd, tmp = tempfile.mkstemp(dir=root, prefix=".pointer-")
+  with os.fdopen(fd, "w") as f:
+    f.write(version + "\n")
+  os.replace(tmp, root / POINTER)
+
+
+def push(models_dir: os.PathLike, write: Callable[[Path], None],
+         keep: int = 5, now: Callable[[], float] = time.time) -> str:
+  """Publishes a new version atomically and makes it the serving one.
+
+  Args:
+    models_dir: the registry folder.
+    write: fills the given (hidden, empty) folder with the model.
+    keep: how many versions to keep; older ones are deleted, but never the
+      one CURRENT names.
+    now: clock, for tests.
+
+  Returns:
+    The new version's name.
+  """
+  root = Path(models_dir)
+  root.mkdir(parents=True, exist_ok=True)
+  existing = versions(root)
+  version = int(now())
+  if existing:
+    version = max(version, int(existing[-1]) + 1)
+  staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{_INCOMING}{version}-"))
+  try:
+    write(staging)
+    os.rename(staging, root / str(version))  # atomic within one filesystem
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  set_serving(root, str(version))
+  prune(root, keep)
+  return str(version)
+
+
+def prune(models_dir: os.PathLike, keep: int) -> List[str]:
+  """Deletes all but the newest `keep` versions (and the serving one)."""
+  root = Path(models_dir)
+  serving = serving_version(root)
+  found = versions(root)
+  doomed = [v for v in found[:-keep] if v != serving] if keep > 0 else []
+  for v in doomed:
+    shutil.rmtree(root / v, ignore_errors=True)
+  for stale in root.glob(_INCOMING + "*"):  # left by a crashed push
+    shutil.rmtree(stale, ignore_errors=True)
+  return doomed

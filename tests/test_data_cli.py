@@ -1,0 +1,70 @@
+"""`taxi-demand load` and `simulate` from the command line: counts, JSON,
+one-line errors with exit code 1 and no traceback."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from taxi_demand import cli
+
+DATA = Path(__file__).resolve().parent / "testdata" / "data"
+
+
+def test_load_prints_the_three_counts(home, capsys):
+  assert cli.main(["load", str(DATA / "bad_rows.csv")]) == 0
+  out = capsys.readouterr().out
+  assert "read 15  loaded 2  quarantined 13" in out
+  assert "duplicate_key: 1" in out
+
+
+def test_load_json_and_idempotence(home, capsys):
+  assert cli.main(["load", str(DATA / "tiny_trips.csv"), "--json"]) == 0
+  first = json.loads(capsys.readouterr().out)
+  assert (first["read"], first["loaded"], first["quarantined"]) == (10, 10, 0)
+  assert cli.main(["load", str(DATA / "tiny_trips.csv"), "--json"]) == 0
+  second = json.loads(capsys.readouterr().out)
+  assert second["loaded"] == 0 and len(second["skipped"]) == 1
+
+
+def test_unloadable_file_is_one_line_exit_1(home, tmp_path, capsys):
+  bad = tmp_path / "semi.csv"
+  bad.write_text("a;b;c\n1;2;3\n")
+  assert cli.main(["load", str(bad)]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  assert str(bad) in err and "wrong delimiter" in err
+
+
+def test_simulate_then_load(home, tmp_path, capsys):
+  out = tmp_path / "trips"
+  assert cli.main(["simulate", "--start", "2024-01-01", "--days", "2",
+                   "--scale", "0.02", "--out", str(out)]) == 0
+  assert "next: taxi-demand load" in capsys.readouterr().out
+  assert cli.main(["load", str(out), "--json"]) == 0
+  report = json.loads(capsys.readouterr().out)
+  assert report["loaded"] == report["read"] > 0
+  assert report["truth_rows"] == 2 * 77 * 96
+  assert report["span_range"] == [19723, 19724]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--drift", "area=8:x3"], "no @DATE"),
+    (["--start", "2024-02-30"], "bad start date"),
+    (["--days", "0"], "--days"),
+])
+def test_simulate_bad_arguments(home, tmp_path, capsys, argv, needle):
+  base = {"--start": "2024-01-01", "--days": "2", "--out": str(tmp_path)}
+  for flag, value in zip(argv[::2], argv[1::2]):
+    base[flag] = value
+  args = ["simulate"] + [x for kv in base.items() for x in kv]
+  assert cli.main(args) == 1
+  err = capsys.readouterr().err
+  assert needle in err and err.count("\n") == 1
+
+
+def test_help_teaches_with_examples(capsys):
+  for command in ("load", "simulate"):
+    with pytest.raises(SystemExit):
+      cli.main([command, "--help"])
+    assert "Examples:" in capsys.readouterr().out

@@ -1,0 +1,63 @@
+"""ForecastGate's decision: beat seasonal naive overall and in every busy cell."""
+
+import pytest
+
+from pipeline.components import forecast_gate as fg
+
+# Two cells, two slots each. Seasonal naive is off by 2 everywhere.
+CELLS = [1, 1, 2, 2]
+LABELS = [10.0, 20.0, 100.0, 120.0]
+NAIVE = [12.0, 18.0, 102.0, 118.0]
+
+
+def metrics(overall_mae, cell_mae=None, baseline_mae=None):
+  m = {("", fg.CANDIDATE, fg.MAE): overall_mae,
+       ("", fg.CANDIDATE, fg.RMSE): overall_mae * 1.2,
+       ("", fg.CANDIDATE, fg.MEAN_PREDICTION): 63.0,
+       ("", fg.CANDIDATE, fg.MEAN_LABEL): 62.5}
+  for cell, mae in (cell_mae or {}).items():
+    m[(f"cell={cell}", fg.CANDIDATE, fg.MAE)] = mae
+  if baseline_mae is not None:
+    m[("", fg.BASELINE, fg.MAE)] = baseline_mae
+  return m
+
+
+def decide(m, blessed=True, min_cell_pickups=100):
+  return fg.decide(m, CELLS, LABELS, NAIVE, evaluator_blessed=blessed,
+                   naive_margin=0.10, cell_margin=0.25,
+                   min_cell_pickups=min_cell_pickups)
+
+
+def test_a_model_well_ahead_of_naive_is_blessed_with_figures_side_by_side():
+  r = decide(metrics(1.0, {1: 1.0, 2: 1.0}, baseline_mae=1.1))
+  assert r["blessed"], r["reasons"]
+  assert r["seasonal_naive_mae"] == pytest.approx(2.0)
+  assert r["seasonal_naive_rmse"] == pytest.approx(2.0)
+  assert r["model_bias"] == pytest.approx(0.5)
+  assert r["baseline_model_mae"] == pytest.approx(1.1)
+
+
+def test_not_ten_percent_better_than_naive_is_refused():
+  r = decide(metrics(1.85, {1: 1.0, 2: 1.0}))
+  assert not r["blessed"]
+  assert "seasonal-naive" in r["reasons"][0]
+
+
+def test_a_busy_cell_much_worse_than_its_naive_is_refused():
+  r = decide(metrics(1.0, {1: 1.0, 2: 2.6}))  # 2.6 > 1.25 * 2.0
+  assert not r["blessed"]
+  assert r["reasons"] == [
+      "cell 2: MAE 2.6000 is more than 25% above its seasonal-naive MAE "
+      "2.0000"]
+
+
+def test_a_quiet_cell_is_not_judged_alone():
+  r = decide(metrics(1.0, {1: 9.0, 2: 1.0}))  # cell 1 has 30 pickups < 100
+  assert r["blessed"], r["reasons"]
+  assert r["cells"]["1"]["busy"] is False
+
+
+def test_the_evaluators_refusal_stands():
+  r = decide(metrics(1.0, {1: 1.0, 2: 1.0}), blessed=False)
+  assert not r["blessed"]
+  assert "Evaluator did not bless" in r["reasons"][0]

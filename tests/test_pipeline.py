@@ -1,0 +1,71 @@
+"""create_pipeline: stable node ids, the right wiring, and no I/O."""
+
+import builtins
+import os
+
+import pytest
+
+from pipeline import pipeline as p
+from pipeline.config import PipelineConfig, Thresholds
+
+EXPECTED_IDS = [
+    p.EXAMPLE_GEN, p.STATISTICS_GEN, p.SCHEMA_GEN, p.CURATED_SCHEMA,
+    p.EXAMPLE_VALIDATOR, p.PREVIOUS_STATISTICS, p.DATA_GATE, p.TRANSFORM,
+    p.LATEST_BLESSED_MODEL, p.TRAINER, p.EVALUATOR, p.FORECAST_GATE, p.PUSHER,
+]
+
+
+def config(tmp_path, **overrides):
+  kwargs = dict(
+      pipeline_name="t", pipeline_root=str(tmp_path / "root"), span=19757,
+      warehouse_path=str(tmp_path / "w.duckdb"),
+      metadata_path=str(tmp_path / "m.sqlite"),
+      serving_dir=str(tmp_path / "models"))
+  kwargs.update(overrides)
+  return PipelineConfig(**kwargs)
+
+
+def test_nodes_have_stable_ids(tmp_path):
+  pipe = p.create_pipeline(config(tmp_path))
+  assert sorted(c.id for c in pipe.components) == sorted(EXPECTED_IDS)
+
+
+def test_create_pipeline_does_no_io(tmp_path, monkeypatch):
+  def refuse(*args, **kwargs):
+    raise AssertionError(f"create_pipeline did I/O: {args!r}")
+  for name in ("open",):
+    monkeypatch.setattr(builtins, name, refuse)
+  for name in ("makedirs", "mkdir", "listdir", "remove", "rename"):
+    monkeypatch.setattr(os, name, refuse)
+  p.create_pipeline(config(tmp_path))
+  monkeypatch.undo()
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gate_precedes_training_and_only_forecast_gate_blesses(tmp_path):
+  pipe = p.create_pipeline(config(tmp_path))
+  nodes = {c.id: c for c in pipe.components}
+  assert p.DATA_GATE in {n.id for n in nodes[p.TRANSFORM].upstream_nodes}
+  pusher_blessing = nodes[p.PUSHER].inputs["model_blessing"]
+  assert pusher_blessing.producer_component_id == p.FORECAST_GATE
+
+
+def test_parameters_are_recorded_on_the_trainer(tmp_path):
+  cfg = config(tmp_path, train_days=14,
+               thresholds=Thresholds(naive_margin=0.2))
+  trainer = {c.id: c for c in p.create_pipeline(cfg).components}[p.TRAINER]
+  params = trainer.exec_properties["custom_config"]
+  assert '"train_days": 14' in params and '"naive_margin": 0.2' in params
+
+
+def test_the_span_pins_example_gen(tmp_path):
+  gen = {c.id: c for c in p.create_pipeline(config(tmp_path)).components}[
+      p.EXAMPLE_GEN]
+  assert '"start_span_number": 19757' in gen.exec_properties["range_config"]
+
+
+@pytest.mark.parametrize("bad", [dict(train_days=0), dict(span=-1),
+                                 dict(keep_versions=0)])
+def test_config_refuses_nonsense(tmp_path, bad):
+  with pytest.raises(ValueError):
+    config(tmp_path, **bad)

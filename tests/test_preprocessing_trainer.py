@@ -1,0 +1,190 @@
+"""preprocessing_fn through tft_beam, then run_fn on its output, then serving."""
+
+import os
+
+import numpy as np
+import pytest
+
+import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.util import tfxio_utils
+from tfx.types import standard_artifacts
+
+from taxi_demand.modeling import features as F
+from taxi_demand.modeling import model as M
+from taxi_demand.modeling import preprocessing
+from taxi_demand.modeling import trainer
+
+_DAY = 20_000 * F.SECONDS_PER_DAY  # a Thursday
+_FAST_HPARAMS = {"batch_size": 16, "epochs": 1, "steps_per_execution": 5,
+                 "hidden_units": [8]}
+
+
+def _raw_rows(cells, n_slots=12, seed=0):
+  rng = np.random.default_rng(seed)
+  rows = []
+  for cell in cells:
+    for slot in range(n_slots):
+      start = _DAY + slot * 1800 + 7 * 3600
+      row = {F.CELL: cell, F.SLOT_START: start,
+             F.HOUR: (start % F.SECONDS_PER_DAY) // 3600, F.DAY_OF_WEEK: 5,
+             F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell))}
+      for key in F.HISTORY_FEATURES:
+        row[key] = float(rng.poisson(cell))
+      rows.append(row)
+  return rows
+
+
+def _raw_spec(var_len: bool = False):
+  def spec(key):
+    dtype = tf.int64 if key in F.INT_COLUMNS else tf.float32
+    return tf.io.VarLenFeature(dtype) if var_len else tf.io.FixedLenFeature(
+        [], dtype)
+  return {key: spec(key) for key in F.RAW_COLUMNS}
+
+
+def _serialize(row, with_label=True):
+  feature = {}
+  for key, value in row.items():
+    if key == F.LABEL and not with_label:
+      continue
+    if key in F.INT_COLUMNS:
+      feature[key] = tf.train.Feature(
+          int64_list=tf.train.Int64List(value=[int(value)]))
+    else:
+      feature[key] = tf.train.Feature(
+          float_list=tf.train.FloatList(value=[float(value)]))
+  return tf.train.Example(
+      features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _transform(rows, workdir, var_len=False):
+  """Runs Transform like TFX does; returns (transform dir, examples glob)."""
+  tft_dir = os.path.join(workdir, "transform_graph")
+  examples_prefix = os.path.join(workdir, "transformed", "examples")
+  metadata = tft.DatasetMetadata.from_feature_spec(_raw_spec(var_len))
+  if var_len:
+    rows = [{k: [v] for k, v in r.items()} for r in rows]
+  with beam.Pipeline() as pipeline:
+    with tft_beam.Context(temp_dir=os.path.join(workdir, "tmp")):
+      raw = pipeline | beam.Create(rows)
+      (data, out_metadata), transform_fn = (
+          (raw, metadata)
+          | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn))
+      _ = transform_fn | tft_beam.WriteTransformFn(tft_dir)
+      # TFX's Transform also writes the raw metadata, which run_fn reads.
+      _ = metadata | "WriteRaw" >> tft_beam.WriteMetadata(
+          os.path.join(tft_dir, tft.TFTransformOutput.RAW_METADATA_DIR),
+          pipeline)
+      coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
+      _ = (data | beam.Map(coder.encode)
+           | beam.io.WriteToTFRecord(examples_prefix, file_name_suffix=".gz"))
+  return tft_dir, examples_prefix + "*.gz"
+
+
+def _fn_args(workdir, tft_dir, files, name, base_model=None, hparams=None):
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.dirname(files)
+  accessor = DataAccessor(
+      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
+          [examples], []),
+      record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact(
+          [examples], []),
+      data_view_decode_fn=None)
+  return FnArgs(
+      train_files=[files], eval_files=[files], transform_output=tft_dir,
+      serving_model_dir=os.path.join(workdir, name, "Format-Serving"),
+      model_run_dir=os.path.join(workdir, name, "logs"),
+      data_accessor=accessor, train_steps=30, base_model=base_model,
+      custom_config={"hparams": {**_FAST_HPARAMS, **(hparams or {})}})
+
+
+def test_preprocessing_fn_outputs(tmp_path):
+  rows = _raw_rows([3, 10], n_slots=4)
+  tft_dir, files = _transform(rows, str(tmp_path), var_len=True)
+  output = tft.TFTransformOutput(tft_dir)
+  assert sorted(output.vocabulary_by_name(F.CELL_VOCABULARY)) == [b"10", b"3"]
+  raw = tf.io.parse_example([_serialize(r) for r in rows],
+                            output.raw_feature_spec())
+  xf = output.transform_raw_features(raw)
+  vocab = [t.decode() for t in output.vocabulary_by_name(F.CELL_VOCABULARY)]
+  np.testing.assert_array_equal(
+      xf[M.CELL_XF], [vocab.index(str(r[F.CELL])) for r in rows])
+  # Thursday (5) 07:00 is hour 4 * 24 + 7 of the week; slots are 30 minutes.
+  np.testing.assert_array_equal(xf[M.HOUR_OF_WEEK_XF],
+                                [103, 103, 104, 104] * 2)
+  np.testing.assert_array_equal(xf[M.SLOT_OF_WEEK_XF],
+                                [412, 414, 416, 418] * 2)
+  np.testing.assert_allclose(xf[F.transformed_name(F.LAG_7D)],
+                             np.log1p([r[F.LAG_7D] for r in rows]), rtol=1e-6)
+  np.testing.assert_array_equal(xf[M.IS_HOLIDAY_XF], [0, 0, 0, 1] * 2)
+  np.testing.assert_array_equal(xf[M.LABEL_XF], [r[F.LABEL] for r in rows])
+  for name in M.INPUT_NAMES:
+    assert xf[name].shape.rank == 1, name
+
+
+@pytest.mark.slow
+def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path):
+  workdir = str(tmp_path)
+  rows = _raw_rows([1, 2, 3, 4, 5])
+  tft_dir, files = _transform(rows, os.path.join(workdir, "day1"))
+  args = _fn_args(workdir, tft_dir, files, "model1")
+  trainer.run_fn(args)
+
+  loaded = tf.saved_model.load(args.serving_model_dir)
+  assert {"serving_default", "transform_features", "predict_raw"} <= set(
+      loaded.signatures)
+  serialized = tf.constant([_serialize(r, with_label=False) for r in rows])
+  from_examples = loaded.signatures["serving_default"](examples=serialized)
+  assert list(from_examples) == [trainer.PREDICTION_KEY]
+  point = from_examples[trainer.PREDICTION_KEY].numpy()
+
+  columns = {c: np.array([r[c] for r in rows]) for c in F.SERVING_COLUMNS}
+  raw = trainer.load_for_serving(os.path.dirname(args.serving_model_dir))(
+      columns)
+  np.testing.assert_array_equal(raw[trainer.PREDICTION_KEY], point)
+  assert point.shape == (len(rows),)
+  assert np.all(point >= 0) and np.all(raw[trainer.RATE_KEY] > 0)
+  # Default point forecast: the Poisson median of the predicted rate.
+  np.testing.assert_array_equal(
+      point, M.poisson_median(raw[trainer.RATE_KEY]).numpy())
+  # The model learnt that busier cells have more pickups.
+  by_cell = [raw[trainer.RATE_KEY][columns[F.CELL] == c].mean()
+             for c in (1, 5)]
+  assert by_cell[0] < by_cell[1]
+
+  # A label in the examples does not change serving predictions, and the
+  # transform signature returns the transformed label for TFMA.
+  with_label = tf.constant([_serialize(r) for r in rows])
+  np.testing.assert_array_equal(
+      loaded.signatures["serving_default"](examples=with_label)[
+          trainer.PREDICTION_KEY], point)
+  xf = loaded.signatures["transform_features"](examples=with_label)
+  np.testing.assert_array_equal(xf[M.LABEL_XF], [r[F.LABEL] for r in rows])
+
+  # Day 2: a new cell joins, which reorders the vocabulary. With a zero
+  # learning rate the warm-started weights are the exported ones, so each
+  # known cell must keep its own embedding row.
+  tft_dir2, files2 = _transform(_raw_rows([1, 2, 3, 4, 5, 42]),
+                                os.path.join(workdir, "day2"))
+  args2 = _fn_args(workdir, tft_dir2, files2, "model2",
+                   base_model=os.path.dirname(args.serving_model_dir),
+                   hparams={"learning_rate": 0.0})
+  trainer.run_fn(args2)
+  old = M.saved_weights(args.serving_model_dir)["cell_embedding/embeddings"]
+  new = M.saved_weights(args2.serving_model_dir)["cell_embedding/embeddings"]
+  vocab1 = tft.TFTransformOutput(tft_dir).vocabulary_by_name("cell")
+  vocab2 = tft.TFTransformOutput(tft_dir2).vocabulary_by_name("cell")
+  assert list(vocab1) != list(vocab2)[:len(vocab1)]
+  for i, token in enumerate(vocab1):
+    np.testing.assert_array_equal(new[list(vocab2).index(token)], old[i])
+
+
+def test_cell_row_map_matches_tokens_and_oov_buckets():
+  rows = trainer.cell_row_map(["9", "77", "8"], ["8", "9"], oov_buckets=1)
+  np.testing.assert_array_equal(rows, [1, -1, 0, 2])

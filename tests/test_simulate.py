@@ -1,0 +1,136 @@
+"""Simulator: calibration reproducible from the sample, seeded output, truth,
+drift grammar and effects, and loading into a usable warehouse."""
+
+import datetime
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from taxi_demand.data import simulate
+from taxi_demand.data.sql import QueryConfig
+from taxi_demand.data.warehouse import Warehouse
+from taxi_demand.errors import TaxiDemandError
+
+START = datetime.date(2024, 1, 1)
+DAY0 = (START - simulate.EPOCH).days
+
+
+def test_checked_in_calibration_regenerates_from_the_sample(tmp_path):
+  path = simulate.write_calibration(tmp_path / "calibration.json")
+  checked_in = simulate.Path(simulate.__file__).with_name(
+      simulate.CALIBRATION_FILE)
+  assert path.read_text() == checked_in.read_text()
+  cal = json.loads(path.read_text())
+  assert len(cal["area_share"]) == 77 and len(cal["hour_of_week_monday0"]) == 168
+  assert sum(cal["area_share"]) == pytest.approx(1, abs=1e-4)
+  # Near North Side (8) and the Loop (32) dominate Chicago pickups.
+  assert np.argsort(cal["area_share"])[-2:].tolist() == [31, 7]
+
+
+def test_same_seed_same_trips_other_seed_other_trips(tmp_path):
+  cal = simulate.Calibration.load()
+  a, lam_a = simulate.day_trips(cal, DAY0, 3, 0.1, ())
+  b, lam_b = simulate.day_trips(cal, DAY0, 3, 0.1, ())
+  c, _ = simulate.day_trips(cal, DAY0, 4, 0.1, ())
+  assert a.equals(b) and np.array_equal(lam_a, lam_b)
+  assert not a.equals(c)
+
+
+def test_trips_follow_intensity_and_truth_is_written(tmp_path):
+  report = simulate.simulate_files(tmp_path, START, 7, seed=1, scale=0.2)
+  trips = pq.read_table(report.files[0])
+  truth = pq.read_table(report.files[1])
+  assert trips.num_rows == report.trips
+  assert truth.num_rows == 7 * 77 * 96 == report.truth_rows
+  expected = sum(truth.column("intensity").to_pylist())
+  # Poisson: the total is within a few standard deviations of sum(λ).
+  assert abs(report.trips - expected) < 5 * expected ** 0.5
+  assert len(set(trips.column("unique_key").to_pylist())) == trips.num_rows
+  starts = trips.column("trip_start_timestamp").cast("int64").to_numpy()
+  assert starts.min() >= DAY0 * 86_400 * 10**6
+  assert starts.max() < (DAY0 + 7) * 86_400 * 10**6
+
+
+def test_holidays_lower_demand(monkeypatch):
+  cal = simulate.Calibration.load()
+  new_year, _ = simulate.day_intensity(cal, DAY0, 0, 1.0, ())
+  monkeypatch.setattr(simulate, "_HOLIDAY_FACTOR", 1.0)
+  no_holiday, _ = simulate.day_intensity(cal, DAY0, 0, 1.0, ())
+  assert np.allclose(new_year, 0.75 * no_holiday)
+
+
+@pytest.mark.parametrize("spec, kind", [
+    ("area=8:x3@2024-02-05", "area"),
+    ("area=8:x3/14d@2024-02-05", "area"),
+    ("area=8:drop@2024-02-05", "area"),
+    ("weekend=swap@2024-02-05", "weekend"),
+    ("coords=0.01,-0.02@2024-02-05", "coords"),
+])
+def test_drift_grammar(spec, kind):
+  [clause] = simulate.parse_drift(spec)
+  assert clause.kind == kind
+  assert clause.start_day == (datetime.date(2024, 2, 5) - simulate.EPOCH).days
+
+
+@pytest.mark.parametrize("spec", [
+    "area=8:x3", "area=99:x3@2024-02-05", "area=8:x3@2024-13-01",
+    "area=8:y3@2024-02-05", "weekend=keep@2024-02-05", "coords=5,5@2024-01-01",
+    "area=8:x-1@2024-02-05", "DROP TABLE trips"])
+def test_bad_drift_specs_fail_with_one_line(spec):
+  with pytest.raises(TaxiDemandError) as e:
+    simulate.parse_drift(spec)
+  assert "\n" not in str(e.value)
+
+
+def test_sudden_and_gradual_drift_change_intensity():
+  cal = simulate.Calibration.load()
+  clauses = simulate.parse_drift(
+      "area=8:x3@2024-01-03;area=32:x2/4d@2024-01-03;area=6:drop@2024-01-03")
+  def lam(day, drift):
+    return simulate.day_intensity(cal, DAY0 + day, 0, 1.0, drift)[0]
+  before, after = lam(1, clauses), lam(1, ())
+  assert np.allclose(before, after)  # nothing before the start day
+  for day, ramp in ((2, 1.25), (3, 1.5), (5, 2.0), (9, 2.0)):
+    drifted, plain = lam(day, clauses), lam(day, ())
+    assert drifted[7].sum() == pytest.approx(3 * plain[7].sum())
+    assert drifted[31].sum() == pytest.approx(ramp * plain[31].sum())
+    assert drifted[5].sum() == 0
+
+
+def test_coordinate_shift_and_weekend_swap():
+  cal = simulate.Calibration.load()
+  saturday = DAY0 + 5
+  shifted, _ = simulate.day_trips(
+      cal, saturday, 0, 0.05, simulate.parse_drift("coords=0.5,0@2024-01-01"))
+  plain, _ = simulate.day_trips(cal, saturday, 0, 0.05, ())
+  lat = lambda t: np.nanmean(t.column("pickup_latitude").to_numpy())  # noqa: E731
+  assert lat(shifted) - lat(plain) == pytest.approx(0.5, abs=0.01)
+  swapped = simulate._day_profile(cal, saturday, True)  # pylint: disable=protected-access
+  assert not np.allclose(swapped, simulate._day_profile(cal, saturday, False))  # pylint: disable=protected-access
+
+
+def test_simulate_into_gives_a_pipeline_ready_warehouse(tmp_path):
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    report = simulate.simulate_into(w, START, 9, seed=0, scale=0.05)
+    assert report.read == report.loaded > 0 and report.quarantined == 0
+    assert w.count("truth") == 9 * 77 * 96
+    assert w.span_range() == (DAY0, DAY0 + 8)
+    table = w.query_demand(QueryConfig(), DAY0 + 8)
+    assert table.num_rows == 77 * 48
+    # The oracle: pickups per 30-min slot track the sum of two quarter λs.
+    truth = w.con.execute(
+        "SELECT sum(intensity) FROM truth WHERE slot_start >= ?",
+        [(DAY0 + 8) * 86_400]).fetchone()[0]
+    got = sum(table.column("pickups").to_pylist())
+    assert abs(got - truth) < 5 * truth ** 0.5
+    again = simulate.simulate_into(w, START, 9, seed=0, scale=0.05)
+    assert again.loaded == 0  # same seed and days: same files, nothing new
+
+
+@pytest.mark.slow
+def test_default_scale_35_days_is_fast(tmp_path):
+  report = simulate.simulate_files(tmp_path, START, 35)
+  assert report.trips > 1_500_000
+  assert report.trips / report.seconds > 1_000_000  # trips per second

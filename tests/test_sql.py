@@ -1,0 +1,254 @@
+"""The demand query: hand-computed fixture numbers on DuckDB, span rendering,
+placeholders, transpile post-fixes and injection checks."""
+
+import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+import sqlglot
+
+from taxi_demand.data import calendar
+from taxi_demand.data import sql
+from taxi_demand.data.sql import QueryConfig, SpatialUnit
+from taxi_demand.data.warehouse import Warehouse
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.modeling import features
+
+DATA = Path(__file__).resolve().parent / "testdata" / "data"
+SUNDAY = (datetime.date(2024, 1, 7) - datetime.date(1970, 1, 1)).days
+HOURLY = QueryConfig(slot_minutes=60)
+
+
+def _epoch(text):
+  return int(datetime.datetime.fromisoformat(text).replace(
+      tzinfo=datetime.timezone.utc).timestamp())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  path = tmp_path_factory.mktemp("wh") / "w.duckdb"
+  with Warehouse(path) as w:
+    w.load([DATA / "tiny_trips.csv"])
+  with Warehouse(path, read_only=True) as w:
+    yield w
+
+
+def _rows(table):
+  return {(r["cell"], r["slot_start"]): r for r in table.to_pylist()}
+
+
+def test_columns_and_types_are_the_contract(tiny):
+  table = tiny.query_demand(HOURLY, SUNDAY)
+  assert tuple(table.column_names) == features.RAW_COLUMNS
+  for field in table.schema:
+    want = "int64" if field.name in features.INT_COLUMNS else "double"
+    assert str(field.type) == want, field.name
+  serving = tiny.serving_features(HOURLY, _epoch("2024-01-07T10:00:00"))
+  assert tuple(serving.column_names) == features.SERVING_COLUMNS
+
+
+def test_fixture_numbers_match_hand_computation(tiny):
+  table = tiny.query_demand(HOURLY, SUNDAY)
+  # Every area x every hour of the span, zero-demand slots included.
+  assert table.num_rows == 77 * 24
+  rows = _rows(table)
+  assert sum(r["pickups"] for r in rows.values()) == 5  # a1-a4, a8
+  ten = rows[(8, _epoch("2024-01-07T10:00:00"))]
+  assert ten["pickups"] == 3 and ten["hour"] == 10
+  assert (ten["lag_1"], ten["lag_2"], ten["lag_3"]) == (1.0, 0.0, 0.0)
+  assert ten["lag_1d"] == 1.0          # a5, yesterday 10:15
+  assert ten["lag_7d"] == 2.0          # a6, a7, last Sunday
+  assert ten["mean_3h"] == pytest.approx(1 / 3)   # 07, 08, 09h: 0, 0, 1
+  assert ten["mean_24h"] == pytest.approx(2 / 24)  # a5 and a4
+  assert ten["mean_same_slot_7d"] == pytest.approx(3 / 7)
+  eleven = rows[(8, _epoch("2024-01-07T11:00:00"))]  # zero-demand slot
+  assert eleven["pickups"] == 0
+  assert (eleven["lag_1"], eleven["lag_2"]) == (3.0, 1.0)
+  assert eleven["mean_3h"] == pytest.approx(4 / 3)
+  late = rows[(32, _epoch("2024-01-07T23:00:00"))]
+  assert late["pickups"] == 1 and late["hour"] == 23
+  # a9 is 8 days back, beyond the lookback: nothing for area 32 at noon.
+  assert rows[(32, _epoch("2024-01-07T12:00:00"))]["lag_7d"] == 0.0
+  quiet = rows[(1, _epoch("2024-01-07T10:00:00"))]
+  assert quiet["pickups"] == 0 and quiet["mean_24h"] == 0.0
+
+
+def test_day_of_week_is_bigquery_sunday_one(tiny):
+  # DuckDB's EXTRACT(DAYOFWEEK) is 0 on Sunday; BigQuery's is 1.
+  assert {r["day_of_week"] for r in
+          tiny.query_demand(HOURLY, SUNDAY).to_pylist()} == {1}
+  assert {r["day_of_week"] for r in
+          tiny.query_demand(HOURLY, SUNDAY + 6).to_pylist()} == {7}
+
+
+def test_train_split_emits_the_days_before_the_span(tiny):
+  train = tiny.query_demand(HOURLY, SUNDAY + 1, days_before=2)
+  slots = {r["slot_start"] for r in train.to_pylist()}
+  assert min(slots) == (SUNDAY - 1) * 86_400
+  assert max(slots) == (SUNDAY + 1) * 86_400 - 3600
+  assert sum(r["pickups"] for r in train.to_pylist()) == 6  # a1-a5, a8
+  eval_day = tiny.query_demand(HOURLY, SUNDAY + 1)
+  assert sum(r["pickups"] for r in eval_day.to_pylist()) == 1  # a10
+
+
+@pytest.mark.parametrize("minutes", [15, 30, 60])
+def test_slot_lengths_keep_totals(tiny, minutes):
+  table = tiny.query_demand(QueryConfig(slot_minutes=minutes), SUNDAY)
+  assert table.num_rows == 77 * 24 * 60 // minutes
+  assert sum(table.column("pickups").to_pylist()) == 5
+
+
+def test_grid_cells_are_seen_cells_with_documented_ids(tiny):
+  table = tiny.query_demand(
+      QueryConfig(slot_minutes=60, spatial_unit=SpatialUnit.GRID), SUNDAY)
+  cells = set(table.column("cell").to_pylist())
+  # 41.8993 N -> row floor(0.2993 * 111320 / 1000) = 33;
+  # -87.6330 E -> column floor(0.317 * 82930 / 1000) = 26.
+  assert 33_026 in cells and len(cells) == 2
+  assert table.num_rows == 2 * 24
+  assert sum(table.column("pickups").to_pylist()) == 5
+
+
+def test_holiday_rule_in_sql_agrees_with_python(tmp_path):
+  # One trip a year makes one grid cell, so the query emits one row per
+  # hour for four years: the SQL rule is checked on every day.
+  path = tmp_path / "w.duckdb"
+  csv = tmp_path / "trips.csv"
+  csv.write_text("trip_start_timestamp,trip_seconds,trip_miles,"
+                 "pickup_community_area,pickup_latitude,pickup_longitude\n" +
+                 "".join(f"{y}-03-01 12:00:00,60,1,8,41.9,-87.63\n"
+                         for y in range(2023, 2028)))
+  end = datetime.date(2028, 1, 1)
+  days = (end - datetime.date(2024, 1, 1)).days
+  with Warehouse(path) as w:
+    w.load([csv])
+    table = w.query_demand(
+        QueryConfig(slot_minutes=60, spatial_unit=SpatialUnit.GRID),
+        (end - datetime.date(1970, 1, 1)).days, days_before=days)
+  seen = {}
+  for r in table.to_pylist():
+    seen[datetime.date(1970, 1, 1) +
+         datetime.timedelta(seconds=r["slot_start"])] = (
+             r["is_holiday"], r["day_of_week"])
+  assert len(seen) == days
+  for day, (holiday, dow) in seen.items():
+    assert holiday == int(calendar.is_us_holiday(day)), day
+    assert dow == day.isoweekday() % 7 + 1, day
+  assert sum(h for h, _ in seen.values()) == 4 * 8
+
+
+def test_calendar_knows_2025():
+  assert calendar.holidays(2025) == [datetime.date(2025, m, d) for m, d in (
+      (1, 1), (1, 20), (2, 17), (5, 26), (7, 4), (9, 1), (11, 27), (12, 25))]
+
+
+# ---- rendering, placeholders and transpilation ------------------------------
+
+def test_rendered_query_parses_as_bigquery_with_placeholders():
+  for cfg in (QueryConfig(), QueryConfig(slot_minutes=15,
+                                         spatial_unit=SpatialUnit.GRID,
+                                         grid_metres=500)):
+    for days_before in (0, 28):
+      text = sql.render_bigquery(cfg, days_before=days_before)
+      assert "@span_begin_timestamp" in text
+      assert "{" not in text  # every template token rendered
+      tree = sqlglot.parse_one(text, read="bigquery")
+      assert [s.alias_or_name for s in tree.selects] == list(
+          features.RAW_COLUMNS)
+  serving = sqlglot.parse_one(sql.render_bigquery(QueryConfig(), serving=True),
+                              read="bigquery")
+  assert [s.alias_or_name for s in serving.selects] == list(
+      features.SERVING_COLUMNS)
+
+
+def test_split_queries_are_train_before_eval():
+  queries = sql.split_queries(QueryConfig(), train_days=28)
+  assert list(queries) == ["train", "eval"]
+  assert "(@span_begin_timestamp - 2419200)" in queries["train"]
+  assert queries["eval"] == sql.render_bigquery(QueryConfig())
+
+
+def test_substitute_span_matches_tfx():
+  from tfx.components.example_gen import utils  # noqa: PLC0415
+  text = ("SELECT @span_begin_timestamp, @span_end_timestamp, "
+          "@span_yyyymmdd_utc FROM t")
+  for span in (0, SUNDAY, 19_999):
+    assert sql.substitute_span(text, span) == utils.get_query_for_span(
+        text, span)
+  assert sql.substitute_span(text, SUNDAY) == (
+      f"SELECT {SUNDAY * 86400}, {(SUNDAY + 1) * 86400}, '20240107' FROM t")
+
+
+def test_to_duckdb_refuses_unfilled_placeholders():
+  with pytest.raises(TaxiDemandError, match="substitute the span"):
+    sql.to_duckdb(sql.render_bigquery(QueryConfig()))
+
+
+def _duck(query_bigquery, timezone="America/Chicago"):
+  con = duckdb.connect()
+  con.execute(f"SET TimeZone = '{timezone}'")
+  return con.execute(sql.to_duckdb(query_bigquery)).fetchall()
+
+
+def test_postfix_dayofweek_is_one_to_seven_from_sunday():
+  # sqlglot leaves EXTRACT(DAYOFWEEK) alone; raw DuckDB would say 0 here.
+  assert "EXTRACT(DAYOFWEEK" in sqlglot.transpile(
+      "SELECT EXTRACT(DAYOFWEEK FROM d)", read="bigquery", write="duckdb")[0]
+  sunday, saturday = _epoch("2024-01-07T00:00:00"), _epoch("2024-01-13T23:00:00")
+  assert _duck(f"SELECT EXTRACT(DAYOFWEEK FROM TIMESTAMP_SECONDS({sunday})), "
+               f"EXTRACT(DAYOFWEEK FROM TIMESTAMP_SECONDS({saturday}))") == [
+                   (1, 7)]
+
+
+def test_postfix_timestamp_seconds_ignores_session_time_zone():
+  # TO_TIMESTAMP is time-zone aware in DuckDB: in Chicago it would say 18h.
+  assert _duck("SELECT EXTRACT(HOUR FROM TIMESTAMP_SECONDS(0)), "
+               "EXTRACT(DAY FROM TIMESTAMP_SECONDS(0))") == [(0, 1)]
+
+
+def test_unix_seconds_of_naive_timestamp_is_wall_clock():
+  con = duckdb.connect()
+  con.execute("SET TimeZone = 'America/Chicago'")
+  con.execute("CREATE TABLE t AS SELECT TIMESTAMP '2024-01-07 10:05:00' AS ts")
+  assert con.execute(sql.to_duckdb("SELECT UNIX_SECONDS(ts) FROM t")
+                     ).fetchall() == [(_epoch("2024-01-07T10:05:00"),)]
+
+
+@pytest.mark.parametrize("table", [
+    "trips; DROP TABLE trips", "trips--", "a.b", "`trips`", "t r", "",
+    "proj.ds.t WHERE 1=1"])
+def test_table_names_carrying_sql_are_refused(table):
+  with pytest.raises(TaxiDemandError, match="bad table name"):
+    QueryConfig(table=table)
+
+
+def test_public_bigquery_table_name_is_accepted():
+  cfg = QueryConfig(table="bigquery-public-data.chicago_taxi_trips.taxi_trips")
+  assert ("`bigquery-public-data.chicago_taxi_trips.taxi_trips`"
+          in sql.render_bigquery(cfg))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"slot_minutes": 20}, {"slot_minutes": "30"}, {"grid_metres": 5},
+    {"spatial_unit": "grid"}, {"slot_minutes": True}])
+def test_bad_config_values_are_refused(kwargs):
+  with pytest.raises(TaxiDemandError):
+    QueryConfig(**kwargs)
+
+
+@pytest.mark.parametrize("span", ["19000; DROP TABLE trips", 19000.5, -1, None])
+def test_bad_spans_are_refused_before_any_query(span):
+  with pytest.raises(TaxiDemandError, match="span"):
+    sql.demand_duckdb(QueryConfig(), span)
+
+
+def test_serving_features_for_next_slot(tiny):
+  start = _epoch("2024-01-07T11:00:00")
+  table = tiny.serving_features(HOURLY, start)
+  rows = _rows(table)
+  assert table.num_rows == 77
+  assert rows[(8, start)]["lag_1"] == 3.0
+  assert tiny.serving_features(HOURLY, start, horizon=3).num_rows == 77 * 3
+  with pytest.raises(TaxiDemandError, match="slot boundary"):
+    tiny.serving_features(HOURLY, start + 60)
