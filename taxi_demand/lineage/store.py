@@ -202,6 +202,84 @@ class Reader:
         out.setdefault(key, []).append(by_id[e.artifact_id])
     return out
 
+  # --- lineage walks -------------------------------------------------------
+
+  def producer(self, artifact_id: int) -> Optional[NodeExecution]:
+    """The execution that output an artifact, if any."""
+    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+    for e in self._store.get_events_by_artifact_ids([artifact_id]):
+      if e.type in (pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT):
+        ex = self._store.get_executions_by_id([e.execution_id])[0]
+        return self._node_execution(ex)
+    return None
+
+  def consumers(self, artifact_id: int) -> List[NodeExecution]:
+    """Every execution that took an artifact as input, oldest first."""
+    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+    ids = sorted({e.execution_id for e in
+                  self._store.get_events_by_artifact_ids([artifact_id])
+                  if e.type in (pb.Event.INPUT, pb.Event.DECLARED_INPUT)})
+    return [self._node_execution(ex)
+            for ex in self._store.get_executions_by_id(ids)]
+
+  def pushed_models(self) -> List[Dict[str, Any]]:
+    """Every push that happened, oldest first: version, time, artifacts."""
+    pushes = []
+    for ex in self._store.get_executions():
+      node = self._node_execution(ex)
+      if node.node_id != PUSHER or node.state != "COMPLETE":
+        continue
+      out = (self.outputs(ex.id).get("pushed_model") or [None])[0]
+      if out is None or not _props(out).get("pushed"):
+        continue
+      model = (self.inputs(ex.id).get("model") or [None])[0]
+      pushes.append({"version": _props(out).get("pushed_version"),
+                     "pushed_at_ms": node.end_ms,
+                     "pushed_model": out, "model": model,
+                     "pusher_execution_id": ex.id})
+    pushes.sort(key=lambda p: (p["pushed_at_ms"], p["pusher_execution_id"]))
+    return pushes
+
+  def model_of_version(self, version: str):
+    """The Model artifact that was pushed as `version`."""
+    for push in self.pushed_models():
+      if str(push["version"]) == str(version):
+        return push["model"]
+    raise TaxiDemandError(f"no push of model version {version!r} in ML "
+                          "Metadata")
+
+  def training_inputs(self, model) -> Dict[str, Any]:
+    """Walks upstream from a Model: the Trainer, then Transform, ExampleGen.
+
+    Returns:
+      {"trainer": NodeExecution, "transformed_examples", "transform_graph",
+       "schema", "examples" (ExampleGen's raw examples), "statistics" (the
+       StatisticsGen output for those examples)} — artifacts or None.
+    """
+    trainer = self.producer(model.id)
+    if trainer is None:
+      raise TaxiDemandError(f"model {model.uri} has no producing execution")
+    inputs = self.inputs(trainer.execution_id)
+    first = lambda key, d=inputs: (d.get(key) or [None])[0]
+    found = {"trainer": trainer,
+             "transformed_examples": first("examples"),
+             "transform_graph": first("transform_graph"),
+             "schema": first("schema"), "base_model": first("base_model"),
+             "examples": None, "statistics": None}
+    transformed = found["transformed_examples"]
+    if transformed is not None:
+      transform = self.producer(transformed.id)
+      if transform is not None:
+        found["examples"] = first("examples",
+                                  self.inputs(transform.execution_id))
+    if found["examples"] is not None:
+      for consumer in self.consumers(found["examples"].id):
+        if consumer.node_id == STATISTICS_GEN:
+          found["statistics"] = first(
+              "statistics", self.outputs(consumer.execution_id))
+          break
+    return found
+
   def span_of_run(self, run: Run) -> Optional[int]:
     """The span a run was for: its ExampleGen's span property or output."""
     gen = run.node(EXAMPLE_GEN)

@@ -1,0 +1,146 @@
+"""The write side for checks run outside the pipeline: skew, next-day, rollback.
+
+Each check becomes one MLMD execution of its own type, with INPUT events from
+the artifacts it judged (a training statistics artifact, a pushed model, a
+serving-log span...) and OUTPUT events to the report artifacts it wrote, all
+attributed to the pipeline's context. `taxi-demand lineage` and the history
+queries then find them by walking events, like any TFX node. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from taxi_demand.errors import TaxiDemandError
+
+PIPELINE_CONTEXT_TYPE = "pipeline"
+
+
+@dataclasses.dataclass(frozen=True)
+class NewArtifact:
+  """An artifact a check produces: its type, URI and properties."""
+  type_name: str
+  uri: str
+  properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _set(value_proto, value) -> None:
+  if isinstance(value, bool):
+    value_proto.int_value = int(value)
+  elif isinstance(value, int):
+    value_proto.int_value = value
+  elif isinstance(value, float):
+    value_proto.double_value = value
+  elif value is None:
+    value_proto.string_value = ""
+  else:
+    value_proto.string_value = str(value)
+
+
+def open_writable(path: os.PathLike):
+  """The MLMD store at `path` for writing; it must exist already."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise TaxiDemandError(f"no metadata store at {path}; run the pipeline "
+                          "first (python runner_local.py)")
+  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  config = pb.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE
+  try:
+    return metadata_store.MetadataStore(config)
+  except Exception as e:  # pylint: disable=broad-except
+    raise TaxiDemandError(f"cannot open the metadata store {path}: {e}") \
+        from None
+
+
+def _type_id(store, kind: str, name: str) -> int:
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  if kind == "artifact":
+    return store.put_artifact_type(pb.ArtifactType(name=name))
+  if kind == "execution":
+    return store.put_execution_type(pb.ExecutionType(name=name))
+  return store.put_context_type(pb.ContextType(name=name))
+
+
+def record_execution(
+    store,
+    execution_type: str,
+    properties: Mapping[str, Any],
+    inputs: Mapping[str, Sequence[Any]],
+    outputs: Mapping[str, Sequence[NewArtifact]],
+    pipeline_name: str = "taxi_demand",
+) -> Dict[str, Any]:
+  """Records one completed check and returns its ids.
+
+  Args:
+    store: a writable MetadataStore (see open_writable).
+    execution_type: e.g. "taxi_demand.SkewCheck".
+    properties: plain values recorded on the execution.
+    inputs: {key: [existing MLMD Artifact protos]} the check read.
+    outputs: {key: [NewArtifact]} the check wrote.
+    pipeline_name: the pipeline context to attribute the check to.
+
+  Returns:
+    {"execution_id": int, "outputs": {key: [artifact ids]}}.
+  """
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  execution = pb.Execution(
+      type_id=_type_id(store, "execution", execution_type),
+      last_known_state=pb.Execution.COMPLETE,
+      name=f"{execution_type}-{time.time_ns()}")
+  for key, value in properties.items():
+    _set(execution.custom_properties[key], value)
+
+  pairs: List = []
+  for key, artifacts in inputs.items():
+    for i, artifact in enumerate(artifacts):
+      event = pb.Event(type=pb.Event.INPUT)
+      event.path.steps.add(key=key)
+      event.path.steps.add(index=i)
+      pairs.append((artifact, event))
+  out_keys: List[str] = []
+  for key, new_artifacts in outputs.items():
+    for i, new in enumerate(new_artifacts):
+      artifact = pb.Artifact(type_id=_type_id(store, "artifact", new.type_name),
+                             uri=new.uri, state=pb.Artifact.LIVE)
+      for name, value in new.properties.items():
+        _set(artifact.custom_properties[name], value)
+      event = pb.Event(type=pb.Event.OUTPUT)
+      event.path.steps.add(key=key)
+      event.path.steps.add(index=i)
+      pairs.append((artifact, event))
+      out_keys.append(key)
+
+  contexts = [c for c in store.get_contexts_by_type(PIPELINE_CONTEXT_TYPE)
+              if c.name == pipeline_name]
+  execution_id, artifact_ids, _ = store.put_execution(
+      execution, pairs, contexts, reuse_context_if_already_exist=True)
+  produced: Dict[str, List[int]] = {}
+  outputs_ids = artifact_ids[len(artifact_ids) - len(out_keys):]
+  for key, artifact_id in zip(out_keys, outputs_ids):
+    produced.setdefault(key, []).append(artifact_id)
+  return {"execution_id": execution_id, "outputs": produced}
+
+
+def executions_of_type(store, execution_type: str) -> List[Any]:
+  """Recorded checks of one type, oldest first."""
+  try:
+    found = store.get_executions_by_type(execution_type)
+  except Exception:  # pylint: disable=broad-except  (type not registered yet)
+    return []
+  return sorted(found, key=lambda e: (e.create_time_since_epoch, e.id))
+
+
+def find_artifact(store, type_name: str, uri: str) -> Optional[Any]:
+  """An artifact of `type_name` at `uri`, if one was recorded."""
+  try:
+    found = store.get_artifacts_by_type(type_name)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  matches = [a for a in found if a.uri == uri]
+  return matches[-1] if matches else None
