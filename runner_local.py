@@ -11,6 +11,7 @@ Exit codes: 0 ok (blessed or not), 1 error, 3 data validation alert.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
@@ -38,6 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="rolling training window in days (default 28)")
   parser.add_argument("--train-steps", type=int, default=None,
                       help="training steps (default: the model's default)")
+  parser.add_argument("--hparam", action="append", default=[],
+                      metavar="KEY=VALUE",
+                      help="model hyperparameter, repeatable (e.g. "
+                      "learning_rate=0.01); recorded in ML Metadata")
   parser.add_argument("--slot-minutes", type=int, default=30,
                       choices=(15, 30, 60), help="slot length (default 30)")
   parser.add_argument("--spatial-unit", default="community_area",
@@ -78,4 +83,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  code = main()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # Skip interpreter teardown: TensorFlow's function destructors print
+  # "Exception ignored ... AtomicFunction.__del__" noise at exit.
+  os._exit(code)

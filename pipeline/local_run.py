@@ -103,6 +103,21 @@ def spans_to_run(args, home: Home) -> List[int]:
   return [newest]
 
 
+def parse_hparams(pairs: List[str]) -> dict:
+  """["learning_rate=0.01", ...] -> {"learning_rate": 0.01, ...}."""
+  out = {}
+  for pair in pairs:
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+      raise TaxiDemandError(f"--hparam {pair!r}: expected KEY=VALUE")
+    try:
+      value = json.loads(raw)
+    except ValueError:
+      value = raw
+    out[key.strip()] = value
+  return out
+
+
 def build_config(args, home: Home, span: int):
   """Flags and home -> PipelineConfig. The one place paths are decided."""
   from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
@@ -111,7 +126,7 @@ def build_config(args, home: Home, span: int):
   beam_args = ["--direct_num_workers=%d" % args.beam_workers]
   if args.beam_workers > 1:
     beam_args.append("--direct_running_mode=multi_processing")
-  kwargs = {}
+  kwargs = {"hparams": parse_hparams(getattr(args, "hparam", None) or [])}
   if getattr(args, "train_steps", None):
     kwargs["train_steps"] = args.train_steps
   return PipelineConfig(

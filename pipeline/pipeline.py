@@ -9,6 +9,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
+from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
 from pipeline.components.data_gate import DataGate
 from pipeline.components.duckdb_example_gen import DuckDBExampleGen
 from pipeline.components.duckdb_example_gen import input_config_for
@@ -20,6 +21,7 @@ from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
 from pipeline.config import PipelineConfig
 from pipeline.config import Platform
+from pipeline.config import VertexConfig
 from taxi_demand.modeling import features
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
@@ -40,6 +42,9 @@ TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 FORECAST_GATE = "ForecastGate"
 PUSHER = "Pusher"
+ENDPOINT_PUSHER = "EndpointPusher"        # Vertex with an endpoint only
+# The Vertex runtime parameter that names the day (see bigquery_example_gen).
+SPAN_PARAMETER = "span"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -106,11 +111,63 @@ def run_parameters(config: PipelineConfig) -> dict:
 def _example_gen(config: PipelineConfig):
   """The one platform branch for data: DuckDB locally, BigQuery on Vertex."""
   # The same two split queries either way: one demand query, two engines.
-  kwargs = dict(input_config=input_config_for(config.query, config.train_days),
-                range_config=range_config_for(config.span))
+  input_config = input_config_for(config.query, config.train_days)
   if config.platform is Platform.LOCAL:
-    return DuckDBExampleGen(warehouse_path=config.warehouse_path, **kwargs)
-  return tfx.extensions.google_cloud_big_query.BigQueryExampleGen(**kwargs)
+    return DuckDBExampleGen(warehouse_path=config.warehouse_path,
+                            input_config=input_config,
+                            range_config=range_config_for(config.span))
+  # No query-based driver runs on Vertex, so range_config would be ignored:
+  # the executor fills the span from this parameter (0: from the schedule).
+  return SpanBigQueryExampleGen(
+      input_config=input_config,
+      span=tfx.dsl.experimental.RuntimeParameter(
+          name=SPAN_PARAMETER, ptype=int, default=config.span))
+
+
+def _vertex_training_config(vertex: VertexConfig) -> dict:
+  """custom_config keys that make TFX's cloud Trainer run a Vertex custom job."""
+  machine_spec = {"machine_type": vertex.training_machine_type}
+  if vertex.accelerator_type:
+    machine_spec.update(accelerator_type=vertex.accelerator_type,
+                        accelerator_count=vertex.accelerator_count or 1)
+  job_spec = {
+      "project": vertex.project,
+      "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
+                             "container_spec": {"image_uri": vertex.image}}],
+  }
+  if vertex.service_account:
+    job_spec["service_account"] = vertex.service_account
+  if vertex.network:
+    job_spec["network"] = vertex.network
+  if vertex.kms_key:
+    job_spec["encryption_spec"] = {"kms_key_name": vertex.kms_key}
+  gcp = tfx.extensions.google_cloud_ai_platform
+  return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: vertex.region,
+          gcp.TRAINING_ARGS_KEY: job_spec}
+
+
+def _trainer(config: PipelineConfig, **kwargs):
+  if config.vertex is not None and config.vertex.vertex_training:
+    kwargs["custom_config"] = {**kwargs["custom_config"],
+                               **_vertex_training_config(config.vertex)}
+    return tfx.extensions.google_cloud_ai_platform.Trainer(**kwargs)
+  return tfx.components.Trainer(**kwargs)
+
+
+def _endpoint_pusher(vertex: VertexConfig, model, blessing):
+  """Deploys blessed models to a Vertex endpoint, besides the GCS push."""
+  gcp = tfx.extensions.google_cloud_ai_platform
+  serving_args = {"project_id": vertex.project,
+                  "endpoint_name": vertex.endpoint,
+                  "machine_type": vertex.serving_machine_type}
+  if vertex.kms_key:
+    serving_args["encryption_spec_key_name"] = vertex.kms_key
+  return gcp.Pusher(model=model, model_blessing=blessing, custom_config={
+      gcp.ENABLE_VERTEX_KEY: True,
+      gcp.VERTEX_REGION_KEY: vertex.region,
+      gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
+      gcp.SERVING_ARGS_KEY: serving_args,
+  }).with_id(ENDPOINT_PUSHER)
 
 
 def _pusher(config: PipelineConfig, model, blessing):
@@ -137,25 +194,34 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   statistics = statistics_gen.outputs["statistics"]
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics, infer_feature_shape=True).with_id(SCHEMA_GEN)
+  # On Vertex the file is read inside the image, not on the compiling host.
+  schema_file = (config.vertex.schema_file if config.vertex is not None
+                 else os.path.join(SCHEMA_DIR, "schema.pbtxt"))
   curated_schema = tfx.components.ImportSchemaGen(
-      schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt")).with_id(
-          CURATED_SCHEMA)
+      schema_file=schema_file).with_id(CURATED_SCHEMA)
   schema = curated_schema.outputs["schema"]
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics, schema=schema).with_id(EXAMPLE_VALIDATOR)
 
-  previous_statistics = tfx.dsl.Resolver(
-      strategy_class=PreviousSpanStrategy,
-      config={"span": config.span},
-      statistics=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ExampleStatistics,
-          producer_component_id=STATISTICS_GEN,
-          output_key="statistics")).with_id(PREVIOUS_STATISTICS)
+  # Vertex compiles only TFX's built-in resolver strategies, so the
+  # previous-span drift check is local only; on Vertex DataGate skips it.
+  on_vertex = config.platform is Platform.VERTEX
+  previous_statistics = None
+  if not on_vertex:
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=PreviousSpanStrategy,
+        config={"span": config.span},
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=STATISTICS_GEN,
+            output_key="statistics")).with_id(PREVIOUS_STATISTICS)
   data_gate = DataGate(
       statistics=statistics,
       schema=schema,
       anomalies=example_validator.outputs["anomalies"],
-      previous_statistics=previous_statistics.outputs["statistics"],
+      previous_statistics=(previous_statistics.outputs["statistics"]
+                           if previous_statistics else None),
+      check_drift=0 if on_vertex else 1,
   ).with_id(DATA_GATE)
 
   transform = tfx.components.Transform(
@@ -164,9 +230,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # Nothing trains on a day that failed validation.
   transform.add_upstream_node(data_gate)
 
+  # On Vertex: TFX's LatestBlessedModelStrategy, the one blessed-model
+  # strategy its compiler knows (it cannot filter by producer or span).
   latest_blessed = tfx.dsl.Resolver(
-      strategy_class=BlessedModelBeforeSpanStrategy,
-      config={"span": config.span},
+      strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy
+                      if on_vertex else BlessedModelBeforeSpanStrategy),
+      config={} if on_vertex else {"span": config.span},
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
                             producer_component_id=TRAINER,
                             output_key="model"),
@@ -178,7 +247,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
           output_key="blessing")).with_id(LATEST_BLESSED_MODEL)
   baseline_model = latest_blessed.outputs["model"]
 
-  trainer = tfx.components.Trainer(
+  trainer = _trainer(
+      config,
       run_fn=RUN_FN,
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
@@ -211,6 +281,14 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       example_validator, previous_statistics, data_gate, transform,
       latest_blessed, trainer, evaluator, forecast_gate, pusher,
   ]
+  components = [c for c in components if c is not None]
+  if on_vertex:
+    if config.vertex.endpoint:
+      components.append(_endpoint_pusher(
+          config.vertex, model, forecast_gate.outputs["blessing"]))
+    # Dataflow for the Beam-heavy nodes; the rest run in their own container.
+    for node in (example_gen, statistics_gen, transform, evaluator):
+      node.with_beam_pipeline_args(list(config.vertex.dataflow_beam_args))
   metadata_config = None
   if config.platform is Platform.LOCAL:
     metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(

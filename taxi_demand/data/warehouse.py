@@ -192,6 +192,19 @@ class Warehouse:
         "FROM trips").fetchone()
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
+  def fingerprint(self, until_epoch: int) -> str:
+    """A digest of every trip that starts before `until_epoch`.
+
+    Any load, quarantine fix or re-simulation that changes what a span's
+    queries could read changes it; ExampleGen's cache key includes it.
+    """
+    until = int(until_epoch)
+    count, digest = self.con.execute(
+        "SELECT count(*), coalesce(sum(hash(unique_key)), 0) FROM trips "
+        "WHERE trip_start_timestamp < make_timestamp(CAST(? AS BIGINT) * 1000000)",
+        [until]).fetchone()
+    return f"trips<{until}:count={count}:hash={digest}"
+
   def newest_span(self) -> int | None:
     spans = self.span_range()
     return None if spans is None else spans[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -348,5 +349,15 @@ def train(model: tf.keras.Model,
       steps_per_epoch=max(1, steps // epochs),
       validation_data=eval_ds.repeat() if eval_ds is not None else None,
       validation_steps=eval_steps,
-      callbacks=list(callbacks),
-      verbose=2)
+      callbacks=[_LogEpochs()] + list(callbacks),
+      # Keras writes progress to stdout; the console belongs to the runner's
+      # one line per component, so epochs go to the log file instead.
+      verbose=0)
+
+
+class _LogEpochs(tf.keras.callbacks.Callback):
+  """Logs each epoch's metrics through `logging` (the run's log file)."""
+
+  def on_epoch_end(self, epoch, logs=None):
+    logging.info("epoch %d: %s", epoch + 1, ", ".join(
+        f"{k}={v:.4f}" for k, v in sorted((logs or {}).items())))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from tfx.components.example_gen import component as example_gen_component
+from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
@@ -24,6 +25,8 @@ from tfx.types import standard_component_specs
 
 from pipeline.components.duckdb_example_gen import executor
 from taxi_demand.data import sql
+from taxi_demand.data import warehouse as warehouse_lib
+from taxi_demand.modeling import features
 
 WAREHOUSE_PATH_KEY = "warehouse_path"
 
@@ -55,11 +58,32 @@ def range_config_for(span: int) -> range_config_pb2.RangeConfig:
           start_span_number=span, end_span_number=span))
 
 
+class DuckDBDriver(example_gen_driver.QueryBasedDriver):
+  """TFX's query-based driver plus an input fingerprint of the warehouse.
+
+  TFX's query-based driver records no fingerprint, so a rerun of a span
+  after new trips were loaded would be served stale examples from the cache.
+  The fingerprint of every trip before the span's end enters the cache key.
+  """
+
+  def resolve_exec_properties(self, exec_properties, pipeline_info,
+                              component_info):
+    exec_properties = super().resolve_exec_properties(
+        exec_properties, pipeline_info, component_info)
+    span = int(exec_properties[example_gen_utils.SPAN_PROPERTY_NAME])
+    with warehouse_lib.Warehouse(exec_properties[WAREHOUSE_PATH_KEY],
+                                 read_only=True) as warehouse:
+      exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = (
+          warehouse.fingerprint((span + 1) * features.SECONDS_PER_DAY))
+    return exec_properties
+
+
 class DuckDBExampleGen(example_gen_component.QueryBasedExampleGen):
   """Examples from the demand query run on the embedded DuckDB warehouse."""
 
   SPEC_CLASS = DuckDBExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+  DRIVER_CLASS = DuckDBDriver
 
   def __init__(
       self,
