@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from taxi_demand.data.sql import QueryConfig
 
@@ -36,6 +36,48 @@ class Thresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class VertexConfig:
+  """What Platform.VERTEX adds: project, image, Dataflow, training, endpoint.
+
+  runner_vertex.py fills it from flags (see pipeline/vertex_run.py).
+
+  Attributes:
+    project: the Google Cloud project that runs BigQuery, Dataflow, training.
+    region: Vertex AI and Dataflow region.
+    image: the pipeline image (Dockerfile); Vertex training runs it too.
+    schema_file: the curated schema's path inside the image.
+    dataflow_beam_args: Beam args of the Beam-heavy nodes (ExampleGen,
+      StatisticsGen, Transform, Evaluator): DataflowRunner and its options.
+    service_account, network, kms_key: the identity, VPC network and CMEK
+      key of Vertex training and endpoint jobs ("" for the defaults).
+    vertex_training: train in a Vertex custom job instead of in the
+      pipeline's own container.
+    training_machine_type, accelerator_type, accelerator_count: that job's
+      machine ("" / 0 for no accelerator).
+    endpoint: a Vertex endpoint name to deploy blessed models to, besides the
+      GCS push ("" for none).
+    serving_image, serving_machine_type: the endpoint's prediction container
+      and machine.
+  """
+  project: str
+  region: str
+  image: str
+  schema_file: str
+  dataflow_beam_args: tuple[str, ...] = ()
+  service_account: str = ""
+  network: str = ""
+  kms_key: str = ""
+  vertex_training: bool = False
+  training_machine_type: str = "n1-standard-4"
+  accelerator_type: str = ""
+  accelerator_count: int = 0
+  endpoint: str = ""
+  serving_image: str = (
+      "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest")
+  serving_machine_type: str = "n1-standard-2"
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """A complete, immutable description of one pipeline run.
 
@@ -62,8 +104,13 @@ class PipelineConfig:
   beam_pipeline_args: tuple[str, ...] = ()
   enable_cache: bool = True
   code_version: str = ""
+  # Platform.VERTEX only.
+  vertex: Optional[VertexConfig] = None
 
   def __post_init__(self):
+    if (self.platform is Platform.VERTEX) != (self.vertex is not None):
+      raise ValueError("vertex settings go with Platform.VERTEX, and only "
+                       "with it")
     if self.train_days < 1:
       raise ValueError(f"train_days must be >= 1, got {self.train_days}")
     if self.span < 0:
