@@ -251,6 +251,17 @@ def print_summary(home: Home, config) -> dict:
   return summary
 
 
+def headline(error: BaseException) -> str:
+  """The most telling single line of an error message.
+
+  TensorFlow's messages open with "in user code:" and end with the cause.
+  """
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  if not lines:
+    return ""
+  return lines[-1] if lines[0].endswith(":") else lines[0]
+
+
 @contextlib.contextmanager
 def guarded(verbose: bool) -> Iterator[dict]:
   """Turns failures into one line and an exit code in `state['exit_code']`."""
@@ -273,10 +284,10 @@ def guarded(verbose: bool) -> Iterator[dict]:
           file=sys.stderr)
     state["exit_code"] = 130
   except Exception as e:  # pylint: disable=broad-except
+    _log.error("the run failed", exc_info=True)  # the whole story, in the log
     if verbose:
       traceback.print_exc()
-    first = (str(e).strip().splitlines() or [""])[0]
-    print(f"error: the run failed: {type(e).__name__}: {first} "
+    print(f"error: the run failed: {type(e).__name__}: {headline(e)} "
           "(details in the log; `--resume` reruns from the failed node)",
           file=sys.stderr)
     state["exit_code"] = EXIT_ERROR

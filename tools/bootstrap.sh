@@ -7,9 +7,6 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 LOCK=requirements.lock
-key=$(cat "$LOCK" setup.py | sha256sum | cut -c1-16)
-stamp="$VENV/.installed-$key"
-[ -f "$stamp" ] && exit 0
 
 say() { echo "bootstrap: $*" >&2; }
 die() { echo "bootstrap: error: $*" >&2; exit 1; }
@@ -17,6 +14,16 @@ die() { echo "bootstrap: error: $*" >&2; exit 1; }
 is_py310() {
   [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1
 }
+
+# An explicit PYTHON that does not work is an error even when the
+# environment is already built: the user asked for that interpreter.
+if [ -n "${PYTHON:-}" ] && ! is_py310 "$PYTHON"; then
+  die "PYTHON=$PYTHON is not a working Python 3.10 interpreter; point PYTHON at one (TFX 1.16 needs 3.10)."
+fi
+
+key=$(cat "$LOCK" setup.py | sha256sum | cut -c1-16)
+stamp="$VENV/.installed-$key"
+[ -f "$stamp" ] && exit 0
 
 find_python() {
   # An explicit PYTHON is the user's choice: use it or fail, never fall back.

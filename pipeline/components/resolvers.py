@@ -18,7 +18,18 @@ def span_of(artifact: types.Artifact) -> int:
   return 0
 
 
-class PreviousSpanStrategy(resolver.ResolverStrategy):
+class _BeforeSpanStrategy(resolver.ResolverStrategy):
+  """Base of strategies that pick among artifacts of spans before `span`."""
+
+  def __init__(self, span: int):
+    self._span = int(span)
+
+  def _newest_before(self, artifacts) -> Optional[types.Artifact]:
+    earlier = [a for a in artifacts if 0 < span_of(a) < self._span]
+    return max(earlier, key=lambda a: (span_of(a), a.id)) if earlier else None
+
+
+class PreviousSpanStrategy(_BeforeSpanStrategy):
   """Resolves, per channel, the newest artifact of the greatest span < `span`.
 
   The drift check compares today's statistics with the previous span's. The
@@ -28,9 +39,6 @@ class PreviousSpanStrategy(resolver.ResolverStrategy):
   order the nodes run in and whenever a day is re-run.
   """
 
-  def __init__(self, span: int):
-    self._span = int(span)
-
   def resolve_artifacts(
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
@@ -38,16 +46,12 @@ class PreviousSpanStrategy(resolver.ResolverStrategy):
     del store  # the candidates are already in input_dict
     result = {}
     for key, artifacts in input_dict.items():
-      earlier = [a for a in artifacts if 0 < span_of(a) < self._span]
-      if not earlier:
-        result[key] = []
-        continue
-      best = max(earlier, key=lambda a: (span_of(a), a.id))
-      result[key] = [best]
+      best = self._newest_before(artifacts)
+      result[key] = [best] if best is not None else []
     return result
 
 
-class BlessedModelBeforeSpanStrategy(resolver.ResolverStrategy):
+class BlessedModelBeforeSpanStrategy(_BeforeSpanStrategy):
   """The newest model blessed by a run for an earlier span than `span`.
 
   TFX's LatestBlessedModelStrategy would pick a model blessed by a rerun of
@@ -57,9 +61,6 @@ class BlessedModelBeforeSpanStrategy(resolver.ResolverStrategy):
   "model_blessing" channels.
   """
 
-  def __init__(self, span: int):
-    self._span = int(span)
-
   def resolve_artifacts(
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
@@ -67,13 +68,12 @@ class BlessedModelBeforeSpanStrategy(resolver.ResolverStrategy):
     del store
     model_key, blessing_key = "model", "model_blessing"
     models = {m.id: m for m in input_dict[model_key]}
-    blessed = [b for b in input_dict[blessing_key]
-               if b.get_int_custom_property("blessed") == 1
-               and 0 < span_of(b) < self._span
-               and b.get_int_custom_property("current_model_id") in models]
-    if not blessed:
+    best = self._newest_before(
+        b for b in input_dict[blessing_key]
+        if b.get_int_custom_property("blessed") == 1
+        and b.get_int_custom_property("current_model_id") in models)
+    if best is None:
       return {model_key: [], blessing_key: []}
-    best = max(blessed, key=lambda b: (span_of(b), b.id))
     return {model_key: [models[best.get_int_custom_property(
         "current_model_id")]], blessing_key: [best]}
 
