@@ -236,7 +236,11 @@ def print_summary(home: Home, config) -> dict:
   say("summary")
   say(f"  run {summary['run_id']}  span {summary['span']} "
       f"({date_of(summary['span']) if summary['span'] is not None else '?'})")
-  say(f"  examples: train {fmt(summary.get('train_examples'))}, eval "
+  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
+    trips = warehouse.trips_on(config.span)
+  say(f"  rows: {trips} trips on the day; examples: train "
+      f"{fmt(summary.get('train_examples'))}, eval "
       f"{fmt(summary.get('eval_examples'))}")
   say(f"  anomalies {fmt(summary.get('anomalies'))}; drift "
       f"{summary.get('drift') or 'n/a'}")

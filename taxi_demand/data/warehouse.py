@@ -192,6 +192,15 @@ class Warehouse:
         "FROM trips").fetchone()
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
+  def trips_on(self, span: int) -> int:
+    """Trips that started on day `span`."""
+    begin = int(span) * 86_400
+    return self.con.execute(
+        "SELECT count(*) FROM trips WHERE trip_start_timestamp >= "
+        "make_timestamp(CAST(? AS BIGINT) * 1000000) AND trip_start_timestamp"
+        " < make_timestamp(CAST(? AS BIGINT) * 1000000)",
+        [begin, begin + 86_400]).fetchone()[0]
+
   def fingerprint(self, until_epoch: int) -> str:
     """A digest of every trip that starts before `until_epoch`.
 
