@@ -29,9 +29,14 @@ test-fast: venv
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b --json || exit 1; done
 
+# The kernel is this venv's Python, registered inside the venv under its own
+# name, so a user-level "python3" kernelspec cannot run the notebook elsewhere.
 notebook: venv
 	@mkdir -p build
+	@$(PY) -m ipykernel install --sys-prefix --name taxi-demand \
+	  --display-name "taxi_demand (.venv)" >/dev/null
 	$(PY) -m jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=900 \
+	  --ExecutePreprocessor.kernel_name=taxi-demand \
 	  --output-dir build notebooks/walkthrough.ipynb
 
 lock: venv

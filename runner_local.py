@@ -15,7 +15,7 @@ import os
 import sys
 
 import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
-from taxi_demand.data.sql import SpatialUnit
+from pipeline import flags
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,26 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "reusing every upstream artifact")
   parser.add_argument("--from-node", metavar="ID",
                       help="partial run starting at this node id")
-  parser.add_argument("--train-days", type=int, default=28,
-                      help="rolling training window in days (default 28)")
-  parser.add_argument("--train-steps", type=int, default=None,
-                      help="training steps (default: the model's default)")
-  parser.add_argument("--hparam", action="append", default=[],
-                      metavar="KEY=VALUE",
-                      help="model hyperparameter, repeatable (e.g. "
-                      "learning_rate=0.01); recorded in ML Metadata")
-  parser.add_argument("--slot-minutes", type=int, default=30,
-                      choices=(15, 30, 60), help="slot length (default 30)")
-  parser.add_argument("--spatial-unit", default="community_area",
-                      choices=[u.value for u in SpatialUnit],
-                      help="what a cell is (default community_area)")
-  parser.add_argument("--grid-metres", type=int, default=1000,
-                      help="grid cell side for --spatial-unit grid")
+  flags.add_model_flags(parser)
   parser.add_argument("--beam-workers", type=int, default=1,
                       help="Beam DirectRunner workers; > 1 uses "
                       "multi_processing mode")
-  parser.add_argument("--keep-versions", type=int, default=5,
-                      help="pushed model versions to keep (default 5)")
   parser.add_argument("--sample", action="store_true",
                       help="with an empty warehouse, load the real Chicago "
                       "sample shipped with TFX instead of simulated days")

@@ -94,6 +94,8 @@ class PipelineConfig:
   metadata_path: str = ""
   # Where blessed models are pushed: a folder (local) or gs:// URI.
   serving_dir: str = ""
+  # The served-feature log the skew check reads (local platform).
+  serving_log_dir: str = ""
   keep_versions: int = 5
   # Trainer.
   train_steps: int = 2000

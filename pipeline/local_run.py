@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
 import sys
 import time
@@ -13,10 +12,10 @@ import traceback
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
+from pipeline import flags
 from taxi_demand import __version__
 from taxi_demand import logs
-from taxi_demand.data.sql import QueryConfig
-from taxi_demand.data.sql import SpatialUnit
+from taxi_demand import spans
 from taxi_demand.errors import AlertError
 from taxi_demand.errors import EXIT_ERROR
 from taxi_demand.errors import TaxiDemandError
@@ -36,17 +35,11 @@ def say(message: str) -> None:
   print(message, flush=True)
 
 
-def span_of(date_text: str) -> int:
-  try:
-    day = datetime.date.fromisoformat(date_text)
-  except (TypeError, ValueError):
-    raise TaxiDemandError(
-        f"bad date {date_text!r}: expected YYYY-MM-DD") from None
-  return (day - datetime.date(1970, 1, 1)).days
+span_of = spans.parse_span
 
 
 def date_of(span: int) -> str:
-  return (datetime.date(1970, 1, 1) + datetime.timedelta(days=span)).isoformat()
+  return spans.day_of(span).isoformat()
 
 
 def tfx_sample_csv() -> Path:
@@ -103,21 +96,6 @@ def spans_to_run(args, home: Home) -> List[int]:
   return [newest]
 
 
-def parse_hparams(pairs: List[str]) -> dict:
-  """["learning_rate=0.01", ...] -> {"learning_rate": 0.01, ...}."""
-  out = {}
-  for pair in pairs:
-    key, sep, raw = pair.partition("=")
-    if not sep or not key.strip():
-      raise TaxiDemandError(f"--hparam {pair!r}: expected KEY=VALUE")
-    try:
-      value = json.loads(raw)
-    except ValueError:
-      value = raw
-    out[key.strip()] = value
-  return out
-
-
 def build_config(args, home: Home, span: int):
   """Flags and home -> PipelineConfig. The one place paths are decided."""
   from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
@@ -126,25 +104,18 @@ def build_config(args, home: Home, span: int):
   beam_args = ["--direct_num_workers=%d" % args.beam_workers]
   if args.beam_workers > 1:
     beam_args.append("--direct_running_mode=multi_processing")
-  kwargs = {"hparams": parse_hparams(getattr(args, "hparam", None) or [])}
-  if getattr(args, "train_steps", None):
-    kwargs["train_steps"] = args.train_steps
   return PipelineConfig(
       pipeline_name=PIPELINE_NAME,
       pipeline_root=str(home.pipeline_root),
       span=span,
-      train_days=args.train_days,
-      query=QueryConfig(slot_minutes=args.slot_minutes,
-                        spatial_unit=SpatialUnit(args.spatial_unit),
-                        grid_metres=args.grid_metres),
       warehouse_path=str(home.warehouse),
       metadata_path=str(home.metadata),
       serving_dir=str(home.models),
-      keep_versions=args.keep_versions,
+      serving_log_dir=str(home.serving_log),
       beam_pipeline_args=tuple(beam_args),
       enable_cache=not args.no_cache,
       code_version=__version__,
-      **kwargs)
+      **flags.model_config_kwargs(args))
 
 
 def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:

@@ -15,13 +15,17 @@ from pipeline.components.duckdb_example_gen import DuckDBExampleGen
 from pipeline.components.duckdb_example_gen import input_config_for
 from pipeline.components.duckdb_example_gen import range_config_for
 from pipeline.components.forecast_gate import ForecastGate
+from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
 from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
+from pipeline.components.skew_validator import ServingModelTrainingStatsStrategy
+from pipeline.components.skew_validator import SkewValidator
 from pipeline.config import PipelineConfig
 from pipeline.config import Platform
 from pipeline.config import VertexConfig
+from taxi_demand import spans
 from taxi_demand.modeling import features
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
@@ -42,6 +46,9 @@ TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 FORECAST_GATE = "ForecastGate"
 PUSHER = "Pusher"
+NEXT_DAY_VALIDATOR = "NextDayValidator"
+SERVING_MODEL_TRAINING = "ServingModelTraining"
+SKEW_VALIDATOR = "SkewValidator"
 ENDPOINT_PUSHER = "EndpointPusher"        # Vertex with an endpoint only
 # The Vertex runtime parameter that names the day (see bigquery_example_gen).
 SPAN_PARAMETER = "span"
@@ -51,20 +58,30 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   """MAE, RMSE and bias, overall and by hour, day of week and cell.
 
   The TFMA thresholds are "not worse than the last blessed model" (ignored on
-  the first run, when there is no baseline) and "the eval day is not empty". The comparison with
-  the seasonal-naive forecast happens in ForecastGate.
+  the first run, when there is no baseline) and "the eval day is not empty",
+  both on the whole eval day only: a plain `threshold` would apply to every
+  slice, and no model beats its predecessor in each of 77 cells and 24 hours
+  on one day of counts. The comparison with the seasonal-naive forecast,
+  overall and per busy cell, happens in ForecastGate.
   """
+  whole_day = [tfma.SlicingSpec()]
+
+  def on_whole_day(threshold: tfma.MetricThreshold):
+    return [tfma.PerSliceMetricThreshold(slicing_specs=whole_day,
+                                         threshold=threshold)]
+
   not_worse = tfma.MetricThreshold(
       change_threshold=tfma.GenericChangeThreshold(
           direction=tfma.MetricDirection.LOWER_IS_BETTER,
           absolute={"value": config.thresholds.change_tolerance}))
+  not_empty = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1}))
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
           signature_name="serving_default",
           label_key=features.LABEL,
           prediction_key="predicted_pickups")],
-      slicing_specs=[
-          tfma.SlicingSpec(),
+      slicing_specs=whole_day + [
           tfma.SlicingSpec(feature_keys=[features.HOUR]),
           tfma.SlicingSpec(feature_keys=[features.DAY_OF_WEEK]),
           tfma.SlicingSpec(feature_keys=[features.CELL]),
@@ -73,13 +90,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
           # An empty eval day blesses nothing. A value threshold also keeps
           # validation on for the first run, when TFMA drops change
           # thresholds for want of a baseline.
-          tfma.MetricConfig(
-              class_name="ExampleCount",
-              threshold=tfma.MetricThreshold(
-                  value_threshold=tfma.GenericValueThreshold(
-                      lower_bound={"value": 1}))),
+          tfma.MetricConfig(class_name="ExampleCount",
+                            per_slice_thresholds=on_whole_day(not_empty)),
           tfma.MetricConfig(class_name="MeanAbsoluteError",
-                            threshold=not_worse),
+                            per_slice_thresholds=on_whole_day(not_worse)),
           tfma.MetricConfig(class_name="RootMeanSquaredError"),
           tfma.MetricConfig(class_name="MeanPrediction"),
           tfma.MetricConfig(class_name="MeanLabel"),
@@ -189,17 +203,20 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   example_gen = _example_gen(config).with_id(EXAMPLE_GEN)
   examples = example_gen.outputs["examples"]
 
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=examples).with_id(STATISTICS_GEN)
-  statistics = statistics_gen.outputs["statistics"]
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics, infer_feature_shape=True).with_id(SCHEMA_GEN)
   # On Vertex the file is read inside the image, not on the compiling host.
   schema_file = (config.vertex.schema_file if config.vertex is not None
                  else os.path.join(SCHEMA_DIR, "schema.pbtxt"))
   curated_schema = tfx.components.ImportSchemaGen(
       schema_file=schema_file).with_id(CURATED_SCHEMA)
   schema = curated_schema.outputs["schema"]
+  # With the schema, StatisticsGen counts the values of the categorical int
+  # features (cell, hour); without it, their L-infinity drift and skew
+  # comparators would always measure 0.
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=examples, schema=schema).with_id(STATISTICS_GEN)
+  statistics = statistics_gen.outputs["statistics"]
+  schema_gen = tfx.components.SchemaGen(
+      statistics=statistics, infer_feature_shape=True).with_id(SCHEMA_GEN)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics, schema=schema).with_id(EXAMPLE_VALIDATOR)
 
@@ -221,7 +238,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       anomalies=example_validator.outputs["anomalies"],
       previous_statistics=(previous_statistics.outputs["statistics"]
                            if previous_statistics else None),
-      check_drift=0 if on_vertex else 1,
+      **({"check_drift": 0} if on_vertex else {}),
   ).with_id(DATA_GATE)
 
   transform = tfx.components.Transform(
@@ -276,11 +293,49 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   pusher = _pusher(config, model, forecast_gate.outputs["blessing"]).with_id(
       PUSHER)
 
+  # Monitoring the model that served on this day, on this day's data: its
+  # next-day accuracy (the newest day is ExampleGen's eval split), and, where
+  # a serving log exists, training-serving skew against that model's own
+  # training statistics, found through lineage. Both record, never block.
+  next_day = NextDayValidator(
+      examples=examples,
+      model=baseline_model,
+      model_blessing=latest_blessed.outputs["model_blessing"],
+  ).with_id(NEXT_DAY_VALIDATOR)
+  next_day.add_upstream_node(data_gate)  # only on validated data
+  serving_training = skew_validator = None
+  if not on_vertex:  # its lineage-walking resolver is a custom strategy
+    serving_training = tfx.dsl.Resolver(
+        strategy_class=ServingModelTrainingStatsStrategy,
+        config={"span": config.span},
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                              producer_component_id=TRAINER,
+                              output_key="model"),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing,
+            producer_component_id=FORECAST_GATE, output_key="blessing"),
+        statistics=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ExampleStatistics,
+            producer_component_id=STATISTICS_GEN, output_key="statistics"),
+        schema=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Schema,
+            producer_component_id=CURATED_SCHEMA, output_key="schema"),
+    ).with_id(SERVING_MODEL_TRAINING)
+    skew_validator = SkewValidator(
+        serving_log_dir=config.serving_log_dir,
+        date=spans.day_of(config.span).isoformat(),
+        statistics=serving_training.outputs["statistics"],
+        schema=serving_training.outputs["schema"],
+        fail_on_skew=0,
+    ).with_id(SKEW_VALIDATOR)
+
   components: List = [
       example_gen, statistics_gen, schema_gen, curated_schema,
       example_validator, previous_statistics, data_gate, transform,
-      latest_blessed, trainer, evaluator, forecast_gate, pusher,
+      latest_blessed, trainer, evaluator, forecast_gate, pusher, next_day,
   ]
+  if skew_validator is not None:
+    components += [serving_training, skew_validator]
   components = [c for c in components if c is not None]
   if on_vertex:
     if config.vertex.endpoint:

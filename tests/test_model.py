@@ -21,13 +21,17 @@ def _rows(n: int = 1024, seed: int = 0):
   rng = np.random.default_rng(seed)
   cell = rng.integers(0, _N_CELLS, n)
   how = rng.integers(0, 168, n)
+  # The day's city-wide level (weather) scales every cell alike.
+  level = rng.normal(0.0, 0.3, n)
   rate = np.array([0.2, 1.0, 3.0, 8.0, 20.0])[cell] * (
-      1.0 + 0.8 * np.sin(how / 168 * 2 * np.pi))
+      1.0 + 0.8 * np.sin(how / 168 * 2 * np.pi)) * np.exp(level)
   features = {
       M.CELL_XF: cell.astype(np.int64),
       M.HOUR_OF_WEEK_XF: how.astype(np.int64),
       M.SLOT_OF_WEEK_XF: (how * 4 + rng.integers(0, 4, n)).astype(np.int64),
       M.IS_HOLIDAY_XF: np.zeros(n, np.float32),
+      M.CITY_LEVEL_XF: level.astype(np.float32),
+      M.CITY_3H_XF: level.astype(np.float32),
   }
   for name in M.HISTORY_XF:
     features[name] = np.log1p(rng.poisson(rate)).astype(np.float32)
@@ -56,6 +60,13 @@ def test_training_lowers_poisson_loss_and_predicts_non_negative_rates():
   # The cell effect (0.2 .. 20 pickups) is learnt in the right order.
   by_cell = [rate[features[M.CELL_XF] == c].mean() for c in range(_N_CELLS)]
   assert by_cell == sorted(by_cell)
+  # A busier city (same lags otherwise) means more pickups.
+  busy, quiet = dict(features), dict(features)
+  for name in (M.CITY_LEVEL_XF, M.CITY_3H_XF):
+    busy[name] = np.full_like(features[name], 0.5)
+    quiet[name] = np.full_like(features[name], -0.5)
+  assert (model.predict(busy, verbose=0).mean() >
+          model.predict(quiet, verbose=0).mean())
 
 
 def test_rate_stays_finite_for_extreme_inputs():

@@ -12,6 +12,7 @@ EXPECTED_IDS = [
     p.EXAMPLE_GEN, p.STATISTICS_GEN, p.SCHEMA_GEN, p.CURATED_SCHEMA,
     p.EXAMPLE_VALIDATOR, p.PREVIOUS_STATISTICS, p.DATA_GATE, p.TRANSFORM,
     p.LATEST_BLESSED_MODEL, p.TRAINER, p.EVALUATOR, p.FORECAST_GATE, p.PUSHER,
+    p.NEXT_DAY_VALIDATOR, p.SERVING_MODEL_TRAINING, p.SKEW_VALIDATOR,
 ]
 
 
@@ -69,3 +70,18 @@ def test_the_span_pins_example_gen(tmp_path):
 def test_config_refuses_nonsense(tmp_path, bad):
   with pytest.raises(ValueError):
     config(tmp_path, **bad)
+
+
+def test_tfma_thresholds_judge_the_whole_day_not_every_slice(tmp_path):
+  # A plain `threshold` applies to every slice: a candidate better overall
+  # but worse in one of 77 cells would never be blessed.
+  cfg = p.eval_config(config(tmp_path))
+  thresholded = {m.class_name: m for spec in cfg.metrics_specs
+                 for m in spec.metrics
+                 if m.HasField("threshold") or m.per_slice_thresholds}
+  assert set(thresholded) == {"ExampleCount", "MeanAbsoluteError"}
+  for metric in thresholded.values():
+    assert not metric.HasField("threshold")
+    (per_slice,) = metric.per_slice_thresholds
+    assert [str(s) for s in per_slice.slicing_specs] == [""]  # overall only
+  assert len(cfg.slicing_specs) == 4  # still reported by hour, day, cell

@@ -22,7 +22,8 @@ DAYS = 12                      # 2024-03-01 .. 2024-03-12
 FAST = ["--train-days", "3", "--train-steps", "60"]
 EVERY_NODE = {"ExampleGen", "StatisticsGen", "SchemaGen", "CuratedSchema",
               "ExampleValidator", "DataGate", "Transform", "Trainer",
-              "Evaluator", "ForecastGate", "Pusher"}
+              "Evaluator", "ForecastGate", "Pusher", "NextDayValidator",
+              "SkewValidator"}
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,9 @@ def _raw_rows(cells, n_slots=12, seed=0):
              F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell))}
       for key in F.HISTORY_FEATURES:
         row[key] = float(rng.poisson(cell))
+      # City-wide: the same for every cell of a slot.
+      row[F.CITY_3H] = float(100 + 10 * slot)
+      row[F.CITY_3H_PREV_6D] = 100.0
       rows.append(row)
   return rows
 
@@ -123,6 +126,14 @@ def test_preprocessing_fn_outputs(tmp_path):
   np.testing.assert_allclose(xf[F.transformed_name(F.LAG_7D)],
                              np.log1p([r[F.LAG_7D] for r in rows]), rtol=1e-6)
   np.testing.assert_array_equal(xf[M.IS_HOLIDAY_XF], [0, 0, 0, 1] * 2)
+  # log(1 + city_3h) - log(1 + city_3h_prev_6d): 0 when today is as busy.
+  np.testing.assert_allclose(
+      xf[M.CITY_LEVEL_XF], np.log([101, 111, 121, 131] * 2) - np.log(101),
+      rtol=1e-5, atol=1e-6)
+  # log(1 + city_3h) centred on the span's mean: the 4 slots sum to zero.
+  city = np.log([101, 111, 121, 131])
+  np.testing.assert_allclose(xf[M.CITY_3H_XF], list(city - city.mean()) * 2,
+                             rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(xf[M.LABEL_XF], [r[F.LABEL] for r in rows])
   for name in M.INPUT_NAMES:
     assert xf[name].shape.rank == 1, name

@@ -74,6 +74,32 @@ def test_fixture_numbers_match_hand_computation(tiny):
   assert quiet["pickups"] == 0 and quiet["mean_24h"] == 0.0
 
 
+def test_city_features_match_hand_computation(tiny):
+  rows = _rows(tiny.query_demand(HOURLY, SUNDAY))
+  ten, eleven = _epoch("2024-01-07T10:00:00"), _epoch("2024-01-07T11:00:00")
+  # City-wide, so the same for every cell: 07-09h holds a4 only.
+  assert rows[(8, ten)]["city_3h"] == 1.0
+  assert rows[(1, ten)]["city_3h"] == 1.0
+  # 08-10h: a4 at 09h, a1-a3 at 10h.
+  assert rows[(8, eleven)]["city_3h"] == 4.0
+  # The same 08-10h on Jan 1..6 hold a5 (Jan 6) only: 1 over 6 days. Dec 31
+  # (a6, a7), 7 days back, is not one of the 6 previous days.
+  assert rows[(8, eleven)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
+  assert rows[(1, eleven)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
+  assert rows[(8, ten)]["city_3h_prev_6d"] == 0.0
+  # Only before the slot: 20-22h are empty, and a8 (23:59) is in the 23h
+  # slot itself, so it is no part of that slot's features.
+  late = rows[(32, _epoch("2024-01-07T23:00:00"))]
+  assert late["city_3h"] == 0.0
+
+
+def test_city_features_in_serving_match_the_training_query(tiny):
+  eleven = _epoch("2024-01-07T11:00:00")
+  served = _rows(tiny.serving_features(HOURLY, eleven))[(5, eleven)]
+  assert served["city_3h"] == 4.0
+  assert served["city_3h_prev_6d"] == pytest.approx(1 / 6)
+
+
 def test_day_of_week_is_bigquery_sunday_one(tiny):
   # DuckDB's EXTRACT(DAYOFWEEK) is 0 on Sunday; BigQuery's is 1.
   assert {r["day_of_week"] for r in

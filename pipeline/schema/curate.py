@@ -55,6 +55,9 @@ SKEW_LINF = {features.CELL: 0.05, features.HOUR: 0.05}
 SKEW_JS = {name: 0.5 for name in features.HISTORY_FEATURES}
 SKEW_JS[features.MEAN_24H] = 0.35
 SKEW_JS[features.MEAN_SAME_SLOT_7D] = 0.25
+# The city-wide columns (features.CITY_FEATURES) carry no comparator: they
+# hold one value per slot for all cells (48 a day), whose histogram moves with
+# the day of the week by design; a broken day shows in the label and lags.
 
 
 def build_schema() -> schema_pb2.Schema:

@@ -68,6 +68,32 @@ history AS (
   FROM dense
   WINDOW by_cell AS (PARTITION BY cell ORDER BY slot_start)
 ),
+-- City-wide pickups: the day's weather moves every cell at once, and the
+-- whole city's recent pickups measure it far better than one cell's lags.
+city AS (
+  SELECT slot_start, SUM(pickups) AS pickups
+  FROM dense
+  GROUP BY slot_start
+),
+city_recent AS (
+  SELECT
+    slot_start,
+    SUM(pickups) OVER (
+      ORDER BY slot_start
+      ROWS BETWEEN {slots_3h} PRECEDING AND 1 PRECEDING) AS city_3h
+  FROM city
+),
+-- The same 3 hours on each of the 6 previous days: 6, not 7, because the
+-- 7th day's window starts before read_begin.
+city_history AS (
+  SELECT
+    slot_start,
+    city_3h,
+    AVG(city_3h) OVER (
+      PARTITION BY MOD(slot_start, 86400) ORDER BY slot_start
+      ROWS BETWEEN 6 PRECEDING AND 1 PRECEDING) AS city_3h_prev_6d
+  FROM city_recent
+),
 calendar AS (
   SELECT
     slot_start,
@@ -107,7 +133,10 @@ SELECT
   CAST(COALESCE(h.mean_3h, 0) AS FLOAT64) AS mean_3h,
   CAST(COALESCE(h.mean_24h, 0) AS FLOAT64) AS mean_24h,
   CAST(COALESCE(h.mean_same_slot_7d, 0) AS FLOAT64) AS mean_same_slot_7d,
+  CAST(COALESCE(ch.city_3h, 0) AS FLOAT64) AS city_3h,
+  CAST(COALESCE(ch.city_3h_prev_6d, 0) AS FLOAT64) AS city_3h_prev_6d,
   CAST(h.pickups AS INT64) AS pickups
 FROM history AS h
 JOIN calendar AS c ON c.slot_start = h.slot_start
+JOIN city_history AS ch ON ch.slot_start = h.slot_start
 ORDER BY slot_start, cell

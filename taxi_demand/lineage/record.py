@@ -17,6 +17,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from taxi_demand.errors import TaxiDemandError
 
 PIPELINE_CONTEXT_TYPE = "pipeline"
+# Execution and artifact types of the checks recorded here.
+ROLLBACK = "taxi_demand.Rollback"
+NEXT_DAY = "taxi_demand.NextDayValidation"
+# Artifact type names follow KFP's "<namespace>.<Type>" rule, so they
+# compile for Vertex too.
+NEXT_DAY_RESULT = "taxi_demand.NextDayResult"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -294,6 +294,10 @@ class Reader:
   def artifact_props(self, artifact) -> Dict[str, Any]:
     return _props(artifact)
 
+  def snapshot(self) -> "Snapshot":
+    """The whole store read in a few bulk queries, for the CLI's walks."""
+    return Snapshot.load(self._store)
+
   def run_summary(self, pipeline_name: Optional[str] = None,
                   run_id: Optional[str] = None) -> Optional[dict]:
     """The figures the runner prints at the end of a run."""
@@ -347,6 +351,155 @@ class Reader:
       out["pushed_version"] = (props.get("pushed_version")
                                if props.get("pushed") else None)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactView:
+  """One artifact: its type name, URI and (custom) properties."""
+  id: int
+  type_name: str
+  uri: str
+  properties: Dict[str, Any]
+  create_ms: int
+
+  @property
+  def span(self) -> Optional[int]:
+    span = self.properties.get("span")
+    return None if span in (None, "") else int(span)
+
+
+class Snapshot:
+  """Every execution, artifact and event of a store, indexed in memory.
+
+  The per-artifact Reader calls cost one SQLite round trip each; a `runs`
+  table over 100 runs would make thousands. Loading the store in bulk once
+  (a few queries plus one per context) keeps every metadata command well
+  under a second and makes the lineage walks plain dictionary lookups.
+  """
+
+  def __init__(self):
+    self.executions: Dict[int, NodeExecution] = {}
+    self.artifacts: Dict[int, ArtifactView] = {}
+    self.run_of: Dict[int, str] = {}          # execution id -> run id
+    self.runs: List[Run] = []
+    self._inputs: Dict[int, Dict[str, List[int]]] = {}
+    self._outputs: Dict[int, Dict[str, List[int]]] = {}
+    self._producer: Dict[int, int] = {}
+    self._consumers: Dict[int, List[int]] = {}
+
+  @classmethod
+  def load(cls, store) -> "Snapshot":
+    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+    snap = cls()
+    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+    execution_types = {t.id: t.name for t in store.get_execution_types()}
+    contexts = store.get_contexts()
+    context_types = {t.id: t.name for t in store.get_context_types()}
+    node_of: Dict[int, str] = {}
+    run_members: Dict[int, List[int]] = {}
+    for ctx in contexts:
+      kind = context_types.get(ctx.type_id)
+      if kind == NODE:
+        for ex in store.get_executions_by_context(ctx.id):
+          node_of[ex.id] = ctx.name.split(".", 1)[-1]
+      elif kind == PIPELINE_RUN:
+        run_members[ctx.id] = [
+            ex.id for ex in store.get_executions_by_context(ctx.id)]
+    raw_executions = store.get_executions()
+    for ex in raw_executions:
+      snap.executions[ex.id] = NodeExecution(
+          node_id=node_of.get(ex.id) or ex.type or execution_types.get(
+              ex.type_id, "?"),
+          execution_id=ex.id,
+          state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
+          start_ms=ex.create_time_since_epoch,
+          end_ms=ex.last_update_time_since_epoch,
+          properties=_props(ex))
+    for a in store.get_artifacts():
+      snap.artifacts[a.id] = ArtifactView(
+          id=a.id, type_name=a.type or artifact_types.get(a.type_id, "?"),
+          uri=a.uri, properties=_props(a), create_ms=a.create_time_since_epoch)
+    ids = sorted(snap.executions)
+    events = store.get_events_by_execution_ids(ids) if ids else []
+    outputs = {pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT}
+    inputs = {pb.Event.INPUT, pb.Event.DECLARED_INPUT}
+    for e in events:
+      key = e.path.steps[0].key if e.path.steps else ""
+      if e.type in outputs:
+        snap._outputs.setdefault(e.execution_id, {}).setdefault(
+            key, []).append(e.artifact_id)
+        snap._producer.setdefault(e.artifact_id, e.execution_id)
+      elif e.type in inputs:
+        snap._inputs.setdefault(e.execution_id, {}).setdefault(
+            key, []).append(e.artifact_id)
+        snap._consumers.setdefault(e.artifact_id, []).append(e.execution_id)
+    by_id = {ctx.id: ctx for ctx in contexts}
+    for ctx_id, members in run_members.items():
+      nodes = sorted((snap.executions[i] for i in members
+                      if i in snap.executions),
+                     key=lambda n: (n.start_ms, n.execution_id))
+      run_id = by_id[ctx_id].name
+      for i in members:
+        snap.run_of[i] = run_id
+      snap.runs.append(Run(run_id=run_id, context_id=ctx_id, nodes=nodes))
+    snap.runs.sort(key=lambda r: (r.start_ms, r.context_id))
+    return snap
+
+  def _views(self, index: Dict[str, List[int]]) -> Dict[str, List[ArtifactView]]:
+    return {k: [self.artifacts[i] for i in ids if i in self.artifacts]
+            for k, ids in index.items()}
+
+  def inputs(self, execution_id: int) -> Dict[str, List[ArtifactView]]:
+    return self._views(self._inputs.get(execution_id, {}))
+
+  def outputs(self, execution_id: int) -> Dict[str, List[ArtifactView]]:
+    return self._views(self._outputs.get(execution_id, {}))
+
+  def first_input(self, execution_id: int, key: str) -> Optional[ArtifactView]:
+    return (self.inputs(execution_id).get(key) or [None])[0]
+
+  def first_output(self, execution_id: int,
+                   key: str) -> Optional[ArtifactView]:
+    return (self.outputs(execution_id).get(key) or [None])[0]
+
+  def producer(self, artifact_id: int) -> Optional[NodeExecution]:
+    ex = self._producer.get(artifact_id)
+    return None if ex is None else self.executions.get(ex)
+
+  def consumers(self, artifact_id: int) -> List[NodeExecution]:
+    return [self.executions[i] for i in sorted(
+        set(self._consumers.get(artifact_id, []))) if i in self.executions]
+
+  def executions_of(self, node_id: str) -> List[NodeExecution]:
+    """Executions of a node id or of a recorded check type, oldest first."""
+    found = [n for n in self.executions.values() if n.node_id == node_id]
+    return sorted(found, key=lambda n: (n.start_ms, n.execution_id))
+
+  def artifacts_of(self, type_name: str) -> List[ArtifactView]:
+    found = [a for a in self.artifacts.values() if a.type_name == type_name]
+    return sorted(found, key=lambda a: (a.create_ms, a.id))
+
+  def run(self, run_id: str) -> Run:
+    """A run by id, by unique prefix, or "last"."""
+    if not self.runs:
+      raise TaxiDemandError("no runs in ML Metadata yet; run the pipeline "
+                            "first (python runner_local.py)")
+    if run_id in ("last", "latest"):
+      return self.runs[-1]
+    exact = [r for r in self.runs if r.run_id == run_id]
+    found = exact or [r for r in self.runs if r.run_id.startswith(run_id)]
+    if len(found) == 1:
+      return found[0]
+    if found:
+      raise TaxiDemandError(f"run id {run_id!r} is ambiguous: "
+                            f"{', '.join(r.run_id for r in found[:4])}, ...")
+    raise TaxiDemandError(f"no run {run_id!r} in ML Metadata; "
+                          "`taxi-demand runs` lists them")
+
+  def run_output(self, run: Run, node_id: str,
+                 key: str) -> Optional[ArtifactView]:
+    node = run.node(node_id)
+    return None if node is None else self.first_output(node.execution_id, key)
 
 
 @contextlib.contextmanager

@@ -30,20 +30,32 @@ MEAN_3H = "mean_3h"            # mean pickups per slot over the past 3 hours
 MEAN_24H = "mean_24h"          # mean pickups per slot over the past 24 hours
 MEAN_SAME_SLOT_7D = "mean_same_slot_7d"  # mean of the same slot, past 7 days
 
+# City-wide demand history (FLOAT64), all cells summed, strictly before the
+# slot: the day's city-wide level (weather) shows in these long before it
+# shows in one cell's lags.
+CITY_3H = "city_3h"                  # city pickups over the past 3 hours
+# Mean over the 6 previous days of the city's pickups in the same 3 hours.
+CITY_3H_PREV_6D = "city_3h_prev_6d"
+
 CALENDAR_FEATURES = (HOUR, DAY_OF_WEEK, IS_HOLIDAY)
 HISTORY_FEATURES = (LAG_1, LAG_2, LAG_3, LAG_1D, LAG_7D, MEAN_3H, MEAN_24H,
                     MEAN_SAME_SLOT_7D)
+CITY_FEATURES = (CITY_3H, CITY_3H_PREV_6D)
 INT_COLUMNS = (CELL, SLOT_START, LABEL) + CALENDAR_FEATURES
-FLOAT_COLUMNS = HISTORY_FEATURES
+FLOAT_COLUMNS = HISTORY_FEATURES + CITY_FEATURES
 # Order in which the query emits them.
 RAW_COLUMNS = (CELL, SLOT_START, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
-    HISTORY_FEATURES + (LABEL,)
+    HISTORY_FEATURES + CITY_FEATURES + (LABEL,)
 SERVING_COLUMNS = tuple(c for c in RAW_COLUMNS if c != LABEL)
 
 # Derived by Transform (taxi_demand/modeling/preprocessing.py); after Transform
 # every feature is a dense rank-1 tensor named transformed_name(key).
 HOUR_OF_WEEK = "hour_of_week"  # (day_of_week - 1) * 24 + hour: 0..167
 SLOT_OF_WEEK = "slot_of_week"  # hour_of_week * 4 + quarter-hour of slot_start
+# log((1 + city_3h) / (1 + city_3h_prev_6d)): today's city-wide level against
+# recent days at the same hours, on the log scale the model is additive on.
+CITY_LEVEL = "city_level"
+# transformed_name(CITY_3H) is log(1 + city_3h) less its mean over the span.
 HOURS_PER_WEEK = 7 * 24
 QUARTER_HOURS_PER_WEEK = 4 * HOURS_PER_WEEK
 CELL_VOCABULARY = "cell"       # TFT vocabulary file name for CELL

@@ -78,9 +78,11 @@ HOUR_OF_WEEK_XF = F.transformed_name(F.HOUR_OF_WEEK)
 SLOT_OF_WEEK_XF = F.transformed_name(F.SLOT_OF_WEEK)
 IS_HOLIDAY_XF = F.transformed_name(F.IS_HOLIDAY)
 HISTORY_XF = tuple(F.transformed_name(k) for k in F.HISTORY_FEATURES)
+CITY_LEVEL_XF = F.transformed_name(F.CITY_LEVEL)
+CITY_3H_XF = F.transformed_name(F.CITY_3H)
 LABEL_XF = F.transformed_name(F.LABEL)
-INPUT_NAMES = (CELL_XF, HOUR_OF_WEEK_XF, SLOT_OF_WEEK_XF, IS_HOLIDAY_XF
-              ) + HISTORY_XF
+INPUT_NAMES = (CELL_XF, HOUR_OF_WEEK_XF, SLOT_OF_WEEK_XF, IS_HOLIDAY_XF,
+               CITY_LEVEL_XF, CITY_3H_XF) + HISTORY_XF
 
 # Layers whose first axis is indexed by the cell vocabulary; warm start remaps
 # their rows by token.
@@ -120,13 +122,16 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                 ) -> tf.keras.Model:
   """Builds and compiles the Poisson demand model.
 
-  log λ̂ = seasonal + Σ_k (w_k + w_k[cell]) r_k + mlp(cell, how, r, holiday),
+  log λ̂ = seasonal + Σ_k (w_k + w_k[cell]) r_k + v · city
+  + mlp(cell, how, r, holiday, city),
   where seasonal = b + holiday + cell_bias[cell] + hour_of_week_bias[how]
   + slot_of_week_bias[sow] is the additive structure of the intensity, and
   r_k (`LagResiduals`) is how far history feature k sits above or below what
   the seasonal term expects: the day-level shift (weather, trend, closures,
   an evening event already under way). Per-cell weights let busy cells,
-  whose lags are precise, trust them more than quiet, noisy ones.
+  whose lags are precise, trust them more than quiet, noisy ones. city holds
+  the city-wide level of the last 3 hours (see preprocessing), which reveals
+  the day's weather far more precisely than one cell's lags.
 
   Args:
     cell_vocab_size: rows of the cell embeddings, including OOV buckets.
@@ -145,6 +150,10 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
           shape=(), name=SLOT_OF_WEEK_XF, dtype=tf.int64),
       IS_HOLIDAY_XF: tf.keras.Input(
           shape=(), name=IS_HOLIDAY_XF, dtype=tf.float32),
+      CITY_LEVEL_XF: tf.keras.Input(
+          shape=(), name=CITY_LEVEL_XF, dtype=tf.float32),
+      CITY_3H_XF: tf.keras.Input(
+          shape=(), name=CITY_3H_XF, dtype=tf.float32),
   }
   for name in HISTORY_XF:
     inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
@@ -158,6 +167,9 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   cell, how, sow = (inputs[CELL_XF], inputs[HOUR_OF_WEEK_XF],
                     inputs[SLOT_OF_WEEK_XF])
   holiday = tf.keras.layers.Reshape((1,), name="holiday")(inputs[IS_HOLIDAY_XF])
+  city_level = tf.keras.layers.Concatenate(name="city_level")(
+      [tf.keras.layers.Reshape((1,))(inputs[n])
+       for n in (CITY_LEVEL_XF, CITY_3H_XF)])
   history = tf.keras.layers.Concatenate(name="history")(
       [tf.keras.layers.Reshape((1,))(inputs[n]) for n in HISTORY_XF])
 
@@ -175,6 +187,10 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   lag_linear = tf.keras.layers.Dense(
       1, name="lag_linear", use_bias=False,
       kernel_initializer="zeros")(residuals)
+  # The day's weather scales every cell alike: one weight for all cells.
+  city_linear = tf.keras.layers.Dense(
+      1, name="city_linear", use_bias=False,
+      kernel_initializer="zeros")(city_level)
   cell_lag = tf.keras.layers.Dot(axes=1, name="cell_lag")([
       zeros_embedding("cell_lag_weights", cell_vocab_size, n_history)(cell),
       residuals])
@@ -185,7 +201,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
       F.HOURS_PER_WEEK, hparams.time_embedding_dim,
       name="hour_of_week_embedding")(how)
   deep = tf.keras.layers.Concatenate(name="deep_input")(
-      [cell_emb, how_emb, residuals, holiday])
+      [cell_emb, how_emb, residuals, holiday, city_level])
   for i, units in enumerate(hparams.hidden_units):
     deep = tf.keras.layers.Dense(units, activation="relu",
                                  name=f"hidden_{i}")(deep)
@@ -194,7 +210,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                                    kernel_initializer="zeros")(deep)
 
   log_rate = tf.keras.layers.Add(name="log_rate")(
-      [seasonal, lag_linear, cell_lag, deep_out])
+      [seasonal, lag_linear, city_linear, cell_lag, deep_out])
   rate = ClippedExp(name="rate")(log_rate)
   model = tf.keras.Model(inputs=inputs, outputs=rate)
   model.compile(

@@ -38,7 +38,10 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
   History features become log1p counts rather than z-scores on purpose: log1p
   is the scale on which the demand model is additive, and it does not depend on
   the span's statistics, so warm-started weights keep their meaning from one
-  day's model to the next.
+  day's model to the next. The one exception is the city's 3-hour count,
+  centred on the span's mean log count only to start near 0: that mean moves
+  by the city's slow trend from one day's window to the next, well under a
+  percent, and the hour-of-week terms absorb it.
 
   The label is passed through only when present: the serving signatures apply
   this graph to raw features without the label, and TFT's layer prunes outputs
@@ -75,9 +78,22 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
   outputs[F.transformed_name(F.IS_HOLIDAY)] = tf.cast(
       tf.clip_by_value(_dense(inputs[F.IS_HOLIDAY]), 0, 1), tf.float32)
 
+  def log1p_count(key: str) -> tf.Tensor:
+    return tf.math.log1p(
+        tf.maximum(tf.cast(_dense(inputs[key]), tf.float32), 0.0))
+
   for key in F.HISTORY_FEATURES:
-    value = tf.maximum(tf.cast(_dense(inputs[key]), tf.float32), 0.0)
-    outputs[F.transformed_name(key)] = tf.math.log1p(value)
+    outputs[F.transformed_name(key)] = log1p_count(key)
+  # The day's weather scales the whole city. Two views of it, both near 0 on
+  # the model's log scale: today's last 3 hours against the same hours of
+  # the 6 days before (the city's size cancels), and the same count against
+  # the span's mean, which the model's hour-of-week terms turn into "against
+  # this hour's usual level" over the whole training window, whose weather
+  # averages out better than 6 days'.
+  city_now = log1p_count(F.CITY_3H)
+  outputs[F.transformed_name(F.CITY_LEVEL)] = (
+      city_now - log1p_count(F.CITY_3H_PREV_6D))
+  outputs[F.transformed_name(F.CITY_3H)] = city_now - tft.mean(city_now)
 
   if F.LABEL in inputs:
     outputs[F.transformed_name(F.LABEL)] = tf.cast(

@@ -217,11 +217,15 @@ class RawPredictor:
   def __init__(self, path: str):
     self._loaded = tf.saved_model.load(path)
     self._fn = self._loaded.signatures[PREDICT_RAW_SIGNATURE]
+    # A model pushed before a column joined SERVING_COLUMNS (a rollback
+    # target) takes fewer inputs: give each model the columns it declares.
+    self.columns = tuple(sorted(self._fn.structured_input_signature[1]))
 
   def __call__(self, columns: Mapping[str, Sequence]) -> Dict[str, np.ndarray]:
     """Predicts for equal-length columns keyed by `features.SERVING_COLUMNS`.
 
-    Extra columns (e.g. the label) are ignored.
+    Extra columns (e.g. the label, or columns newer than the model) are
+    ignored.
 
     Returns:
       {"predicted_pickups": float32[n], "predicted_rate": float32[n]}.
@@ -229,7 +233,7 @@ class RawPredictor:
     tensors = {
         c: tf.constant(np.asarray(columns[c],
                                   dtype=raw_input_dtype(c).as_numpy_dtype))
-        for c in F.SERVING_COLUMNS}
+        for c in self.columns}
     return {k: v.numpy() for k, v in self._fn(**tensors).items()}
 
 

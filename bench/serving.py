@@ -1,0 +1,117 @@
+"""Serving bench: cold predict, warm scoring of all cells, batch rate, one-day skew.
+
+Usage: python bench/serving.py --json [--home DIR] [--rows N]
+
+Needs a home with a pushed model; without --home it builds one in a temporary
+folder (`runner_local.py`, a few minutes). Cold runs are fresh processes, as a
+cron job would be. Targets: warm scoring of all cells < 1 s, batch scoring
+>= 50k predictions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+import taxi_demand  # noqa: E402,F401  (before TensorFlow)
+
+AT = "2024-02-10T08:00"
+SKEW_DAY = "2024-02-10"
+
+
+def _cli(home: Path, *args: str) -> float:
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  began = time.perf_counter()
+  done = subprocess.run(
+      [sys.executable, "-m", "taxi_demand", "--home", str(home), *args],
+      cwd=REPO, env=env, capture_output=True, text=True, check=False)
+  seconds = time.perf_counter() - began
+  if done.returncode not in (0, 3):
+    raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()}")
+  return seconds
+
+
+def _ensure_home(home: Path) -> None:
+  if (home / "models" / "CURRENT").exists():
+    return
+  done = subprocess.run(
+      [sys.executable, str(REPO / "runner_local.py"), "--home", str(home),
+       "--date", SKEW_DAY], cwd=REPO, capture_output=True, text=True,
+      check=False)
+  if done.returncode != 0 or not (home / "models" / "CURRENT").exists():
+    raise SystemExit("could not build a home with a pushed model:\n" +
+                     done.stdout[-2000:])
+
+
+def _warm(home: Path, rows: int) -> dict:
+  import numpy as np  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  h = Home(home)
+  model = predict.LoadedModel(h).load()
+  at = predict.parse_at(AT)
+  predict.run_job(h, model, at)  # first call traces the signature
+  jobs, scores = [], []
+  for i in range(5):
+    result = predict.run_job(h, model, at + i * 1800)
+    jobs.append(result.seconds["total"])
+    scores.append(result.seconds["score"])
+  cells = result.predictions.num_rows
+  # Batch rate: the served rows tiled to `rows`, one predict_raw call.
+  served = predict.columns_of(result.features)
+  reps = -(-rows // cells)
+  batch = {c: np.tile(v, reps)[:rows] for c, v in served.items()}
+  model._predictor(batch)  # noqa: SLF001 - warm up this batch shape
+  began = time.perf_counter()
+  out = model._predictor(batch)  # noqa: SLF001
+  rate = rows / (time.perf_counter() - began)
+  assert len(out["predicted_pickups"]) == rows
+  return {"cells": cells,
+          "score_all_cells_warm_s": round(statistics.median(jobs), 4),
+          "score_only_all_cells_warm_s": round(statistics.median(scores), 4),
+          "predictions_per_s": round(rate)}
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--json", action="store_true", help="print JSON")
+  parser.add_argument("--home", default=None,
+                      help="a home with a pushed model (default: build one)")
+  parser.add_argument("--rows", type=int, default=100_000,
+                      help="rows for the batch rate (default 100000)")
+  args = parser.parse_args()
+  tmp = None
+  if args.home is None:
+    tmp = tempfile.TemporaryDirectory(prefix="bench-serving-")
+    home = Path(tmp.name)
+  else:
+    home = Path(args.home).absolute()
+  _ensure_home(home)
+  result = {"predict_cold_s": round(_cli(home, "predict", "--at", AT,
+                                         "--json"), 3)}
+  result.update(_warm(home, args.rows))
+  # A whole day of served features (48 slots x every cell) for the skew run.
+  _cli(home, "predict", "--at", SKEW_DAY, "--horizon", "48")
+  result["skew_day_s"] = round(_cli(home, "skew", "--date", SKEW_DAY), 3)
+  if args.json:
+    print(json.dumps(result, indent=2, sort_keys=True))
+  else:
+    for key, value in result.items():
+      print(f"{key:30} {value}")
+  if tmp is not None:
+    tmp.cleanup()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

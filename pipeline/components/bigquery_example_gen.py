@@ -1,0 +1,166 @@
+"""SpanBigQueryExampleGen: BigQueryExampleGen whose span is a Vertex runtime parameter.
+
+On Vertex AI Pipelines TFX's QueryBasedDriver never runs: the Kubeflow V2
+compiler gives a driver only to file-based ExampleGens, so a stock
+BigQueryExampleGen would send the `@span_*` placeholders to BigQuery verbatim
+and `range_config` would do nothing. This component moves the substitution
+into the executor, which runs in the container on every platform:
+
+- `span` (a RuntimeParameter on Vertex) names the day; `AUTO_SPAN` (0) means
+  "the day before the run's scheduled time";
+- `schedule_time` carries Vertex's `{{$.pipeline_job_schedule_time_utc}}`
+  placeholder, which the Vertex backend fills before the container starts.
+
+The executor fills the split queries with exactly TFX's substitution
+(`taxi_demand.data.sql.substitute_span`), records the span on the Examples
+artifact, and hands over to TFX's BigQuery executor unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List, Optional, Union
+
+from tfx import types
+from tfx.components.example_gen import component as example_gen_component
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.dsl.components.base import base_beam_component
+from tfx.dsl.components.base import executor_spec
+from tfx.extensions.google_cloud_big_query.example_gen import executor as bq_executor
+from tfx.orchestration import data_types
+from tfx.proto import example_gen_pb2
+from tfx.types import channel
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from taxi_demand.data import sql
+from taxi_demand.errors import TaxiDemandError
+
+SPAN_KEY = "span"
+SCHEDULE_TIME_KEY = "schedule_time"
+# Day 0 (1970-01-01) holds no taxi trips, so it is free to mean "derive the
+# day from the schedule"; sql.check_span still accepts it as a day number.
+AUTO_SPAN = 0
+# Filled by Vertex AI Pipelines in a task's constant inputs (KFP's
+# dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER); spelled out here so that
+# building the pipeline never imports kfp.
+SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
+
+
+class SpanBigQueryExampleGenSpec(
+    standard_component_specs.QueryBasedExampleGenSpec):
+  """QueryBasedExampleGenSpec plus the span and the run's scheduled time."""
+
+  PARAMETERS = {
+      **standard_component_specs.QueryBasedExampleGenSpec.PARAMETERS,
+      SPAN_KEY: component_spec.ExecutionParameter(type=int),
+      SCHEDULE_TIME_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
+  }
+
+
+def span_before(schedule_time: str) -> int:
+  """The day before an RFC 3339 time's UTC date, as a span.
+
+  Args:
+    schedule_time: e.g. "2024-02-05T02:00:00Z" (Vertex fills the scheduled
+      time of a scheduled run in this form).
+
+  Returns:
+    Days since 1970-01-01 of the previous UTC day: a run scheduled at any time
+    on 2024-02-05 takes 2024-02-04, the newest complete day.
+  """
+  text = (schedule_time or "").strip()
+  if not text or "{{" in text:
+    raise TaxiDemandError(
+        f"span is {AUTO_SPAN} (auto) but the run has no scheduled time "
+        f"({schedule_time!r}); pass the span parameter for an unscheduled run")
+  try:
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+  except ValueError:
+    raise TaxiDemandError(
+        f"cannot read the scheduled time {schedule_time!r}") from None
+  if when.tzinfo is None:
+    when = when.replace(tzinfo=datetime.timezone.utc)
+  day = when.astimezone(datetime.timezone.utc).date()
+  return (day - datetime.date(1970, 1, 1)).days - 1
+
+
+def resolve_span(exec_properties: Dict[str, Any]) -> int:
+  """The day this execution reads: the span parameter, else from the schedule."""
+  span = int(exec_properties.get(SPAN_KEY) or AUTO_SPAN)
+  if span == AUTO_SPAN:
+    span = span_before(exec_properties.get(SCHEDULE_TIME_KEY) or "")
+  return sql.check_span(span)
+
+
+def resolve_input_config(exec_properties: Dict[str, Any]
+                         ) -> example_gen_pb2.Input:
+  """The split queries with the span filled in, exactly as TFX's driver would."""
+  span = resolve_span(exec_properties)
+  input_config = example_gen_pb2.Input()
+  proto_utils.json_to_proto(
+      exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+  for split in input_config.splits:
+    split.pattern = sql.substitute_span(split.pattern, span)
+  return input_config
+
+
+class Executor(bq_executor.Executor):
+  """TFX's BigQuery executor, fed queries whose span is already substituted."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    span = resolve_span(exec_properties)
+    exec_properties = dict(exec_properties)
+    exec_properties[standard_component_specs.INPUT_CONFIG_KEY] = (
+        proto_utils.proto_to_json(resolve_input_config(exec_properties)))
+    exec_properties[SPAN_KEY] = span
+    # Downstream nodes (StatisticsGen, DataGate, ForecastGate) read the
+    # `span` property; without TFX's driver nobody else sets it.
+    for examples in output_dict.get(standard_component_specs.EXAMPLES_KEY, []):
+      examples.span = span
+    super().Do(input_dict, output_dict, exec_properties)
+
+
+class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
+  """Examples from the demand query on BigQuery, for a runtime span."""
+
+  SPEC_CLASS = SpanBigQueryExampleGenSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(
+      self,
+      input_config: example_gen_pb2.Input,
+      span: Union[int, data_types.RuntimeParameter],
+      schedule_time: Optional[str] = SCHEDULE_TIME_PLACEHOLDER,
+      output_config: Optional[example_gen_pb2.Output] = None,
+  ):
+    """Constructs a SpanBigQueryExampleGen.
+
+    Args:
+      input_config: one split per query, with TFX's `@span_*` placeholders
+        (see duckdb_example_gen.input_config_for).
+      span: the day, or a RuntimeParameter of ptype int; AUTO_SPAN takes the
+        day before `schedule_time`.
+      schedule_time: the run's scheduled time; the default is the Vertex
+        placeholder that the backend fills.
+      output_config: defaults to the input splits, unchanged (never a random
+        re-split).
+    """
+    output_config = output_config or (
+        example_gen_utils.make_default_output_config(input_config))
+    spec = SpanBigQueryExampleGenSpec(
+        input_config=input_config,
+        output_config=output_config,
+        range_config=None,
+        output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+        output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        custom_config=None,
+        span=span,
+        schedule_time=schedule_time,
+        examples=channel.Channel(type=standard_artifacts.Examples))
+    base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -1,0 +1,105 @@
+"""NextDayValidator: scores yesterday's serving model on today's actual demand.
+
+In the run for day D, the LatestBlessedModel resolver already yields the
+model that served on D (the newest blessed model of a span before D) and
+ExampleGen's eval split is D's demand. This node scores the one on the other,
+beside the seasonal-naive forecast, and writes a NextDayResult artifact with
+the same properties `taxi-demand next-day` records, so the degradation
+history in `runs` and `lineage` reads both alike. It never stops the run: a
+worse serving model is a reason to push today's, not to halt. The trend rule
+needs earlier results, which a node cannot query, so it stays in the CLI
+(`taxi-demand next-day`); the node applies the sudden rule.
+"""
+
+import glob
+import json
+import os
+from typing import Dict, Optional
+
+import numpy as np
+from tfx import types
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from taxi_demand.lineage import record
+from taxi_demand.lineage.queries import date_of
+from taxi_demand.modeling import features
+from taxi_demand.monitoring import nextday
+
+REPORT_FILE = "next_day.json"
+NEW_DAY_SPLIT = "eval"  # ExampleGen's eval split is the run's day
+
+
+class NextDayResult(types.Artifact):
+  """How the model serving on a day did on that day's demand."""
+  TYPE_NAME = record.NEXT_DAY_RESULT
+
+
+def read_columns(examples_uri: str,
+                 split: str = NEW_DAY_SPLIT) -> Dict[str, np.ndarray]:
+  """The raw columns of one split of an Examples artifact."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+  columns = {c: [] for c in features.RAW_COLUMNS}
+  for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    for c in features.RAW_COLUMNS:
+      values = (feature[c].int64_list.value if c in features.INT_COLUMNS
+                else feature[c].float_list.value)
+      columns[c].append(values[0] if values else np.nan)
+  return {c: np.asarray(v) for c, v in columns.items()}
+
+
+def check(examples_uri: str, model_uri: str, span: int,
+          eval_mae: Optional[float], margin: float) -> dict:
+  """Scores the model on the examples' new day; applies the sudden rule."""
+  figures = nextday.score_day(model_uri, read_columns(examples_uri))
+  alert, reason = nextday.judge(
+      span, figures["mae"], eval_mae, history=[],
+      rules=nextday.Rules(margin=margin))
+  return {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason}
+
+
+@component
+def NextDayValidator(  # pylint: disable=invalid-name
+    examples: InputArtifact[standard_artifacts.Examples],
+    result: OutputArtifact[NextDayResult],
+    model: InputArtifact[standard_artifacts.Model] = None,
+    model_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
+    margin: Parameter[float] = nextday.DEFAULT_MARGIN,
+) -> None:
+  """Writes a NextDayResult for the model that served on the examples' day.
+
+  Args:
+    examples: this run's examples; the eval split is day D.
+    result: the figures, as a JSON file and as custom properties.
+    model: the model serving on D (LatestBlessedModel's output); absent on
+      the first run, which then records that nothing was serving.
+    model_blessing: its ForecastGate blessing, for the eval MAE.
+    margin: sudden alert if MAE > eval MAE x (1 + margin).
+  """
+  span = int(examples.span)
+  props = {"span": span, "date": date_of(span), "source": "pipeline"}
+  if model is None:
+    props.update(alert=0, reason="no model was serving before this day")
+  else:
+    eval_mae = None
+    if model_blessing is not None and model_blessing.has_custom_property(
+        "model_mae"):
+      eval_mae = model_blessing.get_float_custom_property("model_mae")
+    props.update(check(examples.uri, model.uri, span, eval_mae, margin))
+    props["model_id"] = model.id
+  with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
+    json.dump(props, f, indent=2, sort_keys=True)
+  for key, value in props.items():
+    if value is None:
+      continue
+    if isinstance(value, bool) or isinstance(value, int):
+      result.set_int_custom_property(key, int(value))
+    elif isinstance(value, float):
+      result.set_float_custom_property(key, value)
+    else:
+      result.set_string_custom_property(key, str(value))

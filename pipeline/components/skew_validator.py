@@ -1,0 +1,184 @@
+"""SkewValidator: the `taxi-demand skew` check of one serving-log day as a pipeline node."""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import ml_metadata as mlmd
+from tfx import types
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
+from taxi_demand import spans
+from taxi_demand.errors import AlertError
+from taxi_demand.monitoring import skew
+from taxi_demand.errors import TaxiDemandError
+
+REPORT_FILE = "skew_report.json"
+
+
+class SkewReport(types.Artifact):
+  """A skew check's JSON report; the same MLMD type the CLI records."""
+
+  TYPE_NAME = skew.REPORT_TYPE
+
+
+class SkewAlert(AlertError):
+  """Served features are skewed against the training statistics."""
+
+
+def _first_event_artifact(store, execution_id: int, key: str,
+                          output: bool) -> Optional[int]:
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  kinds = ({pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT} if output else
+           {pb.Event.INPUT, pb.Event.DECLARED_INPUT})
+  for e in store.get_events_by_execution_ids([execution_id]):
+    if e.type in kinds and e.path.steps and e.path.steps[0].key == key:
+      return e.artifact_id
+  return None
+
+
+def _producer(store, artifact_id: int) -> Optional[int]:
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  for e in store.get_events_by_artifact_ids([artifact_id]):
+    if e.type in (pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT):
+      return e.execution_id
+  return None
+
+
+def training_lineage_ids(store, model_id: int) -> Dict[str, Optional[int]]:
+  """Model -> Trainer -> Transform -> examples -> their statistics' ids.
+
+  The same walk as taxi_demand.lineage.store.Reader.training_inputs, on the
+  raw store a resolver gets (no node contexts needed).
+  """
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  out = {"schema": None, "statistics": None}
+  trainer = _producer(store, model_id)
+  if trainer is None:
+    return out
+  out["schema"] = _first_event_artifact(store, trainer, "schema", False)
+  transformed = _first_event_artifact(store, trainer, "examples", False)
+  transform = _producer(store, transformed) if transformed else None
+  examples = (_first_event_artifact(store, transform, "examples", False)
+              if transform else None)
+  if examples is None:
+    return out
+  consumers = sorted({e.execution_id for e in
+                      store.get_events_by_artifact_ids([examples])
+                      if e.type in (pb.Event.INPUT, pb.Event.DECLARED_INPUT)})
+  for execution_id in consumers:
+    stats = _first_event_artifact(store, execution_id, "statistics", True)
+    if stats is not None:
+      out["statistics"] = stats
+      break
+  return out
+
+
+class ServingModelTrainingStatsStrategy(BlessedModelBeforeSpanStrategy):
+  """The model serving before `span` and its training statistics and schema.
+
+  Inputs: "model", "model_blessing" (as BlessedModelBeforeSpanStrategy),
+  "statistics" (StatisticsGen's channel) and "schema" (the schema channel);
+  the statistics and schema resolved are those in the chosen model's
+  lineage, never simply the newest.
+  """
+
+  def resolve_artifacts(
+      self, store: mlmd.MetadataStore,
+      input_dict: Dict[str, List[types.Artifact]]
+  ) -> Optional[Dict[str, List[types.Artifact]]]:
+    chosen = super().resolve_artifacts(
+        store, {k: input_dict[k] for k in ("model", "model_blessing")})
+    result = dict(chosen, statistics=[], schema=[])
+    if not chosen["model"]:
+      return result
+    ids = training_lineage_ids(store, chosen["model"][0].id)
+    for key in ("statistics", "schema"):
+      result[key] = [a for a in input_dict.get(key, []) if a.id == ids[key]]
+    return result
+
+
+@component
+def SkewValidator(  # pylint: disable=invalid-name
+    report: OutputArtifact[SkewReport],
+    serving_log_dir: Parameter[str],
+    date: Parameter[str],
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
+    schema: InputArtifact[standard_artifacts.Schema] = None,
+    model_version: Parameter[str] = "",
+    fail_on_skew: Parameter[int] = 1,
+) -> None:
+  """Compares one day of the serving log with training statistics.
+
+  The same functions as `taxi-demand skew` (taxi_demand.monitoring.skew);
+  here the pipeline wiring decides which training statistics and schema are
+  compared, so wire those of the model that served (see the resolver in the
+  pipeline), not the newest ones.
+
+  Args:
+    statistics: the training statistics (the train split is compared).
+    schema: the schema with the skew comparators.
+    report: receives skew_report.json and alert/flagged properties.
+    serving_log_dir: Home.serving_log (date=YYYY-MM-DD partitions).
+    date: the slot day to check, YYYY-MM-DD.
+    model_version: only this version's rows; "" checks all rows of the day.
+    fail_on_skew: 1 raises SkewAlert (stopping downstream nodes) on skew.
+
+  In a daily pipeline there is nothing to compare on the first day (no model
+  served yet) or on a day nobody predicted; the report then says so and the
+  node passes, as the drift check does on its first run.
+  """
+  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+
+  day = servelog.parse_date(date)
+  report.set_string_custom_property("date", day.isoformat())
+  report.set_int_custom_property("span", spans.span_of(day))
+  note = None
+  if statistics is None or schema is None:
+    note = "no model served before this day; nothing to compare"
+  else:
+    try:
+      log = servelog.read_day(serving_log_dir, day)
+    except TaxiDemandError as e:
+      note = str(e)
+  if note is not None:
+    report.set_int_custom_property("checked", 0)
+    report.set_int_custom_property("alert", 0)
+    with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
+      json.dump({"date": day.isoformat(), "checked": False, "alert": False,
+                 "note": note}, f, indent=2)
+    return
+  table = log.rows_of(model_version) if model_version else log.table
+  if table.num_rows == 0:
+    raise TaxiDemandError(f"model version {model_version} served no rows on "
+                          f"{date}; versions in the log: "
+                          f"{', '.join(v for v, _ in log.versions())}")
+  schema_proto = skew.load_schema(schema.uri)
+  result = skew.SkewResult(
+      date=day.isoformat(),
+      model_version=model_version or ",".join(v for v, _ in log.versions()),
+      rows=table.num_rows,
+      features=skew.compare(skew.load_training_statistics(statistics.uri),
+                            skew.serving_statistics(table, schema_proto),
+                            schema_proto),
+      training_statistics_uri=statistics.uri,
+      training_statistics_id=statistics.id,
+      schema_uri=schema.uri,
+      report_uri=os.path.join(report.uri, REPORT_FILE))
+  skew.write_report(result.report_uri, result,
+                    [(str(p), r) for p, r in log.skipped])
+  report.set_int_custom_property("checked", 1)
+  report.set_string_custom_property("model_version", result.model_version)
+  report.set_int_custom_property("alert", int(result.alert))
+  report.set_string_custom_property("flagged", ",".join(result.flagged))
+  report.set_int_custom_property("rows", result.rows)
+  report.set_string_custom_property(
+      "skipped_files", json.dumps([str(p) for p, _ in log.skipped]))
+  if result.alert and fail_on_skew:
+    raise SkewAlert(f"training-serving skew on {result.date}: "
+                    f"{', '.join(result.flagged)}")

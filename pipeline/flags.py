@@ -1,0 +1,68 @@
+"""Flags both runners share: what the model is trained on, and how."""
+
+from __future__ import annotations
+
+
+import json
+from typing import Any, Dict, List
+
+from taxi_demand.data.sql import QueryConfig
+from taxi_demand.data.sql import SpatialUnit
+from taxi_demand.errors import TaxiDemandError
+
+
+def add_model_flags(group) -> None:
+  """--train-days, --train-steps, --hparam, granularity and --keep-versions.
+
+  Args:
+    group: an argparse parser or argument group.
+  """
+  group.add_argument("--train-days", type=int, default=28,
+                     help="rolling training window in days (default 28)")
+  group.add_argument("--train-steps", type=int, default=None,
+                     help="training steps (default: the model's default)")
+  group.add_argument("--hparam", action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="model hyperparameter, repeatable (e.g. "
+                     "learning_rate=0.01); recorded in ML Metadata")
+  group.add_argument("--slot-minutes", type=int, default=30,
+                     choices=(15, 30, 60), help="slot length (default 30)")
+  group.add_argument("--spatial-unit", default="community_area",
+                     choices=[u.value for u in SpatialUnit],
+                     help="what a cell is (default community_area)")
+  group.add_argument("--grid-metres", type=int, default=1000,
+                     help="grid cell side for --spatial-unit grid")
+  group.add_argument("--keep-versions", type=int, default=5,
+                     help="pushed model versions to keep (default 5)")
+
+
+
+
+
+def parse_hparams(pairs: List[str]) -> Dict[str, Any]:
+  """["learning_rate=0.01", ...] -> {"learning_rate": 0.01, ...}."""
+  out = {}
+  for pair in pairs:
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+      raise TaxiDemandError(f"--hparam {pair!r}: expected KEY=VALUE")
+    try:
+      value = json.loads(raw)
+    except ValueError:
+      value = raw
+    out[key.strip()] = value
+  return out
+
+
+def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
+  """The PipelineConfig fields that add_model_flags' flags decide."""
+  kwargs = dict(
+      train_days=args.train_days,
+      hparams=parse_hparams(args.hparam or []),
+      query=QueryConfig(table=table, slot_minutes=args.slot_minutes,
+                        spatial_unit=SpatialUnit(args.spatial_unit),
+                        grid_metres=args.grid_metres),
+      keep_versions=args.keep_versions)
+  if args.train_steps:
+    kwargs["train_steps"] = args.train_steps
+  return kwargs

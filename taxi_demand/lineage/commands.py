@@ -1,0 +1,378 @@
+"""`taxi-demand runs|show|diff|lineage|rollback|next-day`: questions to ML Metadata.
+
+All but `next-day` only read metadata and never import TensorFlow: each loads
+the store once (`Reader.snapshot()`) and formats what `queries` answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+_RUNS_EPILOG = """\
+Columns: run id, day (span), status, wall time, the model's MAE on its eval
+day against the seasonal-naive MAE, blessed, the version pushed, and the
+newest next-day result of that version (MAE on the day after, ! = alert).
+Runs from an older layout (no ForecastGate, no recorded parameters) show n/a.
+
+Examples:
+  taxi-demand runs --last 5
+  taxi-demand runs --json
+"""
+
+_LINEAGE_EPILOG = """\
+Walks ML Metadata upstream from a pushed model: Trainer, Transform (graph,
+transformed examples), the schema, ExampleGen's examples and statistics, down
+to the trips days the query read. Also shows the blessing, rollbacks to the
+version and its next-day (degradation) history. --span goes downstream
+instead: every model whose training window included that day.
+
+Examples:
+  taxi-demand lineage serving
+  taxi-demand lineage 1732000000 --json
+  taxi-demand lineage --span 2024-02-05
+"""
+
+_ROLLBACK_EPILOG = """\
+Points models/CURRENT at an earlier pushed (hence blessed) version and records
+a taxi_demand.Rollback execution in ML Metadata. Nothing is retrained and no
+folder is removed. Default --to: the version pushed before the serving one.
+The next successful push serves again as usual.
+
+Examples:
+  taxi-demand rollback
+  taxi-demand rollback --to 1732000000 --json
+"""
+
+_NEXT_DAY_EPILOG = """\
+The model serving on day D is, per ML Metadata, the newest push (or rollback)
+that took effect before D: a push by the run for day S serves from S + 1,
+whether the runs were daily or a backfill. It is scored on D's actual demand
+from the warehouse, beside the seasonal-naive forecast (same slot last week),
+and the result is recorded in ML Metadata, linked to the model and D's
+examples.
+
+Alerts (exit 3):
+  sudden   MAE > the model's own eval MAE x (1 + --margin)
+  gradual  over the last --trend-days daily results, MAE rises faster than
+           --trend-slope (a fraction of its mean) per day
+
+Examples:
+  taxi-demand next-day --date 2024-02-08
+  taxi-demand next-day --date 2024-02-08 --margin 0.5 --json
+"""
+
+
+def _snapshot(home):
+  from taxi_demand.lineage import store  # noqa: PLC0415
+  with store.open_store(home.metadata) as reader:
+    return reader.snapshot()
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None:
+    return "n/a"
+  if isinstance(value, bool):
+    return "yes" if value else "no"
+  if isinstance(value, float):
+    return f"{value:.{digits}f}"
+  if isinstance(value, list):  # a window of days
+    return "..".join(map(str, value))
+  return str(value)
+
+
+def _table(rows, headers, indent: str = "") -> None:
+  widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+            for i, h in enumerate(headers)]
+  for line in [headers] + rows:
+    print(indent + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+# --- runs --------------------------------------------------------------------
+
+
+def _runs(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  if args.last is not None and args.last < 1:
+    raise TaxiDemandError(f"--last must be >= 1, got {args.last}")
+  snap = _snapshot(home)
+  runs = snap.runs[-args.last:] if args.last else snap.runs
+  history = {}
+  for result in queries.next_day_results(snap):
+    history.setdefault(str(result.get("model_version")), []).append(
+        {k: result.get(k) for k in ("date", "mae", "alert")})
+  rows = []
+  for run in runs:
+    row = queries.run_row(snap, run)
+    row["next_day"] = history.get(str(row["pushed_version"]), []) if row[
+        "pushed_version"] else []
+    rows.append(row)
+  if args.json:
+    cli.print_json(rows)
+    return 0
+  if not rows:
+    print("no runs in ML Metadata yet")
+    return 0
+  _table([[r["run_id"], f"{_fmt(r['date'])} ({_fmt(r['span'])})", r["status"],
+           f"{r['wall_s']:.1f}s", _fmt(r["mae"]),
+           _fmt(r["seasonal_naive_mae"]), _fmt(r["blessed"]),
+           _fmt(r["pushed_version"]), _next_day_cell(r["next_day"])]
+          for r in rows],
+         ["run", "day (span)", "status", "wall", "MAE", "naive MAE",
+          "blessed", "pushed", "next-day MAE"])
+  return 0
+
+
+def _next_day_cell(results) -> str:
+  if not results:
+    return "-"
+  last = results[-1]
+  flag = "!" if last["alert"] else ""
+  return f"{_fmt(last['mae'])}{flag} ({last['date']}, {len(results)}d)"
+
+
+# --- show --------------------------------------------------------------------
+
+
+def _show(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  snap = _snapshot(home)
+  detail = queries.run_detail(snap, snap.run(args.run))
+  if args.json:
+    cli.print_json(detail)
+    return 0
+  print(f"run {detail['run_id']}  day {_fmt(detail['date'])} (span "
+        f"{_fmt(detail['span'])})  {detail['status']}  "
+        f"{detail['wall_s']:.1f}s  {_fmt(detail['start'])} .. "
+        f"{_fmt(detail['end'])}")
+  print("nodes")
+  _table([[n["node"], n["status"], f"{n['wall_s']:.1f}s",
+           "cache hit" if n["cached"] else ""] for n in detail["nodes"]],
+         ["node", "status", "wall", "cache"], indent="  ")
+  print("parameters")
+  for key, value in sorted((detail["parameters"] or {}).items()):
+    print(f"  {key}: {value}")
+  if detail["parameters"] is None:
+    print("  n/a (not recorded by this run's layout)")
+  print("metrics")
+  for key, value in detail["metrics"].items():
+    print(f"  {key}: {_fmt(value, 4)}")
+  print(f"  blessed: {_fmt(detail['blessed'])}"
+        + (f" ({detail['reasons']})" if detail["reasons"] else "")
+        + f"; pushed version {_fmt(detail['pushed_version'])}")
+  print("anomalies")
+  for key, value in (detail["anomalies"] or {"n/a": None}).items():
+    print(f"  {key}: {_fmt(value)}")
+  return 0
+
+
+# --- diff --------------------------------------------------------------------
+
+
+def _diff(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  snap = _snapshot(home)
+  diff = queries.diff_runs(snap, snap.run(args.run_a), snap.run(args.run_b))
+  if args.json:
+    cli.print_json(diff)
+    return 0
+  print(f"a {diff['a']}\nb {diff['b']}")
+  sections = [k for k in ("parameters", "data", "schema", "metrics",
+                          "code_version") if k in diff]
+  if not sections:
+    print("no differences")
+  for section in ("parameters", "data"):
+    if section in diff:
+      print(section)
+      for key, change in diff[section].items():
+        print(f"  {key}: {_fmt(change['a'])} -> {_fmt(change['b'])}")
+  if "schema" in diff:
+    schema = diff["schema"]
+    print("schema")
+    for name in schema["added"]:
+      print(f"  + {name}")
+    for name in schema["removed"]:
+      print(f"  - {name}")
+    for name, change in schema["changed"].items():
+      print(f"  ~ {name}: {change['a']}  ->  {change['b']}")
+  if "metrics" in diff:
+    print("metrics")
+    for key, change in diff["metrics"].items():
+      delta = change["delta"]
+      print(f"  {key}: {_fmt(change['a'], 4)} -> {_fmt(change['b'], 4)}"
+            + ("" if delta is None else f" ({delta:+.4f})"))
+  if "code_version" in diff:
+    code = diff["code_version"]
+    print(f"code_version: {_fmt(code['a'])} -> {_fmt(code['b'])}")
+  return 0
+
+
+# --- lineage -----------------------------------------------------------------
+
+
+def _lineage(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  snap = _snapshot(home)
+  if args.span:
+    if args.version:
+      raise TaxiDemandError("give a MODEL_VERSION or --span, not both")
+    models = queries.models_trained_on(snap, queries.span_of_date(args.span))
+    if args.json:
+      cli.print_json({"date": args.span, "models": models})
+      return 0
+    print(f"models trained on {args.span}: {len(models)}")
+    for m in models:
+      print(f"  model #{m['model_id']} run {m['run_id']} pushed "
+            f"{_fmt(m['pushed_version'])}  {m['uri']}")
+    return 0
+  version = queries.resolve_version(snap, args.version)
+  tree = queries.lineage_of_version(snap, version)
+  if args.json:
+    cli.print_json(tree)
+    return 0
+  pushed = tree["pushed"]
+  print(f"model version {tree['version']}"
+        + ("  (serving)" if tree["serving"] else ""))
+  print(f"  pushed by run {pushed['run_id']} for {_fmt(pushed['date'])} at "
+        f"{_fmt(pushed['at'])}  {pushed['uri']}")
+  if tree["blessing"]:
+    b = tree["blessing"]
+    print(f"  blessing: blessed {_fmt(bool(b.get('blessed')))}, MAE "
+          f"{_fmt(b.get('model_mae'), 4)} vs seasonal naive "
+          f"{_fmt(b.get('seasonal_naive_mae'), 4)}  {b['uri']}")
+  for rb in tree["rollbacks_to_it"]:
+    print(f"  rolled back to at {rb['at']}")
+  for line in queries.tree_lines(tree["model"], "  "):
+    print(line)
+  print("next-day history (degradation)")
+  if not tree["next_day"]:
+    print("  none recorded (taxi-demand next-day --date D)")
+  for r in tree["next_day"]:
+    print(f"  {r['date']}: MAE {_fmt(r.get('mae'), 4)} vs seasonal naive "
+          f"{_fmt(r.get('seasonal_naive_mae'), 4)}"
+          + ("  ALERT " + str(r.get("reason")) if r["alert"] else ""))
+  return 0
+
+
+# --- rollback ----------------------------------------------------------------
+
+
+def _rollback(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.lineage import rollback  # noqa: PLC0415
+  done = rollback.rollback(home, args.to)
+  if args.json:
+    cli.print_json(done)
+    return 0
+  print(f"serving version {done['to_version']} (was "
+        f"{_fmt(done['from_version'])}); recorded as execution "
+        f"{done['execution_id']}")
+  return 0
+
+
+# --- next-day ----------------------------------------------------------------
+
+
+def _next_day(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.errors import EXIT_ALERT  # noqa: PLC0415
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
+  rules = nextday.Rules(margin=args.margin, trend_days=args.trend_days,
+                        trend_slope=args.trend_slope)
+  result = nextday.validate(home, args.date, rules,
+                            warehouse_path=args.warehouse,
+                            record=not args.no_record)
+  if args.json:
+    cli.print_json({k: result.get(k) for k in (
+        "date", "model_version", "mae", "rmse", "seasonal_naive_mae",
+        "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason")})
+  else:
+    print(f"{result['date']}: model {result['model_version']} MAE "
+          f"{result['mae']:.4f} RMSE {result['rmse']:.4f}; seasonal naive MAE "
+          f"{result['seasonal_naive_mae']:.4f} RMSE "
+          f"{result['seasonal_naive_rmse']:.4f}; eval MAE "
+          f"{_fmt(result['eval_mae'], 4)}")
+    print(("ALERT: " if result["alert"] else "") + result["reason"])
+  return EXIT_ALERT if result["alert"] else 0
+
+
+def register(subparsers, parents) -> None:
+  """Adds runs, show, diff, lineage, rollback and next-day."""
+  from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
+  with_json = parents + [json_parent()]
+  fmt = argparse.RawDescriptionHelpFormatter
+
+  runs = subparsers.add_parser(
+      "runs", parents=with_json, help="table of pipeline runs from ML Metadata",
+      description="Every pipeline run, oldest first.", epilog=_RUNS_EPILOG,
+      formatter_class=fmt)
+  runs.add_argument("--last", type=int, metavar="N", default=None,
+                    help="only the newest N runs")
+  runs.set_defaults(handler=_runs, writes_logs=False)
+
+  show = subparsers.add_parser(
+      "show", parents=with_json, help="one run: nodes, parameters, metrics",
+      description="One run: every node with status, time and cache hit; "
+      "parameters; metrics; anomalies.", formatter_class=fmt,
+      epilog="RUN is a run id, a unique prefix of one, or 'last'.\n\n"
+      "Examples:\n  taxi-demand show last\n  taxi-demand show 2024-11-28T04")
+  show.add_argument("run", metavar="RUN")
+  show.set_defaults(handler=_show, writes_logs=False)
+
+  diff = subparsers.add_parser(
+      "diff", parents=with_json, help="what differs between two runs",
+      description="Only what differs: parameters, data spans and row counts, "
+      "schema features, metrics (with deltas), code version.",
+      formatter_class=fmt,
+      epilog="Examples:\n  taxi-demand diff RUN_A RUN_B --json")
+  diff.add_argument("run_a", metavar="RUN_A")
+  diff.add_argument("run_b", metavar="RUN_B")
+  diff.set_defaults(handler=_diff, writes_logs=False)
+
+  lineage = subparsers.add_parser(
+      "lineage", parents=with_json,
+      help="a model's tree back to the trips it was trained on",
+      description="The lineage of a pushed model version, with URIs.",
+      epilog=_LINEAGE_EPILOG, formatter_class=fmt)
+  lineage.add_argument("version", nargs="?", default=None,
+                       metavar="MODEL_VERSION|serving",
+                       help="a pushed version (default: serving)")
+  lineage.add_argument("--span", metavar="DATE", default=None,
+                       help="downstream: models trained on this day")
+  lineage.set_defaults(handler=_lineage, writes_logs=False)
+
+  rollback = subparsers.add_parser(
+      "rollback", parents=with_json,
+      help="serve an earlier blessed version again (no retraining)",
+      description="Make an earlier pushed version the serving one.",
+      epilog=_ROLLBACK_EPILOG, formatter_class=fmt)
+  rollback.add_argument("--to", metavar="VERSION", default=None,
+                        help="the version to serve (default: the previous)")
+  rollback.set_defaults(handler=_rollback, writes_logs=False)
+
+  next_day = subparsers.add_parser(
+      "next-day", parents=with_json,
+      help="score the model serving on day D on D's actual demand",
+      description="Next-day validation of the serving model.",
+      epilog=_NEXT_DAY_EPILOG, formatter_class=fmt)
+  next_day.add_argument("--date", required=True, metavar="D",
+                        help="the day, YYYY-MM-DD")
+  next_day.add_argument("--margin", type=float, default=0.25,
+                        help="sudden alert above eval MAE x (1 + margin) "
+                        "(default 0.25)")
+  next_day.add_argument("--trend-days", type=int, default=5, metavar="K",
+                        help="daily results in the trend (default 5)")
+  next_day.add_argument("--trend-slope", type=float, default=0.05,
+                        help="gradual alert above this relative MAE rise "
+                        "per day (default 0.05)")
+  next_day.add_argument("--warehouse", default=None, metavar="PATH",
+                        help="score on this DuckDB file instead of the "
+                        "home's warehouse")
+  next_day.add_argument("--no-record", action="store_true",
+                        help="do not record the result in ML Metadata")
+  next_day.set_defaults(handler=_next_day)

@@ -1,0 +1,546 @@
+"""Questions the CLI asks of ML Metadata, answered from a store Snapshot.
+
+Every function here reads a `store.Snapshot` (the whole store, indexed in
+memory) and returns plain dicts and dataclasses, so the commands only format.
+No TensorFlow: schema files are parsed with the tensorflow_metadata protos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from taxi_demand import spans
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.lineage import record
+from taxi_demand.lineage import store as st
+
+# The blessing properties runs/show/diff report, in display order.
+METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
+           "seasonal_naive_rmse", "baseline_model_mae")
+# Upstream inputs that point at an earlier run's model: the tree shows them
+# but does not walk into them, or every model's lineage would be all history.
+_NOT_WALKED = ("base_model", "baseline_model")
+
+
+def date_of(span: Optional[int]) -> Optional[str]:
+  return None if span is None else spans.day_of(span).isoformat()
+
+
+span_of_date = spans.parse_span
+
+
+# --- runs ------------------------------------------------------------------
+
+
+def parameters(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
+  """The run's parameters (Trainer custom_config), or None in old layouts."""
+  trainer = run.node(st.TRAINER)
+  raw = trainer.properties.get("custom_config") if trainer else None
+  if not isinstance(raw, str):
+    return None
+  try:
+    params = json.loads(raw)
+  except ValueError:
+    return None
+  return params if isinstance(params, dict) else None
+
+
+def run_span(snap: st.Snapshot, run: st.Run) -> Optional[int]:
+  """ExampleGen's span property, else its examples' span, else the params'."""
+  gen = run.node(st.EXAMPLE_GEN)
+  if gen is not None:
+    if gen.properties.get("span") not in (None, ""):
+      return int(gen.properties["span"])
+    examples = snap.first_output(gen.execution_id, "examples")
+    if examples is not None and examples.span is not None:
+      return examples.span
+  span = (parameters(snap, run) or {}).get("span")
+  return None if span is None else int(span)
+
+
+def blessing_props(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+  blessing = snap.run_output(run, st.FORECAST_GATE, "blessing")
+  return {} if blessing is None else blessing.properties
+
+
+def pushed_version(snap: st.Snapshot, run: st.Run) -> Optional[str]:
+  pushed = snap.run_output(run, st.PUSHER, "pushed_model")
+  if pushed is None or not pushed.properties.get("pushed"):
+    return None
+  version = pushed.properties.get("pushed_version")
+  return None if version in (None, "") else str(version)
+
+
+def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+  """One line of `taxi-demand runs`; absent facts are None (shown n/a)."""
+  blessing = blessing_props(snap, run)
+  blessed = blessing.get("blessed")
+  span = run_span(snap, run)
+  return {
+      "run_id": run.run_id,
+      "span": span,
+      "date": date_of(span),
+      "status": run.status,
+      "wall_s": round(run.wall_s, 3),
+      "mae": blessing.get("model_mae"),
+      "seasonal_naive_mae": blessing.get("seasonal_naive_mae"),
+      "blessed": None if blessed is None else bool(blessed),
+      "pushed_version": pushed_version(snap, run),
+  }
+
+
+# --- pushes, rollbacks and what served when ----------------------------------
+
+
+@dataclasses.dataclass
+class Push:
+  """A model version published by a Pusher."""
+  version: str
+  span: Optional[int]            # the pushing run's day; serves from span + 1
+  at_ms: int
+  run_id: Optional[str]
+  pushed_model: st.ArtifactView
+  model: Optional[st.ArtifactView]
+
+
+@dataclasses.dataclass
+class ServingEvent:
+  """A push or a rollback: from then on, `version` serves."""
+  kind: str                      # "push" or "rollback"
+  version: str
+  span: Optional[int]            # effective from day span + 1
+  at_ms: int
+  execution_id: int
+
+
+def pushes(snap: st.Snapshot) -> List[Push]:
+  """Every successful push, oldest first."""
+  found = []
+  for node in snap.executions_of(st.PUSHER):
+    if node.state != "COMPLETE":
+      continue
+    pushed = snap.first_output(node.execution_id, "pushed_model")
+    if pushed is None or not pushed.properties.get("pushed"):
+      continue
+    run_id = snap.run_of.get(node.execution_id)
+    span = None
+    if run_id is not None:
+      span = run_span(snap, run_by_id(snap, run_id))
+    found.append(Push(version=str(pushed.properties.get("pushed_version")),
+                      span=span, at_ms=node.end_ms, run_id=run_id,
+                      pushed_model=pushed,
+                      model=snap.first_input(node.execution_id, "model")))
+  return found
+
+
+def run_by_id(snap: st.Snapshot, run_id: str) -> st.Run:
+  for run in snap.runs:
+    if run.run_id == run_id:
+      return run
+  raise TaxiDemandError(f"no run {run_id!r}")
+
+
+def push_of(snap: st.Snapshot, version: str) -> Push:
+  for push in pushes(snap):
+    if push.version == str(version):
+      return push
+  known = ", ".join(p.version for p in pushes(snap)) or "none"
+  raise TaxiDemandError(f"no push of model version {version!r} in ML "
+                        f"Metadata; pushed versions: {known}")
+
+
+def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
+  """Pushes and rollbacks in the order they took effect.
+
+  Ordered by the day they start serving (a push of run span S serves from
+  S + 1; a rollback counts as effective after the newest push it followed),
+  then by wall clock. In a daily schedule that is wall-clock order; in a
+  backfill, where every push happens "now", it is the order a daily
+  schedule would have produced.
+  """
+  events = [ServingEvent("push", p.version, p.span, p.at_ms,
+                         p.pushed_model.id) for p in pushes(snap)]
+  for node in snap.executions_of(record.ROLLBACK):
+    if node.state != "COMPLETE":
+      continue
+    span = node.properties.get("span")
+    events.append(ServingEvent(
+        "rollback", str(node.properties.get("to_version")),
+        None if span in (None, "") else int(span), node.end_ms,
+        node.execution_id))
+  # A rollback recorded without a span (never by this code) sorts by time.
+  return sorted(events, key=lambda e: (e.span if e.span is not None else
+                                       _max_span(events), e.at_ms))
+
+
+def _max_span(events: List[ServingEvent]) -> int:
+  return max((e.span for e in events if e.span is not None), default=0)
+
+
+def serving_version(snap: st.Snapshot) -> Optional[str]:
+  """The version serving now according to ML Metadata."""
+  timeline = serving_timeline(snap)
+  return timeline[-1].version if timeline else None
+
+
+def serving_on(snap: st.Snapshot, span: int) -> Optional[ServingEvent]:
+  """The push or rollback in force on day `span` (it took effect before)."""
+  before = [e for e in serving_timeline(snap)
+            if e.span is not None and e.span < span]
+  return before[-1] if before else None
+
+
+def blessing_of_model(snap: st.Snapshot,
+                      model_id: int) -> Optional[st.ArtifactView]:
+  """ForecastGate's blessing of a model: it carries the eval-day metrics."""
+  for consumer in snap.consumers(model_id):
+    if consumer.node_id == st.FORECAST_GATE:
+      blessing = snap.first_output(consumer.execution_id, "blessing")
+      if blessing is not None:
+        return blessing
+  return None
+
+
+def examples_of_span(snap: st.Snapshot,
+                     span: int) -> Optional[st.ArtifactView]:
+  """The newest ExampleGen output for day `span` (its eval split is D)."""
+  found = [a for a in snap.artifacts_of("Examples")
+           if a.span == span and (snap.producer(a.id) is None or
+                                  snap.producer(a.id).node_id ==
+                                  st.EXAMPLE_GEN)]
+  return found[-1] if found else None
+
+
+def resolve_version(snap: st.Snapshot, version: Optional[str]) -> str:
+  """"serving" (or None) -> the serving version; else checks it was pushed."""
+  if version in (None, "serving", "current"):
+    found = serving_version(snap)
+    if found is None:
+      raise TaxiDemandError("no model was ever pushed according to ML "
+                            "Metadata; run the pipeline first")
+    return found
+  return push_of(snap, version).version
+
+
+# --- next-day results ---------------------------------------------------------
+
+
+def next_day_results(snap: st.Snapshot,
+                     version: Optional[str] = None) -> List[Dict[str, Any]]:
+  """Recorded next-day results, one per day (the newest), oldest day first."""
+  by_span: Dict[int, Dict[str, Any]] = {}
+  version_of_model = {p.model.id: p.version for p in pushes(snap) if p.model}
+  for art in snap.artifacts_of(record.NEXT_DAY_RESULT):
+    props = dict(art.properties)
+    if props.get("span") in (None, ""):
+      continue
+    if props.get("model_version") in (None, "") and props.get("model_id"):
+      # The pipeline node knows the model, not the version it was pushed as.
+      props["model_version"] = version_of_model.get(int(props["model_id"]))
+    if version is not None and str(props.get("model_version")) != str(version):
+      continue
+    props["alert"] = bool(props.get("alert"))
+    props["uri"] = art.uri
+    props["artifact_id"] = art.id
+    by_span[int(props["span"])] = props  # artifacts_of is oldest first
+  return [by_span[s] for s in sorted(by_span)]
+
+
+# --- show -----------------------------------------------------------------------
+
+
+def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+  """Everything `taxi-demand show RUN` prints."""
+  gate = snap.run_output(run, st.DATA_GATE, "report")
+  anomalies = None
+  if gate is not None:
+    anomalies = {k: gate.properties.get(k) for k in
+                 ("anomaly_count", "train_examples", "eval_examples",
+                  "drift_checked")}
+  blessing = blessing_props(snap, run)
+  detail = run_row(snap, run)
+  detail.update({
+      "start": _iso(run.start_ms), "end": _iso(run.end_ms),
+      "nodes": [{"node": n.node_id, "status": n.state,
+                 "cached": n.cached, "wall_s": round(n.wall_s, 3),
+                 "execution_id": n.execution_id} for n in run.nodes],
+      "parameters": parameters(snap, run),
+      "metrics": {k: blessing.get(k) for k in METRICS if k in blessing},
+      "reasons": blessing.get("reasons") or None,
+      "anomalies": anomalies,
+  })
+  return detail
+
+
+def _iso(ms: int) -> Optional[str]:
+  if not ms:
+    return None
+  return datetime.datetime.fromtimestamp(
+      ms / 1000, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- diff -----------------------------------------------------------------------
+
+
+def _flatten(params: Optional[Dict[str, Any]], prefix: str = ""
+             ) -> Dict[str, Any]:
+  out: Dict[str, Any] = {}
+  for key, value in (params or {}).items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def data_window(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+  """The spans and row counts a run read: train window and eval day."""
+  span = run_span(snap, run)
+  days = (parameters(snap, run) or {}).get("train_days")
+  gate = snap.run_output(run, st.DATA_GATE, "report")
+  counts = gate.properties if gate is not None else {}
+  window = None
+  if span is not None and days:
+    window = [date_of(span - int(days)), date_of(span - 1)]
+  return {"eval_span": span, "eval_date": date_of(span),
+          "train_dates": window,
+          "train_examples": counts.get("train_examples"),
+          "eval_examples": counts.get("eval_examples")}
+
+
+def schema_of(snap: st.Snapshot, run: st.Run) -> Optional[st.ArtifactView]:
+  """The schema the run trained with: Transform's input, else the imported."""
+  transform = run.node("Transform")
+  if transform is not None:
+    schema = snap.first_input(transform.execution_id, "schema")
+    if schema is not None:
+      return schema
+  return (snap.run_output(run, "CuratedSchema", "schema") or
+          snap.run_output(run, "SchemaGen", "schema"))
+
+
+def schema_features(uri: str) -> Optional[Dict[str, str]]:
+  """{feature name: its definition as text} from a Schema artifact folder."""
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  for name in ("schema.pbtxt", "Schema.pbtxt"):
+    path = os.path.join(uri, name)
+    if os.path.isfile(path):
+      schema = schema_pb2.Schema()
+      with open(path, encoding="utf-8") as f:
+        text_format.Parse(f.read(), schema)
+      out = {}
+      for feature in schema.feature:
+        copy = schema_pb2.Feature()
+        copy.CopyFrom(feature)
+        copy.ClearField("name")
+        out[feature.name] = text_format.MessageToString(
+            copy, as_one_line=True)
+      return out
+  return None
+
+
+def schema_diff(snap: st.Snapshot, a: st.Run,
+                b: st.Run) -> Optional[Dict[str, Any]]:
+  """Features added, removed or changed between two runs' schemas."""
+  sa, sb = schema_of(snap, a), schema_of(snap, b)
+  if sa is None or sb is None or sa.uri == sb.uri:
+    return None
+  fa, fb = schema_features(sa.uri), schema_features(sb.uri)
+  if fa is None or fb is None or fa == fb:
+    return None
+  return {"added": sorted(set(fb) - set(fa)),
+          "removed": sorted(set(fa) - set(fb)),
+          "changed": {k: {"a": fa[k], "b": fb[k]} for k in sorted(fa)
+                      if k in fb and fa[k] != fb[k]},
+          "a_uri": sa.uri, "b_uri": sb.uri}
+
+
+def _changed(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Dict]:
+  return {k: {"a": a.get(k), "b": b.get(k)} for k in sorted(set(a) | set(b))
+          if a.get(k) != b.get(k)}
+
+
+def diff_runs(snap: st.Snapshot, a: st.Run, b: st.Run) -> Dict[str, Any]:
+  """Only what differs between two runs; empty sections are left out."""
+  pa, pb = _flatten(parameters(snap, a)), _flatten(parameters(snap, b))
+  code = {"a": pa.pop("code_version", None), "b": pb.pop("code_version", None)}
+  pa.pop("span", None)  # shown under data, as spans
+  pb.pop("span", None)
+  out: Dict[str, Any] = {"a": a.run_id, "b": b.run_id}
+  params = _changed(pa, pb)
+  if params:
+    out["parameters"] = params
+  data = _changed(data_window(snap, a), data_window(snap, b))
+  if data:
+    out["data"] = data
+  schema = schema_diff(snap, a, b)
+  if schema:
+    out["schema"] = schema
+  ma, mb = blessing_props(snap, a), blessing_props(snap, b)
+  metrics = {}
+  for key in METRICS + ("blessed",):
+    va, vb = ma.get(key), mb.get(key)
+    if va == vb:
+      continue
+    delta = (vb - va if isinstance(va, (int, float)) and
+             isinstance(vb, (int, float)) else None)
+    metrics[key] = {"a": va, "b": vb, "delta": delta}
+  if metrics:
+    out["metrics"] = metrics
+  if code["a"] != code["b"]:
+    out["code_version"] = code
+  return out
+
+
+# --- lineage ---------------------------------------------------------------------
+
+
+def _artifact_node(art: st.ArtifactView) -> Dict[str, Any]:
+  keep = {k: v for k, v in art.properties.items()
+          if k in ("span", "pushed_version", "blessed", "split_names",
+                   "model_mae", "anomaly_count")}
+  return {"artifact": art.type_name, "id": art.id, "uri": art.uri, **keep}
+
+
+def upstream(snap: st.Snapshot, art: st.ArtifactView,
+             seen: Optional[set] = None) -> Dict[str, Any]:
+  """The tree of artifacts and executions that produced `art`."""
+  seen = set() if seen is None else seen
+  node = _artifact_node(art)
+  producer = snap.producer(art.id)
+  if producer is None:
+    return node
+  if producer.execution_id in seen:
+    node["producer"] = {"node": producer.node_id, "see_above": True}
+    return node
+  seen.add(producer.execution_id)
+  step: Dict[str, Any] = {"node": producer.node_id,
+                          "execution_id": producer.execution_id,
+                          "run_id": snap.run_of.get(producer.execution_id),
+                          "status": producer.state}
+  if producer.node_id == st.EXAMPLE_GEN:
+    step["trips"] = _trips_read(snap, producer)
+  inputs = {}
+  for key, arts in sorted(snap.inputs(producer.execution_id).items()):
+    if key in _NOT_WALKED:
+      inputs[key] = [_artifact_node(a) for a in arts]
+    else:
+      inputs[key] = [upstream(snap, a, seen) for a in arts]
+  if inputs:
+    step["inputs"] = inputs
+  node["producer"] = step
+  if art.type_name == "Examples" and producer.node_id == st.EXAMPLE_GEN:
+    for consumer in snap.consumers(art.id):
+      if consumer.node_id == st.STATISTICS_GEN:
+        stats = snap.first_output(consumer.execution_id, "statistics")
+        if stats is not None:
+          node["statistics"] = _artifact_node(stats)
+          break
+  return node
+
+
+def _trips_read(snap: st.Snapshot, gen: st.NodeExecution) -> Dict[str, Any]:
+  """Which days of trips an ExampleGen execution queried."""
+  run_id = snap.run_of.get(gen.execution_id)
+  params = parameters(snap, run_by_id(snap, run_id)) if run_id else None
+  span = gen.properties.get("span")
+  span = None if span in (None, "") else int(span)
+  days = (params or {}).get("train_days")
+  return {"table": (params or {}).get("source_table", "trips"),
+          "warehouse": gen.properties.get("warehouse_path"),
+          "eval_date": date_of(span),
+          "train_dates": ([date_of(span - int(days)), date_of(span - 1)]
+                          if span is not None and days else None)}
+
+
+def lineage_of_version(snap: st.Snapshot, version: str) -> Dict[str, Any]:
+  """The tree from a pushed model version back to the trips it read."""
+  push = push_of(snap, version)
+  if push.model is None:
+    raise TaxiDemandError(f"the push of version {version} names no model")
+  tree = upstream(snap, push.model)
+  blessing = blessing_of_model(snap, push.model.id)
+  rollbacks = [{"to_version": e.version, "at": _iso(e.at_ms)}
+               for e in serving_timeline(snap)
+               if e.kind == "rollback" and e.version == push.version]
+  return {
+      "version": push.version,
+      "serving": serving_version(snap) == push.version,
+      "pushed": {"run_id": push.run_id, "span": push.span,
+                 "date": date_of(push.span), "at": _iso(push.at_ms),
+                 "uri": push.pushed_model.uri,
+                 "destination": push.pushed_model.properties.get(
+                     "pushed_destination")},
+      "blessing": None if blessing is None else {
+          "uri": blessing.uri,
+          **{k: blessing.properties.get(k) for k in METRICS + ("blessed",)}},
+      "rollbacks_to_it": rollbacks,
+      "next_day": next_day_results(snap, push.version),
+      "model": tree,
+  }
+
+
+def models_trained_on(snap: st.Snapshot, span: int) -> List[Dict[str, Any]]:
+  """Downstream: every model whose training window included day `span`."""
+  found = []
+  for examples in snap.artifacts_of("Examples"):
+    gen = snap.producer(examples.id)
+    if gen is None or gen.node_id != st.EXAMPLE_GEN:
+      continue
+    window = _trips_read(snap, gen)["train_dates"]
+    if not window or not window[0] <= date_of(span) <= window[1]:
+      continue
+    for transform in snap.consumers(examples.id):
+      if transform.node_id != "Transform":
+        continue
+      for transformed in snap.outputs(transform.execution_id).get(
+          "transformed_examples", []):
+        for trainer in snap.consumers(transformed.id):
+          model = snap.first_output(trainer.execution_id, "model")
+          if model is not None:
+            found.append({"model_id": model.id, "uri": model.uri,
+                          "run_id": snap.run_of.get(trainer.execution_id),
+                          "examples_span": examples.span})
+  by_push = {p.model.id: p.version for p in pushes(snap) if p.model}
+  unique = {f["model_id"]: {**f, "pushed_version": by_push.get(f["model_id"])}
+            for f in found}
+  return [unique[k] for k in sorted(unique)]
+
+
+def tree_lines(node: Dict[str, Any], indent: str = "") -> List[str]:
+  """An upstream tree as indented text lines."""
+  span = f" span {node['span']} ({date_of(node['span'])})" if node.get(
+      "span") is not None else ""
+  lines = [f"{indent}{node['artifact']} #{node['id']}{span}  {node['uri']}"]
+  if "statistics" in node:
+    stats = node["statistics"]
+    lines.append(f"{indent}  statistics: {stats['artifact']} #{stats['id']}  "
+                 f"{stats['uri']}")
+  step = node.get("producer")
+  if not step:
+    return lines
+  if step.get("see_above"):
+    lines.append(f"{indent}  <- {step['node']} (see above)")
+    return lines
+  cache = " (cached)" if step.get("status") == "CACHED" else ""
+  lines.append(f"{indent}  <- {step['node']}{cache} run {step['run_id']}")
+  trips = step.get("trips")
+  if trips:
+    lines.append(f"{indent}     trips: table {trips['table']} train "
+                 f"{'..'.join(trips['train_dates'] or ['?'])}, eval "
+                 f"{trips['eval_date']}"
+                 + (f"  ({trips['warehouse']})" if trips["warehouse"] else ""))
+  for key, children in step.get("inputs", {}).items():
+    for child in children:
+      lines.append(f"{indent}     {key}:")
+      if "producer" in child or key not in _NOT_WALKED:
+        lines.extend(tree_lines(child, indent + "       "))
+      else:
+        lines.append(f"{indent}       {child['artifact']} #{child['id']}  "
+                     f"{child['uri']} (an earlier run; not walked)")
+  return lines

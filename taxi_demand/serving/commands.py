@@ -1,0 +1,127 @@
+"""`taxi-demand predict`: the batch prediction job, once or every few minutes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_PREDICT_EPILOG = """\
+Scores every cell for the K slots starting at or after --at (default: now,
+Chicago wall clock), with the serving model (models/CURRENT) or --model.
+Features come from the demand query in its serving form, read from the
+warehouse; the SavedModel's transform graph does the preprocessing.
+
+Predictions go to the warehouse table `predictions` (a re-run for the same
+slot and model replaces its rows); the exact served feature rows, with the
+model version, are appended to serving_log/date=YYYY-MM-DD/ (the slot's day),
+which `taxi-demand skew` reads.
+
+--every repeats the job on an interval in one process: the model loads once
+and reloads only when another version is pushed (unless --model pins one).
+With --at as well, the job's clock starts at --at and advances in real time.
+Ctrl-C stops it.
+
+Examples:
+  taxi-demand predict --at 2024-02-11T08:00 --json
+  taxi-demand predict --at 2024-02-11 --horizon 48       # a whole day
+  taxi-demand predict --model 1718000000 --at 2024-02-10T17:30
+  taxi-demand predict --every 5m
+"""
+
+
+def _say(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+
+
+def _summary(result) -> str:
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  total = float(result.predictions.column("predicted_pickups").to_numpy().sum())
+  slots = (predict.format_epoch(result.slot_start) if result.horizon == 1 else
+           f"{result.horizon} slots from {predict.format_epoch(result.slot_start)}")
+  return (f"model {result.model_version}: {result.predictions.num_rows} "
+          f"predictions for {slots}, {total:,.1f} pickups in all "
+          f"({result.seconds['total']:.2f}s)")
+
+
+def _print_once(args, result) -> None:
+  from taxi_demand import cli  # noqa: PLC0415
+  if args.json:
+    cli.print_json(result.rows())
+    return
+  print(_summary(result))
+  rows = sorted(result.rows(), key=lambda r: -r["predicted_pickups"])
+  print(f"  {'cell':>6}  {'slot':16}  {'predicted':>9}")
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  for r in rows[:10]:
+    print(f"  {r['cell']:>6}  {predict.format_epoch(r['slot_start']):16}  "
+          f"{r['predicted_pickups']:>9.2f}")
+  if len(rows) > 10:
+    print(f"  ... {len(rows) - 10} more (--json for all)")
+  print(f"served features logged to {', '.join(result.log_files)}")
+
+
+def _predict(args, home) -> int:
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  at = predict.parse_at(args.at) if args.at is not None else None
+  if args.every is None:
+    model = predict.LoadedModel(home, args.model)
+    result = predict.run_job(home, model,
+                             at if at is not None else predict.now_epoch(),
+                             args.horizon)
+    _print_once(args, result)
+    return 0
+
+  interval = predict.parse_every(args.every)
+  import json  # noqa: PLC0415
+
+  def on_result(result):
+    if args.json:
+      print(json.dumps(result.rows()), flush=True)
+    else:
+      print(_summary(result), flush=True)
+
+  def on_reload(version, previous):
+    _say(f"loaded model {version}" +
+         (f" (was {previous})" if previous else ""))
+
+  jobs = predict.serve_every(
+      home, interval, version=args.model, at_epoch=at, horizon=args.horizon,
+      on_result=on_result, on_error=lambda m: _say(f"predict: {m}"),
+      on_reload=on_reload)
+  _say(f"stopped after {jobs} job(s)")
+  return 0
+
+
+def _horizon(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError("must be at least 1")
+  return value
+
+
+def register(subparsers, parents) -> None:
+  """Adds `predict`."""
+  p = subparsers.add_parser(
+      "predict", parents=parents,
+      help="predict pickups for every cell for the next slot(s)",
+      description="Batch prediction: serving features from the warehouse, "
+      "scored by a pushed model; predictions to the warehouse, served "
+      "features to the serving log.",
+      epilog=_PREDICT_EPILOG,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--at", metavar="TIMESTAMP", default=None,
+                 help="predict the slot(s) starting at or after this time "
+                 "(YYYY-MM-DD[THH:MM], city wall clock; default: now)")
+  p.add_argument("--horizon", type=_horizon, default=1, metavar="K",
+                 help="number of slots (default 1)")
+  p.add_argument("--model", metavar="VERSION", default=None,
+                 help="a pushed version (default: the serving one, CURRENT)")
+  p.add_argument("--every", metavar="INTERVAL", default=None,
+                 help="repeat on this interval (e.g. 5m) until Ctrl-C")
+  p.add_argument("--json", action="store_true",
+                 help="print the prediction rows as JSON (one line per job "
+                 "with --every)")
+  p.set_defaults(handler=_predict)

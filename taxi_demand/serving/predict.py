@@ -1,0 +1,295 @@
+"""Batch prediction: serving features from the warehouse, scored by a pushed model."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from taxi_demand.data import sql as demand_sql
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+from taxi_demand.modeling import features
+from taxi_demand.serving import registry
+from taxi_demand.serving import servelog
+
+# Timestamps in the warehouse are Chicago wall clock read as UTC (demand.sql).
+CITY_TIME_ZONE = "America/Chicago"
+PREDICTION_COLUMNS = ("cell", "slot_start", "predicted_pickups",
+                      "model_version", "predicted_at")
+_EVERY = re.compile(r"(\d+)\s*(s|m|h)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+# ---- inputs ------------------------------------------------------------------
+
+def wall_clock_epoch(moment: datetime.datetime) -> int:
+  """Epoch seconds of a moment as the warehouse writes it: city wall clock.
+
+  Naive datetimes are taken as city wall clock already; aware ones are
+  converted to it first.
+  """
+  if moment.tzinfo is not None:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+    moment = moment.astimezone(ZoneInfo(CITY_TIME_ZONE)).replace(tzinfo=None)
+  return int(moment.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def now_epoch() -> int:
+  return wall_clock_epoch(datetime.datetime.now(datetime.timezone.utc))
+
+
+def parse_at(text: Optional[str]) -> int:
+  """--at as warehouse epoch seconds: ISO date/time (city wall clock unless it
+  has an offset), or integer epoch seconds. None means now."""
+  if text is None:
+    return now_epoch()
+  raw = text.strip()
+  if re.fullmatch(r"\d{9,11}", raw):
+    return int(raw)
+  try:
+    moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+  except ValueError:
+    raise TaxiDemandError(
+        f"bad --at {text!r}: expected YYYY-MM-DD[THH:MM[:SS]] (city wall "
+        "clock) or epoch seconds") from None
+  return wall_clock_epoch(moment)
+
+
+def parse_every(text: str) -> int:
+  """'5m', '30s', '1h' -> seconds."""
+  m = _EVERY.fullmatch(text.strip().lower()) if text else None
+  if not m or int(m.group(1)) == 0:
+    raise TaxiDemandError(
+        f"bad --every {text!r}: expected a positive interval like 30s, 5m, 1h")
+  return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def slot_at_or_after(cfg: demand_sql.QueryConfig, at_epoch: int) -> int:
+  """The first slot that starts at or after `at_epoch`."""
+  return -(-int(at_epoch) // cfg.slot_seconds) * cfg.slot_seconds
+
+
+def format_epoch(epoch: int) -> str:
+  return datetime.datetime.fromtimestamp(
+      int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def training_query_config(home: Home, version: str) -> demand_sql.QueryConfig:
+  """The QueryConfig a pushed version was trained with, from ML Metadata.
+
+  The Trainer records its run parameters (slot length, spatial unit, grid
+  size, source table) as custom_config; serving with other values would feed
+  the model features of another granularity. Without a metadata store or a
+  record of that push (e.g. a model copied in by hand), the defaults are the
+  only honest guess.
+  """
+  if not home.metadata.is_file():
+    return demand_sql.QueryConfig()
+  from taxi_demand.lineage import store as lineage  # noqa: PLC0415
+  try:
+    with lineage.open_store(home.metadata) as reader:
+      model = reader.model_of_version(version)
+      trainer = reader.producer(model.id) if model is not None else None
+  except TaxiDemandError:
+    return demand_sql.QueryConfig()
+  params = (trainer.properties.get("custom_config") if trainer else None) or {}
+  if isinstance(params, str):
+    try:
+      params = json.loads(params)
+    except ValueError:
+      params = {}
+  defaults = demand_sql.QueryConfig()
+  return demand_sql.QueryConfig(
+      table=defaults.table,  # serving always reads the local warehouse
+      slot_minutes=int(params.get("slot_minutes", defaults.slot_minutes)),
+      spatial_unit=demand_sql.SpatialUnit(
+          params.get("spatial_unit", defaults.spatial_unit.value)),
+      grid_metres=int(params.get("grid_metres", defaults.grid_metres)))
+
+
+def check_history(wh, cfg: demand_sql.QueryConfig, slot_start: int) -> None:
+  """Fails in one line unless the warehouse holds the slot's history.
+
+  Served features are lags over the 7 days before the slot; with the history
+  missing the query would emit zeros and the model would predict from them.
+  So the warehouse must reach back a full lookback before the slot and have
+  trips up to the slot before it.
+  """
+  spans = wh.span_range()
+  if spans is None:
+    raise TaxiDemandError(
+        f"the warehouse {wh.path} has no trips; load some first "
+        "(taxi-demand load or simulate)")
+  first = spans[0] * features.SECONDS_PER_DAY
+  newest = wh.newest_trip_epoch()
+  lookback = features.LOOKBACK_DAYS * features.SECONDS_PER_DAY
+  if slot_start - lookback < first or newest < slot_start - cfg.slot_seconds:
+    raise TaxiDemandError(
+        f"no history for the slot at {format_epoch(slot_start)}: the "
+        f"warehouse has trips from {format_epoch(first)} to "
+        f"{format_epoch(newest)}, and a slot needs the "
+        f"{features.LOOKBACK_DAYS} days before it up to the previous slot; "
+        "pass --at inside that range")
+
+
+# ---- scoring -----------------------------------------------------------------
+
+def columns_of(table: pa.Table) -> Dict[str, np.ndarray]:
+  """Serving columns of a feature table as numpy arrays."""
+  return {c: table.column(c).to_numpy() for c in features.SERVING_COLUMNS}
+
+
+class LoadedModel:
+  """A pushed version and the query config it was trained with.
+
+  The SavedModel (and TensorFlow) loads on first use, so bad inputs (no
+  history, empty warehouse) fail in about a second.
+  """
+
+  def __init__(self, home: Home, version: Optional[str] = None):
+    path = registry.resolve(home.models, version)
+    self.version = path.name
+    self.path = path
+    self.cfg = training_query_config(home, self.version)
+    self._predictor = None
+
+  def load(self) -> "LoadedModel":
+    if self._predictor is None:
+      from taxi_demand.modeling import trainer  # noqa: PLC0415 - TensorFlow
+      self._predictor = trainer.load_for_serving(str(self.path))
+    return self
+
+  def score(self, table: pa.Table) -> np.ndarray:
+    """predicted_pickups for every row of a serving feature table."""
+    if table.num_rows == 0:
+      return np.zeros(0, np.float32)
+    from taxi_demand.modeling import trainer  # noqa: PLC0415
+    return self.load()._predictor(columns_of(table))[trainer.PREDICTION_KEY]
+
+
+@dataclasses.dataclass
+class JobResult:
+  """One prediction job's output."""
+  model_version: str
+  slot_start: int
+  horizon: int
+  predicted_at: datetime.datetime
+  features: pa.Table
+  predictions: pa.Table
+  log_files: List[str]
+  seconds: Dict[str, float]
+
+  def rows(self) -> List[Dict[str, Any]]:
+    """The predictions as [{cell, slot_start, predicted_pickups, ...}]."""
+    at = self.predicted_at.replace(tzinfo=datetime.timezone.utc).isoformat()
+    return [{"cell": int(r["cell"]), "slot_start": int(r["slot_start"]),
+             "predicted_pickups": float(r["predicted_pickups"]),
+             "model_version": r["model_version"], "predicted_at": at}
+            for r in self.predictions.to_pylist()]
+
+
+def serving_features(home: Home, cfg: demand_sql.QueryConfig,
+                     slot_start: int, horizon: int) -> pa.Table:
+  """The served features for every cell, read-only from the warehouse."""
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    check_history(wh, cfg, slot_start)
+    table = wh.serving_features(cfg, slot_start, horizon)
+  if table.num_rows == 0:
+    raise TaxiDemandError(
+        f"no cells to serve at {format_epoch(slot_start)}: the demand query "
+        "found none (grid cells need pickups in the last 7 days)")
+  return table
+
+
+def run_job(home: Home, model: LoadedModel, at_epoch: int,
+            horizon: int = 1) -> JobResult:
+  """Features -> predictions table -> served-feature log, for one slot range.
+
+  The warehouse is opened read-only for the features and writable only for
+  the upsert, after the reader closed: DuckDB refuses one process the same
+  file in both modes, and a short write keeps other readers waiting least.
+  """
+  seconds = {}
+  started = time.perf_counter()
+  cfg = model.cfg
+  slot_start = demand_sql.check_slot_start(cfg, slot_at_or_after(cfg, at_epoch))
+  table = serving_features(home, cfg, slot_start, horizon)
+  seconds["features"] = time.perf_counter() - started
+
+  mark = time.perf_counter()
+  predicted = model.score(table)
+  seconds["score"] = time.perf_counter() - mark
+  predicted_at = datetime.datetime.now(datetime.timezone.utc).replace(
+      tzinfo=None)
+  n = table.num_rows
+  predictions = pa.table({
+      "cell": table.column(features.CELL),
+      "slot_start": table.column(features.SLOT_START),
+      "predicted_pickups": pa.array(np.asarray(predicted, np.float64)),
+      "model_version": pa.array([model.version] * n, pa.string()),
+      "predicted_at": pa.array([predicted_at] * n, pa.timestamp("us")),
+  })
+
+  mark = time.perf_counter()
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(home.warehouse) as wh:
+    wh.upsert_predictions(predictions)
+  # Logged after the upsert: rows that never reached the predictions table
+  # were not served.
+  files = servelog.append(home.serving_log, table, model.version, predicted_at)
+  seconds["write"] = time.perf_counter() - mark
+  seconds["total"] = time.perf_counter() - started
+  return JobResult(model_version=model.version, slot_start=slot_start,
+                   horizon=horizon, predicted_at=predicted_at, features=table,
+                   predictions=predictions, log_files=[str(f) for f in files],
+                   seconds=seconds)
+
+
+def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
+                at_epoch: Optional[int] = None, horizon: int = 1,
+                on_result: Callable[[JobResult], None],
+                on_error: Callable[[str], None],
+                on_reload: Callable[[str, Optional[str]], None],
+                sleep: Callable[[float], None] = time.sleep,
+                clock: Callable[[], float] = time.monotonic) -> int:
+  """Runs a job every `interval_s` until KeyboardInterrupt; returns jobs run.
+
+  The model loads once and again only when CURRENT names another version
+  (unless `version` pins one). A failing job (warehouse locked by a load, no
+  history yet) is reported and the loop goes on: the next tick may succeed.
+  With `at_epoch`, the job's clock starts there and advances with real time,
+  which replays a past day against the simulated warehouse.
+  """
+  # A pinned version that does not exist is an input error, not a bad tick.
+  model: Optional[LoadedModel] = (LoadedModel(home, version).load()
+                                  if version else None)
+  if model is not None:
+    on_reload(model.version, None)
+  started = clock()
+  jobs = 0
+  try:
+    while True:
+      tick = clock()
+      try:
+        wanted = version or registry.serving_version(home.models)
+        if model is None or (wanted is not None and wanted != model.version):
+          previous = model.version if model else None
+          model = LoadedModel(home, wanted).load()
+          on_reload(model.version, previous)
+        at = (now_epoch() if at_epoch is None
+              else at_epoch + int(tick - started))
+        on_result(run_job(home, model, at, horizon))
+      except TaxiDemandError as e:
+        on_error(str(e))
+      jobs += 1
+      sleep(max(0.0, interval_s - (clock() - tick)))
+  except KeyboardInterrupt:
+    return jobs

@@ -1,0 +1,227 @@
+"""The ML Metadata read layer: snapshots, serving timeline, old layouts, walks."""
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+import lineage_fixtures
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import record
+from taxi_demand.lineage import rollback
+from taxi_demand.lineage import store
+from taxi_demand.serving import registry
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_lineage", lineage_fixtures.REPO / "bench" / "lineage.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def _snap(path):
+  with store.open_store(path) as reader:
+    return reader.snapshot()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+  """A TFX-layout store of 6 runs, written with ml_metadata only."""
+  home = tmp_path_factory.mktemp("synthetic") / "home"
+  versions = bench.build(home, 6)
+  return home, versions
+
+
+@pytest.fixture
+def synthetic_copy(synthetic, tmp_path):
+  home, versions = synthetic
+  copy = tmp_path / "home"
+  shutil.copytree(home, copy)
+  from taxi_demand.home import Home
+  return Home(copy), versions
+
+
+def test_snapshot_reads_runs_spans_and_parameters(synthetic):
+  home, _ = synthetic
+  snap = _snap(home / "metadata.sqlite")
+  assert len(snap.runs) == 6
+  rows = [queries.run_row(snap, r) for r in snap.runs]
+  assert [r["span"] for r in rows] == [bench.FIRST_SPAN + i for i in range(6)]
+  assert all(r["status"] == "COMPLETE" and r["blessed"] for r in rows)
+  assert rows[0]["mae"] == pytest.approx(2.5)
+  params = queries.parameters(snap, snap.runs[1])
+  assert params["train_days"] == 28 and params["code_version"] == "0.1.0"
+  first = snap.runs[1].node("CuratedSchema")
+  assert first.cached
+
+
+def test_snapshot_agrees_with_the_per_call_reader(synthetic):
+  home, _ = synthetic
+  with store.open_store(home / "metadata.sqlite") as reader:
+    snap = reader.snapshot()
+    model = reader.model_of_version(queries.pushes(snap)[-1].version)
+    walked = reader.training_inputs(model)
+    assert [r.run_id for r in reader.runs()] == [r.run_id for r in snap.runs]
+  tree = queries.upstream(snap, snap.artifacts[model.id])
+  trainer_inputs = tree["producer"]["inputs"]
+  assert trainer_inputs["transform_graph"][0]["id"] == \
+      walked["transform_graph"].id
+  assert trainer_inputs["schema"][0]["id"] == walked["schema"].id
+
+
+def test_serving_on_day_is_the_newest_push_of_an_earlier_span(synthetic):
+  home, versions = synthetic
+  snap = _snap(home / "metadata.sqlite")
+  # The run for span S pushes versions[S - FIRST_SPAN]; it serves from S + 1.
+  assert queries.serving_on(snap, bench.FIRST_SPAN) is None
+  assert queries.serving_on(snap, bench.FIRST_SPAN + 1).version == versions[0]
+  assert queries.serving_on(snap, bench.FIRST_SPAN + 3).version == versions[2]
+  assert queries.serving_version(snap) == versions[-1]
+
+
+def test_rollback_serves_the_previous_version_and_is_recorded(synthetic_copy):
+  home, versions = synthetic_copy
+  done = rollback.rollback(home)
+  assert done == {**done, "from_version": versions[-1],
+                  "to_version": versions[-2]}
+  assert registry.serving_version(home.models) == versions[-2]
+  snap = _snap(home.metadata)
+  assert queries.serving_version(snap) == versions[-2]
+  rb = snap.executions_of(record.ROLLBACK)[-1]
+  assert rb.properties["from_version"] == versions[-1]
+  pushed = snap.first_input(rb.execution_id, "pushed_model")
+  assert pushed.properties["pushed_version"] == versions[-2]
+  # Rolling back again goes one further, not back to where we were.
+  assert rollback.rollback(home)["to_version"] == versions[-3]
+  # A rollback takes effect after the newest push, i.e. from the day after
+  # the last run's day; that day itself was served by the previous push.
+  snap = _snap(home.metadata)
+  last_span = bench.FIRST_SPAN + len(versions) - 1
+  assert queries.serving_on(snap, last_span + 1).version == versions[-3]
+  assert queries.serving_on(snap, last_span).version == versions[-2]
+  assert sorted(registry.versions(home.models)) == sorted(versions[-5:])
+
+
+def test_rollback_refuses_unknown_pruned_and_current_versions(synthetic_copy):
+  home, versions = synthetic_copy
+  with pytest.raises(TaxiDemandError, match="no push of model version"):
+    rollback.rollback(home, "123")
+  with pytest.raises(TaxiDemandError, match="does not exist"):
+    rollback.rollback(home, versions[0])  # pruned from the registry
+  with pytest.raises(TaxiDemandError, match="already serving"):
+    rollback.rollback(home, versions[-1])
+
+
+def test_next_day_results_are_one_per_day_and_per_version(synthetic):
+  home, versions = synthetic
+  snap = _snap(home / "metadata.sqlite")
+  results = queries.next_day_results(snap)
+  assert [r["span"] for r in results] == [bench.FIRST_SPAN + i
+                                          for i in range(1, 6)]
+  mine = queries.next_day_results(snap, versions[2])
+  assert [r["span"] for r in mine] == [bench.FIRST_SPAN + 3]
+
+
+def _old_layout_store(path):
+  """Runs written before DataGate, ForecastGate and recorded parameters."""
+  w = bench.Writer(path)
+  done = 3
+  for i in range(2):
+    run_id = f"old-run-{i}"
+    examples = w.execute(run_id, "ExampleGen", done, {"span": 19000 + i},
+                         outputs={"examples": [w.artifact(
+                             "Examples", f"/gone/examples/{i}", span=19000 + i)
+                         ]})["examples"]
+    model = w.execute(run_id, "Trainer", done, {"train_args": "{}"},
+                      {"examples": examples},
+                      {"model": [w.artifact("Model", f"/gone/model/{i}")]}
+                      )["model"]
+    w.execute(run_id, "Pusher", done, {}, {"model": model},
+              {"pushed_model": [w.artifact("PushedModel", f"/gone/p/{i}",
+                                           pushed=1, pushed_version=str(i))]})
+  w.execute("old-run-2", "ExampleGen", 4)  # a failed run, nothing recorded
+
+
+def test_an_old_layout_store_still_lists_its_runs(tmp_path):
+  path = tmp_path / "metadata.sqlite"
+  _old_layout_store(path)
+  snap = _snap(path)
+  rows = [queries.run_row(snap, r) for r in snap.runs]
+  assert [r["run_id"] for r in rows] == ["old-run-0", "old-run-1", "old-run-2"]
+  assert rows[0]["span"] == 19000 and rows[0]["mae"] is None
+  assert rows[0]["blessed"] is None and rows[1]["pushed_version"] == "1"
+  assert rows[2]["status"] == "FAILED" and rows[2]["span"] is None
+  assert queries.run_detail(snap, snap.runs[0])["parameters"] is None
+  diff = queries.diff_runs(snap, snap.runs[0], snap.runs[1])
+  assert "parameters" not in diff and diff["data"]["eval_span"] == {
+      "a": 19000, "b": 19001}
+  tree = queries.lineage_of_version(snap, "1")
+  assert tree["model"]["producer"]["inputs"]["examples"][0]["span"] == 19001
+
+
+def test_missing_and_corrupt_stores_fail_in_one_line(tmp_path):
+  with pytest.raises(TaxiDemandError, match="no metadata store"):
+    with store.open_store(tmp_path / "none.sqlite"):
+      pass
+  bad = tmp_path / "metadata.sqlite"
+  bad.write_bytes(b"this is not sqlite" * 100)
+  with pytest.raises(TaxiDemandError, match="cannot read") as e:
+    with store.open_store(bad):
+      pass
+  assert "\n" not in str(e.value)
+
+
+def test_unknown_and_ambiguous_run_ids(synthetic):
+  home, _ = synthetic
+  snap = _snap(home / "metadata.sqlite")
+  with pytest.raises(TaxiDemandError, match="no run 'nope'"):
+    snap.run("nope")
+  with pytest.raises(TaxiDemandError, match="ambiguous"):
+    snap.run("2024-01-01")
+  assert snap.run("last") is snap.runs[-1]
+  assert snap.run(snap.runs[0].run_id[:-1] + "0") is snap.runs[0]
+
+
+def test_schema_features_parse_the_curated_schema():
+  found = queries.schema_features(
+      str(lineage_fixtures.REPO / "pipeline" / "schema"))
+  assert "pickups" in found and "cell" in found
+  assert json.dumps(found)  # plain text, printable
+
+
+# --- on the backfilled home (real TFX runs) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+  return lineage_fixtures.backfilled_home(tmp_path_factory)
+
+
+@pytest.mark.e2e
+def test_lineage_of_the_pushed_model_reaches_examplegen_schema_and_graph(
+    backfilled):
+  snap = _snap(backfilled / "metadata.sqlite")
+  push = queries.pushes(snap)[-1]
+  run = [r for r in snap.runs if r.run_id == push.run_id][0]
+  tree = queries.lineage_of_version(snap, push.version)
+  trainer = tree["model"]["producer"]
+  assert trainer["node"] == "Trainer" and trainer["run_id"] == push.run_id
+  transformed = trainer["inputs"]["examples"][0]
+  transform = transformed["producer"]
+  assert transform["node"] == "Transform"
+  examples = transform["inputs"]["examples"][0]
+  assert examples["span"] == queries.run_span(snap, run) == push.span
+  assert examples["producer"]["node"] == "ExampleGen"
+  trips = examples["producer"]["trips"]
+  assert trips["eval_date"] == queries.date_of(push.span)
+  assert examples["statistics"]["artifact"] == "ExampleStatistics"
+  schema = trainer["inputs"]["schema"][0]
+  assert schema["artifact"] == "Schema"
+  assert schema["uri"] == queries.schema_of(snap, run).uri
+  graph = trainer["inputs"]["transform_graph"][0]
+  assert graph["artifact"] == "TransformGraph"
+  assert graph["uri"].startswith(str(backfilled / "pipeline" / "Transform"))
+  # Downstream: the day before the push's span trained that model.
+  trained = queries.models_trained_on(snap, push.span - 1)
+  assert push.version in [m["pushed_version"] for m in trained]

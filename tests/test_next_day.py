@@ -1,0 +1,242 @@
+"""Next-day validation: the rules, the CLI, drift, and the pipeline node's check."""
+
+import json
+import shutil
+
+import pytest
+
+import lineage_fixtures
+from taxi_demand import cli
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import record
+from taxi_demand.lineage import store
+from taxi_demand.monitoring import nextday
+
+# --- the rules ----------------------------------------------------------------
+
+
+def test_errors_of_a_forecast():
+  mae, rmse = nextday.errors([1, 2, 3, 4], [1, 2, 3, 8])
+  assert mae == pytest.approx(1.0) and rmse == pytest.approx(2.0)
+  with pytest.raises(TaxiDemandError, match="no examples"):
+    nextday.errors([], [])
+
+
+def test_sudden_rule_uses_the_models_eval_mae_and_the_margin():
+  rules = nextday.Rules(margin=0.25)
+  assert nextday.judge(10, 2.49, 2.0, [], rules)[0] is False
+  alert, reason = nextday.judge(10, 2.51, 2.0, [], rules)
+  assert alert and reason.startswith("sudden: MAE 2.5100 > eval MAE 2.0000")
+  alert, reason = nextday.judge(10, 9.0, None, [], rules)
+  assert not alert and "sudden rule skipped" in reason
+
+
+def test_gradual_rule_catches_a_rise_no_single_day_would():
+  rules = nextday.Rules(margin=0.25, trend_days=5, trend_slope=0.05)
+  rising = [(1, 2.0), (2, 2.12), (3, 2.24), (4, 2.36)]
+  # 2.48 is within 25% of the eval MAE 2.0, but MAE rises 0.12 a day, 5.4%
+  # of its mean.
+  alert, reason = nextday.judge(5, 2.48, 2.0, rising, rules)
+  assert alert and reason.startswith("gradual: MAE rises +5.4%/day")
+  # The same rise, one point short of the limit's slope, passes.
+  slower = [(1, 2.0), (2, 2.1), (3, 2.2), (4, 2.3)]
+  assert nextday.judge(5, 2.4, 2.0, slower, rules)[0] is False
+  flat = [(1, 2.2), (2, 2.0), (3, 2.3), (4, 2.1)]
+  assert nextday.judge(5, 2.2, 2.0, flat, rules)[0] is False
+  # Too few results: no trend yet; later days do not count.
+  assert nextday.judge(5, 2.48, 2.0, rising[-2:] + [(9, 9.9)],
+                       rules)[0] is False
+
+
+def test_relative_slope_is_per_day_and_scale_free():
+  assert nextday.relative_slope([(0, 1.0), (2, 3.0)]) == pytest.approx(0.5)
+  assert nextday.relative_slope([(0, 10.0), (2, 30.0)]) == pytest.approx(0.5)
+  assert nextday.relative_slope([(0, 1.0)]) is None
+
+
+def test_rules_reject_nonsense():
+  with pytest.raises(TaxiDemandError, match="--trend-days"):
+    nextday.Rules(trend_days=1)
+  with pytest.raises(TaxiDemandError, match="--margin"):
+    nextday.Rules(margin=-1)
+
+
+def test_next_day_bad_inputs_are_one_line(tmp_path, capsys):
+  code = cli.main(["--home", str(tmp_path), "next-day", "--date", "2024-02-30"])
+  err = capsys.readouterr().err
+  assert code == 1 and len(err.strip().splitlines()) == 1
+  assert "no metadata store" in err or "bad date" in err
+
+
+# --- on the backfilled home (real TFX runs) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+  return lineage_fixtures.backfilled_home(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory):
+  """The fixture city with area 8 x3 from the 8th backfilled day on, and a
+  gradual ramp of area 8 (to x2 over 6 days) from the 4th."""
+  root = tmp_path_factory.mktemp("drifted")
+  return {
+      "sudden": lineage_fixtures.simulate(
+          root / "sudden.duckdb", f"area=8:x3@{lineage_fixtures.DRIFT_DAY}"),
+      "gradual": lineage_fixtures.simulate(
+          root / "gradual.duckdb", "area=8:x2/6d@2024-02-05"),
+  }
+
+
+def _scratch_home(backfilled, tmp_path) -> Home:
+  """A home whose metadata is a copy: recorded results stay in this test."""
+  home = Home(tmp_path / "home")
+  home.root.mkdir(parents=True)
+  shutil.copy(backfilled / "metadata.sqlite", home.metadata)
+  (home.root / "models").symlink_to(backfilled / "models")
+  (home.root / "warehouse.duckdb").symlink_to(backfilled / "warehouse.duckdb")
+  return home
+
+
+def _days_with_a_serving_model(home):
+  with store.open_store(home.metadata) as reader:
+    snap = reader.snapshot()
+  days = [f"2024-02-{d:02d}" for d in range(3, 12)]
+  return [d for d in days
+          if queries.serving_on(snap, queries.span_of_date(d)) is not None]
+
+
+@pytest.mark.e2e
+def test_next_day_cli_scores_the_serving_model_and_records_it(
+    backfilled, tmp_path, capsys):
+  home = _scratch_home(backfilled, tmp_path)
+  day = _days_with_a_serving_model(home)[-1]
+  code = cli.main(["--home", str(home.root), "next-day", "--date", day,
+                   "--json"])
+  result = json.loads(capsys.readouterr().out)
+  assert set(result) >= {"date", "model_version", "mae", "rmse",
+                         "seasonal_naive_mae", "alert", "reason"}
+  assert code == (3 if result["alert"] else 0) and result["date"] == day
+  with store.open_store(home.metadata) as reader:
+    snap = reader.snapshot()
+  span = queries.span_of_date(day)
+  assert result["model_version"] == queries.serving_on(snap, span).version
+  push = queries.push_of(snap, result["model_version"])
+  assert push.span < span
+  # Recorded: a result artifact whose execution read the model and D's
+  # examples; `lineage` shows it as that version's history.
+  [found] = queries.next_day_results(snap, result["model_version"])
+  assert found["mae"] == pytest.approx(result["mae"])
+  execution = snap.producer(found["artifact_id"])
+  assert execution.node_id == record.NEXT_DAY
+  inputs = snap.inputs(execution.execution_id)
+  assert inputs["model"][0].id == push.model.id
+  assert inputs["examples"][0].span == span
+  tree = queries.lineage_of_version(snap, result["model_version"])
+  assert [r["date"] for r in tree["next_day"]] == [day]
+
+
+@pytest.mark.e2e
+def test_sudden_drift_alerts_on_its_first_days_and_not_before(
+    backfilled, drifted, tmp_path):
+  home = _scratch_home(backfilled, tmp_path)
+  results = {d: nextday.validate(home, d, warehouse_path=drifted["sudden"],
+                                 record=False)
+             for d in _days_with_a_serving_model(home)}
+  clean = [d for d in results if d < lineage_fixtures.DRIFT_DAY]
+  assert len(clean) >= 3, results
+  assert not any(results[d]["alert"] for d in clean), {
+      d: results[d]["reason"] for d in clean}
+  first_days = [d for d in results if d >= lineage_fixtures.DRIFT_DAY][:2]
+  assert any(results[d]["alert"] and results[d]["reason"].startswith("sudden")
+             for d in first_days), {d: results[d] for d in first_days}
+
+
+def _run_days(home, warehouse, rules):
+  """Next-day results, recorded in order, for the days before DRIFT_DAY."""
+  days = [d for d in _days_with_a_serving_model(home)
+          if d < lineage_fixtures.DRIFT_DAY]
+  return {d: nextday.validate(home, d, rules, warehouse_path=warehouse)
+          for d in days}
+
+
+@pytest.mark.e2e
+def test_gradual_drift_is_caught_by_the_trend_rule(backfilled, drifted,
+                                                   tmp_path):
+  # Area 8 ramps to x2 over six days from 2024-02-05: MAE climbs ~14% of its
+  # mean a day, while on the clean city it wanders by at most ~7%.
+  rules = nextday.Rules(margin=0.25, trend_days=3, trend_slope=0.10)
+  ramp = _run_days(_scratch_home(backfilled, tmp_path / "ramp"),
+                   drifted["gradual"], rules)
+  trend_only = [d for d, r in ramp.items()
+                if r["alert"] and "sudden" not in r["reason"]]
+  assert trend_only, {d: (r["mae"], r["reason"]) for d, r in ramp.items()}
+  assert all(ramp[d]["reason"].startswith("gradual:") for d in trend_only)
+  clean = _run_days(_scratch_home(backfilled, tmp_path / "clean"),
+                    str(backfilled / "warehouse.duckdb"), rules)
+  assert not any(r["alert"] for r in clean.values()), {
+      d: (r["mae"], r["reason"]) for d, r in clean.items()}
+
+
+@pytest.mark.e2e
+def test_the_pipeline_node_check_agrees_with_the_cli(backfilled, tmp_path):
+  from pipeline.components import next_day
+  home = _scratch_home(backfilled, tmp_path)
+  day = _days_with_a_serving_model(home)[-1]
+  cli_result = nextday.validate(home, day, record=False)
+  subject = nextday.find_subject(home, queries.span_of_date(day))
+  with store.open_store(home.metadata) as reader:
+    snap = reader.snapshot()
+  examples = queries.examples_of_span(snap, subject.span)
+  node = next_day.check(examples.uri, subject.model_dir, subject.span,
+                        subject.eval_mae, nextday.DEFAULT_MARGIN)
+  # ExampleGen's eval split of day D is the demand query of day D.
+  assert node["examples"] == cli_result["examples"]
+  assert node["mae"] == pytest.approx(cli_result["mae"], rel=1e-5)
+  assert node["seasonal_naive_mae"] == pytest.approx(
+      cli_result["seasonal_naive_mae"], rel=1e-6)
+  assert node["alert"] == cli_result["alert"]
+
+
+@pytest.mark.e2e
+def test_the_next_day_node_runs_in_a_pipeline_and_records_a_result(
+    backfilled, tmp_path):
+  """NextDayValidator on imported artifacts, run by LocalDagRunner."""
+  from tfx import v1 as tfx
+  from pipeline.components.next_day import NextDayValidator
+  home = _scratch_home(backfilled, tmp_path)
+  day = _days_with_a_serving_model(home)[-1]
+  subject = nextday.find_subject(home, queries.span_of_date(day))
+  with store.open_store(home.metadata) as reader:
+    snap = reader.snapshot()
+  examples = queries.examples_of_span(snap, subject.span)
+  push = queries.push_of(snap, subject.version)
+  import_examples = tfx.dsl.Importer(
+      source_uri=examples.uri,
+      artifact_type=tfx.types.standard_artifacts.Examples,
+      properties={"span": subject.span,
+                  "split_names": '["train", "eval"]'}).with_id("examples")
+  import_model = tfx.dsl.Importer(
+      source_uri=push.model.uri,
+      artifact_type=tfx.types.standard_artifacts.Model).with_id("model")
+  node = NextDayValidator(
+      examples=import_examples.outputs["result"],
+      model=import_model.outputs["result"]).with_id("NextDayValidator")
+  metadata = tmp_path / "node.sqlite"
+  tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name="next_day_test", pipeline_root=str(tmp_path / "root"),
+      components=[import_examples, import_model, node],
+      metadata_connection_config=(
+          tfx.orchestration.metadata.sqlite_metadata_connection_config(
+              str(metadata)))))
+  with store.open_store(metadata) as reader:
+    [result] = reader.snapshot().artifacts_of(record.NEXT_DAY_RESULT)
+  props = result.properties
+  assert props["span"] == subject.span and props["date"] == day
+  assert props["source"] == "pipeline" and props["alert"] == 0
+  assert props["reason"].startswith("ok: no eval MAE")
+  expected = nextday.validate(home, day, record=False)
+  assert props["mae"] == pytest.approx(expected["mae"], rel=1e-5)
