@@ -98,7 +98,7 @@ class PipelineConfig:
   serving_log_dir: str = ""
   keep_versions: int = 5
   # Trainer.
-  train_steps: int = 2000
+  train_steps: int = 4000
   eval_steps: int = 0            # 0: the whole eval split
   hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   thresholds: Thresholds = Thresholds()

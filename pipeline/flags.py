@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List
 
+from pipeline.config import Thresholds
 from taxi_demand.data.sql import QueryConfig
 from taxi_demand.data.sql import SpatialUnit
 from taxi_demand.errors import TaxiDemandError
@@ -34,6 +35,15 @@ def add_model_flags(group) -> None:
                      help="grid cell side for --spatial-unit grid")
   group.add_argument("--keep-versions", type=int, default=5,
                      help="pushed model versions to keep (default 5)")
+  defaults = Thresholds()
+  group.add_argument("--naive-margin", type=float,
+                     default=defaults.naive_margin,
+                     help="push only if MAE beats the seasonal-naive forecast "
+                     "by this fraction (default %(default)s)")
+  group.add_argument("--cell-margin", type=float,
+                     default=defaults.cell_margin,
+                     help="refuse if a busy cell's MAE is this fraction above "
+                     "its own seasonal-naive MAE (default %(default)s)")
 
 
 
@@ -62,7 +72,9 @@ def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
       query=QueryConfig(table=table, slot_minutes=args.slot_minutes,
                         spatial_unit=SpatialUnit(args.spatial_unit),
                         grid_metres=args.grid_metres),
-      keep_versions=args.keep_versions)
+      keep_versions=args.keep_versions,
+      thresholds=Thresholds(naive_margin=args.naive_margin,
+                            cell_margin=args.cell_margin))
   if args.train_steps:
     kwargs["train_steps"] = args.train_steps
   return kwargs

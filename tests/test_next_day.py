@@ -128,7 +128,10 @@ def test_next_day_cli_scores_the_serving_model_and_records_it(
   assert push.span < span
   # Recorded: a result artifact whose execution read the model and D's
   # examples; `lineage` shows it as that version's history.
-  [found] = queries.next_day_results(snap, result["model_version"])
+  # The daily pipeline's NextDayValidator records results too (one per day
+  # the version served); the newest result for day D is this command's.
+  found = next(r for r in queries.next_day_results(
+      snap, result["model_version"]) if int(r["span"]) == span)
   assert found["mae"] == pytest.approx(result["mae"])
   execution = snap.producer(found["artifact_id"])
   assert execution.node_id == record.NEXT_DAY
@@ -136,7 +139,7 @@ def test_next_day_cli_scores_the_serving_model_and_records_it(
   assert inputs["model"][0].id == push.model.id
   assert inputs["examples"][0].span == span
   tree = queries.lineage_of_version(snap, result["model_version"])
-  assert [r["date"] for r in tree["next_day"]] == [day]
+  assert day in [r["date"] for r in tree["next_day"]]
 
 
 @pytest.mark.e2e
@@ -155,30 +158,44 @@ def test_sudden_drift_alerts_on_its_first_days_and_not_before(
              for d in first_days), {d: results[d] for d in first_days}
 
 
-def _run_days(home, warehouse, rules):
-  """Next-day results, recorded in order, for the days before DRIFT_DAY."""
-  days = [d for d in _days_with_a_serving_model(home)
-          if d < lineage_fixtures.DRIFT_DAY]
-  return {d: nextday.validate(home, d, rules, warehouse_path=warehouse)
-          for d in days}
+def _stale_model_results(home, warehouse, rules):
+  """The trend rule over a model nobody replaced, scored day after day.
+
+  The silent-staleness case: every later candidate failed its gates, so the
+  first pushed model keeps serving while the city drifts under it.
+  """
+  with store.open_store(home.metadata) as reader:
+    snap = reader.snapshot()
+  first = queries.pushes(snap)[0]
+  model_dir = nextday.model_dir_of(home.models, first)
+  history, results = [], {}
+  for day in (f"2024-02-{d:02d}" for d in range(4, 12)):
+    span = queries.span_of_date(day)
+    columns = nextday.day_columns(warehouse, nextday.query_config_of(None),
+                                  span)
+    mae = nextday.score_day(model_dir, columns)["mae"]
+    results[day] = nextday.judge(span, mae, None, history, rules)
+    history.append((span, mae))
+  return results
 
 
 @pytest.mark.e2e
 def test_gradual_drift_is_caught_by_the_trend_rule(backfilled, drifted,
                                                    tmp_path):
-  # Area 8 ramps to x2 over six days from 2024-02-05: MAE climbs ~14% of its
-  # mean a day, while on the clean city it wanders by at most ~7%.
-  rules = nextday.Rules(margin=0.25, trend_days=3, trend_slope=0.10)
-  ramp = _run_days(_scratch_home(backfilled, tmp_path / "ramp"),
-                   drifted["gradual"], rules)
-  trend_only = [d for d, r in ramp.items()
-                if r["alert"] and "sudden" not in r["reason"]]
-  assert trend_only, {d: (r["mae"], r["reason"]) for d, r in ramp.items()}
-  assert all(ramp[d]["reason"].startswith("gradual:") for d in trend_only)
-  clean = _run_days(_scratch_home(backfilled, tmp_path / "clean"),
-                    str(backfilled / "warehouse.duckdb"), rules)
-  assert not any(r["alert"] for r in clean.values()), {
-      d: (r["mae"], r["reason"]) for d, r in clean.items()}
+  # Area 8 ramps to x2 over six days from 2024-02-05. The sudden rule is off
+  # (no eval MAE given), so any alert here is the trend rule's. On this
+  # fixture a 5-day window rises up to ~16%/day on the ramp and at most ~9%
+  # on the clean city, whose one event-heavy day (02-09) a least-squares
+  # slope would mistake for a trend.
+  rules = nextday.Rules(margin=0.25, trend_days=5, trend_slope=0.12)
+  home = _scratch_home(backfilled, tmp_path)
+  ramp = _stale_model_results(home, drifted["gradual"], rules)
+  assert any(alert for alert, _ in ramp.values()), ramp
+  assert all(reason.startswith("gradual:")
+             for alert, reason in ramp.values() if alert)
+  clean = _stale_model_results(home, str(backfilled / "warehouse.duckdb"),
+                               rules)
+  assert not any(alert for alert, _ in clean.values()), clean
 
 
 @pytest.mark.e2e

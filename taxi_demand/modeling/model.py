@@ -42,7 +42,7 @@ class HParams:
   # Cosine decay to this fraction of learning_rate over the training steps.
   final_learning_rate_fraction: float = 0.05
   batch_size: int = 512
-  train_steps: int = 2000
+  train_steps: int = 4000
   # Evaluation on the whole eval split when None.
   eval_steps: Optional[int] = None
   epochs: int = 4

@@ -74,15 +74,22 @@ def score(labels, predictions, naive) -> Dict[str, float]:
 
 
 def relative_slope(points: Sequence[Tuple[int, float]]) -> Optional[float]:
-  """Least-squares slope of MAE per day divided by the mean MAE."""
+  """Theil-Sen slope of MAE per day, divided by the mean MAE.
+
+  The median of the pairwise slopes rather than least squares: one hard day
+  (a venue event, a storm) at the end of the window must not read as a
+  trend, while a steady rise still does.
+  """
   if len(points) < 2:
     return None
   x = np.asarray([p[0] for p in points], dtype=float)
   y = np.asarray([p[1] for p in points], dtype=float)
   if np.ptp(x) == 0 or np.mean(y) <= 0:
     return None
-  slope = np.polyfit(x, y, 1)[0]
-  return float(slope / np.mean(y))
+  i, j = np.triu_indices(len(x), k=1)
+  distinct = x[j] != x[i]
+  slopes = (y[j] - y[i])[distinct] / (x[j] - x[i])[distinct]
+  return float(np.median(slopes) / np.mean(y))
 
 
 def judge(span: int, mae: float, eval_mae: Optional[float],
