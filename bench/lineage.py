@@ -224,6 +224,8 @@ def main(argv=None) -> int:
   parser.add_argument("--runs", type=int, default=100)
   parser.add_argument("--repeat", type=int, default=3,
                       help="runs per command; the best is reported")
+  parser.add_argument("--json", action="store_true",
+                      help="accepted for `make bench`; the output is JSON")
   args = parser.parse_args(argv)
   with tempfile.TemporaryDirectory() as tmp:
     home = Path(tmp) / "home"

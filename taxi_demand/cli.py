@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -115,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     print(f"taxi-demand {args.command}: interrupted", file=sys.stderr)
     return 130
+  except BrokenPipeError:
+    # The reader (`| head`) left early: not an error. Point stdout at
+    # devnull so the interpreter's final flush does not complain either.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
   except Exception as e:  # pylint: disable=broad-except
     if verbose:
       traceback.print_exc()
