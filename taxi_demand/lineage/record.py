@@ -14,7 +14,6 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from taxi_demand.errors import TaxiDemandError
 
 PIPELINE_CONTEXT_TYPE = "pipeline"
 # Execution and artifact types of the checks recorded here.
@@ -48,20 +47,8 @@ def _set(value_proto, value) -> None:
 
 def open_writable(path: os.PathLike):
   """The MLMD store at `path` for writing; it must exist already."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise TaxiDemandError(f"no metadata store at {path}; run the pipeline "
-                          "first (python runner_local.py)")
-  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  config = pb.ConnectionConfig()
-  config.sqlite.filename_uri = path
-  config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE
-  try:
-    return metadata_store.MetadataStore(config)
-  except Exception as e:  # pylint: disable=broad-except
-    raise TaxiDemandError(f"cannot open the metadata store {path}: {e}") \
-        from None
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  return store.connect(path, writable=True)
 
 
 def _type_id(store, kind: str, name: str) -> int:

@@ -502,19 +502,21 @@ class Snapshot:
     return None if node is None else self.first_output(node.execution_id, key)
 
 
-@contextlib.contextmanager
-def open_store(path: os.PathLike) -> Iterator[Reader]:
-  """Opens an existing MLMD SQLite file read-only, or fails in one line."""
+def connect(path: os.PathLike, writable: bool = False):
+  """An existing MLMD SQLite store, or one clear error.
+
+  Read-only unless `writable` (the out-of-pipeline checks record results).
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise TaxiDemandError(f"no metadata store at {path}; run the pipeline "
                           "first (python runner_local.py)")
   from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  modes = metadata_store_pb2.SqliteMetadataSourceConfig
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
-  config.sqlite.connection_mode = (
-      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
+  config.sqlite.connection_mode = modes.READWRITE if writable else modes.READONLY
   try:
     store = metadata_store.MetadataStore(config)
     store.get_context_types()  # touch the schema: a corrupt file fails here
@@ -523,4 +525,10 @@ def open_store(path: os.PathLike) -> Iterator[Reader]:
         f"cannot read the metadata store {path}: "
         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
     ) from None
-  yield Reader(store)
+  return store
+
+
+@contextlib.contextmanager
+def open_store(path: os.PathLike) -> Iterator[Reader]:
+  """Opens an existing MLMD SQLite file read-only, or fails in one line."""
+  yield Reader(connect(path))
