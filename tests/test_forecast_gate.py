@@ -61,3 +61,10 @@ def test_the_evaluators_refusal_stands():
   r = decide(metrics(1.0, {1: 1.0, 2: 1.0}), blessed=False)
   assert not r["blessed"]
   assert "Evaluator did not bless" in r["reasons"][0]
+
+
+def test_an_empty_eval_day_blesses_nothing():
+  r = fg.decide(metrics(1.0), [], [], [], evaluator_blessed=True,
+                naive_margin=0.10, cell_margin=0.25, min_cell_pickups=100)
+  assert not r["blessed"]
+  assert "the eval day has no examples" in r["reasons"]

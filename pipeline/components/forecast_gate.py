@@ -24,6 +24,7 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from taxi_demand.modeling import baselines
 from taxi_demand.modeling import features
 
 REPORT_FILE = "forecast_gate.json"
@@ -72,10 +73,10 @@ def tfma_metrics(evaluation_uri: str) -> Dict[Tuple[str, str, str], float]:
 
 
 def _errors(labels, forecasts):
-  n = max(len(labels), 1)
-  abs_err = sum(abs(p - y) for p, y in zip(forecasts, labels)) / n
-  sq_err = (sum((p - y) ** 2 for p, y in zip(forecasts, labels)) / n) ** 0.5
-  return abs_err, sq_err
+  """(MAE, RMSE): the same definitions every baseline is scored with."""
+  if len(labels) == 0:
+    return float("nan"), float("nan")
+  return baselines.mae(labels, forecasts), baselines.rmse(labels, forecasts)
 
 
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
@@ -88,6 +89,8 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
   mean_pred = metrics.get(("", CANDIDATE, MEAN_PREDICTION))
   mean_label = metrics.get(("", CANDIDATE, MEAN_LABEL))
   reasons = []
+  if not labels:
+    reasons.append("the eval day has no examples")
   if model_mae is None:
     reasons.append("the Evaluator reported no MAE for the candidate")
     model_mae = float("inf")
