@@ -62,6 +62,8 @@ def main() -> int:
   if args.step:
     print(json.dumps(_step(args.step, Path(args.workdir), args.trips)))
     return 0
+  if args.workdir:
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(prefix="bench-data-",
                                    dir=args.workdir) as tmp:
     results = {}

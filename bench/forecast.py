@@ -176,6 +176,8 @@ def main() -> int:
   args = parser.parse_args()
   from taxi_demand.home import Home  # noqa: PLC0415
   began = time.monotonic()
+  if args.workdir:
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix="bench-forecast-", dir=args.workdir)
   try:
     home = Home(Path(tmp) / "home")

@@ -11,7 +11,7 @@ Two alert rules:
   sudden:  MAE > eval MAE x (1 + margin), the eval MAE being what ForecastGate
            measured for that model on its own eval day;
   gradual: over the last K next-day results (one per day, whatever model
-           served), the least-squares slope of MAE per day, relative to their
+           served), the Theil-Sen slope of MAE per day, relative to their
            mean, exceeds `trend_slope`, even if no day crossed the margin.
 """
 
