@@ -1,5 +1,7 @@
-"""DuckDBExampleGen: executor splits and counts, same rows -> same examples,
-and (e2e) TFX's driver filling the span in a one-node LocalDagRunner pipeline."""
+"""DuckDBExampleGen: executor splits and counts, same rows -> same examples as
+row_to_example (BigQueryExampleGen's converter; NULLs and every mapped type),
+and (e2e) TFX's driver filling the span in a one-node LocalDagRunner
+pipeline."""
 
 import datetime
 import os
@@ -19,6 +21,7 @@ from pipeline.components.duckdb_example_gen import DuckDBExampleGen
 from pipeline.components.duckdb_example_gen import executor
 from pipeline.components.duckdb_example_gen import input_config_for
 from pipeline.components.duckdb_example_gen import range_config_for
+from taxi_demand.data import simulate
 from taxi_demand.data import sql
 from taxi_demand.data.warehouse import Warehouse
 from taxi_demand.modeling import features
@@ -76,12 +79,16 @@ def test_executor_writes_time_splits(warehouse_path, tmp_path):
   assert set(evals[0].features.feature) == set(features.RAW_COLUMNS)
 
 
+def _parsed(serialized):
+  return [tf.train.Example.FromString(s) for s in serialized]
+
+
 def test_same_rows_same_examples_as_bigquery_converter(warehouse_path):
   query = sql.substitute_span(sql.render_bigquery(HOURLY), SUNDAY)
   # The types BigQuery reports for the demand query's columns.
   bigquery_types = {c: "INTEGER" if c in features.INT_COLUMNS else "FLOAT"
                     for c in features.RAW_COLUMNS}
-  got = list(executor._read_examples(query, warehouse_path))  # pylint: disable=protected-access
+  got = _parsed(executor._read_examples(query, warehouse_path))  # pylint: disable=protected-access
   rows = [row for _, row in executor.query_rows(warehouse_path, query)]
   want = [bigquery_utils.row_to_example(bigquery_types, row) for row in rows]
   assert len(got) == 77 * 24
@@ -90,6 +97,81 @@ def test_same_rows_same_examples_as_bigquery_converter(warehouse_path):
           if e.features.feature["pickups"].int64_list.value[0] == 3]
   assert busy[0].features.feature["mean_3h"].float_list.value[0] == \
       pytest.approx(1 / 3)
+
+
+@pytest.fixture(scope="module")
+def simulated_path(tmp_path_factory):
+  path = tmp_path_factory.mktemp("sim") / "w.duckdb"
+  with Warehouse(path) as w:
+    simulate.simulate_into(w, start=datetime.date(2024, 1, 1), days=9,
+                           seed=3, scale=0.02)
+  return str(path)
+
+
+# The demand query's lag and mean columns are never NULL (LAG defaults to 0,
+# means are COALESCEd), so NULLs, BOOLEAN and STRING come from a query of
+# their own: the Arrow path must match row_to_example on every type the
+# executor maps, not only on the two the demand query uses today.
+_EVERY_TYPE_QUERY = """
+SELECT
+  unique_key,
+  payment_type,  -- the simulator leaves it NULL: a column with no value
+  trip_seconds,
+  pickup_community_area,
+  trip_miles,
+  fare,
+  trip_miles > 1 AS long_trip,
+  IF(MOD(trip_seconds, 3) = 0, NULL, trip_miles / 3) AS third_or_null,
+  IF(MOD(trip_seconds, 3) = 1, NULL, trip_seconds) AS seconds_or_null,
+  IF(MOD(trip_seconds, 3) = 2, NULL, unique_key) AS key_or_null,
+  IF(MOD(trip_seconds, 5) = 0, NULL, trip_miles > 1) AS long_or_null
+FROM trips
+ORDER BY unique_key
+"""
+
+
+def test_arrow_examples_equal_row_to_example_with_nulls(simulated_path):
+  got = list(executor._read_examples(_EVERY_TYPE_QUERY, simulated_path))  # pylint: disable=protected-access
+  # BigQuery would report these columns' types as bigquery_type maps them.
+  want = [bigquery_utils.row_to_example(types, row) for types, row in
+          executor.query_rows(simulated_path, _EVERY_TYPE_QUERY)]
+  # More than one Arrow batch, so batch boundaries are covered too.
+  assert len(got) == len(want) > executor._ROWS_PER_BATCH  # pylint: disable=protected-access
+  assert all(isinstance(s, bytes) for s in got)
+  assert _parsed(got) == want
+
+  def kinds(column):
+    return {e.features.feature[column].WhichOneof("kind") for e in want}
+  # Every mapped type and a NULL in each, or the comparison proves little.
+  assert kinds("unique_key") == {"bytes_list"}
+  assert kinds("long_trip") == {"int64_list"}
+  assert kinds("third_or_null") == {"float_list", None}
+  assert kinds("seconds_or_null") == {"int64_list", None}
+  assert kinds("key_or_null") == {"bytes_list", None}
+  assert kinds("payment_type") == {None}
+  assert kinds("long_or_null") == {"int64_list", None}
+
+
+def test_demand_query_on_a_simulated_city_equals_row_to_example(
+    simulated_path):
+  # The last of 9 days: a full week of lag history, 15-minute slots.
+  cfg = sql.QueryConfig(slot_minutes=15)
+  span = (datetime.date(2024, 1, 9) - datetime.date(1970, 1, 1)).days
+  query = sql.substitute_span(sql.render_bigquery(cfg), span)
+  bigquery_types = {c: "INTEGER" if c in features.INT_COLUMNS else "FLOAT"
+                    for c in features.RAW_COLUMNS}
+  got = _parsed(executor._read_examples(query, simulated_path))  # pylint: disable=protected-access
+  want = [bigquery_utils.row_to_example(bigquery_types, row)
+          for _, row in executor.query_rows(simulated_path, query)]
+  assert len(got) == len(want) == 77 * 96
+  assert got == want
+
+
+def test_unsupported_column_type_is_an_error(simulated_path):
+  with pytest.raises(RuntimeError,
+                     match="TIMESTAMP has no BigQuery equivalent"):
+    list(executor._read_examples(  # pylint: disable=protected-access
+        "SELECT trip_start_timestamp FROM trips LIMIT 1", simulated_path))
 
 
 def test_component_requires_a_span(warehouse_path):

@@ -3,8 +3,9 @@
 Same shape as TFX's BigQueryExampleGen: one BigQuery Standard SQL query per
 split in `input_config`, with @span_* placeholders that TFX's QueryBasedDriver
 fills from `range_config` (so the span is recorded on the Examples artifact).
-The executor transpiles the filled query to DuckDB and converts rows with
-BigQuery's own row-to-Example converter.
+The executor transpiles the filled query to DuckDB and encodes its Arrow
+result to tf.Examples proto-equal to those of BigQuery's row-to-Example
+converter (see executor.py).
 """
 
 from __future__ import annotations
