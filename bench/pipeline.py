@@ -83,9 +83,11 @@ def child_ours(home: str) -> dict:
   code = runner_local.main(["--home", home])
   if code != 0:
     raise SystemExit(f"our pipeline exited {code}")
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   with store.open_store(Path(home) / "metadata.sqlite") as reader:
-    summary = reader.run_summary()
+    snap = reader.snapshot()
+  summary = queries.run_summary(snap, snap.run("last"))
   return {"components": recorder.components,
           "examples": (summary.get("train_examples") or 0) +
                       (summary.get("eval_examples") or 0)}

@@ -197,11 +197,13 @@ def _alert_in(error: BaseException) -> Optional[AlertError]:
 
 def print_summary(home: Home, config) -> dict:
   """The closing lines of a run, read back from ML Metadata."""
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   with store.open_store(home.metadata) as reader:
-    summary = reader.run_summary(PIPELINE_NAME)
-  if summary is None:
-    return {}
+    last = reader.last_run(PIPELINE_NAME)
+    if last is None:
+      return {}
+    summary = queries.run_summary(reader.snapshot(), last)
   fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float)
                                            else str(v))
   say("summary")

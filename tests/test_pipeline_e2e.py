@@ -12,6 +12,7 @@ import runner_local
 from taxi_demand.data import simulate
 from taxi_demand.data import warehouse as wh
 from taxi_demand.home import Home
+from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
 from taxi_demand.serving import registry
 
@@ -58,7 +59,8 @@ def test_a_first_run_executes_every_node_and_pushes(home):
   assert executed(r) == EVERY_NODE
   assert r.status == "COMPLETE"
   with store.open_store(home.metadata) as reader:
-    summary = reader.run_summary(run_id=r.run_id)
+    snap = reader.snapshot()
+    summary = queries.run_summary(snap, snap.run(r.run_id))
     assert summary["span"] == (datetime.date(2024, 3, 9) -
                                datetime.date(1970, 1, 1)).days
     assert summary["blessed"] is True
@@ -86,7 +88,8 @@ def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
   r = last_run(home)
   assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(r)
   with store.open_store(home.metadata) as reader:
-    summary = reader.run_summary(run_id=r.run_id)
+    snap = reader.snapshot()
+    summary = queries.run_summary(snap, snap.run(r.run_id))
   assert summary["blessed"] is False and summary["reasons"]
   assert summary["pushed_version"] is None
   assert registry.serving_version(home.models) == serving

@@ -255,12 +255,6 @@ def next_day_results(snap: st.Snapshot,
 
 def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """Everything `taxi-demand show RUN` prints."""
-  gate = snap.run_output(run, st.DATA_GATE, "report")
-  anomalies = None
-  if gate is not None:
-    anomalies = {k: gate.properties.get(k) for k in
-                 ("anomaly_count", "train_examples", "eval_examples",
-                  "drift_checked")}
   blessing = blessing_props(snap, run)
   detail = run_row(snap, run)
   detail.update({
@@ -271,9 +265,42 @@ def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
       "parameters": parameters(snap, run),
       "metrics": {k: blessing.get(k) for k in METRICS if k in blessing},
       "reasons": blessing.get("reasons") or None,
-      "anomalies": anomalies,
+      "anomalies": data_checks(snap, run),
   })
   return detail
+
+
+def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
+  """What DataGate reported for a run; None if it did not run."""
+  gate = snap.run_output(run, st.DATA_GATE, "report")
+  if gate is None:
+    return None
+  return {k: gate.properties.get(k) for k in
+          ("anomaly_count", "train_examples", "eval_examples",
+           "drift_checked")}
+
+
+def run_summary(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+  """The runner's closing lines: `runs`' row, the data checks, the reasons.
+
+  Flat, for `python runner_local.py`'s summary, the e2e tests and
+  bench/pipeline.py; `show` prints the fuller `run_detail`.
+  """
+  summary = run_row(snap, run)
+  checks = data_checks(snap, run)
+  blessing = blessing_props(snap, run)
+  summary.update({
+      "anomalies": checks and checks["anomaly_count"],
+      "train_examples": checks and checks["train_examples"],
+      "eval_examples": checks and checks["eval_examples"],
+      "drift": checks and ("checked, none" if checks["drift_checked"] else
+                           "not checked (no previous span)"),
+      "reasons": blessing.get("reasons") or "",
+      "parameters": parameters(snap, run),
+  })
+  for key in ("model_rmse", "seasonal_naive_rmse", "baseline_model_mae"):
+    summary[key] = blessing.get(key)
+  return summary
 
 
 def _iso(ms: int) -> Optional[str]:

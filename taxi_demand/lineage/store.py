@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -297,60 +296,6 @@ class Reader:
   def snapshot(self) -> "Snapshot":
     """The whole store read in a few bulk queries, for the CLI's walks."""
     return Snapshot.load(self._store)
-
-  def run_summary(self, pipeline_name: Optional[str] = None,
-                  run_id: Optional[str] = None) -> Optional[dict]:
-    """The figures the runner prints at the end of a run."""
-    run = self.run(run_id) if run_id else self.last_run(pipeline_name)
-    if run is None:
-      return None
-    summary: Dict[str, Any] = {"run_id": run.run_id, "status": run.status,
-                               "wall_s": run.wall_s, "span": None}
-    trainer = run.node(TRAINER)
-    if trainer is not None:
-      params = trainer.properties.get("custom_config")
-      if isinstance(params, str):
-        try:
-          summary["parameters"] = json.loads(params)
-        except ValueError:
-          summary["parameters"] = {}
-    summary.update(self._outputs_summary(run))
-    return summary
-
-  def _first_output(self, run: Run, node_id: str, key: str):
-    node = run.node(node_id)
-    if node is None:
-      return None
-    found = self.outputs(node.execution_id).get(key) or []
-    return found[0] if found else None
-
-  def _outputs_summary(self, run: Run) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    examples = self._first_output(run, EXAMPLE_GEN, "examples")
-    if examples is not None:
-      out["span"] = _props(examples).get("span")
-    gate = self._first_output(run, DATA_GATE, "report")
-    if gate is not None:
-      props = _props(gate)
-      out["anomalies"] = props.get("anomaly_count")
-      out["train_examples"] = props.get("train_examples")
-      out["eval_examples"] = props.get("eval_examples")
-      out["drift"] = ("checked, none" if props.get("drift_checked") else
-                      "not checked (no previous span)")
-    blessing = self._first_output(run, FORECAST_GATE, "blessing")
-    if blessing is not None:
-      props = _props(blessing)
-      out["blessed"] = bool(props.get("blessed"))
-      out["reasons"] = props.get("reasons") or ""
-      for key in ("model_mae", "model_rmse", "seasonal_naive_mae",
-                  "seasonal_naive_rmse", "baseline_model_mae"):
-        out[key if key != "model_mae" else "mae"] = props.get(key)
-    pushed = self._first_output(run, PUSHER, "pushed_model")
-    if pushed is not None:
-      props = _props(pushed)
-      out["pushed_version"] = (props.get("pushed_version")
-                               if props.get("pushed") else None)
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
