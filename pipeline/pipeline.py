@@ -248,7 +248,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   transform.add_upstream_node(data_gate)
 
   # On Vertex: TFX's LatestBlessedModelStrategy, the one blessed-model
-  # strategy its compiler knows (it cannot filter by producer or span).
+  # strategy its compiler knows (it cannot filter by producer or span;
+  # vertex_run.only_gate_blessings narrows its compiled query to
+  # ForecastGate's blessings).
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy
                       if on_vertex else BlessedModelBeforeSpanStrategy),

@@ -178,6 +178,9 @@ def resolve_cloud(args) -> None:
   for flag in ("dataflow_machine_type", "training_machine_type"):
     _match(_MACHINE, getattr(args, flag), "--" + flag.replace("_", "-"),
            "a machine type such as n1-standard-4")
+  if Path(args.output).suffix != ".json":
+    raise TaxiDemandError(f"bad --output {args.output!r}: the compiled spec "
+                          "is written as JSON; name it *.json")
   if args.dataflow_max_workers < 1:
     raise TaxiDemandError("--dataflow-max-workers must be >= 1")
   if args.accelerator_count < 0:
@@ -273,9 +276,47 @@ def compile_pipeline(config, image: str, output: str) -> dict:
       output_filename=path.name)
   # The span's default lands in runtimeConfig, so a run started from the
   # console without parameters is a scheduled-style (AUTO_SPAN) run.
-  return runner.run(create_pipeline(config),
-                    parameter_values={SPAN_PARAMETER: config.span},
-                    write_out=True)
+  job = runner.run(create_pipeline(config),
+                   parameter_values={SPAN_PARAMETER: config.span},
+                   write_out=False)
+  only_gate_blessings(job)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # As TFX's own writer does for .json.
+  path.write_text(json.dumps(job, sort_keys=True))
+  return job
+
+
+# The compiled query of the baseline resolver's first step.
+_BLESSING_QUERY_EXECUTOR = "LatestBlessedModel-model-blessing-resolver_executor"
+
+
+def gate_clause() -> str:
+  """The filter clause that keeps a blessing query to ForecastGate's."""
+  from pipeline.components.forecast_gate import GATE_MARK  # pylint: disable=g-import-not-at-top
+  return f" AND metadata.{GATE_MARK}.number_value=1"
+
+
+def only_gate_blessings(job: dict) -> None:
+  """Restricts the Vertex baseline resolver to ForecastGate's blessings.
+
+  TFX compiles LatestBlessedModelStrategy to a Vertex ML Metadata query for
+  the newest ModelBlessing with blessed=1, whoever produced it. The Evaluator
+  writes one too, blessed when the candidate merely beats the last model, so
+  the baseline (and the warm start) could be a model ForecastGate refused.
+  Locally the resolver filters by producer; here the query gains the mark
+  only ForecastGate sets (forecast_gate.GATE_MARK).
+  """
+  try:
+    queries = job["pipelineSpec"]["deploymentSpec"]["executors"][
+        _BLESSING_QUERY_EXECUTOR]["resolver"]["outputArtifactQueries"]
+  except KeyError:
+    raise TaxiDemandError(
+        "the compiled spec has no baseline blessing query "
+        f"({_BLESSING_QUERY_EXECUTOR}); has TFX's compiler changed?") from None
+  clause = gate_clause()
+  for query in queries.values():
+    if clause not in query["filter"]:
+      query["filter"] += clause
 
 
 def declared_parameters(job_spec: dict) -> Dict[str, str]:

@@ -64,6 +64,9 @@ def test_a_first_run_executes_every_node_and_pushes(home):
     assert summary["span"] == (datetime.date(2024, 3, 9) -
                                datetime.date(1970, 1, 1)).days
     assert summary["blessed"] is True
+    # The mark the Vertex baseline query keeps (the Evaluator's has none).
+    assert queries.blessing_props(snap, snap.run(r.run_id))[
+        "forecast_gate"] == 1
     assert summary["train_examples"] == 3 * 77 * 48
     assert summary["eval_examples"] == 77 * 48
     # Each node once: one Model, one ModelBlessing per blessing node.

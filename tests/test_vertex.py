@@ -120,6 +120,14 @@ def test_vertex_only_uses_builtin_resolvers(compiled):
   tasks = _tasks(job)
   assert "PreviousSpanStatistics" not in tasks
   assert "LatestBlessedModel-model-blessing-resolver" in tasks
+  # Only ForecastGate's blessings: the Evaluator's carry blessed=1 too.
+  [query] = job["pipelineSpec"]["deploymentSpec"]["executors"][
+      "LatestBlessedModel-model-blessing-resolver_executor"]["resolver"][
+          "outputArtifactQueries"].values()
+  assert query["filter"] == (
+      'schema_title="tfx.ModelBlessing" AND state=LIVE AND '
+      "metadata.blessed.number_value=1 AND "
+      "metadata.forecast_gate.number_value=1")
   assert tasks["DataGate"]["inputs"]["parameters"]["check_drift"][
       "runtimeValue"]["constant"] == 0
   assert "previous_statistics" not in tasks["DataGate"]["inputs"].get(
@@ -432,6 +440,14 @@ def test_bad_input_is_one_line_and_exit_1(argv, message, tmp_path, capsys,
   assert fake_service.requests == []
   if "parameter" not in message and "cron" not in message:
     assert not out.exists()  # refused before anything was compiled
+
+
+def test_a_non_json_output_is_refused_before_compiling(tmp_path, capsys):
+  out = tmp_path / "spec.yaml"
+  code = runner_vertex.main(["compile", "--output", str(out)])
+  err = capsys.readouterr().err.strip()
+  assert code == 1 and err.startswith("error: bad --output")
+  assert len(err.splitlines()) == 1 and not out.exists()
 
 
 def test_help_shows_the_three_commands(capsys):

@@ -28,6 +28,8 @@ from taxi_demand.modeling import baselines
 from taxi_demand.modeling import features
 
 REPORT_FILE = "forecast_gate.json"
+# A custom property only ForecastGate's blessings carry.
+GATE_MARK = "forecast_gate"
 EVAL_SPLIT = "eval"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -163,6 +165,9 @@ def ForecastGate(  # pylint: disable=invalid-name
   open(os.path.join(blessing.uri, marker), "w").close()
   # The properties LatestBlessedModelStrategy and Pusher read.
   blessing.set_int_custom_property("blessed", int(result["blessed"]))
+  # The Evaluator's blessing carries `blessed` too; on Vertex the baseline
+  # resolver's query keeps only blessings with this mark (vertex_run.py).
+  blessing.set_int_custom_property(GATE_MARK, 1)
   blessing.set_int_custom_property("current_model_id", model.id)
   # The run's span: the next runs' baseline resolver picks by it.
   blessing.set_int_custom_property("span", int(examples.span))
