@@ -137,24 +137,8 @@ def same_examples(out_dirs: list[Path]) -> bool:
       read(first / s) == read(second / s) for s in splits(first))
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--json", action="store_true",
-                      help="print only the JSON object on stdout")
-  parser.add_argument("--workdir", help="keep the warehouse and outputs here "
-                      "(default: a temp dir)")
-  parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
-  parser.add_argument("--warehouse", help=argparse.SUPPRESS)
-  parser.add_argument("--out", help=argparse.SUPPRESS)
-  args = parser.parse_args()
-  if args.child:
-    with contextlib.redirect_stdout(sys.stderr):
-      result = child(args.child, args.warehouse, args.out)
-    print(json.dumps(result))
-    sys.stdout.flush()
-    os._exit(0)  # skip TensorFlow's noisy interpreter teardown
-
-  work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-example-gen-"))
+def measure(work: Path, as_json: bool) -> int:
+  """Both paths on `work`'s warehouse (built there if missing); prints JSON."""
   from pipeline import local_run  # pylint: disable=g-import-not-at-top
   from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
   home = Home(work / "home")
@@ -187,8 +171,31 @@ def main() -> int:
                        same_examples(out_dirs),
       "beam_args": BEAM_ARGS,
   }
-  print(json.dumps(summary, indent=None if args.json else 2))
+  print(json.dumps(summary, indent=None if as_json else 2))
   return 0 if summary["same_examples"] else 1
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--json", action="store_true",
+                      help="print only the JSON object on stdout")
+  parser.add_argument("--workdir", help="keep the warehouse and outputs here "
+                      "(default: a temp dir, removed afterwards)")
+  parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+  parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+  parser.add_argument("--out", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    with contextlib.redirect_stdout(sys.stderr):
+      result = child(args.child, args.warehouse, args.out)
+    print(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)  # skip TensorFlow's noisy interpreter teardown
+
+  if args.workdir:
+    return measure(Path(args.workdir), args.json)
+  with tempfile.TemporaryDirectory(prefix="bench-example-gen-") as tmp:
+    return measure(Path(tmp), args.json)
 
 
 if __name__ == "__main__":
