@@ -20,11 +20,13 @@ venv:
 run: venv
 	$(PY) runner_local.py
 
+# Both cores: each test file runs whole on one worker, so a module's shared
+# fixtures are built once per worker at most.
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: venv
-	$(PY) -m pytest -m "not e2e and not slow"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not slow"
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b --json || exit 1; done

@@ -54,16 +54,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   from pipeline import local_run  # pylint: disable=g-import-not-at-top
+  from taxi_demand import logs  # pylint: disable=g-import-not-at-top
   from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
   home = Home.resolve(args.home)
-  with local_run.guarded(args.verbose) as outcome:
+  # Outside guarded: a failure is logged to the run's log file before
+  # logging is put back as the caller had it.
+  with logs.preserved(), local_run.guarded(args.verbose) as outcome:
     local_run.prepare(home, args)
     from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
     for span, run_options in local_run.plan(args, home):
       config = local_run.build_config(args, home, span)
       local_run.execute(create_pipeline(config), config, run_options, home)
       local_run.print_summary(home, config)
-  return outcome["exit_code"]
+  return outcome.exit_code
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import warnings
 
 import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 from pipeline import flags
-from taxi_demand.errors import TaxiDemandError
+from taxi_demand import errors
 
 ACTIONS = ("compile", "submit", "schedule")
 
@@ -143,21 +143,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   if not args.verbose:
-    # Runtime, not import time: quiet TensorFlow's C++ and SDK warnings.
+    # Process-wide and kept: TensorFlow's C++ logging reads it once, when
+    # TensorFlow loads (during this call), so undoing it would change nothing.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore")
-  from pipeline import local_run  # pylint: disable=g-import-not-at-top
   from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
-  with local_run.guarded(args.verbose) as outcome:
-    try:
-      _run(args, vertex_run)
-    except TaxiDemandError:
-      raise
-    except Exception as e:  # a library's error: one line, cause kept
-      first = (str(e).strip().splitlines() or [""])[0]
-      raise TaxiDemandError(
-          f"{args.action} failed: {type(e).__name__}: {first}") from e
-  return outcome["exit_code"]
+  from taxi_demand import logs  # pylint: disable=g-import-not-at-top
+  # preserved(): the warnings filter and log levels quieting the SDKs below
+  # last for this call only; tests call main in-process.
+  with logs.preserved(), errors.exit_codes(
+      "error: ", args.verbose, alert_prefix="ALERT: ",
+      interrupted="interrupted",  # nothing to resume: rerun the action
+      unexpected=lambda e: f"{args.action} failed: {_one_line(e)}") as outcome:
+    if not args.verbose:
+      warnings.filterwarnings("ignore")  # the SDKs' deprecation chatter
+    _run(args, vertex_run)
+  return outcome.exit_code
+
+
+def _one_line(error: BaseException) -> str:
+  """A library's error in one line: its type and first line."""
+  first = (str(error).strip().splitlines() or [""])[0]
+  return f"{type(error).__name__}: {first}"
 
 
 def _run(args, vertex_run) -> None:

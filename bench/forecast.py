@@ -119,7 +119,7 @@ def _score(home, model_dir: Path) -> dict:
   from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   from taxi_demand.data.sql import QueryConfig  # noqa: PLC0415
   from taxi_demand.modeling import baselines  # noqa: PLC0415
-  from taxi_demand.modeling import features as F  # noqa: PLC0415
+  from taxi_demand import features as F  # noqa: PLC0415
   from taxi_demand.modeling import model as model_lib  # noqa: PLC0415
   from taxi_demand.modeling import trainer  # noqa: PLC0415
   cfg = QueryConfig()

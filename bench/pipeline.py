@@ -85,8 +85,7 @@ def child_ours(home: str) -> dict:
     raise SystemExit(f"our pipeline exited {code}")
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  with store.open_store(Path(home) / "metadata.sqlite") as reader:
-    snap = reader.snapshot()
+  snap = store.load(Path(home) / "metadata.sqlite")
   summary = queries.run_summary(snap, snap.run("last"))
   return {"components": recorder.components,
           "examples": (summary.get("train_examples") or 0) +

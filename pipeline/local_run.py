@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
-import sys
 import time
-import traceback
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import ContextManager, List, Optional, Tuple
 
 from pipeline import flags
 from taxi_demand import __version__
+from taxi_demand import errors
 from taxi_demand import logs
 from taxi_demand import spans
 from taxi_demand.errors import AlertError
-from taxi_demand.errors import EXIT_ERROR
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
+from taxi_demand.lineage import contract
 
-PIPELINE_NAME = "taxi_demand"
 # The default embedded warehouse: deterministic simulated days, enough for a
 # 28-day window plus a week of lag history plus the newest (eval) day.
 DEFAULT_START = datetime.date(2024, 1, 1)
@@ -33,13 +30,6 @@ _log = logging.getLogger(__name__)
 
 def say(message: str) -> None:
   print(message, flush=True)
-
-
-span_of = spans.parse_span
-
-
-def date_of(span: int) -> str:
-  return spans.day_of(span).isoformat()
 
 
 def tfx_sample_csv() -> Path:
@@ -81,13 +71,13 @@ def spans_to_run(args, home: Home) -> List[int]:
   """The days this invocation runs, oldest first."""
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
   if args.backfill:
-    first, last = (span_of(d) for d in args.backfill)
+    first, last = (spans.parse_span(d) for d in args.backfill)
     if last < first:
       raise TaxiDemandError(f"--backfill end {args.backfill[1]} is before "
                             f"start {args.backfill[0]}")
     return list(range(first, last + 1))
   if args.date:
-    return [span_of(args.date)]
+    return [spans.parse_span(args.date)]
   with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
     newest = warehouse.newest_span()
   if newest is None:
@@ -105,7 +95,7 @@ def build_config(args, home: Home, span: int):
   if args.beam_workers > 1:
     beam_args.append("--direct_running_mode=multi_processing")
   return PipelineConfig(
-      pipeline_name=PIPELINE_NAME,
+      pipeline_name=contract.PIPELINE_NAME,
       pipeline_root=str(home.pipeline_root),
       span=span,
       warehouse_path=str(home.warehouse),
@@ -122,17 +112,18 @@ def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:
   """[(span, RunOptions or None)] for this invocation, oldest first."""
   from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   if args.resume:
+    from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
     from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-    with store.open_store(home.metadata) as reader:
-      last = reader.last_run(PIPELINE_NAME)
-      if last is None:
-        raise TaxiDemandError("--resume: no earlier run in ML Metadata")
-      failed = [n.node_id for n in last.nodes if n.state == "FAILED"]
-      if not failed:
-        raise TaxiDemandError(
-            f"--resume: the last run ({last.run_id}) did not fail; nothing "
-            "to resume")
-      span = reader.span_of_run(last)
+    snap = store.load(home.metadata)
+    last = snap.last_run()
+    if last is None:
+      raise TaxiDemandError("--resume: no earlier run in ML Metadata")
+    failed = [n.node_id for n in last.nodes if n.state == "FAILED"]
+    if not failed:
+      raise TaxiDemandError(
+          f"--resume: the last run ({last.run_id}) did not fail; nothing "
+          "to resume")
+    span = queries.run_span(snap, last)
     if span is None:
       raise TaxiDemandError(f"--resume: cannot tell the span of run "
                             f"{last.run_id}; rerun it with --date")
@@ -162,13 +153,12 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
 
   def outcome(node_id: str) -> str:
-    with store.open_store(home.metadata) as reader:
-      return reader.latest_outcome(PIPELINE_NAME, node_id)
+    return store.load(home.metadata).latest_outcome(node_id)
 
   progress = NodeProgress(outcome)
   root = logging.getLogger()
   root.addHandler(progress)
-  say(f"run {config.pipeline_name} for {date_of(config.span)} "
+  say(f"run {config.pipeline_name} for {spans.date_of(config.span)} "
       f"(span {config.span}, {config.train_days}-day window)")
   try:
     if options is None:
@@ -181,8 +171,28 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
     raise (alert or e)
   finally:
     root.removeHandler(progress)
+  refused = refusal(home)
+  if refused is not None:
+    raise refused
   return RunResult(span=config.span, run_id=None, ok=True,
                    nodes=progress.rows, summary={})
+
+
+def refusal(home: Home) -> Optional[AlertError]:
+  """DataGate's refusal of the last run's day as an alert, or None."""
+  from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  snap = store.load(home.metadata)
+  last = snap.last_run()
+  report = last and snap.run_output(last, contract.DATA_GATE, contract.REPORT)
+  if report is None or report.properties.get(contract.DATA_PASSED) != 0:
+    return None
+  span = queries.run_span(snap, last)
+  return data_gate.DataValidationAlert(
+      f"data validation refused span {span} ({spans.day_of(span)}); "
+      "nothing was trained or pushed:\n" +
+      "\n".join(data_gate.verdict_lines(report.uri)))
 
 
 def _alert_in(error: BaseException) -> Optional[AlertError]:
@@ -199,16 +209,16 @@ def print_summary(home: Home, config) -> dict:
   """The closing lines of a run, read back from ML Metadata."""
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  with store.open_store(home.metadata) as reader:
-    last = reader.last_run(PIPELINE_NAME)
-    if last is None:
-      return {}
-    summary = queries.run_summary(reader.snapshot(), last)
+  snap = store.load(home.metadata)
+  last = snap.last_run()
+  if last is None:
+    return {}
+  summary = queries.run_summary(snap, last)
   fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float)
                                            else str(v))
   say("summary")
   say(f"  run {summary['run_id']}  span {summary['span']} "
-      f"({date_of(summary['span']) if summary['span'] is not None else '?'})")
+      f"({spans.date_of(summary['span']) if summary['span'] is not None else '?'})")
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
   with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
     trips = warehouse.trips_on(config.span)
@@ -221,10 +231,14 @@ def print_summary(home: Home, config) -> dict:
       f"{fmt(summary.get('seasonal_naive_mae'))} vs serving model "
       f"{fmt(summary.get('baseline_model_mae'))}")
   blessed = summary.get("blessed")
+  pushed = summary.get("pushed_version")
+  serving = queries.serving_version(snap)
   say(f"  blessed: {'yes' if blessed else 'no'}"
       + (f" ({summary['reasons']})" if summary.get("reasons") else "")
-      + (f"; pushed version {summary['pushed_version']}"
-         if summary.get("pushed_version") else "; nothing pushed"))
+      + (f"; pushed version {pushed}" if pushed else "; nothing pushed")
+      + (f" (not serving: version {serving}, for a later day, still serves;"
+         " `taxi-demand rollback --to` switches)"
+         if pushed and serving and serving != pushed else ""))
   return summary
 
 
@@ -239,40 +253,28 @@ def headline(error: BaseException) -> str:
   return lines[-1] if lines[0].endswith(":") else lines[0]
 
 
-@contextlib.contextmanager
-def guarded(verbose: bool) -> Iterator[dict]:
-  """Turns failures into one line and an exit code in `state['exit_code']`."""
-  state = {"exit_code": 0}
-  try:
-    yield state
-  except AlertError as e:
-    if verbose:
-      traceback.print_exc()
-    for line in str(e).splitlines():
-      print(f"ALERT: {line}", file=sys.stderr)
-    state["exit_code"] = e.exit_code
-  except TaxiDemandError as e:
-    if verbose:
-      traceback.print_exc()
-    print(f"error: {e}", file=sys.stderr)
-    state["exit_code"] = e.exit_code
-  except KeyboardInterrupt:
-    print("interrupted; `python runner_local.py --resume` continues",
-          file=sys.stderr)
-    state["exit_code"] = 130
-  except Exception as e:  # pylint: disable=broad-except
-    _log.error("the run failed", exc_info=True)  # the whole story, in the log
-    if verbose:
-      traceback.print_exc()
-    print(f"error: the run failed: {type(e).__name__}: {headline(e)} "
-          "(details in the log; `--resume` reruns from the failed node)",
-          file=sys.stderr)
-    state["exit_code"] = EXIT_ERROR
+def guarded(verbose: bool) -> ContextManager[errors.Outcome]:
+  """Turns failures into one line and an exit code in `outcome.exit_code`.
+
+  Alerts print one ALERT line each; any other error is logged whole to the
+  run's log file first. Wrap it in `logs.preserved()` (runner_local.main) so
+  that log file is still open when the error is logged.
+  """
+  return errors.exit_codes(
+      "error: ", verbose,
+      alert_prefix="ALERT: ",
+      interrupted="interrupted; `python runner_local.py --resume` continues",
+      unexpected=lambda e: (
+          f"the run failed: {type(e).__name__}: {headline(e)} (details in "
+          "the log; `--resume` reruns from the failed node)"),
+      log_unexpected=lambda e: _log.error("the run failed", exc_info=e))
 
 
 def prepare(home: Home, args) -> None:
   """State folders, the log file, and the default warehouse when empty."""
   home.ensure()
-  log_file = logs.configure(home.logs, verbose=args.verbose, name="run")
+  # The caller restores logging (logs.preserved() in runner_local.main).
+  log_file = logs.configure(home.logs, verbose=args.verbose,
+                            name="run").log_file
   say(f"home {home.root}; logs {log_file}")
   ensure_warehouse(home, sample=args.sample)

@@ -18,41 +18,19 @@ from pipeline.components.forecast_gate import ForecastGate
 from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
-from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
-from pipeline.components.skew_validator import ServingModelTrainingStatsStrategy
+from pipeline.components.resolvers import ServingModelStrategy
 from pipeline.components.skew_validator import SkewValidator
 from pipeline.config import PipelineConfig
 from pipeline.config import Platform
 from pipeline.config import VertexConfig
 from taxi_demand import spans
-from taxi_demand.modeling import features
+from taxi_demand import features
+from taxi_demand.lineage import contract
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
 RUN_FN = "taxi_demand.modeling.trainer.run_fn"
-
-# Node ids: golden specs, ML Metadata queries and `--from-node` rely on them.
-EXAMPLE_GEN = "ExampleGen"
-STATISTICS_GEN = "StatisticsGen"
-SCHEMA_GEN = "SchemaGen"                 # inferred, kept for comparison
-CURATED_SCHEMA = "CuratedSchema"         # the checked-in schema, imported
-EXAMPLE_VALIDATOR = "ExampleValidator"
-PREVIOUS_STATISTICS = "PreviousSpanStatistics"
-DATA_GATE = "DataGate"
-TRANSFORM = "Transform"
-LATEST_BLESSED_MODEL = "LatestBlessedModel"
-TRAINER = "Trainer"
-EVALUATOR = "Evaluator"
-FORECAST_GATE = "ForecastGate"
-PUSHER = "Pusher"
-NEXT_DAY_VALIDATOR = "NextDayValidator"
-SERVING_MODEL_TRAINING = "ServingModelTraining"
-SKEW_VALIDATOR = "SkewValidator"
-ENDPOINT_PUSHER = "EndpointPusher"        # Vertex with an endpoint only
-# The Vertex runtime parameter that names the day (see bigquery_example_gen).
-SPAN_PARAMETER = "span"
-
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   """MAE, RMSE and bias, overall and by hour, day of week and cell.
@@ -100,26 +78,25 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
       ])])
 
 
-def run_parameters(config: PipelineConfig) -> dict:
+def run_parameters(config: PipelineConfig) -> contract.RunParameters:
   """What a person asks "which parameters made this model?" about.
 
   Recorded as the Trainer's custom_config, so it lands in ML Metadata as an
   execution property that `taxi-demand show/diff` read back.
   """
-  return {
-      "span": config.span,
-      "train_days": config.train_days,
-      "train_steps": config.train_steps,
-      "slot_minutes": config.query.slot_minutes,
-      "spatial_unit": config.query.spatial_unit.value,
-      "grid_metres": config.query.grid_metres,
-      "source_table": config.query.table,
-      "naive_margin": config.thresholds.naive_margin,
-      "change_tolerance": config.thresholds.change_tolerance,
-      "cell_margin": config.thresholds.cell_margin,
-      "code_version": config.code_version,
-      "hparams": dict(config.hparams),
-  }
+  return contract.RunParameters(
+      span=config.span,
+      train_days=config.train_days,
+      train_steps=config.train_steps,
+      slot_minutes=config.query.slot_minutes,
+      spatial_unit=config.query.spatial_unit.value,
+      grid_metres=config.query.grid_metres,
+      source_table=config.query.table,
+      naive_margin=config.thresholds.naive_margin,
+      change_tolerance=config.thresholds.change_tolerance,
+      cell_margin=config.thresholds.cell_margin,
+      code_version=config.code_version,
+      hparams=dict(config.hparams))
 
 
 def _example_gen(config: PipelineConfig):
@@ -135,7 +112,7 @@ def _example_gen(config: PipelineConfig):
   return SpanBigQueryExampleGen(
       input_config=input_config,
       span=tfx.dsl.experimental.RuntimeParameter(
-          name=SPAN_PARAMETER, ptype=int, default=config.span))
+          name=contract.SPAN_PARAMETER, ptype=int, default=config.span))
 
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
@@ -181,7 +158,7 @@ def _endpoint_pusher(vertex: VertexConfig, model, blessing):
       gcp.VERTEX_REGION_KEY: vertex.region,
       gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
       gcp.SERVING_ARGS_KEY: serving_args,
-  }).with_id(ENDPOINT_PUSHER)
+  }).with_id(contract.ENDPOINT_PUSHER)
 
 
 def _pusher(config: PipelineConfig, model, blessing):
@@ -200,25 +177,25 @@ def _pusher(config: PipelineConfig, model, blessing):
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   """The daily graph for `config.span`: validate, train, evaluate, push."""
-  example_gen = _example_gen(config).with_id(EXAMPLE_GEN)
-  examples = example_gen.outputs["examples"]
+  example_gen = _example_gen(config).with_id(contract.EXAMPLE_GEN)
+  examples = example_gen.outputs[contract.EXAMPLES]
 
   # On Vertex the file is read inside the image, not on the compiling host.
   schema_file = (config.vertex.schema_file if config.vertex is not None
                  else os.path.join(SCHEMA_DIR, "schema.pbtxt"))
   curated_schema = tfx.components.ImportSchemaGen(
-      schema_file=schema_file).with_id(CURATED_SCHEMA)
-  schema = curated_schema.outputs["schema"]
+      schema_file=schema_file).with_id(contract.CURATED_SCHEMA)
+  schema = curated_schema.outputs[contract.SCHEMA]
   # With the schema, StatisticsGen counts the values of the categorical int
   # features (cell, hour); without it, their L-infinity drift and skew
   # comparators would always measure 0.
   statistics_gen = tfx.components.StatisticsGen(
-      examples=examples, schema=schema).with_id(STATISTICS_GEN)
-  statistics = statistics_gen.outputs["statistics"]
+      examples=examples, schema=schema).with_id(contract.STATISTICS_GEN)
+  statistics = statistics_gen.outputs[contract.STATISTICS]
   schema_gen = tfx.components.SchemaGen(
-      statistics=statistics, infer_feature_shape=True).with_id(SCHEMA_GEN)
+      statistics=statistics, infer_feature_shape=True).with_id(contract.SCHEMA_GEN)
   example_validator = tfx.components.ExampleValidator(
-      statistics=statistics, schema=schema).with_id(EXAMPLE_VALIDATOR)
+      statistics=statistics, schema=schema).with_id(contract.EXAMPLE_VALIDATOR)
 
   # Vertex compiles only TFX's built-in resolver strategies, so the
   # previous-span drift check is local only; on Vertex DataGate skips it.
@@ -227,109 +204,114 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   if not on_vertex:
     previous_statistics = tfx.dsl.Resolver(
         strategy_class=PreviousSpanStrategy,
-        config={"span": config.span},
+        config={contract.SPAN: config.span},
         statistics=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=STATISTICS_GEN,
-            output_key="statistics")).with_id(PREVIOUS_STATISTICS)
+            producer_component_id=contract.STATISTICS_GEN,
+            output_key=contract.STATISTICS)).with_id(contract.PREVIOUS_STATISTICS)
   data_gate = DataGate(
       statistics=statistics,
       schema=schema,
-      anomalies=example_validator.outputs["anomalies"],
-      previous_statistics=(previous_statistics.outputs["statistics"]
+      anomalies=example_validator.outputs[contract.ANOMALIES],
+      previous_statistics=(previous_statistics.outputs[contract.STATISTICS]
                            if previous_statistics else None),
       **({"check_drift": 0} if on_vertex else {}),
-  ).with_id(DATA_GATE)
-
-  transform = tfx.components.Transform(
-      examples=examples, schema=schema,
-      preprocessing_fn=PREPROCESSING_FN).with_id(TRANSFORM)
-  # Nothing trains on a day that failed validation.
-  transform.add_upstream_node(data_gate)
+  ).with_id(contract.DATA_GATE)
 
   # On Vertex: TFX's LatestBlessedModelStrategy, the one blessed-model
   # strategy its compiler knows (it cannot filter by producer or span;
   # vertex_run.only_gate_blessings narrows its compiled query to
-  # ForecastGate's blessings).
+  # ForecastGate's blessings). Locally: the model serving on this day.
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy
-                      if on_vertex else BlessedModelBeforeSpanStrategy),
-      config={} if on_vertex else {"span": config.span},
+                      if on_vertex else ServingModelStrategy),
+      config={} if on_vertex else {contract.SPAN: config.span},
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id=TRAINER,
-                            output_key="model"),
+                            producer_component_id=contract.TRAINER,
+                            output_key=contract.MODEL),
       # Only ForecastGate's blessing counts: the Evaluator's own blessing
       # knows nothing of the seasonal-naive checks.
       model_blessing=tfx.dsl.Channel(
           type=tfx.types.standard_artifacts.ModelBlessing,
-          producer_component_id=FORECAST_GATE,
-          output_key="blessing")).with_id(LATEST_BLESSED_MODEL)
-  baseline_model = latest_blessed.outputs["model"]
+          producer_component_id=contract.FORECAST_GATE,
+          output_key=contract.BLESSING)).with_id(contract.LATEST_BLESSED_MODEL)
+  baseline_model = latest_blessed.outputs[contract.MODEL]
 
-  trainer = _trainer(
-      config,
-      run_fn=RUN_FN,
-      examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      schema=schema,
-      base_model=baseline_model,
-      train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps or None),
-      custom_config=run_parameters(config)).with_id(TRAINER)
-  model = trainer.outputs["model"]
+  # Nothing trains on, or is judged on, a day that DataGate refused. The
+  # refusal is a recorded decision: these nodes are skipped, the run
+  # completes, and `runs` shows the day as refused (penguin's Cond pattern).
+  verdict = data_gate.outputs[contract.REPORT].future()[0].custom_property(
+      contract.DATA_PASSED)
+  with tfx.dsl.Cond(verdict == 1):
+    transform = tfx.components.Transform(
+        examples=examples, schema=schema,
+        preprocessing_fn=PREPROCESSING_FN).with_id(contract.TRANSFORM)
+    trainer = _trainer(
+        config,
+        run_fn=RUN_FN,
+        examples=transform.outputs[contract.TRANSFORMED_EXAMPLES],
+        transform_graph=transform.outputs[contract.TRANSFORM_GRAPH],
+        schema=schema,
+        base_model=baseline_model,
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps or None),
+        custom_config=run_parameters(config).to_custom_config(),
+    ).with_id(contract.TRAINER)
+    model = trainer.outputs[contract.MODEL]
+    evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=model,
+        baseline_model=baseline_model,
+        eval_config=eval_config(config)).with_id(contract.EVALUATOR)
+    forecast_gate = ForecastGate(
+        model=model,
+        examples=examples,
+        evaluation=evaluator.outputs[contract.EVALUATION],
+        evaluator_blessing=evaluator.outputs[contract.BLESSING],
+        naive_margin=config.thresholds.naive_margin,
+        cell_margin=config.thresholds.cell_margin,
+        min_cell_pickups=config.thresholds.min_cell_pickups,
+    ).with_id(contract.FORECAST_GATE)
+    blessing = forecast_gate.outputs[contract.BLESSING]
+    pusher = _pusher(config, model, blessing).with_id(contract.PUSHER)
+    endpoint_pusher = None
+    if on_vertex and config.vertex.endpoint:
+      endpoint_pusher = _endpoint_pusher(config.vertex, model, blessing)
+    # The model that served on this day, scored on this day's data (the
+    # newest day is ExampleGen's eval split). It records, never blocks.
+    next_day = NextDayValidator(
+        examples=examples,
+        model=baseline_model,
+        model_blessing=latest_blessed.outputs[contract.MODEL_BLESSING],
+    ).with_id(contract.NEXT_DAY_VALIDATOR)
 
-  evaluator = tfx.components.Evaluator(
-      examples=examples,
-      model=model,
-      baseline_model=baseline_model,
-      eval_config=eval_config(config)).with_id(EVALUATOR)
-  forecast_gate = ForecastGate(
-      model=model,
-      examples=examples,
-      evaluation=evaluator.outputs["evaluation"],
-      evaluator_blessing=evaluator.outputs["blessing"],
-      naive_margin=config.thresholds.naive_margin,
-      cell_margin=config.thresholds.cell_margin,
-      min_cell_pickups=config.thresholds.min_cell_pickups,
-  ).with_id(FORECAST_GATE)
-  pusher = _pusher(config, model, forecast_gate.outputs["blessing"]).with_id(
-      PUSHER)
-
-  # Monitoring the model that served on this day, on this day's data: its
-  # next-day accuracy (the newest day is ExampleGen's eval split), and, where
-  # a serving log exists, training-serving skew against that model's own
-  # training statistics, found through lineage. Both record, never block.
-  next_day = NextDayValidator(
-      examples=examples,
-      model=baseline_model,
-      model_blessing=latest_blessed.outputs["model_blessing"],
-  ).with_id(NEXT_DAY_VALIDATOR)
-  next_day.add_upstream_node(data_gate)  # only on validated data
+  # Where a serving log exists: training-serving skew against the serving
+  # model's own training statistics, found through lineage.
   serving_training = skew_validator = None
   if not on_vertex:  # its lineage-walking resolver is a custom strategy
     serving_training = tfx.dsl.Resolver(
-        strategy_class=ServingModelTrainingStatsStrategy,
-        config={"span": config.span},
+        strategy_class=ServingModelStrategy,
+        config={contract.SPAN: config.span},
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id=TRAINER,
-                              output_key="model"),
+                              producer_component_id=contract.TRAINER,
+                              output_key=contract.MODEL),
         model_blessing=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ModelBlessing,
-            producer_component_id=FORECAST_GATE, output_key="blessing"),
+            producer_component_id=contract.FORECAST_GATE, output_key=contract.BLESSING),
         statistics=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=STATISTICS_GEN, output_key="statistics"),
+            producer_component_id=contract.STATISTICS_GEN, output_key=contract.STATISTICS),
         schema=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Schema,
-            producer_component_id=CURATED_SCHEMA, output_key="schema"),
-    ).with_id(SERVING_MODEL_TRAINING)
+            producer_component_id=contract.CURATED_SCHEMA, output_key=contract.SCHEMA),
+    ).with_id(contract.SERVING_MODEL_TRAINING)
     skew_validator = SkewValidator(
         serving_log_dir=config.serving_log_dir,
         date=spans.day_of(config.span).isoformat(),
-        statistics=serving_training.outputs["statistics"],
-        schema=serving_training.outputs["schema"],
+        statistics=serving_training.outputs[contract.STATISTICS],
+        schema=serving_training.outputs[contract.SCHEMA],
         fail_on_skew=0,
-    ).with_id(SKEW_VALIDATOR)
+    ).with_id(contract.SKEW_VALIDATOR)
 
   components: List = [
       example_gen, statistics_gen, schema_gen, curated_schema,
@@ -338,11 +320,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   ]
   if skew_validator is not None:
     components += [serving_training, skew_validator]
-  components = [c for c in components if c is not None]
+  components = [c for c in components + [endpoint_pusher] if c is not None]
   if on_vertex:
-    if config.vertex.endpoint:
-      components.append(_endpoint_pusher(
-          config.vertex, model, forecast_gate.outputs["blessing"]))
     # Dataflow for the Beam-heavy nodes; the rest run in their own container.
     for node in (example_gen, statistics_gen, transform, evaluator):
       node.with_beam_pipeline_args(list(config.vertex.dataflow_beam_args))

@@ -11,6 +11,8 @@ from typing import Callable, Dict, List, Optional, TextIO
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 _SKIPPED = re.compile(r"^Skipping component (\S+)\.$")
+# The launcher's word for a node whose inputs or Cond did not trigger it.
+_NOT_TRIGGERED = re.compile(r"^Skipping execution for (\S+)$")
 
 
 class NodeProgress(logging.Handler):
@@ -34,6 +36,7 @@ class NodeProgress(logging.Handler):
     self._started: Dict[str, float] = {}
     self.rows: List[dict] = []
     self.current: Optional[str] = None
+    self._not_triggered: set = set()
 
   def emit(self, record: logging.LogRecord) -> None:
     try:
@@ -48,9 +51,12 @@ class NodeProgress(logging.Handler):
     elif m := _FINISHED.match(message):
       node = m.group(1)
       wall = time.monotonic() - self._started.get(node, time.monotonic())
-      outcome = self._outcome(node)
+      outcome = ("skipped" if node in self._not_triggered
+                 else self._outcome(node))
       self._line(node, outcome, wall)
       self.current = None
+    elif m := _NOT_TRIGGERED.match(message):
+      self._not_triggered.add(m.group(1))
     elif m := _SKIPPED.match(message):
       self._stream.write(f"  {m.group(1):<24}skipped (partial run)\n")
       self.rows.append({"node": m.group(1), "outcome": "skipped",

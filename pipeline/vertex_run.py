@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from pipeline import flags
-from pipeline import local_run
 from taxi_demand import __version__
+from taxi_demand import spans
+from taxi_demand.lineage import contract
 from taxi_demand.data.sql import check_table
 from taxi_demand.errors import TaxiDemandError
 
 # Vertex pipeline names allow no underscore; the run context in Vertex ML
 # Metadata is named after it.
-PIPELINE_NAME = local_run.PIPELINE_NAME.replace("_", "-")
+PIPELINE_NAME = contract.PIPELINE_NAME.replace("_", "-")  # KFP names take dashes
 DEFAULT_TABLE = "bigquery-public-data.chicago_taxi_trips.taxi_trips"
 DEFAULT_REGION = "us-central1"
 DEFAULT_OUTPUT = "build/vertex/taxi_demand_pipeline.json"
@@ -28,10 +29,10 @@ PLACEHOLDER_PROJECT = "your-project"
 # schema is read from there at run time, never from the compiling host.
 IMAGE_SOURCE_DIR = "/taxi_demand"
 SCHEMA_IN_IMAGE = f"{IMAGE_SOURCE_DIR}/pipeline/schema/schema.pbtxt"
-# Mirrors pipeline.pipeline.SPAN_PARAMETER and bigquery_example_gen.AUTO_SPAN
-# without importing TFX: `--help` and bad-input checks stay fast.
-SPAN_PARAMETER = "span"
-AUTO_SPAN = 0
+# From the dependency-free contract, not from TFX-importing modules:
+# `--help` and bad-input checks stay fast.
+SPAN_PARAMETER = contract.SPAN_PARAMETER
+AUTO_SPAN = contract.AUTO_SPAN
 
 _PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _REGION = re.compile(r"[a-z]+-[a-z]+[0-9]")
@@ -143,7 +144,7 @@ def check_cron(cron: str) -> str:
 def yesterday_span(now: Optional[datetime.datetime] = None) -> int:
   """The newest complete UTC day: what a run submitted now should train on."""
   now = now or datetime.datetime.now(datetime.timezone.utc)
-  return (now.date() - datetime.date(1970, 1, 1)).days - 1
+  return spans.day_before(now.date())
 
 
 def resolve_cloud(args) -> None:
@@ -223,7 +224,7 @@ def build_config(args):
   from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
   from pipeline.config import Platform  # pylint: disable=g-import-not-at-top
   from pipeline.config import VertexConfig  # pylint: disable=g-import-not-at-top
-  span = local_run.span_of(args.date) if args.date else AUTO_SPAN
+  span = spans.parse_span(args.date) if args.date else AUTO_SPAN
   vertex = VertexConfig(
       project=args.project,
       region=args.region,
@@ -351,7 +352,7 @@ def pipeline_job(template_path: str, args, parameter_values: Mapping[str, Any],
       credentials=credentials)
 
 
-def run_parameters(args, job_spec: dict, scheduled: bool) -> Dict[str, Any]:
+def job_parameter_values(args, job_spec: dict, scheduled: bool) -> Dict[str, Any]:
   """The runtime parameter values a submit or schedule sends.
 
   A submitted run takes --date, else yesterday (UTC); a scheduled run takes
@@ -365,7 +366,7 @@ def run_parameters(args, job_spec: dict, scheduled: bool) -> Dict[str, Any]:
           "time; --date and --parameter span= are for submit")
     values[SPAN_PARAMETER] = AUTO_SPAN
   elif SPAN_PARAMETER not in values:
-    values[SPAN_PARAMETER] = (local_run.span_of(args.date) if args.date
+    values[SPAN_PARAMETER] = (spans.parse_span(args.date) if args.date
                               else yesterday_span())
   return values
 
@@ -400,7 +401,7 @@ def submit(args, template_path: str, job_spec: dict,
   """Sends one pipeline run (or, with --dry-run, returns what it would send)."""
   require_for_cloud(args, "submit")
   job = pipeline_job(template_path, args,
-                     run_parameters(args, job_spec, scheduled=False),
+                     job_parameter_values(args, job_spec, scheduled=False),
                      credentials=_dry_run_credentials(args, credentials))
   request = request_of(job, args.service_account, args.network)
   if not args.dry_run:
@@ -415,7 +416,7 @@ def schedule(args, template_path: str, job_spec: dict,
   require_for_cloud(args, "schedule")
   cron = check_cron(args.cron)
   job = pipeline_job(template_path, args,
-                     run_parameters(args, job_spec, scheduled=True),
+                     job_parameter_values(args, job_spec, scheduled=True),
                      credentials=_dry_run_credentials(args, credentials))
   display_name = f"{PIPELINE_NAME}-daily"
   request = {"cron": cron, "displayName": display_name,

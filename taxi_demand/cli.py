@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-import traceback
 from typing import Callable, Sequence
 
 from taxi_demand import __version__
-from taxi_demand.errors import EXIT_ERROR, TaxiDemandError
+from taxi_demand.errors import exit_codes
 from taxi_demand.home import Home
 
 # Modules that contribute subcommands through `register(subparsers)`.
@@ -101,32 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.print_help()
     return 0
   verbose = bool(getattr(args, "verbose", False))
-  try:
+  from taxi_demand import logs  # noqa: PLC0415 - cheap, keeps --help lean
+  # preserved(): called in-process (tests, notebooks), main leaves logging
+  # and warnings as it found them; it encloses exit_codes so an error's last
+  # log lines still reach this command's log file.
+  with logs.preserved(), exit_codes(f"taxi-demand {args.command}: ", verbose,
+                                    broken_pipe_ok=True) as outcome:
     home = Home.resolve(getattr(args, "home", None))
-    from taxi_demand import logs  # noqa: PLC0415 - cheap, keeps --help lean
     logs.configure(home.logs if getattr(args, "writes_logs", True) and
                    home.root.exists() else None, verbose=verbose,
                    name=args.command)
-    return int(handler(args, home) or 0)
-  except TaxiDemandError as e:
-    if verbose:
-      traceback.print_exc()
-    print(f"taxi-demand {args.command}: {e}", file=sys.stderr)
-    return e.exit_code
-  except KeyboardInterrupt:
-    print(f"taxi-demand {args.command}: interrupted", file=sys.stderr)
-    return 130
-  except BrokenPipeError:
-    # The reader (`| head`) left early: not an error. Point stdout at
-    # devnull so the interpreter's final flush does not complain either.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-  except Exception as e:  # pylint: disable=broad-except
-    if verbose:
-      traceback.print_exc()
-    print(f"taxi-demand {args.command}: unexpected {type(e).__name__}: {e} "
-          "(rerun with --verbose for the traceback)", file=sys.stderr)
-    return EXIT_ERROR
+    outcome.exit_code = int(handler(args, home) or 0)
+  return outcome.exit_code
 
 
 if __name__ == "__main__":

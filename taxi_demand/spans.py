@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Optional
 
 from taxi_demand.errors import TaxiDemandError
 
@@ -19,6 +20,11 @@ def day_of(span: int) -> datetime.date:
   return EPOCH + datetime.timedelta(days=int(span))
 
 
+def date_of(span: Optional[int]) -> Optional[str]:
+  """A span as YYYY-MM-DD; None stays None (an unrecorded span)."""
+  return None if span is None else day_of(span).isoformat()
+
+
 def parse_day(text: str) -> datetime.date:
   """YYYY-MM-DD, or one clear error naming what was given."""
   try:
@@ -30,3 +36,26 @@ def parse_day(text: str) -> datetime.date:
 def parse_span(text: str) -> int:
   """The span of a YYYY-MM-DD date."""
   return span_of(parse_day(text))
+
+
+SECONDS_PER_DAY = 86_400
+
+
+def start_of(span: int) -> int:
+  """Epoch seconds at the first moment of a span (warehouse wall clock)."""
+  return int(span) * SECONDS_PER_DAY
+
+
+def span_of_epoch(seconds: float) -> int:
+  """The span that holds an epoch second (warehouse wall clock)."""
+  return int(seconds) // SECONDS_PER_DAY
+
+
+def day_before(day: datetime.date) -> int:
+  """The span of the day before `day`: a daily run's default day."""
+  return span_of(day) - 1
+
+
+def train_window(span: int, days: int) -> tuple:
+  """(first, last) span of the `days`-day training window before `span`."""
+  return int(span) - int(days), int(span) - 1

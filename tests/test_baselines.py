@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from taxi_demand.modeling import baselines as B
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 
 _DAY = F.SECONDS_PER_DAY
 _T = 40 * _DAY + 8 * 3600  # the target slot

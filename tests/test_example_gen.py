@@ -24,7 +24,7 @@ from pipeline.components.duckdb_example_gen import range_config_for
 from taxi_demand.data import simulate
 from taxi_demand.data import sql
 from taxi_demand.data.warehouse import Warehouse
-from taxi_demand.modeling import features
+from taxi_demand import features
 
 DATA = Path(__file__).resolve().parent / "testdata" / "data"
 SUNDAY = (datetime.date(2024, 1, 7) - datetime.date(1970, 1, 1)).days

@@ -1,35 +1,31 @@
 """The ML Metadata read layer: snapshots, serving timeline, old layouts, walks."""
 
-import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
-import lineage_fixtures
 from taxi_demand.errors import TaxiDemandError
+from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
-from taxi_demand.lineage import record
-from taxi_demand.lineage import rollback
 from taxi_demand.lineage import store
+from taxi_demand.lineage import synthetic as synth
 from taxi_demand.serving import registry
+from taxi_demand.serving import rollback
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_lineage", lineage_fixtures.REPO / "bench" / "lineage.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _snap(path):
-  with store.open_store(path) as reader:
-    return reader.snapshot()
+  return store.load(path)
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
   """A TFX-layout store of 6 runs, written with ml_metadata only."""
   home = tmp_path_factory.mktemp("synthetic") / "home"
-  versions = bench.build(home, 6)
+  versions = synth.build(home, 6)
   return home, versions
 
 
@@ -47,7 +43,7 @@ def test_snapshot_reads_runs_spans_and_parameters(synthetic):
   snap = _snap(home / "metadata.sqlite")
   assert len(snap.runs) == 6
   rows = [queries.run_row(snap, r) for r in snap.runs]
-  assert [r["span"] for r in rows] == [bench.FIRST_SPAN + i for i in range(6)]
+  assert [r["span"] for r in rows] == [synth.FIRST_SPAN + i for i in range(6)]
   assert all(r["status"] == "COMPLETE" and r["blessed"] for r in rows)
   assert rows[0]["mae"] == pytest.approx(2.5)
   params = queries.parameters(snap, snap.runs[1])
@@ -56,27 +52,33 @@ def test_snapshot_reads_runs_spans_and_parameters(synthetic):
   assert first.cached
 
 
-def test_snapshot_agrees_with_the_per_call_reader(synthetic):
+def test_training_inputs_agree_with_the_upstream_tree(synthetic):
   home, _ = synthetic
-  with store.open_store(home / "metadata.sqlite") as reader:
-    snap = reader.snapshot()
-    model = reader.model_of_version(queries.pushes(snap)[-1].version)
-    walked = reader.training_inputs(model)
-    assert [r.run_id for r in reader.runs()] == [r.run_id for r in snap.runs]
-  tree = queries.upstream(snap, snap.artifacts[model.id])
+  snap = _snap(home / "metadata.sqlite")
+  push = queries.pushes(snap)[-1]
+  walked = queries.training_inputs(snap, push.model.id)
+  tree = queries.upstream(snap, push.model)
   trainer_inputs = tree["producer"]["inputs"]
+  assert walked["trainer"].node_id == contract.TRAINER
   assert trainer_inputs["transform_graph"][0]["id"] == \
       walked["transform_graph"].id
   assert trainer_inputs["schema"][0]["id"] == walked["schema"].id
+  examples = trainer_inputs["examples"][0]["producer"]["inputs"]["examples"]
+  assert examples[0]["id"] == walked["examples"].id
+  assert examples[0]["statistics"]["id"] == walked["statistics"].id
+  assert walked["examples"].span == push.span
+  # The base model is the previous push's model, shown but not walked.
+  assert walked["base_model"].id == queries.pushes(snap)[-2].model.id
+  assert "producer" not in trainer_inputs["base_model"][0]
 
 
 def test_serving_on_day_is_the_newest_push_of_an_earlier_span(synthetic):
   home, versions = synthetic
   snap = _snap(home / "metadata.sqlite")
   # The run for span S pushes versions[S - FIRST_SPAN]; it serves from S + 1.
-  assert queries.serving_on(snap, bench.FIRST_SPAN) is None
-  assert queries.serving_on(snap, bench.FIRST_SPAN + 1).version == versions[0]
-  assert queries.serving_on(snap, bench.FIRST_SPAN + 3).version == versions[2]
+  assert queries.serving_on(snap, synth.FIRST_SPAN) is None
+  assert queries.serving_on(snap, synth.FIRST_SPAN + 1).version == versions[0]
+  assert queries.serving_on(snap, synth.FIRST_SPAN + 3).version == versions[2]
   assert queries.serving_version(snap) == versions[-1]
 
 
@@ -88,7 +90,7 @@ def test_rollback_serves_the_previous_version_and_is_recorded(synthetic_copy):
   assert registry.serving_version(home.models) == versions[-2]
   snap = _snap(home.metadata)
   assert queries.serving_version(snap) == versions[-2]
-  rb = snap.executions_of(record.ROLLBACK)[-1]
+  rb = snap.executions_of(contract.ROLLBACK)[-1]
   assert rb.properties["from_version"] == versions[-1]
   pushed = snap.first_input(rb.execution_id, "pushed_model")
   assert pushed.properties["pushed_version"] == versions[-2]
@@ -97,7 +99,7 @@ def test_rollback_serves_the_previous_version_and_is_recorded(synthetic_copy):
   # A rollback takes effect after the newest push, i.e. from the day after
   # the last run's day; that day itself was served by the previous push.
   snap = _snap(home.metadata)
-  last_span = bench.FIRST_SPAN + len(versions) - 1
+  last_span = synth.FIRST_SPAN + len(versions) - 1
   assert queries.serving_on(snap, last_span + 1).version == versions[-3]
   assert queries.serving_on(snap, last_span).version == versions[-2]
   assert sorted(registry.versions(home.models)) == sorted(versions[-5:])
@@ -117,35 +119,19 @@ def test_next_day_results_are_one_per_day_and_per_version(synthetic):
   home, versions = synthetic
   snap = _snap(home / "metadata.sqlite")
   results = queries.next_day_results(snap)
-  assert [r["span"] for r in results] == [bench.FIRST_SPAN + i
-                                          for i in range(1, 6)]
+  # The first run's NextDayValidator found no serving model and said so.
+  assert [r["span"] for r in results] == [synth.FIRST_SPAN + i
+                                          for i in range(6)]
+  assert results[0].get("model_version") is None and results[0]["reason"] == (
+      "no model was serving before this day")
+  assert [r["model_version"] for r in results[1:]] == versions[:-1]
   mine = queries.next_day_results(snap, versions[2])
-  assert [r["span"] for r in mine] == [bench.FIRST_SPAN + 3]
+  assert [r["span"] for r in mine] == [synth.FIRST_SPAN + 3]
 
 
-def _old_layout_store(path):
-  """Runs written before DataGate, ForecastGate and recorded parameters."""
-  w = bench.Writer(path)
-  done = 3
-  for i in range(2):
-    run_id = f"old-run-{i}"
-    examples = w.execute(run_id, "ExampleGen", done, {"span": 19000 + i},
-                         outputs={"examples": [w.artifact(
-                             "Examples", f"/gone/examples/{i}", span=19000 + i)
-                         ]})["examples"]
-    model = w.execute(run_id, "Trainer", done, {"train_args": "{}"},
-                      {"examples": examples},
-                      {"model": [w.artifact("Model", f"/gone/model/{i}")]}
-                      )["model"]
-    w.execute(run_id, "Pusher", done, {}, {"model": model},
-              {"pushed_model": [w.artifact("PushedModel", f"/gone/p/{i}",
-                                           pushed=1, pushed_version=str(i))]})
-  w.execute("old-run-2", "ExampleGen", 4)  # a failed run, nothing recorded
-
-
-def test_an_old_layout_store_still_lists_its_runs(tmp_path):
+def test_an_old_layout_store_still_lists_its_runs(tmp_path, old_layout_store):
   path = tmp_path / "metadata.sqlite"
-  _old_layout_store(path)
+  old_layout_store(path)
   snap = _snap(path)
   rows = [queries.run_row(snap, r) for r in snap.runs]
   assert [r["run_id"] for r in rows] == ["old-run-0", "old-run-1", "old-run-2"]
@@ -162,13 +148,11 @@ def test_an_old_layout_store_still_lists_its_runs(tmp_path):
 
 def test_missing_and_corrupt_stores_fail_in_one_line(tmp_path):
   with pytest.raises(TaxiDemandError, match="no metadata store"):
-    with store.open_store(tmp_path / "none.sqlite"):
-      pass
+    store.load(tmp_path / "none.sqlite")
   bad = tmp_path / "metadata.sqlite"
   bad.write_bytes(b"this is not sqlite" * 100)
   with pytest.raises(TaxiDemandError, match="cannot read") as e:
-    with store.open_store(bad):
-      pass
+    store.load(bad)
   assert "\n" not in str(e.value)
 
 
@@ -185,23 +169,19 @@ def test_unknown_and_ambiguous_run_ids(synthetic):
 
 def test_schema_features_parse_the_curated_schema():
   found = queries.schema_features(
-      str(lineage_fixtures.REPO / "pipeline" / "schema"))
+      str(REPO / "pipeline" / "schema"))
   assert "pickups" in found and "cell" in found
   assert json.dumps(found)  # plain text, printable
 
 
-# --- on the backfilled home (real TFX runs) ---------------------------------
+# --- on the city home: ten synthetic daily runs over the session's city --------
 
 
-@pytest.fixture(scope="module")
-def backfilled(tmp_path_factory):
-  return lineage_fixtures.backfilled_home(tmp_path_factory)
-
-
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_lineage_of_the_pushed_model_reaches_examplegen_schema_and_graph(
-    backfilled):
-  snap = _snap(backfilled / "metadata.sqlite")
+    city_home):
+  root = city_home.root
+  snap = _snap(root / "metadata.sqlite")
   push = queries.pushes(snap)[-1]
   run = [r for r in snap.runs if r.run_id == push.run_id][0]
   tree = queries.lineage_of_version(snap, push.version)
@@ -215,13 +195,23 @@ def test_lineage_of_the_pushed_model_reaches_examplegen_schema_and_graph(
   assert examples["producer"]["node"] == "ExampleGen"
   trips = examples["producer"]["trips"]
   assert trips["eval_date"] == queries.date_of(push.span)
+  assert trips["train_dates"] == ["2024-02-05", "2024-02-10"]
+  assert trips["warehouse"] == str(root / "warehouse.duckdb")
   assert examples["statistics"]["artifact"] == "ExampleStatistics"
+  # The files are there: ExampleGen's splits, StatisticsGen's statistics.
+  assert {p.name for p in Path(examples["uri"]).iterdir()} == {
+      "Split-train", "Split-eval"}
+  assert (Path(examples["statistics"]["uri"]) / "Split-train" /
+          "FeatureStats.pb").is_file()
   schema = trainer["inputs"]["schema"][0]
   assert schema["artifact"] == "Schema"
   assert schema["uri"] == queries.schema_of(snap, run).uri
+  assert "pickups" in queries.schema_features(schema["uri"])
   graph = trainer["inputs"]["transform_graph"][0]
   assert graph["artifact"] == "TransformGraph"
-  assert graph["uri"].startswith(str(backfilled / "pipeline" / "Transform"))
+  assert graph["uri"].startswith(str(root / "pipeline" / "Transform"))
   # Downstream: the day before the push's span trained that model.
   trained = queries.models_trained_on(snap, push.span - 1)
   assert push.version in [m["pushed_version"] for m in trained]
+  assert push.version not in [m["pushed_version"] for m in
+                              queries.models_trained_on(snap, push.span)]

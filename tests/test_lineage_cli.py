@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-import lineage_fixtures
 from taxi_demand import cli
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import store
+from taxi_demand.lineage import synthetic
 from taxi_demand.serving import registry
-from test_lineage import bench  # the synthetic TFX-layout store writer
 
 _COMMANDS = (["runs", "--json"], ["show", "last"], ["diff", "2024-01-01T00:00:00",
                                                    "last", "--json"],
@@ -31,7 +32,7 @@ print("HEAVY=" + ",".join(heavy))
 @pytest.fixture(scope="module")
 def _synthetic(tmp_path_factory):
   home = tmp_path_factory.mktemp("synthetic") / "home"
-  return home, bench.build(home, 4)
+  return home, synthetic.build(home, 4)
 
 
 @pytest.fixture
@@ -77,11 +78,13 @@ def test_runs_shows_the_degradation_history_of_a_version(synthetic_home,
   home, versions = synthetic_home
   _, out, _ = _run(capsys, home, "runs", "--json")
   rows = {r["pushed_version"]: r for r in json.loads(out)}
+  # Version 1 served on the third run's day only, where NextDayValidator
+  # scored it.
   assert [r["date"] for r in rows[versions[1]]["next_day"]] == [
-      f"span {bench.FIRST_SPAN + 2}"]
+      queries.date_of(synthetic.FIRST_SPAN + 2)]
   _, out, _ = _run(capsys, home, "lineage", versions[1], "--json")
   assert [r["span"] for r in json.loads(out)["next_day"]] == [
-      bench.FIRST_SPAN + 2]
+      synthetic.FIRST_SPAN + 2]
 
 
 def test_show_prints_nodes_parameters_and_metrics(synthetic_home, capsys):
@@ -105,7 +108,7 @@ def test_diff_reports_only_what_differs(synthetic_home, capsys):
   code, out, _ = _run(capsys, home, "diff", *runs, "--json")
   diff = json.loads(out)
   assert code == 0
-  # Run 0 has a 14-day window, run 1 a 28-day one (see bench/lineage.py).
+  # Run 0 has a 14-day window, run 1 a 28-day one (synthetic.default_runs).
   assert diff["parameters"] == {"train_days": {"a": 14, "b": 28}}
   assert set(diff["data"]) == {"eval_span", "eval_date", "train_dates",
                                "train_examples"}
@@ -120,9 +123,13 @@ def test_lineage_text_names_every_intermediate_with_its_uri(synthetic_home,
   home, _ = synthetic_home
   code, out, _ = _run(capsys, home, "lineage")
   assert code == 0 and "(serving)" in out
+  snap = store.load(home / "metadata.sqlite")
+  walked = queries.training_inputs(snap, queries.pushes(snap)[-1].model.id)
+  graph = walked["transform_graph"].uri
+  assert "/pipeline/Transform/transform_graph/" in graph
   for expected in ("<- Trainer", "<- Transform", "<- ExampleGen",
                    "TransformGraph", "Schema", "statistics: ExampleStatistics",
-                   "base_model", "/pipeline/Transform/graph/3"):
+                   "base_model", graph, walked["statistics"].uri):
     assert expected in out, expected
 
 
@@ -173,71 +180,66 @@ def test_bad_input_is_one_line_exit_1(synthetic_home, capsys, argv, message):
   assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_an_old_layout_store_lists_with_na(tmp_path, capsys):
-  from test_lineage import _old_layout_store
+def test_an_old_layout_store_lists_with_na(tmp_path, capsys,
+                                          old_layout_store):
   home = tmp_path / "home"
   home.mkdir()
-  _old_layout_store(home / "metadata.sqlite")
+  old_layout_store(home / "metadata.sqlite")
   code, out, _ = _run(capsys, home, "runs")
   assert code == 0 and "old-run-2" in out and "n/a" in out
   code, out, _ = _run(capsys, home, "show", "old-run-0")
   assert code == 0 and "n/a (not recorded" in out
 
 
-# --- on the backfilled home (real TFX runs) ---------------------------------
+# --- on the city home: ten synthetic daily runs over the session's city --------
 
 
-@pytest.fixture(scope="module")
-def backfilled(tmp_path_factory):
-  return lineage_fixtures.backfilled_home(tmp_path_factory)
-
-
-@pytest.mark.e2e
-def test_backfill_lists_ten_runs_with_their_spans(backfilled, capsys):
-  code, out, _ = _run(capsys, backfilled, "runs", "--json")
+@pytest.mark.slow
+def test_backfill_lists_ten_runs_with_their_spans(city_home, capsys):
+  code, out, _ = _run(capsys, city_home.root, "runs", "--json")
   rows = json.loads(out)
   assert code == 0 and len(rows) == 10
   first = 19755  # 2024-02-02
   assert [r["span"] for r in rows] == list(range(first, first + 10))
+  assert [r["run_id"] for r in rows] == city_home.run_ids
   assert {r["status"] for r in rows} == {"COMPLETE"}
   assert all(r["mae"] is not None and r["seasonal_naive_mae"] is not None
              for r in rows)
-  assert any(r["pushed_version"] for r in rows)
+  assert all(r["mae"] < r["seasonal_naive_mae"] for r in rows)
+  assert [r["pushed_version"] for r in rows] == city_home.versions
 
 
-@pytest.mark.e2e
-def test_diff_of_two_windows_shows_that_parameter_and_the_spans(backfilled,
+@pytest.mark.slow
+def test_diff_of_two_windows_shows_that_parameter_and_the_spans(city_home,
                                                                 capsys):
-  _, out, _ = _run(capsys, backfilled, "runs", "--json", "--last", "2")
+  _, out, _ = _run(capsys, city_home.root, "runs", "--json", "--last", "2")
   a, b = (r["run_id"] for r in json.loads(out))
-  code, out, _ = _run(capsys, backfilled, "diff", a, b, "--json")
+  code, out, _ = _run(capsys, city_home.root, "diff", a, b, "--json")
   diff = json.loads(out)
   assert code == 0
-  assert diff["parameters"] == {"train_days": {
-      "a": lineage_fixtures.TRAIN_DAYS, "b": lineage_fixtures.LAST_TRAIN_DAYS}}
+  # The last run trained on 6 days instead of 7; nothing else changed.
+  assert diff["parameters"] == {"train_days": {"a": 7, "b": 6}}
   assert diff["data"]["eval_date"] == {"a": "2024-02-10", "b": "2024-02-11"}
   assert diff["data"]["train_dates"] == {"a": ["2024-02-03", "2024-02-09"],
                                          "b": ["2024-02-05", "2024-02-10"]}
+  assert diff["data"]["train_examples"] == {"a": 7 * 77 * 48,
+                                            "b": 6 * 77 * 48}
   assert "code_version" not in diff and "schema" not in diff
 
 
-@pytest.mark.e2e
-def test_rollback_makes_predict_use_the_rolled_back_version(backfilled,
-                                                            tmp_path, capsys):
-  home = tmp_path / "home"
-  home.mkdir()
-  for name in ("metadata.sqlite", "warehouse.duckdb"):
-    shutil.copy(backfilled / name, home / name)
-  shutil.copytree(backfilled / "models", home / "models")
+@pytest.mark.slow
+def test_rollback_makes_predict_use_the_rolled_back_version(city_home,
+                                                            city_copy, capsys):
+  home = city_copy.root
   before = registry.serving_version(home / "models")
-  assert len(registry.versions(home / "models")) >= 2, (
-      "the backfill pushed one version only: no later run was blessed, so "
-      "there is nothing to roll back to")
+  assert before == city_home.new
+  assert len(registry.versions(home / "models")) >= 2
   code, out, _ = _run(capsys, home, "rollback", "--json")
   done = json.loads(out)
   assert code == 0 and done["from_version"] == before
+  assert done["to_version"] == city_home.old
   assert sorted(registry.versions(home / "models")) == sorted(
-      registry.versions(backfilled / "models"))  # folders stay intact
+      city_home.kept)  # folders stay intact
   _, out, _ = _run(capsys, home, "lineage", "serving", "--json")
   assert json.loads(out)["version"] == done["to_version"]
   proc = subprocess.run(
@@ -245,5 +247,6 @@ def test_rollback_makes_predict_use_the_rolled_back_version(backfilled,
        "--at", "2024-02-11T08:00", "--json"],
       capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr
-  assert {r["model_version"] for r in json.loads(proc.stdout)} == {
-      done["to_version"]}
+  rows = json.loads(proc.stdout)
+  assert len(rows) == 77
+  assert {r["model_version"] for r in rows} == {done["to_version"]}

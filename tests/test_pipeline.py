@@ -7,12 +7,13 @@ import pytest
 
 from pipeline import pipeline as p
 from pipeline.config import PipelineConfig, Thresholds
+from taxi_demand.lineage import contract as ids
 
 EXPECTED_IDS = [
-    p.EXAMPLE_GEN, p.STATISTICS_GEN, p.SCHEMA_GEN, p.CURATED_SCHEMA,
-    p.EXAMPLE_VALIDATOR, p.PREVIOUS_STATISTICS, p.DATA_GATE, p.TRANSFORM,
-    p.LATEST_BLESSED_MODEL, p.TRAINER, p.EVALUATOR, p.FORECAST_GATE, p.PUSHER,
-    p.NEXT_DAY_VALIDATOR, p.SERVING_MODEL_TRAINING, p.SKEW_VALIDATOR,
+    ids.EXAMPLE_GEN, ids.STATISTICS_GEN, ids.SCHEMA_GEN, ids.CURATED_SCHEMA,
+    ids.EXAMPLE_VALIDATOR, ids.PREVIOUS_STATISTICS, ids.DATA_GATE, ids.TRANSFORM,
+    ids.LATEST_BLESSED_MODEL, ids.TRAINER, ids.EVALUATOR, ids.FORECAST_GATE, ids.PUSHER,
+    ids.NEXT_DAY_VALIDATOR, ids.SERVING_MODEL_TRAINING, ids.SKEW_VALIDATOR,
 ]
 
 
@@ -46,22 +47,26 @@ def test_create_pipeline_does_no_io(tmp_path, monkeypatch):
 def test_the_gate_precedes_training_and_only_forecast_gate_blesses(tmp_path):
   pipe = p.create_pipeline(config(tmp_path))
   nodes = {c.id: c for c in pipe.components}
-  assert p.DATA_GATE in {n.id for n in nodes[p.TRANSFORM].upstream_nodes}
-  pusher_blessing = nodes[p.PUSHER].inputs["model_blessing"]
-  assert pusher_blessing.producer_component_id == p.FORECAST_GATE
+  assert ids.DATA_GATE in {n.id for n in nodes[ids.TRANSFORM].upstream_nodes}
+  pusher_blessing = nodes[ids.PUSHER].inputs["model_blessing"]
+  assert pusher_blessing.producer_component_id == ids.FORECAST_GATE
 
 
 def test_parameters_are_recorded_on_the_trainer(tmp_path):
   cfg = config(tmp_path, train_days=14,
                thresholds=Thresholds(naive_margin=0.2))
-  trainer = {c.id: c for c in p.create_pipeline(cfg).components}[p.TRAINER]
+  trainer = {c.id: c for c in p.create_pipeline(cfg).components}[ids.TRAINER]
   params = trainer.exec_properties["custom_config"]
   assert '"train_days": 14' in params and '"naive_margin": 0.2' in params
+  # What the readers parse back is what the pipeline wrote.
+  read = ids.RunParameters.from_custom_config(params)
+  assert read == p.run_parameters(cfg)
+  assert (read.train_days, read.naive_margin) == (14, 0.2)
 
 
 def test_the_span_pins_example_gen(tmp_path):
   gen = {c.id: c for c in p.create_pipeline(config(tmp_path)).components}[
-      p.EXAMPLE_GEN]
+      ids.EXAMPLE_GEN]
   assert '"start_span_number": 19757' in gen.exec_properties["range_config"]
 
 

@@ -9,6 +9,7 @@ import datetime
 import pytest
 
 import runner_local
+from taxi_demand import spans
 from taxi_demand.data import simulate
 from taxi_demand.data import warehouse as wh
 from taxi_demand.home import Home
@@ -44,8 +45,7 @@ def run(home, *args):
 
 
 def last_run(home):
-  with store.open_store(home.metadata) as reader:
-    return reader.last_run()
+  return store.load(home.metadata).last_run()
 
 
 def executed(run_):
@@ -58,19 +58,16 @@ def test_a_first_run_executes_every_node_and_pushes(home):
   r = last_run(home)
   assert executed(r) == EVERY_NODE
   assert r.status == "COMPLETE"
-  with store.open_store(home.metadata) as reader:
-    snap = reader.snapshot()
-    summary = queries.run_summary(snap, snap.run(r.run_id))
-    assert summary["span"] == (datetime.date(2024, 3, 9) -
-                               datetime.date(1970, 1, 1)).days
-    assert summary["blessed"] is True
-    # The mark the Vertex baseline query keeps (the Evaluator's has none).
-    assert queries.blessing_props(snap, snap.run(r.run_id))[
-        "forecast_gate"] == 1
-    assert summary["train_examples"] == 3 * 77 * 48
-    assert summary["eval_examples"] == 77 * 48
-    # Each node once: one Model, one ModelBlessing per blessing node.
-    assert len(reader.pushed_models()) == 1
+  snap = store.load(home.metadata)
+  summary = queries.run_summary(snap, snap.run(r.run_id))
+  assert summary["span"] == spans.parse_span("2024-03-09")
+  assert summary["blessed"] is True
+  # The mark the Vertex baseline query keeps (the Evaluator's has none).
+  assert queries.blessing_props(snap, snap.run(r.run_id))[
+      "forecast_gate"] == 1
+  assert summary["train_examples"] == 3 * 77 * 48
+  assert summary["eval_examples"] == 77 * 48
+  assert len(queries.pushes(snap)) == 1
   assert registry.versions(home.models) == [summary["pushed_version"]]
 
 
@@ -90,9 +87,8 @@ def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
              "--hparam", "learning_rate=50.0") == 0
   r = last_run(home)
   assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(r)
-  with store.open_store(home.metadata) as reader:
-    snap = reader.snapshot()
-    summary = queries.run_summary(snap, snap.run(r.run_id))
+  snap = store.load(home.metadata)
+  summary = queries.run_summary(snap, snap.run(r.run_id))
   assert summary["blessed"] is False and summary["reasons"]
   assert summary["pushed_version"] is None
   assert registry.serving_version(home.models) == serving
@@ -120,6 +116,75 @@ def test_a_broken_day_stops_at_the_gate_and_keeps_the_serving_model(home):
         "'2024-03-12' AND hash(unique_key) % 10 <> 0")
   assert run(home, "--date", "2024-03-12") == 3
   r = last_run(home)
-  assert [n.node_id for n in r.nodes if n.state == "FAILED"] == ["DataGate"]
-  assert "Trainer" not in {n.node_id for n in r.nodes}
+  # A refusal is a recorded decision, not a crash: DataGate completed, the
+  # Cond skipped everything that would train on the day.
+  assert [n.node_id for n in r.nodes if n.state == "FAILED"] == []
+  assert r.node("DataGate").state == "COMPLETE"
+  assert not {"Transform", "Trainer", "Pusher"} & {n.node_id for n in r.nodes}
+  snap = store.load(home.metadata)
+  assert queries.run_row(snap, snap.run(r.run_id))["status"] == "REFUSED"
   assert registry.serving_version(home.models) == serving
+
+
+# --- the synthetic stores the other tests use, against this real one ----------
+
+
+def _layout(path):
+  """Per node id: execution type names, exec property names, and each event
+  (kind, key, artifact type) with the property names of the artifacts the
+  node output under it."""
+  from ml_metadata.proto import metadata_store_pb2 as pb
+  raw = store.connect(path)
+  exec_types = {t.id: t.name for t in raw.get_execution_types()}
+  artifact_types = {t.id: t.name for t in raw.get_artifact_types()}
+  artifacts = {a.id: a for a in raw.get_artifacts()}
+  out = {}
+  for ctx in raw.get_contexts_by_type("node"):
+    node = out.setdefault(ctx.name.split(".", 1)[-1],
+                          {"types": set(), "exec_props": set(), "events": {}})
+    executions = raw.get_executions_by_context(ctx.id)
+    for ex in executions:
+      node["types"].add(exec_types[ex.type_id])
+      node["exec_props"] |= set(ex.properties) | set(ex.custom_properties)
+    for e in raw.get_events_by_execution_ids([ex.id for ex in executions]):
+      art = artifacts[e.artifact_id]
+      props = node["events"].setdefault(
+          (pb.Event.Type.Name(e.type), e.path.steps[0].key,
+           artifact_types[art.type_id]), set())
+      if e.type == pb.Event.OUTPUT:  # properties belong to their producer
+        props |= set(art.properties) | set(art.custom_properties)
+  return out
+
+
+def test_synthetic_stores_are_laid_out_like_a_real_run(home, tmp_path):
+  """taxi_demand.lineage.synthetic writes what LocalDagRunner wrote here.
+
+  Same node ids, the same execution types, the same input and output keys
+  with the same artifact types; every property it writes, a real run writes
+  too (a real run writes more). Runs last: the module's runs by then
+  include a first run, cached, unblessed, failed, resumed and refused ones.
+  """
+  from taxi_demand.lineage import synthetic
+  synthetic.build(tmp_path / "synthetic", 3)
+  real = _layout(home.metadata)
+  fake = _layout(tmp_path / "synthetic" / "metadata.sqlite")
+
+  def keys(events):
+    # A resolver's result is an INTERNAL_OUTPUT, but the resolvers a resumed
+    # run reuses (CACHED) record theirs as OUTPUT events.
+    return {("INPUT" if kind == "INPUT" else "OUTPUT", key, type_name)
+            for kind, key, type_name in events}
+
+  assert set(fake) == set(real)
+  for node_id in sorted(real):
+    want, got = real[node_id], fake[node_id]
+    assert got["types"] == want["types"], node_id
+    assert keys(got["events"]) == keys(want["events"]), (
+        node_id, keys(got["events"]) ^ keys(want["events"]))
+    assert set(got["events"]) <= set(want["events"]), (
+        node_id, set(got["events"]) - set(want["events"]))
+    assert got["exec_props"] <= want["exec_props"], (
+        node_id, got["exec_props"] - want["exec_props"])
+    for event, props in got["events"].items():
+      assert props <= want["events"][event], (
+          node_id, event, props - want["events"][event])

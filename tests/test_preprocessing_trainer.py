@@ -15,7 +15,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 from taxi_demand.modeling import model as M
 from taxi_demand.modeling import preprocessing
 from taxi_demand.modeling import trainer

@@ -61,3 +61,57 @@ def test_unknown_version_lists_the_ones_that_exist(tmp_path):
 def test_no_model_yet_is_one_clear_error(tmp_path):
   with pytest.raises(TaxiDemandError, match="no pushed model"):
     registry.resolve(tmp_path / "models")
+
+
+def test_a_push_for_an_older_day_publishes_but_does_not_take_over(tmp_path):
+  new = registry.push(tmp_path, _writer("day 11"), now=lambda: 100, span=11)
+  old = registry.push(tmp_path, _writer("day 10, rerun"), now=lambda: 200,
+                      span=10)
+  assert registry.versions(tmp_path) == [new, old]
+  assert registry.serving_version(tmp_path) == new
+  assert registry.serving_span(tmp_path) == 11
+  # The same day again (a rerun of the newest day) does take over.
+  again = registry.push(tmp_path, _writer("day 11, rerun"), now=lambda: 300,
+                        span=11)
+  assert registry.serving_version(tmp_path) == again
+
+
+def test_a_rollback_holds_until_a_push_for_its_day_or_later(tmp_path):
+  first = registry.push(tmp_path, _writer("a"), now=lambda: 1, span=10)
+  registry.push(tmp_path, _writer("b"), now=lambda: 2, span=11)
+  registry.set_serving(tmp_path, first, span=11)  # rollback after day 11
+  registry.push(tmp_path, _writer("c"), now=lambda: 3, span=10)
+  assert registry.serving_version(tmp_path) == first
+  later = registry.push(tmp_path, _writer("d"), now=lambda: 4, span=12)
+  assert registry.serving_version(tmp_path) == later
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_current_follows_the_serving_timeline_rule(tmp_path, seed):
+  """Random pushes and rollbacks: CURRENT is the event of the greatest day,
+  the latest among equals, which is how ML Metadata's serving timeline
+  (taxi_demand.lineage.queries.serving_timeline) orders them."""
+  import random
+  rng = random.Random(seed)
+  events = []  # (span, order, version)
+  for order in range(12):
+    versions = registry.versions(tmp_path)
+    if versions and rng.random() < 0.25:
+      target = rng.choice(versions)
+      span = max(s for s, _, _ in events)  # a rollback takes effect now
+      registry.set_serving(tmp_path, target, span=span)
+      events.append((span, order, target))
+    else:
+      span = rng.randint(1, 6)
+      version = registry.push(tmp_path, _writer(str(order)), keep=100,
+                              now=lambda o=order: o, span=span)
+      events.append((span, order, version))
+    assert registry.serving_version(tmp_path) == max(events)[2]
+
+
+def test_a_pointer_without_a_day_is_superseded_by_any_push(tmp_path):
+  registry.push(tmp_path, _writer("a"), now=lambda: 1)
+  (tmp_path / registry.POINTER).write_text("1\n")  # written before spans
+  assert registry.serving_span(tmp_path) is None
+  newer = registry.push(tmp_path, _writer("b"), now=lambda: 2, span=3)
+  assert registry.serving_version(tmp_path) == newer

@@ -1,33 +1,29 @@
-"""Resolver strategies that pick artifacts of earlier spans from MLMD."""
+"""Resolver strategies: the previous span, and the model serving on a day."""
 
+import pytest
 from tfx.types import standard_artifacts
 
 from pipeline.components import resolvers
+from taxi_demand.home import Home
+from taxi_demand.lineage import contract
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import store
+from taxi_demand.lineage import synthetic
+from taxi_demand.monitoring import nextday
+from taxi_demand.serving import registry
+from taxi_demand.serving import rollback
+
+FIRST = synthetic.FIRST_SPAN
 
 
 def stats(artifact_id, span, custom=False):
   a = standard_artifacts.ExampleStatistics()
   a.id = artifact_id
   if custom:  # TFX's query-based driver records span as a custom property
-    a.set_int_custom_property("span", span)
+    a.set_int_custom_property(contract.SPAN, span)
   else:
     a.span = span
   return a
-
-
-def blessing(artifact_id, span, model_id, blessed=1):
-  b = standard_artifacts.ModelBlessing()
-  b.id = artifact_id
-  b.set_int_custom_property("span", span)
-  b.set_int_custom_property("blessed", blessed)
-  b.set_int_custom_property("current_model_id", model_id)
-  return b
-
-
-def model(artifact_id):
-  m = standard_artifacts.Model()
-  m.id = artifact_id
-  return m
 
 
 def test_previous_span_ignores_this_span_and_later_reruns():
@@ -44,12 +40,69 @@ def test_first_run_has_no_previous_span():
       "statistics": []}
 
 
-def test_baseline_is_the_newest_model_blessed_before_this_span():
-  strategy = resolvers.BlessedModelBeforeSpanStrategy(span=10)
-  got = strategy.resolve_artifacts(None, {
-      "model": [model(1), model(2), model(3), model(4)],
-      "model_blessing": [blessing(11, 8, 1), blessing(12, 9, 2),
-                         blessing(13, 9, 3, blessed=0),
-                         blessing(14, 10, 4)]})
-  assert [m.id for m in got["model"]] == [2]
-  assert [b.id for b in got["model_blessing"]] == [12]
+@pytest.fixture
+def three_days(tmp_path):
+  """Runs for FIRST..FIRST+2, all pushed; the middle one's blessing refused
+  nothing. Returns (home, [RunRecord])."""
+  home = Home(tmp_path / "home")
+  records = synthetic.write_store(
+      home.root, [synthetic.RunSpec(span=FIRST + i) for i in range(3)])
+  return home, records
+
+
+def _as_tfx(records, kind):
+  """The runs' artifacts as the tfx objects a resolver receives."""
+  out = []
+  for r in records:
+    a = (standard_artifacts.Model() if kind == contract.MODEL
+         else standard_artifacts.ModelBlessing())
+    a.id = (r.model if kind == contract.MODEL else r.blessing).id
+    out.append(a)
+  return out
+
+
+def _resolve(home, records, span):
+  strategy = resolvers.ServingModelStrategy(span=span)
+  raw = store.connect(home.metadata)
+  got = strategy.resolve_artifacts(raw, {
+      contract.MODEL: _as_tfx(records, contract.MODEL),
+      contract.MODEL_BLESSING: _as_tfx(records, contract.MODEL_BLESSING)})
+  return ([a.id for a in got[contract.MODEL]],
+          [a.id for a in got[contract.MODEL_BLESSING]])
+
+
+def test_the_serving_model_is_the_newest_push_of_an_earlier_day(three_days):
+  home, records = three_days
+  assert _resolve(home, records, FIRST) == ([], [])  # nothing served yet
+  assert _resolve(home, records, FIRST + 1) == (
+      [records[0].model.id], [records[0].blessing.id])
+  # A rerun of day FIRST + 2 resolves what served before it, not itself.
+  assert _resolve(home, records, FIRST + 2) == (
+      [records[1].model.id], [records[1].blessing.id])
+
+
+def test_after_a_rollback_the_pipeline_and_the_cli_judge_the_same_model(
+    three_days):
+  home, records = three_days
+  day = FIRST + 3
+  assert _resolve(home, records, day)[0] == [records[2].model.id]
+  done = rollback.rollback(home)  # back to the version before the newest
+  assert done["to_version"] == records[1].version
+  # The pipeline's resolvers (baseline, NextDayValidator, skew) ...
+  assert _resolve(home, records, day) == (
+      [records[1].model.id], [records[1].blessing.id])
+  # ... the CLI's next-day subject and the registry all name that version.
+  assert nextday.find_subject(home, day).version == records[1].version
+  assert registry.serving_version(home.models) == records[1].version
+  snap = store.load(home.metadata)
+  assert queries.serving_version(snap) == records[1].version
+  assert resolvers.serving_artifact_ids(snap, day)[contract.MODEL] == (
+      records[1].model.id)
+
+
+def test_the_serving_model_brings_its_own_training_statistics(three_days):
+  home, records = three_days
+  snap = store.load(home.metadata)
+  ids = resolvers.serving_artifact_ids(snap, FIRST + 2)
+  assert ids[contract.STATISTICS] == records[1].statistics.id
+  assert ids[contract.SCHEMA] is not None

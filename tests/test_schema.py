@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from pipeline.schema import curate
-from taxi_demand.modeling import features
+from taxi_demand import features
 
 
 def test_checked_in_schema_is_what_curate_builds():

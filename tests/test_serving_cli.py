@@ -1,36 +1,27 @@
 """`taxi-demand predict` and `skew` from the command line: JSON shapes, exit
-codes 0/1/3, one-line errors, and Ctrl-C out of `--every`."""
+codes 0/1/3, one-line errors, and Ctrl-C out of `--every`. On copies of the
+session's city home."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from taxi_demand import cli
-from test_predict import REPO
-from test_predict import build_serving_home
-from test_predict import copy_home
-from test_predict import versions_of
-from test_skew import log_day
-from test_skew import shifted
-from test_skew import DAY
-from test_skew import E2E_SHIFT
 
-pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture(scope="session")
-def serving_home(tmp_path_factory):
-  return build_serving_home(tmp_path_factory)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fresh_log(serving_home, tmp_path):
-  """The shared home with a serving log of its own for one test."""
-  return copy_home(serving_home, tmp_path / "home")
+def fresh_log(city_copy):
+  """The city home with metadata, registry and serving log of its own."""
+  return city_copy
 
 
 def one_line_error(err: str, code: int, want: int) -> str:
@@ -39,7 +30,7 @@ def one_line_error(err: str, code: int, want: int) -> str:
   return err
 
 
-def test_predict_json_rows(fresh_log, capsys):
+def test_predict_json_rows(fresh_log, city_home, capsys):
   assert cli.main(["--home", str(fresh_log.root), "predict",
                    "--at", "2024-02-10T08:00", "--json"]) == 0
   rows = json.loads(capsys.readouterr().out)
@@ -47,40 +38,44 @@ def test_predict_json_rows(fresh_log, capsys):
   assert set(rows[0]) == {"cell", "slot_start", "predicted_pickups",
                           "model_version", "predicted_at"}
   assert {r["slot_start"] for r in rows} == {1707552000}
-  assert {r["model_version"] for r in rows} == {versions_of(fresh_log)[1]}
+  assert {r["model_version"] for r in rows} == {city_home.new}
 
 
-def test_predict_missing_model_lists_versions(fresh_log, capsys):
+def test_predict_missing_model_lists_versions(fresh_log, city_home, capsys):
   code = cli.main(["--home", str(fresh_log.root), "predict", "--model", "42"])
   err = one_line_error(capsys.readouterr().err, code, 1)
-  old, new = versions_of(fresh_log)
-  assert "'42' does not exist" in err and f"{old}, {new}" in err
+  assert "'42' does not exist" in err
+  assert ", ".join(city_home.kept) in err
 
 
 def test_predict_without_history_names_the_warehouse_range(fresh_log, capsys):
   code = cli.main(["--home", str(fresh_log.root), "predict"])  # now: 2020s
   err = one_line_error(capsys.readouterr().err, code, 1)
-  assert "trips from 2024-01-01" in err and "--at" in err
+  assert "trips from 2024-01-18" in err and "--at" in err
 
 
-def test_skew_clean_day_exits_0_with_the_issue_json(fresh_log, capsys):
-  old, _ = versions_of(fresh_log)
-  log_day(fresh_log, old, DAY)
+def test_skew_clean_day_exits_0_with_the_issue_json(fresh_log, city_home,
+                                                    serving_log_tools, capsys):
+  t = serving_log_tools
+  old = city_home.old
+  t.log_day(fresh_log, old, t.day)
   assert cli.main(["--home", str(fresh_log.root), "skew", "--date",
-                   DAY.isoformat(), "--json"]) == 0
+                   t.day.isoformat(), "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert {"date", "model_version", "alert", "features"} <= set(out)
   assert (out["date"], out["model_version"], out["alert"]) == (
-      DAY.isoformat(), old, False)
+      t.day.isoformat(), old, False)
   for f in out["features"].values():
     assert {"distance", "threshold", "flagged"} <= set(f)
 
 
-def test_skew_shifted_lags_exit_3(fresh_log, capsys):
-  old, _ = versions_of(fresh_log)
-  log_day(fresh_log, old, DAY, transform=lambda t: shifted(t, E2E_SHIFT))
+def test_skew_shifted_lags_exit_3(fresh_log, city_home, serving_log_tools,
+                                  capsys):
+  t = serving_log_tools
+  t.log_day(fresh_log, city_home.old, t.day,
+            transform=lambda table: t.shifted(table, t.shift))
   code = cli.main(["--home", str(fresh_log.root), "skew", "--date",
-                   DAY.isoformat(), "--json"])
+                   t.day.isoformat(), "--json"])
   captured = capsys.readouterr()
   assert code == 3, captured.err
   out = json.loads(captured.out)
@@ -89,14 +84,15 @@ def test_skew_shifted_lags_exit_3(fresh_log, capsys):
   assert "skew" in captured.err
 
 
-def test_skew_corrupted_file_is_named_and_the_rest_count(fresh_log, capsys):
-  old, _ = versions_of(fresh_log)
-  log_day(fresh_log, old, DAY)
+def test_skew_corrupted_file_is_named_and_the_rest_count(
+    fresh_log, city_home, serving_log_tools, capsys):
+  t = serving_log_tools
+  t.log_day(fresh_log, city_home.old, t.day)
   from taxi_demand.serving import servelog
-  bad = servelog.partition(fresh_log.serving_log, DAY) / "part-0-bad.parquet"
+  bad = servelog.partition(fresh_log.serving_log, t.day) / "part-0-bad.parquet"
   bad.write_bytes(b"PAR1\x00garbage")
   assert cli.main(["--home", str(fresh_log.root), "skew", "--date",
-                   DAY.isoformat(), "--json"]) == 0
+                   t.day.isoformat(), "--json"]) == 0
   captured = capsys.readouterr()
   assert captured.err.count("\n") == 1 and str(bad) in captured.err
   assert json.loads(captured.out)["rows"] == 77 * 48

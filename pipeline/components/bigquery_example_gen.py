@@ -35,14 +35,16 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from taxi_demand import spans
+from taxi_demand.lineage import contract
 from taxi_demand.data import sql
 from taxi_demand.errors import TaxiDemandError
 
-SPAN_KEY = "span"
+SPAN_KEY = contract.SPAN_PARAMETER
 SCHEDULE_TIME_KEY = "schedule_time"
 # Day 0 (1970-01-01) holds no taxi trips, so it is free to mean "derive the
 # day from the schedule"; sql.check_span still accepts it as a day number.
-AUTO_SPAN = 0
+AUTO_SPAN = contract.AUTO_SPAN
 # Filled by Vertex AI Pipelines in a task's constant inputs (KFP's
 # dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER); spelled out here so that
 # building the pipeline never imports kfp.
@@ -85,7 +87,7 @@ def span_before(schedule_time: str) -> int:
   if when.tzinfo is None:
     when = when.replace(tzinfo=datetime.timezone.utc)
   day = when.astimezone(datetime.timezone.utc).date()
-  return (day - datetime.date(1970, 1, 1)).days - 1
+  return spans.day_before(day)
 
 
 def resolve_span(exec_properties: Dict[str, Any]) -> int:

@@ -1,4 +1,10 @@
-"""DataGate: stops the run on schema anomalies or drift against the previous span."""
+"""DataGate: refuses a day with schema anomalies or drift against the previous span.
+
+A refusal is a recorded decision, not a crash: the report carries
+`passed` = 0 and the reasons, the nodes downstream sit inside a
+`tfx.dsl.Cond` on that property and are skipped, and the run completes.
+The runner reads the verdict back and exits 3 with one line per anomaly.
+"""
 
 
 import json
@@ -14,6 +20,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from taxi_demand.errors import AlertError
+from taxi_demand.lineage import contract
 
 REPORT_FILE = "data_gate.json"
 # The split whose day is new in this run; the train split's days were all
@@ -22,7 +29,16 @@ NEW_DAY_SPLIT = "eval"
 
 
 class DataValidationAlert(AlertError):
-  """The new day of data failed validation; nothing downstream may run."""
+  """The new day of data failed validation; nothing downstream ran."""
+
+
+def verdict_lines(report_uri: str) -> List[str]:
+  """The anomaly lines a report recorded (its JSON summary)."""
+  path = os.path.join(report_uri, REPORT_FILE)
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    return list(json.load(f).get("lines") or [])
 
 
 def _split_file(artifact: types.Artifact, split: str, name: str) -> str:
@@ -51,7 +67,7 @@ def DataGate(  # pylint: disable=invalid-name
         standard_artifacts.ExampleStatistics] = None,
     check_drift: Parameter[int] = 1,
 ) -> None:
-  """Fails (and so stops every downstream node) when the data is not fit.
+  """Records whether the new day is fit to train on (`passed`), and why not.
 
   Args:
     statistics: this run's statistics.
@@ -104,12 +120,13 @@ def DataGate(  # pylint: disable=invalid-name
                    drift_note="no previous span in ML Metadata; drift not "
                    "checked" if check_drift else "drift check disabled")
   summary["lines"] = lines + drift_lines
-  report.set_int_custom_property("anomaly_count", len(lines) + len(drift_lines))
-  report.set_int_custom_property("drift_checked",
+  summary["passed"] = not summary["lines"]
+  report.set_int_custom_property(contract.ANOMALY_COUNT,
+                                 len(lines) + len(drift_lines))
+  report.set_int_custom_property(contract.DRIFT_CHECKED,
                                  int(summary["drift_checked"]))
+  # What the Cond around the training nodes reads.
+  report.set_int_custom_property(contract.DATA_PASSED,
+                                 int(summary["passed"]))
   with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
     json.dump(summary, f, indent=2)
-  if lines or drift_lines:
-    raise DataValidationAlert(
-        f"data validation failed for span {statistics.span}:\n" +
-        "\n".join(lines + drift_lines))

@@ -13,7 +13,6 @@ without TensorFlow.
 
 
 import collections
-import glob
 import json
 import os
 from typing import Dict, Tuple
@@ -24,13 +23,15 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import examples_io
 from taxi_demand.modeling import baselines
-from taxi_demand.modeling import features
+from taxi_demand import features
+from taxi_demand.lineage import contract
 
 REPORT_FILE = "forecast_gate.json"
 # A custom property only ForecastGate's blessings carry.
-GATE_MARK = "forecast_gate"
-EVAL_SPLIT = "eval"
+GATE_MARK = contract.FORECAST_GATE_MARK
+EVAL_SPLIT = examples_io.NEW_DAY_SPLIT
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 
@@ -43,17 +44,10 @@ MEAN_LABEL = "mean_label"
 
 def read_eval_examples(examples_uri: str) -> Tuple[list, list, list]:
   """(cell, label, seasonal-naive forecast) for every eval example."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{EVAL_SPLIT}",
-                                       "*")))
-  cells, labels, naive = [], [], []
-  for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    ex = tf.train.Example.FromString(record.numpy())
-    f = ex.features.feature
-    cells.append(f[features.CELL].int64_list.value[0])
-    labels.append(float(f[features.LABEL].int64_list.value[0]))
-    naive.append(f[features.SEASONAL_NAIVE].float_list.value[0])
-  return cells, labels, naive
+  columns = examples_io.read_columns(examples_uri, EVAL_SPLIT)
+  return (columns[features.CELL].tolist(),
+          columns[features.LABEL].astype(float).tolist(),
+          columns[features.SEASONAL_NAIVE].tolist())
 
 
 def tfma_metrics(evaluation_uri: str) -> Dict[Tuple[str, str, str], float]:
@@ -78,7 +72,7 @@ def _errors(labels, forecasts):
   """(MAE, RMSE): the same definitions every baseline is scored with."""
   if len(labels) == 0:
     return float("nan"), float("nan")
-  return baselines.mae(labels, forecasts), baselines.rmse(labels, forecasts)
+  return baselines.errors(labels, forecasts)
 
 
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
@@ -156,24 +150,23 @@ def ForecastGate(  # pylint: disable=invalid-name
   result = decide(
       tfma_metrics(evaluation.uri), cells, labels, naive,
       evaluator_blessed=bool(
-          evaluator_blessing.get_int_custom_property("blessed")),
+          evaluator_blessing.get_int_custom_property(contract.BLESSED)),
       naive_margin=naive_margin, cell_margin=cell_margin,
       min_cell_pickups=min_cell_pickups)
   with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"
   open(os.path.join(blessing.uri, marker), "w").close()
-  # The properties LatestBlessedModelStrategy and Pusher read.
-  blessing.set_int_custom_property("blessed", int(result["blessed"]))
+  # The properties the resolvers, the Pusher and the lineage queries read.
+  blessing.set_int_custom_property(contract.BLESSED, int(result["blessed"]))
   # The Evaluator's blessing carries `blessed` too; on Vertex the baseline
   # resolver's query keeps only blessings with this mark (vertex_run.py).
   blessing.set_int_custom_property(GATE_MARK, 1)
-  blessing.set_int_custom_property("current_model_id", model.id)
-  # The run's span: the next runs' baseline resolver picks by it.
-  blessing.set_int_custom_property("span", int(examples.span))
+  blessing.set_int_custom_property(contract.CURRENT_MODEL_ID, model.id)
+  # The run's span: the day the blessing judged.
+  blessing.set_int_custom_property(contract.SPAN, int(examples.span))
   blessing.set_string_custom_property("current_model", model.uri)
-  for key in ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
-              "seasonal_naive_rmse", "baseline_model_mae"):
+  for key in contract.METRICS:
     if result[key] is not None:
       blessing.set_float_custom_property(key, float(result[key]))
-  blessing.set_string_custom_property("reasons", "; ".join(result["reasons"]))
+  blessing.set_string_custom_property(contract.REASONS, "; ".join(result["reasons"]))

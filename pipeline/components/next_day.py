@@ -1,7 +1,8 @@
 """NextDayValidator: scores yesterday's serving model on today's actual demand.
 
 In the run for day D, the LatestBlessedModel resolver already yields the
-model that served on D (the newest blessed model of a span before D) and
+model that served on D (`resolvers.ServingModelStrategy`: the newest push or
+rollback in force before D, the same answer as `taxi-demand next-day`) and
 ExampleGen's eval split is D's demand. This node scores the one on the other,
 beside the seasonal-naive forecast, and writes a NextDayResult artifact with
 the same properties `taxi-demand next-day` records, so the degradation
@@ -11,12 +12,10 @@ needs earlier results, which a node cannot query, so it stays in the CLI
 (`taxi-demand next-day`); the node applies the sudden rule.
 """
 
-import glob
 import json
 import os
-from typing import Dict, Optional
+from typing import Optional
 
-import numpy as np
 from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -24,33 +23,17 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from taxi_demand.lineage import record
+from pipeline.components.examples_io import read_columns
+from taxi_demand.lineage import contract
 from taxi_demand.lineage.queries import date_of
-from taxi_demand.modeling import features
 from taxi_demand.monitoring import nextday
 
 REPORT_FILE = "next_day.json"
-NEW_DAY_SPLIT = "eval"  # ExampleGen's eval split is the run's day
 
 
 class NextDayResult(types.Artifact):
   """How the model serving on a day did on that day's demand."""
-  TYPE_NAME = record.NEXT_DAY_RESULT
-
-
-def read_columns(examples_uri: str,
-                 split: str = NEW_DAY_SPLIT) -> Dict[str, np.ndarray]:
-  """The raw columns of one split of an Examples artifact."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-  columns = {c: [] for c in features.RAW_COLUMNS}
-  for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    feature = tf.train.Example.FromString(raw.numpy()).features.feature
-    for c in features.RAW_COLUMNS:
-      values = (feature[c].int64_list.value if c in features.INT_COLUMNS
-                else feature[c].float_list.value)
-      columns[c].append(values[0] if values else np.nan)
-  return {c: np.asarray(v) for c, v in columns.items()}
+  TYPE_NAME = contract.NEXT_DAY_RESULT
 
 
 def check(examples_uri: str, model_uri: str, span: int,

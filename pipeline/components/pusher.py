@@ -15,6 +15,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from taxi_demand.lineage import contract
 from taxi_demand.serving import registry
 
 KEEP_VERSIONS_KEY = "keep_versions"
@@ -53,7 +54,13 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
     def write(folder: Path) -> None:
       shutil.copytree(model_path, folder, dirs_exist_ok=True)
 
-    version = registry.push(base, write, keep=keep)
+    # The run's day, from ForecastGate's blessing: an older day's rerun
+    # publishes a version but does not take over from a newer model.
+    blessing = artifact_utils.get_single_instance(
+        input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+    span = (blessing.get_int_custom_property(contract.SPAN)
+            if blessing.has_custom_property(contract.SPAN) else None)
+    version = registry.push(base, write, keep=keep, span=span)
     io_utils.copy_dir(model_path, model_push.uri)  # archive, as TFX does
     self._MarkPushed(model_push, pushed_destination=str(Path(base) / version),
                      pushed_version=version)

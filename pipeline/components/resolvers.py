@@ -1,4 +1,11 @@
-"""Resolver strategies that find earlier runs' artifacts in ML Metadata."""
+"""Resolver strategies that find earlier runs' artifacts in ML Metadata.
+
+The serving-model strategy asks the same question as `taxi-demand
+next-day` and `lineage serving`, through the same reader
+(`taxi_demand.lineage.queries.serving_on`), so after a rollback the
+pipeline's baseline, next-day and skew nodes judge the model that really
+served, not merely the newest blessed one.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +15,21 @@ import ml_metadata as mlmd
 from tfx import types
 from tfx.dsl.components.common import resolver
 
+from taxi_demand.lineage import contract
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import store as lineage_store
 
-def span_of(artifact: types.Artifact) -> int:
+
+def artifact_span(artifact: types.Artifact) -> int:
   """An artifact's span: the property, else the custom property, else 0."""
-  if artifact.has_property("span") and artifact.span:
+  if artifact.has_property(contract.SPAN) and artifact.span:
     return int(artifact.span)
-  if artifact.has_custom_property("span"):
-    return int(artifact.get_int_custom_property("span"))
+  if artifact.has_custom_property(contract.SPAN):
+    return int(artifact.get_int_custom_property(contract.SPAN))
   return 0
 
 
-class _BeforeSpanStrategy(resolver.ResolverStrategy):
-  """Base of strategies that pick among artifacts of spans before `span`."""
-
-  def __init__(self, span: int):
-    self._span = int(span)
-
-  def _newest_before(self, artifacts) -> Optional[types.Artifact]:
-    earlier = [a for a in artifacts if 0 < span_of(a) < self._span]
-    return max(earlier, key=lambda a: (span_of(a), a.id)) if earlier else None
-
-
-class PreviousSpanStrategy(_BeforeSpanStrategy):
+class PreviousSpanStrategy(resolver.ResolverStrategy):
   """Resolves, per channel, the newest artifact of the greatest span < `span`.
 
   The drift check compares today's statistics with the previous span's. The
@@ -39,6 +39,9 @@ class PreviousSpanStrategy(_BeforeSpanStrategy):
   order the nodes run in and whenever a day is re-run.
   """
 
+  def __init__(self, span: int):
+    self._span = int(span)
+
   def resolve_artifacts(
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
@@ -46,34 +49,56 @@ class PreviousSpanStrategy(_BeforeSpanStrategy):
     del store  # the candidates are already in input_dict
     result = {}
     for key, artifacts in input_dict.items():
-      best = self._newest_before(artifacts)
+      earlier = [a for a in artifacts if 0 < artifact_span(a) < self._span]
+      best = max(earlier, key=lambda a: (artifact_span(a), a.id),
+                 default=None)
       result[key] = [best] if best is not None else []
     return result
 
 
-class BlessedModelBeforeSpanStrategy(_BeforeSpanStrategy):
-  """The newest model blessed by a run for an earlier span than `span`.
+class ServingModelStrategy(resolver.ResolverStrategy):
+  """The model serving on day `span`, and what it was judged and trained on.
 
-  TFX's LatestBlessedModelStrategy would pick a model blessed by a rerun of
-  this very day, so every rerun would see a new baseline and nothing could be
-  cached; and the baseline of day D should be what served before D. Blessings
-  carry their run's span (ForecastGate sets it). Inputs: "model" and
-  "model_blessing" channels.
+  "Serving on day D" is the newest push or rollback that took effect before
+  D (a push by the run for day S serves from S + 1), exactly as the CLI
+  answers it. So a rerun of D resolves the same model (and stays cached),
+  and after `taxi-demand rollback` the next day judges the rolled-back
+  version.
+
+  Channels, each optional but "model": "model" (Trainer's models),
+  "model_blessing" (ForecastGate's blessings: its eval-day MAE), and
+  "statistics" / "schema" (resolved from that model's own training lineage,
+  never simply the newest).
   """
+
+  def __init__(self, span: int):
+    self._span = int(span)
 
   def resolve_artifacts(
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
   ) -> Optional[Dict[str, List[types.Artifact]]]:
-    del store
-    model_key, blessing_key = "model", "model_blessing"
-    models = {m.id: m for m in input_dict[model_key]}
-    best = self._newest_before(
-        b for b in input_dict[blessing_key]
-        if b.get_int_custom_property("blessed") == 1
-        and b.get_int_custom_property("current_model_id") in models)
-    if best is None:
-      return {model_key: [], blessing_key: []}
-    return {model_key: [models[best.get_int_custom_property(
-        "current_model_id")]], blessing_key: [best]}
+    wanted = serving_artifact_ids(lineage_store.Snapshot.load(store),
+                                  self._span)
+    return {key: [a for a in artifacts if a.id == wanted.get(key)]
+            for key, artifacts in input_dict.items()}
 
+
+def serving_artifact_ids(snap: lineage_store.Snapshot,
+                         span: int) -> Dict[str, int]:
+  """{channel key: artifact id} of the model serving on `span`; {} if none."""
+  event = queries.serving_on(snap, span)
+  if event is None:
+    return {}
+  push = queries.push_of(snap, event.version)
+  if push.model is None:
+    return {}
+  wanted = {contract.MODEL: push.model.id}
+  blessing = queries.blessing_of_model(snap, push.model.id)
+  if blessing is not None:
+    wanted[contract.MODEL_BLESSING] = blessing.id
+  found = queries.training_inputs(snap, push.model.id)
+  for key in (contract.STATISTICS, contract.SCHEMA):
+    if found[key] is not None:
+      wanted[key] = found[key].id
+  return wanted

@@ -2,9 +2,6 @@
 
 import json
 import os
-from typing import Dict, List, Optional
-
-import ml_metadata as mlmd
 from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -12,8 +9,8 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from pipeline.components.resolvers import BlessedModelBeforeSpanStrategy
 from taxi_demand import spans
+from taxi_demand.lineage import contract
 from taxi_demand.errors import AlertError
 from taxi_demand.monitoring import skew
 from taxi_demand.errors import TaxiDemandError
@@ -29,78 +26,6 @@ class SkewReport(types.Artifact):
 
 class SkewAlert(AlertError):
   """Served features are skewed against the training statistics."""
-
-
-def _first_event_artifact(store, execution_id: int, key: str,
-                          output: bool) -> Optional[int]:
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  kinds = ({pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT} if output else
-           {pb.Event.INPUT, pb.Event.DECLARED_INPUT})
-  for e in store.get_events_by_execution_ids([execution_id]):
-    if e.type in kinds and e.path.steps and e.path.steps[0].key == key:
-      return e.artifact_id
-  return None
-
-
-def _producer(store, artifact_id: int) -> Optional[int]:
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  for e in store.get_events_by_artifact_ids([artifact_id]):
-    if e.type in (pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT):
-      return e.execution_id
-  return None
-
-
-def training_lineage_ids(store, model_id: int) -> Dict[str, Optional[int]]:
-  """Model -> Trainer -> Transform -> examples -> their statistics' ids.
-
-  The same walk as taxi_demand.lineage.store.Reader.training_inputs, on the
-  raw store a resolver gets (no node contexts needed).
-  """
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  out = {"schema": None, "statistics": None}
-  trainer = _producer(store, model_id)
-  if trainer is None:
-    return out
-  out["schema"] = _first_event_artifact(store, trainer, "schema", False)
-  transformed = _first_event_artifact(store, trainer, "examples", False)
-  transform = _producer(store, transformed) if transformed else None
-  examples = (_first_event_artifact(store, transform, "examples", False)
-              if transform else None)
-  if examples is None:
-    return out
-  consumers = sorted({e.execution_id for e in
-                      store.get_events_by_artifact_ids([examples])
-                      if e.type in (pb.Event.INPUT, pb.Event.DECLARED_INPUT)})
-  for execution_id in consumers:
-    stats = _first_event_artifact(store, execution_id, "statistics", True)
-    if stats is not None:
-      out["statistics"] = stats
-      break
-  return out
-
-
-class ServingModelTrainingStatsStrategy(BlessedModelBeforeSpanStrategy):
-  """The model serving before `span` and its training statistics and schema.
-
-  Inputs: "model", "model_blessing" (as BlessedModelBeforeSpanStrategy),
-  "statistics" (StatisticsGen's channel) and "schema" (the schema channel);
-  the statistics and schema resolved are those in the chosen model's
-  lineage, never simply the newest.
-  """
-
-  def resolve_artifacts(
-      self, store: mlmd.MetadataStore,
-      input_dict: Dict[str, List[types.Artifact]]
-  ) -> Optional[Dict[str, List[types.Artifact]]]:
-    chosen = super().resolve_artifacts(
-        store, {k: input_dict[k] for k in ("model", "model_blessing")})
-    result = dict(chosen, statistics=[], schema=[])
-    if not chosen["model"]:
-      return result
-    ids = training_lineage_ids(store, chosen["model"][0].id)
-    for key in ("statistics", "schema"):
-      result[key] = [a for a in input_dict.get(key, []) if a.id == ids[key]]
-    return result
 
 
 @component
@@ -137,7 +62,7 @@ def SkewValidator(  # pylint: disable=invalid-name
 
   day = servelog.parse_date(date)
   report.set_string_custom_property("date", day.isoformat())
-  report.set_int_custom_property("span", spans.span_of(day))
+  report.set_int_custom_property(contract.SPAN, spans.span_of(day))
   note = None
   if statistics is None or schema is None:
     note = "no model served before this day; nothing to compare"

@@ -1,1 +1,1 @@
-"""The curated schema: built from taxi_demand.modeling.features, checked in."""
+"""The curated schema: built from taxi_demand.features, checked in."""

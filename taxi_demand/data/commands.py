@@ -73,10 +73,9 @@ def _print_report(args, report, wh) -> None:
     print(f"truth rows {report.truth_rows:,}")
   spans = wh.span_range()
   if spans:
-    import datetime  # noqa: PLC0415
-    day = lambda n: datetime.date(1970, 1, 1) + datetime.timedelta(days=n)  # noqa: E731
-    print(f"warehouse {wh.path}: trips from {day(spans[0])} to "
-          f"{day(spans[1])} (spans {spans[0]}..{spans[1]})")
+    from taxi_demand.spans import day_of  # noqa: PLC0415
+    print(f"warehouse {wh.path}: trips from {day_of(spans[0])} to "
+          f"{day_of(spans[1])} (spans {spans[0]}..{spans[1]})")
 
 
 def _simulate(args, home) -> int:

@@ -11,7 +11,7 @@ from importlib import resources
 
 from taxi_demand.data import contract
 from taxi_demand.errors import TaxiDemandError
-from taxi_demand.modeling import features
+from taxi_demand import features
 
 SPAN_BEGIN = "@span_begin_timestamp"
 SPAN_END = "@span_end_timestamp"

@@ -14,7 +14,7 @@ import pyarrow as pa
 from taxi_demand.data import contract
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
-from taxi_demand.modeling import features
+from taxi_demand import features
 
 TRIP_SUFFIXES = (".csv", ".parquet")
 # Simulator truth files (taxi_demand.data.simulate) go to the `truth` table.

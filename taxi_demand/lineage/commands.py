@@ -1,7 +1,7 @@
-"""`taxi-demand runs|show|diff|lineage|rollback|next-day`: questions to ML Metadata.
+"""`taxi-demand runs|show|diff|lineage`: questions to ML Metadata.
 
-All but `next-day` only read metadata and never import TensorFlow: each loads
-the store once (`Reader.snapshot()`) and formats what `queries` answers.
+They only read metadata and never import TensorFlow: each loads the store
+once (`store.load`) and formats what `queries` answers.
 """
 
 from __future__ import annotations
@@ -32,47 +32,10 @@ Examples:
   taxi-demand lineage --span 2024-02-05
 """
 
-_ROLLBACK_EPILOG = """\
-Points models/CURRENT at an earlier pushed (hence blessed) version and records
-a taxi_demand.Rollback execution in ML Metadata. Nothing is retrained and no
-folder is removed. Default --to: the version pushed before the serving one.
-The next successful push serves again as usual.
-
-Examples:
-  taxi-demand rollback
-  taxi-demand rollback --to 1732000000 --json
-"""
-
-_NEXT_DAY_EPILOG = """\
-The model serving on day D is, per ML Metadata, the newest push (or rollback)
-that took effect before D: a push by the run for day S serves from S + 1,
-whether the runs were daily or a backfill. It is scored on D's actual demand
-from the warehouse, beside the seasonal-naive forecast (same slot last week),
-and the result is recorded in ML Metadata, linked to the model and D's
-examples.
-
-Alerts (exit 3):
-  sudden   MAE > the model's own eval MAE x (1 + --margin)
-  gradual  over the last --trend-days daily results, MAE rises faster than
-           --trend-slope (a fraction of its mean) per day
-
-The defaults are meant to fire when a model goes stale. On the simulated
-full-size city, a model left serving for a week without a retrain reached
-1.40x its eval MAE on its fourth day and a +7.6%/day trend; retrained daily,
-the serving model is one day old. A weekday after a quiet eval day (Sunday)
-scores worse with no drift at all, so raise --margin where retraining is
-not daily.
-
-Examples:
-  taxi-demand next-day --date 2024-02-08
-  taxi-demand next-day --date 2024-02-08 --margin 0.5 --json
-"""
-
 
 def _snapshot(home):
   from taxi_demand.lineage import store  # noqa: PLC0415
-  with store.open_store(home.metadata) as reader:
-    return reader.snapshot()
+  return store.load(home.metadata)
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -266,50 +229,8 @@ def _lineage(args, home) -> int:
   return 0
 
 
-# --- rollback ----------------------------------------------------------------
-
-
-def _rollback(args, home) -> int:
-  from taxi_demand import cli  # noqa: PLC0415
-  from taxi_demand.lineage import rollback  # noqa: PLC0415
-  done = rollback.rollback(home, args.to)
-  if args.json:
-    cli.print_json(done)
-    return 0
-  print(f"serving version {done['to_version']} (was "
-        f"{_fmt(done['from_version'])}); recorded as execution "
-        f"{done['execution_id']}")
-  return 0
-
-
-# --- next-day ----------------------------------------------------------------
-
-
-def _next_day(args, home) -> int:
-  from taxi_demand import cli  # noqa: PLC0415
-  from taxi_demand.errors import EXIT_ALERT  # noqa: PLC0415
-  from taxi_demand.monitoring import nextday  # noqa: PLC0415
-  rules = nextday.Rules(margin=args.margin, trend_days=args.trend_days,
-                        trend_slope=args.trend_slope)
-  result = nextday.validate(home, args.date, rules,
-                            warehouse_path=args.warehouse,
-                            record=not args.no_record)
-  if args.json:
-    cli.print_json({k: result.get(k) for k in (
-        "date", "model_version", "mae", "rmse", "seasonal_naive_mae",
-        "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason")})
-  else:
-    print(f"{result['date']}: model {result['model_version']} MAE "
-          f"{result['mae']:.4f} RMSE {result['rmse']:.4f}; seasonal naive MAE "
-          f"{result['seasonal_naive_mae']:.4f} RMSE "
-          f"{result['seasonal_naive_rmse']:.4f}; eval MAE "
-          f"{_fmt(result['eval_mae'], 4)}")
-    print(("ALERT: " if result["alert"] else "") + result["reason"])
-  return EXIT_ALERT if result["alert"] else 0
-
-
 def register(subparsers, parents) -> None:
-  """Adds runs, show, diff, lineage, rollback and next-day."""
+  """Adds runs, show, diff and lineage."""
   from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
   with_json = parents + [json_parent()]
   fmt = argparse.RawDescriptionHelpFormatter
@@ -352,34 +273,3 @@ def register(subparsers, parents) -> None:
   lineage.add_argument("--span", metavar="DATE", default=None,
                        help="downstream: models trained on this day")
   lineage.set_defaults(handler=_lineage, writes_logs=False)
-
-  rollback = subparsers.add_parser(
-      "rollback", parents=with_json,
-      help="serve an earlier blessed version again (no retraining)",
-      description="Make an earlier pushed version the serving one.",
-      epilog=_ROLLBACK_EPILOG, formatter_class=fmt)
-  rollback.add_argument("--to", metavar="VERSION", default=None,
-                        help="the version to serve (default: the previous)")
-  rollback.set_defaults(handler=_rollback, writes_logs=False)
-
-  next_day = subparsers.add_parser(
-      "next-day", parents=with_json,
-      help="score the model serving on day D on D's actual demand",
-      description="Next-day validation of the serving model.",
-      epilog=_NEXT_DAY_EPILOG, formatter_class=fmt)
-  next_day.add_argument("--date", required=True, metavar="D",
-                        help="the day, YYYY-MM-DD")
-  next_day.add_argument("--margin", type=float, default=0.25,
-                        help="sudden alert above eval MAE x (1 + margin) "
-                        "(default 0.25)")
-  next_day.add_argument("--trend-days", type=int, default=5, metavar="K",
-                        help="daily results in the trend (default 5)")
-  next_day.add_argument("--trend-slope", type=float, default=0.05,
-                        help="gradual alert above this relative MAE rise "
-                        "per day (default 0.05)")
-  next_day.add_argument("--warehouse", default=None, metavar="PATH",
-                        help="score on this DuckDB file instead of the "
-                        "home's warehouse")
-  next_day.add_argument("--no-record", action="store_true",
-                        help="do not record the result in ML Metadata")
-  next_day.set_defaults(handler=_next_day)

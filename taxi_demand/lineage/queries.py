@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 from typing import Any, Dict, List, Optional
 
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
-from taxi_demand.lineage import record
+from taxi_demand.lineage import contract
 from taxi_demand.lineage import store as st
 
-# The blessing properties runs/show/diff report, in display order.
-METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
-           "seasonal_naive_rmse", "baseline_model_mae")
+METRICS = contract.METRICS
 # Upstream inputs that point at an earlier run's model: the tree shows them
 # but does not walk into them, or every model's lineage would be all history.
 _NOT_WALKED = ("base_model", "baseline_model")
 
 
-def date_of(span: Optional[int]) -> Optional[str]:
-  return None if span is None else spans.day_of(span).isoformat()
-
-
+date_of = spans.date_of
 span_of_date = spans.parse_span
 
 
@@ -37,25 +31,26 @@ span_of_date = spans.parse_span
 
 
 def parameters(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
-  """The run's parameters (Trainer custom_config), or None in old layouts."""
-  trainer = run.node(st.TRAINER)
-  raw = trainer.properties.get("custom_config") if trainer else None
-  if not isinstance(raw, str):
-    return None
-  try:
-    params = json.loads(raw)
-  except ValueError:
-    return None
-  return params if isinstance(params, dict) else None
+  """The run's parameters as recorded (Trainer custom_config), or None."""
+  del snap  # the Trainer's execution carries them
+  trainer = run.node(contract.TRAINER)
+  return contract.parse_custom_config(
+      trainer.properties.get(contract.CUSTOM_CONFIG) if trainer else None)
+
+
+def run_parameters(snap: st.Snapshot,
+                   run: st.Run) -> Optional[contract.RunParameters]:
+  """The run's parameters, typed; None in layouts that recorded none."""
+  return contract.RunParameters.from_custom_config(parameters(snap, run))
 
 
 def run_span(snap: st.Snapshot, run: st.Run) -> Optional[int]:
   """ExampleGen's span property, else its examples' span, else the params'."""
-  gen = run.node(st.EXAMPLE_GEN)
+  gen = run.node(contract.EXAMPLE_GEN)
   if gen is not None:
-    if gen.properties.get("span") not in (None, ""):
-      return int(gen.properties["span"])
-    examples = snap.first_output(gen.execution_id, "examples")
+    if gen.properties.get(contract.SPAN) not in (None, ""):
+      return int(gen.properties[contract.SPAN])
+    examples = snap.first_output(gen.execution_id, contract.EXAMPLES)
     if examples is not None and examples.span is not None:
       return examples.span
   span = (parameters(snap, run) or {}).get("span")
@@ -63,30 +58,44 @@ def run_span(snap: st.Snapshot, run: st.Run) -> Optional[int]:
 
 
 def blessing_props(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
-  blessing = snap.run_output(run, st.FORECAST_GATE, "blessing")
+  blessing = snap.run_output(run, contract.FORECAST_GATE, contract.BLESSING)
   return {} if blessing is None else blessing.properties
 
 
 def pushed_version(snap: st.Snapshot, run: st.Run) -> Optional[str]:
-  pushed = snap.run_output(run, st.PUSHER, "pushed_model")
-  if pushed is None or not pushed.properties.get("pushed"):
+  pushed = snap.run_output(run, contract.PUSHER, contract.PUSHED_MODEL)
+  if pushed is None or not pushed.properties.get(contract.PUSHED):
     return None
-  version = pushed.properties.get("pushed_version")
+  version = pushed.properties.get(contract.PUSHED_VERSION)
   return None if version in (None, "") else str(version)
+
+
+def refused(snap: st.Snapshot, run: st.Run) -> bool:
+  """Whether DataGate refused the run's day (nothing downstream ran)."""
+  report = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
+  return report is not None and report.properties.get(
+      contract.DATA_PASSED) == 0
+
+
+def run_status(snap: st.Snapshot, run: st.Run) -> str:
+  """COMPLETE, FAILED, RUNNING, or REFUSED: a decision, not a crash."""
+  if run.status == "COMPLETE" and refused(snap, run):
+    return "REFUSED"
+  return run.status
 
 
 def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """One line of `taxi-demand runs`; absent facts are None (shown n/a)."""
   blessing = blessing_props(snap, run)
-  blessed = blessing.get("blessed")
+  blessed = blessing.get(contract.BLESSED)
   span = run_span(snap, run)
   return {
       "run_id": run.run_id,
       "span": span,
       "date": date_of(span),
-      "status": run.status,
+      "status": run_status(snap, run),
       "wall_s": round(run.wall_s, 3),
-      "mae": blessing.get("model_mae"),
+      "mae": blessing.get(contract.MODEL_MAE),
       "seasonal_naive_mae": blessing.get("seasonal_naive_mae"),
       "blessed": None if blessed is None else bool(blessed),
       "pushed_version": pushed_version(snap, run),
@@ -120,20 +129,20 @@ class ServingEvent:
 def pushes(snap: st.Snapshot) -> List[Push]:
   """Every successful push, oldest first."""
   found = []
-  for node in snap.executions_of(st.PUSHER):
+  for node in snap.executions_of(contract.PUSHER):
     if node.state != "COMPLETE":
       continue
-    pushed = snap.first_output(node.execution_id, "pushed_model")
-    if pushed is None or not pushed.properties.get("pushed"):
+    pushed = snap.first_output(node.execution_id, contract.PUSHED_MODEL)
+    if pushed is None or not pushed.properties.get(contract.PUSHED):
       continue
     run_id = snap.run_of.get(node.execution_id)
     span = None
     if run_id is not None:
       span = run_span(snap, run_by_id(snap, run_id))
-    found.append(Push(version=str(pushed.properties.get("pushed_version")),
+    found.append(Push(version=str(pushed.properties.get(contract.PUSHED_VERSION)),
                       span=span, at_ms=node.end_ms, run_id=run_id,
                       pushed_model=pushed,
-                      model=snap.first_input(node.execution_id, "model")))
+                      model=snap.first_input(node.execution_id, contract.MODEL)))
   return found
 
 
@@ -164,12 +173,12 @@ def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
   """
   events = [ServingEvent("push", p.version, p.span, p.at_ms,
                          p.pushed_model.id) for p in pushes(snap)]
-  for node in snap.executions_of(record.ROLLBACK):
+  for node in snap.executions_of(contract.ROLLBACK):
     if node.state != "COMPLETE":
       continue
-    span = node.properties.get("span")
+    span = node.properties.get(contract.SPAN)
     events.append(ServingEvent(
-        "rollback", str(node.properties.get("to_version")),
+        "rollback", str(node.properties.get(contract.TO_VERSION)),
         None if span in (None, "") else int(span), node.end_ms,
         node.execution_id))
   # A rollback recorded without a span (never by this code) sorts by time.
@@ -198,10 +207,51 @@ def blessing_of_model(snap: st.Snapshot,
                       model_id: int) -> Optional[st.ArtifactView]:
   """ForecastGate's blessing of a model: it carries the eval-day metrics."""
   for consumer in snap.consumers(model_id):
-    if consumer.node_id == st.FORECAST_GATE:
-      blessing = snap.first_output(consumer.execution_id, "blessing")
+    if consumer.node_id == contract.FORECAST_GATE:
+      blessing = snap.first_output(consumer.execution_id, contract.BLESSING)
       if blessing is not None:
         return blessing
+  return None
+
+
+def training_inputs(snap: st.Snapshot, model_id: int) -> Dict[str, Any]:
+  """The one upstream walk from a Model: Trainer, Transform, ExampleGen.
+
+  Returns:
+    {"trainer": NodeExecution or None, "transformed_examples",
+     "transform_graph", "schema", "base_model", "examples" (ExampleGen's raw
+     examples), "statistics" (StatisticsGen's output for them)}: artifact
+    views or None where the lineage stops.
+  """
+  found: Dict[str, Any] = dict.fromkeys(
+      ("trainer", contract.TRANSFORMED_EXAMPLES, contract.TRANSFORM_GRAPH,
+       contract.SCHEMA, contract.BASE_MODEL, contract.EXAMPLES,
+       contract.STATISTICS))
+  trainer = snap.producer(model_id)
+  if trainer is None:
+    return found
+  found["trainer"] = trainer
+  for key in (contract.TRANSFORM_GRAPH, contract.SCHEMA, contract.BASE_MODEL):
+    found[key] = snap.first_input(trainer.execution_id, key)
+  transformed = snap.first_input(trainer.execution_id, contract.EXAMPLES)
+  found[contract.TRANSFORMED_EXAMPLES] = transformed
+  transform = snap.producer(transformed.id) if transformed else None
+  if transform is not None:
+    found[contract.EXAMPLES] = snap.first_input(transform.execution_id,
+                                                contract.EXAMPLES)
+  if found[contract.EXAMPLES] is not None:
+    found[contract.STATISTICS] = statistics_of(snap, found[contract.EXAMPLES])
+  return found
+
+
+def statistics_of(snap: st.Snapshot,
+                  examples: st.ArtifactView) -> Optional[st.ArtifactView]:
+  """StatisticsGen's output for an Examples artifact."""
+  for consumer in snap.consumers(examples.id):
+    if consumer.node_id == contract.STATISTICS_GEN:
+      stats = snap.first_output(consumer.execution_id, contract.STATISTICS)
+      if stats is not None:
+        return stats
   return None
 
 
@@ -211,8 +261,17 @@ def examples_of_span(snap: st.Snapshot,
   found = [a for a in snap.artifacts_of("Examples")
            if a.span == span and (snap.producer(a.id) is None or
                                   snap.producer(a.id).node_id ==
-                                  st.EXAMPLE_GEN)]
+                                  contract.EXAMPLE_GEN)]
   return found[-1] if found else None
+
+
+def push_parameters(snap: st.Snapshot,
+                    version: str) -> Optional[contract.RunParameters]:
+  """The parameters of the run that pushed `version` (None if unrecorded)."""
+  push = push_of(snap, version)
+  if push.run_id is None:
+    return None
+  return run_parameters(snap, run_by_id(snap, push.run_id))
 
 
 def resolve_version(snap: st.Snapshot, version: Optional[str]) -> str:
@@ -234,7 +293,7 @@ def next_day_results(snap: st.Snapshot,
   """Recorded next-day results, one per day (the newest), oldest day first."""
   by_span: Dict[int, Dict[str, Any]] = {}
   version_of_model = {p.model.id: p.version for p in pushes(snap) if p.model}
-  for art in snap.artifacts_of(record.NEXT_DAY_RESULT):
+  for art in snap.artifacts_of(contract.NEXT_DAY_RESULT):
     props = dict(art.properties)
     if props.get("span") in (None, ""):
       continue
@@ -264,7 +323,7 @@ def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
                  "execution_id": n.execution_id} for n in run.nodes],
       "parameters": parameters(snap, run),
       "metrics": {k: blessing.get(k) for k in METRICS if k in blessing},
-      "reasons": blessing.get("reasons") or None,
+      "reasons": blessing.get(contract.REASONS) or None,
       "anomalies": data_checks(snap, run),
   })
   return detail
@@ -272,7 +331,7 @@ def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
 
 def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
   """What DataGate reported for a run; None if it did not run."""
-  gate = snap.run_output(run, st.DATA_GATE, "report")
+  gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
   if gate is None:
     return None
   return {k: gate.properties.get(k) for k in
@@ -295,7 +354,7 @@ def run_summary(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
       "eval_examples": checks and checks["eval_examples"],
       "drift": checks and ("checked, none" if checks["drift_checked"] else
                            "not checked (no previous span)"),
-      "reasons": blessing.get("reasons") or "",
+      "reasons": blessing.get(contract.REASONS) or "",
       "parameters": parameters(snap, run),
   })
   for key in ("model_rmse", "seasonal_naive_rmse", "baseline_model_mae"):
@@ -328,26 +387,26 @@ def data_window(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """The spans and row counts a run read: train window and eval day."""
   span = run_span(snap, run)
   days = (parameters(snap, run) or {}).get("train_days")
-  gate = snap.run_output(run, st.DATA_GATE, "report")
+  gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
   counts = gate.properties if gate is not None else {}
   window = None
   if span is not None and days:
-    window = [date_of(span - int(days)), date_of(span - 1)]
+    window = [date_of(s) for s in spans.train_window(span, days)]
   return {"eval_span": span, "eval_date": date_of(span),
           "train_dates": window,
-          "train_examples": counts.get("train_examples"),
-          "eval_examples": counts.get("eval_examples")}
+          "train_examples": counts.get(contract.TRAIN_EXAMPLES),
+          "eval_examples": counts.get(contract.EVAL_EXAMPLES)}
 
 
 def schema_of(snap: st.Snapshot, run: st.Run) -> Optional[st.ArtifactView]:
   """The schema the run trained with: Transform's input, else the imported."""
-  transform = run.node("Transform")
+  transform = run.node(contract.TRANSFORM)
   if transform is not None:
-    schema = snap.first_input(transform.execution_id, "schema")
+    schema = snap.first_input(transform.execution_id, contract.SCHEMA)
     if schema is not None:
       return schema
-  return (snap.run_output(run, "CuratedSchema", "schema") or
-          snap.run_output(run, "SchemaGen", "schema"))
+  return (snap.run_output(run, contract.CURATED_SCHEMA, contract.SCHEMA) or
+          snap.run_output(run, contract.SCHEMA_GEN, contract.SCHEMA))
 
 
 def schema_features(uri: str) -> Optional[Dict[str, str]]:
@@ -450,10 +509,12 @@ def upstream(snap: st.Snapshot, art: st.ArtifactView,
                           "execution_id": producer.execution_id,
                           "run_id": snap.run_of.get(producer.execution_id),
                           "status": producer.state}
-  if producer.node_id == st.EXAMPLE_GEN:
+  if producer.node_id == contract.EXAMPLE_GEN:
     step["trips"] = _trips_read(snap, producer)
   inputs = {}
   for key, arts in sorted(snap.inputs(producer.execution_id).items()):
+    if key.startswith("_"):
+      continue  # TFX's implicit Cond input (DataGate's verdict), not data
     if key in _NOT_WALKED:
       inputs[key] = [_artifact_node(a) for a in arts]
     else:
@@ -461,13 +522,10 @@ def upstream(snap: st.Snapshot, art: st.ArtifactView,
   if inputs:
     step["inputs"] = inputs
   node["producer"] = step
-  if art.type_name == "Examples" and producer.node_id == st.EXAMPLE_GEN:
-    for consumer in snap.consumers(art.id):
-      if consumer.node_id == st.STATISTICS_GEN:
-        stats = snap.first_output(consumer.execution_id, "statistics")
-        if stats is not None:
-          node["statistics"] = _artifact_node(stats)
-          break
+  if art.type_name == "Examples" and producer.node_id == contract.EXAMPLE_GEN:
+    stats = statistics_of(snap, art)
+    if stats is not None:
+      node["statistics"] = _artifact_node(stats)
   return node
 
 
@@ -475,13 +533,13 @@ def _trips_read(snap: st.Snapshot, gen: st.NodeExecution) -> Dict[str, Any]:
   """Which days of trips an ExampleGen execution queried."""
   run_id = snap.run_of.get(gen.execution_id)
   params = parameters(snap, run_by_id(snap, run_id)) if run_id else None
-  span = gen.properties.get("span")
+  span = gen.properties.get(contract.SPAN)
   span = None if span in (None, "") else int(span)
   days = (params or {}).get("train_days")
   return {"table": (params or {}).get("source_table", "trips"),
-          "warehouse": gen.properties.get("warehouse_path"),
+          "warehouse": gen.properties.get(contract.WAREHOUSE_PATH),
           "eval_date": date_of(span),
-          "train_dates": ([date_of(span - int(days)), date_of(span - 1)]
+          "train_dates": ([date_of(s) for s in spans.train_window(span, days)]
                           if span is not None and days else None)}
 
 
@@ -517,18 +575,18 @@ def models_trained_on(snap: st.Snapshot, span: int) -> List[Dict[str, Any]]:
   found = []
   for examples in snap.artifacts_of("Examples"):
     gen = snap.producer(examples.id)
-    if gen is None or gen.node_id != st.EXAMPLE_GEN:
+    if gen is None or gen.node_id != contract.EXAMPLE_GEN:
       continue
     window = _trips_read(snap, gen)["train_dates"]
     if not window or not window[0] <= date_of(span) <= window[1]:
       continue
     for transform in snap.consumers(examples.id):
-      if transform.node_id != "Transform":
+      if transform.node_id != contract.TRANSFORM:
         continue
       for transformed in snap.outputs(transform.execution_id).get(
-          "transformed_examples", []):
+          contract.TRANSFORMED_EXAMPLES, []):
         for trainer in snap.consumers(transformed.id):
-          model = snap.first_output(trainer.execution_id, "model")
+          model = snap.first_output(trainer.execution_id, contract.MODEL)
           if model is not None:
             found.append({"model_id": model.id, "uri": model.uri,
                           "run_id": snap.run_of.get(trainer.execution_id),

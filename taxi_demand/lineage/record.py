@@ -14,14 +14,9 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from taxi_demand.lineage import contract
 
-PIPELINE_CONTEXT_TYPE = "pipeline"
-# Execution and artifact types of the checks recorded here.
-ROLLBACK = "taxi_demand.Rollback"
-NEXT_DAY = "taxi_demand.NextDayValidation"
-# Artifact type names follow KFP's "<namespace>.<Type>" rule, so they
-# compile for Vertex too.
-NEXT_DAY_RESULT = "taxi_demand.NextDayResult"
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +61,7 @@ def record_execution(
     properties: Mapping[str, Any],
     inputs: Mapping[str, Sequence[Any]],
     outputs: Mapping[str, Sequence[NewArtifact]],
-    pipeline_name: str = "taxi_demand",
+    pipeline_name: str = contract.PIPELINE_NAME,
 ) -> Dict[str, Any]:
   """Records one completed check and returns its ids.
 
@@ -109,7 +104,7 @@ def record_execution(
       pairs.append((artifact, event))
       out_keys.append(key)
 
-  contexts = [c for c in store.get_contexts_by_type(PIPELINE_CONTEXT_TYPE)
+  contexts = [c for c in store.get_contexts_by_type(contract.PIPELINE_CONTEXT)
               if c.name == pipeline_name]
   execution_id, artifact_ids, _ = store.put_execution(
       execution, pairs, contexts, reuse_context_if_already_exist=True)

@@ -1,33 +1,22 @@
-"""A small typed read layer over the ML Metadata store. Never imports TensorFlow.
+"""The one reader of the ML Metadata store. Never imports TensorFlow.
 
 TFX records each pipeline run as a `pipeline_run` context, each node as a
 `node` context named "<pipeline>.<node id>", and each execution with its
-exec properties as custom properties. This module turns those into plain
-dataclasses for the CLI, the runner's summary and the monitoring checks.
+exec properties as custom properties. `load(path)` (or `Snapshot.load(store)`
+for a store already open, as in a resolver) reads all of it in a few bulk
+queries into plain dataclasses; `taxi_demand.lineage.queries` answers every
+question from that Snapshot: the CLI, the runner's summary, the resolvers,
+the monitoring checks and serving.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 from taxi_demand.errors import TaxiDemandError
-
-PIPELINE_RUN = "pipeline_run"
-NODE = "node"
-PIPELINE = "pipeline"
-
-# Node ids as pipeline/pipeline.py names them. Duplicated on purpose: this
-# read side must not import the pipeline package (which imports TFX).
-EXAMPLE_GEN = "ExampleGen"
-STATISTICS_GEN = "StatisticsGen"
-DATA_GATE = "DataGate"
-TRAINER = "Trainer"
-EVALUATOR = "Evaluator"
-FORECAST_GATE = "ForecastGate"
-PUSHER = "Pusher"
+from taxi_demand.lineage import contract
 
 _STATES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED",
            5: "CACHED", 6: "CANCELED"}
@@ -100,202 +89,10 @@ def value_of(v) -> Any:
   return getattr(v, kind)
 
 
-def _props(message) -> Dict[str, Any]:
+def properties_of(message) -> Dict[str, Any]:
   out = {k: value_of(v) for k, v in message.properties.items()}
   out.update({k: value_of(v) for k, v in message.custom_properties.items()})
   return out
-
-
-class Reader:
-  """Read-only queries over one MLMD store."""
-
-  def __init__(self, store):
-    self._store = store
-    self._node_of: Optional[Dict[int, str]] = None
-
-  @property
-  def store(self):
-    return self._store
-
-  def _node_index(self) -> Dict[int, str]:
-    """execution id -> node id, through the node contexts."""
-    if self._node_of is None:
-      self._node_of = {}
-      for ctx in self._store.get_contexts_by_type(NODE):
-        node_id = ctx.name.split(".", 1)[-1]
-        for ex in self._store.get_executions_by_context(ctx.id):
-          self._node_of[ex.id] = node_id
-    return self._node_of
-
-  def _node_execution(self, ex) -> NodeExecution:
-    return NodeExecution(
-        node_id=self._node_index().get(ex.id, ex.type),
-        execution_id=ex.id,
-        state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
-        start_ms=ex.create_time_since_epoch,
-        end_ms=ex.last_update_time_since_epoch,
-        properties=_props(ex))
-
-  def runs(self, pipeline_name: Optional[str] = None) -> List[Run]:
-    """Every run, oldest first."""
-    runs = []
-    for ctx in self._store.get_contexts_by_type(PIPELINE_RUN):
-      executions = self._store.get_executions_by_context(ctx.id)
-      nodes = sorted((self._node_execution(ex) for ex in executions),
-                     key=lambda n: (n.start_ms, n.execution_id))
-      if pipeline_name and not any(
-          self._belongs(n, pipeline_name) for n in nodes):
-        continue
-      runs.append(Run(run_id=ctx.name, context_id=ctx.id, nodes=nodes))
-    runs.sort(key=lambda r: (r.start_ms, r.context_id))
-    return runs
-
-  def _belongs(self, node: NodeExecution, pipeline_name: str) -> bool:
-    del node, pipeline_name  # one pipeline per store today
-    return True
-
-  def last_run(self, pipeline_name: Optional[str] = None) -> Optional[Run]:
-    runs = self.runs(pipeline_name)
-    return runs[-1] if runs else None
-
-  def run(self, run_id: str) -> Run:
-    for r in self.runs():
-      if r.run_id == run_id:
-        return r
-    raise TaxiDemandError(f"no run {run_id!r} in ML Metadata; "
-                          "`taxi-demand runs` lists them")
-
-  def latest_outcome(self, pipeline_name: str, node_id: str) -> str:
-    """"ran", "cached" or "failed" for the newest execution of a node."""
-    del pipeline_name
-    ids = [i for i, n in self._node_index_fresh().items() if n == node_id]
-    if not ids:
-      return "ran"
-    ex = self._store.get_executions_by_id([max(ids)])[0]
-    state = _STATES.get(ex.last_known_state, "")
-    return {"CACHED": "cached", "FAILED": "failed"}.get(state, "ran")
-
-  def _node_index_fresh(self) -> Dict[int, str]:
-    self._node_of = None
-    return self._node_index()
-
-  def outputs(self, execution_id: int) -> Dict[str, List[Any]]:
-    """{output key: [artifact]} of one execution."""
-    return self._artifacts(execution_id, output=True)
-
-  def inputs(self, execution_id: int) -> Dict[str, List[Any]]:
-    return self._artifacts(execution_id, output=False)
-
-  def _artifacts(self, execution_id: int, output: bool):
-    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-    kinds = ({pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT} if output else
-             {pb.Event.INPUT, pb.Event.DECLARED_INPUT})
-    events = [e for e in self._store.get_events_by_execution_ids(
-        [execution_id]) if e.type in kinds]
-    by_id = {a.id: a for a in self._store.get_artifacts_by_id(
-        sorted({e.artifact_id for e in events}))}
-    out: Dict[str, List[Any]] = {}
-    for e in events:
-      key = e.path.steps[0].key if e.path.steps else ""
-      if e.artifact_id in by_id:
-        out.setdefault(key, []).append(by_id[e.artifact_id])
-    return out
-
-  # --- lineage walks -------------------------------------------------------
-
-  def producer(self, artifact_id: int) -> Optional[NodeExecution]:
-    """The execution that output an artifact, if any."""
-    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-    for e in self._store.get_events_by_artifact_ids([artifact_id]):
-      if e.type in (pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT):
-        ex = self._store.get_executions_by_id([e.execution_id])[0]
-        return self._node_execution(ex)
-    return None
-
-  def consumers(self, artifact_id: int) -> List[NodeExecution]:
-    """Every execution that took an artifact as input, oldest first."""
-    from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-    ids = sorted({e.execution_id for e in
-                  self._store.get_events_by_artifact_ids([artifact_id])
-                  if e.type in (pb.Event.INPUT, pb.Event.DECLARED_INPUT)})
-    return [self._node_execution(ex)
-            for ex in self._store.get_executions_by_id(ids)]
-
-  def pushed_models(self) -> List[Dict[str, Any]]:
-    """Every push that happened, oldest first: version, time, artifacts."""
-    pushes = []
-    for ex in self._store.get_executions():
-      node = self._node_execution(ex)
-      if node.node_id != PUSHER or node.state != "COMPLETE":
-        continue
-      out = (self.outputs(ex.id).get("pushed_model") or [None])[0]
-      if out is None or not _props(out).get("pushed"):
-        continue
-      model = (self.inputs(ex.id).get("model") or [None])[0]
-      pushes.append({"version": _props(out).get("pushed_version"),
-                     "pushed_at_ms": node.end_ms,
-                     "pushed_model": out, "model": model,
-                     "pusher_execution_id": ex.id})
-    pushes.sort(key=lambda p: (p["pushed_at_ms"], p["pusher_execution_id"]))
-    return pushes
-
-  def model_of_version(self, version: str):
-    """The Model artifact that was pushed as `version`."""
-    for push in self.pushed_models():
-      if str(push["version"]) == str(version):
-        return push["model"]
-    raise TaxiDemandError(f"no push of model version {version!r} in ML "
-                          "Metadata")
-
-  def training_inputs(self, model) -> Dict[str, Any]:
-    """Walks upstream from a Model: the Trainer, then Transform, ExampleGen.
-
-    Returns:
-      {"trainer": NodeExecution, "transformed_examples", "transform_graph",
-       "schema", "examples" (ExampleGen's raw examples), "statistics" (the
-       StatisticsGen output for those examples)} — artifacts or None.
-    """
-    trainer = self.producer(model.id)
-    if trainer is None:
-      raise TaxiDemandError(f"model {model.uri} has no producing execution")
-    inputs = self.inputs(trainer.execution_id)
-    first = lambda key, d=inputs: (d.get(key) or [None])[0]
-    found = {"trainer": trainer,
-             "transformed_examples": first("examples"),
-             "transform_graph": first("transform_graph"),
-             "schema": first("schema"), "base_model": first("base_model"),
-             "examples": None, "statistics": None}
-    transformed = found["transformed_examples"]
-    if transformed is not None:
-      transform = self.producer(transformed.id)
-      if transform is not None:
-        found["examples"] = first("examples",
-                                  self.inputs(transform.execution_id))
-    if found["examples"] is not None:
-      for consumer in self.consumers(found["examples"].id):
-        if consumer.node_id == STATISTICS_GEN:
-          found["statistics"] = first(
-              "statistics", self.outputs(consumer.execution_id))
-          break
-    return found
-
-  def span_of_run(self, run: Run) -> Optional[int]:
-    """The span a run was for: its ExampleGen's span property or output."""
-    gen = run.node(EXAMPLE_GEN)
-    if gen is None:
-      return None
-    if gen.properties.get("span") is not None:
-      return int(gen.properties["span"])
-    examples = self.outputs(gen.execution_id).get("examples") or []
-    span = _props(examples[0]).get("span") if examples else None
-    return None if span is None else int(span)
-
-  def artifact_props(self, artifact) -> Dict[str, Any]:
-    return _props(artifact)
-
-  def snapshot(self) -> "Snapshot":
-    """The whole store read in a few bulk queries, for the CLI's walks."""
-    return Snapshot.load(self._store)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,10 +141,10 @@ class Snapshot:
     run_members: Dict[int, List[int]] = {}
     for ctx in contexts:
       kind = context_types.get(ctx.type_id)
-      if kind == NODE:
+      if kind == contract.NODE_CONTEXT:
         for ex in store.get_executions_by_context(ctx.id):
           node_of[ex.id] = ctx.name.split(".", 1)[-1]
-      elif kind == PIPELINE_RUN:
+      elif kind == contract.PIPELINE_RUN_CONTEXT:
         run_members[ctx.id] = [
             ex.id for ex in store.get_executions_by_context(ctx.id)]
     raw_executions = store.get_executions()
@@ -359,11 +156,11 @@ class Snapshot:
           state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
           start_ms=ex.create_time_since_epoch,
           end_ms=ex.last_update_time_since_epoch,
-          properties=_props(ex))
+          properties=properties_of(ex))
     for a in store.get_artifacts():
       snap.artifacts[a.id] = ArtifactView(
           id=a.id, type_name=a.type or artifact_types.get(a.type_id, "?"),
-          uri=a.uri, properties=_props(a), create_ms=a.create_time_since_epoch)
+          uri=a.uri, properties=properties_of(a), create_ms=a.create_time_since_epoch)
     ids = sorted(snap.executions)
     events = store.get_events_by_execution_ids(ids) if ids else []
     outputs = {pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT}
@@ -424,6 +221,17 @@ class Snapshot:
     found = [a for a in self.artifacts.values() if a.type_name == type_name]
     return sorted(found, key=lambda a: (a.create_ms, a.id))
 
+  def last_run(self) -> Optional[Run]:
+    return self.runs[-1] if self.runs else None
+
+  def latest_outcome(self, node_id: str) -> str:
+    """"ran", "cached" or "failed" for the newest execution of a node."""
+    found = self.executions_of(node_id)
+    if not found:
+      return "ran"
+    newest = max(found, key=lambda n: n.execution_id)
+    return {"CACHED": "cached", "FAILED": "failed"}.get(newest.state, "ran")
+
   def run(self, run_id: str) -> Run:
     """A run by id, by unique prefix, or "last"."""
     if not self.runs:
@@ -473,7 +281,6 @@ def connect(path: os.PathLike, writable: bool = False):
   return store
 
 
-@contextlib.contextmanager
-def open_store(path: os.PathLike) -> Iterator[Reader]:
-  """Opens an existing MLMD SQLite file read-only, or fails in one line."""
-  yield Reader(connect(path))
+def load(path: os.PathLike) -> Snapshot:
+  """The whole store at `path`, read once: what every reader asks."""
+  return Snapshot.load(connect(path))

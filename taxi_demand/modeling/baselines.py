@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 
 _WEEK = 7 * F.SECONDS_PER_DAY
 # HM: the same slot on each of the previous 7 days and in each of the previous
@@ -113,6 +113,11 @@ def rmse(y_true, y_pred) -> float:
   """Root mean squared error."""
   y_true, y_pred = _pair(y_true, y_pred)
   return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
+
+
+def errors(y_true, y_pred) -> tuple[float, float]:
+  """(MAE, RMSE): the pair every forecast here is judged by."""
+  return mae(y_true, y_pred), rmse(y_true, y_pred)
 
 
 def mean_bias(y_true, y_pred) -> float:

@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 
 
 class PointForecast(str, enum.Enum):

@@ -7,7 +7,7 @@ from typing import Dict, Union
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 
 _Tensor = Union[tf.Tensor, tf.SparseTensor, tf.RaggedTensor]
 

@@ -20,7 +20,7 @@ The exported SavedModel has three signatures:
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -30,23 +30,21 @@ from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.tfxio import dataset_options
 
-from taxi_demand.modeling import features as F
+from taxi_demand import features as F
 from taxi_demand.modeling import model as model_lib
+# The exported model's contract, shared with serving (which loads TF only).
+from taxi_demand.modeling.saved_model import PREDICT_RAW_SIGNATURE
+from taxi_demand.modeling.saved_model import PREDICTION_KEY
+from taxi_demand.modeling.saved_model import RATE_KEY
+from taxi_demand.modeling.saved_model import SERVING_SIGNATURE
+from taxi_demand.modeling.saved_model import TRANSFORM_SIGNATURE
+from taxi_demand.modeling.saved_model import load_for_serving  # noqa: F401
+from taxi_demand.modeling.saved_model import raw_input_dtype
+from taxi_demand.modeling.saved_model import resolve_saved_model
 
-PREDICTION_KEY = "predicted_pickups"
-RATE_KEY = "predicted_rate"
-SERVING_SIGNATURE = "serving_default"
-TRANSFORM_SIGNATURE = "transform_features"
-PREDICT_RAW_SIGNATURE = "predict_raw"
 # Written next to the SavedModel so the next day's warm start can map cell
 # embedding rows by token even if the vocabulary grew or was reordered.
 CELL_VOCABULARY_FILE = os.path.join("assets.extra", "cell_vocabulary.txt")
-_SERVING_SUBDIR = "Format-Serving"
-
-
-def raw_input_dtype(column: str) -> tf.DType:
-  """The dtype `predict_raw` takes for a serving column."""
-  return tf.int64 if column in F.INT_COLUMNS else tf.float32
 
 
 def _input_fn(file_pattern: List[str], data_accessor: DataAccessor,
@@ -135,18 +133,6 @@ def _signatures(model: tf.keras.Model,
   }
 
 
-def _resolve_saved_model(path: Optional[str]) -> Optional[str]:
-  """The SavedModel dir for a model artifact URI or a serving dir, if any."""
-  if not path:
-    return None
-  for candidate in (path, os.path.join(path, _SERVING_SUBDIR)):
-    if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
-      return candidate
-  logging.warning("No SavedModel at base model %s; training from scratch.",
-                  path)
-  return None
-
-
 def _read_vocabulary(path: str) -> Optional[List[str]]:
   file = os.path.join(path, CELL_VOCABULARY_FILE)
   if not tf.io.gfile.exists(file):
@@ -194,7 +180,10 @@ def run_fn(fn_args: FnArgs) -> None:
                       tf_transform_output, hparams.batch_size, False,
                       hparams.seed)
 
-  base = _resolve_saved_model(fn_args.base_model)
+  base = resolve_saved_model(fn_args.base_model)
+  if fn_args.base_model and not base:
+    logging.warning("No SavedModel at base model %s; training from scratch.",
+                    fn_args.base_model)
   row_maps = None
   if base:
     old_vocab = _read_vocabulary(base)
@@ -217,34 +206,3 @@ def run_fn(fn_args: FnArgs) -> None:
   tf.io.gfile.makedirs(os.path.dirname(vocab_file))
   with tf.io.gfile.GFile(vocab_file, "w") as f:
     f.write("".join(token + "\n" for token in vocab))
-
-
-class RawPredictor:
-  """Calls a saved model's `predict_raw` signature on numpy columns."""
-
-  def __init__(self, path: str):
-    self._loaded = tf.saved_model.load(path)
-    self._fn = self._loaded.signatures[PREDICT_RAW_SIGNATURE]
-    # A model pushed before a column joined SERVING_COLUMNS (a rollback
-    # target) takes fewer inputs: give each model the columns it declares.
-    self.columns = tuple(sorted(self._fn.structured_input_signature[1]))
-
-  def __call__(self, columns: Mapping[str, Sequence]) -> Dict[str, np.ndarray]:
-    """Predicts for equal-length columns keyed by `features.SERVING_COLUMNS`.
-
-    Extra columns (e.g. the label, or columns newer than the model) are
-    ignored.
-
-    Returns:
-      {"predicted_pickups": float32[n], "predicted_rate": float32[n]}.
-    """
-    tensors = {
-        c: tf.constant(np.asarray(columns[c],
-                                  dtype=raw_input_dtype(c).as_numpy_dtype))
-        for c in self.columns}
-    return {k: v.numpy() for k, v in self._fn(**tensors).items()}
-
-
-def load_for_serving(path: str) -> RawPredictor:
-  """Loads a serving SavedModel (a Format-Serving dir or a pushed version)."""
-  return RawPredictor(_resolve_saved_model(path) or path)

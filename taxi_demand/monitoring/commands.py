@@ -1,9 +1,35 @@
-"""`taxi-demand skew`: served features against the serving model's training data."""
+"""`taxi-demand skew|next-day`: served features and served accuracy, checked."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+_NEXT_DAY_EPILOG = """\
+The model serving on day D is, per ML Metadata, the newest push (or rollback)
+that took effect before D: a push by the run for day S serves from S + 1,
+whether the runs were daily or a backfill. It is scored on D's actual demand
+from the warehouse, beside the seasonal-naive forecast (same slot last week),
+and the result is recorded in ML Metadata, linked to the model and D's
+examples.
+
+Alerts (exit 3):
+  sudden   MAE > the model's own eval MAE x (1 + --margin)
+  gradual  over the last --trend-days daily results, MAE rises faster than
+           --trend-slope (a fraction of its mean) per day
+
+The defaults are meant to fire when a model goes stale. On the simulated
+full-size city, a model left serving for a week without a retrain reached
+1.40x its eval MAE on its fourth day and a +7.6%/day trend; retrained daily,
+the serving model is one day old. A weekday after a quiet eval day (Sunday)
+scores worse with no drift at all, so raise --margin where retraining is
+not daily.
+
+Examples:
+  taxi-demand next-day --date 2024-02-08
+  taxi-demand next-day --date 2024-02-08 --margin 0.5 --json
+"""
+
 
 _SKEW_EPILOG = """\
 Serving side: TFDV statistics of serving_log/date=D/ (the rows `predict`
@@ -48,8 +74,7 @@ def _history(args, home) -> int:
   from taxi_demand.lineage import store as lineage  # noqa: PLC0415
   from taxi_demand.monitoring import skew  # noqa: PLC0415
   version = args.model
-  with lineage.open_store(home.metadata) as reader:
-    rows = skew.history(reader, version)
+  rows = skew.history(lineage.load(home.metadata), version)
   if args.json:
     cli.print_json(rows)
     return 0
@@ -92,8 +117,37 @@ def _skew(args, home) -> int:
   return 0
 
 
+# --- next-day ----------------------------------------------------------------
+
+
+def _next_day(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.errors import EXIT_ALERT  # noqa: PLC0415
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
+  rules = nextday.Rules(margin=args.margin, trend_days=args.trend_days,
+                        trend_slope=args.trend_slope)
+  result = nextday.validate(home, args.date, rules,
+                            warehouse_path=args.warehouse,
+                            record=not args.no_record)
+  if args.json:
+    cli.print_json({k: result.get(k) for k in (
+        "date", "model_version", "mae", "rmse", "seasonal_naive_mae",
+        "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason")})
+  else:
+    print(f"{result['date']}: model {result['model_version']} MAE "
+          f"{result['mae']:.4f} RMSE {result['rmse']:.4f}; seasonal naive MAE "
+          f"{result['seasonal_naive_mae']:.4f} RMSE "
+          f"{result['seasonal_naive_rmse']:.4f}; eval MAE "
+          f"{'n/a' if result['eval_mae'] is None else format(result['eval_mae'], '.4f')}")
+    print(("ALERT: " if result["alert"] else "") + result["reason"])
+  return EXIT_ALERT if result["alert"] else 0
+
+
 def register(subparsers, parents) -> None:
-  """Adds `skew`."""
+  """Adds `skew` and `next-day`."""
+  from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
+  with_json = parents + [json_parent()]
+  fmt = argparse.RawDescriptionHelpFormatter
   p = subparsers.add_parser(
       "skew", parents=parents,
       help="compare a day of served features with the serving model's "
@@ -113,3 +167,25 @@ def register(subparsers, parents) -> None:
   p.add_argument("--json", action="store_true",
                  help="print machine-readable JSON")
   p.set_defaults(handler=_skew)
+
+  next_day = subparsers.add_parser(
+      "next-day", parents=with_json,
+      help="score the model serving on day D on D's actual demand",
+      description="Next-day validation of the serving model.",
+      epilog=_NEXT_DAY_EPILOG, formatter_class=fmt)
+  next_day.add_argument("--date", required=True, metavar="D",
+                        help="the day, YYYY-MM-DD")
+  next_day.add_argument("--margin", type=float, default=0.25,
+                        help="sudden alert above eval MAE x (1 + margin) "
+                        "(default 0.25)")
+  next_day.add_argument("--trend-days", type=int, default=5, metavar="K",
+                        help="daily results in the trend (default 5)")
+  next_day.add_argument("--trend-slope", type=float, default=0.05,
+                        help="gradual alert above this relative MAE rise "
+                        "per day (default 0.05)")
+  next_day.add_argument("--warehouse", default=None, metavar="PATH",
+                        help="score on this DuckDB file instead of the "
+                        "home's warehouse")
+  next_day.add_argument("--no-record", action="store_true",
+                        help="do not record the result in ML Metadata")
+  next_day.set_defaults(handler=_next_day)

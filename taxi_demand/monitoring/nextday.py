@@ -3,9 +3,10 @@
 Which model served on day D is an ML Metadata question (see
 `taxi_demand.lineage.queries.serving_on`): the newest push or rollback that
 took effect before D, where a push by the run for day S takes effect from day
-S + 1. That is also what the pipeline's baseline resolver picks (the newest
-blessed model of a span before D), so the CLI and the NextDayValidator node
-judge the same model, whether the runs were daily or one backfill "now".
+S + 1. The pipeline's baseline resolver asks the same function
+(`pipeline.components.resolvers.ServingModelStrategy`), so the CLI and the
+NextDayValidator node judge the same model, after a rollback too, whether
+the runs were daily or one backfill "now".
 
 Two alert rules:
   sudden:  MAE > eval MAE x (1 + margin), the eval MAE being what ForecastGate
@@ -27,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from taxi_demand.errors import TaxiDemandError
+from taxi_demand.lineage import contract
 
 DEFAULT_MARGIN = 0.25
 DEFAULT_TREND_DAYS = 5
@@ -58,12 +60,11 @@ class Rules:
 def errors(labels: Sequence[float],
            forecasts: Sequence[float]) -> Tuple[float, float]:
   """(MAE, RMSE); NaN forecasts (no history) count as 0 pickups."""
-  y = np.asarray(labels, dtype=float)
-  p = np.nan_to_num(np.asarray(forecasts, dtype=float))
-  if y.size == 0:
+  from taxi_demand.modeling import baselines  # pylint: disable=g-import-not-at-top
+  if len(labels) == 0:
     raise TaxiDemandError("no examples to score")
-  diff = p - y
-  return float(np.mean(np.abs(diff))), float(np.sqrt(np.mean(diff ** 2)))
+  return baselines.errors(labels, np.nan_to_num(
+      np.asarray(forecasts, dtype=float)))
 
 
 def score(labels, predictions, naive) -> Dict[str, float]:
@@ -145,34 +146,18 @@ def day_columns(warehouse_path: os.PathLike, query_config,
 
 
 def predict(model_dir: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-  from taxi_demand.modeling import trainer  # pylint: disable=g-import-not-at-top
-  return np.asarray(trainer.load_for_serving(model_dir)(columns)[
-      "predicted_pickups"], dtype=float)
+  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
+  return np.asarray(saved_model.load_for_serving(model_dir)(columns)[
+      saved_model.PREDICTION_KEY], dtype=float)
 
 
 def score_day(model_dir: str, columns: Mapping[str, np.ndarray]
               ) -> Dict[str, float]:
   """MAE/RMSE of the model and of the seasonal-naive forecast on one day."""
-  from taxi_demand.modeling import features  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # pylint: disable=g-import-not-at-top
   predictions = predict(model_dir, columns)
   return score(columns[features.LABEL], predictions,
                columns[features.SEASONAL_NAIVE])
-
-
-def query_config_of(params: Optional[Mapping[str, Any]]):
-  """The demand query the model was trained with (defaults if unrecorded)."""
-  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
-  params = params or {}
-  kwargs = {}
-  if params.get("slot_minutes"):
-    kwargs["slot_minutes"] = int(params["slot_minutes"])
-  if params.get("spatial_unit"):
-    kwargs["spatial_unit"] = sql.SpatialUnit(params["spatial_unit"])
-  if params.get("grid_metres"):
-    kwargs["grid_metres"] = int(params["grid_metres"])
-  if params.get("source_table"):
-    kwargs["table"] = params["source_table"]
-  return sql.QueryConfig(**kwargs)
 
 
 # --- the whole check, against a home ------------------------------------------
@@ -184,7 +169,7 @@ class Subject:
   span: int
   version: str
   model_dir: str
-  params: Optional[Dict[str, Any]]
+  params: Optional[contract.RunParameters]
   eval_mae: Optional[float]
   history: List[Tuple[int, float]]
   artifact_ids: Dict[str, int]     # input key -> MLMD artifact id
@@ -206,27 +191,24 @@ def find_subject(home, span: int) -> Subject:
   """The model serving on day `span` and everything needed to judge it."""
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  with store.open_store(home.metadata) as reader:
-    snap = reader.snapshot()
+  snap = store.load(home.metadata)
   event = queries.serving_on(snap, span)
   if event is None:
     raise TaxiDemandError(
         f"no model was serving on {queries.date_of(span)} according to ML "
         "Metadata (nothing pushed by a run for an earlier day)")
   push = queries.push_of(snap, event.version)
-  params = None
-  if push.run_id is not None:
-    params = queries.parameters(snap, queries.run_by_id(snap, push.run_id))
+  params = queries.push_parameters(snap, push.version)
   eval_mae = None
-  ids = {"pushed_model": push.pushed_model.id}
+  ids = {contract.PUSHED_MODEL: push.pushed_model.id}
   if push.model is not None:
-    ids["model"] = push.model.id
+    ids[contract.MODEL] = push.model.id
     blessing = queries.blessing_of_model(snap, push.model.id)
     if blessing is not None:
-      eval_mae = blessing.properties.get("model_mae")
+      eval_mae = blessing.properties.get(contract.MODEL_MAE)
   examples = queries.examples_of_span(snap, span)
   if examples is not None:
-    ids["examples"] = examples.id
+    ids[contract.EXAMPLES] = examples.id
   history = [(int(r["span"]), float(r["mae"]))
              for r in queries.next_day_results(snap)
              if r.get("mae") is not None and int(r["span"]) < span]
@@ -264,7 +246,8 @@ def validate(home, date: str, rules: Rules = Rules(),
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   subject = find_subject(home, queries.span_of_date(date))
   columns = day_columns(warehouse_path or home.warehouse,
-                        query_config_of(subject.params), subject.span)
+                        (subject.params or contract.RunParameters()
+                         ).query_config(), subject.span)
   result = result_of(subject, score_day(subject.model_dir, columns), rules)
   if record:
     result["artifact_id"] = record_result(home, subject, result)
@@ -290,7 +273,7 @@ def record_result(home, subject: Subject, result: Mapping[str, Any]) -> int:
                                   "examples", "alert", "reason")
            if result.get(k) is not None}
   ids = record.record_execution(
-      writable, record.NEXT_DAY, {**props, "source": "cli"}, inputs,
-      {"result": [record.NewArtifact(record.NEXT_DAY_RESULT, str(path),
+      writable, contract.NEXT_DAY, {**props, "source": "cli"}, inputs,
+      {contract.RESULT: [record.NewArtifact(contract.NEXT_DAY_RESULT, str(path),
                                      {**props, "source": "cli"})]})
-  return ids["outputs"]["result"][0]
+  return ids["outputs"][contract.RESULT][0]

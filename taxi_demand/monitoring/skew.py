@@ -15,12 +15,14 @@ import pyarrow as pa
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
-from taxi_demand.modeling import features
+from taxi_demand import features
+from taxi_demand import spans
+from taxi_demand.lineage import contract
 from taxi_demand.serving import servelog
 
-CHECK_TYPE = "taxi_demand.SkewCheck"
-REPORT_TYPE = "taxi_demand.SkewReport"
-SERVING_LOG_TYPE = "taxi_demand.ServingLog"
+CHECK_TYPE = contract.SKEW_CHECK
+REPORT_TYPE = contract.SKEW_REPORT
+SERVING_LOG_TYPE = contract.SERVING_LOG
 # The model learned from the train split; the eval day is held out.
 TRAINING_SPLIT = "train"
 STATS_FILE = "FeatureStats.pb"
@@ -233,14 +235,17 @@ class TrainingRef:
   schema: Any       # the Schema artifact proto the Trainer took
 
 
-def training_ref(reader, version: str) -> TrainingRef:
+def training_ref(snap, version: str) -> TrainingRef:
   """Pushed version -> Trainer -> its examples -> their StatisticsGen output.
 
   Never "the latest statistics": a day served by an older version must be
   judged against what that version learned from.
   """
-  model = reader.model_of_version(version)
-  found = reader.training_inputs(model)
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  push = queries.push_of(snap, version)
+  if push.model is None:
+    raise TaxiDemandError(f"the push of version {version} names no model")
+  found = queries.training_inputs(snap, push.model.id)
   if found.get("statistics") is None:
     raise TaxiDemandError(
         f"model version {version}: no training statistics in ML Metadata "
@@ -263,8 +268,7 @@ def _serving_log_artifact(store, folder: Path, day: datetime.date):
   type_id = store.put_artifact_type(pb.ArtifactType(name=SERVING_LOG_TYPE))
   artifact = pb.Artifact(type_id=type_id, uri=uri, state=pb.Artifact.LIVE)
   artifact.custom_properties["date"].string_value = day.isoformat()
-  artifact.custom_properties["span"].int_value = (
-      day - datetime.date(1970, 1, 1)).days
+  artifact.custom_properties[contract.SPAN].int_value = spans.span_of(day)
   [artifact_id] = store.put_artifacts([artifact])
   return store.get_artifacts_by_id([artifact_id])[0]
 
@@ -291,16 +295,14 @@ def record_check(metadata_path: os.PathLike, result: SkewResult,
   result.execution_id = ids["execution_id"]
 
 
-def history(reader, version: Optional[str] = None) -> List[Dict[str, Any]]:
+def history(snap, version: Optional[str] = None) -> List[Dict[str, Any]]:
   """Recorded skew checks, oldest first, optionally of one model version."""
-  from taxi_demand.lineage import record  # noqa: PLC0415
   out = []
-  for ex in record.executions_of_type(reader.store, CHECK_TYPE):
-    props = {k: v for k, v in ((k, _value(p)) for k, p in
-                               ex.custom_properties.items())}
+  for ex in snap.executions_of(CHECK_TYPE):
+    props = ex.properties
     if version is not None and str(props.get("model_version")) != str(version):
       continue
-    reports = reader.outputs(ex.id).get("report") or []
+    reports = snap.outputs(ex.execution_id).get(contract.REPORT) or []
     out.append({"date": props.get("date"),
                 "model_version": props.get("model_version"),
                 "alert": bool(props.get("alert")),
@@ -308,14 +310,9 @@ def history(reader, version: Optional[str] = None) -> List[Dict[str, Any]]:
                             if f],
                 "rows": props.get("rows"),
                 "report_uri": reports[0].uri if reports else None,
-                "execution_id": ex.id,
-                "checked_at_ms": ex.create_time_since_epoch})
+                "execution_id": ex.execution_id,
+                "checked_at_ms": ex.start_ms})
   return out
-
-
-def _value(proto):
-  kind = proto.WhichOneof("value")
-  return getattr(proto, kind) if kind else None
 
 
 # ---- the day check ---------------------------------------------------------
@@ -348,8 +345,8 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
           f"versions in the log: {', '.join(v for v, _ in served)}")
     served = [(str(version), dict(served)[str(version)])]
   from taxi_demand.lineage import store as lineage  # noqa: PLC0415
-  with lineage.open_store(home.metadata) as reader:
-    refs = {v: training_ref(reader, v) for v, _ in served}
+  snap = lineage.load(home.metadata)
+  refs = {v: training_ref(snap, v) for v, _ in served}
   results = []
   for v, rows in served:
     ref = refs[v]

@@ -29,6 +29,18 @@ Examples:
 """
 
 
+_ROLLBACK_EPILOG = """\
+Points models/CURRENT at an earlier pushed (hence blessed) version and records
+a taxi_demand.Rollback execution in ML Metadata. Nothing is retrained and no
+folder is removed. Default --to: the version pushed before the serving one.
+The next successful push serves again as usual.
+
+Examples:
+  taxi-demand rollback
+  taxi-demand rollback --to 1732000000 --json
+"""
+
+
 def _say(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
@@ -102,8 +114,27 @@ def _horizon(text: str) -> int:
   return value
 
 
+# --- rollback ----------------------------------------------------------------
+
+
+def _rollback(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.serving import rollback  # noqa: PLC0415
+  done = rollback.rollback(home, args.to)
+  if args.json:
+    cli.print_json(done)
+    return 0
+  print(f"serving version {done['to_version']} (was "
+        f"{done['from_version'] or 'n/a'}); recorded as execution "
+        f"{done['execution_id']}")
+  return 0
+
+
 def register(subparsers, parents) -> None:
-  """Adds `predict`."""
+  """Adds `predict` and `rollback`."""
+  from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
+  with_json = parents + [json_parent()]
+  fmt = argparse.RawDescriptionHelpFormatter
   p = subparsers.add_parser(
       "predict", parents=parents,
       help="predict pickups for every cell for the next slot(s)",
@@ -125,3 +156,12 @@ def register(subparsers, parents) -> None:
                  help="print the prediction rows as JSON (one line per job "
                  "with --every)")
   p.set_defaults(handler=_predict)
+
+  rollback = subparsers.add_parser(
+      "rollback", parents=with_json,
+      help="serve an earlier blessed version again (no retraining)",
+      description="Make an earlier pushed version the serving one.",
+      epilog=_ROLLBACK_EPILOG, formatter_class=fmt)
+  rollback.add_argument("--to", metavar="VERSION", default=None,
+                        help="the version to serve (default: the previous)")
+  rollback.set_defaults(handler=_rollback, writes_logs=False)

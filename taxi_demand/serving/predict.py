@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import re
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -15,7 +14,8 @@ import pyarrow as pa
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
-from taxi_demand.modeling import features
+from taxi_demand.lineage import contract
+from taxi_demand import features
 from taxi_demand.serving import registry
 from taxi_demand.serving import servelog
 
@@ -85,33 +85,20 @@ def training_query_config(home: Home, version: str) -> demand_sql.QueryConfig:
   """The QueryConfig a pushed version was trained with, from ML Metadata.
 
   The Trainer records its run parameters (slot length, spatial unit, grid
-  size, source table) as custom_config; serving with other values would feed
-  the model features of another granularity. Without a metadata store or a
-  record of that push (e.g. a model copied in by hand), the defaults are the
-  only honest guess.
+  size) as custom_config; serving with other values would feed the model
+  features of another granularity. Without a metadata store or a record of
+  that push (e.g. a model copied in by hand), the defaults are the only
+  honest guess.
   """
   if not home.metadata.is_file():
     return demand_sql.QueryConfig()
+  from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store as lineage  # noqa: PLC0415
   try:
-    with lineage.open_store(home.metadata) as reader:
-      model = reader.model_of_version(version)
-      trainer = reader.producer(model.id) if model is not None else None
+    params = queries.push_parameters(lineage.load(home.metadata), version)
   except TaxiDemandError:
-    return demand_sql.QueryConfig()
-  params = (trainer.properties.get("custom_config") if trainer else None) or {}
-  if isinstance(params, str):
-    try:
-      params = json.loads(params)
-    except ValueError:
-      params = {}
-  defaults = demand_sql.QueryConfig()
-  return demand_sql.QueryConfig(
-      table=defaults.table,  # serving always reads the local warehouse
-      slot_minutes=int(params.get("slot_minutes", defaults.slot_minutes)),
-      spatial_unit=demand_sql.SpatialUnit(
-          params.get("spatial_unit", defaults.spatial_unit.value)),
-      grid_metres=int(params.get("grid_metres", defaults.grid_metres)))
+    params = None
+  return (params or contract.RunParameters()).query_config()
 
 
 def check_history(wh, cfg: demand_sql.QueryConfig, slot_start: int) -> None:
@@ -162,16 +149,17 @@ class LoadedModel:
 
   def load(self) -> "LoadedModel":
     if self._predictor is None:
-      from taxi_demand.modeling import trainer  # noqa: PLC0415 - TensorFlow
-      self._predictor = trainer.load_for_serving(str(self.path))
+      from taxi_demand.modeling import saved_model  # noqa: PLC0415 - TensorFlow
+      self._predictor = saved_model.load_for_serving(str(self.path))
     return self
 
   def score(self, table: pa.Table) -> np.ndarray:
     """predicted_pickups for every row of a serving feature table."""
     if table.num_rows == 0:
       return np.zeros(0, np.float32)
-    from taxi_demand.modeling import trainer  # noqa: PLC0415
-    return self.load()._predictor(columns_of(table))[trainer.PREDICTION_KEY]
+    from taxi_demand.modeling import saved_model  # noqa: PLC0415
+    return self.load()._predictor(columns_of(table))[
+        saved_model.PREDICTION_KEY]
 
 
 @dataclasses.dataclass

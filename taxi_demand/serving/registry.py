@@ -3,11 +3,18 @@
 Layout under the models folder (TAXI_DEMAND_HOME/models locally):
   <version>/        one SavedModel per push; versions are integers that sort
                     in push order (unix seconds, bumped on collision)
-  CURRENT           the serving version's name; replaced atomically by a push
+  CURRENT           the serving version's name, then the day (span) from
+                    which it serves, minus one; replaced atomically by a push
                     or a rollback
 
 Readers resolve CURRENT, so they never see a half-written model: a push
 writes into a hidden folder and renames it into place before CURRENT moves.
+
+CURRENT moves by the rule ML Metadata's serving timeline applies
+(taxi_demand.lineage.queries.serving_timeline): a push by the run for day S
+serves only if no push or rollback for a later day is in force. So re-running
+an old day publishes its model as a version but never replaces one trained
+on later data; `rollback` is how a person asks for an older model.
 Pure filesystem code, no TensorFlow, so the metadata commands can use it.
 """
 
@@ -18,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from taxi_demand.errors import TaxiDemandError
 
@@ -35,15 +42,31 @@ def versions(models_dir: os.PathLike) -> List[str]:
                  if p.is_dir() and p.name.isdigit()), key=int)
 
 
+def _pointer(models_dir: os.PathLike) -> Tuple[Optional[str], Optional[int]]:
+  """(version, span) that CURRENT names; span is None in older pointers."""
+  pointer = Path(models_dir) / POINTER
+  if not pointer.is_file():
+    return None, None
+  lines = pointer.read_text().split()
+  if not lines:
+    return None, None
+  span = int(lines[1]) if len(lines) > 1 and lines[1].lstrip("-").isdigit() \
+      else None
+  return lines[0], span
+
+
 def serving_version(models_dir: os.PathLike) -> Optional[str]:
   """The version CURRENT names, else the newest, else None."""
-  pointer = Path(models_dir) / POINTER
-  if pointer.is_file():
-    name = pointer.read_text().strip()
-    if (Path(models_dir) / name).is_dir():
-      return name
+  name, _ = _pointer(models_dir)
+  if name is not None and (Path(models_dir) / name).is_dir():
+    return name
   found = versions(models_dir)
   return found[-1] if found else None
+
+
+def serving_span(models_dir: os.PathLike) -> Optional[int]:
+  """The day of the push or rollback CURRENT records (None if unrecorded)."""
+  return _pointer(models_dir)[1]
 
 
 def resolve(models_dir: os.PathLike, version: Optional[str] = None) -> Path:
@@ -62,19 +85,30 @@ def resolve(models_dir: os.PathLike, version: Optional[str] = None) -> Path:
   return Path(models_dir) / version
 
 
-def set_serving(models_dir: os.PathLike, version: str) -> None:
-  """Points CURRENT at `version` atomically (write a temp file, rename)."""
+def set_serving(models_dir: os.PathLike, version: str,
+                span: Optional[int] = None) -> None:
+  """Points CURRENT at `version` atomically (write a temp file, rename).
+
+  `span` is the day of the push or rollback that makes it serve.
+  """
   root = Path(models_dir)
   resolve(root, version)
   fd, tmp = tempfile.mkstemp(dir=root, prefix=".pointer-")
   with os.fdopen(fd, "w") as f:
-    f.write(version + "\n")
+    f.write(version + "\n" + ("" if span is None else f"{int(span)}\n"))
   os.replace(tmp, root / POINTER)
 
 
+def supersedes(models_dir: os.PathLike, span: Optional[int]) -> bool:
+  """Whether a push for day `span` serves over what CURRENT names now."""
+  current = serving_span(models_dir)
+  return span is None or current is None or int(span) >= current
+
+
 def push(models_dir: os.PathLike, write: Callable[[Path], None],
-         keep: int = 5, now: Callable[[], float] = time.time) -> str:
-  """Publishes a new version atomically and makes it the serving one.
+         keep: int = 5, now: Callable[[], float] = time.time,
+         span: Optional[int] = None) -> str:
+  """Publishes a new version atomically; it serves unless superseded.
 
   Args:
     models_dir: the registry folder.
@@ -82,6 +116,8 @@ def push(models_dir: os.PathLike, write: Callable[[Path], None],
     keep: how many versions to keep; older ones are deleted, but never the
       one CURRENT names.
     now: clock, for tests.
+    span: the day of the run that pushes; CURRENT moves only if no push or
+      rollback for a later day serves (see `supersedes`).
 
   Returns:
     The new version's name.
@@ -99,7 +135,8 @@ def push(models_dir: os.PathLike, write: Callable[[Path], None],
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  set_serving(root, str(version))
+  if supersedes(root, span):
+    set_serving(root, str(version), span)
   prune(root, keep)
   return str(version)
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
-from taxi_demand.modeling import features
+from taxi_demand import features
 
 MODEL_VERSION = "model_version"
 PREDICTED_AT = "predicted_at"

@@ -27,7 +27,7 @@ from tfx.types import standard_component_specs
 from pipeline.components.duckdb_example_gen import executor
 from taxi_demand.data import sql
 from taxi_demand.data import warehouse as warehouse_lib
-from taxi_demand.modeling import features
+from taxi_demand import spans
 
 WAREHOUSE_PATH_KEY = "warehouse_path"
 
@@ -75,7 +75,7 @@ class DuckDBDriver(example_gen_driver.QueryBasedDriver):
     with warehouse_lib.Warehouse(exec_properties[WAREHOUSE_PATH_KEY],
                                  read_only=True) as warehouse:
       exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = (
-          warehouse.fingerprint((span + 1) * features.SECONDS_PER_DAY))
+          warehouse.fingerprint(spans.start_of(span + 1)))
     return exec_properties
 
 

@@ -8,6 +8,8 @@ enforce that the query's columns equal `RAW_COLUMNS`.
 
 from __future__ import annotations
 
+from taxi_demand import spans
+
 # Keys: identify an example; not fed to the model as raw numbers.
 CELL = "cell"              # INT64: community area 1..77, or a grid cell id
 SLOT_START = "slot_start"  # INT64: epoch seconds of the slot's start (Chicago wall clock)
@@ -67,7 +69,7 @@ SEASONAL_NAIVE = LAG_7D
 # Slot and cell granularity.
 SLOT_MINUTES_CHOICES = (15, 30, 60)
 DEFAULT_SLOT_MINUTES = 30
-SECONDS_PER_DAY = 86_400
+SECONDS_PER_DAY = spans.SECONDS_PER_DAY
 # Lag features reach back at most this many days before a span.
 LOOKBACK_DAYS = 7
 

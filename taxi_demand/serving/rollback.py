@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from taxi_demand.errors import TaxiDemandError
+from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import record
 from taxi_demand.lineage import store
@@ -33,8 +34,7 @@ def rollback(home, to_version: Optional[str] = None) -> Dict[str, Any]:
   Returns:
     {"from_version", "to_version", "execution_id", "span"}.
   """
-  with store.open_store(home.metadata) as reader:
-    snap = reader.snapshot()
+  snap = store.load(home.metadata)
   pushes = queries.pushes(snap)
   current = registry.serving_version(home.models) or queries.serving_version(
       snap)
@@ -58,8 +58,8 @@ def rollback(home, to_version: Optional[str] = None) -> Dict[str, Any]:
   props = {"from_version": current, "to_version": target}
   if span is not None:
     props["span"] = span
-  ids = record.record_execution(writable, record.ROLLBACK, props,
+  ids = record.record_execution(writable, contract.ROLLBACK, props,
                                 {"pushed_model": pushed_model}, {})
-  registry.set_serving(home.models, target)
+  registry.set_serving(home.models, target, span)
   return {"from_version": current, "to_version": target, "span": span,
           "execution_id": ids["execution_id"]}

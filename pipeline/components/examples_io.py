@@ -1,0 +1,27 @@
+"""Reading an Examples artifact's split back as columns, for the gates and checks."""
+
+import glob
+import os
+from typing import Dict
+
+import numpy as np
+
+from taxi_demand import features
+
+# ExampleGen's eval split is the run's day.
+NEW_DAY_SPLIT = "eval"
+
+
+def read_columns(examples_uri: str,
+                 split: str = NEW_DAY_SPLIT) -> Dict[str, np.ndarray]:
+  """The raw columns of one split of an Examples artifact."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+  columns = {c: [] for c in features.RAW_COLUMNS}
+  for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    for c in features.RAW_COLUMNS:
+      values = (feature[c].int64_list.value if c in features.INT_COLUMNS
+                else feature[c].float_list.value)
+      columns[c].append(values[0] if values else np.nan)
+  return {c: np.asarray(v) for c, v in columns.items()}

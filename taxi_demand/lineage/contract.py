@@ -1,0 +1,171 @@
+"""The ML Metadata contract: every name the store's writers and readers share.
+
+The pipeline (`pipeline/pipeline.py`) writes node ids, output keys and
+properties into ML Metadata through TFX; the CLI, the resolvers, the
+components, serving and the synthetic test stores read them back. They all
+import the names from here, so a rename is one edit and no reader can drift
+from the writer. Standard library only: importing this costs nothing, and the
+metadata commands stay free of TensorFlow and TFX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional
+
+# --- the pipeline and TFX's context types -------------------------------------
+
+PIPELINE_NAME = "taxi_demand"
+PIPELINE_CONTEXT = "pipeline"
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+
+# --- node ids: golden specs, ML Metadata queries and --from-node rely on them --
+
+EXAMPLE_GEN = "ExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "SchemaGen"                 # inferred, kept for comparison
+CURATED_SCHEMA = "CuratedSchema"         # the checked-in schema, imported
+EXAMPLE_VALIDATOR = "ExampleValidator"
+PREVIOUS_STATISTICS = "PreviousSpanStatistics"
+DATA_GATE = "DataGate"
+TRANSFORM = "Transform"
+LATEST_BLESSED_MODEL = "LatestBlessedModel"
+TRAINER = "Trainer"
+EVALUATOR = "Evaluator"
+FORECAST_GATE = "ForecastGate"
+PUSHER = "Pusher"
+NEXT_DAY_VALIDATOR = "NextDayValidator"
+SERVING_MODEL_TRAINING = "ServingModelTraining"
+SKEW_VALIDATOR = "SkewValidator"
+ENDPOINT_PUSHER = "EndpointPusher"        # Vertex with an endpoint only
+
+# The Vertex runtime parameter that names the day, and its value for "the
+# day before the scheduled time".
+SPAN_PARAMETER = "span"
+AUTO_SPAN = 0
+
+# --- input and output keys (TFX's standard ones, and this pipeline's) ---------
+
+EXAMPLES = "examples"
+STATISTICS = "statistics"
+SCHEMA = "schema"
+ANOMALIES = "anomalies"
+REPORT = "report"
+TRANSFORMED_EXAMPLES = "transformed_examples"
+TRANSFORM_GRAPH = "transform_graph"
+MODEL = "model"
+BASE_MODEL = "base_model"
+BASELINE_MODEL = "baseline_model"
+EVALUATION = "evaluation"
+BLESSING = "blessing"
+EVALUATOR_BLESSING = "evaluator_blessing"
+MODEL_BLESSING = "model_blessing"
+PUSHED_MODEL = "pushed_model"
+RESULT = "result"
+
+# --- artifact and execution properties ----------------------------------------
+
+SPAN = "span"                          # on Examples, statistics, blessings
+SPLIT_NAMES = "split_names"
+CUSTOM_CONFIG = "custom_config"        # the Trainer's: the run parameters
+WAREHOUSE_PATH = "warehouse_path"      # the local ExampleGen's
+BLESSED = "blessed"
+CURRENT_MODEL_ID = "current_model_id"  # the model a blessing judged
+FORECAST_GATE_MARK = "forecast_gate"   # 1 on ForecastGate's blessings
+MODEL_MAE = "model_mae"
+REASONS = "reasons"
+PUSHED = "pushed"
+PUSHED_VERSION = "pushed_version"
+PUSHED_DESTINATION = "pushed_destination"
+# DataGate's report.
+ANOMALY_COUNT = "anomaly_count"
+TRAIN_EXAMPLES = "train_examples"
+EVAL_EXAMPLES = "eval_examples"
+DRIFT_CHECKED = "drift_checked"
+DATA_PASSED = "passed"                 # 0: the day was refused
+# A rollback's execution.
+FROM_VERSION = "from_version"
+TO_VERSION = "to_version"
+
+# The blessing properties runs/show/diff report, in display order.
+METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
+           "seasonal_naive_rmse", "baseline_model_mae")
+
+# --- types of the checks recorded outside the pipeline ------------------------
+# Names follow KFP's "<namespace>.<Type>" rule, so they compile for Vertex.
+
+ROLLBACK = "taxi_demand.Rollback"
+NEXT_DAY = "taxi_demand.NextDayValidation"
+NEXT_DAY_RESULT = "taxi_demand.NextDayResult"
+SKEW_CHECK = "taxi_demand.SkewCheck"
+SKEW_REPORT = "taxi_demand.SkewReport"
+SERVING_LOG = "taxi_demand.ServingLog"
+
+
+# --- the run parameters ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParameters:
+  """What a person asks "which parameters made this model?" about.
+
+  Written as the Trainer's custom_config, so it lands in ML Metadata as an
+  execution property; `show`, `diff`, next-day and serving read it back
+  through `from_custom_config`. Defaults are those of an unrecorded run.
+  """
+  span: Optional[int] = None
+  train_days: Optional[int] = None
+  train_steps: Optional[int] = None
+  slot_minutes: int = 30
+  spatial_unit: str = "community_area"
+  grid_metres: int = 1000
+  source_table: str = "trips"
+  naive_margin: Optional[float] = None
+  change_tolerance: Optional[float] = None
+  cell_margin: Optional[float] = None
+  code_version: str = ""
+  hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_custom_config(self) -> Dict[str, Any]:
+    """The dict the Trainer records (JSON-serialisable)."""
+    out = dataclasses.asdict(self)
+    out["hparams"] = dict(self.hparams)
+    return out
+
+  @classmethod
+  def from_custom_config(cls, raw: Any) -> Optional["RunParameters"]:
+    """Parses a recorded custom_config (a dict or its JSON); None if absent.
+
+    Keys this version does not know (a newer writer's) are ignored; missing
+    ones take the defaults, so older stores still read.
+    """
+    raw = parse_custom_config(raw)
+    if raw is None:
+      return None
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in raw.items() if k in known and v is not None}
+    return cls(**kwargs)
+
+  def query_config(self):
+    """The demand query the model was trained with, over the local warehouse.
+
+    The recorded source table names the table the run read (a BigQuery table
+    on Vertex); scoring or serving on this machine reads the local
+    warehouse's `trips`, with the recorded slot length and spatial unit.
+    """
+    from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+    return sql.QueryConfig(slot_minutes=int(self.slot_minutes),
+                           spatial_unit=sql.SpatialUnit(self.spatial_unit),
+                           grid_metres=int(self.grid_metres))
+
+
+def parse_custom_config(raw: Any) -> Optional[Dict[str, Any]]:
+  """A recorded custom_config as the plain dict it was written from."""
+  if isinstance(raw, str):
+    try:
+      raw = json.loads(raw)
+    except ValueError:
+      return None
+  return raw if isinstance(raw, dict) else None

@@ -1,0 +1,597 @@
+"""Synthetic ML Metadata stores laid out as TFX's LocalDagRunner writes them.
+
+The benches and the tests need stores of many daily runs without running the
+pipeline. `build(home, runs)` writes, with ml_metadata only (no TensorFlow,
+no TFX), what each run of `pipeline/pipeline.py` leaves: the `pipeline`,
+`pipeline_run` and `node` ("<pipeline>.<node id>") contexts, one execution
+per node with TFX's execution type names and exec properties, the input,
+output and (for resolvers) internal-output events under TFX's keys, and the
+artifacts with the properties the pipeline's components set, at URIs
+`<pipeline root>/<node id>/<key>/<execution id>`. A pushed version gets a
+folder under `home/models/` and CURRENT names the newest.
+
+By default the artifacts are records only. A test that reads files through
+the store can point a run at real ones: `model_dir` (a SavedModel, which
+becomes the Trainer's `Format-Serving`, the Pusher's archive and the
+registry's version folders), and per span an ExampleGen output
+(`Split-train/`, `Split-eval/`) and StatisticsGen output, which are copied
+(or linked) into the artifacts' folders. What a real run records and this
+writer does not: TFX's execution_cache contexts, tfx_version and
+is_external, and the exec properties nobody reads back (input_config,
+eval_config, ...); tests/test_pipeline_e2e.py checks that everything written
+here matches a real run's store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from taxi_demand import spans
+from taxi_demand.lineage import contract as c
+from taxi_demand.serving import registry
+
+FIRST_SPAN = 19700                      # 2023-12-09
+CELLS, SLOTS_PER_DAY = 77, 48           # community areas x 30-minute slots
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "pipeline" / "schema" / (
+    "schema.pbtxt")
+SPLITS = '["train", "eval"]'
+
+# --- what TFX registers ---------------------------------------------------------
+
+_RESOLVER = "tfx.dsl.components.common.resolver.Resolver"
+# node id -> (execution type name, system base type), as TFX 1.16 names them.
+EXECUTION_TYPES: Dict[str, tuple] = {
+    c.CURATED_SCHEMA: (
+        "tfx.components.schema_gen.import_schema_gen.component."
+        "ImportSchemaGen", pb.ExecutionType.UNSET),
+    c.EXAMPLE_GEN: ("pipeline.components.duckdb_example_gen.component."
+                    "DuckDBExampleGen", pb.ExecutionType.PROCESS),
+    c.LATEST_BLESSED_MODEL: (_RESOLVER, pb.ExecutionType.UNSET),
+    c.PREVIOUS_STATISTICS: (_RESOLVER, pb.ExecutionType.UNSET),
+    c.SERVING_MODEL_TRAINING: (_RESOLVER, pb.ExecutionType.UNSET),
+    c.SKEW_VALIDATOR: ("pipeline.components.skew_validator.SkewValidator",
+                       pb.ExecutionType.UNSET),
+    c.STATISTICS_GEN: ("tfx.components.statistics_gen.component."
+                       "StatisticsGen", pb.ExecutionType.PROCESS),
+    c.EXAMPLE_VALIDATOR: ("tfx.components.example_validator.component."
+                          "ExampleValidator", pb.ExecutionType.UNSET),
+    c.SCHEMA_GEN: ("tfx.components.schema_gen.component.SchemaGen",
+                   pb.ExecutionType.PROCESS),
+    c.DATA_GATE: ("pipeline.components.data_gate.DataGate",
+                  pb.ExecutionType.UNSET),
+    c.NEXT_DAY_VALIDATOR: ("pipeline.components.next_day.NextDayValidator",
+                           pb.ExecutionType.UNSET),
+    c.TRANSFORM: ("tfx.components.transform.component.Transform",
+                  pb.ExecutionType.TRANSFORM),
+    c.TRAINER: ("tfx.components.trainer.component.Trainer",
+                pb.ExecutionType.TRAIN),
+    c.EVALUATOR: ("tfx.components.evaluator.component.Evaluator",
+                  pb.ExecutionType.EVALUATE),
+    c.FORECAST_GATE: ("pipeline.components.forecast_gate.ForecastGate",
+                      pb.ExecutionType.UNSET),
+    c.PUSHER: ("tfx.components.pusher.component.Pusher",
+               pb.ExecutionType.DEPLOY),
+}
+
+_INT, _STRING = pb.PropertyType.INT, pb.PropertyType.STRING
+# artifact type -> (declared properties, system base type), as TFX declares.
+ARTIFACT_TYPES: Dict[str, tuple] = {
+    "Examples": ({c.SPAN: _INT, c.SPLIT_NAMES: _STRING, "version": _INT},
+                 pb.ArtifactType.DATASET),
+    "ExampleStatistics": ({c.SPAN: _INT, c.SPLIT_NAMES: _STRING},
+                          pb.ArtifactType.STATISTICS),
+    "ExampleAnomalies": ({c.SPAN: _INT, c.SPLIT_NAMES: _STRING},
+                         pb.ArtifactType.UNSET),
+    "Model": ({}, pb.ArtifactType.MODEL),
+    "PushedModel": ({}, pb.ArtifactType.MODEL),
+}
+
+COMPLETE, CACHED, FAILED = (pb.Execution.COMPLETE, pb.Execution.CACHED,
+                            pb.Execution.FAILED)
+
+# The nodes inside the pipeline's `tfx.dsl.Cond` on DataGate's verdict: TFX
+# gives each the gate's report as an extra input under this key.
+COND_INPUT = f"_{c.DATA_GATE}.{c.REPORT}"
+GUARDED = (c.TRANSFORM, c.TRAINER, c.EVALUATOR, c.FORECAST_GATE, c.PUSHER,
+           c.NEXT_DAY_VALIDATOR)
+
+
+def _fill(target, props: Mapping[str, Any]) -> None:
+  for key, value in props.items():
+    if value is None:
+      continue
+    if isinstance(value, (bool, int)):
+      target[key].int_value = int(value)
+    elif isinstance(value, float):
+      target[key].double_value = value
+    else:
+      target[key].string_value = str(value)
+
+
+class Writer:
+  """put_* helpers that write what TFX's LocalDagRunner writes."""
+
+  def __init__(self, path: os.PathLike,
+               pipeline_root: Optional[os.PathLike] = None,
+               pipeline_name: str = c.PIPELINE_NAME):
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = (
+        pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    self.store = metadata_store.MetadataStore(config)
+    self.pipeline_root = None if pipeline_root is None else str(pipeline_root)
+    self.pipeline_name = pipeline_name
+    self._types: Dict[tuple, int] = {}
+    self._contexts: Dict[tuple, pb.Context] = {}
+    # SQLite hands out execution ids in sequence: the next one names the
+    # new outputs' folders, so each execution is one write (checked below).
+    self._next_id = 1 + max((e.id for e in self.store.get_executions()),
+                            default=0)
+
+  def _type(self, kind: str, name: str) -> int:
+    if (kind, name) not in self._types:
+      if kind == "artifact":
+        declared, base = ARTIFACT_TYPES.get(name, ({}, pb.ArtifactType.UNSET))
+        proto = pb.ArtifactType(name=name)
+        if base != pb.ArtifactType.UNSET:  # an explicit UNSET fails
+          proto.base_type = base
+        for key, kind_ in declared.items():
+          proto.properties[key] = kind_
+        type_id = self.store.put_artifact_type(proto)
+      elif kind == "execution":
+        base = next((b for t, b in EXECUTION_TYPES.values() if t == name),
+                    pb.ExecutionType.UNSET)
+        proto = pb.ExecutionType(name=name)
+        if base != pb.ExecutionType.UNSET:
+          proto.base_type = base
+        type_id = self.store.put_execution_type(proto)
+      else:
+        type_id = self.store.put_context_type(pb.ContextType(name=name))
+      self._types[(kind, name)] = type_id
+    return self._types[(kind, name)]
+
+  def context(self, type_name: str, name: str) -> pb.Context:
+    key = (type_name, name)
+    if key not in self._contexts:
+      ctx = pb.Context(type_id=self._type("context", type_name), name=name)
+      ctx.id = self.store.put_contexts([ctx])[0]
+      self._contexts[key] = ctx
+    return self._contexts[key]
+
+  def artifact(self, type_name: str, uri: Optional[str] = None,
+               custom: Optional[Mapping[str, Any]] = None,
+               **props) -> pb.Artifact:
+    """A new artifact; `props` the type declares go to its properties.
+
+    Without a `uri`, `execute` gives it TFX's
+    `<pipeline root>/<node id>/<output key>/<execution id>`.
+    """
+    art = pb.Artifact(type_id=self._type("artifact", type_name),
+                      uri=uri or "", state=pb.Artifact.LIVE)
+    declared = ARTIFACT_TYPES.get(type_name, ({}, None))[0]
+    _fill(art.properties, {k: v for k, v in props.items() if k in declared})
+    _fill(art.custom_properties,
+          {k: v for k, v in props.items() if k not in declared})
+    _fill(art.custom_properties, custom or {})
+    return art
+
+  def execute(self, run_id: str, node: str, state: int = COMPLETE,
+              props: Optional[Mapping[str, Any]] = None,
+              inputs: Optional[Mapping[str, Sequence[pb.Artifact]]] = None,
+              outputs: Optional[Mapping[str, Sequence[pb.Artifact]]] = None,
+              internal_outputs: Optional[
+                  Mapping[str, Sequence[pb.Artifact]]] = None,
+              type_name: Optional[str] = None
+              ) -> Dict[str, List[pb.Artifact]]:
+    """One node execution in run `run_id`; returns its outputs, with ids.
+
+    New outputs without a URI get TFX's, named after the execution id.
+    Artifacts that already have an id (a cached output, every input) are
+    linked, not copied.
+    """
+    ex = pb.Execution(
+        type_id=self._type("execution", type_name or EXECUTION_TYPES.get(
+            node, (f"tfx.{node}",))[0]),
+        last_known_state=state, name=str(uuid.uuid4()))
+    _fill(ex.custom_properties, props or {})
+    expected = self._next_id
+    new_artifacts: List[pb.Artifact] = []
+    edges = []
+    for kind, arts in ((pb.Event.INPUT, inputs or {}),
+                       (pb.Event.OUTPUT, outputs or {}),
+                       (pb.Event.INTERNAL_OUTPUT, internal_outputs or {})):
+      for key, items in arts.items():
+        for i, art in enumerate(items):
+          event = pb.Event(type=kind)
+          event.path.steps.add(key=key)
+          event.path.steps.add(index=i)
+          if art.id:  # linked as it is, not written again
+            event.artifact_id = art.id
+            edges.append((0, None, event))
+            continue
+          if not art.uri:
+            if self.pipeline_root is None:
+              raise ValueError(f"{node}.{key}: no URI and no pipeline root")
+            art.uri = self._uri(node, key, expected)
+          edges.append((0, len(new_artifacts), event))
+          new_artifacts.append(art)
+    contexts = [self.context(c.PIPELINE_CONTEXT, self.pipeline_name),
+                self.context(c.PIPELINE_RUN_CONTEXT, run_id),
+                self.context(c.NODE_CONTEXT, f"{self.pipeline_name}.{node}")]
+    [ex_id], ids, _ = self.store.put_lineage_subgraph(
+        [ex], new_artifacts, contexts, edges)
+    for art, new_id in zip(new_artifacts, ids):
+      art.id = new_id
+    self._next_id = ex_id + 1
+    if ex_id != expected:  # another writer got there first: rename
+      renamed = [a for a in new_artifacts
+                 if a.uri.endswith(f"/{expected}") and self.pipeline_root
+                 and a.uri.startswith(self.pipeline_root)]
+      for art in renamed:
+        art.uri = art.uri[:-len(str(expected))] + str(ex_id)
+      if renamed:
+        self.store.put_artifacts(renamed)
+    return {k: list(v) for k, v in (outputs or {}).items()}
+
+  def _uri(self, node: str, key: str, execution_id: int) -> str:
+    return f"{self.pipeline_root}/{node}/{key}/{execution_id}"
+
+
+# --- one daily run --------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunSpec:
+  """What one synthetic daily run recorded.
+
+  Attributes:
+    span: the run's day (ExampleGen's eval split).
+    params: the Trainer's custom_config (span defaults to `span`).
+    run_id: the pipeline_run context's name (default: the day, 06:00).
+    blessed: ForecastGate's verdict; a blessed model is pushed.
+    metrics: ForecastGate's figures on the eval day (model_mae, ...).
+    next_day: NextDayValidator's figures for the model serving on `span`
+      (mae, rmse, seasonal_naive_mae, ..., alert, reason); None records
+      an unscored result. Ignored on a run with no serving model.
+    version: the pushed version's name (default: 1700000000 + run index).
+    examples_dir, statistics_dir: a real ExampleGen / StatisticsGen output
+      of this span to copy into the artifacts' folders.
+    model_dir: a real SavedModel for this run's Model (default: build's).
+    train_examples, eval_examples, anomaly_count: DataGate's report
+      (default: every cell and slot of the window, no anomalies).
+  """
+  span: int
+  params: Optional[c.RunParameters] = None
+  run_id: Optional[str] = None
+  blessed: bool = True
+  metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  next_day: Optional[Mapping[str, Any]] = None
+  version: Optional[str] = None
+  examples_dir: Optional[str] = None
+  statistics_dir: Optional[str] = None
+  model_dir: Optional[str] = None
+  train_examples: Optional[int] = None
+  eval_examples: Optional[int] = None
+  anomaly_count: int = 0
+
+  def parameters(self) -> c.RunParameters:
+    params = self.params or c.RunParameters(
+        train_days=28, train_steps=2000, naive_margin=0.1,
+        change_tolerance=0.0, cell_margin=0.25, code_version="0.1.0")
+    return dataclasses.replace(params, span=self.span)
+
+
+@dataclasses.dataclass
+class RunRecord:
+  """The artifacts one run wrote that later runs and tests refer to."""
+  spec: RunSpec
+  run_id: str
+  examples: pb.Artifact
+  statistics: pb.Artifact
+  model: pb.Artifact
+  blessing: pb.Artifact
+  pushed_model: pb.Artifact
+  version: Optional[str]
+
+
+def materialize(src: Optional[os.PathLike], dst: str, link: bool) -> None:
+  """Puts a copy of (or a link to) `src` at `dst`; nothing if no src."""
+  if src is None:
+    return
+  dst_path = Path(dst)
+  dst_path.parent.mkdir(parents=True, exist_ok=True)
+  if link:
+    dst_path.symlink_to(Path(src).resolve(), target_is_directory=True)
+  else:
+    shutil.copytree(src, dst_path)
+
+
+def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
+              first: bool, base: Optional[RunRecord],
+              previous: Optional[RunRecord], version: str,
+              model_dir: Optional[str] = None, link: bool = False,
+              keep: int = 5) -> RunRecord:
+  """The records of one daily run, in the order LocalDagRunner runs nodes.
+
+  `base` is the newest blessed run before this one (what LatestBlessedModel
+  and ServingModelTraining resolve: the model serving on `spec.span`),
+  `previous` the run of the previous span (PreviousSpanStatistics).
+  """
+  span, params = spec.span, spec.parameters()
+  run_id = spec.run_id or f"{spans.day_of(span).isoformat()}T06:00:00"
+  date = spans.day_of(span).isoformat()
+  model_dir = spec.model_dir or model_dir
+  verdict: Dict[str, List[pb.Artifact]] = {}
+
+  def run(node, state=COMPLETE, props=None, inputs=None, outputs=None,
+          **kwargs):
+    if node in GUARDED:
+      inputs = {**(inputs or {}), **verdict}
+    return w.execute(run_id, node, state, props, inputs, outputs, **kwargs)
+
+  run(c.CURATED_SCHEMA, COMPLETE if first else CACHED,
+      {"schema_file": str(SCHEMA_FILE)}, outputs={c.SCHEMA: [schema]})
+  [examples] = run(c.EXAMPLE_GEN, COMPLETE, {
+      c.SPAN: span, c.WAREHOUSE_PATH: str(home / "warehouse.duckdb"),
+      "output_data_format": 6, "output_file_format": 5},
+                   outputs={c.EXAMPLES: [w.artifact(
+                       "Examples", span=span, split_names=SPLITS,
+                       custom={c.SPAN: span})]})[c.EXAMPLES]
+  materialize(spec.examples_dir, examples.uri, link)
+
+  serving = {}
+  if base is not None:
+    serving = {c.MODEL: [base.model], c.MODEL_BLESSING: [base.blessing]}
+  run(c.LATEST_BLESSED_MODEL, internal_outputs=serving)
+  run(c.PREVIOUS_STATISTICS, internal_outputs=(
+      {c.STATISTICS: [previous.statistics]} if previous else {}))
+  serving_stats = {}
+  if base is not None:
+    serving_stats = {c.STATISTICS: [base.statistics], c.SCHEMA: [schema]}
+  run(c.SERVING_MODEL_TRAINING, internal_outputs={**serving, **serving_stats})
+  run(c.SKEW_VALIDATOR, COMPLETE, {
+      "date": date, "serving_log_dir": str(home / "serving_log"),
+      "fail_on_skew": 0}, inputs=serving_stats, outputs={
+          c.REPORT: [w.artifact(c.SKEW_REPORT, span=span, date=date,
+                                checked=0, alert=0)]})
+
+  [stats] = run(c.STATISTICS_GEN, COMPLETE, {"exclude_splits": "[]"},
+                {c.EXAMPLES: [examples], c.SCHEMA: [schema]},
+                {c.STATISTICS: [w.artifact("ExampleStatistics", span=span,
+                                           split_names=SPLITS)]}
+                )[c.STATISTICS]
+  materialize(spec.statistics_dir, stats.uri, link)
+  [anomalies] = run(c.EXAMPLE_VALIDATOR, COMPLETE, {"exclude_splits": "[]"},
+                    {c.STATISTICS: [stats], c.SCHEMA: [schema]},
+                    {c.ANOMALIES: [w.artifact(
+                        "ExampleAnomalies", span=span, split_names=SPLITS,
+                        blessed=1)]})[c.ANOMALIES]
+  run(c.SCHEMA_GEN, COMPLETE, {"exclude_splits": "[]",
+                               "infer_feature_shape": 1},
+      {c.STATISTICS: [stats]}, {c.SCHEMA: [w.artifact("Schema")]})
+  gate_inputs = {c.STATISTICS: [stats], c.SCHEMA: [schema],
+                 c.ANOMALIES: [anomalies]}
+  if previous is not None:
+    gate_inputs["previous_statistics"] = [previous.statistics]
+  cells_slots = CELLS * SLOTS_PER_DAY
+  report = w.artifact(
+      "ExampleAnomalies", span=span, split_names='["eval"]',
+      anomaly_count=spec.anomaly_count,
+      drift_checked=int(previous is not None),
+      passed=int(spec.anomaly_count == 0),
+      train_examples=(spec.train_examples if spec.train_examples is not None
+                      else cells_slots * int(params.train_days or 1)),
+      eval_examples=(spec.eval_examples if spec.eval_examples is not None
+                     else cells_slots))
+  verdict[COND_INPUT] = run(c.DATA_GATE, COMPLETE, {}, gate_inputs,
+                            {c.REPORT: [report]})[c.REPORT]
+
+  result = {c.SPAN: span, "date": date, "source": "pipeline"}
+  if base is None:
+    result.update(alert=0, reason="no model was serving before this day")
+  elif spec.next_day is None:
+    result.update(alert=0, reason="synthetic: not scored",
+                  model_id=base.model.id)
+  else:
+    result.update({**spec.next_day, "model_id": base.model.id})
+    if c.MODEL_MAE in base.blessing.custom_properties:
+      result["eval_mae"] = base.blessing.custom_properties[
+          c.MODEL_MAE].double_value
+    result["alert"] = int(bool(result.get("alert")))
+  run(c.NEXT_DAY_VALIDATOR, COMPLETE, {},
+      {c.EXAMPLES: [examples], **serving},
+      {c.RESULT: [w.artifact(c.NEXT_DAY_RESULT, **result)]})
+
+  transform = run(c.TRANSFORM, COMPLETE, {
+      "preprocessing_fn": "taxi_demand.modeling.preprocessing.preprocessing_fn",
+      "custom_config": "null", "force_tf_compat_v1": 0,
+      "disable_statistics": 0},
+                  {c.EXAMPLES: [examples], c.SCHEMA: [schema]}, {
+                      c.TRANSFORMED_EXAMPLES: [w.artifact(
+                          "Examples", split_names=SPLITS)],
+                      c.TRANSFORM_GRAPH: [w.artifact("TransformGraph")],
+                      "updated_analyzer_cache": [w.artifact("TransformCache")],
+                      "pre_transform_schema": [w.artifact("Schema")],
+                      "pre_transform_stats": [w.artifact("ExampleStatistics")],
+                      "post_transform_schema": [w.artifact("Schema")],
+                      "post_transform_stats": [w.artifact(
+                          "ExampleStatistics")],
+                      "post_transform_anomalies": [w.artifact(
+                          "ExampleAnomalies")]})
+  trainer_inputs = {c.EXAMPLES: transform[c.TRANSFORMED_EXAMPLES],
+                    c.TRANSFORM_GRAPH: transform[c.TRANSFORM_GRAPH],
+                    c.SCHEMA: [schema]}
+  if base is not None:
+    trainer_inputs[c.BASE_MODEL] = [base.model]
+  [model] = run(c.TRAINER, COMPLETE, {
+      c.CUSTOM_CONFIG: json.dumps(params.to_custom_config(), sort_keys=True),
+      "run_fn": "taxi_demand.modeling.trainer.run_fn",
+      "train_args": json.dumps({"num_steps": params.train_steps}),
+      "eval_args": "{}"}, trainer_inputs,
+                {"model_run": [w.artifact("ModelRun")],
+                 c.MODEL: [w.artifact("Model")]})[c.MODEL]
+  materialize(model_dir, os.path.join(model.uri, "Format-Serving"), link)
+
+  judged = {"current_model": model.uri, c.CURRENT_MODEL_ID: model.id}
+  evaluator_inputs = {c.MODEL: [model], c.EXAMPLES: [examples]}
+  evaluator_blessing = w.artifact("ModelBlessing", blessed=int(spec.blessed),
+                                  **judged)
+  if base is not None:
+    evaluator_inputs[c.BASELINE_MODEL] = [base.model]
+    _fill(evaluator_blessing.custom_properties, {
+        "baseline_model": base.model.uri, "baseline_model_id": base.model.id})
+  evaluation = run(c.EVALUATOR, COMPLETE, {"example_splits": "null"},
+                   evaluator_inputs,
+                   {c.EVALUATION: [w.artifact("ModelEvaluation")],
+                    c.BLESSING: [evaluator_blessing]})
+  figures = dict(spec.metrics)
+  if base is not None and spec.next_day and "mae" in spec.next_day:
+    figures.setdefault("baseline_model_mae", float(spec.next_day["mae"]))
+  [blessing] = run(c.FORECAST_GATE, COMPLETE, {
+      "naive_margin": params.naive_margin, "cell_margin": params.cell_margin,
+      "min_cell_pickups": 200},
+                   {c.MODEL: [model], c.EXAMPLES: [examples],
+                    c.EVALUATION: evaluation[c.EVALUATION],
+                    c.EVALUATOR_BLESSING: evaluation[c.BLESSING]},
+                   {c.BLESSING: [w.artifact(
+                       "ModelBlessing", blessed=int(spec.blessed),
+                       forecast_gate=1, span=span,
+                       reasons="" if spec.blessed else "synthetic: not blessed",
+                       **judged, **{k: float(v) for k, v in figures.items()})
+                   ]})[c.BLESSING]
+
+  pushed_props = {c.PUSHED: int(spec.blessed)}
+  if spec.blessed:
+    pushed_props.update({c.PUSHED_VERSION: version, c.PUSHED_DESTINATION: str(
+        home / "models" / version)})
+  [pushed] = run(c.PUSHER, COMPLETE, {
+      "push_destination": json.dumps({"filesystem": {
+          "base_directory": str(home / "models")}}),
+      "custom_config": json.dumps({"keep_versions": keep})},
+                 {c.MODEL: [model], c.MODEL_BLESSING: [blessing]},
+                 {c.PUSHED_MODEL: [w.artifact("PushedModel", **pushed_props)]}
+                 )[c.PUSHED_MODEL]
+  if spec.blessed:
+    materialize(model_dir, pushed.uri, link)
+  return RunRecord(spec=spec, run_id=run_id, examples=examples,
+                   statistics=stats, model=model, blessing=blessing,
+                   pushed_model=pushed,
+                   version=version if spec.blessed else None)
+
+
+def default_runs(runs: int, first_span: int = FIRST_SPAN) -> List[RunSpec]:
+  """`runs` daily runs of made-up figures, for the benches.
+
+  Every tenth run has a 14-day window (the others 28), so runs differ in one
+  parameter; the code version changes every 25 runs; MAE rises 0.01 a run.
+  """
+  specs = []
+  for i in range(runs):
+    mae = 2.5 + 0.01 * i
+    specs.append(RunSpec(
+        span=first_span + i,
+        run_id=f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}",
+        params=c.RunParameters(
+            train_days=28 if i % 10 else 14, train_steps=2000,
+            naive_margin=0.1, change_tolerance=0.0, cell_margin=0.25,
+            code_version=f"0.1.{i // 25}"),
+        metrics={c.MODEL_MAE: mae, "model_rmse": 2 * mae,
+                 "seasonal_naive_mae": 3.5},
+        next_day={"mae": (2.5 + 0.01 * (i - 1)) * 1.1, "rmse": 2 * mae,
+                  "seasonal_naive_mae": 3.5, "alert": 0, "reason": "ok"}))
+  return specs
+
+
+def _lookup(table: Union[None, Mapping[int, Any], Callable[[int], Any]],
+            span: int) -> Any:
+  if table is None:
+    return None
+  if callable(table):
+    return table(span)
+  return table.get(span)
+
+
+def write_store(home: os.PathLike, runs: Sequence[RunSpec], *,
+                model_dir: Optional[os.PathLike] = None, link: bool = False,
+                keep: int = 5) -> List[RunRecord]:
+  """Writes `runs` (oldest first) into home/metadata.sqlite and the registry.
+
+  Returns one record per run. The registry keeps the newest `keep` pushed
+  versions, as the Pusher does; with a `model_dir` their folders hold
+  copies of it (always copies: tests roll back and prune them).
+  """
+  home = Path(home)
+  home.mkdir(parents=True, exist_ok=True)
+  w = Writer(home / "metadata.sqlite", pipeline_root=home / "pipeline")
+  schema = w.artifact("Schema")
+  records: List[RunRecord] = []
+  base = previous = None
+  for i, spec in enumerate(runs):
+    record = write_run(
+        w, spec, home=home, schema=schema, first=i == 0, base=base,
+        previous=previous, version=spec.version or str(1_700_000_000 + i),
+        model_dir=None if model_dir is None else str(model_dir), link=link,
+        keep=keep)
+    if i == 0 and SCHEMA_FILE.is_file():
+      os.makedirs(schema.uri, exist_ok=True)
+      shutil.copy(SCHEMA_FILE, os.path.join(schema.uri, "schema.pbtxt"))
+    records.append(record)
+    previous = record
+    if record.version is not None:
+      base = record
+  pushed = [r for r in records if r.version is not None]
+  models = home / "models"
+  models.mkdir(exist_ok=True)
+  for r in pushed[-keep:]:
+    source = r.spec.model_dir or model_dir
+    if source is None:
+      (models / r.version).mkdir()
+    else:
+      shutil.copytree(source, models / r.version)
+  if pushed:  # CURRENT: the newest push, from the day after its run's
+    registry.set_serving(models, pushed[-1].version,
+                         span=pushed[-1].spec.span)
+  return records
+
+
+def build(home: os.PathLike, runs: Union[int, Sequence[RunSpec]], *,
+          first_span: int = FIRST_SPAN,
+          model_dir: Optional[os.PathLike] = None,
+          examples_uri_for: Union[None, Mapping[int, str],
+                                  Callable[[int], Optional[str]]] = None,
+          statistics_uri_for: Union[None, Mapping[int, str],
+                                    Callable[[int], Optional[str]]] = None,
+          link: bool = False, keep: int = 5) -> List[str]:
+  """A home whose metadata holds `runs` daily runs; returns pushed versions.
+
+  Args:
+    home: the home folder (created); metadata.sqlite, models/ and
+      pipeline/ are written, the warehouse is left to the caller.
+    runs: a number of bench runs from `first_span` (see `default_runs`), or
+      the runs to write, oldest first.
+    first_span: the first run's span when `runs` is a number.
+    model_dir: a real SavedModel every run's Model and push holds.
+    examples_uri_for, statistics_uri_for: span -> a real ExampleGen or
+      StatisticsGen output folder for that span (a mapping or a function;
+      None or a missing span: records only).
+    link: symlink the pipeline artifacts' files to the given folders
+      instead of copying them (the registry's folders are always copies).
+    keep: how many pushed versions the registry keeps.
+  """
+  specs = default_runs(runs, first_span) if isinstance(runs, int) else list(
+      runs)
+  specs = [dataclasses.replace(
+      s, examples_dir=s.examples_dir or _lookup(examples_uri_for, s.span),
+      statistics_dir=s.statistics_dir or _lookup(statistics_uri_for, s.span))
+           for s in specs]
+  records = write_store(home, specs, model_dir=model_dir, link=link, keep=keep)
+  return [r.version for r in records if r.version is not None]

@@ -1,0 +1,53 @@
+"""VersionedPusherExecutor on hand-built artifacts: the registry's serving rule."""
+
+import json
+
+import taxi_demand  # noqa: F401  (before TensorFlow)
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as keys
+
+from pipeline.components.pusher import VersionedPusherExecutor
+from taxi_demand.lineage import contract
+from taxi_demand.serving import registry
+
+
+def _push(tmp_path, name, span, blessed=1):
+  model = standard_artifacts.Model()
+  model.uri = str(tmp_path / name / "model")
+  serving = tmp_path / name / "model" / "Format-Serving"
+  serving.mkdir(parents=True)
+  (serving / "saved_model.pb").write_text(name)
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / name / "blessing")
+  blessing.set_int_custom_property(contract.BLESSED, blessed)
+  blessing.set_int_custom_property(contract.SPAN, span)
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / name / "pushed")
+  VersionedPusherExecutor().Do(
+      {keys.MODEL_KEY: [model], keys.MODEL_BLESSING_KEY: [blessing]},
+      {keys.PUSHED_MODEL_KEY: [pushed]},
+      {keys.PUSH_DESTINATION_KEY: json.dumps(
+          {"filesystem": {"base_directory": str(tmp_path / "models")}}),
+       keys.CUSTOM_CONFIG_KEY: json.dumps({"keep_versions": 5})})
+  return pushed
+
+
+def _version(pushed):
+  return str(pushed.get_string_custom_property(contract.PUSHED_VERSION))
+
+
+def test_a_rerun_of_an_older_day_never_replaces_the_newer_model(tmp_path):
+  newer = _push(tmp_path, "day11", span=11)
+  older = _push(tmp_path, "day10", span=10)
+  assert older.get_int_custom_property(contract.PUSHED) == 1
+  models = tmp_path / "models"
+  assert registry.versions(models) == [_version(newer), _version(older)]
+  assert registry.serving_version(models) == _version(newer)
+  assert (models / _version(older) / "saved_model.pb").read_text() == "day10"
+
+
+def test_a_refused_blessing_pushes_nothing(tmp_path):
+  refused = _push(tmp_path, "bad", span=12, blessed=0)
+  assert refused.get_int_custom_property(contract.PUSHED) == 0
+  assert registry.versions(tmp_path / "models") == []
+
