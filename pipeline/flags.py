@@ -7,6 +7,7 @@ import json
 from typing import Any, Dict, List
 
 from pipeline.config import Thresholds
+from taxi_demand.data.sql import ArrivalRule
 from taxi_demand.data.sql import QueryConfig
 from taxi_demand.data.sql import SpatialUnit
 from taxi_demand.errors import TaxiDemandError
@@ -33,6 +34,12 @@ def add_model_flags(group) -> None:
                      help="what a cell is (default community_area)")
   group.add_argument("--grid-metres", type=int, default=1000,
                      help="grid cell side for --spatial-unit grid")
+  group.add_argument("--arrival", default="start",
+                     metavar="start|end[+DELAY]",
+                     help="when a trip is known to the 5-minute job, in "
+                     "training and serving alike: 'start' (a probe-style "
+                     "feed), 'end+5m' (a trips export, 5 minutes after the "
+                     "trip ends); default start")
   group.add_argument("--keep-versions", type=int, default=5,
                      help="pushed model versions to keep (default 5)")
   defaults = Thresholds()
@@ -44,9 +51,6 @@ def add_model_flags(group) -> None:
                      default=defaults.cell_margin,
                      help="refuse if a busy cell's MAE is this fraction above "
                      "its own seasonal-naive MAE (default %(default)s)")
-
-
-
 
 
 def parse_hparams(pairs: List[str]) -> Dict[str, Any]:
@@ -71,7 +75,8 @@ def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
       hparams=parse_hparams(args.hparam or []),
       query=QueryConfig(table=table, slot_minutes=args.slot_minutes,
                         spatial_unit=SpatialUnit(args.spatial_unit),
-                        grid_metres=args.grid_metres),
+                        grid_metres=args.grid_metres,
+                        arrival=ArrivalRule.parse(args.arrival)),
       keep_versions=args.keep_versions,
       thresholds=Thresholds(naive_margin=args.naive_margin,
                             cell_margin=args.cell_margin))

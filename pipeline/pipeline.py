@@ -92,6 +92,7 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       spatial_unit=config.query.spatial_unit.value,
       grid_metres=config.query.grid_metres,
       source_table=config.query.table,
+      arrival=str(config.query.arrival),
       naive_margin=config.thresholds.naive_margin,
       change_tolerance=config.thresholds.change_tolerance,
       cell_margin=config.thresholds.cell_margin,

@@ -1,9 +1,10 @@
 """The one list of example fields: keys, label, features, transformed names.
 
 The demand query (`taxi_demand/data/demand.sql`) emits exactly the columns in
-`RAW_COLUMNS`, all INT64 or FLOAT64, one row per (cell, slot). Every feature is
-known before its slot starts; tests/test_features.py and the data-layer tests
-enforce that the query's columns equal `RAW_COLUMNS`.
+`RAW_COLUMNS`, all INT64 or FLOAT64, one row per (cell, target slot, issue
+time). Every feature is computed from the trips known at the issue time, under
+the query's one arrival rule; the data-layer tests enforce that the query's
+columns equal `RAW_COLUMNS` and pin the as-of rule on a hand-made fixture.
 """
 
 from __future__ import annotations
@@ -13,29 +14,45 @@ from taxi_demand import spans
 # Keys: identify an example; not fed to the model as raw numbers.
 CELL = "cell"              # INT64: community area 1..77, or a grid cell id
 SLOT_START = "slot_start"  # INT64: epoch seconds of the slot's start (Chicago wall clock)
+ISSUED_AT = "issued_at"    # INT64: epoch seconds the forecast is issued at
 
 # Label: pickups in the slot. Absent in the SERVING environment.
 LABEL = "pickups"          # INT64
+
+# How far ahead (INT64): minutes from the issue time to the target slot's
+# start, a multiple of LEAD_STEP_MINUTES from 0 to MAX_LEAD_MINUTES. Issue
+# times sit on the 5-minute job's grid; 55 minutes covers, from any tick,
+# the slot after the next one (a driver needs time to get there).
+LEAD_MINUTES = "lead_minutes"
+LEAD_STEP_MINUTES = 5
+MAX_LEAD_MINUTES = 55
+N_LEADS = MAX_LEAD_MINUTES // LEAD_STEP_MINUTES + 1
 
 # Calendar features (INT64).
 HOUR = "hour"                  # 0..23
 DAY_OF_WEEK = "day_of_week"    # 1..7, 1 = Sunday (BigQuery's meaning)
 IS_HOLIDAY = "is_holiday"      # 0/1, US federal holidays by rule
 
-# Demand history (FLOAT64), all strictly before the slot.
-LAG_1 = "lag_1"                # pickups in the previous slot
-LAG_2 = "lag_2"                # two slots back
-LAG_3 = "lag_3"                # three slots back
-LAG_1D = "lag_1d"              # same slot yesterday
-LAG_7D = "lag_7d"              # same slot last week
-MEAN_3H = "mean_3h"            # mean pickups per slot over the past 3 hours
-MEAN_24H = "mean_24h"          # mean pickups per slot over the past 24 hours
-MEAN_SAME_SLOT_7D = "mean_same_slot_7d"  # mean of the same slot, past 7 days
+# Demand history (FLOAT64), known at the issue time. "The slot under way" is
+# the slot that holds the issue time (at lead 0, the target slot itself).
+LAG_1 = "lag_1"                # the last complete slot before the one under way
+LAG_2 = "lag_2"                # the one before that
+LAG_3 = "lag_3"                # and the one before that
+LAG_1D = "lag_1d"              # the target slot yesterday (settled)
+LAG_7D = "lag_7d"              # the target slot last week (settled)
+MEAN_3H = "mean_3h"            # mean per slot, the 3 hours before the slot under way
+MEAN_24H = "mean_24h"          # mean per slot, the 24 hours before it
+MEAN_SAME_SLOT_7D = "mean_same_slot_7d"  # the target slot, past 7 days (settled)
+
+# The slot under way (FLOAT64): its own feature, never a lag that changes
+# meaning. Pickups known so far, and the share of the slot gone by.
+NOW_PICKUPS = "now_pickups"
+NOW_ELAPSED = "now_elapsed"    # 0 at a slot boundary .. < 1
 
 # City-wide demand history (FLOAT64), all cells summed, strictly before the
 # slot: the day's city-wide level (weather) shows in these long before it
 # shows in one cell's lags.
-CITY_3H = "city_3h"                  # city pickups over the past 3 hours
+CITY_3H = "city_3h"                  # city pickups, the 3 hours before the slot under way
 # Mean over the 6 previous days of the city's pickups in the same 3 hours.
 CITY_3H_PREV_6D = "city_3h_prev_6d"
 
@@ -43,11 +60,14 @@ CALENDAR_FEATURES = (HOUR, DAY_OF_WEEK, IS_HOLIDAY)
 HISTORY_FEATURES = (LAG_1, LAG_2, LAG_3, LAG_1D, LAG_7D, MEAN_3H, MEAN_24H,
                     MEAN_SAME_SLOT_7D)
 CITY_FEATURES = (CITY_3H, CITY_3H_PREV_6D)
-INT_COLUMNS = (CELL, SLOT_START, LABEL) + CALENDAR_FEATURES
-FLOAT_COLUMNS = HISTORY_FEATURES + CITY_FEATURES
+NOW_FEATURES = (NOW_PICKUPS, NOW_ELAPSED)
+# (cell, target slot, issue time) identifies an example and a served row.
+KEYS = (CELL, SLOT_START, ISSUED_AT)
+INT_COLUMNS = KEYS + (LEAD_MINUTES, LABEL) + CALENDAR_FEATURES
+FLOAT_COLUMNS = HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES
 # Order in which the query emits them.
-RAW_COLUMNS = (CELL, SLOT_START, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
-    HISTORY_FEATURES + CITY_FEATURES + (LABEL,)
+RAW_COLUMNS = KEYS + (LEAD_MINUTES, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
+    HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES + (LABEL,)
 SERVING_COLUMNS = tuple(c for c in RAW_COLUMNS if c != LABEL)
 
 # Derived by Transform (taxi_demand/modeling/preprocessing.py); after Transform

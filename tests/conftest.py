@@ -468,18 +468,28 @@ def shifted(table, factor: float = 3.0):
 
 
 def log_day(home, version: str, day: datetime.date, transform=None):
-  """Serves every slot of `day` (one 48-slot job) with `version`; returns the
-  job's result. A `transform` rewrites the logged rows afterwards."""
+  """Logs a day of served rows for `version`, as the 5-minute job serves it:
+  every slot once, at the lead the training query samples for it (the day's
+  examples, label aside, scored by the model), in one log file. Returns that
+  file's path in `.log_files`. A `transform` rewrites the logged rows."""
+  import types  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
   model = predict.LoadedModel(home, version)
-  result = predict.run_job(home, model, predict.parse_at(day.isoformat()),
-                           horizon=model.cfg.slots_per_day)
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    served = wh.query_demand(model.cfg, spans.span_of(day)).drop(
+        [features.LABEL])
+  model.score(served)
+  at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+  [path] = servelog.append(home.serving_log, served, model.version, at,
+                           data_age_s=0)
   if transform is not None:
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-    [path] = result.log_files
     servelog.write_rows(path, transform(pq.read_table(path)))
-  return result
+  return types.SimpleNamespace(log_files=[str(path)], features=served,
+                               model_version=model.version)
 
 
 @pytest.fixture

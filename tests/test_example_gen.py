@@ -84,7 +84,8 @@ def _parsed(serialized):
 
 
 def test_same_rows_same_examples_as_bigquery_converter(warehouse_path):
-  query = sql.substitute_span(sql.render_bigquery(HOURLY), SUNDAY)
+  query = sql.substitute_span(sql.render_bigquery(HOURLY, lead_minutes=0),
+                              SUNDAY)
   # The types BigQuery reports for the demand query's columns.
   bigquery_types = {c: "INTEGER" if c in features.INT_COLUMNS else "FLOAT"
                     for c in features.RAW_COLUMNS}

@@ -35,6 +35,12 @@ def _rows(n: int = 1024, seed: int = 0):
   }
   for name in M.HISTORY_XF:
     features[name] = np.log1p(rng.poisson(rate)).astype(np.float32)
+  # The slot under way: a share of it gone by, and its pickups so far.
+  elapsed = rng.integers(0, 6, n) / 6
+  features[M.NOW_ELAPSED_XF] = elapsed.astype(np.float32)
+  features[M.NOW_XF] = np.log1p(rng.poisson(rate * elapsed)).astype(
+      np.float32)
+  features[M.LEAD_XF] = rng.integers(0, 12, n).astype(np.int64)
   labels = rng.poisson(rate).astype(np.float32)
   return features, labels
 
@@ -71,7 +77,8 @@ def test_training_lowers_poisson_loss_and_predicts_non_negative_rates():
 
 def test_rate_stays_finite_for_extreme_inputs():
   model = M.build_model(_N_CELLS, _FAST)
-  model.get_layer("lag_linear").kernel.assign(np.full((8, 1), 1e3))
+  lag_linear = model.get_layer("lag_linear").kernel
+  lag_linear.assign(np.full(lag_linear.shape, 1e3))
   features, _ = _rows(8)
   rate = model.predict(features, verbose=0)
   assert np.all(np.isfinite(rate)) and np.all(rate > 0)

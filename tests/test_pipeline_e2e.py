@@ -21,10 +21,14 @@ pytestmark = pytest.mark.e2e
 
 START = datetime.date(2024, 3, 1)
 DAYS = 12                      # 2024-03-01 .. 2024-03-12
-# A 60-step model of a small city is too rough for the per-cell check, which
-# can then refuse the first model depending on one busy cell's day; the check
-# itself is pinned by tests/test_forecast_gate.py.
-FAST = ["--train-days", "3", "--train-steps", "60", "--cell-margin", "1.0"]
+# A model of a few hundred steps on 3 days of a small city is too rough for
+# the gates' margins: at 60 steps it beat the seasonal-naive forecast (MAE
+# 1.67 against 1.85) but not by 10%, and at 150 steps one busy cell was
+# twice its naive MAE. These tests are about the pipeline's mechanics; the
+# gates are pinned by tests/test_forecast_gate.py, so here they only ask
+# "better than naive" overall.
+FAST = ["--train-days", "3", "--train-steps", "300", "--naive-margin", "0",
+        "--cell-margin", "1.0"]
 EVERY_NODE = {"ExampleGen", "StatisticsGen", "SchemaGen", "CuratedSchema",
               "ExampleValidator", "DataGate", "Transform", "Trainer",
               "Evaluator", "ForecastGate", "Pusher", "NextDayValidator",

@@ -131,11 +131,15 @@ def test_served_features_equal_the_training_query_label_aside(city_home):
   home = city_home.home
   model = predict.LoadedModel(home, city_home.old)
   slot = epoch("2024-02-05T08:30")  # inside the older model's training window
-  served = predict.serving_features(home, model.cfg, slot, 1)
+  # Issued 25 minutes ahead, the served rows are the training query's rows
+  # for that slot at that lead: one query, one as-of rule.
+  served, age = predict.serving_features(home, model.cfg, slot - 1500, 1)
+  assert 0 <= age < 1500
   span = (datetime.date.fromisoformat(OLD_DAY) -
           datetime.date(1970, 1, 1)).days
   with Warehouse(home.warehouse, read_only=True) as wh:
-    training = wh.query_demand(model.cfg, span, days_before=7)
+    training = wh.query_demand(model.cfg, span, days_before=7,
+                               lead_minutes=25)
   rows = training.filter(pa.compute.equal(
       training.column(features.SLOT_START), slot))
   assert rows.num_rows == 77

@@ -31,9 +31,13 @@ def _raw_rows(cells, n_slots=12, seed=0):
   for cell in cells:
     for slot in range(n_slots):
       start = _DAY + slot * 1800 + 7 * 3600
+      lead = 5 * int(rng.integers(0, 12))
       row = {F.CELL: cell, F.SLOT_START: start,
+             F.ISSUED_AT: start - 60 * lead, F.LEAD_MINUTES: lead,
              F.HOUR: (start % F.SECONDS_PER_DAY) // 3600, F.DAY_OF_WEEK: 5,
-             F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell))}
+             F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell)),
+             F.NOW_ELAPSED: ((30 - lead % 30) % 30) / 30,
+             F.NOW_PICKUPS: float(rng.poisson(cell / 2))}
       for key in F.HISTORY_FEATURES:
         row[key] = float(rng.poisson(cell))
       # City-wide: the same for every cell of a slot.
@@ -135,6 +139,13 @@ def test_preprocessing_fn_outputs(tmp_path):
   np.testing.assert_allclose(xf[M.CITY_3H_XF], list(city - city.mean()) * 2,
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(xf[M.LABEL_XF], [r[F.LABEL] for r in rows])
+  # The lead as its 5-minute step; the slot under way as log1p and share.
+  np.testing.assert_array_equal(
+      xf[M.LEAD_XF], [r[F.LEAD_MINUTES] // 5 for r in rows])
+  np.testing.assert_allclose(
+      xf[M.NOW_XF], np.log1p([r[F.NOW_PICKUPS] for r in rows]), rtol=1e-6)
+  np.testing.assert_allclose(
+      xf[M.NOW_ELAPSED_XF], [r[F.NOW_ELAPSED] for r in rows], rtol=1e-6)
   for name in M.INPUT_NAMES:
     assert xf[name].shape.rank == 1, name
 

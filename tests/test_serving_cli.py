@@ -35,9 +35,12 @@ def test_predict_json_rows(fresh_log, city_home, capsys):
                    "--at", "2024-02-10T08:00", "--json"]) == 0
   rows = json.loads(capsys.readouterr().out)
   assert len(rows) == 77
-  assert set(rows[0]) == {"cell", "slot_start", "predicted_pickups",
+  assert set(rows[0]) == {"cell", "slot_start", "issued_at", "lead_minutes",
+                          "data_age_minutes", "predicted_pickups",
                           "model_version", "predicted_at"}
   assert {r["slot_start"] for r in rows} == {1707552000}
+  assert {(r["issued_at"], r["lead_minutes"]) for r in rows} == {
+      (1707552000, 0)}
   assert {r["model_version"] for r in rows} == {city_home.new}
 
 

@@ -49,7 +49,9 @@ def test_columns_and_types_are_the_contract(tiny):
 
 
 def test_fixture_numbers_match_hand_computation(tiny):
-  table = tiny.query_demand(HOURLY, SUNDAY)
+  # Issued at each slot's start (lead 0): the recent lags are then the
+  # complete slots just before the target.
+  table = tiny.query_demand(HOURLY, SUNDAY, lead_minutes=0)
   # Every area x every hour of the span, zero-demand slots included.
   assert table.num_rows == 77 * 24
   rows = _rows(table)
@@ -75,7 +77,7 @@ def test_fixture_numbers_match_hand_computation(tiny):
 
 
 def test_city_features_match_hand_computation(tiny):
-  rows = _rows(tiny.query_demand(HOURLY, SUNDAY))
+  rows = _rows(tiny.query_demand(HOURLY, SUNDAY, lead_minutes=0))
   ten, eleven = _epoch("2024-01-07T10:00:00"), _epoch("2024-01-07T11:00:00")
   # City-wide, so the same for every cell: 07-09h holds a4 only.
   assert rows[(8, ten)]["city_3h"] == 1.0
@@ -182,8 +184,9 @@ def test_rendered_query_parses_as_bigquery_with_placeholders():
       tree = sqlglot.parse_one(text, read="bigquery")
       assert [s.alias_or_name for s in tree.selects] == list(
           features.RAW_COLUMNS)
-  serving = sqlglot.parse_one(sql.render_bigquery(QueryConfig(), serving=True),
-                              read="bigquery")
+  serving = sqlglot.parse_one(
+      sql.render_bigquery(QueryConfig(), issued_at=_epoch("2024-01-07T10:05:00")),
+      read="bigquery")
   assert [s.alias_or_name for s in serving.selects] == list(
       features.SERVING_COLUMNS)
 
@@ -275,6 +278,119 @@ def test_serving_features_for_next_slot(tiny):
   rows = _rows(table)
   assert table.num_rows == 77
   assert rows[(8, start)]["lag_1"] == 3.0
-  assert tiny.serving_features(HOURLY, start, horizon=3).num_rows == 77 * 3
-  with pytest.raises(TaxiDemandError, match="slot boundary"):
+  assert rows[(8, start)]["lead_minutes"] == 0
+  with pytest.raises(TaxiDemandError, match="tick grid"):
     tiny.serving_features(HOURLY, start + 60)
+  # 30-minute slots from 11:05: 11:30 and 12:00 (leads 25, 55); a third slot
+  # would need a lead of 85 minutes, which no model was trained on.
+  two = tiny.serving_features(QueryConfig(), start + 300, horizon=2)
+  assert sorted(set(two.column("lead_minutes").to_pylist())) == [25, 55]
+  with pytest.raises(TaxiDemandError, match="beyond 55 minutes"):
+    tiny.serving_features(QueryConfig(), start + 300, horizon=3)
+
+
+# --- point in time: the one arrival rule -----------------------------------
+# Cell 8 on 2024-01-07: a4 09:30, a1 10:05, a2 10:20, a3 10:59:59 (ends
+# 11:10), a5 on Jan 6 at 10:15. 30-minute slots.
+
+def _cell8(tiny, at, cfg=QueryConfig(), horizon=1):
+  table = tiny.serving_features(cfg, _epoch(at), horizon)
+  [row] = [r for r in table.to_pylist() if r["cell"] == 8][:1]
+  return row
+
+
+def test_a_trip_is_in_the_features_of_the_ticks_after_it_only(tiny):
+  # a2 starts 10:20: in the 10:25 tick's slot under way, not the 10:15's.
+  assert _cell8(tiny, "2024-01-07T10:15:00")["now_pickups"] == 1.0  # a1
+  at_1025 = _cell8(tiny, "2024-01-07T10:25:00")
+  assert at_1025["now_pickups"] == 2.0                              # a1, a2
+  assert at_1025["now_elapsed"] == pytest.approx(25 / 30)
+  assert at_1025["lead_minutes"] == 5                  # for the 10:30 slot
+  # A trip exactly at the tick is not known yet: the cut is strict.
+  assert _cell8(tiny, "2024-01-07T10:20:00")["now_pickups"] == 1.0
+
+
+def test_one_second_either_side_of_the_cut(tiny):
+  # a3 starts 10:59:59: one second before the 11:00 tick, so in its lag_1
+  # (the slot 10:30-11:00) under "known at its start" ...
+  assert _cell8(tiny, "2024-01-07T11:00:00")["lag_1"] == 1.0
+  # ... and not when it is known 2 s after it starts (11:00:01 > 11:00).
+  late = QueryConfig(arrival=sql.ArrivalRule.parse("start+2s"))
+  assert _cell8(tiny, "2024-01-07T11:00:00", late)["lag_1"] == 0.0
+  assert _cell8(tiny, "2024-01-07T11:05:00", late)["lag_1"] == 1.0
+
+
+def test_a_trips_export_is_known_when_the_trip_ends(tiny):
+  ends = QueryConfig(arrival=sql.ArrivalRule.parse("end"))
+  # At 10:25, a1 has ended (10:15) but a2 (ends 10:30) has not.
+  assert _cell8(tiny, "2024-01-07T10:25:00", ends)["now_pickups"] == 1.0
+  # a3 ends 11:10: not in the 11:05 tick's lag_1, in the 11:10 tick's.
+  assert _cell8(tiny, "2024-01-07T11:05:00", ends)["lag_1"] == 0.0
+  assert _cell8(tiny, "2024-01-07T11:10:00", ends)["lag_1"] == 1.0
+
+
+def test_training_examples_are_issued_on_the_grid_at_every_lead(tiny):
+  table = tiny.query_demand(QueryConfig(), SUNDAY)
+  rows = table.to_pylist()
+  assert len(rows) == 77 * 48          # one lead per (cell, target slot)
+  leads = [r["lead_minutes"] for r in rows]
+  assert sorted(set(leads)) == list(sql.LEADS_MINUTES)
+  assert max(leads.count(l) for l in set(leads)) - min(
+      leads.count(l) for l in set(leads)) <= 77   # spread evenly
+  for r in rows:
+    assert r["issued_at"] % sql.TICK_SECONDS == 0
+    assert r["slot_start"] - r["issued_at"] == 60 * r["lead_minutes"]
+  # A sampled example holds exactly what serving issued then would hold.
+  # A sampled example holds exactly what serving, issued then, would hold.
+  for pick in (r for r in rows if r["cell"] == 8 and r["lead_minutes"] > 30):
+    horizon = 1 + (pick["slot_start"] - sql.first_target(
+        QueryConfig(), pick["issued_at"])) // 1800
+    served = [r for r in tiny.serving_features(
+        QueryConfig(), pick["issued_at"], horizon).to_pylist()
+              if r["cell"] == 8 and r["slot_start"] == pick["slot_start"]]
+    assert [{k: v for k, v in pick.items() if k != "pickups"}] == served
+
+
+def test_old_slots_count_settled_trips_whatever_the_lead(tiny):
+  # lag_1d of the 10:00 slot is Jan 6 10:00-10:30 (a5), at every lead.
+  for lead in (0, 25, 55):
+    rows = _rows(tiny.query_demand(QueryConfig(), SUNDAY, lead_minutes=lead))
+    assert rows[(8, _epoch("2024-01-07T10:00:00"))]["lag_1d"] == 1.0
+
+
+def test_serving_never_reads_a_trip_that_started_after_the_tick(tmp_path):
+  # A trip at 10:40 and one at 11:40: at 10:45 the 11:30 slot's forecast
+  # must not see the 11:40 trip, nor the 10:40 trip once it is unknown.
+  from taxi_demand.data.warehouse import Warehouse
+  csv = tmp_path / "t.csv"
+  csv.write_text(
+      "unique_key,trip_start_timestamp,trip_end_timestamp,trip_seconds,"
+      "trip_miles,pickup_community_area,pickup_latitude,pickup_longitude,"
+      "fare\n"
+      "b0,2024-01-01 10:40:00 UTC,2024-01-01 10:50:00 UTC,600,1,8,,,5\n"
+      "b1,2024-01-08 10:40:00 UTC,2024-01-08 10:50:00 UTC,600,1,8,,,5\n"
+      "b2,2024-01-08 11:40:00 UTC,2024-01-08 11:50:00 UTC,600,1,8,,,5\n")
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([csv])
+  with Warehouse(tmp_path / "w.duckdb", read_only=True) as w:
+    at = _epoch("2024-01-08T10:45:00")
+    rows = [r for r in w.serving_features(QueryConfig(), at, 2).to_pylist()
+            if r["cell"] == 8]
+    assert [r["now_pickups"] for r in rows] == [1.0, 1.0]   # b1 only
+    ends = QueryConfig(arrival=sql.ArrivalRule.parse("end"))
+    rows = [r for r in w.serving_features(ends, at, 2).to_pylist()
+            if r["cell"] == 8]
+    assert [r["now_pickups"] for r in rows] == [0.0, 0.0]   # b1 not ended
+
+
+@pytest.mark.parametrize("text, want", [
+    ("start", "start+0s"), ("start+90s", "start+90s"), ("END+5m", "end+300s"),
+    ("end + 1h", "end+3600s")])
+def test_arrival_rules_parse(text, want):
+  assert str(sql.ArrivalRule.parse(text)) == want
+
+
+@pytest.mark.parametrize("text", ["soon", "start-5m", "end+7h", "start+5d"])
+def test_bad_arrival_rules_are_one_line(text):
+  with pytest.raises(TaxiDemandError, match="arrival"):
+    sql.ArrivalRule.parse(text)

@@ -158,12 +158,41 @@ def test_read_only_open_reads_and_refuses_writes(tmp_path):
 
 
 def test_predictions_replace_on_repredict(wh):
-  rows = pa.table({"cell": [8, 8], "slot_start": [0, 1800],
+  rows = pa.table({"cell": [8, 8], "slot_start": [1800, 3600],
+                   "issued_at": [0, 0], "lead_minutes": [30, 60],
                    "predicted_pickups": [1.0, 2.0],
                    "model_version": ["v1", "v1"]})
   wh.upsert_predictions(rows)
-  wh.upsert_predictions(rows.set_column(2, "predicted_pickups",
+  wh.upsert_predictions(rows.set_column(4, "predicted_pickups",
                                         pa.array([5.0, 6.0])))
   assert wh.con.execute(
       "SELECT predicted_pickups FROM predictions ORDER BY slot_start"
   ).fetchall() == [(5.0,), (6.0,)]
+
+
+def test_a_later_forecast_for_a_slot_keeps_the_earlier_one(wh):
+  """What a driver saw at 08:05 for 08:30 stays when 08:30's is issued."""
+  early = pa.table({"cell": [8], "slot_start": [1800], "issued_at": [300],
+                    "lead_minutes": [25], "predicted_pickups": [4.0],
+                    "model_version": ["v1"]})
+  wh.upsert_predictions(early)
+  wh.upsert_predictions(early.set_column(2, "issued_at", pa.array([1800]))
+                        .set_column(3, "lead_minutes", pa.array([0]))
+                        .set_column(4, "predicted_pickups", pa.array([7.0])))
+  assert wh.con.execute(
+      "SELECT issued_at, lead_minutes, predicted_pickups FROM predictions "
+      "ORDER BY issued_at").fetchall() == [(300, 25, 4.0), (1800, 0, 7.0)]
+
+
+def test_an_old_predictions_table_is_kept_aside(tmp_path):
+  import duckdb
+  path = tmp_path / "old.duckdb"
+  con = duckdb.connect(str(path))
+  con.execute("CREATE TABLE predictions (cell BIGINT, slot_start BIGINT, "
+              "predicted_pickups DOUBLE, model_version VARCHAR, "
+              "predicted_at TIMESTAMP)")
+  con.execute("INSERT INTO predictions VALUES (8, 0, 1.0, 'v1', now())")
+  con.close()
+  with Warehouse(path) as w:
+    assert w.count("predictions") == 0
+    assert w.count("predictions_without_issue_time") == 1

@@ -25,6 +25,8 @@ SERVING = "SERVING"
 _INT_RANGES = {
     features.CELL: (0, None),
     features.SLOT_START: (0, None),
+    features.ISSUED_AT: (0, None),
+    features.LEAD_MINUTES: (0, features.MAX_LEAD_MINUTES),
     features.HOUR: (0, 23),
     features.DAY_OF_WEEK: (1, 7),
     features.IS_HOLIDAY: (0, 1),
@@ -79,6 +81,8 @@ def build_schema() -> schema_pb2.Schema:
     else:
       f.type = schema_pb2.FLOAT
       f.float_domain.min = 0.0
+      if name == features.NOW_ELAPSED:
+        f.float_domain.max = 1.0
     if name == features.LABEL:
       f.not_in_environment.append(SERVING)
     if name in DRIFT_LINF:

@@ -1,98 +1,143 @@
--- THE demand query: one row per (cell, slot) in the emitted range, zero-demand
--- slots included. BigQuery Standard SQL; DuckDB runs a sqlglot transpilation.
+-- THE demand query: one row per (cell, target slot, issue time) in the emitted
+-- range, zero-demand slots included. BigQuery Standard SQL; DuckDB runs a
+-- sqlglot transpilation.
 --
 -- This file is a template rendered by taxi_demand/data/sql.py. Its brace
 -- tokens take only config values: validated integers, a checked table
 -- identifier, or expressions built from those and TFX's query-based
 -- ExampleGen span placeholders, which the rendered text keeps so that
 -- BigQueryExampleGen runs it unchanged. emit_begin and emit_end bound the
--- emitted slots (epoch seconds); read_begin is emit_begin minus 7 days: lag
--- history is read from there but never emitted.
+-- target slots (epoch seconds); read_begin is emit_begin minus 7 days, and no
+-- trip that starts at or after read_end is read at all (serving: the issue
+-- time, so a replay never reads the future).
+--
+-- Point in time. A forecast for a target slot is issued at a time t
+-- (`issued_at`, on the 5-minute grid, `lead_minutes` before the slot). A trip
+-- is known at t when known_expr <= t: the one arrival rule, the same for
+-- training, serving and replay (sql.ArrivalRule). Recent features (the slot
+-- under way at t, the complete slots just before it, the last 3 and 24
+-- hours, the city's last 3 hours) count only trips known at t. Features of
+-- slots a day or more back count the trips known within settle_seconds of
+-- their slot's start, which is always before t: "settled" counts that mean
+-- the same at every lead. The label is the target slot's full count.
 -- Timestamps are naive Chicago wall clock read as UTC epoch seconds, so every
 -- calendar field below is computed in UTC, which is the wall clock.
 WITH
-trip_slots AS (
+trips_in AS (
   SELECT
     {cell_expr} AS cell,
-    UNIX_SECONDS(trip_start_timestamp)
-      - MOD(UNIX_SECONDS(trip_start_timestamp), {slot_seconds}) AS slot_start
+    UNIX_SECONDS(trip_start_timestamp) AS start_s,
+    {known_expr} AS known_s
   FROM `{table}`
   WHERE UNIX_SECONDS(trip_start_timestamp) >= {read_begin}
-    AND UNIX_SECONDS(trip_start_timestamp) < {emit_end}
+    AND UNIX_SECONDS(trip_start_timestamp) < {read_end}
 ),
-counts AS (
-  SELECT cell, slot_start, COUNT(*) AS pickups
-  FROM trip_slots
+trip_slots AS (
+  SELECT cell, start_s, known_s,
+    start_s - MOD(start_s, {slot_seconds}) AS slot_start
+  FROM trips_in
   WHERE cell IS NOT NULL
-  GROUP BY cell, slot_start
 ),
 cells AS (
   {cells_query}
+),
+targets AS (
+  SELECT slot_start
+  FROM UNNEST(GENERATE_ARRAY({emit_begin}, {emit_end} - {slot_seconds},
+                            {slot_seconds})) AS slot_start
+),
+-- (cell, target slot, issue time) rows; `anchor` starts the slot under way.
+issues AS (
+  SELECT cell, slot_start, issued_at,
+    issued_at - MOD(issued_at, {slot_seconds}) AS anchor
+  FROM (
+    SELECT cells.cell AS cell, targets.slot_start AS slot_start,
+      {issued_at_expr} AS issued_at
+    FROM cells CROSS JOIN targets
+  )
+),
+recent AS (
+  SELECT
+    i.cell, i.slot_start, i.issued_at,
+    SUM(IF(t.start_s >= i.anchor, 1, 0)) AS now_pickups,
+    SUM(IF(t.start_s >= i.anchor - {slot_seconds} AND t.start_s < i.anchor, 1, 0)) AS lag_1,
+    SUM(IF(t.start_s >= i.anchor - 2 * {slot_seconds} AND t.start_s < i.anchor - {slot_seconds}, 1, 0)) AS lag_2,
+    SUM(IF(t.start_s >= i.anchor - 3 * {slot_seconds} AND t.start_s < i.anchor - 2 * {slot_seconds}, 1, 0)) AS lag_3,
+    SUM(IF(t.start_s >= i.anchor - {slots_3h} * {slot_seconds} AND t.start_s < i.anchor, 1, 0)) / {slots_3h} AS mean_3h,
+    SUM(IF(t.start_s < i.anchor, 1, 0)) / {slots_per_day} AS mean_24h
+  FROM issues AS i
+  LEFT JOIN trip_slots AS t
+    ON t.cell = i.cell
+    AND t.start_s >= i.anchor - {slots_per_day} * {slot_seconds}
+    AND t.start_s < i.issued_at
+    AND t.known_s <= i.issued_at
+  GROUP BY i.cell, i.slot_start, i.issued_at
+),
+ticks AS (
+  SELECT DISTINCT issued_at, anchor FROM issues
+),
+-- An inner join: BigQuery allows a LEFT JOIN only on an equality, and a tick
+-- with no trip in its window is a 0 below (COALESCE).
+city_recent AS (
+  SELECT k.issued_at, COUNT(*) AS city_3h
+  FROM ticks AS k
+  JOIN trip_slots AS t
+    ON t.start_s >= k.anchor - {slots_3h} * {slot_seconds}
+    AND t.start_s < k.anchor
+    AND t.known_s <= k.issued_at
+  GROUP BY k.issued_at
 ),
 slots AS (
   SELECT slot_start
   FROM UNNEST(GENERATE_ARRAY({read_begin}, {emit_end} - {slot_seconds},
                             {slot_seconds})) AS slot_start
 ),
--- Every cell x every slot of the read window: the window functions below
--- count rows, so the grid must be dense (no missing zero-demand slots).
-dense AS (
-  SELECT
-    cells.cell AS cell,
-    slots.slot_start AS slot_start,
-    COALESCE(counts.pickups, 0) AS pickups
-  FROM cells
-  CROSS JOIN slots
-  LEFT JOIN counts
-    ON counts.cell = cells.cell AND counts.slot_start = slots.slot_start
+settled_counts AS (
+  SELECT cell, slot_start, COUNT(*) AS pickups
+  FROM trip_slots
+  WHERE known_s < slot_start + {settle_seconds}
+  GROUP BY cell, slot_start
 ),
-history AS (
-  SELECT
-    cell,
-    slot_start,
-    pickups,
-    LAG(pickups, 1, 0) OVER by_cell AS lag_1,
-    LAG(pickups, 2, 0) OVER by_cell AS lag_2,
-    LAG(pickups, 3, 0) OVER by_cell AS lag_3,
+settled AS (
+  SELECT cells.cell AS cell, slots.slot_start AS slot_start,
+    COALESCE(sc.pickups, 0) AS pickups
+  FROM cells CROSS JOIN slots
+  LEFT JOIN settled_counts AS sc
+    ON sc.cell = cells.cell AND sc.slot_start = slots.slot_start
+),
+settled_history AS (
+  SELECT cell, slot_start,
     LAG(pickups, {slots_per_day}, 0) OVER by_cell AS lag_1d,
     LAG(pickups, {slots_per_week}, 0) OVER by_cell AS lag_7d,
     AVG(pickups) OVER (
-      PARTITION BY cell ORDER BY slot_start
-      ROWS BETWEEN {slots_3h} PRECEDING AND 1 PRECEDING) AS mean_3h,
-    AVG(pickups) OVER (
-      PARTITION BY cell ORDER BY slot_start
-      ROWS BETWEEN {slots_per_day} PRECEDING AND 1 PRECEDING) AS mean_24h,
-    AVG(pickups) OVER (
       PARTITION BY cell, MOD(slot_start, 86400) ORDER BY slot_start
       ROWS BETWEEN 7 PRECEDING AND 1 PRECEDING) AS mean_same_slot_7d
-  FROM dense
+  FROM settled
   WINDOW by_cell AS (PARTITION BY cell ORDER BY slot_start)
 ),
--- City-wide pickups: the day's weather moves every cell at once, and the
--- whole city's recent pickups measure it far better than one cell's lags.
-city AS (
+settled_city_slots AS (
   SELECT slot_start, SUM(pickups) AS pickups
-  FROM dense
+  FROM settled
   GROUP BY slot_start
 ),
-city_recent AS (
-  SELECT
-    slot_start,
+settled_city AS (
+  SELECT slot_start,
     SUM(pickups) OVER (
       ORDER BY slot_start
       ROWS BETWEEN {slots_3h} PRECEDING AND 1 PRECEDING) AS city_3h
-  FROM city
+  FROM settled_city_slots
 ),
--- The same 3 hours on each of the 6 previous days: 6, not 7, because the
--- 7th day's window starts before read_begin.
 city_history AS (
-  SELECT
-    slot_start,
-    city_3h,
+  SELECT slot_start,
     AVG(city_3h) OVER (
       PARTITION BY MOD(slot_start, 86400) ORDER BY slot_start
       ROWS BETWEEN 6 PRECEDING AND 1 PRECEDING) AS city_3h_prev_6d
-  FROM city_recent
+  FROM settled_city
+),
+labels AS (
+  SELECT cell, slot_start, COUNT(*) AS pickups
+  FROM trip_slots
+  GROUP BY cell, slot_start
 ),
 calendar AS (
   SELECT
@@ -101,12 +146,13 @@ calendar AS (
     EXTRACT(DAYOFWEEK FROM TIMESTAMP_SECONDS(slot_start)) AS day_of_week,
     EXTRACT(MONTH FROM TIMESTAMP_SECONDS(slot_start)) AS month,
     EXTRACT(DAY FROM TIMESTAMP_SECONDS(slot_start)) AS day_of_month
-  FROM slots
-  WHERE slot_start >= {emit_begin}
+  FROM targets
 )
 SELECT
-  CAST(h.cell AS INT64) AS cell,
-  CAST(h.slot_start AS INT64) AS slot_start,
+  CAST(i.cell AS INT64) AS cell,
+  CAST(i.slot_start AS INT64) AS slot_start,
+  CAST(i.issued_at AS INT64) AS issued_at,
+  CAST((i.slot_start - i.issued_at) / 60 AS INT64) AS lead_minutes,
   CAST(c.hour AS INT64) AS hour,
   CAST(c.day_of_week AS INT64) AS day_of_week,
   -- US federal holidays by rule, no observed-day shifting; the same rule as
@@ -125,18 +171,25 @@ SELECT
     WHEN c.month = 12 AND c.day_of_month = 25 THEN 1
     ELSE 0
   END AS INT64) AS is_holiday,
-  CAST(h.lag_1 AS FLOAT64) AS lag_1,
-  CAST(h.lag_2 AS FLOAT64) AS lag_2,
-  CAST(h.lag_3 AS FLOAT64) AS lag_3,
-  CAST(h.lag_1d AS FLOAT64) AS lag_1d,
-  CAST(h.lag_7d AS FLOAT64) AS lag_7d,
-  CAST(COALESCE(h.mean_3h, 0) AS FLOAT64) AS mean_3h,
-  CAST(COALESCE(h.mean_24h, 0) AS FLOAT64) AS mean_24h,
-  CAST(COALESCE(h.mean_same_slot_7d, 0) AS FLOAT64) AS mean_same_slot_7d,
-  CAST(COALESCE(ch.city_3h, 0) AS FLOAT64) AS city_3h,
+  CAST(r.lag_1 AS FLOAT64) AS lag_1,
+  CAST(r.lag_2 AS FLOAT64) AS lag_2,
+  CAST(r.lag_3 AS FLOAT64) AS lag_3,
+  CAST(sh.lag_1d AS FLOAT64) AS lag_1d,
+  CAST(sh.lag_7d AS FLOAT64) AS lag_7d,
+  CAST(COALESCE(r.mean_3h, 0) AS FLOAT64) AS mean_3h,
+  CAST(COALESCE(r.mean_24h, 0) AS FLOAT64) AS mean_24h,
+  CAST(COALESCE(sh.mean_same_slot_7d, 0) AS FLOAT64) AS mean_same_slot_7d,
+  CAST(COALESCE(cr.city_3h, 0) AS FLOAT64) AS city_3h,
   CAST(COALESCE(ch.city_3h_prev_6d, 0) AS FLOAT64) AS city_3h_prev_6d,
-  CAST(h.pickups AS INT64) AS pickups
-FROM history AS h
-JOIN calendar AS c ON c.slot_start = h.slot_start
-JOIN city_history AS ch ON ch.slot_start = h.slot_start
-ORDER BY slot_start, cell
+  CAST(r.now_pickups AS FLOAT64) AS now_pickups,
+  CAST((i.issued_at - i.anchor) / {slot_seconds} AS FLOAT64) AS now_elapsed,
+  CAST(COALESCE(l.pickups, 0) AS INT64) AS pickups
+FROM issues AS i
+JOIN recent AS r
+  ON r.cell = i.cell AND r.slot_start = i.slot_start AND r.issued_at = i.issued_at
+JOIN calendar AS c ON c.slot_start = i.slot_start
+JOIN settled_history AS sh ON sh.cell = i.cell AND sh.slot_start = i.slot_start
+LEFT JOIN city_recent AS cr ON cr.issued_at = i.issued_at
+JOIN city_history AS ch ON ch.slot_start = i.anchor
+LEFT JOIN labels AS l ON l.cell = i.cell AND l.slot_start = i.slot_start
+ORDER BY slot_start, cell, issued_at

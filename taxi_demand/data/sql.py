@@ -38,6 +38,74 @@ _BIGQUERY_TABLE = re.compile(
     r"\.[A-Za-z_][A-Za-z0-9_]{0,1023}")
 
 
+# The 5-minute job's grid: every issue time, in training and serving, is on it.
+TICK_SECONDS = features.LEAD_STEP_MINUTES * 60
+MAX_LEAD_MINUTES = features.MAX_LEAD_MINUTES
+LEADS_MINUTES = tuple(range(0, MAX_LEAD_MINUTES + 1,
+                            features.LEAD_STEP_MINUTES))
+# Features of slots a day or more before the issue time count the trips known
+# within this long of their slot's start ("settled"), always before the issue.
+SETTLE_SECONDS = 12 * 3600
+_MAX_ARRIVAL_DELAY_SECONDS = 6 * 3600
+# Spreads the sampled lead over cells and slots: for one cell consecutive
+# slots step through every lead, and so do the cells of one slot.
+_LEAD_MIX_CELL, _LEAD_MIX_SLOT = 7919, 104729
+
+
+class ArrivalBasis(enum.Enum):
+  """What a trip's arrival in the warehouse follows."""
+
+  START = "start"    # probe-style feeds: known soon after the pickup
+  END = "end"        # trips exports: known after the trip ends
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrivalRule:
+  """When a trip is known: `delay_seconds` after its start or its end.
+
+  The one arrival rule of training, serving and replay: every feature of a
+  forecast issued at t counts only trips with known time <= t.
+  """
+
+  basis: "ArrivalBasis" = None  # type: ignore[assignment]
+  delay_seconds: int = 0
+
+  def __post_init__(self):
+    if self.basis is None:
+      object.__setattr__(self, "basis", ArrivalBasis.START)
+    if not isinstance(self.basis, ArrivalBasis):
+      raise TaxiDemandError(f"arrival basis must be start or end, got "
+                            f"{self.basis!r}")
+    _check_int("arrival delay (seconds)", self.delay_seconds,
+               bounds=(0, _MAX_ARRIVAL_DELAY_SECONDS))
+
+  @classmethod
+  def parse(cls, text: str) -> "ArrivalRule":
+    """"start", "start+90s", "end+5m", "end+1h" -> an ArrivalRule."""
+    m = re.fullmatch(r"\s*(start|end)\s*(?:\+\s*(\d+)\s*([smh]))?\s*",
+                     str(text).lower())
+    if not m:
+      raise TaxiDemandError(
+          f"bad arrival rule {text!r}: expected start or end, optionally "
+          "+ a delay, e.g. start+60s, end+5m")
+    delay = int(m.group(2) or 0) * {"s": 1, "m": 60, "h": 3600}[
+        m.group(3) or "s"]
+    return cls(ArrivalBasis(m.group(1)), delay)
+
+  def __str__(self) -> str:
+    return f"{self.basis.value}+{self.delay_seconds}s"
+
+  def known_expr(self) -> str:
+    """SQL for a trip's known time in epoch seconds (NULL: never known)."""
+    start = "UNIX_SECONDS(trip_start_timestamp)"
+    if self.basis is ArrivalBasis.START:
+      base = start
+    else:
+      base = (f"COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+              f"{start} + trip_seconds)")
+    return f"({base} + {self.delay_seconds})"
+
+
 class SpatialUnit(enum.Enum):
   """What a cell is."""
 
@@ -76,12 +144,14 @@ class QueryConfig:
     slot_minutes: slot length, 15, 30 or 60.
     spatial_unit: community areas (cells 1..77) or a square grid.
     grid_metres: grid cell side for SpatialUnit.GRID, 100..10000.
+    arrival: when a trip is known (see ArrivalRule).
   """
 
   table: str = "trips"
   slot_minutes: int = features.DEFAULT_SLOT_MINUTES
   spatial_unit: "SpatialUnit" = SpatialUnit.COMMUNITY_AREA
   grid_metres: int = 1000
+  arrival: ArrivalRule = ArrivalRule()
 
   def __post_init__(self):
     check_table(self.table)
@@ -91,6 +161,9 @@ class QueryConfig:
       raise TaxiDemandError(
           f"spatial_unit must be a SpatialUnit, got {self.spatial_unit!r}")
     _check_int("grid_metres", self.grid_metres, bounds=_GRID_METRES_RANGE)
+    if not isinstance(self.arrival, ArrivalRule):
+      raise TaxiDemandError(
+          f"arrival must be an ArrivalRule, got {self.arrival!r}")
 
   @property
   def slot_seconds(self) -> int:
@@ -139,21 +212,42 @@ def _emit_range(days_before: int) -> tuple[str, str]:
   return f"({SPAN_BEGIN} - {days_before * _SECONDS_PER_DAY})", SPAN_BEGIN
 
 
+def _sampled_issue_time(cfg: QueryConfig) -> str:
+  """One issue time per (cell, target slot), its lead spread evenly.
+
+  Integer arithmetic only, so BigQuery and DuckDB pick the same lead.
+  """
+  return (f"targets.slot_start - {TICK_SECONDS} * MOD(cells.cell * "
+          f"{_LEAD_MIX_CELL} + DIV(targets.slot_start, {cfg.slot_seconds}) * "
+          f"{_LEAD_MIX_SLOT}, {len(LEADS_MINUTES)})")
+
+
 def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
-                    serving: bool = False) -> str:
+                    issued_at: int | None = None,
+                    lead_minutes: int | None = None) -> str:
   """The demand query as BigQuery Standard SQL, span placeholders intact.
 
   Args:
-    cfg: granularity and source table.
+    cfg: granularity, source table and arrival rule.
     days_before: 0 emits the span's own day [begin, end) (the eval split);
       N > 0 emits the N days before it [begin - N days, begin) (train split).
-    serving: drop the label column (the SERVING environment).
+    issued_at: None for training examples, one sampled lead per (cell, target
+      slot); else the serving form: every target slot issued at this epoch
+      second (on the tick grid), no trip read from then on, no label (the
+      SERVING environment).
+    lead_minutes: training examples at this one lead instead of a sampled
+      one (analysis and tests: every target slot issued this long before).
 
   Returns:
     Query text that TFX's BigQueryExampleGen can run as it is.
   """
   _check_int("days_before", days_before, bounds=(0, 3660))
   emit_begin, emit_end = _emit_range(days_before)
+  serving = issued_at is not None
+  if serving:
+    check_issue_time(issued_at)
+  if lead_minutes is not None:
+    _check_int("lead_minutes", lead_minutes, allowed=LEADS_MINUTES)
   values = {
       "table": check_table(cfg.table),
       "cell_expr": _cell_expr(cfg),
@@ -165,11 +259,18 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
       "emit_begin": emit_begin,
       "emit_end": emit_end,
       "read_begin": f"({emit_begin} - {_LOOKBACK_SECONDS})",
+      "read_end": str(issued_at) if serving else emit_end,
+      "known_expr": cfg.arrival.known_expr(),
+      "settle_seconds": str(SETTLE_SECONDS),
+      "issued_at_expr": (
+          str(issued_at) if serving else
+          f"targets.slot_start - {lead_minutes * 60}"
+          if lead_minutes is not None else _sampled_issue_time(cfg)),
   }
   text = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template())
   if serving:
     text = (f"SELECT {', '.join(features.SERVING_COLUMNS)}\n"
-            f"FROM (\n{text}\n)\nORDER BY slot_start, cell")
+            f"FROM (\n{text}\n)\nORDER BY slot_start, cell, issued_at")
   return text
 
 
@@ -262,10 +363,12 @@ def to_duckdb(bigquery_sql: str) -> str:
   return tree.sql(dialect="duckdb")
 
 
-def demand_duckdb(cfg: QueryConfig, span: int, days_before: int = 0) -> str:
+def demand_duckdb(cfg: QueryConfig, span: int, days_before: int = 0,
+                  lead_minutes: int | None = None) -> str:
   """The DuckDB demand query for one span's train (days_before>0) or eval."""
   return to_duckdb(substitute_span(
-      render_bigquery(cfg, days_before=days_before), span))
+      render_bigquery(cfg, days_before=days_before,
+                      lead_minutes=lead_minutes), span))
 
 
 def check_slot_start(cfg: QueryConfig, slot_start_epoch: int) -> int:
@@ -277,17 +380,45 @@ def check_slot_start(cfg: QueryConfig, slot_start_epoch: int) -> int:
   return slot_start_epoch
 
 
-def serving_query_duckdb(cfg: QueryConfig, slot_start_epoch: int,
-                         horizon: int = 1) -> str:
-  """Serving features for every cell, for `horizon` slots from a slot start.
+def check_issue_time(issued_at: int) -> int:
+  _check_int("issued_at", issued_at, bounds=(0, 10**11))
+  if issued_at % TICK_SECONDS:
+    raise TaxiDemandError(
+        f"issue time {issued_at} is not on the {TICK_SECONDS // 60}-minute "
+        "tick grid")
+  return issued_at
 
-  The same demand query in its serving form, with the emitted range
-  [slot_start, slot_start + horizon slots) substituted for the span bounds.
-  Lags of slots after the first one inside the range see only what the
-  warehouse holds so far, so horizon=1 is the honest next-slot forecast.
+
+def first_target(cfg: QueryConfig, issued_at: int) -> int:
+  """The first slot that starts at or after an issue time."""
+  return -(-int(issued_at) // cfg.slot_seconds) * cfg.slot_seconds
+
+
+def max_horizon(cfg: QueryConfig, issued_at: int) -> int:
+  """How many slots from `issued_at` stay within the trained leads."""
+  lead = first_target(cfg, issued_at) - issued_at
+  return 1 + (MAX_LEAD_MINUTES * 60 - lead) // cfg.slot_seconds
+
+
+def serving_query_duckdb(cfg: QueryConfig, issued_at: int,
+                         horizon: int = 1) -> str:
+  """Serving features, issued at `issued_at`, for `horizon` slots, every cell.
+
+  The same demand query in its serving form: the target slots are the
+  `horizon` slots from the first one starting at or after `issued_at`, and
+  every feature counts only trips known at `issued_at` (no trip starting
+  later is read). Leads beyond MAX_LEAD_MINUTES were never trained on, so
+  such horizons are refused.
   """
-  check_slot_start(cfg, slot_start_epoch)
+  check_issue_time(issued_at)
   _check_int("horizon", horizon, bounds=(1, cfg.slots_per_day))
-  end = slot_start_epoch + horizon * cfg.slot_seconds
-  return to_duckdb(substitute_range(render_bigquery(cfg, serving=True),
-                                    slot_start_epoch, end))
+  most = max_horizon(cfg, issued_at)
+  if horizon > most:
+    raise TaxiDemandError(
+        f"--horizon {horizon} needs leads beyond {MAX_LEAD_MINUTES} minutes, "
+        f"which the model was not trained on; at most {most} slot(s) from "
+        "this issue time")
+  begin = first_target(cfg, issued_at)
+  end = begin + horizon * cfg.slot_seconds
+  return to_duckdb(substitute_range(render_bigquery(cfg, issued_at=issued_at),
+                                    begin, end))

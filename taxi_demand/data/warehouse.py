@@ -35,10 +35,12 @@ CREATE TABLE IF NOT EXISTS truth (
   community_area BIGINT, slot_start BIGINT, intensity DOUBLE,
   PRIMARY KEY (community_area, slot_start)
 );
+-- Served forecasts: what was forecast at issued_at for the slot at
+-- slot_start. A forecast issued later for the same slot is another row.
 CREATE TABLE IF NOT EXISTS predictions (
-  cell BIGINT, slot_start BIGINT, predicted_pickups DOUBLE,
-  model_version VARCHAR, predicted_at TIMESTAMP,
-  PRIMARY KEY (cell, slot_start, model_version)
+  cell BIGINT, slot_start BIGINT, issued_at BIGINT, lead_minutes BIGINT,
+  predicted_pickups DOUBLE, model_version VARCHAR, predicted_at TIMESTAMP,
+  PRIMARY KEY (cell, slot_start, issued_at, model_version)
 );
 CREATE TABLE IF NOT EXISTS loads (
   fingerprint VARCHAR PRIMARY KEY, path VARCHAR, kind VARCHAR, read BIGINT,
@@ -167,7 +169,18 @@ class Warehouse:
     self.con.execute("SET TimeZone = 'UTC'")
     self.con.execute("SET enable_progress_bar = false")
     if not read_only:
+      self._keep_predictions_before_issue_times()
       self.con.execute(_SCHEMA)
+
+  def _keep_predictions_before_issue_times(self) -> None:
+    """A predictions table from before forecasts carried their issue time
+    is kept, renamed, and a new one takes its place."""
+    columns = {r[0] for r in self.con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'predictions'").fetchall()}
+    if columns and "issued_at" not in columns:
+      self.con.execute(
+          "ALTER TABLE predictions RENAME TO predictions_without_issue_time")
 
   def close(self) -> None:
     self.con.close()
@@ -218,24 +231,32 @@ class Warehouse:
     spans = self.span_range()
     return None if spans is None else spans[1]
 
-  def newest_trip_epoch(self) -> int | None:
+  def newest_trip_epoch(self, before: int | None = None) -> int | None:
+    """The newest trip start (epoch seconds), of those before `before`."""
+    where = "" if before is None else (
+        f" WHERE trip_start_timestamp < make_timestamp(CAST({int(before)} "
+        "AS BIGINT) * 1000000)")
     row = self.con.execute(
         "SELECT CAST(epoch(max(trip_start_timestamp)) AS BIGINT) FROM trips"
-    ).fetchone()
+        + where).fetchone()
     return None if row[0] is None else int(row[0])
 
   def query_demand(self, cfg: demand_sql.QueryConfig, span: int,
-                   days_before: int = 0) -> pa.Table:
-    """Examples of one span: its day (days_before=0) or the N days before."""
-    return self._run(demand_sql.demand_duckdb(cfg, span, days_before),
-                     _DEMAND_SCHEMA)
+                   days_before: int = 0,
+                   lead_minutes: int | None = None) -> pa.Table:
+    """Examples of one span: its day (days_before=0) or the N days before;
+    one sampled lead per (cell, slot), or every slot at `lead_minutes`."""
+    return self._run(
+        demand_sql.demand_duckdb(cfg, span, days_before, lead_minutes),
+        _DEMAND_SCHEMA)
 
-  def serving_features(self, cfg: demand_sql.QueryConfig, slot_start: int,
+  def serving_features(self, cfg: demand_sql.QueryConfig, issued_at: int,
                        horizon: int = 1) -> pa.Table:
-    """Serving features (no label) for every cell, `horizon` slots on."""
+    """Serving features (no label) for every cell, issued at `issued_at`
+    for the `horizon` slots from the first one starting then or after."""
     schema = pa.schema([f for f in _DEMAND_SCHEMA if f.name != features.LABEL])
     return self._run(
-        demand_sql.serving_query_duckdb(cfg, slot_start, horizon), schema)
+        demand_sql.serving_query_duckdb(cfg, issued_at, horizon), schema)
 
   def _run(self, query: str, schema: pa.Schema) -> pa.Table:
     table = self.con.execute(query).fetch_arrow_table()
@@ -352,8 +373,9 @@ class Warehouse:
     return read, loaded, quarantined
 
   def upsert_predictions(self, table: pa.Table) -> int:
-    """Writes predictions; a (cell, slot_start, model_version) re-predicted
-    replaces the old row. Needs columns cell, slot_start, predicted_pickups,
+    """Writes predictions; a (cell, slot_start, issued_at, model_version)
+    predicted again replaces its row, a later issue time adds one. Needs
+    columns cell, slot_start, issued_at, lead_minutes, predicted_pickups,
     model_version; predicted_at defaults to now."""
     self._require_writable()
     has_at = "predicted_at" in table.column_names
@@ -362,7 +384,8 @@ class Warehouse:
     try:
       self.con.execute(
           "INSERT OR REPLACE INTO predictions SELECT CAST(cell AS BIGINT), "
-          "CAST(slot_start AS BIGINT), CAST(predicted_pickups AS DOUBLE), "
+          "CAST(slot_start AS BIGINT), CAST(issued_at AS BIGINT), "
+          "CAST(lead_minutes AS BIGINT), CAST(predicted_pickups AS DOUBLE), "
           "CAST(model_version AS VARCHAR), "
           f"{'CAST(predicted_at AS TIMESTAMP)' if has_at else 'now()'} "
           "FROM _predictions_in")

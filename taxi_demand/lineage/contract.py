@@ -122,6 +122,7 @@ class RunParameters:
   spatial_unit: str = "community_area"
   grid_metres: int = 1000
   source_table: str = "trips"
+  arrival: str = "start+0s"            # sql.ArrivalRule, as text
   naive_margin: Optional[float] = None
   change_tolerance: Optional[float] = None
   cell_margin: Optional[float] = None
@@ -158,7 +159,8 @@ class RunParameters:
     from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
     return sql.QueryConfig(slot_minutes=int(self.slot_minutes),
                            spatial_unit=sql.SpatialUnit(self.spatial_unit),
-                           grid_metres=int(self.grid_metres))
+                           grid_metres=int(self.grid_metres),
+                           arrival=sql.ArrivalRule.parse(self.arrival))
 
 
 def parse_custom_config(raw: Any) -> Optional[Dict[str, Any]]:

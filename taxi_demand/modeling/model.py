@@ -80,9 +80,13 @@ IS_HOLIDAY_XF = F.transformed_name(F.IS_HOLIDAY)
 HISTORY_XF = tuple(F.transformed_name(k) for k in F.HISTORY_FEATURES)
 CITY_LEVEL_XF = F.transformed_name(F.CITY_LEVEL)
 CITY_3H_XF = F.transformed_name(F.CITY_3H)
+NOW_XF = F.transformed_name(F.NOW_PICKUPS)
+NOW_ELAPSED_XF = F.transformed_name(F.NOW_ELAPSED)
+LEAD_XF = F.transformed_name(F.LEAD_MINUTES)
 LABEL_XF = F.transformed_name(F.LABEL)
 INPUT_NAMES = (CELL_XF, HOUR_OF_WEEK_XF, SLOT_OF_WEEK_XF, IS_HOLIDAY_XF,
-               CITY_LEVEL_XF, CITY_3H_XF) + HISTORY_XF
+               CITY_LEVEL_XF, CITY_3H_XF, NOW_XF, NOW_ELAPSED_XF,
+               LEAD_XF) + HISTORY_XF
 
 # Layers whose first axis is indexed by the cell vocabulary; warm start remaps
 # their rows by token.
@@ -100,6 +104,23 @@ class ClippedExp(tf.keras.layers.Layer):
 
   def call(self, inputs: tf.Tensor) -> tf.Tensor:
     return tf.exp(tf.clip_by_value(inputs, _MIN_LOG_RATE, _MAX_LOG_RATE))
+
+
+@tf.keras.utils.register_keras_serializable(package="taxi_demand")
+class NowResidual(tf.keras.layers.Layer):
+  """log1p(pickups so far) - log1p(what the seasonal rate expects so far).
+
+  The slot under way has run for a share `elapsed` of its length, so the
+  seasonal expectation of its count so far is exp(seasonal) x elapsed; at a
+  slot boundary (elapsed 0) both sides are 0 and the term says nothing.
+  """
+
+  def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+    seasonal, now, elapsed = inputs
+    expected = tf.math.log1p(
+        tf.exp(tf.clip_by_value(tf.stop_gradient(seasonal), _MIN_LOG_RATE,
+                                _MAX_LOG_RATE)) * elapsed)
+    return now - expected
 
 
 @tf.keras.utils.register_keras_serializable(package="taxi_demand")
@@ -154,6 +175,10 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
           shape=(), name=CITY_LEVEL_XF, dtype=tf.float32),
       CITY_3H_XF: tf.keras.Input(
           shape=(), name=CITY_3H_XF, dtype=tf.float32),
+      NOW_XF: tf.keras.Input(shape=(), name=NOW_XF, dtype=tf.float32),
+      NOW_ELAPSED_XF: tf.keras.Input(
+          shape=(), name=NOW_ELAPSED_XF, dtype=tf.float32),
+      LEAD_XF: tf.keras.Input(shape=(), name=LEAD_XF, dtype=tf.int64),
   }
   for name in HISTORY_XF:
     inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
@@ -182,7 +207,19 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                       l2=hparams.slot_of_week_l2)(sow),
   ])
   offsets = zeros_embedding("lag_offset", F.HOURS_PER_WEEK, n_history)(how)
-  residuals = LagResiduals(name="lag_residuals")([seasonal, offsets, history])
+  lag_residuals = LagResiduals(name="lag_residuals")(
+      [seasonal, offsets, history])
+  now_residual = NowResidual(name="now_residual")([
+      seasonal, tf.keras.layers.Reshape((1,))(inputs[NOW_XF]),
+      tf.keras.layers.Reshape((1,))(inputs[NOW_ELAPSED_XF])])
+  residuals = tf.keras.layers.Concatenate(name="residuals")(
+      [lag_residuals, now_residual])
+  lead = inputs[LEAD_XF]
+  # How far each residual carries depends on how far ahead the target is:
+  # one weight per lead step and residual, on top of the shared ones.
+  lead_lag = tf.keras.layers.Dot(axes=1, name="lead_lag")([
+      zeros_embedding("lead_lag_weights", F.N_LEADS, n_history + 1)(lead),
+      residuals])
 
   lag_linear = tf.keras.layers.Dense(
       1, name="lag_linear", use_bias=False,
@@ -192,16 +229,18 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
       1, name="city_linear", use_bias=False,
       kernel_initializer="zeros")(city_level)
   cell_lag = tf.keras.layers.Dot(axes=1, name="cell_lag")([
-      zeros_embedding("cell_lag_weights", cell_vocab_size, n_history)(cell),
-      residuals])
+      zeros_embedding("cell_lag_weights", cell_vocab_size, n_history + 1)(
+          cell), residuals])
 
   cell_emb = tf.keras.layers.Embedding(
       cell_vocab_size, hparams.cell_embedding_dim, name="cell_embedding")(cell)
   how_emb = tf.keras.layers.Embedding(
       F.HOURS_PER_WEEK, hparams.time_embedding_dim,
       name="hour_of_week_embedding")(how)
+  lead_emb = tf.keras.layers.Embedding(
+      F.N_LEADS, 4, name="lead_embedding")(lead)
   deep = tf.keras.layers.Concatenate(name="deep_input")(
-      [cell_emb, how_emb, residuals, holiday, city_level])
+      [cell_emb, how_emb, lead_emb, residuals, holiday, city_level])
   for i, units in enumerate(hparams.hidden_units):
     deep = tf.keras.layers.Dense(units, activation="relu",
                                  name=f"hidden_{i}")(deep)
@@ -210,7 +249,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                                    kernel_initializer="zeros")(deep)
 
   log_rate = tf.keras.layers.Add(name="log_rate")(
-      [seasonal, lag_linear, city_linear, cell_lag, deep_out])
+      [seasonal, lag_linear, lead_lag, city_linear, cell_lag, deep_out])
   rate = ClippedExp(name="rate")(log_rate)
   model = tf.keras.Model(inputs=inputs, outputs=rate)
   model.compile(

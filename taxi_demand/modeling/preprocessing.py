@@ -84,6 +84,14 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
 
   for key in F.HISTORY_FEATURES:
     outputs[F.transformed_name(key)] = log1p_count(key)
+  # The slot under way: what is known of it so far, and how much has passed.
+  outputs[F.transformed_name(F.NOW_PICKUPS)] = log1p_count(F.NOW_PICKUPS)
+  outputs[F.transformed_name(F.NOW_ELAPSED)] = tf.clip_by_value(
+      tf.cast(_dense(inputs[F.NOW_ELAPSED]), tf.float32), 0.0, 1.0)
+  # The lead as an index of the 5-minute steps: its own weights per lead.
+  outputs[F.transformed_name(F.LEAD_MINUTES)] = tf.clip_by_value(
+      tf.cast(_dense(inputs[F.LEAD_MINUTES]), tf.int64) //
+      F.LEAD_STEP_MINUTES, 0, F.N_LEADS - 1)
   # The day's weather scales the whole city. Two views of it, both near 0 on
   # the model's log scale: today's last 3 hours against the same hours of
   # the 6 days before (the city's size cancels), and the same count against

@@ -130,8 +130,49 @@ def _rollback(args, home) -> int:
   return 0
 
 
+_REPLAY_EPILOG = """\
+At each tick of day D (every 5 minutes by default, from 55 minutes before
+midnight so the first slots get every lead), the serving model forecasts
+the slots 0..55 minutes ahead from the warehouse as it was at that tick: no
+trip that started later is read, and only trips known by then under the
+model's arrival rule count. The forecasts are recorded as the live job
+records them (predictions table, served-feature log), then scored on D's
+actual pickups by lead, beside the seasonal-naive forecast (same slot last
+week) and the model's complete-information forecast (issued at the slot's
+start with every earlier trip known).
+
+Examples:
+  taxi-demand replay --date 2024-02-11
+  taxi-demand replay --date 2024-02-11 --every 15m --json
+"""
+
+
+def _replay(args, home) -> int:
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
+  every = predict.parse_every(args.every)
+  result = replay.replay(home, args.date, every, version=args.model,
+                         record=not args.no_record,
+                         progress=None if args.json else _say)
+  summary = result.summary()
+  if args.json:
+    cli.print_json(summary)
+    return 0
+  print(f"{summary['date']}: model {summary['model_version']}, "
+        f"{summary['ticks']} ticks, {summary['forecasts']} forecasts in "
+        f"{summary['seconds']} s")
+  print(f"  {'lead':>4}  {'MAE':>7}  {'naive':>7}  forecasts")
+  for lead, row in summary["by_lead"].items():
+    print(f"  {lead:>4}  {row['mae']:7.3f}  {row['seasonal_naive_mae']:7.3f}"
+          f"  {row['forecasts']}")
+  print(f"  complete information MAE {summary['complete_information_mae']:.3f}"
+        f"; seasonal naive MAE {summary['seasonal_naive_mae']:.3f}")
+  return 0
+
+
 def register(subparsers, parents) -> None:
-  """Adds `predict` and `rollback`."""
+  """Adds `predict`, `replay` and `rollback`."""
   from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
   with_json = parents + [json_parent()]
   fmt = argparse.RawDescriptionHelpFormatter
@@ -165,3 +206,19 @@ def register(subparsers, parents) -> None:
   rollback.add_argument("--to", metavar="VERSION", default=None,
                         help="the version to serve (default: the previous)")
   rollback.set_defaults(handler=_rollback, writes_logs=False)
+
+  replay = subparsers.add_parser(
+      "replay", parents=with_json,
+      help="run the 5-minute job over a past day, as of each tick",
+      description="Honest replay of a past day: forecasts issued as of each "
+      "tick, recorded, and scored by lead.",
+      epilog=_REPLAY_EPILOG, formatter_class=fmt)
+  replay.add_argument("--date", required=True, metavar="D",
+                      help="the day to replay, YYYY-MM-DD")
+  replay.add_argument("--every", default="5m", metavar="INTERVAL",
+                      help="between ticks, a multiple of 5m (default 5m)")
+  replay.add_argument("--model", metavar="VERSION", default=None,
+                      help="a pushed version (default: the serving one)")
+  replay.add_argument("--no-record", action="store_true",
+                      help="score only; write no predictions or log files")
+  replay.set_defaults(handler=_replay)

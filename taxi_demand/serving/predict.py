@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -21,8 +21,8 @@ from taxi_demand.serving import servelog
 
 # Timestamps in the warehouse are Chicago wall clock read as UTC (demand.sql).
 CITY_TIME_ZONE = "America/Chicago"
-PREDICTION_COLUMNS = ("cell", "slot_start", "predicted_pickups",
-                      "model_version", "predicted_at")
+PREDICTION_COLUMNS = ("cell", "slot_start", "issued_at", "lead_minutes",
+                      "predicted_pickups", "model_version", "predicted_at")
 _EVERY = re.compile(r"(\d+)\s*(s|m|h)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
@@ -73,7 +73,16 @@ def parse_every(text: str) -> int:
 
 def slot_at_or_after(cfg: demand_sql.QueryConfig, at_epoch: int) -> int:
   """The first slot that starts at or after `at_epoch`."""
-  return -(-int(at_epoch) // cfg.slot_seconds) * cfg.slot_seconds
+  return demand_sql.first_target(cfg, at_epoch)
+
+
+def issue_time(at_epoch: int) -> int:
+  """The tick a job at `at_epoch` issues at: the 5-minute grid, rounded down.
+
+  Training examples are issued on that grid; rounding down only ever uses
+  less than was known at `at_epoch`.
+  """
+  return int(at_epoch) - int(at_epoch) % demand_sql.TICK_SECONDS
 
 
 def format_epoch(epoch: int) -> str:
@@ -101,13 +110,13 @@ def training_query_config(home: Home, version: str) -> demand_sql.QueryConfig:
   return (params or contract.RunParameters()).query_config()
 
 
-def check_history(wh, cfg: demand_sql.QueryConfig, slot_start: int) -> None:
-  """Fails in one line unless the warehouse holds the slot's history.
+def check_history(wh, issued_at: int) -> None:
+  """Fails in one line unless the warehouse holds history before `issued_at`.
 
-  Served features are lags over the 7 days before the slot; with the history
-  missing the query would emit zeros and the model would predict from them.
-  So the warehouse must reach back a full lookback before the slot and have
-  trips up to the slot before it.
+  Served features reach back 7 days before the issue time; with no trips
+  there, the query would emit zeros and the model would predict from them.
+  A feed that merely stalled is not refused: each served row carries its
+  data's age (`data_age_minutes`) and `skew` flags staleness.
   """
   spans = wh.span_range()
   if spans is None:
@@ -115,15 +124,16 @@ def check_history(wh, cfg: demand_sql.QueryConfig, slot_start: int) -> None:
         f"the warehouse {wh.path} has no trips; load some first "
         "(taxi-demand load or simulate)")
   first = spans[0] * features.SECONDS_PER_DAY
-  newest = wh.newest_trip_epoch()
   lookback = features.LOOKBACK_DAYS * features.SECONDS_PER_DAY
-  if slot_start - lookback < first or newest < slot_start - cfg.slot_seconds:
+  newest = wh.newest_trip_epoch(before=issued_at)
+  if issued_at - lookback < first or newest is None or (
+      issued_at - newest > lookback):
     raise TaxiDemandError(
-        f"no history for the slot at {format_epoch(slot_start)}: the "
+        f"no history for a forecast issued at {format_epoch(issued_at)}: the "
         f"warehouse has trips from {format_epoch(first)} to "
-        f"{format_epoch(newest)}, and a slot needs the "
-        f"{features.LOOKBACK_DAYS} days before it up to the previous slot; "
-        "pass --at inside that range")
+        f"{format_epoch(wh.newest_trip_epoch())}, and a forecast needs the "
+        f"{features.LOOKBACK_DAYS} days before its issue time; pass --at "
+        "inside that range")
 
 
 # ---- scoring -----------------------------------------------------------------
@@ -167,6 +177,8 @@ class JobResult:
   """One prediction job's output."""
   model_version: str
   slot_start: int
+  issued_at: int
+  data_age_s: int
   horizon: int
   predicted_at: datetime.datetime
   features: pa.Table
@@ -178,23 +190,28 @@ class JobResult:
     """The predictions as [{cell, slot_start, predicted_pickups, ...}]."""
     at = self.predicted_at.replace(tzinfo=datetime.timezone.utc).isoformat()
     return [{"cell": int(r["cell"]), "slot_start": int(r["slot_start"]),
+             "issued_at": int(r["issued_at"]),
+             "lead_minutes": int(r["lead_minutes"]),
+             "data_age_minutes": round(self.data_age_s / 60, 1),
              "predicted_pickups": float(r["predicted_pickups"]),
              "model_version": r["model_version"], "predicted_at": at}
             for r in self.predictions.to_pylist()]
 
 
 def serving_features(home: Home, cfg: demand_sql.QueryConfig,
-                     slot_start: int, horizon: int) -> pa.Table:
-  """The served features for every cell, read-only from the warehouse."""
+                     issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
+  """Features known at `issued_at` for every cell, read-only from the
+  warehouse, and the age of the newest trip known then (seconds)."""
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   with Warehouse(home.warehouse, read_only=True) as wh:
-    check_history(wh, cfg, slot_start)
-    table = wh.serving_features(cfg, slot_start, horizon)
+    check_history(wh, issued_at)
+    table = wh.serving_features(cfg, issued_at, horizon)
+    age = issued_at - wh.newest_trip_epoch(before=issued_at)
   if table.num_rows == 0:
     raise TaxiDemandError(
-        f"no cells to serve at {format_epoch(slot_start)}: the demand query "
+        f"no cells to serve at {format_epoch(issued_at)}: the demand query "
         "found none (grid cells need pickups in the last 7 days)")
-  return table
+  return table, age
 
 
 def run_job(home: Home, model: LoadedModel, at_epoch: int,
@@ -208,8 +225,9 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   seconds = {}
   started = time.perf_counter()
   cfg = model.cfg
-  slot_start = demand_sql.check_slot_start(cfg, slot_at_or_after(cfg, at_epoch))
-  table = serving_features(home, cfg, slot_start, horizon)
+  issued_at = issue_time(at_epoch)
+  slot_start = slot_at_or_after(cfg, issued_at)
+  table, age = serving_features(home, cfg, issued_at, horizon)
   seconds["features"] = time.perf_counter() - started
 
   mark = time.perf_counter()
@@ -221,6 +239,8 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   predictions = pa.table({
       "cell": table.column(features.CELL),
       "slot_start": table.column(features.SLOT_START),
+      "issued_at": table.column(features.ISSUED_AT),
+      "lead_minutes": table.column(features.LEAD_MINUTES),
       "predicted_pickups": pa.array(np.asarray(predicted, np.float64)),
       "model_version": pa.array([model.version] * n, pa.string()),
       "predicted_at": pa.array([predicted_at] * n, pa.timestamp("us")),
@@ -232,10 +252,12 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
     wh.upsert_predictions(predictions)
   # Logged after the upsert: rows that never reached the predictions table
   # were not served.
-  files = servelog.append(home.serving_log, table, model.version, predicted_at)
+  files = servelog.append(home.serving_log, table, model.version, predicted_at,
+                         data_age_s=age)
   seconds["write"] = time.perf_counter() - mark
   seconds["total"] = time.perf_counter() - started
   return JobResult(model_version=model.version, slot_start=slot_start,
+                   issued_at=issued_at, data_age_s=age,
                    horizon=horizon, predicted_at=predicted_at, features=table,
                    predictions=predictions, log_files=[str(f) for f in files],
                    seconds=seconds)

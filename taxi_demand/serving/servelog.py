@@ -7,7 +7,7 @@ import datetime
 import os
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,8 +19,15 @@ from taxi_demand import features
 
 MODEL_VERSION = "model_version"
 PREDICTED_AT = "predicted_at"
+# Seconds from the newest trip known at the issue time to the issue time: a
+# stalled feed shows here (and `skew` flags it).
+DATA_AGE_S = "data_age_s"
 # What the log adds to the served feature columns.
-EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT)
+EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S)
+# Columns that logs written before forecasts carried their issue time lack;
+# such files still read, with these null (and DayLog.has_issue_times False).
+_NEWER_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
+                  features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
 _PARTITION = "date="
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
 
@@ -43,7 +50,8 @@ def partition(log_root: os.PathLike, day: datetime.date) -> Path:
 
 
 def append(log_root: os.PathLike, served: pa.Table, model_version: str,
-           predicted_at: datetime.datetime) -> List[Path]:
+           predicted_at: datetime.datetime,
+           data_age_s: Optional[int] = None) -> List[Path]:
   """Appends served feature rows, one new file per slot day touched.
 
   Rows are partitioned by the day of their slot, not of `predicted_at`: the
@@ -57,6 +65,7 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
       the model.
     model_version: the pushed version that scored them.
     predicted_at: when, as a naive UTC datetime.
+    data_age_s: the age of the newest trip known at the issue time.
 
   Returns:
     The files written.
@@ -68,6 +77,8 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
       MODEL_VERSION, pa.array([str(model_version)] * n, pa.string()))
   table = table.append_column(
       PREDICTED_AT, pa.array([predicted_at] * n, pa.timestamp("us")))
+  table = table.append_column(
+      DATA_AGE_S, pa.array([data_age_s] * n, pa.int64()))
   days = pc.divide(table.column(features.SLOT_START),
                    pa.scalar(_SECONDS_PER_DAY, pa.int64()))
   stamp = f"{time.time_ns()}-{os.getpid()}"
@@ -94,6 +105,8 @@ class DayLog:
     table: every readable row, in file order.
     files: the files that were read.
     skipped: (file, one-line reason) for files that could not be read.
+    has_issue_times: every row carries its issue time and lead (files from
+      before this log recorded them do not).
   """
 
   day: datetime.date
@@ -101,6 +114,7 @@ class DayLog:
   table: pa.Table
   files: List[Path]
   skipped: List[Tuple[Path, str]]
+  has_issue_times: bool = True
 
   def versions(self) -> List[Tuple[str, int]]:
     """(model version, rows) in the log, most rows first."""
@@ -134,9 +148,14 @@ def read_day(log_root: os.PathLike, day: datetime.date) -> DayLog:
         f"{_logged_days_hint(log_root)}")
   want = list(features.SERVING_COLUMNS) + list(EXTRA_COLUMNS)
   tables, read, skipped = [], [], []
+  complete = True
   for path in files:
     try:
       table = pq.read_table(path)
+      for column in _NEWER_COLUMNS:
+        if column not in table.column_names:
+          complete = False
+          table = table.append_column(column, pa.nulls(table.num_rows))
       missing = [c for c in want if c not in table.column_names]
       if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
@@ -150,7 +169,7 @@ def read_day(log_root: os.PathLike, day: datetime.date) -> DayLog:
         f"no served feature rows for {day.isoformat()} in {folder}{why}")
   table = pa.concat_tables([_unify(t) for t in tables])
   return DayLog(day=day, folder=folder, table=table, files=read,
-                skipped=skipped)
+                skipped=skipped, has_issue_times=complete)
 
 
 def _unify(table: pa.Table) -> pa.Table:
@@ -160,7 +179,8 @@ def _unify(table: pa.Table) -> pa.Table:
     fields.append(pa.field(c, pa.int64() if c in features.INT_COLUMNS
                            else pa.float64()))
   fields += [pa.field(MODEL_VERSION, pa.string()),
-             pa.field(PREDICTED_AT, pa.timestamp("us"))]
+             pa.field(PREDICTED_AT, pa.timestamp("us")),
+             pa.field(DATA_AGE_S, pa.int64())]
   return table.cast(pa.schema(fields))
 
 

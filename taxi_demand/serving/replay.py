@@ -1,0 +1,204 @@
+"""Honest replay: the 5-minute job run over a past day, as of each tick.
+
+At each tick t of day D the serving query sees the warehouse as it was at t:
+it reads no trip that starts at or after t and counts only trips known at t
+under the model's arrival rule (demand.sql). That as-of view is the query
+itself, over the one warehouse file: nothing is copied. Each tick forecasts
+the slots its leads cover (0..55 minutes ahead), records them as the live
+job would (predictions table, served-feature log), and the day is then
+scored by lead against what happened, beside the seasonal-naive forecast
+and the model's complete-information forecast (issued at the slot's start,
+every earlier trip known at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from taxi_demand import features
+from taxi_demand import spans
+from taxi_demand.data import sql as demand_sql
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+from taxi_demand.serving import predict
+from taxi_demand.serving import servelog
+
+
+@dataclasses.dataclass
+class ReplayResult:
+  """What a replay served and how it scored."""
+  date: str
+  model_version: str
+  ticks: int
+  served: pa.Table          # every forecast: keys, lead, prediction, naive
+  by_lead: Dict[int, Dict[str, float]]
+  complete_information_mae: float
+  seasonal_naive_mae: float
+  seconds: float
+
+  def summary(self) -> Dict[str, Any]:
+    return {"date": self.date, "model_version": self.model_version,
+            "ticks": self.ticks, "forecasts": self.served.num_rows,
+            "by_lead": {str(k): v for k, v in sorted(self.by_lead.items())},
+            "complete_information_mae": self.complete_information_mae,
+            "seasonal_naive_mae": self.seasonal_naive_mae,
+            "seconds": round(self.seconds, 1)}
+
+
+def check_day(wh, span: int) -> None:
+  """One clear line unless the warehouse holds day `span` and its history."""
+  covered = wh.span_range()
+  if covered is None:
+    raise TaxiDemandError(f"the warehouse {wh.path} has no trips")
+  first, last = covered
+  need = span - features.LOOKBACK_DAYS
+  if span > last:
+    raise TaxiDemandError(
+        f"cannot replay {spans.date_of(span)}: the warehouse ends on "
+        f"{spans.date_of(last)} (a replay scores a day that has happened)")
+  if need < first:
+    raise TaxiDemandError(
+        f"cannot replay {spans.date_of(span)}: it needs the "
+        f"{features.LOOKBACK_DAYS} days before it, and the warehouse starts "
+        f"on {spans.date_of(first)}; the first day to replay is "
+        f"{spans.date_of(first + features.LOOKBACK_DAYS)}")
+
+
+def _truth(wh, cfg: demand_sql.QueryConfig, span: int) -> Dict[str, np.ndarray]:
+  """Day `span`'s actual pickups and seasonal-naive forecast per (cell, slot)."""
+  table = wh.query_demand(cfg, span)
+  return {c: table.column(c).to_numpy() for c in (
+      features.CELL, features.SLOT_START, features.LABEL,
+      features.SEASONAL_NAIVE)}
+
+
+def _mae(y, p) -> float:
+  from taxi_demand.modeling import baselines  # noqa: PLC0415
+  return round(baselines.mae(y, p), 4)
+
+
+def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
+           version: Optional[str] = None, record: bool = True,
+           progress: Optional[Callable[[str], None]] = None) -> ReplayResult:
+  """Runs the 5-minute job over `date` as of each tick; scores it by lead.
+
+  Args:
+    home: the state directory.
+    date: YYYY-MM-DD, a day the warehouse holds with its 7 days before.
+    every_s: seconds between ticks, a multiple of the 5-minute grid.
+    version: the model version (default: the serving one).
+    record: write the forecasts to the predictions table and the log.
+    progress: called with a short line now and then.
+  """
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  if every_s <= 0 or every_s % demand_sql.TICK_SECONDS:
+    raise TaxiDemandError(
+        f"--every must be a multiple of {demand_sql.TICK_SECONDS // 60} "
+        "minutes (the grid forecasts are issued on)")
+  span = spans.parse_span(date)
+  model = predict.LoadedModel(home, version)
+  cfg = model.cfg
+  begin = spans.start_of(span)
+  end = spans.start_of(span + 1)
+  started = time.perf_counter()
+  parts: List[pa.Table] = []
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    check_day(wh, span)
+    truth = _truth(wh, cfg, span)
+    model.load()
+    ticks = list(range(begin - demand_sql.MAX_LEAD_MINUTES * 60, end, every_s))
+    for n, tick in enumerate(ticks):
+      horizon = demand_sql.max_horizon(cfg, tick)
+      table = wh.serving_features(cfg, tick, horizon)
+      table = table.filter(pc.and_(
+          pc.greater_equal(table.column(features.SLOT_START), begin),
+          pc.less(table.column(features.SLOT_START), end)))
+      if table.num_rows == 0:
+        continue
+      predicted = model.score(table)
+      if record:
+        servelog.append(home.serving_log, table, model.version,
+                        _issue_moment(tick),
+                        data_age_s=tick - wh.newest_trip_epoch(before=tick))
+      parts.append(table.append_column(
+          "predicted_pickups", pa.array(np.asarray(predicted, np.float64))))
+      if progress and n % 48 == 47:
+        progress(f"  {spans.date_of(span)} "
+                 f"{datetime.datetime.utcfromtimestamp(tick):%H:%M} "
+                 f"{n + 1}/{len(ticks)} ticks")
+    complete = _complete_information(wh, model, cfg, truth)
+  served = pa.concat_tables(parts)
+  if record:
+    _record_predictions(home, served, model.version)
+  return _score(date, model.version, len(ticks), served, truth, complete,
+                time.perf_counter() - started)
+
+
+def _issue_moment(tick: int) -> datetime.datetime:
+  return datetime.datetime.utcfromtimestamp(tick)
+
+
+def _complete_information(wh, model, cfg, truth) -> float:
+  """MAE of the model issued at each slot's start with every trip known."""
+  instant = dataclasses.replace(cfg, arrival=demand_sql.ArrivalRule())
+  predicted, labels = [], []
+  label_of = {(int(c), int(s)): y for c, s, y in zip(
+      truth[features.CELL], truth[features.SLOT_START],
+      truth[features.LABEL])}
+  for slot in sorted(set(truth[features.SLOT_START].tolist())):
+    table = wh.serving_features(instant, int(slot), 1)
+    predicted.append(model.score(table))
+    labels.append([label_of.get((int(c), int(slot)), 0)
+                   for c in table.column(features.CELL).to_pylist()])
+  return _mae(np.concatenate(labels), np.concatenate(predicted))
+
+
+def _record_predictions(home: Home, served: pa.Table, version: str) -> None:
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  n = served.num_rows
+  now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+  rows = pa.table({
+      "cell": served.column(features.CELL),
+      "slot_start": served.column(features.SLOT_START),
+      "issued_at": served.column(features.ISSUED_AT),
+      "lead_minutes": served.column(features.LEAD_MINUTES),
+      "predicted_pickups": served.column("predicted_pickups"),
+      "model_version": pa.array([version] * n, pa.string()),
+      "predicted_at": pa.array([now] * n, pa.timestamp("us")),
+  })
+  with Warehouse(home.warehouse) as wh:
+    wh.upsert_predictions(rows)
+
+
+def _score(date, version, ticks, served, truth, complete, seconds
+           ) -> ReplayResult:
+  label_of = {(int(c), int(s)): (y, n) for c, s, y, n in zip(
+      truth[features.CELL], truth[features.SLOT_START],
+      truth[features.LABEL], truth[features.SEASONAL_NAIVE])}
+  cells = served.column(features.CELL).to_pylist()
+  slots = served.column(features.SLOT_START).to_pylist()
+  leads = np.asarray(served.column(features.LEAD_MINUTES).to_pylist())
+  pred = np.asarray(served.column("predicted_pickups").to_pylist())
+  y = np.asarray([label_of.get((c, s), (0, 0))[0]
+                  for c, s in zip(cells, slots)], dtype=float)
+  naive = np.asarray([label_of.get((c, s), (0, 0))[1]
+                      for c, s in zip(cells, slots)], dtype=float)
+  by_lead = {}
+  for lead in sorted(set(leads.tolist())):
+    at = leads == lead
+    by_lead[int(lead)] = {"mae": _mae(y[at], pred[at]),
+                          "seasonal_naive_mae": _mae(y[at], naive[at]),
+                          "forecasts": int(at.sum())}
+  naive_all = _mae(truth[features.LABEL], truth[features.SEASONAL_NAIVE])
+  served = served.append_column("actual_pickups", pa.array(y))
+  return ReplayResult(date=date, model_version=version, ticks=ticks,
+                      served=served, by_lead=by_lead,
+                      complete_information_mae=complete,
+                      seasonal_naive_mae=naive_all, seconds=seconds)

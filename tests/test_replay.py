@@ -1,0 +1,58 @@
+"""`taxi-demand replay`: a past day served as of each tick, recorded, scored
+by lead. On copies of the session's city home."""
+
+import json
+
+import pytest
+
+from taxi_demand import cli
+from taxi_demand import features
+from taxi_demand.data.warehouse import Warehouse
+from taxi_demand.serving import servelog
+
+pytestmark = pytest.mark.slow
+
+DAY = "2024-02-10"
+
+
+def _one_line(err, code, want):
+  assert code == want
+  assert err.count("\n") == 1 and "Traceback" not in err, err
+  return err
+
+
+def test_replay_records_every_lead_and_scores_it(city_copy, capsys):
+  code = cli.main(["--home", str(city_copy.root), "replay", "--date", DAY,
+                   "--every", "30m", "--json"])
+  summary = json.loads(capsys.readouterr().out)
+  assert code == 0
+  # Ticks every 30 minutes from 23:05 the day before: leads 25 and 55 for
+  # every slot of the day, each forecast issued on the grid.
+  assert set(summary["by_lead"]) == {"25", "55"}
+  assert all(row["forecasts"] == 77 * 48 for row in summary["by_lead"].values())
+  for row in summary["by_lead"].values():
+    assert 0 < row["mae"] < row["seasonal_naive_mae"] * 1.5
+  assert 0 < summary["complete_information_mae"]
+  # Recorded as the live job records: both forecasts of a slot are kept.
+  with Warehouse(city_copy.warehouse, read_only=True) as wh:
+    kept = wh.con.execute(
+        "SELECT lead_minutes, count(*) FROM predictions GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+  assert kept == [(25, 77 * 48), (55, 77 * 48)]
+  log = servelog.read_day(city_copy.serving_log,
+                          servelog.parse_date(DAY))
+  assert log.has_issue_times and log.table.num_rows == 2 * 77 * 48
+  issued = log.table.column(features.ISSUED_AT).to_pylist()
+  slots = log.table.column(features.SLOT_START).to_pylist()
+  assert all(i < s or i == s for i, s in zip(issued, slots))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--date", "2024-03-30"], "the warehouse ends on 2024-02-11"),
+    (["--date", "2024-01-20"], "needs the 7 days before it"),
+    (["--date", DAY, "--every", "7m"], "multiple of 5 minutes"),
+    (["--date", "2024-02-31"], "bad date"),
+])
+def test_replay_bad_input_is_one_line_exit_1(city_copy, capsys, argv, needle):
+  code = cli.main(["--home", str(city_copy.root), "replay", *argv])
+  assert needle in _one_line(capsys.readouterr().err, code, 1)
