@@ -371,15 +371,6 @@ def demand_duckdb(cfg: QueryConfig, span: int, days_before: int = 0,
                       lead_minutes=lead_minutes), span))
 
 
-def check_slot_start(cfg: QueryConfig, slot_start_epoch: int) -> int:
-  _check_int("slot_start", slot_start_epoch, bounds=(0, 10**11))
-  if slot_start_epoch % cfg.slot_seconds:
-    raise TaxiDemandError(
-        f"slot_start {slot_start_epoch} is not on a {cfg.slot_minutes}-minute "
-        "slot boundary")
-  return slot_start_epoch
-
-
 def check_issue_time(issued_at: int) -> int:
   _check_int("issued_at", issued_at, bounds=(0, 10**11))
   if issued_at % TICK_SECONDS:

@@ -125,7 +125,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
       predicted = model.score(table)
       if record:
         servelog.append(home.serving_log, table, model.version,
-                        _issue_moment(tick),
+                        datetime.datetime.utcfromtimestamp(tick),
                         data_age_s=tick - wh.newest_trip_epoch(before=tick))
       parts.append(table.append_column(
           "predicted_pickups", pa.array(np.asarray(predicted, np.float64))))
@@ -139,10 +139,6 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     _record_predictions(home, served, model.version)
   return _score(date, model.version, len(ticks), served, truth, complete,
                 time.perf_counter() - started)
-
-
-def _issue_moment(tick: int) -> datetime.datetime:
-  return datetime.datetime.utcfromtimestamp(tick)
 
 
 def _complete_information(wh, model, cfg, truth) -> float:
