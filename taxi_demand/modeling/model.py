@@ -214,11 +214,19 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
       tf.keras.layers.Reshape((1,))(inputs[NOW_ELAPSED_XF])])
   residuals = tf.keras.layers.Concatenate(name="residuals")(
       [lag_residuals, now_residual])
-  lead = inputs[LEAD_XF]
-  # How far each residual carries depends on how far ahead the target is:
-  # one weight per lead step and residual, on top of the shared ones.
+  # How far each residual carries depends on how far ahead the target is.
+  # The lead enters through a fixed piecewise-linear basis (lead_basis), so
+  # that its effect is smooth in the lead: free weights per 5-minute step
+  # see a twelfth of the examples each and learn noise (a replay measured
+  # lead 50 worse than both 45 and 55).
+  lead = tf.keras.layers.Embedding(
+      F.N_LEADS, len(LEAD_KNOTS_MINUTES), name="lead_basis",
+      embeddings_initializer=tf.keras.initializers.Constant(lead_basis()),
+      trainable=False)(inputs[LEAD_XF])
   lead_lag = tf.keras.layers.Dot(axes=1, name="lead_lag")([
-      zeros_embedding("lead_lag_weights", F.N_LEADS, n_history + 1)(lead),
+      tf.keras.layers.Dense(n_history + 1, use_bias=False,
+                            kernel_initializer="zeros",
+                            name="lead_lag_weights")(lead),
       residuals])
 
   lag_linear = tf.keras.layers.Dense(
@@ -237,10 +245,8 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   how_emb = tf.keras.layers.Embedding(
       F.HOURS_PER_WEEK, hparams.time_embedding_dim,
       name="hour_of_week_embedding")(how)
-  lead_emb = tf.keras.layers.Embedding(
-      F.N_LEADS, 4, name="lead_embedding")(lead)
   deep = tf.keras.layers.Concatenate(name="deep_input")(
-      [cell_emb, how_emb, lead_emb, residuals, holiday, city_level])
+      [cell_emb, how_emb, lead, residuals, holiday, city_level])
   for i, units in enumerate(hparams.hidden_units):
     deep = tf.keras.layers.Dense(units, activation="relu",
                                  name=f"hidden_{i}")(deep)
@@ -262,6 +268,25 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                tf.keras.metrics.RootMeanSquaredError(name="rmse")],
       steps_per_execution=hparams.steps_per_execution)
   return model
+
+
+# Knots of the lead basis, in minutes: the tick at a slot boundary (0, 30:
+# nothing of the slot under way known yet) and the one after it (5, 35) are
+# regimes of their own; the leads between vary smoothly.
+LEAD_KNOTS_MINUTES = (0, 5, 30, 35, 55)
+
+
+def lead_basis() -> np.ndarray:
+  """[N_LEADS, knots]: each lead step's hat-function weights on the knots."""
+  knots = np.asarray(LEAD_KNOTS_MINUTES, dtype=float)
+  leads = np.arange(F.N_LEADS) * F.LEAD_STEP_MINUTES
+  basis = np.zeros((F.N_LEADS, len(knots)), np.float32)
+  for i, lead in enumerate(leads):
+    j = min(int(np.searchsorted(knots, lead, side="right")) - 1,
+            len(knots) - 2)
+    t = (lead - knots[j]) / (knots[j + 1] - knots[j])
+    basis[i, j], basis[i, j + 1] = 1 - t, t
+  return basis
 
 
 def poisson_median(rate: tf.Tensor) -> tf.Tensor:
