@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import List
 
@@ -284,6 +285,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=examples,
         model=baseline_model,
         model_blessing=latest_blessed.outputs[contract.MODEL_BLESSING],
+        warehouse_path="" if on_vertex else config.warehouse_path,
     ).with_id(contract.NEXT_DAY_VALIDATOR)
 
   # Where a serving log exists: training-serving skew against the serving
@@ -312,6 +314,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         statistics=serving_training.outputs[contract.STATISTICS],
         schema=serving_training.outputs[contract.SCHEMA],
         fail_on_skew=0,
+        warehouse_path=config.warehouse_path,
+        query_config=json.dumps(run_parameters(config).to_custom_config(),
+                                sort_keys=True),
     ).with_id(contract.SKEW_VALIDATOR)
 
   components: List = [

@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def print_by_lead(by_lead) -> None:
+  """A {lead: {"mae", "seasonal_naive_mae", "forecasts"}} table (replay,
+  next-day)."""
+  print(f"  {'lead':>4}  {'MAE':>7}  {'naive':>7}  forecasts")
+  for lead, row in by_lead.items():
+    print(f"  {lead:>4}  {row['mae']:7.3f}  {row['seasonal_naive_mae']:7.3f}"
+          f"  {row['forecasts']}")
+
+
 def print_json(obj) -> None:
   json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
   sys.stdout.write("\n")

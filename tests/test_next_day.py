@@ -219,21 +219,42 @@ def test_gradual_drift_is_caught_by_the_trend_rule(city, city_home, drifted):
 
 
 @pytest.mark.slow
-def test_the_pipeline_node_check_agrees_with_the_cli(city_home):
+def test_the_pipeline_node_check_agrees_with_the_cli(city_copy):
+  """Both score the model serving on D and, by lead, the forecasts actually
+  served for D (here: a replay of D's morning, recorded as the live job
+  records)."""
   from pipeline.components import next_day
-  home = city_home.home
+  from taxi_demand.serving import replay
+  home = city_copy
   day = "2024-02-11"
+  replayed = replay.replay(home, day, between=replay.parse_between(
+      "07:00-09:00"))
   cli_result = nextday.validate(home, day, record=False)
   subject = nextday.find_subject(home, queries.span_of_date(day))
   examples = queries.examples_of_span(store.load(home.metadata), subject.span)
   node = next_day.check(examples.uri, subject.model_dir, subject.span,
-                        subject.eval_mae, nextday.DEFAULT_MARGIN)
+                        subject.eval_mae, nextday.DEFAULT_MARGIN,
+                        warehouse_path=str(home.warehouse))
   # ExampleGen's eval split of day D is the demand query of day D.
   assert node["examples"] == cli_result["examples"] == 77 * 48
   assert node["mae"] == pytest.approx(cli_result["mae"], rel=1e-5)
   assert node["seasonal_naive_mae"] == pytest.approx(
       cli_result["seasonal_naive_mae"], rel=1e-6)
   assert node["alert"] == cli_result["alert"]
+  # Served forecasts: 4 slots x 77 cells at each of the 12 leads, scored as
+  # the replay scored them.
+  served = cli_result["served_by_lead"]
+  assert served == node["served_by_lead"]
+  assert list(served) == [str(lead) for lead in range(0, 60, 5)]
+  assert all(row["forecasts"] == 4 * 77 for row in served.values())
+  assert {k: v["mae"] for k, v in served.items()} == {
+      str(k): v["mae"] for k, v in replayed.by_lead.items()}
+  assert cli_result["served_versions"] == replayed.model_version
+  # Without a warehouse (Vertex) the node says so and still scores the day.
+  vertex = next_day.check(examples.uri, subject.model_dir, subject.span,
+                          subject.eval_mae, nextday.DEFAULT_MARGIN)
+  assert vertex["served_by_lead"] is None and "no warehouse" in \
+      vertex["served_note"]
 
 
 @pytest.mark.e2e

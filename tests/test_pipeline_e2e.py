@@ -84,6 +84,33 @@ def test_a_rerun_with_nothing_changed_is_served_from_the_cache(home):
   assert registry.versions(home.models) == before
 
 
+def test_a_served_day_is_joined_with_the_training_path_and_scored_by_lead(
+    home):
+  """The 5-minute job served the morning of 03-10 (a replay, recorded as the
+  live job records); the run for 03-10 checks those rows by join and data
+  age, and scores the served forecasts by lead."""
+  import json
+  from taxi_demand.serving import replay
+  served = replay.replay(home, "2024-03-10",
+                         between=replay.parse_between("07:00-08:00"))
+  assert run(home, "--date", "2024-03-10") == 0
+  r = last_run(home)
+  assert {"SkewValidator", "NextDayValidator"} <= executed(r)
+  snap = store.load(home.metadata)
+  [report] = snap.outputs(r.node("SkewValidator").execution_id)["report"]
+  assert report.properties["checked"] == 1
+  assert report.properties["alert"] == 0, report.properties["flagged"]
+  body = json.loads(open(f"{report.uri}/skew_report.json").read())
+  assert body["join"]["matched"] == body["join"]["served"] == 2 * 77 * 12
+  assert body["staleness"]["ticks"] == 18 and not body["staleness"]["flagged"]
+  [result] = snap.outputs(r.node("NextDayValidator").execution_id)["result"]
+  by_lead = json.loads(result.properties["served_by_lead"])
+  assert {int(k): v["mae"] for k, v in by_lead.items()} == {
+      k: v["mae"] for k, v in served.by_lead.items()}
+  assert [r_["served_by_lead"] for r_ in queries.next_day_results(snap)
+          if r_["span"] == spans.parse_span("2024-03-10")] == [by_lead]
+
+
 def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
   serving = registry.serving_version(home.models)
   # One step at an absurd learning rate wrecks the warm-started weights.

@@ -52,6 +52,8 @@ def test_replay_records_every_lead_and_scores_it(city_copy, capsys):
     (["--date", "2024-01-20"], "needs the 7 days before it"),
     (["--date", DAY, "--every", "7m"], "multiple of 5 minutes"),
     (["--date", "2024-02-31"], "bad date"),
+    (["--date", DAY, "--between", "09:00-07:00"], "bad --between"),
+    (["--date", DAY, "--between", "07:10-07:20"], "no whole 30-minute slot"),
 ])
 def test_replay_bad_input_is_one_line_exit_1(city_copy, capsys, argv, needle):
   code = cli.main(["--home", str(city_copy.root), "replay", *argv])

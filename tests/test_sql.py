@@ -351,6 +351,48 @@ def test_training_examples_are_issued_on_the_grid_at_every_lead(tiny):
     assert [{k: v for k, v in pick.items() if k != "pickups"}] == served
 
 
+def test_every_lead_form_is_the_serving_form_at_every_tick(tiny):
+  """The training path the skew check joins with: for the target slots in
+  [begin, end), every lead 0..55 of every cell, each row equal to what
+  serving issued at that tick held (what the join relies on)."""
+  cfg = QueryConfig()
+  begin, end = _epoch("2024-01-07T10:00:00"), _epoch("2024-01-07T11:30:00")
+  table = tiny.every_lead_features(cfg, begin, end)
+  rows = table.to_pylist()
+  assert len(rows) == 77 * 3 * len(sql.LEADS_MINUTES)
+  by_key = {(r["cell"], r["slot_start"], r["issued_at"]): r for r in rows}
+  assert len(by_key) == len(rows)
+  for tick in range(begin - 55 * 60, end, 300):
+    horizon = min(sql.max_horizon(cfg, tick),
+                  1 + (end - 1800 - sql.first_target(cfg, tick)) // 1800)
+    if horizon < 1:
+      continue
+    for served in tiny.serving_features(cfg, tick, horizon).to_pylist():
+      if served["slot_start"] < begin:
+        continue
+      want = by_key[(served["cell"], served["slot_start"], tick)]
+      assert served == {k: v for k, v in want.items() if k != "pickups"}
+  # At 10:25 for the 10:30 slot (lead 5), cell 8 has a1 and a2 so far.
+  at = by_key[(8, _epoch("2024-01-07T10:30:00"), _epoch("2024-01-07T10:25:00"))]
+  assert (at["lead_minutes"], at["now_pickups"], at["pickups"]) == (5, 2.0, 1)
+  with pytest.raises(TaxiDemandError, match="slot grid"):
+    tiny.every_lead_features(cfg, begin + 300, end)
+
+
+def test_data_age_follows_the_arrival_rule(tiny):
+  # At 10:25 the newest known trip is a2, started 10:20: 5 minutes old.
+  at = _epoch("2024-01-07T10:25:00")
+  assert tiny.data_age(QueryConfig(), at) == 300
+  # Known when it ends: a1 ended 10:15, a2 (ends 10:30) is not known yet.
+  ends = QueryConfig(arrival=sql.ArrivalRule.parse("end"))
+  assert tiny.data_age(ends, at) == 600
+  # Known 2 minutes after the start: a2 became known at 10:22.
+  assert tiny.data_age(QueryConfig(arrival=sql.ArrivalRule.parse(
+      "start+2m")), at) == 180
+  # Nothing arrived in the day before: a day old.
+  assert tiny.data_age(QueryConfig(), _epoch("2024-01-20T10:00:00")) == 86400
+
+
 def test_old_slots_count_settled_trips_whatever_the_lead(tiny):
   # lag_1d of the 10:00 slot is Jan 6 10:00-10:30 (a5), at every lead.
   for lead in (0, 25, 55):

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Optional
 
+import pyarrow as pa
+
 from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -37,13 +39,20 @@ class NextDayResult(types.Artifact):
 
 
 def check(examples_uri: str, model_uri: str, span: int,
-          eval_mae: Optional[float], margin: float) -> dict:
-  """Scores the model on the examples' new day; applies the sudden rule."""
-  figures = nextday.score_day(model_uri, read_columns(examples_uri))
+          eval_mae: Optional[float], margin: float,
+          warehouse_path: str = "") -> dict:
+  """Scores the model on the examples' new day; applies the sudden rule;
+  scores the forecasts served for that day by lead (from the warehouse's
+  predictions table, where there is one)."""
+  columns = read_columns(examples_uri)
+  figures = nextday.score_day(model_uri, columns)
   alert, reason = nextday.judge(
       span, figures["mae"], eval_mae, history=[],
       rules=nextday.Rules(margin=margin))
-  return {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason}
+  served = nextday.served_by_lead(warehouse_path, span,
+                                  nextday.truth_of(pa.table(columns)))
+  return {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason,
+          **served}
 
 
 @component
@@ -53,6 +62,7 @@ def NextDayValidator(  # pylint: disable=invalid-name
     model: InputArtifact[standard_artifacts.Model] = None,
     model_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
     margin: Parameter[float] = nextday.DEFAULT_MARGIN,
+    warehouse_path: Parameter[str] = "",
 ) -> None:
   """Writes a NextDayResult for the model that served on the examples' day.
 
@@ -63,6 +73,9 @@ def NextDayValidator(  # pylint: disable=invalid-name
       the first run, which then records that nothing was serving.
     model_blessing: its ForecastGate blessing, for the eval MAE.
     margin: sudden alert if MAE > eval MAE x (1 + margin).
+    warehouse_path: the local warehouse, whose predictions table holds the
+      forecasts served for D ("" on Vertex: not scored, and the result
+      says so).
   """
   span = int(examples.span)
   props = {"span": span, "date": date_of(span), "source": "pipeline"}
@@ -73,10 +86,14 @@ def NextDayValidator(  # pylint: disable=invalid-name
     if model_blessing is not None and model_blessing.has_custom_property(
         "model_mae"):
       eval_mae = model_blessing.get_float_custom_property("model_mae")
-    props.update(check(examples.uri, model.uri, span, eval_mae, margin))
+    props.update(check(examples.uri, model.uri, span, eval_mae, margin,
+                       warehouse_path))
     props["model_id"] = model.id
   with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
     json.dump(props, f, indent=2, sort_keys=True)
+  if props.get("served_by_lead") is not None:
+    props["served_by_lead"] = json.dumps(props["served_by_lead"],
+                                         sort_keys=True)
   for key, value in props.items():
     if value is None:
       continue

@@ -37,6 +37,8 @@ def SkewValidator(  # pylint: disable=invalid-name
     schema: InputArtifact[standard_artifacts.Schema] = None,
     model_version: Parameter[str] = "",
     fail_on_skew: Parameter[int] = 1,
+    warehouse_path: Parameter[str] = "",
+    query_config: Parameter[str] = "",
 ) -> None:
   """Compares one day of the serving log with training statistics.
 
@@ -53,6 +55,10 @@ def SkewValidator(  # pylint: disable=invalid-name
     date: the slot day to check, YYYY-MM-DD.
     model_version: only this version's rows; "" checks all rows of the day.
     fail_on_skew: 1 raises SkewAlert (stopping downstream nodes) on skew.
+    warehouse_path: the local warehouse, where the training path recomputes
+      the served keys for the join ("": distribution skew only).
+    query_config: the run's parameters as JSON (contract.RunParameters):
+      the slot length, cells and arrival rule the training path uses.
 
   In a daily pipeline there is nothing to compare on the first day (no model
   served yet) or on a day nobody predicted; the report then says so and the
@@ -84,13 +90,17 @@ def SkewValidator(  # pylint: disable=invalid-name
                           f"{date}; versions in the log: "
                           f"{', '.join(v for v, _ in log.versions())}")
   schema_proto = skew.load_schema(schema.uri)
+  cfg = (contract.RunParameters.from_custom_config(query_config) or
+         contract.RunParameters()).query_config()
+  training_rows, why = skew.recompute(warehouse_path, cfg, table)
   result = skew.SkewResult(
       date=day.isoformat(),
       model_version=model_version or ",".join(v for v, _ in log.versions()),
       rows=table.num_rows,
-      features=skew.compare(skew.load_training_statistics(statistics.uri),
-                            skew.serving_statistics(table, schema_proto),
-                            schema_proto),
+      **skew.evaluate(table, skew.load_training_statistics(statistics.uri),
+                      schema_proto, training_rows,
+                      has_issue_times=log.has_issue_times,
+                      why_no_training=why),
       training_statistics_uri=statistics.uri,
       training_statistics_id=statistics.id,
       schema_uri=schema.uri,
@@ -106,4 +116,4 @@ def SkewValidator(  # pylint: disable=invalid-name
       "skipped_files", json.dumps([str(p) for p, _ in log.skipped]))
   if result.alert and fail_on_skew:
     raise SkewAlert(f"training-serving skew on {result.date}: "
-                    f"{', '.join(result.flagged)}")
+                    f"{'; '.join(result.reasons())}")

@@ -32,11 +32,19 @@ trips_in AS (
   WHERE UNIX_SECONDS(trip_start_timestamp) >= {read_begin}
     AND UNIX_SECONDS(trip_start_timestamp) < {read_end}
 ),
+-- `on_time`: known by the end of its own slot, so known at every tick from
+-- the next slot on. Only the other trips ("late": a trips export, a delayed
+-- feed) need comparing with each issue time one by one; on-time ones are
+-- counted per slot once (see on_time_windows).
 trip_slots AS (
-  SELECT cell, start_s, known_s,
-    start_s - MOD(start_s, {slot_seconds}) AS slot_start
-  FROM trips_in
-  WHERE cell IS NOT NULL
+  SELECT cell, start_s, known_s, slot_start,
+    known_s <= slot_start + {slot_seconds} AS on_time
+  FROM (
+    SELECT cell, start_s, known_s,
+      start_s - MOD(start_s, {slot_seconds}) AS slot_start
+    FROM trips_in
+    WHERE cell IS NOT NULL
+  )
 ),
 cells AS (
   {cells_query}
@@ -53,44 +61,112 @@ issues AS (
   FROM (
     SELECT cells.cell AS cell, targets.slot_start AS slot_start,
       {issued_at_expr} AS issued_at
-    FROM cells CROSS JOIN targets
+    FROM cells CROSS JOIN targets{leads_join}
   )
-),
-recent AS (
-  SELECT
-    i.cell, i.slot_start, i.issued_at,
-    SUM(IF(t.start_s >= i.anchor, 1, 0)) AS now_pickups,
-    SUM(IF(t.start_s >= i.anchor - {slot_seconds} AND t.start_s < i.anchor, 1, 0)) AS lag_1,
-    SUM(IF(t.start_s >= i.anchor - 2 * {slot_seconds} AND t.start_s < i.anchor - {slot_seconds}, 1, 0)) AS lag_2,
-    SUM(IF(t.start_s >= i.anchor - 3 * {slot_seconds} AND t.start_s < i.anchor - 2 * {slot_seconds}, 1, 0)) AS lag_3,
-    SUM(IF(t.start_s >= i.anchor - {slots_3h} * {slot_seconds} AND t.start_s < i.anchor, 1, 0)) / {slots_3h} AS mean_3h,
-    SUM(IF(t.start_s < i.anchor, 1, 0)) / {slots_per_day} AS mean_24h
-  FROM issues AS i
-  LEFT JOIN trip_slots AS t
-    ON t.cell = i.cell
-    AND t.start_s >= i.anchor - {slots_per_day} * {slot_seconds}
-    AND t.start_s < i.issued_at
-    AND t.known_s <= i.issued_at
-  GROUP BY i.cell, i.slot_start, i.issued_at
-),
-ticks AS (
-  SELECT DISTINCT issued_at, anchor FROM issues
-),
--- An inner join: BigQuery allows a LEFT JOIN only on an equality, and a tick
--- with no trip in its window is a 0 below (COALESCE).
-city_recent AS (
-  SELECT k.issued_at, COUNT(*) AS city_3h
-  FROM ticks AS k
-  JOIN trip_slots AS t
-    ON t.start_s >= k.anchor - {slots_3h} * {slot_seconds}
-    AND t.start_s < k.anchor
-    AND t.known_s <= k.issued_at
-  GROUP BY k.issued_at
 ),
 slots AS (
   SELECT slot_start
   FROM UNNEST(GENERATE_ARRAY({read_begin}, {emit_end} - {slot_seconds},
                             {slot_seconds})) AS slot_start
+),
+on_time_counts AS (
+  SELECT cell, slot_start, COUNT(*) AS pickups
+  FROM trip_slots
+  WHERE on_time
+  GROUP BY cell, slot_start
+),
+-- Per cell and slot boundary (an anchor): the on-time trips of the slots
+-- before it, which every tick of the slot that starts there knows.
+on_time_windows AS (
+  SELECT cell, slot_start AS anchor,
+    LAG(pickups, 1, 0) OVER by_cell AS lag_1,
+    LAG(pickups, 2, 0) OVER by_cell AS lag_2,
+    LAG(pickups, 3, 0) OVER by_cell AS lag_3,
+    SUM(pickups) OVER (PARTITION BY cell ORDER BY slot_start
+      ROWS BETWEEN {slots_3h} PRECEDING AND 1 PRECEDING) AS sum_3h,
+    SUM(pickups) OVER (PARTITION BY cell ORDER BY slot_start
+      ROWS BETWEEN {slots_per_day} PRECEDING AND 1 PRECEDING) AS sum_24h
+  FROM (
+    SELECT cells.cell AS cell, slots.slot_start AS slot_start,
+      COALESCE(o.pickups, 0) AS pickups
+    FROM cells CROSS JOIN slots
+    LEFT JOIN on_time_counts AS o
+      ON o.cell = cells.cell AND o.slot_start = slots.slot_start
+  )
+  WINDOW by_cell AS (PARTITION BY cell ORDER BY slot_start)
+),
+-- Late trips of the 24 hours before the slot under way, known by the tick.
+late_recent AS (
+  SELECT
+    i.cell, i.slot_start, i.issued_at,
+    SUM(IF(t.slot_start = i.anchor - {slot_seconds}, 1, 0)) AS lag_1,
+    SUM(IF(t.slot_start = i.anchor - 2 * {slot_seconds}, 1, 0)) AS lag_2,
+    SUM(IF(t.slot_start = i.anchor - 3 * {slot_seconds}, 1, 0)) AS lag_3,
+    SUM(IF(t.slot_start >= i.anchor - {slots_3h} * {slot_seconds}, 1, 0)) AS sum_3h,
+    COUNT(*) AS sum_24h
+  FROM issues AS i
+  JOIN trip_slots AS t
+    ON t.cell = i.cell
+    AND t.slot_start >= i.anchor - {slots_per_day} * {slot_seconds}
+    AND t.slot_start < i.anchor
+    AND NOT t.on_time
+    AND t.known_s <= i.issued_at
+  GROUP BY i.cell, i.slot_start, i.issued_at
+),
+-- The slot under way: its trips started before the tick and known by it.
+now_recent AS (
+  SELECT i.cell, i.slot_start, i.issued_at, COUNT(*) AS now_pickups
+  FROM issues AS i
+  JOIN trip_slots AS t
+    ON t.cell = i.cell
+    AND t.slot_start = i.anchor
+    AND t.start_s < i.issued_at
+    AND t.known_s <= i.issued_at
+  GROUP BY i.cell, i.slot_start, i.issued_at
+),
+recent AS (
+  SELECT
+    i.cell, i.slot_start, i.issued_at,
+    COALESCE(n.now_pickups, 0) AS now_pickups,
+    w.lag_1 + COALESCE(l.lag_1, 0) AS lag_1,
+    w.lag_2 + COALESCE(l.lag_2, 0) AS lag_2,
+    w.lag_3 + COALESCE(l.lag_3, 0) AS lag_3,
+    (w.sum_3h + COALESCE(l.sum_3h, 0)) / {slots_3h} AS mean_3h,
+    (w.sum_24h + COALESCE(l.sum_24h, 0)) / {slots_per_day} AS mean_24h
+  FROM issues AS i
+  JOIN on_time_windows AS w ON w.cell = i.cell AND w.anchor = i.anchor
+  LEFT JOIN late_recent AS l
+    ON l.cell = i.cell AND l.slot_start = i.slot_start
+    AND l.issued_at = i.issued_at
+  LEFT JOIN now_recent AS n
+    ON n.cell = i.cell AND n.slot_start = i.slot_start
+    AND n.issued_at = i.issued_at
+),
+ticks AS (
+  SELECT DISTINCT issued_at, anchor FROM issues
+),
+city_on_time AS (
+  SELECT anchor, SUM(sum_3h) AS city_3h
+  FROM on_time_windows
+  GROUP BY anchor
+),
+-- An inner join: BigQuery allows a LEFT JOIN only on an equality, and a tick
+-- with no late trip in its window is a 0 below (COALESCE).
+city_late AS (
+  SELECT k.issued_at, COUNT(*) AS city_3h
+  FROM ticks AS k
+  JOIN trip_slots AS t
+    ON t.slot_start >= k.anchor - {slots_3h} * {slot_seconds}
+    AND t.slot_start < k.anchor
+    AND NOT t.on_time
+    AND t.known_s <= k.issued_at
+  GROUP BY k.issued_at
+),
+city_recent AS (
+  SELECT k.issued_at, c.city_3h + COALESCE(l.city_3h, 0) AS city_3h
+  FROM ticks AS k
+  JOIN city_on_time AS c ON c.anchor = k.anchor
+  LEFT JOIN city_late AS l ON l.issued_at = k.issued_at
 ),
 settled_counts AS (
   SELECT cell, slot_start, COUNT(*) AS pickups

@@ -224,7 +224,8 @@ def _sampled_issue_time(cfg: QueryConfig) -> str:
 
 def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
                     issued_at: int | None = None,
-                    lead_minutes: int | None = None) -> str:
+                    lead_minutes: int | None = None,
+                    every_lead: bool = False) -> str:
   """The demand query as BigQuery Standard SQL, span placeholders intact.
 
   Args:
@@ -237,6 +238,10 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
       SERVING environment).
     lead_minutes: training examples at this one lead instead of a sampled
       one (analysis and tests: every target slot issued this long before).
+    every_lead: training examples at every lead (LEADS_MINUTES) of every
+      target slot: the training path's features for any issue time the
+      5-minute job may have served, which the skew check joins with the
+      served rows.
 
   Returns:
     Query text that TFX's BigQueryExampleGen can run as it is.
@@ -248,6 +253,9 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
     check_issue_time(issued_at)
   if lead_minutes is not None:
     _check_int("lead_minutes", lead_minutes, allowed=LEADS_MINUTES)
+  if every_lead and (serving or lead_minutes is not None):
+    raise TaxiDemandError("every_lead is a training form: give neither "
+                          "issued_at nor lead_minutes with it")
   values = {
       "table": check_table(cfg.table),
       "cell_expr": _cell_expr(cfg),
@@ -265,7 +273,12 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
       "issued_at_expr": (
           str(issued_at) if serving else
           f"targets.slot_start - {lead_minutes * 60}"
-          if lead_minutes is not None else _sampled_issue_time(cfg)),
+          if lead_minutes is not None else
+          "targets.slot_start - 60 * lead" if every_lead else
+          _sampled_issue_time(cfg)),
+      "leads_join": (
+          f"\n    CROSS JOIN UNNEST(GENERATE_ARRAY(0, {MAX_LEAD_MINUTES}, "
+          f"{features.LEAD_STEP_MINUTES})) AS lead" if every_lead else ""),
   }
   text = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template())
   if serving:
@@ -364,11 +377,42 @@ def to_duckdb(bigquery_sql: str) -> str:
 
 
 def demand_duckdb(cfg: QueryConfig, span: int, days_before: int = 0,
-                  lead_minutes: int | None = None) -> str:
+                  lead_minutes: int | None = None,
+                  every_lead: bool = False) -> str:
   """The DuckDB demand query for one span's train (days_before>0) or eval."""
   return to_duckdb(substitute_span(
-      render_bigquery(cfg, days_before=days_before,
-                      lead_minutes=lead_minutes), span))
+      render_bigquery(cfg, days_before=days_before, lead_minutes=lead_minutes,
+                      every_lead=every_lead), span))
+
+
+def every_lead_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
+  """Training examples at every lead for the target slots in [begin, end).
+
+  The training path, recomputed for any (cell, target slot, issue time) the
+  5-minute job may have served; both bounds on the slot grid.
+  """
+  for name, value in (("begin", begin), ("end", end)):
+    if value % cfg.slot_seconds:
+      raise TaxiDemandError(f"{name} {value} is not on the "
+                            f"{cfg.slot_minutes}-minute slot grid")
+  return to_duckdb(substitute_range(render_bigquery(cfg, every_lead=True),
+                                    begin, end))
+
+
+def newest_known_duckdb(cfg: QueryConfig, issued_at: int) -> str:
+  """When the newest trip known at `issued_at` became known (epoch seconds).
+
+  The arrival rule's known time, so that an end-based feed is not "stale"
+  by the length of its trips; NULL if nothing arrived in the day before.
+  The serving row's data age is `issued_at` minus this.
+  """
+  check_issue_time(issued_at)
+  known = cfg.arrival.known_expr()
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  return to_duckdb(
+      f"SELECT MAX({known}) AS known_s FROM `{check_table(cfg.table)}` "
+      f"WHERE {start} >= {issued_at - _SECONDS_PER_DAY} "
+      f"AND {start} < {issued_at} AND {known} <= {issued_at}")
 
 
 def check_issue_time(issued_at: int) -> int:

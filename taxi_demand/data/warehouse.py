@@ -243,12 +243,43 @@ class Warehouse:
 
   def query_demand(self, cfg: demand_sql.QueryConfig, span: int,
                    days_before: int = 0,
-                   lead_minutes: int | None = None) -> pa.Table:
+                   lead_minutes: int | None = None,
+                   every_lead: bool = False) -> pa.Table:
     """Examples of one span: its day (days_before=0) or the N days before;
-    one sampled lead per (cell, slot), or every slot at `lead_minutes`."""
+    one sampled lead per (cell, slot), every slot at `lead_minutes`, or
+    every slot at every lead."""
     return self._run(
-        demand_sql.demand_duckdb(cfg, span, days_before, lead_minutes),
+        demand_sql.demand_duckdb(cfg, span, days_before, lead_minutes,
+                                 every_lead),
         _DEMAND_SCHEMA)
+
+  def every_lead_features(self, cfg: demand_sql.QueryConfig, begin: int,
+                          end: int) -> pa.Table:
+    """The training path's examples at every lead, for target slots in
+    [begin, end): what the skew check joins served rows with."""
+    return self._run(demand_sql.every_lead_duckdb(cfg, begin, end),
+                     _DEMAND_SCHEMA)
+
+  def predictions_between(self, begin: int, end: int,
+                          version: str | None = None) -> pa.Table:
+    """Served forecasts for target slots in [begin, end), oldest first."""
+    where = "slot_start >= ? AND slot_start < ?"
+    args: list = [int(begin), int(end)]
+    if version is not None:
+      where += " AND model_version = ?"
+      args.append(str(version))
+    return self.con.execute(
+        "SELECT cell, slot_start, issued_at, lead_minutes, predicted_pickups, "
+        f"model_version FROM predictions WHERE {where} "
+        "ORDER BY slot_start, cell, issued_at", args).fetch_arrow_table()
+
+  def data_age(self, cfg: demand_sql.QueryConfig, issued_at: int) -> int:
+    """Seconds since the newest trip known at `issued_at` became known
+    (under cfg's arrival rule); a day if none did in the day before."""
+    [[known]] = self.con.execute(
+        demand_sql.newest_known_duckdb(cfg, issued_at)).fetchall()
+    return int(issued_at - known) if known is not None else \
+        features.SECONDS_PER_DAY
 
   def serving_features(self, cfg: demand_sql.QueryConfig, issued_at: int,
                        horizon: int = 1) -> pa.Table:

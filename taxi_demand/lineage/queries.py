@@ -303,6 +303,9 @@ def next_day_results(snap: st.Snapshot,
     if version is not None and str(props.get("model_version")) != str(version):
       continue
     props["alert"] = bool(props.get("alert"))
+    # Served forecasts by lead are recorded as JSON (see nextday.RECORDED).
+    props["served_by_lead"] = contract.parse_custom_config(
+        props.get("served_by_lead"))
     props["uri"] = art.uri
     props["artifact_id"] = art.id
     by_span[int(props["span"])] = props  # artifacts_of is oldest first

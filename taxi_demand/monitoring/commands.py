@@ -32,13 +32,34 @@ Examples:
 
 
 _SKEW_EPILOG = """\
-Serving side: TFDV statistics of serving_log/date=D/ (the rows `predict`
-served for slots of day D). Training side: the statistics of the data the
-model version that served those rows was trained on, found through ML
-Metadata (pushed model -> Trainer -> its examples -> StatisticsGen, train
-split), never "the latest statistics". Comparators and thresholds are the
-skew comparators of that model's schema: L-infinity for the categorical cell
-and hour mix, Jensen-Shannon divergence for the numeric history features.
+Three signals, for the rows `predict` (or `replay`) served for slots of D,
+each model version on its own:
+
+  join          every served row is keyed (cell, target slot, issued_at);
+                the training path (the demand query's training form, at
+                every lead, under the model's arrival rule) recomputes the
+                same keys from the warehouse afterwards. Per feature: the
+                share of joined rows that differ and the mean relative
+                difference. Flagged above --max-differing. This is the check
+                for a serving path that computes a feature otherwise (a
+                partial slot read as complete, another unit, trips missed).
+  data_age      each served row carries how long before its issue time the
+                newest known trip arrived; flagged above --max-data-age (a
+                stalled feed, even one that never resumed).
+  distribution  TFDV's skew comparators (L-infinity for cell and hour,
+                Jensen-Shannon for the history features), the served rows
+                against the training statistics of the model version that
+                served them, found through ML Metadata (pushed model ->
+                Trainer -> its examples -> StatisticsGen). The training
+                path's rows for the same keys are measured too, as a
+                control: a partial day is far from a 28-day distribution by
+                its hour mix alone, so a feature is flagged only beyond the
+                schema's threshold and beyond the control's distance by half
+                that threshold.
+
+A log written before served rows carried their issue time cannot be joined:
+its check is distribution skew only, and says so. Without the warehouse
+(or once it no longer holds the day's history), likewise.
 
 If several versions served on D, each is checked against its own training
 statistics; the top-level result is the version that served the most rows,
@@ -49,11 +70,12 @@ training statistics + the day's ServingLog in, a SkewReport out, its JSON
 under reports/skew/), so `skew --history` lists a version's past checks.
 Unreadable log files are named on stderr and skipped.
 
-Exit codes: 0 no skew, 3 a feature is skewed, 1 error.
+Exit codes: 0 no skew, 3 a feature is skewed or the data stale, 1 error.
 
 Examples:
   taxi-demand skew --date 2024-02-11
   taxi-demand skew --date 2024-02-11 --json
+  taxi-demand skew --date 2024-02-11 --max-data-age 30m
   taxi-demand skew --history --model 1718000000
 """
 
@@ -61,12 +83,33 @@ Examples:
 def _table(result) -> None:
   print(f"{result.date}  model {result.model_version}  rows {result.rows:,}  "
         f"training statistics {result.training_statistics_uri}")
-  print(f"  {'feature':20} {'comparator':26} {'distance':>9} {'threshold':>9}")
-  for name, f in sorted(result.features.items()):
-    distance = "n/a" if f.distance is None else f"{f.distance:.4f}"
-    flag = "  SKEW" if f.flagged else ""
-    print(f"  {name:20} {f.comparator:26} {distance:>9} {f.threshold:>9.4f}"
-          f"{flag}")
+  join = result.join
+  if join is not None:
+    print(f"  join with the training path: {join.matched:,} of "
+          f"{join.served:,} served rows matched")
+  print(f"  {'feature':18} {'differ':>7} {'rel.diff':>8}   "
+        f"{'distance':>8} {'control':>8} {'threshold':>9}")
+  names = sorted(set(result.features) | set(join.features if join else ()))
+  for name in names:
+    d = join.features.get(name) if join else None
+    f = result.features.get(name)
+    cells = [f"{d.share:7.1%}" if d else f"{'':7}",
+             f"{d.mean_relative_difference:8.3f}" if d else f"{'':8}"]
+
+    def num(x, width):
+      return f"{'n/a':>{width}}" if x is None else f"{x:{width}.4f}"
+    if f is not None:
+      cells += [num(f.distance, 8), num(f.control, 8),
+                f"{f.threshold:9.4f}"]
+    flag = "  SKEW" if name in result.flagged else ""
+    print(f"  {name:18} {cells[0]} {cells[1]}   {' '.join(cells[2:])}{flag}")
+  st = result.staleness
+  if st is not None:
+    print(f"  data age: up to {st.max_age_s / 60:.1f} min over {st.ticks} "
+          f"ticks; {st.stale_ticks} beyond {st.limit_s // 60} min"
+          f"{'  STALE' if st.flagged else ''}")
+  for note in result.notes:
+    print(f"  note: {note}")
 
 
 def _history(args, home) -> int:
@@ -99,8 +142,16 @@ def _skew(args, home) -> int:
   from taxi_demand import cli  # noqa: PLC0415
   from taxi_demand.monitoring import skew  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   day = servelog.parse_date(args.date)
-  report = skew.check_day(home, day, version=args.model)
+  given = {}
+  if args.max_differing is not None:
+    given["max_differing"] = args.max_differing
+  if args.max_data_age is not None:
+    given["max_data_age_s"] = predict.parse_every(args.max_data_age,
+                                                  "--max-data-age")
+  limits = skew.Limits(**given)
+  report = skew.check_day(home, day, version=args.model, limits=limits)
   for path, reason in report.skipped:
     print(f"taxi-demand skew: skipped unreadable log file {path}: {reason}",
           file=sys.stderr)
@@ -110,14 +161,25 @@ def _skew(args, home) -> int:
     for result in report.results:
       _table(result)
   if report.alert:
-    flagged = sorted({f"{n} (model {r.model_version})"
-                      for r in report.results for n in r.flagged})
+    reasons = [f"{why} (model {r.model_version})"
+               for r in report.results for why in r.reasons()]
     raise AlertError(f"training-serving skew on {report.date}: "
-                     f"{', '.join(flagged)}")
+                     f"{'; '.join(reasons)}")
   return 0
 
 
 # --- next-day ----------------------------------------------------------------
+
+
+def _served(result) -> None:
+  """The forecasts actually served for the day, by lead."""
+  from taxi_demand import cli  # noqa: PLC0415
+  if not result.get("served_by_lead"):
+    print(f"served forecasts: {result.get('served_note')}")
+    return
+  print(f"served forecasts ({result['served_forecasts']:,}, versions "
+        f"{result['served_versions']}), by lead:")
+  cli.print_by_lead(result["served_by_lead"])
 
 
 def _next_day(args, home) -> int:
@@ -132,7 +194,9 @@ def _next_day(args, home) -> int:
   if args.json:
     cli.print_json({k: result.get(k) for k in (
         "date", "model_version", "mae", "rmse", "seasonal_naive_mae",
-        "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason")})
+        "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason",
+        "served_by_lead", "served_forecasts", "served_versions",
+        "served_note")})
   else:
     print(f"{result['date']}: model {result['model_version']} MAE "
           f"{result['mae']:.4f} RMSE {result['rmse']:.4f}; seasonal naive MAE "
@@ -140,6 +204,7 @@ def _next_day(args, home) -> int:
           f"{result['seasonal_naive_rmse']:.4f}; eval MAE "
           f"{'n/a' if result['eval_mae'] is None else format(result['eval_mae'], '.4f')}")
     print(("ALERT: " if result["alert"] else "") + result["reason"])
+    _served(result)
   return EXIT_ALERT if result["alert"] else 0
 
 
@@ -164,6 +229,12 @@ def register(subparsers, parents) -> None:
                  "list only its checks)")
   p.add_argument("--history", action="store_true",
                  help="list recorded skew checks instead of running one")
+  p.add_argument("--max-differing", type=float, default=None, metavar="SHARE",
+                 help="join skew: flag a feature if more than this share of "
+                 "served rows differ from the training path (default 0.05)")
+  p.add_argument("--max-data-age", default=None, metavar="INTERVAL",
+                 help="flag a tick that served data whose newest trip "
+                 "arrived longer ago than this, e.g. 15m, 1h (default 15m)")
   p.add_argument("--json", action="store_true",
                  help="print machine-readable JSON")
   p.set_defaults(handler=_skew)

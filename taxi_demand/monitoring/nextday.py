@@ -26,10 +26,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import pyarrow as pa
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 
+# What a next-day result records in ML Metadata (the CLI and the node alike);
+# served_by_lead goes in as JSON.
+RECORDED = ("date", "span", "model_version", "mae", "rmse",
+            "seasonal_naive_mae", "seasonal_naive_rmse", "eval_mae",
+            "examples", "alert", "reason", "served_forecasts", "served_versions",
+            "served_note")
 DEFAULT_MARGIN = 0.25
 DEFAULT_TREND_DAYS = 5
 DEFAULT_TREND_SLOPE = 0.05
@@ -160,6 +167,85 @@ def score_day(model_dir: str, columns: Mapping[str, np.ndarray]
                columns[features.SEASONAL_NAIVE])
 
 
+# --- the forecasts actually served on the day, by lead ------------------------
+
+def truth_of(day: pa.Table) -> pa.Table:
+  """(cell, slot_start) -> actual pickups and the seasonal-naive forecast,
+  from the demand query's rows of a day (one per cell and slot)."""
+  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  return day.select([features.CELL, features.SLOT_START, features.LABEL,
+                     features.SEASONAL_NAIVE])
+
+
+def score_by_lead(forecasts: pa.Table, truth: pa.Table
+                  ) -> Tuple[Dict[int, Dict[str, Any]], pa.Table]:
+  """MAE by lead of served forecasts, beside the seasonal-naive forecast.
+
+  Args:
+    forecasts: cell, slot_start, lead_minutes, predicted_pickups (served
+      forecasts: the predictions table or a replay's).
+    truth: `truth_of` a day; a (cell, slot) it lacks had no pickups.
+
+  Returns:
+    ({lead: {"mae", "seasonal_naive_mae", "forecasts"}}, the forecasts with
+    actual_pickups and seasonal_naive columns).
+  """
+  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  from taxi_demand.modeling import baselines  # pylint: disable=g-import-not-at-top
+  keys = [features.CELL, features.SLOT_START]
+  forecasts = forecasts.select(keys + [features.ISSUED_AT,
+                                       features.LEAD_MINUTES,
+                                       "predicted_pickups"])
+  joined = forecasts.join(truth, keys=keys, join_type="left outer")
+  actual = pc.fill_null(joined.column(features.LABEL), 0).to_numpy()
+  naive = pc.fill_null(joined.column(features.SEASONAL_NAIVE), 0.0).to_numpy()
+  leads = joined.column(features.LEAD_MINUTES).to_numpy()
+  predicted = joined.column("predicted_pickups").to_numpy()
+  by_lead = {}
+  for lead in sorted(set(leads.tolist())):
+    at = leads == lead
+    by_lead[int(lead)] = {
+        "mae": round(baselines.mae(actual[at], predicted[at]), 4),
+        "seasonal_naive_mae": round(baselines.mae(actual[at], naive[at]), 4),
+        "forecasts": int(at.sum())}
+  scored = joined.drop([features.LABEL, features.SEASONAL_NAIVE])
+  scored = scored.append_column("actual_pickups", pa.array(actual, pa.float64()))
+  return by_lead, scored.append_column("seasonal_naive",
+                                       pa.array(naive, pa.float64()))
+
+
+def served_by_lead(warehouse_path: os.PathLike, span: int,
+                   truth: pa.Table) -> Dict[str, Any]:
+  """How the forecasts actually served for day `span` scored, by lead.
+
+  Every forecast the predictions table holds for the day's slots, whatever
+  version issued it: what drivers were shown. `truth` is `truth_of` the
+  day (from the warehouse, or the run's eval split).
+
+  Returns {"served_by_lead": {lead: {...}} or None, "served_forecasts": n,
+  "served_versions": "v1,v2", "served_note": why nothing was scored}.
+  """
+  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+  if not warehouse_path or not Path(warehouse_path).is_file():
+    return {"served_by_lead": None, "served_forecasts": 0,
+            "served_note": f"no warehouse at {warehouse_path or '(none)'}; "
+                           "served forecasts not scored"}
+  with Warehouse(warehouse_path, read_only=True) as wh:
+    served = wh.predictions_between(spans.start_of(span),
+                                    spans.start_of(span + 1))
+  if served.num_rows == 0:
+    return {"served_by_lead": None, "served_forecasts": 0,
+            "served_note": f"no forecasts served for {spans.date_of(span)} "
+                           "in the predictions table"}
+  by_lead, _ = score_by_lead(served, truth)
+  versions = sorted(set(served.column("model_version").to_pylist()))
+  return {"served_by_lead": {str(k): v for k, v in by_lead.items()},
+          "served_forecasts": served.num_rows,
+          "served_versions": ",".join(versions), "served_note": None}
+
+
 # --- the whole check, against a home ------------------------------------------
 
 
@@ -245,10 +331,12 @@ def validate(home, date: str, rules: Rules = Rules(),
   """
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   subject = find_subject(home, queries.span_of_date(date))
-  columns = day_columns(warehouse_path or home.warehouse,
-                        (subject.params or contract.RunParameters()
-                         ).query_config(), subject.span)
+  warehouse = warehouse_path or home.warehouse
+  cfg = (subject.params or contract.RunParameters()).query_config()
+  columns = day_columns(warehouse, cfg, subject.span)
   result = result_of(subject, score_day(subject.model_dir, columns), rules)
+  result.update(served_by_lead(warehouse, subject.span,
+                               truth_of(pa.table(columns))))
   if record:
     result["artifact_id"] = record_result(home, subject, result)
   return result
@@ -267,11 +355,10 @@ def record_result(home, subject: Subject, result: Mapping[str, Any]) -> int:
       sorted(subject.artifact_ids.values()))}
   inputs = {key: [found[i]] for key, i in subject.artifact_ids.items()
             if i in found}
-  props = {k: result[k] for k in ("date", "span", "model_version", "mae",
-                                  "rmse", "seasonal_naive_mae",
-                                  "seasonal_naive_rmse", "eval_mae",
-                                  "examples", "alert", "reason")
-           if result.get(k) is not None}
+  props = {k: result[k] for k in RECORDED if result.get(k) is not None}
+  if result.get("served_by_lead") is not None:
+    props["served_by_lead"] = json.dumps(result["served_by_lead"],
+                                         sort_keys=True)
   ids = record.record_execution(
       writable, contract.NEXT_DAY, {**props, "source": "cli"}, inputs,
       {contract.RESULT: [record.NewArtifact(contract.NEXT_DAY_RESULT, str(path),

@@ -1,5 +1,35 @@
-"""Training-serving skew: one day of served features against the training
-statistics of the model version that served them, found through lineage."""
+"""Training-serving skew of one day of served features, three signals.
+
+* Join skew (the main one). Every served row is keyed (cell, target slot,
+  issued_at). The training path, the demand query in its training form at
+  every lead, recomputes the same keys afterwards from the warehouse under
+  the same arrival rule; per feature, the share of joined rows whose values
+  differ and the mean relative difference. A serving path that computes a
+  feature otherwise (reads the slot under way as complete, serves another
+  unit, misses trips the warehouse holds) shows here on every row it
+  touches, whatever the day's mix of hours.
+* Staleness. Each served row carries its data's age: how long before the
+  issue time the newest known trip arrived. A feed that stalls shows here
+  even if it never resumes (then the training path has nothing more either).
+* Distribution skew (the second signal): TFDV's skew comparators, the served
+  rows' statistics against the training statistics of the model version
+  that served them, found through lineage. A partial day (one hour served)
+  is far from a 28-day distribution by its hour mix alone, so the training
+  path's rows for the same keys are measured the same way, as a control,
+  and a feature is flagged only if the served rows are further than the
+  control by a margin, and beyond the schema's threshold.
+
+`tfdv.DetectFeatureSkew` does the join on identifier features as a Beam
+pipeline over tf.Examples and reports per feature how many pairs match or
+mismatch, but not by how much they differ; a day's join is a few tens of
+thousands of in-memory rows. So the join is done here, in Arrow, with the
+mismatch rule DetectFeatureSkew applies to floats, and its mismatch counts
+are the share's numerator (tests/test_skew.py runs DetectFeatureSkew on the
+same rows and checks that the counts agree).
+
+Logs written before forecasts carried their issue time cannot be joined:
+their check falls back to distribution skew, and says so.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +41,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
@@ -27,22 +59,128 @@ SERVING_LOG_TYPE = contract.SERVING_LOG
 TRAINING_SPLIT = "train"
 STATS_FILE = "FeatureStats.pb"
 SCHEMA_FILE = "schema.pbtxt"
-_MEASUREMENT = {1: "L_INFTY", 2: "JENSEN_SHANNON_DIVERGENCE",
-                3: "NORMALIZED_ABSOLUTE_DIFFERENCE"}
+# Join skew compares the model's inputs: the serving columns but the keys.
+JOINED_FEATURES = tuple(c for c in features.SERVING_COLUMNS
+                        if c not in features.KEYS)
+STALENESS = "data_age"    # what a stale feed is flagged as
+UNMATCHED_KEYS = "keys"   # served keys the training path does not emit
+DEFAULT_MAX_DIFFERING = 0.05
+DEFAULT_MAX_DATA_AGE_S = 15 * 60
+DEFAULT_DISTRIBUTION_MARGIN = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """When the day's served rows are skewed.
+
+  Attributes:
+    max_differing: join skew: a feature is flagged if more than this share
+      of the joined rows differ from the training path's value.
+    max_data_age_s: staleness: flagged if a tick served data whose newest
+      trip arrived longer ago than this.
+    distribution_margin: distribution skew: flagged if the served distance
+      exceeds the schema's threshold and the control's distance by more
+      than this fraction of the threshold.
+  """
+  max_differing: float = DEFAULT_MAX_DIFFERING
+  max_data_age_s: int = DEFAULT_MAX_DATA_AGE_S
+  distribution_margin: float = DEFAULT_DISTRIBUTION_MARGIN
+
+  def __post_init__(self):
+    if not 0 <= self.max_differing < 1:
+      raise TaxiDemandError(
+          f"--max-differing must be in [0, 1), got {self.max_differing}")
+    if self.max_data_age_s <= 0:
+      raise TaxiDemandError(
+          f"--max-data-age must be positive, got {self.max_data_age_s}s")
+    if self.distribution_margin < 0:
+      raise TaxiDemandError(f"the distribution margin must be >= 0, got "
+                            f"{self.distribution_margin}")
+
+
+@dataclasses.dataclass
+class FeatureDiff:
+  """One feature, served against the training path for the same keys."""
+  differing: int
+  share: float
+  mean_relative_difference: float
+  flagged: bool
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"differing": self.differing, "share": round(self.share, 6),
+            "mean_relative_difference": round(
+                self.mean_relative_difference, 6),
+            "flagged": self.flagged}
+
+
+@dataclasses.dataclass
+class JoinSkew:
+  """Served rows joined with the training path's rows on the keys."""
+  served: int
+  matched: int
+  features: Dict[str, FeatureDiff]
+  max_differing: float
+
+  @property
+  def unmatched(self) -> int:
+    return self.served - self.matched
+
+  @property
+  def keys_flagged(self) -> bool:
+    """Too many served keys the training path never emits: another slot
+    length or cell grid served, or issue times off the training grid."""
+    return self.served > 0 and \
+        self.unmatched / self.served > self.max_differing
+
+  @property
+  def flagged(self) -> List[str]:
+    found = [n for n, f in self.features.items() if f.flagged]
+    return sorted(found + ([UNMATCHED_KEYS] if self.keys_flagged else []))
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"served": self.served, "matched": self.matched,
+            "unmatched": self.unmatched, "max_differing": self.max_differing,
+            "features": {n: f.to_dict() for n, f in sorted(
+                self.features.items())}}
+
+
+@dataclasses.dataclass
+class Staleness:
+  """How old the served data was, per tick."""
+  ticks: int
+  stale_ticks: int
+  max_age_s: int
+  limit_s: int
+  first_stale: Optional[int]  # issued_at of the first stale tick
+
+  @property
+  def flagged(self) -> bool:
+    return self.stale_ticks > 0
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"ticks": self.ticks, "stale_ticks": self.stale_ticks,
+            "max_age_s": self.max_age_s, "limit_s": self.limit_s,
+            "first_stale_issued_at": self.first_stale,
+            "flagged": self.flagged}
 
 
 @dataclasses.dataclass
 class FeatureSkew:
-  """One feature's skew comparator outcome."""
+  """One feature's skew comparator outcome.
+
+  `control` is the distance of the training path's rows for the same keys,
+  measured the same way: what the batch's mix alone explains.
+  """
   distance: Optional[float]
   threshold: float
   flagged: bool
   comparator: str
   note: Optional[str] = None
+  control: Optional[float] = None
 
   def to_dict(self) -> Dict[str, Any]:
     out = {"distance": self.distance, "threshold": self.threshold,
-           "flagged": self.flagged}
+           "control": self.control, "flagged": self.flagged}
     if self.note:
       out["note"] = self.note
     return out
@@ -50,11 +188,18 @@ class FeatureSkew:
 
 @dataclasses.dataclass
 class SkewResult:
-  """The check of one model version's rows of one day."""
+  """The check of one model version's rows of one day.
+
+  `features` is the distribution check; `join` and `staleness` are None
+  where they could not be measured, and `notes` says why.
+  """
   date: str
   model_version: str
   rows: int
   features: Dict[str, FeatureSkew]
+  join: Optional[JoinSkew] = None
+  staleness: Optional[Staleness] = None
+  notes: List[str] = dataclasses.field(default_factory=list)
   training_statistics_uri: str = ""
   training_statistics_id: Optional[int] = None
   schema_uri: str = ""
@@ -63,17 +208,57 @@ class SkewResult:
 
   @property
   def alert(self) -> bool:
-    return any(f.flagged for f in self.features.values())
+    return bool(self.flagged)
+
+  @property
+  def distribution_flagged(self) -> List[str]:
+    return sorted(n for n, f in self.features.items() if f.flagged)
 
   @property
   def flagged(self) -> List[str]:
-    return sorted(n for n, f in self.features.items() if f.flagged)
+    """Flagged features, by any signal; STALENESS for a stale feed."""
+    found = set(self.distribution_flagged)
+    if self.join is not None:
+      found.update(self.join.flagged)
+    if self.staleness is not None and self.staleness.flagged:
+      found.add(STALENESS)
+    return sorted(found)
+
+  def reasons(self) -> List[str]:
+    """One phrase per flagged signal and feature, for the alert line."""
+    out = []
+    if self.join is not None:
+      if self.join.keys_flagged:
+        out.append(f"{UNMATCHED_KEYS}: {self.join.unmatched} of "
+                   f"{self.join.served} served rows have no training-path "
+                   "row with the same (cell, slot, issued_at)")
+      for name in self.join.flagged:
+        if name == UNMATCHED_KEYS:
+          continue
+        f = self.join.features[name]
+        out.append(f"{name} differs from the training path on "
+                   f"{f.share:.0%} of served rows (mean relative difference "
+                   f"{f.mean_relative_difference:.2f})")
+    for name in self.distribution_flagged:
+      f = self.features[name]
+      shown = "n/a" if f.distance is None else f"{f.distance:.3f}"
+      out.append(f"{name} distribution distance {shown} > {f.threshold:g}")
+    if self.staleness is not None and self.staleness.flagged:
+      st = self.staleness
+      out.append(f"{STALENESS}: {st.stale_ticks} of {st.ticks} ticks served "
+                 f"data older than {st.limit_s // 60} min (up to "
+                 f"{st.max_age_s // 60} min)")
+    return out
 
   def to_dict(self) -> Dict[str, Any]:
     return {"date": self.date, "model_version": self.model_version,
-            "alert": self.alert, "rows": self.rows,
+            "alert": self.alert, "flagged": self.flagged, "rows": self.rows,
             "features": {n: f.to_dict() for n, f in sorted(
                 self.features.items())},
+            "join": None if self.join is None else self.join.to_dict(),
+            "staleness": (None if self.staleness is None
+                          else self.staleness.to_dict()),
+            "notes": list(self.notes),
             "training_statistics_uri": self.training_statistics_uri,
             "schema_uri": self.schema_uri, "report_uri": self.report_uri,
             "execution_id": self.execution_id}
@@ -158,8 +343,15 @@ def _skew_comparators(schema) -> Dict[str, Tuple[str, float]]:
   return out
 
 
-def compare(training_stats, serving_stats, schema) -> Dict[str, FeatureSkew]:
+def compare(training_stats, serving_stats, schema, control_stats=None,
+            margin: float = DEFAULT_DISTRIBUTION_MARGIN
+            ) -> Dict[str, FeatureSkew]:
   """Distance, threshold and verdict of every skew comparator in `schema`.
+
+  With `control_stats` (the training path's rows for the served keys), a
+  feature is flagged only if its served distance also exceeds the control's
+  by more than `margin` x its threshold: the distance the batch's own mix
+  explains (one hour of a day against a 28-day window) is no skew.
 
   TFDV computes the distances (L-infinity over value frequencies for
   categorical features, approximate Jensen-Shannon divergence over
@@ -169,18 +361,10 @@ def compare(training_stats, serving_stats, schema) -> Dict[str, FeatureSkew]:
   is reported with distance None and flagged: the served rows do not
   carry what the model was trained on.
   """
-  import tensorflow_data_validation as tfdv  # noqa: PLC0415
   no_counts = _without_value_counts(training_stats)
-  # `statistics` is the training side here, so TRAINING is its environment;
-  # the serving side is only compared, never validated against the schema.
-  anomalies = tfdv.validate_statistics(
-      training_stats, schema, environment="TRAINING",
-      serving_statistics=serving_stats)
-  measured: Dict[str, Tuple[float, float]] = {}
-  for info in anomalies.drift_skew_info:
-    name = ".".join(info.path.step)
-    for m in info.skew_measurements:
-      measured[name] = (float(m.value), float(m.threshold))
+  measured = _distances(training_stats, serving_stats, schema)
+  controls = ({} if control_stats is None else
+              _distances(training_stats, control_stats, schema))
   out = {}
   for name, (kind, threshold) in _skew_comparators(schema).items():
     if kind == "L_INFTY" and name in no_counts:
@@ -193,13 +377,108 @@ def compare(training_stats, serving_stats, schema) -> Dict[str, FeatureSkew]:
           "schema)")
     elif name in measured:
       value, reported = measured[name]
-      out[name] = FeatureSkew(distance=value, threshold=reported or threshold,
-                              flagged=value > (reported or threshold),
-                              comparator=kind)
+      limit = reported or threshold
+      control = controls.get(name, (None, None))[0]
+      flagged = value > limit and (
+          control is None or value > control + margin * limit)
+      out[name] = FeatureSkew(distance=value, threshold=limit,
+                              flagged=flagged, comparator=kind,
+                              control=control)
     else:
       out[name] = FeatureSkew(distance=None, threshold=threshold,
                               flagged=True, comparator=kind)
   return out
+
+
+def _distances(training_stats, serving_stats, schema
+               ) -> Dict[str, Tuple[float, float]]:
+  """{feature: (distance, threshold)} as TFDV measures them."""
+  import tensorflow_data_validation as tfdv  # noqa: PLC0415
+  # `statistics` is the training side here, so TRAINING is its environment;
+  # the serving side is only compared, never validated against the schema.
+  anomalies = tfdv.validate_statistics(
+      training_stats, schema, environment="TRAINING",
+      serving_statistics=serving_stats)
+  measured: Dict[str, Tuple[float, float]] = {}
+  for info in anomalies.drift_skew_info:
+    name = ".".join(info.path.step)
+    for m in info.skew_measurements:
+      measured[name] = (float(m.value), float(m.threshold))
+  return measured
+
+
+# ---- join skew and staleness -------------------------------------------------
+
+# Values are compared rounded to this many digits, as DetectFeatureSkew's
+# float_round_ndigits does: the same query on the same trips gives the same
+# float, and a stored float64 may differ in its last bits.
+FLOAT_ROUND_NDIGITS = 6
+_TRAINING_SUFFIX = "__training"
+
+
+def join_skew(served: pa.Table, training: pa.Table,
+              max_differing: float = DEFAULT_MAX_DIFFERING) -> JoinSkew:
+  """Each served row against the training path's row with the same keys.
+
+  Args:
+    served: served rows (features.SERVING_COLUMNS at least).
+    training: the training path's rows for (a superset of) the same keys.
+    max_differing: a feature is flagged above this share of differing rows.
+
+  A served key the training path lacks is counted as unmatched (not as a
+  difference): its trips are gone from the warehouse, or the log was edited.
+  """
+  right = training.select(list(features.KEYS) + list(JOINED_FEATURES))
+  right = right.rename_columns(
+      list(features.KEYS) + [c + _TRAINING_SUFFIX for c in JOINED_FEATURES])
+  # Duplicate keys on the training side would multiply served rows.
+  keys = pa.Table.from_pydict({k: right.column(k) for k in features.KEYS})
+  if keys.group_by(list(features.KEYS)).aggregate([]).num_rows != \
+      right.num_rows:
+    raise TaxiDemandError("the training path emitted a key twice; the join "
+                          "would count served rows twice")
+  left = served.select(list(features.KEYS) + list(JOINED_FEATURES))
+  joined = left.join(right, keys=list(features.KEYS), join_type="inner")
+  out = {}
+  n = joined.num_rows
+  for name in JOINED_FEATURES:
+    s = joined.column(name).to_numpy().astype(float)
+    t = joined.column(name + _TRAINING_SUFFIX).to_numpy().astype(float)
+    differs = (np.round(s, FLOAT_ROUND_NDIGITS) !=
+               np.round(t, FLOAT_ROUND_NDIGITS))
+    relative = np.abs(s - t) / np.maximum(np.abs(t), 1.0)
+    count = int(differs.sum())
+    share = count / n if n else 0.0
+    out[name] = FeatureDiff(
+        differing=count, share=share,
+        mean_relative_difference=float(relative.mean()) if n else 0.0,
+        flagged=share > max_differing)
+  return JoinSkew(served=served.num_rows, matched=n, features=out,
+                  max_differing=max_differing)
+
+
+def staleness(served: pa.Table, limit_s: int = DEFAULT_MAX_DATA_AGE_S
+              ) -> Optional[Staleness]:
+  """Per tick (issue time), the served data's age against `limit_s`.
+
+  None if the rows carry no data age (logs from before it was recorded).
+  """
+  known = served.filter(pc.and_(
+      pc.is_valid(served.column(features.ISSUED_AT)),
+      pc.is_valid(served.column(servelog.DATA_AGE_S))))
+  if known.num_rows == 0:
+    return None
+  by_tick = pa.table({"t": known.column(features.ISSUED_AT),
+                      "age": known.column(servelog.DATA_AGE_S)}
+                     ).group_by("t").aggregate([("age", "max")])
+  ticks = by_tick.column("t").to_numpy()
+  age = by_tick.column("age_max").to_numpy()
+  order = np.argsort(ticks)
+  ticks, age = ticks[order], age[order]
+  stale = age > limit_s
+  return Staleness(ticks=len(ticks), stale_ticks=int(stale.sum()),
+                   max_age_s=int(age.max()), limit_s=int(limit_s),
+                   first_stale=int(ticks[stale][0]) if stale.any() else None)
 
 
 def _without_value_counts(stats) -> set:
@@ -286,13 +565,30 @@ def record_check(metadata_path: os.PathLike, result: SkewResult,
       store, CHECK_TYPE,
       properties={"date": result.date, "model_version": result.model_version,
                   "alert": result.alert, "rows": result.rows,
-                  "files": rows_files, "flagged": ",".join(result.flagged)},
+                  "files": rows_files, "flagged": ",".join(result.flagged),
+                  **_signal_properties(result)},
       inputs=inputs,
       outputs={"report": [record.NewArtifact(
           REPORT_TYPE, result.report_uri,
           {"date": result.date, "model_version": result.model_version,
            "alert": result.alert, "flagged": ",".join(result.flagged)})]})
   result.execution_id = ids["execution_id"]
+
+
+def _signal_properties(result: SkewResult) -> Dict[str, Any]:
+  """What each signal measured, as execution properties."""
+  out: Dict[str, Any] = {"join_checked": result.join is not None,
+                         "notes": " | ".join(result.notes)}
+  if result.join is not None:
+    worst = max(result.join.features.values(), key=lambda f: f.share)
+    out.update(join_matched=result.join.matched,
+               join_max_share=round(worst.share, 6),
+               join_flagged=",".join(result.join.flagged))
+  if result.staleness is not None:
+    out.update(max_data_age_s=result.staleness.max_age_s,
+               stale_ticks=result.staleness.stale_ticks)
+  out["distribution_flagged"] = ",".join(result.distribution_flagged)
+  return out
 
 
 def history(snap, version: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -315,6 +611,89 @@ def history(snap, version: Optional[str] = None) -> List[Dict[str, Any]]:
   return out
 
 
+# ---- the check of one version's rows ---------------------------------------
+
+def recompute(warehouse_path: os.PathLike, cfg, served: pa.Table
+              ) -> Tuple[Optional[pa.Table], Optional[str]]:
+  """The training path's rows at every lead for the served target slots.
+
+  Returns (rows, None), or (None, why not) when the warehouse cannot give
+  them (missing, or no longer holding the day and its history).
+  """
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  if not warehouse_path or not Path(warehouse_path).is_file():
+    return None, f"no warehouse at {warehouse_path or '(none given)'}"
+  slots = served.column(features.SLOT_START)
+  begin = int(pc.min(slots).as_py())
+  end = int(pc.max(slots).as_py()) + cfg.slot_seconds
+  try:
+    with Warehouse(warehouse_path, read_only=True) as wh:
+      covered = wh.span_range()
+      need = spans.span_of_epoch(begin) - features.LOOKBACK_DAYS
+      if covered is None or covered[0] > need:
+        return None, (
+            "the warehouse no longer holds the served day's 7-day history")
+      return wh.every_lead_features(cfg, begin, end), None
+  except TaxiDemandError as e:
+    return None, str(e)
+
+
+def _semi_join(rows: pa.Table, keys_of: pa.Table, keys) -> pa.Table:
+  """`rows` whose `keys` occur in `keys_of`."""
+  keys = list(keys)
+  wanted = keys_of.select(keys).group_by(keys).aggregate([])
+  return rows.join(wanted, keys=keys, join_type="left semi")
+
+
+def evaluate(rows: pa.Table, training_stats, schema,
+             training_rows: Optional[pa.Table], *,
+             has_issue_times: bool = True, why_no_training: str = "",
+             limits: Limits = Limits()) -> Dict[str, Any]:
+  """The three signals for one version's served rows of a day.
+
+  Args:
+    rows: the served rows (servelog columns).
+    training_stats: the training statistics of the version that served.
+    schema: its schema, with the skew comparators.
+    training_rows: `recompute`'s rows, or None (`why_no_training` says why).
+    has_issue_times: False for logs from before rows carried their issue
+      time: no join, and the distribution control joins on (cell, slot).
+    limits: the alert limits.
+
+  Returns:
+    SkewResult's `features`, `join`, `staleness` and `notes` fields.
+  """
+  notes: List[str] = []
+  join, control = None, None
+  if training_rows is None:
+    notes.append(f"join skew not checked: {why_no_training}; "
+                 "distribution skew only, uncalibrated for partial days")
+  elif not has_issue_times:
+    notes.append("the serving log predates issue times, so served rows "
+                 "cannot be joined with the training path: distribution "
+                 "skew only")
+    control = _semi_join(training_rows, rows,
+                         (features.CELL, features.SLOT_START))
+  else:
+    join = join_skew(rows, training_rows, limits.max_differing)
+    if join.unmatched:
+      notes.append(f"{join.unmatched} served row(s) have no training-path "
+                   "row with the same keys (their trips are no longer in "
+                   "the warehouse, or another slot length served them)")
+    control = _semi_join(training_rows, rows, features.KEYS)
+  stale = staleness(rows, limits.max_data_age_s)
+  if stale is None:
+    notes.append("the serving log records no data age: staleness not "
+                 "checked")
+  control_stats = (serving_statistics(control, schema)
+                   if control is not None and control.num_rows else None)
+  return {"features": compare(training_stats,
+                              serving_statistics(rows, schema), schema,
+                              control_stats=control_stats,
+                              margin=limits.distribution_margin),
+          "join": join, "staleness": stale, "notes": notes}
+
+
 # ---- the day check ---------------------------------------------------------
 
 def report_path(home: Home, date: str, version: str) -> Path:
@@ -323,19 +702,21 @@ def report_path(home: Home, date: str, version: str) -> Path:
 
 
 def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
-              record: bool = True) -> DayReport:
+              record: bool = True, limits: Limits = Limits()) -> DayReport:
   """Checks the served features of `day`, each version against its own
-  training statistics.
+  training statistics and its own training path.
 
   Args:
-    home: the state directory (serving log, metadata, reports).
+    home: the state directory (serving log, metadata, warehouse, reports).
     day: the slot day to check.
     version: check only this version's rows (default: every version found).
     record: record each check in ML Metadata and write its JSON report.
+    limits: the alert limits.
 
   Returns:
     The report; results[0] is the version that served the most rows.
   """
+  from taxi_demand.serving import predict  # noqa: PLC0415 - no TensorFlow
   log = servelog.read_day(home.serving_log, day)
   served = log.versions()
   if version is not None:
@@ -348,14 +729,17 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
   snap = lineage.load(home.metadata)
   refs = {v: training_ref(snap, v) for v, _ in served}
   results = []
-  for v, rows in served:
+  for v, count in served:
     ref = refs[v]
+    rows = log.rows_of(v)
     schema = load_schema(ref.schema.uri)
+    training_rows, why = recompute(
+        home.warehouse, predict.training_query_config(home, v), rows)
     result = SkewResult(
-        date=day.isoformat(), model_version=v, rows=rows,
-        features=compare(load_training_statistics(ref.statistics.uri),
-                         serving_statistics(log.rows_of(v), schema),
-                         schema),
+        date=day.isoformat(), model_version=v, rows=count,
+        **evaluate(rows, load_training_statistics(ref.statistics.uri),
+                   schema, training_rows, has_issue_times=log.has_issue_times,
+                   why_no_training=why, limits=limits),
         training_statistics_uri=ref.statistics.uri,
         training_statistics_id=ref.statistics.id,
         schema_uri=ref.schema.uri)

@@ -144,6 +144,7 @@ start with every earlier trip known).
 Examples:
   taxi-demand replay --date 2024-02-11
   taxi-demand replay --date 2024-02-11 --every 15m --json
+  taxi-demand replay --date 2024-02-11 --between 07:00-10:00
 """
 
 
@@ -154,7 +155,8 @@ def _replay(args, home) -> int:
   every = predict.parse_every(args.every)
   result = replay.replay(home, args.date, every, version=args.model,
                          record=not args.no_record,
-                         progress=None if args.json else _say)
+                         progress=None if args.json else _say,
+                         between=replay.parse_between(args.between))
   summary = result.summary()
   if args.json:
     cli.print_json(summary)
@@ -162,10 +164,7 @@ def _replay(args, home) -> int:
   print(f"{summary['date']}: model {summary['model_version']}, "
         f"{summary['ticks']} ticks, {summary['forecasts']} forecasts in "
         f"{summary['seconds']} s")
-  print(f"  {'lead':>4}  {'MAE':>7}  {'naive':>7}  forecasts")
-  for lead, row in summary["by_lead"].items():
-    print(f"  {lead:>4}  {row['mae']:7.3f}  {row['seasonal_naive_mae']:7.3f}"
-          f"  {row['forecasts']}")
+  cli.print_by_lead(summary["by_lead"])
   print(f"  complete information MAE {summary['complete_information_mae']:.3f}"
         f"; seasonal naive MAE {summary['seasonal_naive_mae']:.3f}")
   return 0
@@ -217,6 +216,9 @@ def register(subparsers, parents) -> None:
                       help="the day to replay, YYYY-MM-DD")
   replay.add_argument("--every", default="5m", metavar="INTERVAL",
                       help="between ticks, a multiple of 5m (default 5m)")
+  replay.add_argument("--between", metavar="HH:MM-HH:MM", default=None,
+                      help="only the target slots starting in this part of "
+                      "the day, e.g. 07:00-10:00 (default: the whole day)")
   replay.add_argument("--model", metavar="VERSION", default=None,
                       help="a pushed version (default: the serving one)")
   replay.add_argument("--no-record", action="store_true",

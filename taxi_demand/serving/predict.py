@@ -62,12 +62,12 @@ def parse_at(text: Optional[str]) -> int:
   return wall_clock_epoch(moment)
 
 
-def parse_every(text: str) -> int:
+def parse_every(text: str, flag: str = "--every") -> int:
   """'5m', '30s', '1h' -> seconds."""
   m = _EVERY.fullmatch(text.strip().lower()) if text else None
   if not m or int(m.group(1)) == 0:
     raise TaxiDemandError(
-        f"bad --every {text!r}: expected a positive interval like 30s, 5m, 1h")
+        f"bad {flag} {text!r}: expected a positive interval like 30s, 5m, 1h")
   return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
@@ -201,12 +201,13 @@ class JobResult:
 def serving_features(home: Home, cfg: demand_sql.QueryConfig,
                      issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
   """Features known at `issued_at` for every cell, read-only from the
-  warehouse, and the age of the newest trip known then (seconds)."""
+  warehouse, and how long before `issued_at` the newest of the trips known
+  then arrived (seconds: a stalled feed shows here)."""
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   with Warehouse(home.warehouse, read_only=True) as wh:
     check_history(wh, issued_at)
     table = wh.serving_features(cfg, issued_at, horizon)
-    age = issued_at - wh.newest_trip_epoch(before=issued_at)
+    age = wh.data_age(cfg, issued_at)
   if table.num_rows == 0:
     raise TaxiDemandError(
         f"no cells to serve at {format_epoch(issued_at)}: the demand query "

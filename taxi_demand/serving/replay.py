@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from taxi_demand import spans
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
+from taxi_demand.serving import drills
 from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
 
@@ -71,12 +73,15 @@ def check_day(wh, span: int) -> None:
         f"{spans.date_of(first + features.LOOKBACK_DAYS)}")
 
 
-def _truth(wh, cfg: demand_sql.QueryConfig, span: int) -> Dict[str, np.ndarray]:
-  """Day `span`'s actual pickups and seasonal-naive forecast per (cell, slot)."""
-  table = wh.query_demand(cfg, span)
-  return {c: table.column(c).to_numpy() for c in (
-      features.CELL, features.SLOT_START, features.LABEL,
-      features.SEASONAL_NAIVE)}
+def _truth(wh, cfg: demand_sql.QueryConfig, span: int, begin: int,
+           end: int) -> pa.Table:
+  """Actual pickups and the seasonal-naive forecast per (cell, slot) of day
+  `span`, for the slots in [begin, end)."""
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
+  table = nextday.truth_of(wh.query_demand(cfg, span))
+  slots = table.column(features.SLOT_START)
+  return table.filter(pc.and_(pc.greater_equal(slots, begin),
+                              pc.less(slots, end)))
 
 
 def _mae(y, p) -> float:
@@ -84,9 +89,26 @@ def _mae(y, p) -> float:
   return round(baselines.mae(y, p), 4)
 
 
+def parse_between(text: Optional[str]) -> Tuple[int, int]:
+  """--between "HH:MM-HH:MM" -> seconds into the day [from, to)."""
+  if text is None:
+    return 0, features.SECONDS_PER_DAY
+  m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+  if m:
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    lo, hi = h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
+    if m1 < 60 and m2 < 60 and 0 <= lo < hi <= features.SECONDS_PER_DAY:
+      return lo, hi
+  raise TaxiDemandError(
+      f"bad --between {text!r}: expected HH:MM-HH:MM within one day, e.g. "
+      "07:00-10:00 (24:00 ends the day)")
+
+
 def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
            version: Optional[str] = None, record: bool = True,
-           progress: Optional[Callable[[str], None]] = None) -> ReplayResult:
+           progress: Optional[Callable[[str], None]] = None,
+           between: Tuple[int, int] = (0, features.SECONDS_PER_DAY),
+           serve: drills.Serve = drills.honest) -> ReplayResult:
   """Runs the 5-minute job over `date` as of each tick; scores it by lead.
 
   Args:
@@ -96,6 +118,9 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     version: the model version (default: the serving one).
     record: write the forecasts to the predictions table and the log.
     progress: called with a short line now and then.
+    between: only target slots starting in [from, to) seconds into the day
+      (see parse_between); ticks run from 55 minutes before `from`.
+    serve: how a tick's features are served (drills.honest, or a drill).
   """
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   if every_s <= 0 or every_s % demand_sql.TICK_SECONDS:
@@ -105,18 +130,22 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
   span = spans.parse_span(date)
   model = predict.LoadedModel(home, version)
   cfg = model.cfg
-  begin = spans.start_of(span)
-  end = spans.start_of(span + 1)
+  day = spans.start_of(span)
+  begin = demand_sql.first_target(cfg, day + between[0])
+  end = day + between[1]
+  if begin >= end:
+    raise TaxiDemandError(f"--between holds no whole {cfg.slot_minutes}-"
+                          "minute slot start")
   started = time.perf_counter()
   parts: List[pa.Table] = []
   with Warehouse(home.warehouse, read_only=True) as wh:
     check_day(wh, span)
-    truth = _truth(wh, cfg, span)
+    truth = _truth(wh, cfg, span, begin, end)
     model.load()
     ticks = list(range(begin - demand_sql.MAX_LEAD_MINUTES * 60, end, every_s))
     for n, tick in enumerate(ticks):
       horizon = demand_sql.max_horizon(cfg, tick)
-      table = wh.serving_features(cfg, tick, horizon)
+      table, age = serve(wh, cfg, tick, horizon)
       table = table.filter(pc.and_(
           pc.greater_equal(table.column(features.SLOT_START), begin),
           pc.less(table.column(features.SLOT_START), end)))
@@ -126,7 +155,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
       if record:
         servelog.append(home.serving_log, table, model.version,
                         datetime.datetime.utcfromtimestamp(tick),
-                        data_age_s=tick - wh.newest_trip_epoch(before=tick))
+                        data_age_s=age)
       parts.append(table.append_column(
           "predicted_pickups", pa.array(np.asarray(predicted, np.float64))))
       if progress and n % 48 == 47:
@@ -141,14 +170,14 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
                 time.perf_counter() - started)
 
 
-def _complete_information(wh, model, cfg, truth) -> float:
+def _complete_information(wh, model, cfg, truth: pa.Table) -> float:
   """MAE of the model issued at each slot's start with every trip known."""
   instant = dataclasses.replace(cfg, arrival=demand_sql.ArrivalRule())
   predicted, labels = [], []
   label_of = {(int(c), int(s)): y for c, s, y in zip(
-      truth[features.CELL], truth[features.SLOT_START],
-      truth[features.LABEL])}
-  for slot in sorted(set(truth[features.SLOT_START].tolist())):
+      *(truth.column(k).to_pylist() for k in (
+          features.CELL, features.SLOT_START, features.LABEL)))}
+  for slot in sorted(set(truth.column(features.SLOT_START).to_pylist())):
     table = wh.serving_features(instant, int(slot), 1)
     predicted.append(model.score(table))
     labels.append([label_of.get((int(c), int(slot)), 0)
@@ -175,25 +204,10 @@ def _record_predictions(home: Home, served: pa.Table, version: str) -> None:
 
 def _score(date, version, ticks, served, truth, complete, seconds
            ) -> ReplayResult:
-  label_of = {(int(c), int(s)): (y, n) for c, s, y, n in zip(
-      truth[features.CELL], truth[features.SLOT_START],
-      truth[features.LABEL], truth[features.SEASONAL_NAIVE])}
-  cells = served.column(features.CELL).to_pylist()
-  slots = served.column(features.SLOT_START).to_pylist()
-  leads = np.asarray(served.column(features.LEAD_MINUTES).to_pylist())
-  pred = np.asarray(served.column("predicted_pickups").to_pylist())
-  y = np.asarray([label_of.get((c, s), (0, 0))[0]
-                  for c, s in zip(cells, slots)], dtype=float)
-  naive = np.asarray([label_of.get((c, s), (0, 0))[1]
-                      for c, s in zip(cells, slots)], dtype=float)
-  by_lead = {}
-  for lead in sorted(set(leads.tolist())):
-    at = leads == lead
-    by_lead[int(lead)] = {"mae": _mae(y[at], pred[at]),
-                          "seasonal_naive_mae": _mae(y[at], naive[at]),
-                          "forecasts": int(at.sum())}
-  naive_all = _mae(truth[features.LABEL], truth[features.SEASONAL_NAIVE])
-  served = served.append_column("actual_pickups", pa.array(y))
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
+  by_lead, served = nextday.score_by_lead(served, truth)
+  naive_all = _mae(truth.column(features.LABEL).to_numpy(),
+                   truth.column(features.SEASONAL_NAIVE).to_numpy())
   return ReplayResult(date=date, model_version=version, ticks=ticks,
                       served=served, by_lead=by_lead,
                       complete_information_mae=complete,
