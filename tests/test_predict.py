@@ -209,3 +209,31 @@ def test_every_loads_once_and_reloads_only_on_a_new_push(city_home,
   assert errors == [] and jobs == 4
   assert reloads == [(old, None), (new, old)]
   assert [r.model_version for r in results] == [old, old, new, new]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_warehouse_query_stops_the_loop_cleanly(
+    city_copy, monkeypatch):
+  """DuckDB answers a SIGINT mid-query with RuntimeError("Query
+  interrupted"), not KeyboardInterrupt: the loop stops as on Ctrl-C."""
+  calls = []
+
+  def interrupted_job(*args):
+    calls.append(args)
+    if len(calls) == 2:
+      raise RuntimeError("Query interrupted")
+    raise TaxiDemandError("no history yet")   # a bad tick: reported, loop on
+
+  monkeypatch.setattr(predict, "run_job", interrupted_job)
+  errors = []
+  jobs = predict.serve_every(
+      city_copy, 300, at_epoch=epoch("2024-02-10T12:00"),
+      on_result=lambda r: None, on_error=errors.append,
+      on_reload=lambda v, p: None, sleep=lambda s: None)
+  assert (jobs, errors, len(calls)) == (1, ["no history yet"], 2)
+  # Any other error is not swallowed.
+  monkeypatch.setattr(predict, "run_job", lambda *a: 1 / 0)
+  with pytest.raises(ZeroDivisionError):
+    predict.serve_every(city_copy, 300, at_epoch=epoch("2024-02-10T12:00"),
+                        on_result=None, on_error=None,
+                        on_reload=lambda v, p: None, sleep=lambda s: None)

@@ -140,6 +140,18 @@ def _sniff(path: Path) -> str:
   return "csv"
 
 
+def interrupted(error: BaseException) -> bool:
+  """Whether `error` is DuckDB's answer to Ctrl-C during a query.
+
+  DuckDB turns a SIGINT that arrives mid-query into an exception of its own
+  (RuntimeError "Query interrupted", or InterruptException), not
+  KeyboardInterrupt; a loop that stops on Ctrl-C must treat it as one.
+  """
+  return isinstance(error, duckdb.InterruptException) or (
+      isinstance(error, RuntimeError) and
+      str(error).strip() == "Query interrupted")
+
+
 class Warehouse:
   """One DuckDB file holding trips, quarantine, truth and predictions.
 

@@ -300,6 +300,11 @@ def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
         on_result(run_job(home, model, at, horizon))
       except TaxiDemandError as e:
         on_error(str(e))
+      except Exception as e:  # pylint: disable=broad-except
+        from taxi_demand.data import warehouse  # noqa: PLC0415
+        if warehouse.interrupted(e):  # Ctrl-C while DuckDB was querying
+          raise KeyboardInterrupt from e
+        raise
       jobs += 1
       sleep(max(0.0, interval_s - (clock() - tick)))
   except KeyboardInterrupt:
