@@ -108,13 +108,22 @@ def test_skew_empty_day_is_one_line(fresh_log, capsys):
   assert "no served features logged for 2024-02-09" in err
 
 
+def _as_from_a_terminal():
+  """Ctrl-C as an interactive shell delivers it: SIGINT neither ignored nor
+  blocked. A child inherits both from the pytest worker, where libraries
+  run earlier in the session may have changed them; in two fresh-clone
+  runs of the whole suite the child then never saw the signal."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_every_stops_cleanly_on_ctrl_c(fresh_log):
   env = {**os.environ, "PYTHONPATH": str(REPO)}
   proc = subprocess.Popen(
       [sys.executable, "-m", "taxi_demand", "--home", str(fresh_log.root),
        "predict", "--every", "1s", "--at", "2024-02-10T08:00", "--json"],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+      text=True, preexec_fn=_as_from_a_terminal)
   try:
     first = proc.stdout.readline()  # one job's rows, as one JSON line
     proc.send_signal(signal.SIGINT)
