@@ -89,15 +89,16 @@ def _table(result) -> None:
           f"{join.served:,} served rows matched")
   print(f"  {'feature':18} {'differ':>7} {'rel.diff':>8}   "
         f"{'distance':>8} {'control':>8} {'threshold':>9}")
+
+  def num(x, width):
+    return f"{'n/a':>{width}}" if x is None else f"{x:{width}.4f}"
+
   names = sorted(set(result.features) | set(join.features if join else ()))
   for name in names:
     d = join.features.get(name) if join else None
     f = result.features.get(name)
     cells = [f"{d.share:7.1%}" if d else f"{'':7}",
              f"{d.mean_relative_difference:8.3f}" if d else f"{'':8}"]
-
-    def num(x, width):
-      return f"{'n/a':>{width}}" if x is None else f"{x:{width}.4f}"
     if f is not None:
       cells += [num(f.distance, 8), num(f.control, 8),
                 f"{f.threshold:9.4f}"]

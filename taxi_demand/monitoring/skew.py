@@ -432,9 +432,8 @@ def join_skew(served: pa.Table, training: pa.Table,
   right = right.rename_columns(
       list(features.KEYS) + [c + _TRAINING_SUFFIX for c in JOINED_FEATURES])
   # Duplicate keys on the training side would multiply served rows.
-  keys = pa.Table.from_pydict({k: right.column(k) for k in features.KEYS})
-  if keys.group_by(list(features.KEYS)).aggregate([]).num_rows != \
-      right.num_rows:
+  if right.select(list(features.KEYS)).group_by(
+      list(features.KEYS)).aggregate([]).num_rows != right.num_rows:
     raise TaxiDemandError("the training path emitted a key twice; the join "
                           "would count served rows twice")
   left = served.select(list(features.KEYS) + list(JOINED_FEATURES))
@@ -734,7 +733,7 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
     rows = log.rows_of(v)
     schema = load_schema(ref.schema.uri)
     training_rows, why = recompute(
-        home.warehouse, predict.training_query_config(home, v), rows)
+        home.warehouse, predict.training_query_config(home, v, snap), rows)
     result = SkewResult(
         date=day.isoformat(), model_version=v, rows=count,
         **evaluate(rows, load_training_statistics(ref.statistics.uri),

@@ -15,6 +15,7 @@ the tests can check that `taxi-demand skew` names what is wrong:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Tuple
 
 import pyarrow as pa
@@ -65,7 +66,6 @@ def stalled_feed(stopped_at: int, until: int) -> Serve:
   trip arrived after `stopped_at` (a temporary view over the trips that
   had: no copy); at `until` the feed stopped `until - stopped_at` ago.
   Later ticks find the backlog in the warehouse."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   if until <= stopped_at:
     raise ValueError("a stall ends after it starts")
 

@@ -90,21 +90,24 @@ def format_epoch(epoch: int) -> str:
       int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def training_query_config(home: Home, version: str) -> demand_sql.QueryConfig:
+def training_query_config(home: Home, version: str,
+                          snap=None) -> demand_sql.QueryConfig:
   """The QueryConfig a pushed version was trained with, from ML Metadata.
 
   The Trainer records its run parameters (slot length, spatial unit, grid
   size) as custom_config; serving with other values would feed the model
   features of another granularity. Without a metadata store or a record of
   that push (e.g. a model copied in by hand), the defaults are the only
-  honest guess.
+  honest guess. Pass `snap` (a lineage Snapshot of home.metadata) if the
+  caller has one already.
   """
-  if not home.metadata.is_file():
+  if snap is None and not home.metadata.is_file():
     return demand_sql.QueryConfig()
   from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store as lineage  # noqa: PLC0415
   try:
-    params = queries.push_parameters(lineage.load(home.metadata), version)
+    params = queries.push_parameters(snap or lineage.load(home.metadata),
+                                     version)
   except TaxiDemandError:
     params = None
   return (params or contract.RunParameters()).query_config()
