@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     local_run.prepare(home, args)
     from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
     for span, run_options in local_run.plan(args, home):
+      if run_options is None:  # a partial run reuses its run's window
+        local_run.ingest_window(args, home, span)
       config = local_run.build_config(args, home, span)
       local_run.execute(create_pipeline(config), config, run_options, home)
       local_run.print_summary(home, config)

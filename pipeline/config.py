@@ -99,7 +99,13 @@ class PipelineConfig:
   keep_versions: int = 5
   # Trainer.
   train_steps: int = 4000
-  eval_steps: int = 0            # 0: the whole eval split
+  # Incremental retraining: the steps of a Trainer that warm-starts from
+  # the serving model, whose window differs from the last one by a day.
+  # 0: train_steps, as from scratch.
+  warm_start_steps: int = 0
+  # The Trainer's validation loss, a monitor over the window's first
+  # batches; the Evaluator and ForecastGate judge the model on the new day.
+  eval_steps: int = 20
   hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   thresholds: Thresholds = Thresholds()
   # Beam and caching.
@@ -117,5 +123,9 @@ class PipelineConfig:
       raise ValueError(f"train_days must be >= 1, got {self.train_days}")
     if self.span < 0:
       raise ValueError(f"span must be a day number >= 0, got {self.span}")
+    if self.warm_start_steps < 0:
+      raise ValueError("warm_start_steps must be >= 0 (0: train_steps)")
+    if self.eval_steps < 1:
+      raise ValueError(f"eval_steps must be >= 1, got {self.eval_steps}")
     if self.keep_versions < 1:
       raise ValueError("keep_versions must be >= 1")

@@ -23,6 +23,10 @@ def add_model_flags(group) -> None:
                      help="rolling training window in days (default 28)")
   group.add_argument("--train-steps", type=int, default=None,
                      help="training steps (default: the model's default)")
+  group.add_argument("--warm-start-steps", type=int, default=None,
+                     help="training steps when the Trainer warm-starts from "
+                     "the serving model (incremental retraining on a window "
+                     "one day newer; default: the config's, see README)")
   group.add_argument("--hparam", action="append", default=[],
                      metavar="KEY=VALUE",
                      help="model hyperparameter, repeatable (e.g. "
@@ -82,4 +86,9 @@ def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
                             cell_margin=args.cell_margin))
   if args.train_steps:
     kwargs["train_steps"] = args.train_steps
+  if args.warm_start_steps is not None:
+    if args.warm_start_steps < 0:
+      raise TaxiDemandError("--warm-start-steps must be >= 0 (0: as many "
+                            "as --train-steps)")
+    kwargs["warm_start_steps"] = args.warm_start_steps
   return kwargs

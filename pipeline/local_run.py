@@ -137,6 +137,78 @@ def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:
   return [(span, None) for span in spans]
 
 
+def window_to_ingest(home: Home, span: int, train_days: int) -> List[int]:
+  """The days of `span`'s window that ML Metadata lacks, or has stale.
+
+  A day is ingested once: its examples, statistics and DataGate verdict are
+  reused by every window that holds it, unless the trips it reads (its
+  day and lookback) changed since, which its fingerprint tells.
+  """
+  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
+    known = warehouse.span_range()
+    if known is None:
+      return []
+    days = range(max(known[0], span - train_days), span)
+    wanted = {day: warehouse.span_fingerprint(day) for day in days}
+  snap = store.load(home.metadata) if home.metadata.exists() else None
+  ingested = queries.ingested_spans(snap) if snap is not None else {}
+  todo = []
+  for day, fingerprint in wanted.items():
+    examples = ingested.get(day)
+    if (examples is None or examples.properties.get(
+        contract.INPUT_FINGERPRINT) != fingerprint or
+        queries.data_gate_report(snap, examples.id) is None):
+      todo.append(day)
+  return todo
+
+
+def ingest(pipeline, home: Home, span: int) -> None:
+  """Runs a day's pipeline up to DataGate: ingested, checked, one line."""
+  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  started = time.monotonic()
+  LocalDagRunner().run(pipeline, run_options=tfx_pipeline.RunOptions(
+      to_nodes=[contract.DATA_GATE]))
+  snap = store.load(home.metadata)
+  report = snap.run_output(snap.last_run(), contract.DATA_GATE,
+                           contract.REPORT)
+  verdict = ("checked" if report is None else
+             "passed" if report.properties.get(contract.DATA_PASSED) == 1 else
+             "refused, left out of every window: " + "; ".join(
+                 _refusal_lines(report.uri)[:2]))
+  say(f"  ingest {spans.date_of(span)}: {verdict} "
+      f"({time.monotonic() - started:.1f} s)")
+
+
+def ingest_window(args, home: Home, span: int) -> None:
+  """Ingests the days of `span`'s window that need it; fails if none passed."""
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  todo = window_to_ingest(home, span, args.train_days)
+  if todo:
+    say(f"window of {spans.date_of(span)}: ingesting {len(todo)} day(s) "
+        f"{spans.date_of(todo[0])} .. {spans.date_of(todo[-1])}, once each")
+  for day in todo:
+    ingest(create_pipeline(build_config(args, home, day)), home, day)
+  window = queries.training_window(store.load(home.metadata), span,
+                                   args.train_days)
+  if not window:
+    raise TaxiDemandError(
+        f"no day before {spans.date_of(span)} has passed data validation "
+        f"(the window looks back {2 * args.train_days} days at most); load "
+        "trips for the days before it, or pick a later --date")
+
+
+def _refusal_lines(report_uri: str) -> List[str]:
+  from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
+  return data_gate.verdict_lines(report_uri) or ["see the run's log"]
+
+
 @dataclasses.dataclass
 class RunResult:
   span: int

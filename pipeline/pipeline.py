@@ -19,8 +19,11 @@ from pipeline.components.forecast_gate import ForecastGate
 from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
+from pipeline.components.resolvers import EarlierDayCacheStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
 from pipeline.components.resolvers import ServingModelStrategy
+from pipeline.components.resolvers import TRAIN_DAYS_KEY
+from pipeline.components.resolvers import TrainingWindowStrategy
 from pipeline.components.skew_validator import SkewValidator
 from pipeline.config import PipelineConfig
 from pipeline.config import Platform
@@ -89,6 +92,7 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       span=config.span,
       train_days=config.train_days,
       train_steps=config.train_steps,
+      warm_start_steps=config.warm_start_steps or None,
       slot_minutes=config.query.slot_minutes,
       spatial_unit=config.query.spatial_unit.value,
       grid_metres=config.query.grid_metres,
@@ -101,20 +105,47 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       hparams=dict(config.hparams))
 
 
-def _example_gen(config: PipelineConfig):
-  """The one platform branch for data: DuckDB locally, BigQuery on Vertex."""
-  # The same two split queries either way: one demand query, two engines.
-  input_config = input_config_for(config.query, config.train_days)
+def _example_gen(config: PipelineConfig, node_id: str, days_before: int = 0):
+  """The one platform branch for data: DuckDB locally, BigQuery on Vertex.
+
+  The same demand query either way: the run's day (`days_before` = 0), or
+  on Vertex the window before it (see `_training_window`).
+  """
+  input_config = input_config_for(config.query, days_before)
   if config.platform is Platform.LOCAL:
     return DuckDBExampleGen(warehouse_path=config.warehouse_path,
                             input_config=input_config,
-                            range_config=range_config_for(config.span))
+                            range_config=range_config_for(config.span)
+                            ).with_id(node_id)
   # No query-based driver runs on Vertex, so range_config would be ignored:
   # the executor fills the span from this parameter (0: from the schedule).
   return SpanBigQueryExampleGen(
       input_config=input_config,
       span=tfx.dsl.experimental.RuntimeParameter(
-          name=contract.SPAN_PARAMETER, ptype=int, default=config.span))
+          name=contract.SPAN_PARAMETER, ptype=int, default=config.span)
+  ).with_id(node_id)
+
+
+def _training_window(config: PipelineConfig):
+  """The examples of the days a model for `config.span` trains on.
+
+  Locally: one artifact per day, each ingested, checked and analysed once
+  by an earlier run, resolved from ML Metadata (TrainingWindowStrategy: the
+  last `train_days` days that DataGate passed). Vertex compiles only
+  TFX's latest-artifact resolvers, which cannot pick a window of spans, so
+  there a second ExampleGen reads the window's days from BigQuery again.
+  """
+  if config.platform is Platform.LOCAL:
+    return tfx.dsl.Resolver(
+        strategy_class=TrainingWindowStrategy,
+        config={contract.SPAN: config.span,
+                TRAIN_DAYS_KEY: config.train_days},
+        examples=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.Examples,
+            producer_component_id=contract.EXAMPLE_GEN,
+            output_key=contract.EXAMPLES)).with_id(contract.TRAINING_WINDOW)
+  return _example_gen(config, contract.TRAINING_WINDOW,
+                      days_before=config.train_days)
 
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
@@ -179,7 +210,9 @@ def _pusher(config: PipelineConfig, model, blessing):
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   """The daily graph for `config.span`: validate, train, evaluate, push."""
-  example_gen = _example_gen(config).with_id(contract.EXAMPLE_GEN)
+  # This run ingests its own day only; the days before it were ingested,
+  # checked and analysed by the runs that had them as their own day.
+  example_gen = _example_gen(config, contract.EXAMPLE_GEN)
   examples = example_gen.outputs[contract.EXAMPLES]
 
   # On Vertex the file is read inside the image, not on the compiling host.
@@ -244,24 +277,50 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # completes, and `runs` shows the day as refused (penguin's Cond pattern).
   verdict = data_gate.outputs[contract.REPORT].future()[0].custom_property(
       contract.DATA_PASSED)
+  training_window = _training_window(config)
+  window = training_window.outputs[contract.EXAMPLES]
+  # Transform's analysis of a day is kept in its cache, keyed by that day's
+  # examples: each day is analysed once, in the first window that holds it.
+  # On Vertex the window is one new artifact a day, which no cache matches.
+  analyzer_cache = None
+  if not on_vertex:
+    analyzer_cache = tfx.dsl.Resolver(
+        strategy_class=EarlierDayCacheStrategy,
+        config={contract.SPAN: config.span},
+        cache=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.TransformCache,
+            producer_component_id=contract.TRANSFORM,
+            output_key=contract.UPDATED_ANALYZER_CACHE),
+    ).with_id(contract.LATEST_ANALYZER_CACHE)
   with tfx.dsl.Cond(verdict == 1):
+    # The graph is analysed over the window and nothing is materialised:
+    # the Trainer applies today's graph to every day it reads, so no day is
+    # trained on with an older day's vocabulary or mean.
     transform = tfx.components.Transform(
-        examples=examples, schema=schema,
-        preprocessing_fn=PREPROCESSING_FN).with_id(contract.TRANSFORM)
+        examples=window, schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        analyzer_cache=(analyzer_cache.outputs["cache"]
+                        if analyzer_cache else None),
+        splits_config=tfx.proto.SplitsConfig(analyze=[contract.DAY_SPLIT]),
+        materialize=False,
+        disable_statistics=True).with_id(contract.TRANSFORM)
     trainer = _trainer(
         config,
         run_fn=RUN_FN,
-        examples=transform.outputs[contract.TRANSFORMED_EXAMPLES],
+        examples=window,
         transform_graph=transform.outputs[contract.TRANSFORM_GRAPH],
         schema=schema,
         base_model=baseline_model,
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps or None),
+        train_args=tfx.proto.TrainArgs(splits=[contract.DAY_SPLIT],
+                                       num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=[contract.DAY_SPLIT],
+                                     num_steps=config.eval_steps),
         custom_config=run_parameters(config).to_custom_config(),
     ).with_id(contract.TRAINER)
     model = trainer.outputs[contract.MODEL]
     evaluator = tfx.components.Evaluator(
         examples=examples,
+        example_splits=[contract.DAY_SPLIT],
         model=model,
         baseline_model=baseline_model,
         eval_config=eval_config(config)).with_id(contract.EVALUATOR)
@@ -321,7 +380,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
   components: List = [
       example_gen, statistics_gen, schema_gen, curated_schema,
-      example_validator, previous_statistics, data_gate, transform,
+      example_validator, previous_statistics, data_gate, training_window,
+      analyzer_cache, transform,
       latest_blessed, trainer, evaluator, forecast_gate, pusher, next_day,
   ]
   if skew_validator is not None:
@@ -329,7 +389,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   components = [c for c in components + [endpoint_pusher] if c is not None]
   if on_vertex:
     # Dataflow for the Beam-heavy nodes; the rest run in their own container.
-    for node in (example_gen, statistics_gen, transform, evaluator):
+    for node in (example_gen, training_window, statistics_gen, transform,
+                 evaluator):
       node.with_beam_pipeline_args(list(config.vertex.dataflow_beam_args))
   metadata_config = None
   if config.platform is Platform.LOCAL:

@@ -36,6 +36,7 @@ import pytest
 
 import taxi_demand  # noqa: F401  (must precede any TensorFlow import)
 from taxi_demand import features  # no TensorFlow
+from taxi_demand.lineage import contract  # no TensorFlow
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata"
@@ -61,8 +62,9 @@ def span_of(day) -> int:
 
 FIRST_SPAN, LAST_SPAN = span_of(FIRST_DAY), span_of(LAST_DAY)
 RUN_SPANS = tuple(range(FIRST_SPAN, LAST_SPAN + 1))
-# Runs whose ExampleGen and StatisticsGen outputs hold real files.
-REAL_SPANS = (LAST_SPAN - 1, LAST_SPAN)
+# Runs whose ExampleGen and StatisticsGen outputs hold real files: the
+# newest days, so that the serving models' windows end in real ones.
+REAL_SPANS = tuple(range(LAST_SPAN - 3, LAST_SPAN + 1))
 
 
 def train_days_of(span: int) -> int:
@@ -93,24 +95,18 @@ def simulate(warehouse: Path, drift: Optional[str] = None) -> Path:
 
 
 def _query_config():
-  from taxi_demand.lineage import contract  # pylint: disable=g-import-not-at-top
   return contract.RunParameters().query_config()
 
 
-def _encode_examples(element, schema):
-  """One transformed (record batch, passthrough) -> serialized tf.Examples."""
-  from tfx_bsl.coders import example_coder  # pylint: disable=g-import-not-at-top
-  return example_coder.RecordBatchToExamplesEncoder(schema).encode(element[0])
-
-
 def train_model(warehouse: Path, span: int, days: int, workdir: Path) -> Path:
-  """run_fn on Transform's output of the `days` days before `span`.
+  """run_fn on the `days` days before `span`, analysed as Transform does.
 
   What TFX's ExampleGen, Transform and Trainer do, minus TFX's
-  orchestration: ExampleGen's executor writes the span's splits, the
-  preprocessing_fn runs through tft_beam on the train split read by TFXIO
-  (writing the transform graph and the raw metadata run_fn reads), then
-  run_fn gets hand-made FnArgs. Returns the SavedModel folder.
+  orchestration: ExampleGen's executor writes the window's days (here in
+  one artifact), the preprocessing_fn is analysed through tft_beam on them
+  read by TFXIO (writing the transform graph and the raw metadata run_fn
+  reads; the pipeline's Transform materialises nothing either), then run_fn
+  gets hand-made FnArgs over the raw days. Returns the SavedModel folder.
   """
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -125,38 +121,35 @@ def train_model(warehouse: Path, span: int, days: int, workdir: Path) -> Path:
   from taxi_demand.modeling import preprocessing  # pylint: disable=g-import-not-at-top
   from taxi_demand.modeling import trainer  # pylint: disable=g-import-not-at-top
 
-  examples_dir = example_gen(warehouse, span, days, workdir / "examples")
+  examples_dir = example_gen(warehouse, span, workdir / "examples",
+                             days_before=days)
   spec = {k: tf.io.FixedLenFeature(
       [], tf.int64 if k in features.INT_COLUMNS else tf.float32)
           for k in features.RAW_COLUMNS}
   raw_metadata = tft.DatasetMetadata.from_feature_spec(spec)
   tfxio = tf_example_record.TFExampleRecord(
-      file_pattern=str(examples_dir / "Split-train" / "*"),
+      file_pattern=str(examples_dir / f"Split-{contract.DAY_SPLIT}" / "*"),
       schema=schema_utils.schema_from_feature_spec(spec),
       telemetry_descriptors=["tests"])
   graph = workdir / "transform_graph"
-  prefix = workdir / "transformed" / "examples"
 
   with beam.Pipeline() as pipeline:
     with tft_beam.Context(temp_dir=str(workdir / "tmp")):
-      (data, metadata), transform_fn = (
+      transform_fn = (
           (pipeline | tfxio.BeamSource(), tfxio.TensorAdapterConfig())
-          | tft_beam.AnalyzeAndTransformDataset(
-              preprocessing.preprocessing_fn, output_record_batches=True))
+          | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
       _ = transform_fn | tft_beam.WriteTransformFn(str(graph))
       # TFX's Transform also writes the raw metadata, which run_fn reads.
       _ = raw_metadata | "WriteRaw" >> tft_beam.WriteMetadata(
           str(graph / tft.TFTransformOutput.RAW_METADATA_DIR), pipeline)
-      _ = (data | beam.FlatMap(_encode_examples, metadata.schema)
-           | beam.io.WriteToTFRecord(str(prefix), file_name_suffix=".gz"))
-  files = f"{prefix}*.gz"
-  transformed = standard_artifacts.Examples()
-  transformed.uri = str(prefix.parent)
+  files = str(examples_dir / f"Split-{contract.DAY_SPLIT}" / "*")
+  raw = standard_artifacts.Examples()
+  raw.uri = str(examples_dir)
   accessor = DataAccessor(
       tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
-          [transformed], []),
+          [raw], []),
       record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact(
-          [transformed], []),
+          [raw], []),
       data_view_decode_fn=None)
   saved_model = workdir / "saved_model"
   trainer.run_fn(FnArgs(
@@ -195,8 +188,13 @@ def day_figures(model_dir: Path, warehouse: Path,
   return out
 
 
-def example_gen(warehouse: Path, span: int, days: int, out: Path) -> Path:
-  """DuckDBExampleGen's executor for one span, called as TFX would."""
+def example_gen(warehouse: Path, span: int, out: Path,
+                days_before: int = 0) -> Path:
+  """DuckDBExampleGen's executor for one span, called as TFX would.
+
+  `days_before` > 0: the N days before it in one artifact instead (the
+  form Vertex reads a window in).
+  """
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
   from pipeline.components.duckdb_example_gen import DuckDBExampleGen  # pylint: disable=g-import-not-at-top
@@ -204,7 +202,7 @@ def example_gen(warehouse: Path, span: int, days: int, out: Path) -> Path:
   from pipeline.components.duckdb_example_gen import input_config_for  # pylint: disable=g-import-not-at-top
   from pipeline.components.duckdb_example_gen import range_config_for  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
-  input_config = input_config_for(_query_config(), days)
+  input_config = input_config_for(_query_config(), days_before)
   component = DuckDBExampleGen(str(warehouse), input_config,
                                range_config_for(span))
   for split in input_config.splits:  # what the query-based driver does
@@ -230,7 +228,8 @@ def statistics_gen(examples_dir: Path, schema_dir: Path, out: Path) -> Path:
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   examples = standard_artifacts.Examples()
   examples.uri = str(examples_dir)
-  examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+  examples.split_names = artifact_utils.encode_split_names(
+      [contract.DAY_SPLIT])
   schema = standard_artifacts.Schema()
   schema.uri = str(schema_dir)
   stats = standard_artifacts.ExampleStatistics()
@@ -263,7 +262,7 @@ def _build_city(root: Path) -> City:
   shutil.copy(SCHEMA_FILE, schema_dir / "schema.pbtxt")
   examples, statistics = {}, {}
   for span in REAL_SPANS:
-    examples[span] = example_gen(warehouse, span, train_days_of(span),
+    examples[span] = example_gen(warehouse, span,
                                  root / "examples" / str(span))
     statistics[span] = statistics_gen(examples[span], schema_dir,
                                       root / "statistics" / str(span))

@@ -46,8 +46,7 @@ def _read_split(examples, split):
           tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
-def test_executor_writes_time_splits(warehouse_path, tmp_path):
-  input_config = input_config_for(HOURLY, 2)
+def _run_executor(warehouse_path, tmp_path, input_config):
   component = DuckDBExampleGen(warehouse_path, input_config,
                                range_config_for(SUNDAY))
   # What the query-based driver does before the executor runs.
@@ -63,20 +62,34 @@ def test_executor_writes_time_splits(warehouse_path, tmp_path):
       "warehouse_path": warehouse_path,
   }
   executor.Executor().Do({}, {"examples": [examples]}, exec_properties)
+  return examples
 
-  assert artifact_utils.decode_split_names(examples.split_names) == [
-      "train", "eval"]
-  train, evals = _read_split(examples, "train"), _read_split(examples, "eval")
-  assert (len(train), len(evals)) == (77 * 24 * 2, 77 * 24)
 
-  def slots(split):
-    return {e.features.feature["slot_start"].int64_list.value[0]
-            for e in split}
-  # By time, never random: train is the two days before, eval the span.
-  assert max(slots(train)) < min(slots(evals)) == SUNDAY * 86_400
+def slots(split):
+  return {e.features.feature["slot_start"].int64_list.value[0] for e in split}
+
+
+def test_a_span_is_its_own_day_in_one_split(warehouse_path, tmp_path):
+  """One span, one day: never re-split at random, never the days before."""
+  examples = _run_executor(warehouse_path, tmp_path, input_config_for(HOURLY))
+  assert artifact_utils.decode_split_names(examples.split_names) == ["day"]
+  evals = _read_split(examples, "day")
+  assert len(evals) == 77 * 24
+  assert min(slots(evals)) == SUNDAY * 86_400
+  assert max(slots(evals)) == SUNDAY * 86_400 + 23 * 3600
   assert sum(e.features.feature["pickups"].int64_list.value[0]
              for e in evals) == 5
   assert set(evals[0].features.feature) == set(features.RAW_COLUMNS)
+
+
+def test_the_vertex_window_form_reads_the_days_before(warehouse_path,
+                                                      tmp_path):
+  examples = _run_executor(warehouse_path, tmp_path,
+                           input_config_for(HOURLY, days_before=2))
+  window = _read_split(examples, "day")
+  assert len(window) == 77 * 24 * 2
+  assert max(slots(window)) < SUNDAY * 86_400
+  assert min(slots(window)) == (SUNDAY - 2) * 86_400
 
 
 def _parsed(serialized):
@@ -177,7 +190,7 @@ def test_unsupported_column_type_is_an_error(simulated_path):
 
 def test_component_requires_a_span(warehouse_path):
   with pytest.raises(ValueError, match="range_config"):
-    DuckDBExampleGen(warehouse_path, input_config_for(HOURLY, 2))
+    DuckDBExampleGen(warehouse_path, input_config_for(HOURLY))
 
 
 @pytest.mark.e2e
@@ -187,7 +200,7 @@ def test_driver_fills_span_in_local_pipeline(warehouse_path, tmp_path):
   from tfx.orchestration.local import local_dag_runner  # noqa: PLC0415
   from ml_metadata.metadata_store import metadata_store  # noqa: PLC0415
 
-  gen = DuckDBExampleGen(warehouse_path, input_config_for(HOURLY, 1),
+  gen = DuckDBExampleGen(warehouse_path, input_config_for(HOURLY),
                          range_config_for(SUNDAY)).with_id("DuckDBExampleGen")
   db = str(tmp_path / "mlmd.sqlite")
   local_dag_runner.LocalDagRunner().run(tfx_pipeline.Pipeline(
@@ -200,9 +213,15 @@ def test_driver_fills_span_in_local_pipeline(warehouse_path, tmp_path):
   [artifact] = store.get_artifacts_by_type("Examples")
   assert artifact.custom_properties[
       example_gen_utils.SPAN_PROPERTY_NAME].int_value == SUNDAY
+  # The cache key: the trips the span reads (its day and its lookback).
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(warehouse_path, read_only=True) as wh:
+    assert artifact.custom_properties[
+        example_gen_utils.FINGERPRINT_PROPERTY_NAME].string_value == (
+            wh.span_fingerprint(SUNDAY))
   examples = standard_artifacts.Examples()
   examples.set_mlmd_artifact(artifact)
-  evals = _read_split(examples, "eval")
+  evals = _read_split(examples, "day")
   assert len(evals) == 77 * 24
   assert min(e.features.feature["slot_start"].int64_list.value[0]
              for e in evals) == SUNDAY * 86_400

@@ -63,10 +63,15 @@ def test_training_inputs_agree_with_the_upstream_tree(synthetic):
   assert trainer_inputs["transform_graph"][0]["id"] == \
       walked["transform_graph"].id
   assert trainer_inputs["schema"][0]["id"] == walked["schema"].id
-  examples = trainer_inputs["examples"][0]["producer"]["inputs"]["examples"]
-  assert examples[0]["id"] == walked["examples"].id
-  assert examples[0]["statistics"]["id"] == walked["statistics"].id
-  assert walked["examples"].span == push.span
+  # The window: the days before the push's, one ExampleGen output each,
+  # newest last; the run's own day is never trained on.
+  days = trainer_inputs["examples"]
+  assert [d["id"] for d in days] == [a.id for a in walked["window"]]
+  assert [d["span"] for d in days] == list(range(synth.FIRST_SPAN,
+                                                push.span))
+  assert {d["producer"]["node"] for d in days} == {"ExampleGen"}
+  assert days[-1]["id"] == walked["examples"].id
+  assert days[-1]["statistics"]["id"] == walked["statistics"].id
   # The base model is the previous push's model, shown but not walked.
   assert walked["base_model"].id == queries.pushes(snap)[-2].model.id
   assert "producer" not in trainer_inputs["base_model"][0]
@@ -187,21 +192,19 @@ def test_lineage_of_the_pushed_model_reaches_examplegen_schema_and_graph(
   tree = queries.lineage_of_version(snap, push.version)
   trainer = tree["model"]["producer"]
   assert trainer["node"] == "Trainer" and trainer["run_id"] == push.run_id
-  transformed = trainer["inputs"]["examples"][0]
-  transform = transformed["producer"]
-  assert transform["node"] == "Transform"
-  examples = transform["inputs"]["examples"][0]
-  assert examples["span"] == queries.run_span(snap, run) == push.span
+  window = trainer["inputs"]["examples"]
+  # The serving model's window: the runs before it (6 days), oldest first.
+  assert [d["span"] for d in window] == list(range(push.span - 6, push.span))
+  examples = window[-1]
   assert examples["producer"]["node"] == "ExampleGen"
   trips = examples["producer"]["trips"]
-  assert trips["eval_date"] == queries.date_of(push.span)
-  assert trips["train_dates"] == ["2024-02-05", "2024-02-10"]
+  assert trips["date"] == queries.date_of(push.span - 1)
+  assert trips["lookback_from"] == queries.date_of(push.span - 8)
   assert trips["warehouse"] == str(root / "warehouse.duckdb")
   assert examples["statistics"]["artifact"] == "ExampleStatistics"
-  # The files are there: ExampleGen's splits, StatisticsGen's statistics.
-  assert {p.name for p in Path(examples["uri"]).iterdir()} == {
-      "Split-train", "Split-eval"}
-  assert (Path(examples["statistics"]["uri"]) / "Split-train" /
+  # The files are there: ExampleGen's day, StatisticsGen's statistics.
+  assert {p.name for p in Path(examples["uri"]).iterdir()} == {"Split-day"}
+  assert (Path(examples["statistics"]["uri"]) / "Split-day" /
           "FeatureStats.pb").is_file()
   schema = trainer["inputs"]["schema"][0]
   assert schema["artifact"] == "Schema"

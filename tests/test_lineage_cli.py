@@ -220,8 +220,9 @@ def test_diff_of_two_windows_shows_that_parameter_and_the_spans(city_home,
   # The last run trained on 6 days instead of 7; nothing else changed.
   assert diff["parameters"] == {"train_days": {"a": 7, "b": 6}}
   assert diff["data"]["eval_date"] == {"a": "2024-02-10", "b": "2024-02-11"}
-  assert diff["data"]["train_dates"] == {"a": ["2024-02-03", "2024-02-09"],
-                                         "b": ["2024-02-05", "2024-02-10"]}
+  assert diff["data"]["train_dates"] == {
+      "a": [f"2024-02-{d:02d}" for d in range(3, 10)],
+      "b": [f"2024-02-{d:02d}" for d in range(5, 11)]}
   assert diff["data"]["train_examples"] == {"a": 7 * 77 * 48,
                                             "b": 6 * 77 * 48}
   assert "code_version" not in diff and "schema" not in diff

@@ -67,6 +67,7 @@ def test_walkthrough_executes_headlessly_in_budget(tmp_path):
   printed = "\n".join(text_of(c) for c in cells)
   assert "pushed: 1 version" in printed        # the Pusher pushed a model
   assert "raw examples:" in printed            # the lineage walk found data
+  assert "passed" in printed                   # the window's days were checked
   assert "MAE" in printed and "slot" in printed  # the predict call scored
   # The heatmap and the by-hour plot were drawn.
   images = [o for c in cells for o in c.outputs

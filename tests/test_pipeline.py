@@ -11,7 +11,8 @@ from taxi_demand.lineage import contract as ids
 
 EXPECTED_IDS = [
     ids.EXAMPLE_GEN, ids.STATISTICS_GEN, ids.SCHEMA_GEN, ids.CURATED_SCHEMA,
-    ids.EXAMPLE_VALIDATOR, ids.PREVIOUS_STATISTICS, ids.DATA_GATE, ids.TRANSFORM,
+    ids.EXAMPLE_VALIDATOR, ids.PREVIOUS_STATISTICS, ids.DATA_GATE,
+    ids.TRAINING_WINDOW, ids.LATEST_ANALYZER_CACHE, ids.TRANSFORM,
     ids.LATEST_BLESSED_MODEL, ids.TRAINER, ids.EVALUATOR, ids.FORECAST_GATE, ids.PUSHER,
     ids.NEXT_DAY_VALIDATOR, ids.SERVING_MODEL_TRAINING, ids.SKEW_VALIDATOR,
 ]
@@ -62,6 +63,25 @@ def test_parameters_are_recorded_on_the_trainer(tmp_path):
   read = ids.RunParameters.from_custom_config(params)
   assert read == p.run_parameters(cfg)
   assert (read.train_days, read.naive_margin) == (14, 0.2)
+
+
+def test_training_reads_the_resolved_window_and_evaluation_the_day(tmp_path):
+  """The window comes from ML Metadata, not from re-reading the warehouse;
+  the new day is what the Evaluator and the gates judge, never trained on."""
+  nodes = {c.id: c for c in p.create_pipeline(
+      config(tmp_path, train_days=14)).components}
+  for node_id in (ids.TRANSFORM, ids.TRAINER):
+    examples = nodes[node_id].inputs["examples"]
+    assert examples.producer_component_id == ids.TRAINING_WINDOW, node_id
+  for node_id in (ids.EVALUATOR, ids.FORECAST_GATE, ids.NEXT_DAY_VALIDATOR,
+                  ids.STATISTICS_GEN):
+    examples = nodes[node_id].inputs["examples"]
+    assert examples.producer_component_id == ids.EXAMPLE_GEN, node_id
+  transform = nodes[ids.TRANSFORM]
+  assert transform.inputs["analyzer_cache"].producer_component_id == (
+      ids.LATEST_ANALYZER_CACHE)
+  # Nothing materialised: the Trainer transforms the days as it reads them.
+  assert ids.TRANSFORMED_EXAMPLES not in transform.outputs
 
 
 def test_the_span_pins_example_gen(tmp_path):

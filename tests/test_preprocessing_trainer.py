@@ -71,26 +71,30 @@ def _serialize(row, with_label=True):
 
 
 def _transform(rows, workdir, var_len=False):
-  """Runs Transform like TFX does; returns (transform dir, examples glob)."""
+  """Analyses like the pipeline's Transform, which materialises nothing.
+
+  Returns (transform dir, a glob of the raw examples): run_fn applies the
+  graph to the raw days as it reads them.
+  """
   tft_dir = os.path.join(workdir, "transform_graph")
-  examples_prefix = os.path.join(workdir, "transformed", "examples")
+  examples_prefix = os.path.join(workdir, "raw", "examples")
   metadata = tft.DatasetMetadata.from_feature_spec(_raw_spec(var_len))
-  if var_len:
-    rows = [{k: [v] for k, v in r.items()} for r in rows]
+  raw_rows = [{k: [v] for k, v in r.items()} for r in rows] if var_len else (
+      rows)
   with beam.Pipeline() as pipeline:
     with tft_beam.Context(temp_dir=os.path.join(workdir, "tmp")):
-      raw = pipeline | beam.Create(rows)
-      (data, out_metadata), transform_fn = (
-          (raw, metadata)
-          | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn))
+      raw = pipeline | beam.Create(raw_rows)
+      transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
+          preprocessing.preprocessing_fn)
       _ = transform_fn | tft_beam.WriteTransformFn(tft_dir)
       # TFX's Transform also writes the raw metadata, which run_fn reads.
       _ = metadata | "WriteRaw" >> tft_beam.WriteMetadata(
           os.path.join(tft_dir, tft.TFTransformOutput.RAW_METADATA_DIR),
           pipeline)
-      coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
-      _ = (data | beam.Map(coder.encode)
-           | beam.io.WriteToTFRecord(examples_prefix, file_name_suffix=".gz"))
+  os.makedirs(os.path.dirname(examples_prefix), exist_ok=True)
+  with tf.io.TFRecordWriter(examples_prefix + "-0.gz", "GZIP") as writer:
+    for row in rows:
+      writer.write(_serialize(row))
   return tft_dir, examples_prefix + "*.gz"
 
 
@@ -151,7 +155,8 @@ def test_preprocessing_fn_outputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path):
+def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
+                                                             monkeypatch):
   workdir = str(tmp_path)
   rows = _raw_rows([1, 2, 3, 4, 5])
   tft_dir, files = _transform(rows, os.path.join(workdir, "day1"))
@@ -205,6 +210,18 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path):
   assert list(vocab1) != list(vocab2)[:len(vocab1)]
   for i, token in enumerate(vocab1):
     np.testing.assert_array_equal(new[list(vocab2).index(token)], old[i])
+
+  # Incremental retraining: a warm start trains `warm_start_steps` steps; a
+  # cold start the Trainer's own count, whatever the run parameter says.
+  steps = []
+  monkeypatch.setattr(M, "train", lambda model, train_ds, eval_ds, hparams,
+                      **kwargs: steps.append(hparams.train_steps))
+  for name, base in (("warm", args.serving_model_dir), ("cold", None)):
+    args3 = _fn_args(workdir, tft_dir2, files2, name,
+                     base_model=base and os.path.dirname(base))
+    args3.custom_config[trainer.WARM_START_STEPS_KEY] = 7
+    trainer.run_fn(args3)
+  assert steps == [7, 30]
 
 
 def test_cell_row_map_matches_tokens_and_oov_buckets():

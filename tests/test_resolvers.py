@@ -26,18 +26,46 @@ def stats(artifact_id, span, custom=False):
   return a
 
 
-def test_previous_span_ignores_this_span_and_later_reruns():
-  strategy = resolvers.PreviousSpanStrategy(span=10)
-  got = strategy.resolve_artifacts(None, {"statistics": [
-      stats(1, 8), stats(2, 9), stats(3, 10), stats(4, 9, custom=True),
-      stats(5, 11)]})
-  assert [a.id for a in got["statistics"]] == [4]  # newest of span 9
+@pytest.fixture
+def four_days_one_refused(tmp_path):
+  """Runs for FIRST..FIRST+3; DataGate refused FIRST+2."""
+  home = Home(tmp_path / "home")
+  records = synthetic.write_store(home.root, [
+      synthetic.RunSpec(span=FIRST + i, anomaly_count=int(i == 2))
+      for i in range(4)])
+  return store.connect(home.metadata), records
 
 
-def test_first_run_has_no_previous_span():
-  strategy = resolvers.PreviousSpanStrategy(span=10)
-  assert strategy.resolve_artifacts(None, {"statistics": [stats(1, 10)]}) == {
-      "statistics": []}
+def test_previous_span_is_the_newest_passed_day_before(four_days_one_refused):
+  raw, records = four_days_one_refused
+  candidates = [stats(r.statistics.id, r.spec.span, custom=i % 2 == 1)
+                for i, r in enumerate(records)]
+
+  def previous(span):
+    got = resolvers.PreviousSpanStrategy(span=span).resolve_artifacts(
+        raw, {"statistics": candidates})
+    return [a.id for a in got["statistics"]]
+
+  assert previous(FIRST + 1) == [records[0].statistics.id]
+  # FIRST + 2 was refused: the day after it is judged against FIRST + 1.
+  assert previous(FIRST + 3) == [records[1].statistics.id]
+  # Its own span and later reruns never count; the first day has none.
+  assert previous(FIRST + 2) == [records[1].statistics.id]
+  assert previous(FIRST) == []
+
+
+def test_the_window_skips_a_refused_day_and_reaches_back(
+    four_days_one_refused):
+  raw, records = four_days_one_refused
+  snap = store.Snapshot.load(raw)
+  window = queries.training_window(snap, FIRST + 4, 2)
+  assert [a.span for a in window] == [FIRST + 1, FIRST + 3]
+  assert [a.id for a in window] == [records[1].examples.id,
+                                    records[3].examples.id]
+  # Never the day itself or later; at most 2 x days back.
+  assert [a.span for a in queries.training_window(snap, FIRST + 3, 3)] == [
+      FIRST, FIRST + 1]
+  assert queries.training_window(snap, FIRST + 9, 2) == []
 
 
 @pytest.fixture
@@ -104,5 +132,6 @@ def test_the_serving_model_brings_its_own_training_statistics(three_days):
   home, records = three_days
   snap = store.load(home.metadata)
   ids = resolvers.serving_artifact_ids(snap, FIRST + 2)
-  assert ids[contract.STATISTICS] == records[1].statistics.id
+  # Run FIRST + 1's model serves on FIRST + 2; it trained on day FIRST.
+  assert ids[contract.STATISTICS] == records[0].statistics.id
   assert ids[contract.SCHEMA] is not None

@@ -109,11 +109,11 @@ def test_lineage_not_recency_older_version_serving(city_home, city_copy,
   assert result.model_version == old
   assert (result.training_statistics_id, result.training_statistics_uri) == (
       want.id, want.uri)
-  # The older version's statistics are those of its own run's examples
-  # (the 7 days before 2024-02-10), not the newest run's.
+  # The older version's statistics are those of its own window's newest
+  # day (the day before 2024-02-10), not the newest run's window.
   pushes = {p.version: p for p in queries.pushes(snap)}
   assert pushes[old].span == 19763 and pushes[new].span == 19764
-  assert want.span == 19763 and newer.span == 19764
+  assert want.span == 19762 and newer.span == 19763
   # Provenance: the check links the training statistics and the log span.
   assert [a.id for a in inputs["statistics"]] == [want.id]
   assert inputs["serving_log"][0].uri == str(

@@ -191,13 +191,6 @@ def test_rendered_query_parses_as_bigquery_with_placeholders():
       features.SERVING_COLUMNS)
 
 
-def test_split_queries_are_train_before_eval():
-  queries = sql.split_queries(QueryConfig(), train_days=28)
-  assert list(queries) == ["train", "eval"]
-  assert "(@span_begin_timestamp - 2419200)" in queries["train"]
-  assert queries["eval"] == sql.render_bigquery(QueryConfig())
-
-
 def test_substitute_span_matches_tfx():
   from tfx.components.example_gen import utils  # noqa: PLC0415
   text = ("SELECT @span_begin_timestamp, @span_end_timestamp, "

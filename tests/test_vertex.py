@@ -101,7 +101,8 @@ def test_spec_names_no_host_path_and_the_image_everywhere(compiled):
 
 def test_beam_heavy_nodes_run_on_dataflow_with_the_cloud_options(compiled):
   _, _, job = compiled
-  for task in ("ExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+  for task in ("ExampleGen", "TrainingWindow", "StatisticsGen", "Transform",
+               "Evaluator"):
     args = _executor(job, task)["args"]
     for flag in ("--runner=DataflowRunner", f"--project={PROJECT}",
                  "--region=us-central1",
@@ -187,8 +188,9 @@ def _vertex_fill(value, run_parameters, schedule_time):
   return constant
 
 
-def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time):
-  """Runs the ExampleGen container entrypoint as Vertex would, minus BigQuery.
+def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
+                               task="ExampleGen"):
+  """Runs an ExampleGen container entrypoint as Vertex would, minus BigQuery.
 
   Returns:
     (the input_config TFX's BigQuery executor was given, the span written on
@@ -196,7 +198,7 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time):
   """
   from tfx.components.example_gen import base_example_gen_executor
   from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
-  params = _tasks(job)["ExampleGen"]["inputs"]["parameters"]
+  params = _tasks(job)[task]["inputs"]["parameters"]
   output_file = tmp_path / "executor_output.json"
   executor_input = {
       "inputs": {"parameterValues": {
@@ -211,7 +213,7 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time):
           "outputFile": str(output_file)},
   }
   container_args = [json.dumps(executor_input) if a == "{{$}}" else a
-                    for a in _executor(job, "ExampleGen")["args"]]
+                    for a in _executor(job, task)["args"]]
   flags, beam_args = kubeflow_v2_run_executor._parse_flags(container_args)
   # Dataflow options make Beam look for credentials and GCS buckets; they are
   # checked in their own test. BigQuery's project is all the query needs.
@@ -238,11 +240,10 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time):
           artifact["metadata"]["span"])
 
 
-def _expected_queries(span):
+def _expected_queries(span, days_before=0):
   cfg = sql.QueryConfig(table=vertex_run.DEFAULT_TABLE)
-  return {"train": sql.substitute_span(
-              sql.render_bigquery(cfg, days_before=28), span),
-          "eval": sql.substitute_span(sql.render_bigquery(cfg), span)}
+  return {"day": sql.substitute_span(
+      sql.render_bigquery(cfg, days_before=days_before), span)}
 
 
 def test_submitted_span_reaches_the_bigquery_query(compiled, tmp_path):
@@ -253,8 +254,22 @@ def test_submitted_span_reaches_the_bigquery_query(compiled, tmp_path):
   assert queries == _expected_queries(SPAN_2024_02_04)
   begin = int(datetime.datetime(2024, 2, 4, tzinfo=datetime.timezone.utc)
               .timestamp())
-  assert f"< {begin + 86400}" in queries["eval"]
-  assert "@span_" not in queries["eval"] + queries["train"]
+  assert f"< {begin + 86400}" in queries["day"]
+  assert "@span_" not in queries["day"]
+
+
+def test_the_window_is_read_for_the_same_span_on_vertex(compiled, tmp_path):
+  """Vertex compiles no window resolver: TrainingWindow reads the 28 days
+  before the run's day from BigQuery, for the same span parameter."""
+  _, _, job = compiled
+  queries, span = _run_example_gen_container(
+      job, tmp_path, {"span": SPAN_2024_02_04}, schedule_time="",
+      task="TrainingWindow")
+  assert span == SPAN_2024_02_04
+  assert queries == _expected_queries(SPAN_2024_02_04, days_before=28)
+  begin = int(datetime.datetime(2024, 2, 4, tzinfo=datetime.timezone.utc)
+              .timestamp())
+  assert f"< {begin}" in queries["day"] and "@span_" not in queries["day"]
 
 
 def test_scheduled_run_takes_the_day_before_its_scheduled_time(compiled,

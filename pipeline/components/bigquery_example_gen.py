@@ -153,8 +153,9 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
       output_config: defaults to the input splits, unchanged (never a random
         re-split).
     """
-    output_config = output_config or (
-        example_gen_utils.make_default_output_config(input_config))
+    # Empty: the input's splits, unchanged. TFX's default would hash a
+    # single split into a random train and eval.
+    output_config = output_config or example_gen_pb2.Output()
     spec = SpanBigQueryExampleGenSpec(
         input_config=input_config,
         output_config=output_config,

@@ -23,9 +23,9 @@ from taxi_demand.errors import AlertError
 from taxi_demand.lineage import contract
 
 REPORT_FILE = "data_gate.json"
-# The split whose day is new in this run; the train split's days were all
-# checked by earlier runs.
-NEW_DAY_SPLIT = "eval"
+# A run ingests one day, its own: the days of its window were checked by
+# the runs that ingested them.
+NEW_DAY_SPLIT = contract.DAY_SPLIT
 
 
 class DataValidationAlert(AlertError):
@@ -90,12 +90,11 @@ def DataGate(  # pylint: disable=invalid-name
     lines += [f"[{split}] schema: {line}" for line in describe(found)]
 
   summary = {"span": statistics.span, "schema_anomalies": len(lines)}
-  for split in artifact_utils.decode_split_names(statistics.split_names):
-    stats = tfdv.load_stats_binary(
-        _split_file(statistics, split, "FeatureStats.pb"))
-    count = int(stats.datasets[0].num_examples) if stats.datasets else 0
-    summary[f"{split}_examples"] = count
-    report.set_int_custom_property(f"{split}_examples", count)
+  stats = tfdv.load_stats_binary(
+      _split_file(statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+  count = int(stats.datasets[0].num_examples) if stats.datasets else 0
+  summary[contract.EVAL_EXAMPLES] = count
+  report.set_int_custom_property(contract.EVAL_EXAMPLES, count)
   report.span = statistics.span
   report.split_names = artifact_utils.encode_split_names([NEW_DAY_SPLIT])
   drift_lines: List[str] = []

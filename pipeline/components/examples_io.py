@@ -7,9 +7,10 @@ from typing import Dict
 import numpy as np
 
 from taxi_demand import features
+from taxi_demand.lineage import contract
 
-# ExampleGen's eval split is the run's day.
-NEW_DAY_SPLIT = "eval"
+# ExampleGen's one split is the run's day.
+NEW_DAY_SPLIT = contract.DAY_SPLIT
 
 
 def read_columns(examples_uri: str,

@@ -20,6 +20,10 @@ from taxi_demand.lineage import queries
 from taxi_demand.lineage import store as lineage_store
 
 
+# TrainingWindowStrategy's config key (its other one is contract.SPAN).
+TRAIN_DAYS_KEY = "train_days"
+
+
 def artifact_span(artifact: types.Artifact) -> int:
   """An artifact's span: the property, else the custom property, else 0."""
   if artifact.has_property(contract.SPAN) and artifact.span:
@@ -30,13 +34,16 @@ def artifact_span(artifact: types.Artifact) -> int:
 
 
 class PreviousSpanStrategy(resolver.ResolverStrategy):
-  """Resolves, per channel, the newest artifact of the greatest span < `span`.
+  """Resolves, per channel, the newest passed artifact of the greatest span
+  < `span`.
 
   The drift check compares today's statistics with the previous span's. The
   statistics of earlier runs live in ML Metadata, not in this run, so a
   Resolver over `Channel(type=ExampleStatistics)` sees every run's artifacts;
   filtering on span (rather than "latest") keeps the answer right whatever
-  order the nodes run in and whenever a day is re-run.
+  order the nodes run in and whenever a day is re-run. A day DataGate
+  refused is no reference: the day after a broken export would be judged
+  against the broken day.
   """
 
   def __init__(self, span: int):
@@ -46,13 +53,72 @@ class PreviousSpanStrategy(resolver.ResolverStrategy):
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
   ) -> Optional[Dict[str, List[types.Artifact]]]:
-    del store  # the candidates are already in input_dict
+    snap = lineage_store.Snapshot.load(store)
     result = {}
     for key, artifacts in input_dict.items():
-      earlier = [a for a in artifacts if 0 < artifact_span(a) < self._span]
+      earlier = [a for a in artifacts if 0 < artifact_span(a) < self._span
+                 and queries.verdict_passed(
+                     queries.gate_report_of_statistics(snap, a.id))]
       best = max(earlier, key=lambda a: (artifact_span(a), a.id),
                  default=None)
       result[key] = [best] if best is not None else []
+    return result
+
+
+class EarlierDayCacheStrategy(resolver.ResolverStrategy):
+  """Transform's analyzer cache from the newest run of an earlier day.
+
+  Not simply the newest cache: a rerun of day D would then read the cache
+  its own first run wrote, a new input, and Transform, Trainer and every
+  node after them would run again instead of coming from the cache. Keyed
+  on the day, a rerun resolves what its first run resolved. The first day
+  has no cache: an empty channel, which Transform reads as "none yet".
+  """
+
+  def __init__(self, span: int):
+    self._span = int(span)
+
+  def resolve_artifacts(
+      self, store: mlmd.MetadataStore,
+      input_dict: Dict[str, List[types.Artifact]]
+  ) -> Optional[Dict[str, List[types.Artifact]]]:
+    snap = lineage_store.Snapshot.load(store)
+    result = {}
+    for key, artifacts in input_dict.items():
+      earlier = []
+      for a in artifacts:
+        day = queries.producer_span(snap, a.id)
+        if day is not None and day < self._span:
+          earlier.append((day, a.id, a))
+      result[key] = [max(earlier, key=lambda t: t[:2])[2]] if earlier else []
+    return result
+
+
+class TrainingWindowStrategy(resolver.ResolverStrategy):
+  """The window a model for day `span` trains on: one artifact per day.
+
+  TFX's SpanRangeStrategy (penguin's window) picks spans by number alone; a
+  day that DataGate refused must never be in a window, and a rerun of an
+  old day must train on the days before it, not the newest ones. So the
+  window is `queries.training_window`: the newest ingest of each of the
+  last `train_days` days before `span` that passed DataGate.
+  """
+
+  def __init__(self, span: int, train_days: int):
+    self._span = int(span)
+    self._days = int(train_days)
+
+  def resolve_artifacts(
+      self, store: mlmd.MetadataStore,
+      input_dict: Dict[str, List[types.Artifact]]
+  ) -> Optional[Dict[str, List[types.Artifact]]]:
+    window = queries.training_window(lineage_store.Snapshot.load(store),
+                                     self._span, self._days)
+    wanted = [a.id for a in window]
+    result = {}
+    for key, artifacts in input_dict.items():
+      by_id = {a.id: a for a in artifacts}
+      result[key] = [by_id[i] for i in wanted if i in by_id]
     return result
 
 

@@ -230,8 +230,9 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
 
   Args:
     cfg: granularity, source table and arrival rule.
-    days_before: 0 emits the span's own day [begin, end) (the eval split);
-      N > 0 emits the N days before it [begin - N days, begin) (train split).
+    days_before: 0 emits the span's own day [begin, end) (a day's
+      examples, ingested once); N > 0 emits the N days before it
+      [begin - N days, begin) (the window in one read: Vertex's form).
     issued_at: None for training examples, one sampled lead per (cell, target
       slot); else the serving form: every target slot issued at this epoch
       second (on the tick grid), no trip read from then on, no label (the
@@ -285,16 +286,6 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
     text = (f"SELECT {', '.join(features.SERVING_COLUMNS)}\n"
             f"FROM (\n{text}\n)\nORDER BY slot_start, cell, issued_at")
   return text
-
-
-def split_queries(cfg: QueryConfig, train_days: int) -> dict[str, str]:
-  """{"train": N days before the span, "eval": the span's day}, as BigQuery.
-
-  Splits are by time, never random: the newest day is eval.
-  """
-  _check_int("train_days", train_days, bounds=(1, 3660))
-  return {"train": render_bigquery(cfg, days_before=train_days),
-          "eval": render_bigquery(cfg, days_before=0)}
 
 
 def check_span(span) -> int:

@@ -15,6 +15,7 @@ from taxi_demand.data import contract
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import features
+from taxi_demand import spans
 
 TRIP_SUFFIXES = (".csv", ".parquet")
 # Simulator truth files (taxi_demand.data.simulate) go to the `truth` table.
@@ -226,22 +227,29 @@ class Warehouse:
         " < make_timestamp(CAST(? AS BIGINT) * 1000000)",
         [begin, begin + 86_400]).fetchone()[0]
 
-  def fingerprint(self, until_epoch: int) -> str:
-    """A digest of every trip that starts before `until_epoch`.
+  def fingerprint(self, until_epoch: int, since_epoch: int = 0) -> str:
+    """A digest of every trip that starts in [since_epoch, until_epoch).
 
     Any load, quarantine fix or re-simulation that changes what a span's
-    queries could read changes it; ExampleGen's cache key includes it.
+    query could read changes it; ExampleGen's cache key includes it.
     """
-    until = int(until_epoch)
+    until, since = int(until_epoch), int(since_epoch)
     count, digest = self.con.execute(
         "SELECT count(*), coalesce(sum(hash(unique_key)), 0) FROM trips "
-        "WHERE trip_start_timestamp < make_timestamp(CAST(? AS BIGINT) * 1000000)",
-        [until]).fetchone()
-    return f"trips<{until}:count={count}:hash={digest}"
+        "WHERE trip_start_timestamp < make_timestamp(CAST(? AS BIGINT) * 1000000) "
+        "AND trip_start_timestamp >= make_timestamp(CAST(? AS BIGINT) * 1000000)",
+        [until, since]).fetchone()
+    return f"trips[{since},{until}):count={count}:hash={digest}"
+
+  def span_fingerprint(self, span: int) -> str:
+    """What span `span`'s examples depend on: its day and the lookback."""
+    return self.fingerprint(
+        spans.start_of(span + 1),
+        since_epoch=spans.start_of(span - features.LOOKBACK_DAYS))
 
   def newest_span(self) -> int | None:
-    spans = self.span_range()
-    return None if spans is None else spans[1]
+    known = self.span_range()
+    return None if known is None else known[1]
 
   def newest_trip_epoch(self, before: int | None = None) -> int | None:
     """The newest trip start (epoch seconds), of those before `before`."""

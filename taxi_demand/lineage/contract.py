@@ -30,6 +30,8 @@ CURATED_SCHEMA = "CuratedSchema"         # the checked-in schema, imported
 EXAMPLE_VALIDATOR = "ExampleValidator"
 PREVIOUS_STATISTICS = "PreviousSpanStatistics"
 DATA_GATE = "DataGate"
+TRAINING_WINDOW = "TrainingWindow"       # the window's spans, from MLMD
+LATEST_ANALYZER_CACHE = "LatestAnalyzerCache"
 TRANSFORM = "Transform"
 LATEST_BLESSED_MODEL = "LatestBlessedModel"
 TRAINER = "Trainer"
@@ -55,6 +57,8 @@ ANOMALIES = "anomalies"
 REPORT = "report"
 TRANSFORMED_EXAMPLES = "transformed_examples"
 TRANSFORM_GRAPH = "transform_graph"
+ANALYZER_CACHE = "analyzer_cache"
+UPDATED_ANALYZER_CACHE = "updated_analyzer_cache"
 MODEL = "model"
 BASE_MODEL = "base_model"
 BASELINE_MODEL = "baseline_model"
@@ -69,6 +73,10 @@ RESULT = "result"
 
 SPAN = "span"                          # on Examples, statistics, blessings
 SPLIT_NAMES = "split_names"
+# The one split of a span's examples and statistics: its day. A day is the
+# eval day of the run that ingests it and a training day of the runs after.
+DAY_SPLIT = "day"
+INPUT_FINGERPRINT = "input_fingerprint"  # ExampleGen's: what the span read
 CUSTOM_CONFIG = "custom_config"        # the Trainer's: the run parameters
 WAREHOUSE_PATH = "warehouse_path"      # the local ExampleGen's
 BLESSED = "blessed"
@@ -81,8 +89,8 @@ PUSHED_VERSION = "pushed_version"
 PUSHED_DESTINATION = "pushed_destination"
 # DataGate's report.
 ANOMALY_COUNT = "anomaly_count"
-TRAIN_EXAMPLES = "train_examples"
-EVAL_EXAMPLES = "eval_examples"
+TRAIN_EXAMPLES = "train_examples"      # the window's (a run summary's)
+EVAL_EXAMPLES = "eval_examples"        # the day's (DataGate's report)
 DRIFT_CHECKED = "drift_checked"
 DATA_PASSED = "passed"                 # 0: the day was refused
 # A rollback's execution.
@@ -118,6 +126,7 @@ class RunParameters:
   span: Optional[int] = None
   train_days: Optional[int] = None
   train_steps: Optional[int] = None
+  warm_start_steps: Optional[int] = None   # steps when warm-started
   slot_minutes: int = 30
   spatial_unit: str = "community_area"
   grid_metres: int = 1000

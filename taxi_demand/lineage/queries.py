@@ -12,6 +12,7 @@ import datetime
 import os
 from typing import Any, Dict, List, Optional
 
+from taxi_demand import features
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
@@ -22,6 +23,9 @@ METRICS = contract.METRICS
 # but does not walk into them, or every model's lineage would be all history.
 _NOT_WALKED = ("base_model", "baseline_model")
 
+
+# training_inputs' key for the days a model read.
+WINDOW = "window"
 
 date_of = spans.date_of
 span_of_date = spans.parse_span
@@ -57,6 +61,13 @@ def run_span(snap: st.Snapshot, run: st.Run) -> Optional[int]:
   return None if span is None else int(span)
 
 
+def producer_span(snap: st.Snapshot, artifact_id: int) -> Optional[int]:
+  """The day of the run whose execution produced an artifact."""
+  producer = snap.producer(artifact_id)
+  run_id = producer and snap.run_of.get(producer.execution_id)
+  return None if not run_id else run_span(snap, run_by_id(snap, run_id))
+
+
 def blessing_props(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   blessing = snap.run_output(run, contract.FORECAST_GATE, contract.BLESSING)
   return {} if blessing is None else blessing.properties
@@ -78,9 +89,13 @@ def refused(snap: st.Snapshot, run: st.Run) -> bool:
 
 
 def run_status(snap: st.Snapshot, run: st.Run) -> str:
-  """COMPLETE, FAILED, RUNNING, or REFUSED: a decision, not a crash."""
+  """COMPLETE, FAILED, RUNNING, REFUSED (a decision, not a crash), or
+  INGESTED: a run that only ingested and checked a day of a later window."""
   if run.status == "COMPLETE" and refused(snap, run):
     return "REFUSED"
+  if (run.status == "COMPLETE" and run.node(contract.DATA_GATE) is not None
+      and run.node(contract.TRANSFORM) is None):
+    return "INGESTED"
   return run.status
 
 
@@ -203,61 +218,123 @@ def serving_on(snap: st.Snapshot, span: int) -> Optional[ServingEvent]:
   return before[-1] if before else None
 
 
-def blessing_of_model(snap: st.Snapshot,
-                      model_id: int) -> Optional[st.ArtifactView]:
-  """ForecastGate's blessing of a model: it carries the eval-day metrics."""
-  for consumer in snap.consumers(model_id):
-    if consumer.node_id == contract.FORECAST_GATE:
-      blessing = snap.first_output(consumer.execution_id, contract.BLESSING)
-      if blessing is not None:
-        return blessing
+def consumer_output(snap: st.Snapshot, artifact_id: int, node_id: str,
+                    key: str, as_input: Optional[str] = None
+                    ) -> Optional[st.ArtifactView]:
+  """The `key` output of the first `node_id` execution that read an artifact.
+
+  With `as_input`, only an execution that read it under that input key.
+  """
+  for consumer in snap.consumers(artifact_id):
+    if consumer.node_id != node_id or (as_input is not None and artifact_id
+                                       not in [a.id for a in snap.inputs(
+                                           consumer.execution_id).get(
+                                               as_input, [])]):
+      continue
+    found = snap.first_output(consumer.execution_id, key)
+    if found is not None:
+      return found
   return None
 
 
+def blessing_of_model(snap: st.Snapshot,
+                      model_id: int) -> Optional[st.ArtifactView]:
+  """ForecastGate's blessing of a model: it carries the eval-day metrics."""
+  return consumer_output(snap, model_id, contract.FORECAST_GATE,
+                         contract.BLESSING)
+
+
+def gate_report_of_statistics(snap: st.Snapshot,
+                              statistics_id: int) -> Optional[st.ArtifactView]:
+  """DataGate's verdict on the day these statistics describe.
+
+  Only the gate that checked them as its own day's: the next day's gate
+  reads them too, as its previous span.
+  """
+  return consumer_output(snap, statistics_id, contract.DATA_GATE,
+                         contract.REPORT, as_input=contract.STATISTICS)
+
+
+def data_gate_report(snap: st.Snapshot,
+                     examples_id: int) -> Optional[st.ArtifactView]:
+  """DataGate's verdict on a span's examples (through their statistics)."""
+  stats = consumer_output(snap, examples_id, contract.STATISTICS_GEN,
+                          contract.STATISTICS)
+  return None if stats is None else gate_report_of_statistics(snap, stats.id)
+
+
+def verdict_passed(report: Optional[st.ArtifactView]) -> bool:
+  """Whether a DataGate report passed its day (no report: not passed)."""
+  return report is not None and report.properties.get(
+      contract.DATA_PASSED) == 1
+
+
+def ingested_spans(snap: st.Snapshot) -> Dict[int, st.ArtifactView]:
+  """{span: the newest ExampleGen output of that day}."""
+  newest: Dict[int, st.ArtifactView] = {}
+  for examples in snap.artifacts_of("Examples"):  # oldest first
+    gen = snap.producer(examples.id)
+    if (gen is not None and gen.node_id == contract.EXAMPLE_GEN and
+        examples.span is not None):
+      newest[examples.span] = examples
+  return newest
+
+
+def training_window(snap: st.Snapshot, span: int,
+                    days: int) -> List[st.ArtifactView]:
+  """The examples a model for day `span` trains on, oldest span first.
+
+  The newest ingest of each of the last `days` days before `span` that
+  DataGate passed. A refused day is skipped and the window reaches one day
+  further back instead, but never more than 2 x `days` days back: a model
+  is not silently trained on a month-old window.
+  """
+  newest = ingested_spans(snap)
+  days_ok = [s for s in sorted(newest)
+             if span - 2 * days <= s < span and
+             verdict_passed(data_gate_report(snap, newest[s].id))]
+  return [newest[s] for s in days_ok[-days:]]
+
+
 def training_inputs(snap: st.Snapshot, model_id: int) -> Dict[str, Any]:
-  """The one upstream walk from a Model: Trainer, Transform, ExampleGen.
+  """The one upstream walk from a Model: its Trainer and the days it read.
 
   Returns:
-    {"trainer": NodeExecution or None, "transformed_examples",
-     "transform_graph", "schema", "base_model", "examples" (ExampleGen's raw
-     examples), "statistics" (StatisticsGen's output for them)}: artifact
-    views or None where the lineage stops.
+    {"trainer": NodeExecution or None, "transform_graph", "schema",
+     "base_model", "window" (the ExampleGen outputs the Trainer read, one a
+     day, oldest first), "examples" (the newest of them) and "statistics"
+     (StatisticsGen's output for it)}: artifact views, [] or None where the
+     lineage stops.
   """
   found: Dict[str, Any] = dict.fromkeys(
-      ("trainer", contract.TRANSFORMED_EXAMPLES, contract.TRANSFORM_GRAPH,
-       contract.SCHEMA, contract.BASE_MODEL, contract.EXAMPLES,
-       contract.STATISTICS))
+      ("trainer", contract.TRANSFORM_GRAPH, contract.SCHEMA,
+       contract.BASE_MODEL, contract.EXAMPLES, contract.STATISTICS))
+  found[WINDOW] = []
   trainer = snap.producer(model_id)
   if trainer is None:
     return found
   found["trainer"] = trainer
   for key in (contract.TRANSFORM_GRAPH, contract.SCHEMA, contract.BASE_MODEL):
     found[key] = snap.first_input(trainer.execution_id, key)
-  transformed = snap.first_input(trainer.execution_id, contract.EXAMPLES)
-  found[contract.TRANSFORMED_EXAMPLES] = transformed
-  transform = snap.producer(transformed.id) if transformed else None
-  if transform is not None:
-    found[contract.EXAMPLES] = snap.first_input(transform.execution_id,
-                                                contract.EXAMPLES)
-  if found[contract.EXAMPLES] is not None:
-    found[contract.STATISTICS] = statistics_of(snap, found[contract.EXAMPLES])
+  window = sorted(snap.inputs(trainer.execution_id).get(contract.EXAMPLES, []),
+                  key=lambda a: (a.span or 0, a.id))
+  found[WINDOW] = window
+  if window:
+    found[contract.EXAMPLES] = window[-1]
+    found[contract.STATISTICS] = statistics_of(snap, window[-1])
   return found
 
 
 def statistics_of(snap: st.Snapshot,
                   examples: st.ArtifactView) -> Optional[st.ArtifactView]:
   """StatisticsGen's output for an Examples artifact."""
-  for consumer in snap.consumers(examples.id):
-    if consumer.node_id == contract.STATISTICS_GEN:
-      stats = snap.first_output(consumer.execution_id, contract.STATISTICS)
-      if stats is not None:
-        return stats
-  return None
+  return consumer_output(snap, examples.id, contract.STATISTICS_GEN,
+                         contract.STATISTICS)
 
 
 def examples_of_span(snap: st.Snapshot,
                      span: int) -> Optional[st.ArtifactView]:
-  """The newest ExampleGen output for day `span` (its eval split is D)."""
+  """The newest ExampleGen output for day `span` (its one split is D)."""
   found = [a for a in snap.artifacts_of("Examples")
            if a.span == span and (snap.producer(a.id) is None or
                                   snap.producer(a.id).node_id ==
@@ -332,14 +409,37 @@ def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   return detail
 
 
+def run_window(snap: st.Snapshot, run: st.Run) -> List[st.ArtifactView]:
+  """The days a run's Trainer read, oldest first; [] if it did not train."""
+  trainer = run.node(contract.TRAINER)
+  if trainer is None:
+    return []
+  return sorted(snap.inputs(trainer.execution_id).get(contract.EXAMPLES, []),
+                key=lambda a: (a.span or 0, a.id))
+
+
+def examples_count(snap: st.Snapshot,
+                   examples: st.ArtifactView) -> Optional[int]:
+  """A day's example count, as DataGate recorded it when it checked it."""
+  report = data_gate_report(snap, examples.id)
+  return None if report is None else report.properties.get(
+      contract.EVAL_EXAMPLES)
+
+
 def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
-  """What DataGate reported for a run; None if it did not run."""
+  """What DataGate reported for a run's day, and its window's example count.
+
+  None if DataGate did not run.
+  """
   gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
   if gate is None:
     return None
-  return {k: gate.properties.get(k) for k in
-          ("anomaly_count", "train_examples", "eval_examples",
-           "drift_checked")}
+  counts = [examples_count(snap, a) for a in run_window(snap, run)]
+  return {**{k: gate.properties.get(k) for k in
+             (contract.ANOMALY_COUNT, contract.EVAL_EXAMPLES,
+              contract.DRIFT_CHECKED)},
+          contract.TRAIN_EXAMPLES: (sum(counts) if counts and None not in counts
+                                    else None)}
 
 
 def run_summary(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
@@ -387,18 +487,14 @@ def _flatten(params: Optional[Dict[str, Any]], prefix: str = ""
 
 
 def data_window(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
-  """The spans and row counts a run read: train window and eval day."""
+  """The days and row counts a run read: its window and its own day."""
   span = run_span(snap, run)
-  days = (parameters(snap, run) or {}).get("train_days")
-  gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
-  counts = gate.properties if gate is not None else {}
-  window = None
-  if span is not None and days:
-    window = [date_of(s) for s in spans.train_window(span, days)]
+  checks = data_checks(snap, run) or {}
+  window = run_window(snap, run)
   return {"eval_span": span, "eval_date": date_of(span),
-          "train_dates": window,
-          "train_examples": counts.get(contract.TRAIN_EXAMPLES),
-          "eval_examples": counts.get(contract.EVAL_EXAMPLES)}
+          "train_dates": [date_of(a.span) for a in window] or None,
+          "train_examples": checks.get(contract.TRAIN_EXAMPLES),
+          "eval_examples": checks.get(contract.EVAL_EXAMPLES)}
 
 
 def schema_of(snap: st.Snapshot, run: st.Run) -> Optional[st.ArtifactView]:
@@ -533,17 +629,16 @@ def upstream(snap: st.Snapshot, art: st.ArtifactView,
 
 
 def _trips_read(snap: st.Snapshot, gen: st.NodeExecution) -> Dict[str, Any]:
-  """Which days of trips an ExampleGen execution queried."""
+  """Which day of trips an ExampleGen execution queried, and its lookback."""
   run_id = snap.run_of.get(gen.execution_id)
   params = parameters(snap, run_by_id(snap, run_id)) if run_id else None
   span = gen.properties.get(contract.SPAN)
   span = None if span in (None, "") else int(span)
-  days = (params or {}).get("train_days")
   return {"table": (params or {}).get("source_table", "trips"),
           "warehouse": gen.properties.get(contract.WAREHOUSE_PATH),
-          "eval_date": date_of(span),
-          "train_dates": ([date_of(s) for s in spans.train_window(span, days)]
-                          if span is not None and days else None)}
+          "date": date_of(span),
+          "lookback_from": (None if span is None else
+                            date_of(span - features.LOOKBACK_DAYS))}
 
 
 def lineage_of_version(snap: st.Snapshot, version: str) -> Dict[str, Any]:
@@ -578,22 +673,17 @@ def models_trained_on(snap: st.Snapshot, span: int) -> List[Dict[str, Any]]:
   found = []
   for examples in snap.artifacts_of("Examples"):
     gen = snap.producer(examples.id)
-    if gen is None or gen.node_id != contract.EXAMPLE_GEN:
+    if (gen is None or gen.node_id != contract.EXAMPLE_GEN or
+        examples.span != span):
       continue
-    window = _trips_read(snap, gen)["train_dates"]
-    if not window or not window[0] <= date_of(span) <= window[1]:
-      continue
-    for transform in snap.consumers(examples.id):
-      if transform.node_id != contract.TRANSFORM:
+    for trainer in snap.consumers(examples.id):
+      if trainer.node_id != contract.TRAINER:
         continue
-      for transformed in snap.outputs(transform.execution_id).get(
-          contract.TRANSFORMED_EXAMPLES, []):
-        for trainer in snap.consumers(transformed.id):
-          model = snap.first_output(trainer.execution_id, contract.MODEL)
-          if model is not None:
-            found.append({"model_id": model.id, "uri": model.uri,
-                          "run_id": snap.run_of.get(trainer.execution_id),
-                          "examples_span": examples.span})
+      model = snap.first_output(trainer.execution_id, contract.MODEL)
+      if model is not None:
+        found.append({"model_id": model.id, "uri": model.uri,
+                      "run_id": snap.run_of.get(trainer.execution_id),
+                      "examples_span": examples.span})
   by_push = {p.model.id: p.version for p in pushes(snap) if p.model}
   unique = {f["model_id"]: {**f, "pushed_version": by_push.get(f["model_id"])}
             for f in found}
@@ -619,9 +709,8 @@ def tree_lines(node: Dict[str, Any], indent: str = "") -> List[str]:
   lines.append(f"{indent}  <- {step['node']}{cache} run {step['run_id']}")
   trips = step.get("trips")
   if trips:
-    lines.append(f"{indent}     trips: table {trips['table']} train "
-                 f"{'..'.join(trips['train_dates'] or ['?'])}, eval "
-                 f"{trips['eval_date']}"
+    lines.append(f"{indent}     trips: table {trips['table']}, day "
+                 f"{trips['date']} (lookback from {trips['lookback_from']})"
                  + (f"  ({trips['warehouse']})" if trips["warehouse"] else ""))
   for key, children in step.get("inputs", {}).items():
     for child in children:

@@ -14,8 +14,9 @@ By default the artifacts are records only. A test that reads files through
 the store can point a run at real ones: `model_dir` (a SavedModel, which
 becomes the Trainer's `Format-Serving`, the Pusher's archive and the
 registry's version folders), and per span an ExampleGen output
-(`Split-train/`, `Split-eval/`) and StatisticsGen output, which are copied
-(or linked) into the artifacts' folders. What a real run records and this
+(`Split-day/`) and StatisticsGen output, which are copied
+(or linked) into the artifacts' folders. A run's window is the days of the
+runs before it (their ExampleGen outputs), as TrainingWindow resolves it. What a real run records and this
 writer does not: TFX's execution_cache contexts, tfx_version and
 is_external, and the exec properties nobody reads back (input_config,
 eval_config, ...); tests/test_pipeline_e2e.py checks that everything written
@@ -43,7 +44,7 @@ FIRST_SPAN = 19700                      # 2023-12-09
 CELLS, SLOTS_PER_DAY = 77, 48           # community areas x 30-minute slots
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "pipeline" / "schema" / (
     "schema.pbtxt")
-SPLITS = '["train", "eval"]'
+SPLITS = f'["{c.DAY_SPLIT}"]'
 
 # --- what TFX registers ---------------------------------------------------------
 
@@ -56,6 +57,8 @@ EXECUTION_TYPES: Dict[str, tuple] = {
     c.EXAMPLE_GEN: ("pipeline.components.duckdb_example_gen.component."
                     "DuckDBExampleGen", pb.ExecutionType.PROCESS),
     c.LATEST_BLESSED_MODEL: (_RESOLVER, pb.ExecutionType.UNSET),
+    c.TRAINING_WINDOW: (_RESOLVER, pb.ExecutionType.UNSET),
+    c.LATEST_ANALYZER_CACHE: (_RESOLVER, pb.ExecutionType.UNSET),
     c.PREVIOUS_STATISTICS: (_RESOLVER, pb.ExecutionType.UNSET),
     c.SERVING_MODEL_TRAINING: (_RESOLVER, pb.ExecutionType.UNSET),
     c.SKEW_VALIDATOR: ("pipeline.components.skew_validator.SkewValidator",
@@ -254,7 +257,7 @@ class RunSpec:
   """What one synthetic daily run recorded.
 
   Attributes:
-    span: the run's day (ExampleGen's eval split).
+    span: the run's day (ExampleGen's one split, the eval day).
     params: the Trainer's custom_config (span defaults to `span`).
     run_id: the pipeline_run context's name (default: the day, 06:00).
     blessed: ForecastGate's verdict; a blessed model is pushed.
@@ -266,8 +269,8 @@ class RunSpec:
     examples_dir, statistics_dir: a real ExampleGen / StatisticsGen output
       of this span to copy into the artifacts' folders.
     model_dir: a real SavedModel for this run's Model (default: build's).
-    train_examples, eval_examples, anomaly_count: DataGate's report
-      (default: every cell and slot of the window, no anomalies).
+    eval_examples, anomaly_count: DataGate's report on the day (default:
+      every cell and slot, no anomalies).
   """
   span: int
   params: Optional[c.RunParameters] = None
@@ -279,7 +282,6 @@ class RunSpec:
   examples_dir: Optional[str] = None
   statistics_dir: Optional[str] = None
   model_dir: Optional[str] = None
-  train_examples: Optional[int] = None
   eval_examples: Optional[int] = None
   anomaly_count: int = 0
 
@@ -301,6 +303,7 @@ class RunRecord:
   blessing: pb.Artifact
   pushed_model: pb.Artifact
   version: Optional[str]
+  cache: Optional[pb.Artifact] = None   # Transform's updated analyzer cache
 
 
 def materialize(src: Optional[os.PathLike], dst: str, link: bool) -> None:
@@ -318,13 +321,17 @@ def materialize(src: Optional[os.PathLike], dst: str, link: bool) -> None:
 def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
               first: bool, base: Optional[RunRecord],
               previous: Optional[RunRecord], version: str,
+              window: Sequence[pb.Artifact] = (),
+              cache: Optional[pb.Artifact] = None,
               model_dir: Optional[str] = None, link: bool = False,
               keep: int = 5) -> RunRecord:
   """The records of one daily run, in the order LocalDagRunner runs nodes.
 
   `base` is the newest blessed run before this one (what LatestBlessedModel
   and ServingModelTraining resolve: the model serving on `spec.span`),
-  `previous` the run of the previous span (PreviousSpanStatistics).
+  `previous` the run of the previous span (PreviousSpanStatistics),
+  `window` the earlier days' examples it trains on (TrainingWindow) and
+  `cache` the newest analyzer cache (LatestAnalyzerCache).
   """
   span, params = spec.span, spec.parameters()
   run_id = spec.run_id or f"{spans.day_of(span).isoformat()}T06:00:00"
@@ -345,7 +352,9 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
       "output_data_format": 6, "output_file_format": 5},
                    outputs={c.EXAMPLES: [w.artifact(
                        "Examples", span=span, split_names=SPLITS,
-                       custom={c.SPAN: span})]})[c.EXAMPLES]
+                       custom={c.SPAN: span,
+                               c.INPUT_FINGERPRINT: f"synthetic:{span}"})]}
+                   )[c.EXAMPLES]
   materialize(spec.examples_dir, examples.uri, link)
 
   serving = {}
@@ -384,12 +393,10 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
     gate_inputs["previous_statistics"] = [previous.statistics]
   cells_slots = CELLS * SLOTS_PER_DAY
   report = w.artifact(
-      "ExampleAnomalies", span=span, split_names='["eval"]',
+      "ExampleAnomalies", span=span, split_names=SPLITS,
       anomaly_count=spec.anomaly_count,
       drift_checked=int(previous is not None),
       passed=int(spec.anomaly_count == 0),
-      train_examples=(spec.train_examples if spec.train_examples is not None
-                      else cells_slots * int(params.train_days or 1)),
       eval_examples=(spec.eval_examples if spec.eval_examples is not None
                      else cells_slots))
   verdict[COND_INPUT] = run(c.DATA_GATE, COMPLETE, {}, gate_inputs,
@@ -411,23 +418,23 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
       {c.EXAMPLES: [examples], **serving},
       {c.RESULT: [w.artifact(c.NEXT_DAY_RESULT, **result)]})
 
+  window = list(window)
+  run(c.TRAINING_WINDOW, internal_outputs={c.EXAMPLES: window})
+  run(c.LATEST_ANALYZER_CACHE,
+      internal_outputs={"cache": [cache]} if cache is not None else {})
+  transform_inputs = {c.EXAMPLES: window, c.SCHEMA: [schema]}
+  if cache is not None:
+    transform_inputs[c.ANALYZER_CACHE] = [cache]
   transform = run(c.TRANSFORM, COMPLETE, {
       "preprocessing_fn": "taxi_demand.modeling.preprocessing.preprocessing_fn",
       "custom_config": "null", "force_tf_compat_v1": 0,
-      "disable_statistics": 0},
-                  {c.EXAMPLES: [examples], c.SCHEMA: [schema]}, {
-                      c.TRANSFORMED_EXAMPLES: [w.artifact(
-                          "Examples", split_names=SPLITS)],
+      "disable_statistics": 1,
+      "splits_config": json.dumps({"analyze": [c.DAY_SPLIT]})},
+                  transform_inputs, {
                       c.TRANSFORM_GRAPH: [w.artifact("TransformGraph")],
-                      "updated_analyzer_cache": [w.artifact("TransformCache")],
-                      "pre_transform_schema": [w.artifact("Schema")],
-                      "pre_transform_stats": [w.artifact("ExampleStatistics")],
-                      "post_transform_schema": [w.artifact("Schema")],
-                      "post_transform_stats": [w.artifact(
-                          "ExampleStatistics")],
-                      "post_transform_anomalies": [w.artifact(
-                          "ExampleAnomalies")]})
-  trainer_inputs = {c.EXAMPLES: transform[c.TRANSFORMED_EXAMPLES],
+                      c.UPDATED_ANALYZER_CACHE: [
+                          w.artifact("TransformCache")]})
+  trainer_inputs = {c.EXAMPLES: window,
                     c.TRANSFORM_GRAPH: transform[c.TRANSFORM_GRAPH],
                     c.SCHEMA: [schema]}
   if base is not None:
@@ -435,8 +442,10 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
   [model] = run(c.TRAINER, COMPLETE, {
       c.CUSTOM_CONFIG: json.dumps(params.to_custom_config(), sort_keys=True),
       "run_fn": "taxi_demand.modeling.trainer.run_fn",
-      "train_args": json.dumps({"num_steps": params.train_steps}),
-      "eval_args": "{}"}, trainer_inputs,
+      "train_args": json.dumps({"num_steps": params.train_steps,
+                                "splits": [c.DAY_SPLIT]}),
+      "eval_args": json.dumps({"num_steps": 20, "splits": [c.DAY_SPLIT]})},
+                trainer_inputs,
                 {"model_run": [w.artifact("ModelRun")],
                  c.MODEL: [w.artifact("Model")]})[c.MODEL]
   materialize(model_dir, os.path.join(model.uri, "Format-Serving"), link)
@@ -449,7 +458,8 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
     evaluator_inputs[c.BASELINE_MODEL] = [base.model]
     _fill(evaluator_blessing.custom_properties, {
         "baseline_model": base.model.uri, "baseline_model_id": base.model.id})
-  evaluation = run(c.EVALUATOR, COMPLETE, {"example_splits": "null"},
+  evaluation = run(c.EVALUATOR, COMPLETE,
+                   {"example_splits": json.dumps([c.DAY_SPLIT])},
                    evaluator_inputs,
                    {c.EVALUATION: [w.artifact("ModelEvaluation")],
                     c.BLESSING: [evaluator_blessing]})
@@ -485,7 +495,8 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
   return RunRecord(spec=spec, run_id=run_id, examples=examples,
                    statistics=stats, model=model, blessing=blessing,
                    pushed_model=pushed,
-                   version=version if spec.blessed else None)
+                   version=version if spec.blessed else None,
+                   cache=transform[c.UPDATED_ANALYZER_CACHE][0])
 
 
 def default_runs(runs: int, first_span: int = FIRST_SPAN) -> List[RunSpec]:
@@ -536,9 +547,14 @@ def write_store(home: os.PathLike, runs: Sequence[RunSpec], *,
   records: List[RunRecord] = []
   base = previous = None
   for i, spec in enumerate(runs):
+    days = int(spec.parameters().train_days or 1)
+    window = [r.examples for r in records
+              if spec.span - 2 * days <= r.spec.span < spec.span
+              and r.spec.anomaly_count == 0][-days:]
     record = write_run(
         w, spec, home=home, schema=schema, first=i == 0, base=base,
         previous=previous, version=spec.version or str(1_700_000_000 + i),
+        window=window, cache=previous.cache if previous else None,
         model_dir=None if model_dir is None else str(model_dir), link=link,
         keep=keep)
     if i == 0 and SCHEMA_FILE.is_file():

@@ -42,6 +42,9 @@ from taxi_demand.modeling.saved_model import load_for_serving  # noqa: F401
 from taxi_demand.modeling.saved_model import raw_input_dtype
 from taxi_demand.modeling.saved_model import resolve_saved_model
 
+# The run parameter (custom_config key) for the steps of a warm start.
+WARM_START_STEPS_KEY = "warm_start_steps"
+
 # Written next to the SavedModel so the next day's warm start can map cell
 # embedding rows by token even if the vocabulary grew or was reordered.
 CELL_VOCABULARY_FILE = os.path.join("assets.extra", "cell_vocabulary.txt")
@@ -49,22 +52,36 @@ CELL_VOCABULARY_FILE = os.path.join("assets.extra", "cell_vocabulary.txt")
 
 def _input_fn(file_pattern: List[str], data_accessor: DataAccessor,
               tf_transform_output: tft.TFTransformOutput, batch_size: int,
-              training: bool, seed: int) -> tf.data.Dataset:
-  """Batches of (transformed features, label) from transformed examples.
+              training: bool, seed: int,
+              max_batches: Optional[int] = None) -> tf.data.Dataset:
+  """Batches of (transformed features, label) from the window's raw days.
 
-  One parsed pass is cached in memory (about 100k small examples): later
-  epochs then cost no decompression or parsing. Training repeats forever in
-  a freshly shuffled batch order; evaluation is one pass.
+  Transform materialises nothing: each day's examples were written once, by
+  the run that ingested it, and today's graph is applied here as they are
+  read, so every day of the window is transformed with the same vocabulary
+  and mean. One transformed pass is cached in memory (about 100k small
+  examples): later epochs cost no decompression, parsing or transforming.
+  Training repeats forever in a freshly shuffled batch order; evaluation is
+  one pass of at most `max_batches`.
   """
-  dataset = data_accessor.tf_dataset_factory(
+  raw = data_accessor.tf_dataset_factory(
       file_pattern,
       dataset_options.TensorFlowDatasetOptions(
           batch_size=batch_size,
-          label_key=model_lib.LABEL_XF,
           shuffle=training,
           shuffle_seed=seed,
           num_epochs=1),
-      tf_transform_output.transformed_metadata.schema).cache()
+      tf_transform_output.raw_metadata.schema)
+  if max_batches:
+    raw = raw.take(max_batches)
+  layer = tf_transform_output.transform_features_layer()
+
+  def transform(raw_features):
+    transformed = layer(raw_features)
+    label = transformed.pop(model_lib.LABEL_XF)
+    return transformed, label
+
+  dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
   if not training:
     return dataset
   return dataset.shuffle(1024, seed=seed,
@@ -154,18 +171,24 @@ def cell_row_map(new_vocab: Sequence[str], old_vocab: Sequence[str],
 
 
 def run_fn(fn_args: FnArgs) -> None:
-  """Trains on Transform's output and saves the serving model.
+  """Trains on the window's days, transformed as read, and saves the model.
 
   Hyperparameters: `model.HParams` defaults, overridden by
   `fn_args.custom_config["hparams"]` (a dict) when given; TrainArgs/EvalArgs
   step counts override `train_steps`/`eval_steps`. Warm-starts from
-  `fn_args.base_model` when the Trainer has a base_model input.
+  `fn_args.base_model` when the Trainer has a base_model input, and then
+  trains `custom_config["warm_start_steps"]` steps when that is set.
   """
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   custom_config = fn_args.custom_config or {}
   overrides = dict(custom_config.get("hparams") or {})
+  base = resolve_saved_model(fn_args.base_model)
   if fn_args.train_steps:
     overrides["train_steps"] = int(fn_args.train_steps)
+  if base and custom_config.get(WARM_START_STEPS_KEY):
+    # Incremental retraining: the serving model already knows all but the
+    # newest day of the window.
+    overrides["train_steps"] = int(custom_config[WARM_START_STEPS_KEY])
   if fn_args.eval_steps:
     overrides["eval_steps"] = int(fn_args.eval_steps)
   hparams = model_lib.HParams.from_dict(overrides)
@@ -178,9 +201,8 @@ def run_fn(fn_args: FnArgs) -> None:
                        hparams.seed)
   eval_ds = _input_fn(fn_args.eval_files, fn_args.data_accessor,
                       tf_transform_output, hparams.batch_size, False,
-                      hparams.seed)
+                      hparams.seed, max_batches=hparams.eval_steps)
 
-  base = resolve_saved_model(fn_args.base_model)
   if fn_args.base_model and not base:
     logging.warning("No SavedModel at base model %s; training from scratch.",
                     fn_args.base_model)

@@ -55,8 +55,9 @@ from taxi_demand.serving import servelog
 CHECK_TYPE = contract.SKEW_CHECK
 REPORT_TYPE = contract.SKEW_REPORT
 SERVING_LOG_TYPE = contract.SERVING_LOG
-# The model learned from the train split; the eval day is held out.
-TRAINING_SPLIT = "train"
+# The model learned from its window's days; the statistics of the newest of
+# them stand for its training data (a span's one split is its day).
+TRAINING_SPLIT = contract.DAY_SPLIT
 STATS_FILE = "FeatureStats.pb"
 SCHEMA_FILE = "schema.pbtxt"
 # Join skew compares the model's inputs: the serving columns but the keys.

@@ -27,7 +27,7 @@ from tfx.types import standard_component_specs
 from pipeline.components.duckdb_example_gen import executor
 from taxi_demand.data import sql
 from taxi_demand.data import warehouse as warehouse_lib
-from taxi_demand import spans
+from taxi_demand.lineage import contract
 
 WAREHOUSE_PATH_KEY = "warehouse_path"
 
@@ -42,13 +42,16 @@ class DuckDBExampleGenSpec(standard_component_specs.QueryBasedExampleGenSpec):
 
 
 def input_config_for(cfg: sql.QueryConfig,
-                     train_days: int) -> example_gen_pb2.Input:
-  """Two splits by time: train = the N days before the span, eval = the span."""
-  queries = sql.split_queries(cfg, train_days)
-  return example_gen_pb2.Input(splits=[
-      example_gen_pb2.Input.Split(name=name, pattern=query)
-      for name, query in queries.items()
-  ])
+                     days_before: int = 0) -> example_gen_pb2.Input:
+  """One split, the span's day (`days_before` = 0), or the N days before it.
+
+  A daily run ingests its own day only; earlier runs ingested the days of
+  its training window, which it resolves from ML Metadata. The N-day form
+  serves Vertex, whose compiler cannot resolve a window of spans.
+  """
+  return example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
+      name=contract.DAY_SPLIT,
+      pattern=sql.render_bigquery(cfg, days_before=days_before))])
 
 
 def range_config_for(span: int) -> range_config_pb2.RangeConfig:
@@ -64,7 +67,9 @@ class DuckDBDriver(example_gen_driver.QueryBasedDriver):
 
   TFX's query-based driver records no fingerprint, so a rerun of a span
   after new trips were loaded would be served stale examples from the cache.
-  The fingerprint of every trip before the span's end enters the cache key.
+  The fingerprint of the trips the span's query reads (its day and the
+  lookback before it) enters the cache key, so a reload of one day
+  re-ingests only the spans that read that day.
   """
 
   def resolve_exec_properties(self, exec_properties, pipeline_info,
@@ -75,7 +80,7 @@ class DuckDBDriver(example_gen_driver.QueryBasedDriver):
     with warehouse_lib.Warehouse(exec_properties[WAREHOUSE_PATH_KEY],
                                  read_only=True) as warehouse:
       exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = (
-          warehouse.fingerprint(spans.start_of(span + 1)))
+          warehouse.span_fingerprint(span))
     return exec_properties
 
 
@@ -107,8 +112,9 @@ class DuckDBExampleGen(example_gen_component.QueryBasedExampleGen):
       raise ValueError(
           "DuckDBExampleGen needs range_config (range_config_for(span)): "
           "TFX's query-based driver cannot resolve a latest span")
-    output_config = output_config or example_gen_utils.make_default_output_config(
-        input_config)
+    # Empty: the input's splits, unchanged. TFX's default would hash a
+    # single split into a random train and eval.
+    output_config = output_config or example_gen_pb2.Output()
     # QueryBasedExampleGen.__init__ builds the stock spec; build ours (with
     # warehouse_path) and go straight to the Beam component base.
     spec = DuckDBExampleGenSpec(
