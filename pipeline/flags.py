@@ -26,7 +26,8 @@ def add_model_flags(group) -> None:
   group.add_argument("--warm-start-steps", type=int, default=None,
                      help="training steps when the Trainer warm-starts from "
                      "the serving model (incremental retraining on a window "
-                     "one day newer; default: the config's, see README)")
+                     "one day newer; default 1000; 0: as many as "
+                     "--train-steps)")
   group.add_argument("--hparam", action="append", default=[],
                      metavar="KEY=VALUE",
                      help="model hyperparameter, repeatable (e.g. "

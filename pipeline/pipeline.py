@@ -92,7 +92,9 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       span=config.span,
       train_days=config.train_days,
       train_steps=config.train_steps,
-      warm_start_steps=config.warm_start_steps or None,
+      # Never more than a cold start's.
+      warm_start_steps=min(config.warm_start_steps,
+                           config.train_steps) or None,
       slot_minutes=config.query.slot_minutes,
       spatial_unit=config.query.spatial_unit.value,
       grid_metres=config.query.grid_metres,

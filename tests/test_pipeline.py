@@ -63,6 +63,10 @@ def test_parameters_are_recorded_on_the_trainer(tmp_path):
   read = ids.RunParameters.from_custom_config(params)
   assert read == p.run_parameters(cfg)
   assert (read.train_days, read.naive_margin) == (14, 0.2)
+  # Incremental retraining: fewer steps from a warm start, never more.
+  assert read.warm_start_steps == 1000 < read.train_steps
+  few = p.run_parameters(config(tmp_path, train_steps=300))
+  assert few.warm_start_steps == 300
 
 
 def test_training_reads_the_resolved_window_and_evaluation_the_day(tmp_path):
