@@ -223,6 +223,21 @@ def test_the_next_day_ingests_one_day_and_trains_on_the_passed_window(home):
       assert given[name] == content, name  # reused, not recomputed
 
 
+def test_a_reload_re_ingests_only_the_days_that_read_it(home):
+  """Each day is keyed on the trips its query reads: its own and the 7 days
+  before. A changed day 03-05 is read by 03-05 .. 03-12, not by 03-13."""
+  from pipeline import local_run
+  day = spans.parse_span("2024-03-14")
+  assert local_run.window_to_ingest(home, day, 3) == []  # all there
+  with wh.Warehouse(home.warehouse) as warehouse:
+    warehouse.con.execute(
+        "DELETE FROM trips WHERE unique_key = (SELECT min(unique_key) FROM "
+        "trips WHERE trip_start_timestamp >= TIMESTAMP '2024-03-05' AND "
+        "trip_start_timestamp < TIMESTAMP '2024-03-06')")
+  assert local_run.window_to_ingest(home, day, 3) == [
+      spans.parse_span("2024-03-11"), spans.parse_span("2024-03-12")]
+
+
 # --- the synthetic stores the other tests use, against this real one ----------
 
 
