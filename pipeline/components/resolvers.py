@@ -33,7 +33,33 @@ def artifact_span(artifact: types.Artifact) -> int:
   return 0
 
 
-class PreviousSpanStrategy(resolver.ResolverStrategy):
+class _NewestOfAnEarlierDay(resolver.ResolverStrategy):
+  """Per channel, the newest artifact of the greatest day before `span`.
+
+  Subclasses say what an artifact's day is (None: not a candidate).
+  """
+
+  def __init__(self, span: int):
+    self._span = int(span)
+
+  def day_of(self, snap: lineage_store.Snapshot,
+             artifact: types.Artifact) -> Optional[int]:
+    raise NotImplementedError
+
+  def resolve_artifacts(
+      self, store: mlmd.MetadataStore,
+      input_dict: Dict[str, List[types.Artifact]]
+  ) -> Optional[Dict[str, List[types.Artifact]]]:
+    snap = lineage_store.Snapshot.load(store)
+    result = {}
+    for key, artifacts in input_dict.items():
+      dated = [(self.day_of(snap, a), a.id, a) for a in artifacts]
+      earlier = [d for d in dated if d[0] is not None and d[0] < self._span]
+      result[key] = [max(earlier, key=lambda d: d[:2])[2]] if earlier else []
+    return result
+
+
+class PreviousSpanStrategy(_NewestOfAnEarlierDay):
   """Resolves, per channel, the newest passed artifact of the greatest span
   < `span`.
 
@@ -46,26 +72,14 @@ class PreviousSpanStrategy(resolver.ResolverStrategy):
   against the broken day.
   """
 
-  def __init__(self, span: int):
-    self._span = int(span)
-
-  def resolve_artifacts(
-      self, store: mlmd.MetadataStore,
-      input_dict: Dict[str, List[types.Artifact]]
-  ) -> Optional[Dict[str, List[types.Artifact]]]:
-    snap = lineage_store.Snapshot.load(store)
-    result = {}
-    for key, artifacts in input_dict.items():
-      earlier = [a for a in artifacts if 0 < artifact_span(a) < self._span
-                 and queries.verdict_passed(
-                     queries.gate_report_of_statistics(snap, a.id))]
-      best = max(earlier, key=lambda a: (artifact_span(a), a.id),
-                 default=None)
-      result[key] = [best] if best is not None else []
-    return result
+  def day_of(self, snap, artifact):
+    span = artifact_span(artifact)
+    passed = span > 0 and queries.verdict_passed(
+        queries.gate_report_of_statistics(snap, artifact.id))
+    return span if passed else None
 
 
-class EarlierDayCacheStrategy(resolver.ResolverStrategy):
+class EarlierDayCacheStrategy(_NewestOfAnEarlierDay):
   """Transform's analyzer cache from the newest run of an earlier day.
 
   Not simply the newest cache: a rerun of day D would then read the cache
@@ -75,23 +89,8 @@ class EarlierDayCacheStrategy(resolver.ResolverStrategy):
   has no cache: an empty channel, which Transform reads as "none yet".
   """
 
-  def __init__(self, span: int):
-    self._span = int(span)
-
-  def resolve_artifacts(
-      self, store: mlmd.MetadataStore,
-      input_dict: Dict[str, List[types.Artifact]]
-  ) -> Optional[Dict[str, List[types.Artifact]]]:
-    snap = lineage_store.Snapshot.load(store)
-    result = {}
-    for key, artifacts in input_dict.items():
-      earlier = []
-      for a in artifacts:
-        day = queries.producer_span(snap, a.id)
-        if day is not None and day < self._span:
-          earlier.append((day, a.id, a))
-      result[key] = [max(earlier, key=lambda t: t[:2])[2]] if earlier else []
-    return result
+  def day_of(self, snap, artifact):
+    return queries.producer_span(snap, artifact.id)
 
 
 class TrainingWindowStrategy(resolver.ResolverStrategy):
