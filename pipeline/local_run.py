@@ -137,13 +137,16 @@ def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:
   return [(span, None) for span in spans]
 
 
-def window_to_ingest(home: Home, span: int, train_days: int) -> List[int]:
+def window_to_ingest(home: Home, span: int, train_days: int,
+                     key: str) -> List[int]:
   """The days of `span`'s window that ML Metadata lacks, or has stale.
 
   A day is ingested once: its examples, statistics and DataGate verdict are
   reused by every window that holds it, unless the trips it reads (its
-  day and lookback) changed since, which its fingerprint tells.
+  day and lookback) changed since, which its fingerprint tells, or it was
+  made by another query (`key`, duckdb_example_gen.query_key).
   """
+  from pipeline.components import duckdb_example_gen  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
@@ -152,9 +155,10 @@ def window_to_ingest(home: Home, span: int, train_days: int) -> List[int]:
     if known is None:
       return []
     days = range(max(known[0], span - train_days), span)
-    wanted = {day: warehouse.span_fingerprint(day) for day in days}
+    wanted = {day: duckdb_example_gen.ingest_fingerprint(
+        warehouse.span_fingerprint(day), key) for day in days}
   snap = store.load(home.metadata) if home.metadata.exists() else None
-  ingested = queries.ingested_spans(snap) if snap is not None else {}
+  ingested = queries.ingested_spans(snap, key) if snap is not None else {}
   todo = []
   for day, fingerprint in wanted.items():
     examples = ingested.get(day)
@@ -186,17 +190,20 @@ def ingest(pipeline, home: Home, span: int) -> None:
 
 def ingest_window(args, home: Home, span: int) -> None:
   """Ingests the days of `span`'s window that need it; fails if none passed."""
+  from pipeline.components import duckdb_example_gen  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  todo = window_to_ingest(home, span, args.train_days)
+  key = duckdb_example_gen.query_key(duckdb_example_gen.input_config_for(
+      build_config(args, home, span).query))
+  todo = window_to_ingest(home, span, args.train_days, key)
   if todo:
     say(f"window of {spans.date_of(span)}: ingesting {len(todo)} day(s) "
         f"{spans.date_of(todo[0])} .. {spans.date_of(todo[-1])}, once each")
   for day in todo:
     ingest(create_pipeline(build_config(args, home, day)), home, day)
   window = queries.training_window(store.load(home.metadata), span,
-                                   args.train_days)
+                                   args.train_days, key)
   if not window:
     raise TaxiDemandError(
         f"no day before {spans.date_of(span)} has passed data validation "

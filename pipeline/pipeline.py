@@ -14,6 +14,7 @@ from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
 from pipeline.components.data_gate import DataGate
 from pipeline.components.duckdb_example_gen import DuckDBExampleGen
 from pipeline.components.duckdb_example_gen import input_config_for
+from pipeline.components.duckdb_example_gen import query_key
 from pipeline.components.duckdb_example_gen import range_config_for
 from pipeline.components.forecast_gate import ForecastGate
 from pipeline.components.next_day import NextDayValidator
@@ -22,6 +23,7 @@ from pipeline.components.pusher import VersionedPusherExecutor
 from pipeline.components.resolvers import EarlierDayCacheStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
 from pipeline.components.resolvers import ServingModelStrategy
+from pipeline.components.resolvers import QUERY_KEY
 from pipeline.components.resolvers import TRAIN_DAYS_KEY
 from pipeline.components.resolvers import TrainingWindowStrategy
 from pipeline.components.skew_validator import SkewValidator
@@ -141,7 +143,8 @@ def _training_window(config: PipelineConfig):
     return tfx.dsl.Resolver(
         strategy_class=TrainingWindowStrategy,
         config={contract.SPAN: config.span,
-                TRAIN_DAYS_KEY: config.train_days},
+                TRAIN_DAYS_KEY: config.train_days,
+                QUERY_KEY: query_key(input_config_for(config.query))},
         examples=tfx.dsl.Channel(
             type=tfx.types.standard_artifacts.Examples,
             producer_component_id=contract.EXAMPLE_GEN,

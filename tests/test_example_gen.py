@@ -213,12 +213,18 @@ def test_driver_fills_span_in_local_pipeline(warehouse_path, tmp_path):
   [artifact] = store.get_artifacts_by_type("Examples")
   assert artifact.custom_properties[
       example_gen_utils.SPAN_PROPERTY_NAME].int_value == SUNDAY
-  # The cache key: the trips the span reads (its day and its lookback).
+  # The cache key: the trips the span reads (its day and its lookback),
+  # and the query that read them.
+  from pipeline.components import duckdb_example_gen  # noqa: PLC0415
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   with Warehouse(warehouse_path, read_only=True) as wh:
     assert artifact.custom_properties[
         example_gen_utils.FINGERPRINT_PROPERTY_NAME].string_value == (
-            wh.span_fingerprint(SUNDAY))
+            duckdb_example_gen.ingest_fingerprint(
+                wh.span_fingerprint(SUNDAY),
+                duckdb_example_gen.query_key(input_config_for(HOURLY))))
+  assert duckdb_example_gen.query_key(input_config_for(HOURLY)) != (
+      duckdb_example_gen.query_key(input_config_for(sql.QueryConfig())))
   examples = standard_artifacts.Examples()
   examples.set_mlmd_artifact(artifact)
   evals = _read_split(examples, "day")

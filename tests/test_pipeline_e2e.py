@@ -227,14 +227,23 @@ def test_a_reload_re_ingests_only_the_days_that_read_it(home):
   """Each day is keyed on the trips its query reads: its own and the 7 days
   before. A changed day 03-05 is read by 03-05 .. 03-12, not by 03-13."""
   from pipeline import local_run
+  from pipeline.components import duckdb_example_gen as gen
+  from taxi_demand.data.sql import QueryConfig
   day = spans.parse_span("2024-03-14")
-  assert local_run.window_to_ingest(home, day, 3) == []  # all there
+  key = gen.query_key(gen.input_config_for(QueryConfig()))
+  assert local_run.window_to_ingest(home, day, 3, key) == []  # all there
+  # Another query (hourly slots) has ingested nothing: a window never mixes
+  # days made by two queries.
+  hourly = gen.query_key(gen.input_config_for(QueryConfig(slot_minutes=60)))
+  assert len(local_run.window_to_ingest(home, day, 3, hourly)) == 3
+  assert queries.training_window(store.load(home.metadata), day, 3,
+                                 hourly) == []
   with wh.Warehouse(home.warehouse) as warehouse:
     warehouse.con.execute(
         "DELETE FROM trips WHERE unique_key = (SELECT min(unique_key) FROM "
         "trips WHERE trip_start_timestamp >= TIMESTAMP '2024-03-05' AND "
         "trip_start_timestamp < TIMESTAMP '2024-03-06')")
-  assert local_run.window_to_ingest(home, day, 3) == [
+  assert local_run.window_to_ingest(home, day, 3, key) == [
       spans.parse_span("2024-03-11"), spans.parse_span("2024-03-12")]
 
 

@@ -66,6 +66,8 @@ def test_the_window_skips_a_refused_day_and_reaches_back(
   assert [a.span for a in queries.training_window(snap, FIRST + 3, 3)] == [
       FIRST, FIRST + 1]
   assert queries.training_window(snap, FIRST + 9, 2) == []
+  # Only days made by the run's own query.
+  assert queries.training_window(snap, FIRST + 4, 2, "another") == []
 
 
 @pytest.fixture

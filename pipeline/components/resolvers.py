@@ -20,8 +20,9 @@ from taxi_demand.lineage import queries
 from taxi_demand.lineage import store as lineage_store
 
 
-# TrainingWindowStrategy's config key (its other one is contract.SPAN).
+# TrainingWindowStrategy's config keys (its other one is contract.SPAN).
 TRAIN_DAYS_KEY = "train_days"
+QUERY_KEY = "query_key"
 
 
 def artifact_span(artifact: types.Artifact) -> int:
@@ -100,19 +101,21 @@ class TrainingWindowStrategy(resolver.ResolverStrategy):
   day that DataGate refused must never be in a window, and a rerun of an
   old day must train on the days before it, not the newest ones. So the
   window is `queries.training_window`: the newest ingest of each of the
-  last `train_days` days before `span` that passed DataGate.
+  last `train_days` days before `span` that passed DataGate, made by the
+  run's own query (`query_key`).
   """
 
-  def __init__(self, span: int, train_days: int):
+  def __init__(self, span: int, train_days: int, query_key: str = ""):
     self._span = int(span)
     self._days = int(train_days)
+    self._query_key = query_key or None
 
   def resolve_artifacts(
       self, store: mlmd.MetadataStore,
       input_dict: Dict[str, List[types.Artifact]]
   ) -> Optional[Dict[str, List[types.Artifact]]]:
     window = queries.training_window(lineage_store.Snapshot.load(store),
-                                     self._span, self._days)
+                                     self._span, self._days, self._query_key)
     wanted = [a.id for a in window]
     result = {}
     for key, artifacts in input_dict.items():

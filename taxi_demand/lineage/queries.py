@@ -269,27 +269,35 @@ def verdict_passed(report: Optional[st.ArtifactView]) -> bool:
       contract.DATA_PASSED) == 1
 
 
-def ingested_spans(snap: st.Snapshot) -> Dict[int, st.ArtifactView]:
-  """{span: the newest ExampleGen output of that day}."""
+def ingested_spans(snap: st.Snapshot, query_key: Optional[str] = None
+                   ) -> Dict[int, st.ArtifactView]:
+  """{span: the newest ExampleGen output of that day}.
+
+  With `query_key`, only days made by that query (their fingerprint ends
+  in it; see duckdb_example_gen.ingest_fingerprint).
+  """
   newest: Dict[int, st.ArtifactView] = {}
   for examples in snap.artifacts_of("Examples"):  # oldest first
     gen = snap.producer(examples.id)
     if (gen is not None and gen.node_id == contract.EXAMPLE_GEN and
-        examples.span is not None):
+        examples.span is not None and (query_key is None or str(
+            examples.properties.get(contract.INPUT_FINGERPRINT, "")).endswith(
+                f":query={query_key}"))):
       newest[examples.span] = examples
   return newest
 
 
-def training_window(snap: st.Snapshot, span: int,
-                    days: int) -> List[st.ArtifactView]:
+def training_window(snap: st.Snapshot, span: int, days: int,
+                    query_key: Optional[str] = None) -> List[st.ArtifactView]:
   """The examples a model for day `span` trains on, oldest span first.
 
   The newest ingest of each of the last `days` days before `span` that
   DataGate passed. A refused day is skipped and the window reaches one day
   further back instead, but never more than 2 x `days` days back: a model
-  is not silently trained on a month-old window.
+  is not silently trained on a month-old window. With `query_key`, only
+  days made by that query: another slot length or grid is another dataset.
   """
-  newest = ingested_spans(snap)
+  newest = ingested_spans(snap, query_key)
   days_ok = [s for s in sorted(newest)
              if span - 2 * days <= s < span and
              verdict_passed(data_gate_report(snap, newest[s].id))]

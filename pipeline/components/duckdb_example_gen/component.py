@@ -10,6 +10,8 @@ converter (see executor.py).
 
 from __future__ import annotations
 
+import hashlib
+
 from typing import Optional
 
 from tfx.components.example_gen import component as example_gen_component
@@ -23,6 +25,7 @@ from tfx.types import channel
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
 from pipeline.components.duckdb_example_gen import executor
 from taxi_demand.data import sql
@@ -62,6 +65,21 @@ def range_config_for(span: int) -> range_config_pb2.RangeConfig:
           start_span_number=span, end_span_number=span))
 
 
+def query_key(input_config: example_gen_pb2.Input) -> str:
+  """What a day's examples were made with: a digest of the split queries.
+
+  Of the queries as rendered, placeholders unfilled, so the same for every
+  day; another slot length, grid or arrival rule is another key.
+  """
+  text = "\n".join(f"{s.name}\n{s.pattern}" for s in input_config.splits)
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def ingest_fingerprint(trips_fingerprint: str, key: str) -> str:
+  """A day's ingest identity: the trips it read and the query that read them."""
+  return f"{trips_fingerprint}:query={key}"
+
+
 class DuckDBDriver(example_gen_driver.QueryBasedDriver):
   """TFX's query-based driver plus an input fingerprint of the warehouse.
 
@@ -69,18 +87,23 @@ class DuckDBDriver(example_gen_driver.QueryBasedDriver):
   after new trips were loaded would be served stale examples from the cache.
   The fingerprint of the trips the span's query reads (its day and the
   lookback before it) enters the cache key, so a reload of one day
-  re-ingests only the spans that read that day.
+  re-ingests only the spans that read that day; with the query's own key,
+  so that a window never mixes days made by another query.
   """
 
   def resolve_exec_properties(self, exec_properties, pipeline_info,
                               component_info):
+    # Before the query-based driver fills the span into the queries.
+    key = query_key(proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+        example_gen_pb2.Input()))
     exec_properties = super().resolve_exec_properties(
         exec_properties, pipeline_info, component_info)
     span = int(exec_properties[example_gen_utils.SPAN_PROPERTY_NAME])
     with warehouse_lib.Warehouse(exec_properties[WAREHOUSE_PATH_KEY],
                                  read_only=True) as warehouse:
       exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = (
-          warehouse.span_fingerprint(span))
+          ingest_fingerprint(warehouse.span_fingerprint(span), key))
     return exec_properties
 
 
