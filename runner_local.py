@@ -3,7 +3,13 @@
   python runner_local.py                      # newest day in the warehouse
   python runner_local.py --date 2024-02-05 --train-days 14
   python runner_local.py --backfill 2024-02-01 2024-02-10
-  python runner_local.py --resume             # rerun from the node that failed
+  python runner_local.py --resume             # go on from the node that failed
+                                              # or was killed, then the days
+                                              # its run had not reached
+
+A second daily run on the same home is refused while one runs. A run killed
+mid-node (kill -9, power loss) is marked aborted in ML Metadata by the next
+run on the home; `--resume` continues it.
 
 Exit codes: 0 ok (blessed or not), 1 error, 3 data validation alert.
 """
@@ -31,8 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="one run per day from START to END inclusive, in "
                     "order, as a daily schedule would")
   when.add_argument("--resume", action="store_true",
-                    help="rerun the last run from the node that failed, "
-                    "reusing every upstream artifact")
+                    help="continue the last run from the node that failed or "
+                    "was killed, reusing every artifact it published; then "
+                    "the days its invocation had not reached")
   parser.add_argument("--from-node", metavar="ID",
                       help="partial run starting at this node id")
   flags.add_model_flags(parser)
@@ -52,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
   from pipeline import local_run  # pylint: disable=g-import-not-at-top
   from taxi_demand import logs  # pylint: disable=g-import-not-at-top
@@ -60,14 +68,10 @@ def main(argv=None) -> int:
   # Outside guarded: a failure is logged to the run's log file before
   # logging is put back as the caller had it.
   with logs.preserved(), local_run.guarded(args.verbose) as outcome:
-    local_run.prepare(home, args)
-    from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
-    for span, run_options in local_run.plan(args, home):
-      if run_options is None:  # a partial run reuses its run's window
-        local_run.ingest_window(args, home, span)
-      config = local_run.build_config(args, home, span)
-      local_run.execute(create_pipeline(config), config, run_options, home)
-      local_run.print_summary(home, config)
+    with local_run.hold(home, argv) as run_lock:  # one daily run per home
+      local_run.prepare(home, args)
+      local_run.mark_aborted(home)
+      local_run.run_all(args, home, run_lock, argv)
   return outcome.exit_code
 
 

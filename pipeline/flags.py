@@ -14,7 +14,7 @@ from taxi_demand.errors import TaxiDemandError
 
 
 def add_model_flags(group) -> None:
-  """--train-days, --train-steps, --hparam, granularity and --keep-versions.
+  """--train-days, --train-steps, --hparam, granularity, pushes and gates.
 
   Args:
     group: an argparse parser or argument group.
@@ -56,6 +56,16 @@ def add_model_flags(group) -> None:
                      default=defaults.cell_margin,
                      help="refuse if a busy cell's MAE is this fraction above "
                      "its own seasonal-naive MAE (default %(default)s)")
+  group.add_argument("--min-eval-pickups", type=int,
+                     default=defaults.min_eval_pickups, metavar="N",
+                     help="the evidence floor: bless nothing, first run "
+                     "included, on an eval day with fewer than N pickups in "
+                     "all, whatever its metrics; the refusal and its reason "
+                     "are recorded beside the figures. On a day of mostly "
+                     "empty slots a forecast of zero everywhere beats "
+                     "seasonal naive, so such a comparison judges nothing "
+                     "(default %(default)s; the default simulated city has "
+                     "~60000 a day; 0: no floor)")
 
 
 def parse_hparams(pairs: List[str]) -> Dict[str, Any]:
@@ -84,7 +94,8 @@ def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
                         arrival=ArrivalRule.parse(args.arrival)),
       keep_versions=args.keep_versions,
       thresholds=Thresholds(naive_margin=args.naive_margin,
-                            cell_margin=args.cell_margin))
+                            cell_margin=args.cell_margin,
+                            min_eval_pickups=args.min_eval_pickups))
   if args.train_steps:
     kwargs["train_steps"] = args.train_steps
   if args.warm_start_steps is not None:
@@ -92,4 +103,6 @@ def model_config_kwargs(args, table: str = "trips") -> Dict[str, Any]:
       raise TaxiDemandError("--warm-start-steps must be >= 0 (0: as many "
                             "as --train-steps)")
     kwargs["warm_start_steps"] = args.warm_start_steps
+  if args.min_eval_pickups < 0:
+    raise TaxiDemandError("--min-eval-pickups must be >= 0 (0: no floor)")
   return kwargs

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from pathlib import Path
-from typing import ContextManager, List, Optional, Tuple
+from typing import Callable, ContextManager, List, Optional
 
 from pipeline import flags
 from taxi_demand import __version__
@@ -108,33 +109,150 @@ def build_config(args, home: Home, span: int):
       **flags.model_config_kwargs(args))
 
 
-def plan(args, home: Home) -> List[Tuple[int, Optional[object]]]:
-  """[(span, RunOptions or None)] for this invocation, oldest first."""
+@dataclasses.dataclass
+class Step:
+  """One pipeline run this invocation makes.
+
+  `window`: ingest the days of the span's window first (a whole day's run);
+  a resumed run reuses its run's window as it was. `ingest`: the run stops
+  at DataGate (a day of a later window).
+  """
+  span: int
+  options: Optional[object] = None     # tfx RunOptions, for partial runs
+  window: bool = True
+  ingest: bool = False
+
+  def record(self, main: int) -> dict:
+    return {"span": self.span, "for": main,
+            "kind": "ingest" if self.ingest else "run"}
+
+
+def plan(args, home: Home, previous: Optional[dict] = None) -> List[Step]:
+  """The runs of this invocation, oldest first.
+
+  `previous` is what the last daily run on the home recorded in the run
+  lock (RunLock.previous): with --resume, its unfinished days follow the
+  resumed run.
+  """
   from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   if args.resume:
-    from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-    from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-    snap = store.load(home.metadata)
-    last = snap.last_run()
-    if last is None:
-      raise TaxiDemandError("--resume: no earlier run in ML Metadata")
-    failed = [n.node_id for n in last.nodes if n.state == "FAILED"]
-    if not failed:
-      raise TaxiDemandError(
-          f"--resume: the last run ({last.run_id}) did not fail; nothing "
-          "to resume")
-    span = queries.run_span(snap, last)
-    if span is None:
-      raise TaxiDemandError(f"--resume: cannot tell the span of run "
-                            f"{last.run_id}; rerun it with --date")
-    say(f"resuming run {last.run_id} (span {span}) from {failed[0]}")
-    return [(span, tfx_pipeline.RunOptions(from_nodes=[failed[0]]))]
+    return resume_plan(home, previous or {})
   spans = spans_to_run(args, home)
   if args.from_node:
     if len(spans) > 1:
       raise TaxiDemandError("--from-node runs one day, not a backfill")
-    return [(spans[0], tfx_pipeline.RunOptions(from_nodes=[args.from_node]))]
-  return [(span, None) for span in spans]
+    return [Step(spans[0], tfx_pipeline.RunOptions(
+        from_nodes=[args.from_node]), window=False)]
+  return [Step(span) for span in spans]
+
+
+def resume_plan(home: Home, previous: dict) -> List[Step]:
+  """--resume: the last run from the node that failed or whose process
+  died, then the days its invocation had not reached.
+
+  A resumed run reuses every artifact its run had published (a TFX partial
+  run), so finished nodes are not run again. A run that was ingesting a day
+  of a later window stops at DataGate again.
+  """
+  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  snap = store.load(home.metadata) if home.metadata.exists() else None
+  last = snap.last_run() if snap is not None else None
+  unfinished = bool(previous.get("plan")) and not previous.get("done")
+  step = (previous.get("step") or {}) if unfinished else {}
+  steps: List[Step] = []
+  if last is not None and last.status in ("FAILED", "ABORTED"):
+    span = queries.run_span(snap, last)
+    if span is None:
+      raise TaxiDemandError(f"--resume: cannot tell the span of run "
+                            f"{last.run_id}; rerun it with --date")
+    node = next(n.node_id for n in last.nodes
+                if n.state == "FAILED" or n.aborted)
+    ingest = step.get("kind") == "ingest" and step.get("span") == span
+    say(f"resuming run {last.run_id} ({spans.date_of(span)}, "
+        f"{last.status.lower()}) from {node}"
+        + (", up to DataGate" if ingest else ""))
+    options = (tfx_pipeline.RunOptions(from_nodes=[node],
+                                       to_nodes=[contract.DATA_GATE])
+               if ingest else tfx_pipeline.RunOptions(from_nodes=[node]))
+    steps.append(Step(span, options, window=False, ingest=ingest))
+  if unfinished:
+    main = step.get("for", previous["plan"][0])
+    done_with_main = bool(steps) and not steps[0].ingest and (
+        steps[0].span == main)
+    finished = set(previous.get("finished", []))
+    rest = [d for d in previous["plan"] if d not in finished and (
+        d > main or (d == main and not done_with_main))]
+    if rest:
+      say(f"then the days `{' '.join(previous.get('argv', []))}` had not "
+          f"finished: {', '.join(str(spans.date_of(d)) for d in rest)}")
+    steps += [Step(d) for d in rest]
+  if not steps:
+    why = ("no earlier run in ML Metadata" if last is None else
+           f"the last run ({last.run_id}) did not fail; nothing to resume")
+    raise TaxiDemandError(f"--resume: {why}")
+  return steps
+
+
+def hold(home: Home, argv: List[str]):
+  """The home's run lock, to take with `with`: a second daily run is
+  refused in one line."""
+  from taxi_demand import locks  # pylint: disable=g-import-not-at-top
+  home.ensure()
+  return locks.RunLock(home.run_lock, "runner_local.py " + " ".join(argv))
+
+
+def mark_aborted(home: Home) -> List[str]:
+  """Marks the nodes left RUNNING by a daily run that died (kill -9) as
+  aborted in ML Metadata; one line per run. Call it holding the run lock."""
+  if not home.metadata.exists():
+    return []
+  from taxi_demand.lineage import record  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  ids = record.abort_unfinished(
+      record.open_writable(home.metadata),
+      f"its process died; found by pid {os.getpid()} at "
+      f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+  if not ids:
+    return []
+  snap = store.load(home.metadata)
+  lines = []
+  for run in snap.runs:
+    nodes = [n.node_id for n in run.nodes if n.execution_id in ids]
+    if nodes:
+      lines.append(f"run {run.run_id} was killed in {', '.join(nodes)}: "
+                   "marked aborted; `--resume` continues it")
+  for line in lines:
+    say(line)
+  return lines
+
+
+def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
+  """Plans and runs this invocation's days, keeping the run lock's record
+  of where it is, so that `--resume` can go on after a crash."""
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  previous = run_lock.previous
+  steps = plan(args, home, previous)
+  run_lock.note(plan=sorted({s.span for s in steps if not s.ingest}),
+                argv=previous.get("argv", argv) if args.resume else argv,
+                finished=[], done=False)
+  for step in steps:
+    run_lock.note(step=step.record(step.span))
+    if step.window:
+      ingest_window(args, home, step.span,
+                    note=lambda record: run_lock.note(step=record))
+      run_lock.note(step=step.record(step.span))
+    config = build_config(args, home, step.span)
+    try:
+      execute(create_pipeline(config), config, step.options, home)
+    except AlertError:  # refused: a decision taken, not work left undone
+      run_lock.note(finished=run_lock.record["finished"] + [step.span])
+      raise
+    if not step.ingest:
+      run_lock.note(finished=run_lock.record["finished"] + [step.span])
+    print_summary(home, config)
+  run_lock.note(done=True)
 
 
 def window_to_ingest(home: Home, span: int, train_days: int,
@@ -188,8 +306,12 @@ def ingest(pipeline, home: Home, span: int) -> None:
       f"({time.monotonic() - started:.1f} s)")
 
 
-def ingest_window(args, home: Home, span: int) -> None:
-  """Ingests the days of `span`'s window that need it; fails if none passed."""
+def ingest_window(args, home: Home, span: int,
+                  note: Callable[[dict], None] = lambda step: None) -> None:
+  """Ingests the days of `span`'s window that need it; fails if none passed.
+
+  `note` is told of each day before its run (RunLock.note), for --resume.
+  """
   from pipeline.components import duckdb_example_gen  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
@@ -201,6 +323,7 @@ def ingest_window(args, home: Home, span: int) -> None:
     say(f"window of {spans.date_of(span)}: ingesting {len(todo)} day(s) "
         f"{spans.date_of(todo[0])} .. {spans.date_of(todo[-1])}, once each")
   for day in todo:
+    note(Step(day, ingest=True).record(span))
     ingest(create_pipeline(build_config(args, home, day)), home, day)
   window = queries.training_window(store.load(home.metadata), span,
                                    args.train_days, key)

@@ -105,6 +105,7 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       naive_margin=config.thresholds.naive_margin,
       change_tolerance=config.thresholds.change_tolerance,
       cell_margin=config.thresholds.cell_margin,
+      min_eval_pickups=config.thresholds.min_eval_pickups,
       code_version=config.code_version,
       hparams=dict(config.hparams))
 
@@ -337,6 +338,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         naive_margin=config.thresholds.naive_margin,
         cell_margin=config.thresholds.cell_margin,
         min_cell_pickups=config.thresholds.min_cell_pickups,
+        min_eval_pickups=config.thresholds.min_eval_pickups,
     ).with_id(contract.FORECAST_GATE)
     blessing = forecast_gate.outputs[contract.BLESSING]
     pusher = _pusher(config, model, blessing).with_id(contract.PUSHER)
@@ -349,7 +351,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=examples,
         model=baseline_model,
         model_blessing=latest_blessed.outputs[contract.MODEL_BLESSING],
-        warehouse_path="" if on_vertex else config.warehouse_path,
+        serving_log_dir="" if on_vertex else config.serving_log_dir,
     ).with_id(contract.NEXT_DAY_VALIDATOR)
 
   # Where a serving log exists: training-serving skew against the serving

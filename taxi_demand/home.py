@@ -39,6 +39,11 @@ class Home:
     return self.root / "pipeline"
 
   @property
+  def run_lock(self) -> Path:
+    """Held by the daily run (taxi_demand.locks.RunLock)."""
+    return self.root / "pipeline.lock"
+
+  @property
   def models(self) -> Path:
     return self.root / "models"
 

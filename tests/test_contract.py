@@ -30,7 +30,7 @@ def test_required_columns_are_warehouse_columns():
 
 def test_rules_cover_the_issue_and_are_unique():
   assert contract.RULE_NAMES == (
-      "bad_timestamp", "missing_pickup_location",
+      "malformed_row", "bad_timestamp", "missing_pickup_location",
       "community_area_out_of_range", "coordinates_outside_chicago",
       "negative_duration", "negative_distance", "duplicate_key")
 

@@ -18,6 +18,19 @@ def test_load_prints_the_three_counts(home, capsys):
   assert "duplicate_key: 1" in out
 
 
+def test_load_quarantines_a_row_over_the_readers_limit(home, tmp_path,
+                                                      capsys):
+  """A row longer than the CSV reader takes no longer refuses its file."""
+  path = tmp_path / "long_row.csv"
+  path.write_text((DATA / "tiny_trips.csv").read_text() +
+                  "long," + "x" * 2_100_000 + "\n")
+  assert cli.main(["load", str(path)]) == 0
+  captured = capsys.readouterr()
+  assert "read 11  loaded 10  quarantined 1" in captured.out
+  assert "malformed_row: 1" in captured.out
+  assert len(captured.out) + len(captured.err) < 2_000  # not the row itself
+
+
 def test_load_json_and_idempotence(home, capsys):
   assert cli.main(["load", str(DATA / "tiny_trips.csv"), "--json"]) == 0
   first = json.loads(capsys.readouterr().out)

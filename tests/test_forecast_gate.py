@@ -1,4 +1,5 @@
-"""ForecastGate's decision: beat seasonal naive overall and in every busy cell."""
+"""ForecastGate's decision: beat seasonal naive overall and in every busy cell,
+on a day with enough pickups to judge."""
 
 import pytest
 
@@ -8,6 +9,9 @@ from pipeline.components import forecast_gate as fg
 CELLS = [1, 1, 2, 2]
 LABELS = [10.0, 20.0, 100.0, 120.0]
 NAIVE = [12.0, 18.0, 102.0, 118.0]
+DAY_PICKUPS = 250
+# A floor the day above falls short of.
+FLOOR_ABOVE_THE_DAY = 1000
 
 
 def metrics(overall_mae, cell_mae=None, baseline_mae=None):
@@ -22,10 +26,11 @@ def metrics(overall_mae, cell_mae=None, baseline_mae=None):
   return m
 
 
-def decide(m, blessed=True, min_cell_pickups=100):
+def decide(m, blessed=True, min_cell_pickups=100, min_eval_pickups=100):
   return fg.decide(m, CELLS, LABELS, NAIVE, evaluator_blessed=blessed,
                    naive_margin=0.10, cell_margin=0.25,
-                   min_cell_pickups=min_cell_pickups)
+                   min_cell_pickups=min_cell_pickups,
+                   min_eval_pickups=min_eval_pickups)
 
 
 def test_a_model_well_ahead_of_naive_is_blessed_with_figures_side_by_side():
@@ -65,6 +70,62 @@ def test_the_evaluators_refusal_stands():
 
 def test_an_empty_eval_day_blesses_nothing():
   r = fg.decide(metrics(1.0), [], [], [], evaluator_blessed=True,
-                naive_margin=0.10, cell_margin=0.25, min_cell_pickups=100)
+                naive_margin=0.10, cell_margin=0.25, min_cell_pickups=100,
+                min_eval_pickups=100)
   assert not r["blessed"]
   assert "the eval day has no examples" in r["reasons"]
+  # One reason for one fact: an empty day is not also "too little evidence".
+  assert not any("too little evidence" in why for why in r["reasons"])
+
+
+# --- the evidence floor -------------------------------------------------------
+
+
+@pytest.mark.parametrize("baseline_mae", [1.1, None],
+                         ids=["with a baseline", "first run"])
+def test_a_day_below_the_evidence_floor_blesses_nothing(baseline_mae):
+  """Even a model far ahead of naive, and the first run's, which has no
+  baseline model for the Evaluator to hold it to."""
+  r = decide(metrics(1.0, {1: 1.0, 2: 1.0}, baseline_mae=baseline_mae),
+             min_eval_pickups=FLOOR_ABOVE_THE_DAY)
+  assert not r["blessed"]
+  assert r["reasons"] == [
+      "too little evidence: 250 pickups on the eval day, below the floor of "
+      "1000 (--min-eval-pickups)"]
+  # The figures are recorded all the same, beside the refusal.
+  assert r["model_mae"] == pytest.approx(1.0)
+  assert r["seasonal_naive_mae"] == pytest.approx(2.0)
+  assert (r["eval_pickups"], r["min_eval_pickups"]) == (DAY_PICKUPS, 1000)
+
+
+def test_a_day_at_the_floor_is_judged_as_before():
+  good = decide(metrics(1.0, {1: 1.0, 2: 1.0}), min_eval_pickups=DAY_PICKUPS)
+  assert good["blessed"], good["reasons"]
+  bad = decide(metrics(1.85, {1: 1.0, 2: 1.0}), min_eval_pickups=DAY_PICKUPS)
+  assert not bad["blessed"]
+  assert len(bad["reasons"]) == 1 and "seasonal-naive" in bad["reasons"][0]
+
+
+def test_a_lower_floor_lets_the_same_sparse_day_be_judged():
+  """The measured case: 11 trips on the day, MAE 0.003 against seasonal
+  naive's 0.004, blessed and pushed before the floor existed. A thousand
+  examples, 11 pickups: the floor counts pickups, not examples."""
+  cells = [1 + i % 77 for i in range(1000)]
+  labels = [1.0] * 11 + [0.0] * 989
+  naive = [1.0] * 7 + [0.0] * 993  # 4 pickups missed: MAE 0.004
+
+  def sparse_day(floor):
+    return fg.decide(metrics(0.003), cells, labels, naive,
+                     evaluator_blessed=True, naive_margin=0.10,
+                     cell_margin=0.25, min_cell_pickups=200,
+                     min_eval_pickups=floor)
+
+  refused = sparse_day(floor=1000)
+  assert not refused["blessed"]
+  assert refused["reasons"] == [
+      "too little evidence: 11 pickups on the eval day, below the floor of "
+      "1000 (--min-eval-pickups)"]
+  judged = sparse_day(floor=11)
+  assert judged["blessed"], judged["reasons"]
+  assert judged["seasonal_naive_mae"] == pytest.approx(0.004)
+  assert judged["model_mae"] == refused["model_mae"] == pytest.approx(0.003)

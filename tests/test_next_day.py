@@ -234,7 +234,7 @@ def test_the_pipeline_node_check_agrees_with_the_cli(city_copy):
   examples = queries.examples_of_span(store.load(home.metadata), subject.span)
   node = next_day.check(examples.uri, subject.model_dir, subject.span,
                         subject.eval_mae, nextday.DEFAULT_MARGIN,
-                        warehouse_path=str(home.warehouse))
+                        serving_log_dir=str(home.serving_log))
   # ExampleGen's eval split of day D is the demand query of day D.
   assert node["examples"] == cli_result["examples"] == 77 * 48
   assert node["mae"] == pytest.approx(cli_result["mae"], rel=1e-5)
@@ -253,7 +253,7 @@ def test_the_pipeline_node_check_agrees_with_the_cli(city_copy):
   # Without a warehouse (Vertex) the node says so and still scores the day.
   vertex = next_day.check(examples.uri, subject.model_dir, subject.span,
                           subject.eval_mae, nextday.DEFAULT_MARGIN)
-  assert vertex["served_by_lead"] is None and "no warehouse" in \
+  assert vertex["served_by_lead"] is None and "no served log" in \
       vertex["served_note"]
 
 

@@ -1,12 +1,15 @@
 """create_pipeline: stable node ids, the right wiring, and no I/O."""
 
+import argparse
 import builtins
 import os
 
 import pytest
 
+from pipeline import flags
 from pipeline import pipeline as p
 from pipeline.config import PipelineConfig, Thresholds
+from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract as ids
 
 EXPECTED_IDS = [
@@ -67,6 +70,28 @@ def test_parameters_are_recorded_on_the_trainer(tmp_path):
   assert read.warm_start_steps == 1000 < read.train_steps
   few = p.run_parameters(config(tmp_path, train_steps=300))
   assert few.warm_start_steps == 300
+
+
+def _model_flags(*argv):
+  parser = argparse.ArgumentParser()
+  flags.add_model_flags(parser)
+  return flags.model_config_kwargs(parser.parse_args(list(argv)))
+
+
+def test_the_evidence_floor_goes_from_the_flag_to_the_gate_and_the_record(
+    tmp_path):
+  assert _model_flags()["thresholds"].min_eval_pickups == (
+      Thresholds().min_eval_pickups)
+  thresholds = _model_flags("--min-eval-pickups", "50")["thresholds"]
+  assert thresholds.min_eval_pickups == 50
+  cfg = config(tmp_path, thresholds=thresholds)
+  gate = {c.id: c for c in p.create_pipeline(cfg).components}[
+      ids.FORECAST_GATE]
+  assert gate.exec_properties["min_eval_pickups"] == 50
+  # Lineage shows which floor judged the model.
+  assert p.run_parameters(cfg).min_eval_pickups == 50
+  with pytest.raises(TaxiDemandError, match="--min-eval-pickups"):
+    _model_flags("--min-eval-pickups", "-1")
 
 
 def test_training_reads_the_resolved_window_and_evaluation_the_day(tmp_path):

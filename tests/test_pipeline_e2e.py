@@ -18,6 +18,7 @@ from taxi_demand.home import Home
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
 from taxi_demand.serving import registry
+from taxi_demand.serving import servelog
 
 pytestmark = pytest.mark.e2e
 
@@ -221,6 +222,68 @@ def test_the_next_day_ingests_one_day_and_trains_on_the_passed_window(home):
   for name, content in updated.items():
     if any(k in name for k in keys[:2]):
       assert given[name] == content, name  # reused, not recomputed
+
+
+def test_live_loads_job_and_a_killed_run_lose_nothing(home, tmp_path):
+  """03-14 goes live while the run for 03-13 retrains (more steps): a load
+  every 5 simulated minutes, the 5-minute job, read-only commands, all at
+  once on one home. The daily run is killed with SIGKILL inside the
+  Trainer and resumed; a load and the job are killed too and restarted.
+  Nothing waits for a lock until it fails, nothing is lost or doubled, and
+  ML Metadata tells the killed run apart and leaves nothing RUNNING."""
+  from taxi_demand import live
+  from taxi_demand.lineage import contract
+  day = spans.parse_span("2024-03-14")
+  simulate.simulate_files(tmp_path / "sim", "2024-03-14", 1, seed=12,
+                          scale=0.3)
+  chunks = live.write_chunks(tmp_path / "sim", tmp_path / "chunks", day)
+  runs_before = len(store.load(home.metadata).runs)
+  clock = live.Clock(start=spans.start_of(day) + 7 * 3600, speed=60)
+  chunks = [c for c in chunks if c[0] > clock.start - 3600]  # from 06:00
+  killed = {}
+
+  def in_trainer(d):
+    if live.node_running(home, "Trainer", runs_before):
+      killed["run"] = True
+      return True
+    return False
+
+  liveday = live.LiveDay(
+      home, chunks, clock, tmp_path / "logs",
+      daily_run=[*FAST, "--date", "2024-03-13", "--train-steps", "301"],
+      run_at=clock.start,
+      kills={"pipeline": [in_trainer],
+             "load": [lambda d: d.next_chunk >= 2 and d.loader.age() > 0.4],
+             "predict": [live.after(25)]})
+  liveday.run(until=lambda d: d.pipeline_done is not None and (
+      d.elapsed() > 45))
+  assert killed and liveday.pipeline_done == 0, liveday.pipeline.errors()
+  assert (liveday.loader.kills, liveday.job.kills,
+          liveday.pipeline.kills) == (1, 1, 1)
+  # ML Metadata: the killed run is ABORTED in its Trainer, the resumed run
+  # went on from there, and no execution is left RUNNING.
+  snap = store.load(home.metadata)
+  killed_run, resumed = snap.runs[runs_before], snap.runs[-1]
+  assert queries.run_row(snap, killed_run)["status"] == "ABORTED"
+  trainer = killed_run.node("Trainer")
+  assert trainer.state == "CANCELED" and trainer.properties[contract.ABORTED]
+  assert resumed.status == "COMPLETE"
+  assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(
+      resumed)
+  assert not {"ExampleGen", "StatisticsGen", "Transform"} & executed(resumed)
+  assert live.running_executions(home) == 0
+  # Every tick from the first to the last served, once; every loaded trip
+  # once; every read-only command answered.
+  served = sorted(servelog.served_ticks(home.serving_log,
+                                        [spans.day_of(day)]))
+  report = live.audit(home, chunks[:liveday.next_chunk], served[0],
+                      served[-1])
+  assert report["ticks_scheduled"] >= 20
+  assert (report["ticks_lost"], report["ticks_served_twice"]) == (0, 0)
+  assert (report["trips_lost"], report["trips_duplicated"]) == (0, 0)
+  assert report["trips_generated"] > 0
+  assert liveday.reads > 5 and liveday.failed_reads == []
+  assert liveday.job.errors() == [] and liveday.loader.errors() == []
 
 
 def test_a_reload_re_ingests_only_the_days_that_read_it(home):

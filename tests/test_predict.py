@@ -148,18 +148,20 @@ def test_served_features_equal_the_training_query_label_aside(city_home):
 
 @pytest.mark.slow
 def test_rerunning_a_slot_replaces_its_predictions(city_home, city_copy):
-  from taxi_demand.data.warehouse import Warehouse
   old = city_home.old
   model = predict.LoadedModel(city_copy, old)
   at = epoch("2024-02-10T09:00")
   first = predict.run_job(city_copy, model, at)
   second = predict.run_job(city_copy, model, at)
-  with Warehouse(city_copy.warehouse, read_only=True) as wh:
-    count, latest = wh.con.execute(
-        "SELECT count(*), max(predicted_at) FROM predictions "
-        "WHERE slot_start = ? AND model_version = ?", [at, old]).fetchone()
-  assert count == 77
-  assert latest == second.predicted_at > first.predicted_at
+  assert first.log_files == second.log_files  # the tick's one file, replaced
+  served = servelog.forecasts_between(city_copy.serving_log, at, at + 1800,
+                                      version=old)
+  assert served.num_rows == 77
+  assert served.column("predicted_pickups").to_pylist() == \
+      second.predictions.column("predicted_pickups").to_pylist()
+  log = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  assert set(log.table.column(servelog.PREDICTED_AT).to_pylist()) == {
+      second.predicted_at} != {first.predicted_at}
 
 
 @pytest.mark.slow
@@ -186,6 +188,37 @@ def test_no_history_and_empty_warehouse_are_refused(city_home, city_copy,
   assert not list(city_copy.serving_log.glob("*/*.parquet"))
 
 
+class FakeClock:
+  """Simulated time for serve_every: sleeping advances it."""
+
+  def __init__(self, on_sleep=None):
+    self.t = 0.0
+    self.on_sleep = on_sleep
+
+  def __call__(self) -> float:
+    return self.t
+
+  def sleep(self, seconds: float) -> None:
+    self.t += seconds
+    if self.on_sleep:
+      self.on_sleep()
+
+
+def stop_after(n: int, results: list) -> None:
+  if len(results) >= n:
+    raise KeyboardInterrupt
+
+
+def test_due_ticks_serve_the_current_one_and_catch_up_missed_ones():
+  assert predict.due_ticks(1000, 300, None, 3600) == [900]
+  assert predict.due_ticks(1000, 300, 900, 3600) == []
+  # Killed after the 300 tick, restarted at 1000: 600 and 900 are due.
+  assert predict.due_ticks(1000, 300, 300, 3600) == [600, 900]
+  # ... but not further back than the catch-up window.
+  assert predict.due_ticks(10_000, 300, 0, 900) == [9000, 9300, 9600, 9900]
+  assert predict.due_ticks(10_000, 300, 0, 0) == [9900]
+
+
 @pytest.mark.slow
 def test_every_loads_once_and_reloads_only_on_a_new_push(city_home,
                                                         city_copy):
@@ -194,21 +227,57 @@ def test_every_loads_once_and_reloads_only_on_a_new_push(city_home,
   old, new = city_home.old, city_home.new
   registry.set_serving(home.models, old)
   reloads, results, errors = [], [], []
-  ticks = iter(range(4))
 
-  def sleep(_):
-    if next(ticks) == 1:  # a push lands between the 2nd and 3rd jobs
+  def pushed_or_stop():
+    if len(results) == 2:  # a push lands between the 2nd and 3rd jobs
       registry.set_serving(home.models, new)
     if len(results) + len(errors) >= 4:
       raise KeyboardInterrupt
 
+  clock = FakeClock(pushed_or_stop)
   jobs = predict.serve_every(
       home, 300, at_epoch=epoch("2024-02-10T12:00"),
       on_result=results.append, on_error=errors.append,
-      on_reload=lambda v, p: reloads.append((v, p)), sleep=sleep)
+      on_reload=lambda v, p: reloads.append((v, p)), sleep=clock.sleep,
+      clock=clock)
   assert errors == [] and jobs == 4
   assert reloads == [(old, None), (new, old)]
   assert [r.model_version for r in results] == [old, old, new, new]
+  assert [r.issued_at for r in results] == [
+      epoch("2024-02-10T12:00") + 300 * k for k in range(4)]
+
+
+@pytest.mark.slow
+def test_a_restarted_job_serves_the_ticks_it_missed_once(city_home,
+                                                         city_copy):
+  """kill -9 mid-write leaves a hidden temporary; the restart sweeps it and
+  serves every tick the log lacks, none twice."""
+  home = city_copy
+  registry_version = city_home.old
+  start = epoch("2024-02-10T12:00")
+  results = []
+  clock = FakeClock(lambda: stop_after(2, results))
+  predict.serve_every(home, 300, version=registry_version, at_epoch=start,
+                      on_result=results.append, on_error=pytest.fail,
+                      on_reload=lambda v, p: None, sleep=clock.sleep,
+                      clock=clock)
+  assert [r.issued_at for r in results] == [start, start + 300]
+  # A writer killed mid-file (its pid is gone) left this behind.
+  folder = servelog.partition(home.serving_log, datetime.date(2024, 2, 10))
+  orphan = folder / f".part-i{start + 600}-v{registry_version}.parquet.999999999.tmp"
+  orphan.write_bytes(b"PAR1 half")
+  later = []
+  clock = FakeClock(lambda: stop_after(0, later))
+  predict.serve_every(home, 300, version=registry_version,
+                      at_epoch=start + 1000, on_result=later.append,
+                      on_error=pytest.fail, on_reload=lambda v, p: None,
+                      sleep=clock.sleep, clock=clock)
+  assert [r.issued_at for r in later] == [start + 600, start + 900]
+  assert not orphan.exists()
+  served = servelog.served_ticks(home.serving_log,
+                                 [datetime.date(2024, 2, 10)])
+  assert sorted(served) == [start + 300 * k for k in range(4)]
+  assert all(v == [registry_version] for v in served.values())
 
 
 @pytest.mark.slow
@@ -226,14 +295,17 @@ def test_ctrl_c_during_a_warehouse_query_stops_the_loop_cleanly(
 
   monkeypatch.setattr(predict, "run_job", interrupted_job)
   errors = []
+  clock = FakeClock()
   jobs = predict.serve_every(
       city_copy, 300, at_epoch=epoch("2024-02-10T12:00"),
       on_result=lambda r: None, on_error=errors.append,
-      on_reload=lambda v, p: None, sleep=lambda s: None)
+      on_reload=lambda v, p: None, sleep=clock.sleep, clock=clock)
   assert (jobs, errors, len(calls)) == (1, ["no history yet"], 2)
   # Any other error is not swallowed.
   monkeypatch.setattr(predict, "run_job", lambda *a: 1 / 0)
+  clock = FakeClock()
   with pytest.raises(ZeroDivisionError):
     predict.serve_every(city_copy, 300, at_epoch=epoch("2024-02-10T12:00"),
                         on_result=None, on_error=None,
-                        on_reload=lambda v, p: None, sleep=lambda s: None)
+                        on_reload=lambda v, p: None, sleep=clock.sleep,
+                        clock=clock)

@@ -1,12 +1,14 @@
 """`taxi-demand replay`: a past day served as of each tick, recorded, scored
 by lead. On copies of the session's city home."""
 
+import collections
 import json
 
 import pytest
 
 from taxi_demand import cli
 from taxi_demand import features
+from taxi_demand import spans
 from taxi_demand.data.warehouse import Warehouse
 from taxi_demand.serving import servelog
 
@@ -34,11 +36,10 @@ def test_replay_records_every_lead_and_scores_it(city_copy, capsys):
     assert 0 < row["mae"] < row["seasonal_naive_mae"] * 1.5
   assert 0 < summary["complete_information_mae"]
   # Recorded as the live job records: both forecasts of a slot are kept.
-  with Warehouse(city_copy.warehouse, read_only=True) as wh:
-    kept = wh.con.execute(
-        "SELECT lead_minutes, count(*) FROM predictions GROUP BY 1 ORDER BY 1"
-    ).fetchall()
-  assert kept == [(25, 77 * 48), (55, 77 * 48)]
+  day = spans.start_of(spans.parse_span(DAY))
+  kept = servelog.forecasts_between(city_copy.serving_log, day, day + 86400)
+  assert collections.Counter(kept.column("lead_minutes").to_pylist()) == {
+      25: 77 * 48, 55: 77 * 48}
   log = servelog.read_day(city_copy.serving_log,
                           servelog.parse_date(DAY))
   assert log.has_issue_times and log.table.num_rows == 2 * 77 * 48

@@ -1,6 +1,7 @@
 """Warehouse loading: accounting, row rules, idempotence, one-line file errors."""
 
 import gzip
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -66,7 +67,7 @@ def test_each_row_rule_quarantines_with_its_name_and_raw_text(wh):
   report = wh.load([DATA / "bad_rows.csv"])
   assert (report.read, report.loaded, report.quarantined) == (15, 2, 13)
   assert report.per_rule == {
-      "bad_timestamp": 3, "missing_pickup_location": 1,
+      "malformed_row": 0, "bad_timestamp": 3, "missing_pickup_location": 1,
       "community_area_out_of_range": 3, "coordinates_outside_chicago": 2,
       "negative_duration": 2, "negative_distance": 1, "duplicate_key": 1}
   assert set(report.per_rule) == set(contract.RULE_NAMES)
@@ -145,6 +146,159 @@ def test_corrupt_parquet_fails_with_one_line(wh, tmp_path):
   _assert_fails_cleanly(wh, path, "cannot read parquet")
 
 
+# ---- rows the CSV reader cannot split: quarantined, the file still loads ---
+
+_HEADER = ("unique_key,trip_start_timestamp,trip_seconds,trip_miles,"
+           "pickup_community_area,pickup_latitude,pickup_longitude,company")
+_BOM = b"\xef\xbb\xbf"
+
+
+def _trip(key: str, company: str = "Flash Cab") -> str:
+  return f"{key},2024-01-07 10:05:00 UTC,600,1.5,8,41.8993,-87.6330,{company}"
+
+
+def _csv(path, rows, newline=b"\n", head=b""):
+  """Writes _HEADER and `rows` (text, or bytes as they are) to `path`."""
+  lines = [r if isinstance(r, bytes) else r.encode() for r in [_HEADER, *rows]]
+  path.write_bytes(head + newline.join(lines) + newline)
+  return path
+
+
+def _malformed(w):
+  """The raw JSON of each malformed_row in quarantine, by line."""
+  rows = w.con.execute(
+      "SELECT raw FROM quarantine WHERE rule = 'malformed_row'").fetchall()
+  return sorted((json.loads(raw) for (raw,) in rows), key=lambda r: r["line"])
+
+
+def _keys(w):
+  return sorted(k for (k,) in w.con.execute("SELECT unique_key FROM trips")
+                .fetchall())
+
+
+def test_a_row_over_the_readers_line_limit_is_quarantined(wh, tmp_path):
+  # DuckDB's CSV reader takes lines of up to 2,000,000 bytes (max_line_size).
+  path = _csv(tmp_path / "long.csv",
+              [_trip("k1"), _trip("long", "x" * 2_100_000), _trip("k2")])
+  report = wh.load([path])
+  assert (report.read, report.loaded, report.quarantined) == (3, 2, 1)
+  assert report.per_rule["malformed_row"] == 1
+  assert _keys(wh) == ["k1", "k2"]
+  [raw] = _malformed(wh)
+  assert (raw["line"], raw["error"]) == (3, "LINE SIZE OVER MAXIMUM")
+  assert raw["csv_line"].startswith(_trip("long", "xxx"))
+  assert raw["csv_line_may_be_cut"]
+  assert wh.con.execute("SELECT max(strlen(raw)) FROM quarantine"
+                        ).fetchone()[0] < 20_000
+  assert wh.con.execute("SELECT read, loaded, quarantined FROM loads"
+                        ).fetchall() == [(3, 2, 1)]
+
+
+@pytest.mark.parametrize("row, error", [
+    (_trip("many") + ",extra", "TOO MANY COLUMNS"),
+    ("few,2024-01-07 10:05:00 UTC,600", "MISSING COLUMNS"),
+    (_trip("utf", "Caf\xe9").encode("latin-1"), "INVALID ENCODING"),
+    (_trip("quote", '"Flash" Cab'), "UNQUOTED VALUE"),
+], ids=["too-many-fields", "too-few-fields", "not-utf-8", "stray-quote"])
+def test_a_row_the_reader_cannot_split_is_quarantined(wh, tmp_path, row,
+                                                      error):
+  path = _csv(tmp_path / "bad.csv", [_trip("k1"), row, _trip("k2")])
+  report = wh.load([path])
+  assert (report.read, report.loaded, report.quarantined) == (3, 2, 1)
+  assert report.per_rule["malformed_row"] == 1
+  assert _keys(wh) == ["k1", "k2"]
+  [raw] = _malformed(wh)
+  assert (raw["line"], raw["error"], raw["csv_line_may_be_cut"]) == (
+      3, error, False)
+  text = row.decode("latin-1") if isinstance(row, bytes) else row
+  assert raw["csv_line"].split(",")[0] == text.split(",")[0]
+
+
+def test_an_unterminated_quote_runs_to_the_end_of_the_file(wh, tmp_path):
+  """The reader cannot tell where such a row ends: what follows is part of
+  it, one broken row read, and the rows before it load."""
+  path = _csv(tmp_path / "quote.csv",
+              [_trip("k1"), _trip("open", '"Flash Cab'), _trip("k2")])
+  report = wh.load([path])
+  assert (report.read, report.loaded, report.quarantined) == (2, 1, 1)
+  [raw] = _malformed(wh)
+  assert raw["line"] == 3 and raw["error"] == "UNQUOTED VALUE"
+  assert raw["csv_line"].startswith("open,") and "k2," in raw["csv_line"]
+
+
+@pytest.mark.parametrize("newline, head", [
+    (b"\r\n", b""), (b"\n", _BOM), (b"\r\n", _BOM)],
+    ids=["crlf", "bom", "bom-crlf"])
+def test_crlf_and_a_byte_order_mark_leave_no_trace(wh, tmp_path, newline,
+                                                   head):
+  path = _csv(tmp_path / "windows.csv", [_trip("k1"), "short,1", _trip("k2")],
+              newline=newline, head=head)
+  report = wh.load([path])
+  assert (report.read, report.loaded, report.per_rule["malformed_row"]) == (
+      3, 2, 1)
+  # unique_key is found by name (no BOM in it) and no value keeps a \r.
+  assert wh.con.execute(
+      "SELECT unique_key, company FROM trips ORDER BY 1").fetchall() == [
+          ("k1", "Flash Cab"), ("k2", "Flash Cab")]
+  [raw] = _malformed(wh)
+  assert (raw["line"], raw["csv_line"]) == (3, "short,1")
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_quoted_values_keep_commas_quotes_and_line_breaks(wh, tmp_path,
+                                                          newline):
+  company = 'Taxi, "Inc."\nNorth\r\nSide'
+  quoted = '"' + company.replace('"', '""') + '"'
+  path = _csv(tmp_path / "quoted.csv", [_trip("k1", quoted), _trip("k2")],
+              newline=newline)
+  report = wh.load([path])
+  assert (report.read, report.loaded) == (2, 2)
+  assert wh.con.execute("SELECT company FROM trips WHERE unique_key = 'k1'"
+                        ).fetchone() == (company,)
+
+
+def test_rows_ending_in_other_line_breaks_than_the_header_load(wh, tmp_path):
+  """DuckDB's strict reader refuses such a file whole; it is read with each
+  break made \\n, so the odd row loads with no \\r in its values."""
+  path = tmp_path / "mixed.csv"
+  path.write_bytes(b"".join([
+      _HEADER.encode() + b"\n", _trip("k1").encode() + b"\r\n", b"short,1\r",
+      _trip("k2").encode() + b"\n", _trip("k3").encode() + b"\r"]))
+  report = wh.load([path])
+  assert (report.read, report.loaded, report.per_rule["malformed_row"]) == (
+      4, 3, 1)
+  assert wh.con.execute("SELECT DISTINCT company FROM trips").fetchall() == [
+      ("Flash Cab",)]
+  assert [(r["line"], r["csv_line"]) for r in _malformed(wh)] == [
+      (3, "short,1")]
+
+
+def test_each_file_answers_for_its_own_malformed_rows(wh, tmp_path):
+  a = _csv(tmp_path / "a.csv", [_trip("a1"), "a,broken"])
+  b = _csv(tmp_path / "b.csv", [_trip("b1"), "b,broken", _trip("b2"), "b,2"])
+  report = wh.load([a, b])
+  assert (report.read, report.loaded, report.per_rule["malformed_row"]) == (
+      6, 3, 3)
+  assert wh.con.execute("SELECT path, read, loaded, quarantined FROM loads "
+                        "ORDER BY path").fetchall() == [
+                            (str(a), 2, 1, 1), (str(b), 4, 2, 2)]
+  assert wh.con.execute("SELECT source_file, count(*) FROM quarantine "
+                        "GROUP BY 1 ORDER BY 1").fetchall() == [
+                            (str(a), 1), (str(b), 2)]
+
+
+@pytest.mark.parametrize("header, needle", [
+    (_HEADER + ",Company", "repeats column name(s): Company"),
+    (_HEADER.replace(",trip_miles,", ",trip_miles,,"), "empty column name"),
+    (_HEADER.replace("company", '"company'), "header is not a CSV line"),
+])
+def test_a_header_without_one_name_per_column_is_refused(wh, tmp_path,
+                                                         header, needle):
+  path = tmp_path / "header.csv"
+  path.write_text(header + "\n" + _trip("k1") + "\n")
+  _assert_fails_cleanly(wh, path, needle)
+
+
 def test_read_only_open_reads_and_refuses_writes(tmp_path):
   with Warehouse(tmp_path / "w.duckdb") as w:
     w.load([DATA / "tiny_trips.csv"])
@@ -157,34 +311,8 @@ def test_read_only_open_reads_and_refuses_writes(tmp_path):
     Warehouse(tmp_path / "absent.duckdb", read_only=True)
 
 
-def test_predictions_replace_on_repredict(wh):
-  rows = pa.table({"cell": [8, 8], "slot_start": [1800, 3600],
-                   "issued_at": [0, 0], "lead_minutes": [30, 60],
-                   "predicted_pickups": [1.0, 2.0],
-                   "model_version": ["v1", "v1"]})
-  wh.upsert_predictions(rows)
-  wh.upsert_predictions(rows.set_column(4, "predicted_pickups",
-                                        pa.array([5.0, 6.0])))
-  assert wh.con.execute(
-      "SELECT predicted_pickups FROM predictions ORDER BY slot_start"
-  ).fetchall() == [(5.0,), (6.0,)]
-
-
-def test_a_later_forecast_for_a_slot_keeps_the_earlier_one(wh):
-  """What a driver saw at 08:05 for 08:30 stays when 08:30's is issued."""
-  early = pa.table({"cell": [8], "slot_start": [1800], "issued_at": [300],
-                    "lead_minutes": [25], "predicted_pickups": [4.0],
-                    "model_version": ["v1"]})
-  wh.upsert_predictions(early)
-  wh.upsert_predictions(early.set_column(2, "issued_at", pa.array([1800]))
-                        .set_column(3, "lead_minutes", pa.array([0]))
-                        .set_column(4, "predicted_pickups", pa.array([7.0])))
-  assert wh.con.execute(
-      "SELECT issued_at, lead_minutes, predicted_pickups FROM predictions "
-      "ORDER BY issued_at").fetchall() == [(300, 25, 4.0), (1800, 0, 7.0)]
-
-
-def test_an_old_predictions_table_is_kept_aside(tmp_path):
+def test_an_old_predictions_table_is_left_as_it_was(tmp_path):
+  """Forecasts now go to the served log; what the warehouse held stays."""
   import duckdb
   path = tmp_path / "old.duckdb"
   con = duckdb.connect(str(path))
@@ -194,5 +322,7 @@ def test_an_old_predictions_table_is_kept_aside(tmp_path):
   con.execute("INSERT INTO predictions VALUES (8, 0, 1.0, 'v1', now())")
   con.close()
   with Warehouse(path) as w:
-    assert w.count("predictions") == 0
-    assert w.count("predictions_without_issue_time") == 1
+    assert w.count("predictions") == 1
+  with Warehouse(tmp_path / "new.duckdb") as w:
+    tables = {r[0] for r in w.con.execute("SHOW TABLES").fetchall()}
+  assert "predictions" not in tables and "trips" in tables

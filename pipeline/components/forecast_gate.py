@@ -5,17 +5,19 @@ threshold). What TFMA cannot express is a threshold relative to a forecast
 that is not a model: "10% better than the same slot last week, overall and in
 every busy cell". This gate reads the Evaluator's metrics and blessing, scores
 the seasonal-naive forecast on the same eval day, and writes the one blessing
-that Pusher and the next run's baseline resolver trust. The metrics of the
-model, the naive forecast and the baseline model are recorded side by side as
-properties of that blessing, so `taxi-demand runs` reads them from ML Metadata
-without TensorFlow.
+that Pusher and the next run's baseline resolver trust. A day with too few
+pickups to judge (the evidence floor) blesses nothing, the first run's
+included: on a day of mostly empty slots, MAE rewards forecasting nothing.
+The metrics of the model, the naive forecast and the baseline model are
+recorded side by side as properties of that blessing, so `taxi-demand runs`
+reads them from ML Metadata without TensorFlow.
 """
 
 
 import collections
 import json
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -75,18 +77,39 @@ def _errors(labels, forecasts):
   return baselines.errors(labels, forecasts)
 
 
+def too_little_evidence(pickups: float, min_eval_pickups: int
+                        ) -> Optional[str]:
+  """Why a day is too sparse to judge, or None if it is not.
+
+  Below the floor every figure is still computed and recorded, so `runs`
+  shows what the model scored and why that score could not count.
+  """
+  if pickups >= min_eval_pickups:
+    return None
+  return (f"too little evidence: {pickups:.0f} pickups on the eval day, "
+          f"below the floor of {min_eval_pickups} (--min-eval-pickups)")
+
+
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
            evaluator_blessed: bool, naive_margin: float, cell_margin: float,
-           min_cell_pickups: int) -> dict:
-  """The blessing decision and the figures behind it, as a plain dict."""
+           min_cell_pickups: int, min_eval_pickups: int) -> dict:
+  """The blessing decision and the figures behind it, as a plain dict.
+
+  Every check adds its reason; the model is blessed when none does.
+  """
   naive_mae, naive_rmse = _errors(labels, naive)
+  # One example per (cell, target slot): the labels sum to the day's pickups.
+  pickups = sum(labels)
   model_mae = metrics.get(("", CANDIDATE, MAE))
   model_rmse = metrics.get(("", CANDIDATE, RMSE))
   mean_pred = metrics.get(("", CANDIDATE, MEAN_PREDICTION))
   mean_label = metrics.get(("", CANDIDATE, MEAN_LABEL))
   reasons = []
+  evidence = too_little_evidence(pickups, min_eval_pickups)
   if not labels:
     reasons.append("the eval day has no examples")
+  elif evidence:
+    reasons.append(evidence)
   if model_mae is None:
     reasons.append("the Evaluator reported no MAE for the candidate")
     model_mae = float("inf")
@@ -122,6 +145,8 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       "blessed": not reasons,
       "reasons": reasons,
       "examples": len(labels),
+      "eval_pickups": pickups,
+      "min_eval_pickups": min_eval_pickups,
       "model_mae": model_mae,
       "model_rmse": model_rmse,
       "model_bias": bias,
@@ -144,6 +169,7 @@ def ForecastGate(  # pylint: disable=invalid-name
     naive_margin: Parameter[float] = 0.10,
     cell_margin: Parameter[float] = 0.25,
     min_cell_pickups: Parameter[int] = 200,
+    min_eval_pickups: Parameter[int] = 1000,
 ) -> None:
   """Writes a ModelBlessing: blessed iff every deploy check passes."""
   cells, labels, naive = read_eval_examples(examples.uri)
@@ -152,7 +178,7 @@ def ForecastGate(  # pylint: disable=invalid-name
       evaluator_blessed=bool(
           evaluator_blessing.get_int_custom_property(contract.BLESSED)),
       naive_margin=naive_margin, cell_margin=cell_margin,
-      min_cell_pickups=min_cell_pickups)
+      min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups)
   with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"

@@ -40,16 +40,16 @@ class NextDayResult(types.Artifact):
 
 def check(examples_uri: str, model_uri: str, span: int,
           eval_mae: Optional[float], margin: float,
-          warehouse_path: str = "") -> dict:
+          serving_log_dir: str = "") -> dict:
   """Scores the model on the examples' new day; applies the sudden rule;
-  scores the forecasts served for that day by lead (from the warehouse's
-  predictions table, where there is one)."""
+  scores the forecasts served for that day by lead (from the served log,
+  where there is one)."""
   columns = read_columns(examples_uri)
   figures = nextday.score_day(model_uri, columns)
   alert, reason = nextday.judge(
       span, figures["mae"], eval_mae, history=[],
       rules=nextday.Rules(margin=margin))
-  served = nextday.served_by_lead(warehouse_path, span,
+  served = nextday.served_by_lead(serving_log_dir, span,
                                   nextday.truth_of(pa.table(columns)))
   return {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason,
           **served}
@@ -62,7 +62,7 @@ def NextDayValidator(  # pylint: disable=invalid-name
     model: InputArtifact[standard_artifacts.Model] = None,
     model_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
     margin: Parameter[float] = nextday.DEFAULT_MARGIN,
-    warehouse_path: Parameter[str] = "",
+    serving_log_dir: Parameter[str] = "",
 ) -> None:
   """Writes a NextDayResult for the model that served on the examples' day.
 
@@ -73,9 +73,8 @@ def NextDayValidator(  # pylint: disable=invalid-name
       the first run, which then records that nothing was serving.
     model_blessing: its ForecastGate blessing, for the eval MAE.
     margin: sudden alert if MAE > eval MAE x (1 + margin).
-    warehouse_path: the local warehouse, whose predictions table holds the
-      forecasts served for D ("" on Vertex: not scored, and the result
-      says so).
+    serving_log_dir: the local served log, which holds the forecasts
+      served for D ("" on Vertex: not scored, and the result says so).
   """
   span = int(examples.span)
   props = {"span": span, "date": date_of(span), "source": "pipeline"}
@@ -87,7 +86,7 @@ def NextDayValidator(  # pylint: disable=invalid-name
         "model_mae"):
       eval_mae = model_blessing.get_float_custom_property("model_mae")
     props.update(check(examples.uri, model.uri, span, eval_mae, margin,
-                       warehouse_path))
+                       serving_log_dir))
     props["model_id"] = model.id
   with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
     json.dump(props, f, indent=2, sort_keys=True)

@@ -7,12 +7,22 @@ import sys
 
 _LOAD_EPILOG = """\
 Every row read is either loaded or quarantined (table `quarantine`, with the
-rule it broke and its raw text): read = loaded + quarantined. A file already
-loaded (same bytes) is skipped, so loading twice adds nothing. A file that
-cannot be loaded at all (missing required column, empty, binary, wrong
-delimiter) stops the load with one line naming it, and nothing is written.
+rule it broke and its raw text): read = loaded + quarantined. A CSV row the
+reader cannot split into the header's columns (too many or too few fields,
+an unterminated quote, a line over 2,000,000 bytes, invalid UTF-8) is one
+row read, quarantined as malformed_row, and the rest of its file loads. A
+file already loaded (same bytes) is skipped, so loading twice adds nothing.
+A file that is not a trips file at all (empty, binary, wrong delimiter, a
+header missing a required column or with a repeated or empty name) stops the
+load with one line naming it, and nothing is written.
 
 Files named truth*.parquet (written by `simulate`) fill the `truth` table.
+
+A load is one transaction: killed part-way, it leaves the warehouse as it
+was, and the same files load again whole. It may run while the 5-minute job,
+the daily run and other commands read the warehouse: it waits for the
+readers already in (new ones wait for it), up to $TAXI_DEMAND_LOCK_WAIT
+seconds (300), then fails in one line naming the processes in its way.
 
 Examples:
   taxi-demand load trips/

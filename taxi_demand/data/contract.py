@@ -81,6 +81,13 @@ class Rule:
 
 # Checked in this order; a row is quarantined under the first rule it breaks.
 RULES: tuple[Rule, ...] = (
+    # First: such a row has no fields for the other rules to read. It counts
+    # as one row read, whatever its length, so read == loaded + quarantined
+    # holds for a file with a broken line too.
+    Rule("malformed_row",
+         "the CSV reader could not split the row into the header's columns: "
+         "too many or too few fields, an unterminated quote, a line over the "
+         "reader's size limit, or invalid UTF-8"),
     Rule("bad_timestamp",
          "trip_start_timestamp missing or unparsable, or trip_end_timestamp "
          "present but unparsable"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import hashlib
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,6 +19,7 @@ from taxi_demand.data import contract
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import features
+from taxi_demand import locks
 from taxi_demand import spans
 
 TRIP_SUFFIXES = (".csv", ".parquet")
@@ -22,6 +27,11 @@ TRIP_SUFFIXES = (".csv", ".parquet")
 TRUTH_PREFIX = "truth"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 64 * 1024
+# Where DuckDB's CSV reader puts the rows it cannot split (temp tables,
+# emptied after each file) and how much of such a row's text it keeps.
+_REJECTS = "_csv_rejects"
+_REJECTS_SCAN = "_csv_rejects_scan"
+_REJECT_KEPT_BYTES = 10_000
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS trips (
@@ -35,13 +45,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS truth (
   community_area BIGINT, slot_start BIGINT, intensity DOUBLE,
   PRIMARY KEY (community_area, slot_start)
-);
--- Served forecasts: what was forecast at issued_at for the slot at
--- slot_start. A forecast issued later for the same slot is another row.
-CREATE TABLE IF NOT EXISTS predictions (
-  cell BIGINT, slot_start BIGINT, issued_at BIGINT, lead_minutes BIGINT,
-  predicted_pickups DOUBLE, model_version VARCHAR, predicted_at TIMESTAMP,
-  PRIMARY KEY (cell, slot_start, issued_at, model_version)
 );
 CREATE TABLE IF NOT EXISTS loads (
   fingerprint VARCHAR PRIMARY KEY, path VARCHAR, kind VARCHAR, read BIGINT,
@@ -58,6 +61,8 @@ _DEMAND_SCHEMA = pa.schema(
 class LoadReport:
   """What one `load` did. Invariant: read == loaded + quarantined.
 
+  A CSV row the reader cannot split into the header's columns counts as one
+  row read and one quarantined (malformed_row), however long it is.
   Files already loaded (same content fingerprint) are listed in `skipped` and
   not read again, which is what makes loading the same file twice a no-op.
   """
@@ -111,34 +116,170 @@ def _fingerprint(path: Path) -> str:
   return digest.hexdigest()
 
 
+def _head(path: Path) -> bytes:
+  with path.open("rb") as f:
+    return f.read(_SNIFF_BYTES)
+
+
 def _sniff(path: Path) -> str:
   """'parquet' or 'csv', or a one-line error naming the file."""
   if path.stat().st_size == 0:
     raise TaxiDemandError(f"{path}: empty file")
-  with path.open("rb") as f:
-    head = f.read(_SNIFF_BYTES)
+  head = _head(path)
   if head.startswith(_PARQUET_MAGIC):
     return "parquet"
-  # Text files have no NUL bytes; anything else is binary (gzip, xlsx, ...).
-  if b"\x00" in head:
+  _csv_header(path, head)
+  return "csv"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _first_line(error: BaseException) -> str:
+  """An error's first line, cut short: DuckDB's message about an overlong
+  CSV line quotes the whole line, megabytes of it."""
+  text = str(error).strip()
+  return _clip(text.splitlines()[0]) if text else type(error).__name__
+
+
+def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
+  """The column names of a CSV's header, or a one-line error naming the file.
+
+  Only the first line decides whether a file is a trips CSV at all; a
+  broken row further down is the row's problem (malformed_row), not the
+  file's.
+  """
+  head = _head(path) if head is None else head
+  ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+  if not ends and path.stat().st_size > len(head):
+    raise TaxiDemandError(f"{path}: first line is over {len(head) // 1024} KiB"
+                          ", expected a CSV header")
+  line = head[:min(ends)] if ends else head
+  # Text has no NUL bytes; anything else is binary (gzip, xlsx, UTF-16, ...).
+  if b"\x00" in line:
     raise TaxiDemandError(f"{path}: binary file, expected CSV or Parquet")
   try:
-    head.decode("utf-8")
+    text = line.decode("utf-8-sig")
   except UnicodeDecodeError as e:
-    if e.start < len(head) - 4:  # not just a character cut at the boundary
-      raise TaxiDemandError(
-          f"{path}: binary or non-UTF-8 file, expected CSV or Parquet") from e
-  header = head.decode("utf-8", errors="ignore").splitlines()[0] \
-      if head.strip() else ""
-  if not header.strip():
+    raise TaxiDemandError(
+        f"{path}: binary or non-UTF-8 file, expected CSV or Parquet") from e
+  if not text.strip():
     raise TaxiDemandError(f"{path}: empty file (no header line)")
-  if "," not in header:
+  if "," not in text:
     for delim, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
-      if delim in header:
+      if delim in text:
         raise TaxiDemandError(
             f"{path}: wrong delimiter: header is separated by {name}, "
             "expected ','")
-  return "csv"
+  try:
+    [fields] = csv.reader([text], strict=True)
+  except csv.Error as e:
+    raise TaxiDemandError(f"{path}: header is not a CSV line: {e}") from e
+  names = [name.strip() for name in fields]
+  if len(names) > 1 and not names[-1]:
+    # A trailing comma: DuckDB's reader named that column so, and the
+    # content-derived key of a row hashes it; keep the key as it was.
+    names[-1] = f"column{len(names) - 1}"
+  if "" in names:
+    raise TaxiDemandError(f"{path}: header has an empty column name (column "
+                          f"{names.index('') + 1})")
+  seen: set[str] = set()
+  repeated = []
+  for name in names:  # DuckDB's column names ignore case
+    if name.lower() in seen:
+      repeated.append(name)
+    seen.add(name.lower())
+  if repeated:
+    raise TaxiDemandError(f"{path}: header repeats column name(s): "
+                          f"{_clip(', '.join(repeated))}")
+  return names
+
+
+def _csv_source(path: Path, names: Sequence[str]) -> str:
+  """read_csv over `path` with `names` as its columns, every value as text.
+
+  No sniffing: DuckDB's sniffer fails the whole file on one bad line. A row
+  the reader cannot split (too many or too few fields, an unterminated
+  quote, invalid UTF-8, a line over max_line_size) goes to the rejects
+  table instead of raising.
+  """
+  columns = ", ".join(f"{_lit(name)}: 'VARCHAR'" for name in names)
+  return (f"read_csv({_lit(str(path))}, auto_detect=false, header=true, "
+          f"columns={{{columns}}}, delim=',', quote='\"', escape='\"', "
+          f"store_rejects=true, rejects_table={_lit(_REJECTS)}, "
+          f"rejects_scan={_lit(_REJECTS_SCAN)})")
+
+
+def _mixed_line_breaks(path: Path) -> bool:
+  """Whether `path` has more than one kind of line break (\\n, \\r\\n, \\r).
+
+  Counts those inside quoted values too, so it over-estimates what matters:
+  the strict CSV reader refuses a whole file whose rows end differently.
+  """
+  def blocks():
+    with path.open("rb") as f:
+      yield from iter(lambda: f.read(1 << 20), b"")
+
+  if not any(b"\r" in block for block in blocks()):
+    return False  # the common case, in one quick pass
+  cr = lf = crlf = 0
+  last = b""
+  for block in blocks():
+    cr += block.count(b"\r")
+    lf += block.count(b"\n")
+    crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+    last = block[-1:]
+  return bool(lf) and not cr == lf == crlf
+
+
+def _read_whole(source: str) -> bool:
+  """Whether DuckDB reads `source` without failing, tried in a database of
+  its own: an error in the load's transaction would abort the transaction."""
+  con = duckdb.connect()
+  try:
+    con.execute(f"SELECT count(*) FROM {source}").fetchall()
+    return True
+  except duckdb.Error:
+    return False
+  finally:
+    con.close()
+
+
+def _one_line_break(path: Path, folder: Path) -> Path:
+  """A copy of `path` in `folder` whose line breaks are all \\n (inside
+  quoted values too): what the reader takes from a file of mixed breaks."""
+  out = folder / path.name
+  with path.open("rb") as src, out.open("wb") as dst:
+    carry = b""
+    for block in iter(lambda: src.read(1 << 20), b""):
+      block = carry + block
+      carry = b"\r" if block.endswith(b"\r") else b""
+      block = block[:len(block) - len(carry)]
+      dst.write(block.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+    dst.write(carry.replace(b"\r", b"\n"))
+  return out
+
+
+# One quarantine row per line the CSV reader rejected (it may log several
+# rejects for one line, one per missing column). `raw` says where the line is,
+# why it was rejected and what the reader kept of it: csv_line stops at
+# _REJECT_KEPT_BYTES, so csv_line_may_be_cut tells when it may not be whole.
+# A CRLF file's rejected lines start with the previous line's \n; dropped.
+_MALFORMED_ROWS = f"""
+INSERT INTO _staged (_rule, _raw)
+SELECT 'malformed_row', CAST(json_object(
+    'line', line, 'error', error, 'csv_line', csv_line,
+    'csv_line_may_be_cut', error = 'LINE SIZE OVER MAXIMUM'
+      OR strlen(csv_line) > {_REJECT_KEPT_BYTES - 4}) AS VARCHAR)
+FROM (
+  SELECT line,
+    CAST(arg_min(error_type, coalesce(column_idx, 0)) AS VARCHAR) AS error,
+    ltrim(any_value(csv_line), chr(13) || chr(10)) AS csv_line
+  FROM {_REJECTS}
+  GROUP BY scan_id, file_id, line
+)
+"""
 
 
 def interrupted(error: BaseException) -> bool:
@@ -154,13 +295,18 @@ def interrupted(error: BaseException) -> bool:
 
 
 class Warehouse:
-  """One DuckDB file holding trips, quarantine, truth and predictions.
+  """One DuckDB file holding trips, quarantine and truth.
+
+  Forecasts are not here but in the served log (taxi_demand.serving.servelog):
+  the file takes one writer at a time, and the 5-minute job must not queue
+  behind a load. A `predictions` table from before stays as it was.
 
   Open read-only wherever you only read: several processes may then read at
   once (DuckDB allows one writer or many readers per file).
   """
 
-  def __init__(self, path: str | os.PathLike, read_only: bool = False):
+  def __init__(self, path: str | os.PathLike, read_only: bool = False,
+               wait_s: float | None = None):
     self.path = Path(path)
     self.read_only = read_only
     if read_only:
@@ -170,33 +316,67 @@ class Warehouse:
             "`taxi-demand simulate` first")
     else:
       self.path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-      self.con = duckdb.connect(str(self.path), read_only=read_only)
-    except (duckdb.IOException, duckdb.ConnectionException) as e:
-      # IOException: another process holds the write lock. ConnectionException:
-      # this process has it open in the other mode (close that Warehouse).
-      raise TaxiDemandError(
-          f"cannot open warehouse {self.path}: {str(e).splitlines()[0]}") from e
-    # BigQuery computes calendar fields of TIMESTAMPs in UTC; the transpiled
-    # query builds naive timestamps already, this guards ad-hoc queries too.
-    self.con.execute("SET TimeZone = 'UTC'")
-    self.con.execute("SET enable_progress_bar = false")
+    # Readers share, a writer excludes; whoever must wait, waits (bounded)
+    # instead of failing on DuckDB's lock. Released with the connection.
+    self._lock = locks.WarehouseLock(self.path, exclusive=not read_only,
+                                     wait_s=wait_s)
+    self._open()
     if not read_only:
-      self._keep_predictions_before_issue_times()
-      self.con.execute(_SCHEMA)
+      try:
+        self.con.execute(_SCHEMA)
+      except BaseException:
+        self.close()
+        raise
 
-  def _keep_predictions_before_issue_times(self) -> None:
-    """A predictions table from before forecasts carried their issue time
-    is kept, renamed, and a new one takes its place."""
-    columns = {r[0] for r in self.con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = 'predictions'").fetchall()}
-    if columns and "issued_at" not in columns:
-      self.con.execute(
-          "ALTER TABLE predictions RENAME TO predictions_without_issue_time")
+  def _open(self) -> None:
+    """Takes the lock, then DuckDB's connection."""
+    self._lock.acquire()
+    try:
+      self.con = self._connect(time.monotonic() + self._lock.wait_s)
+      # BigQuery computes calendar fields of TIMESTAMPs in UTC; the
+      # transpiled query builds naive timestamps already, this guards ad-hoc
+      # queries too.
+      self.con.execute("SET TimeZone = 'UTC'")
+      self.con.execute("SET enable_progress_bar = false")
+    except BaseException:
+      self._lock.release()
+      raise
+
+  def _connect(self, deadline: float):
+    """DuckDB's connection; a process that opens the file without our lock
+    (an older version, the duckdb shell) is waited for like a lock holder."""
+    refused: list[BaseException] = []
+
+    def attempt() -> bool:
+      try:
+        self.con = duckdb.connect(str(self.path), read_only=self.read_only)
+        return True
+      except duckdb.IOException as e:  # another process holds DuckDB's lock
+        refused.append(e)
+        return False
+      except duckdb.ConnectionException as e:  # open here in the other mode
+        raise TaxiDemandError(f"cannot open warehouse {self.path}: "
+                              f"{str(e).splitlines()[0]}") from e
+
+    if not locks.poll(attempt, deadline):
+      raise TaxiDemandError(
+          f"cannot open warehouse {self.path}: "
+          f"{str(refused[-1]).splitlines()[0]}") from refused[-1]
+    return self.con
 
   def close(self) -> None:
-    self.con.close()
+    try:
+      self.con.close()
+    finally:
+      self._lock.release()
+
+  def yield_to_writers(self) -> None:
+    """For a long reader (a replay): if a load waits, closes, lets it in,
+    and opens again. Between two of its steps, never inside a query."""
+    if not self.read_only or not self._lock.writer_waiting():
+      return
+    self.close()
+    self._open()
 
   def __enter__(self) -> "Warehouse":
     return self
@@ -280,19 +460,6 @@ class Warehouse:
     return self._run(demand_sql.every_lead_duckdb(cfg, begin, end),
                      _DEMAND_SCHEMA)
 
-  def predictions_between(self, begin: int, end: int,
-                          version: str | None = None) -> pa.Table:
-    """Served forecasts for target slots in [begin, end), oldest first."""
-    where = "slot_start >= ? AND slot_start < ?"
-    args: list = [int(begin), int(end)]
-    if version is not None:
-      where += " AND model_version = ?"
-      args.append(str(version))
-    return self.con.execute(
-        "SELECT cell, slot_start, issued_at, lead_minutes, predicted_pickups, "
-        f"model_version FROM predictions WHERE {where} "
-        "ORDER BY slot_start, cell, issued_at", args).fetch_arrow_table()
-
   def data_age(self, cfg: demand_sql.QueryConfig, issued_at: int) -> int:
     """Seconds since the newest trip known at `issued_at` became known
     (under cfg's arrival rule); a day if none did in the day before."""
@@ -361,8 +528,8 @@ class Warehouse:
       else:
         counts = self._load_trips(path, kind, report)
     except duckdb.Error as e:
-      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
-      raise TaxiDemandError(f"{path}: cannot read {kind}: {first}") from e
+      raise TaxiDemandError(
+          f"{path}: cannot read {kind}: {_first_line(e)}") from e
     self.con.execute(
         "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, now())",
         [fingerprint, str(path), "truth" if is_truth else "trips", *counts])
@@ -386,30 +553,42 @@ class Warehouse:
   def _load_trips(self, path: Path, kind: str,
                   report: LoadReport) -> tuple[int, int, int]:
     if kind == "csv":
-      # all_varchar keeps the raw text for quarantine and for our own parsing.
-      src = (f"read_csv({_lit(str(path))}, delim=',', header=true, "
-             "all_varchar=true, quote='\"', escape='\"')")
+      names = _csv_header(path)
+      columns = dict.fromkeys(names, "VARCHAR")  # raw text, typed in SQL
     else:
       src = f"read_parquet({_lit(str(path))})"
-    columns = {r[0]: r[1] for r in self.con.execute(
-        f"DESCRIBE SELECT * FROM {src}").fetchall()}
+      columns = {r[0]: r[1] for r in self.con.execute(
+          f"DESCRIBE SELECT * FROM {src}").fetchall()}
     missing = contract.missing_columns(columns)
     if missing:
       raise TaxiDemandError(
           f"{path}: missing required column(s): {', '.join(missing)}")
-    staged = _staging_query(src, columns)
-    self.con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
-    try:
-      names = ", ".join(contract.TRIP_COLUMNS)
-      self.con.execute(
-          f"INSERT INTO trips SELECT {names} FROM _staged WHERE _rule IS NULL")
-      self.con.execute(
-          "INSERT INTO quarantine SELECT ?, _rule, _raw, now() FROM _staged "
-          "WHERE _rule IS NOT NULL", [str(path)])
-      rows = self.con.execute(
-          "SELECT _rule, count(*) FROM _staged GROUP BY _rule").fetchall()
-    finally:
-      self.con.execute("DROP TABLE IF EXISTS _staged")
+    with contextlib.ExitStack() as stack:
+      if kind == "csv":
+        src = _csv_source(path, names)
+        if _mixed_line_breaks(path) and not _read_whole(src):
+          folder = stack.enter_context(
+              tempfile.TemporaryDirectory(prefix="taxi-demand-load-"))
+          src = _csv_source(_one_line_break(path, Path(folder)), names)
+        self.con.execute(f"DROP TABLE IF EXISTS {_REJECTS}; "
+                         f"DROP TABLE IF EXISTS {_REJECTS_SCAN}")
+      staged = _staging_query(src, columns)
+      self.con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
+      try:
+        if kind == "csv":
+          self.con.execute(_MALFORMED_ROWS)
+        trip_columns = ", ".join(contract.TRIP_COLUMNS)
+        self.con.execute(f"INSERT INTO trips SELECT {trip_columns} "
+                         "FROM _staged WHERE _rule IS NULL")
+        self.con.execute(
+            "INSERT INTO quarantine SELECT ?, _rule, _raw, now() FROM _staged "
+            "WHERE _rule IS NOT NULL", [str(path)])
+        rows = self.con.execute(
+            "SELECT _rule, count(*) FROM _staged GROUP BY _rule").fetchall()
+      finally:
+        self.con.execute("DROP TABLE IF EXISTS _staged; "
+                         f"DROP TABLE IF EXISTS {_REJECTS}; "
+                         f"DROP TABLE IF EXISTS {_REJECTS_SCAN}")
     read = loaded = quarantined = 0
     for rule, n in rows:
       read += n
@@ -422,27 +601,6 @@ class Warehouse:
     report.loaded += loaded
     report.quarantined += quarantined
     return read, loaded, quarantined
-
-  def upsert_predictions(self, table: pa.Table) -> int:
-    """Writes predictions; a (cell, slot_start, issued_at, model_version)
-    predicted again replaces its row, a later issue time adds one. Needs
-    columns cell, slot_start, issued_at, lead_minutes, predicted_pickups,
-    model_version; predicted_at defaults to now."""
-    self._require_writable()
-    has_at = "predicted_at" in table.column_names
-    # DuckDB 1.5 cannot scan pyarrow 10 tables directly; pandas it can.
-    self.con.register("_predictions_in", table.to_pandas())
-    try:
-      self.con.execute(
-          "INSERT OR REPLACE INTO predictions SELECT CAST(cell AS BIGINT), "
-          "CAST(slot_start AS BIGINT), CAST(issued_at AS BIGINT), "
-          "CAST(lead_minutes AS BIGINT), CAST(predicted_pickups AS DOUBLE), "
-          "CAST(model_version AS VARCHAR), "
-          f"{'CAST(predicted_at AS TIMESTAMP)' if has_at else 'now()'} "
-          "FROM _predictions_in")
-    finally:
-      self.con.unregister("_predictions_in")
-    return table.num_rows
 
 
 # ---- staging SQL: type every column, then name the first broken rule -------

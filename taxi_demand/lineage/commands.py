@@ -7,12 +7,19 @@ once (`store.load`) and formats what `queries` answers.
 from __future__ import annotations
 
 import argparse
+import os
 
 _RUNS_EPILOG = """\
 Columns: run id, day (span), status, wall time, the model's MAE on its eval
 day against the seasonal-naive MAE, blessed, the version pushed, and the
 newest next-day result of that version (MAE on the day after, ! = alert).
 Runs from an older layout (no ForecastGate, no recorded parameters) show n/a.
+
+Status: COMPLETE, REFUSED (DataGate refused the day), INGESTED (a day of a
+later window, up to DataGate), FAILED, RUNNING, or ABORTED: its process died
+mid-node (kill -9, power loss). A run left RUNNING with no daily run alive
+on the home shows ABORTED at once; the next daily run records it so in ML
+Metadata, and `runner_local.py --resume` continues it.
 
 Examples:
   taxi-demand runs --last 5
@@ -73,8 +80,11 @@ def _runs(args, home) -> int:
     history.setdefault(str(result.get("model_version")), []).append(
         {k: result.get(k) for k in ("date", "mae", "alert")})
   rows = []
+  alive = _daily_run_alive(home)
   for run in runs:
     row = queries.run_row(snap, run)
+    if row["status"] == "RUNNING" and alive is False:
+      row["status"] = "ABORTED"
     row["next_day"] = history.get(str(row["pushed_version"]), []) if row[
         "pushed_version"] else []
     rows.append(row)
@@ -92,6 +102,17 @@ def _runs(args, home) -> int:
          ["run", "day (span)", "status", "wall", "MAE", "naive MAE",
           "blessed", "pushed", "next-day MAE"])
   return 0
+
+
+def _daily_run_alive(home):
+  """Whether a daily run holds the home's run lock: True, False, or None
+  where the system cannot tell (no /proc/locks). Takes no lock itself."""
+  from taxi_demand import locks  # noqa: PLC0415
+  if not home.run_lock.exists():
+    return False
+  if not os.path.exists("/proc/locks"):
+    return None
+  return bool(locks.holders(home.run_lock, include_self=True))
 
 
 def _next_day_cell(results) -> str:

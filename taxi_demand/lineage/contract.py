@@ -93,6 +93,9 @@ TRAIN_EXAMPLES = "train_examples"      # the window's (a run summary's)
 EVAL_EXAMPLES = "eval_examples"        # the day's (DataGate's report)
 DRIFT_CHECKED = "drift_checked"
 DATA_PASSED = "passed"                 # 0: the day was refused
+# On an execution whose process died mid-node (kill -9, power loss): why it
+# was marked CANCELED by the next daily run on the home.
+ABORTED = "taxi_demand_aborted"
 # A rollback's execution.
 FROM_VERSION = "from_version"
 TO_VERSION = "to_version"
@@ -135,6 +138,7 @@ class RunParameters:
   naive_margin: Optional[float] = None
   change_tolerance: Optional[float] = None
   cell_margin: Optional[float] = None
+  min_eval_pickups: Optional[int] = None   # ForecastGate's evidence floor
   code_version: str = ""
   hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

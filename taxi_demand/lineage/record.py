@@ -115,6 +115,37 @@ def record_execution(
   return {"execution_id": execution_id, "outputs": produced}
 
 
+def abort_unfinished(store, reason: str) -> List[int]:
+  """Marks every execution still NEW or RUNNING as aborted; returns ids.
+
+  Call it only while holding the home's run lock: then no live process owns
+  such an execution, and it was left by one that died mid-node. It becomes
+  CANCELED with `contract.ABORTED` = `reason`, and the outputs it had not
+  published (PENDING) become ABANDONED, so no resolver or cache takes them.
+  """
+  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  unfinished = [e for e in store.get_executions()
+                if e.last_known_state in (pb.Execution.NEW,
+                                          pb.Execution.RUNNING)]
+  if not unfinished:
+    return []
+  for execution in unfinished:
+    execution.last_known_state = pb.Execution.CANCELED
+    execution.custom_properties[contract.ABORTED].string_value = reason
+  store.put_executions(unfinished)
+  ids = [e.id for e in unfinished]
+  outputs = {pb.Event.OUTPUT, pb.Event.PENDING_OUTPUT}
+  produced = {e.artifact_id for e in store.get_events_by_execution_ids(ids)
+              if e.type in outputs}
+  pending = [a for a in store.get_artifacts_by_id(sorted(produced))
+             if a.state == pb.Artifact.PENDING]
+  for artifact in pending:
+    artifact.state = pb.Artifact.ABANDONED
+  if pending:
+    store.put_artifacts(pending)
+  return ids
+
+
 def executions_of_type(store, execution_type: str) -> List[Any]:
   """Recorded checks of one type, oldest first."""
   try:

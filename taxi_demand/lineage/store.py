@@ -40,6 +40,15 @@ class NodeExecution:
   def cached(self) -> bool:
     return self.state == "CACHED"
 
+  @property
+  def aborted(self) -> bool:
+    """Its process died mid-node; a later run marked it (CANCELED)."""
+    return bool(self.properties.get(contract.ABORTED))
+
+  @property
+  def finished(self) -> bool:
+    return self.state in ("COMPLETE", "CACHED")
+
 
 @dataclasses.dataclass
 class Run:
@@ -63,6 +72,8 @@ class Run:
   @property
   def status(self) -> str:
     states = {n.state for n in self.nodes}
+    if any(n.aborted for n in self.nodes):
+      return "ABORTED"
     if "FAILED" in states:
       return "FAILED"
     if states & {"RUNNING", "NEW"}:

@@ -468,7 +468,7 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
     figures.setdefault("baseline_model_mae", float(spec.next_day["mae"]))
   [blessing] = run(c.FORECAST_GATE, COMPLETE, {
       "naive_margin": params.naive_margin, "cell_margin": params.cell_margin,
-      "min_cell_pickups": 200},
+      "min_cell_pickups": 200, "min_eval_pickups": 1000},
                    {c.MODEL: [model], c.EXAMPLES: [examples],
                     c.EVALUATION: evaluation[c.EVALUATION],
                     c.EVALUATOR_BLESSING: evaluation[c.BLESSING]},

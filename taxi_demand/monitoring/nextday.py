@@ -183,7 +183,7 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
 
   Args:
     forecasts: cell, slot_start, lead_minutes, predicted_pickups (served
-      forecasts: the predictions table or a replay's).
+      forecasts: the served log's or a replay's).
     truth: `truth_of` a day; a (cell, slot) it lacks had no pickups.
 
   Returns:
@@ -215,30 +215,29 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
                                        pa.array(naive, pa.float64()))
 
 
-def served_by_lead(warehouse_path: os.PathLike, span: int,
+def served_by_lead(serving_log: os.PathLike, span: int,
                    truth: pa.Table) -> Dict[str, Any]:
   """How the forecasts actually served for day `span` scored, by lead.
 
-  Every forecast the predictions table holds for the day's slots, whatever
-  version issued it: what drivers were shown. `truth` is `truth_of` the
-  day (from the warehouse, or the run's eval split).
+  Every forecast the served log holds for the day's slots, whatever version
+  issued it: what drivers were shown. `truth` is `truth_of` the day (from
+  the warehouse, or the run's eval split).
 
   Returns {"served_by_lead": {lead: {...}} or None, "served_forecasts": n,
   "served_versions": "v1,v2", "served_note": why nothing was scored}.
   """
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  if not warehouse_path or not Path(warehouse_path).is_file():
+  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  if not serving_log or not Path(serving_log).is_dir():
     return {"served_by_lead": None, "served_forecasts": 0,
-            "served_note": f"no warehouse at {warehouse_path or '(none)'}; "
+            "served_note": f"no served log at {serving_log or '(none)'}; "
                            "served forecasts not scored"}
-  with Warehouse(warehouse_path, read_only=True) as wh:
-    served = wh.predictions_between(spans.start_of(span),
-                                    spans.start_of(span + 1))
+  served = servelog.forecasts_between(serving_log, spans.start_of(span),
+                                      spans.start_of(span + 1))
   if served.num_rows == 0:
     return {"served_by_lead": None, "served_forecasts": 0,
             "served_note": f"no forecasts served for {spans.date_of(span)} "
-                           "in the predictions table"}
+                           "in the served log"}
   by_lead, _ = score_by_lead(served, truth)
   versions = sorted(set(served.column("model_version").to_pylist()))
   return {"served_by_lead": {str(k): v for k, v in by_lead.items()},
@@ -335,7 +334,7 @@ def validate(home, date: str, rules: Rules = Rules(),
   cfg = (subject.params or contract.RunParameters()).query_config()
   columns = day_columns(warehouse, cfg, subject.span)
   result = result_of(subject, score_day(subject.model_dir, columns), rules)
-  result.update(served_by_lead(warehouse, subject.span,
+  result.update(served_by_lead(home.serving_log, subject.span,
                                truth_of(pa.table(columns))))
   if record:
     result["artifact_id"] = record_result(home, subject, result)

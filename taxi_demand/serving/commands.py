@@ -11,21 +11,26 @@ Chicago wall clock), with the serving model (models/CURRENT) or --model.
 Features come from the demand query in its serving form, read from the
 warehouse; the SavedModel's transform graph does the preprocessing.
 
-Predictions go to the warehouse table `predictions` (a re-run for the same
-slot and model replaces its rows); the exact served feature rows, with the
-model version, are appended to serving_log/date=YYYY-MM-DD/ (the slot's day),
-which `taxi-demand skew` reads.
+The forecasts and the exact served feature rows, with the model version,
+go to serving_log/date=YYYY-MM-DD/ (the slot's day), one file per tick and
+model, written whole or not at all; serving a tick again replaces its file.
+`taxi-demand skew` and `validate` read them. The job only reads the
+warehouse, so a load running at the same time delays it by at most the
+load, and it never delays a load.
 
---every repeats the job on an interval in one process: the model loads once
-and reloads only when another version is pushed (unless --model pins one).
-With --at as well, the job's clock starts at --at and advances in real time.
-Ctrl-C stops it.
+--every serves every tick on that interval (ticks are its multiples) in one
+process: the model loads once and reloads only when another version is
+pushed (unless --model pins one). A restarted job first serves the ticks the
+log lacks, up to --catch-up back, each as of its own time: a crash loses no
+tick. With --at as well, the job's clock starts at --at and runs --speed
+times as fast as real time (a past day, live). Ctrl-C stops it.
 
 Examples:
   taxi-demand predict --at 2024-02-11T08:00 --json
   taxi-demand predict --at 2024-02-11 --horizon 48       # a whole day
   taxi-demand predict --model 1718000000 --at 2024-02-10T17:30
   taxi-demand predict --every 5m
+  taxi-demand predict --every 5m --at 2024-02-11 --speed 60   # a day in 24 min
 """
 
 
@@ -96,10 +101,19 @@ def _predict(args, home) -> int:
     _say(f"loaded model {version}" +
          (f" (was {previous})" if previous else ""))
 
+  if args.speed <= 0:
+    from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+    raise TaxiDemandError(f"bad --speed {args.speed:g}: must be > 0")
+  if args.speed != 1 and at is None:
+    from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+    raise TaxiDemandError("--speed needs --at: only a replayed clock can run "
+                          "faster than real time")
+  catch_up = (0 if args.catch_up.strip().rstrip("smh") == "0"
+              else predict.parse_every(args.catch_up, "--catch-up"))
   jobs = predict.serve_every(
       home, interval, version=args.model, at_epoch=at, horizon=args.horizon,
       on_result=on_result, on_error=lambda m: _say(f"predict: {m}"),
-      on_reload=on_reload)
+      on_reload=on_reload, speed=args.speed, catch_up_s=catch_up)
   _say(f"stopped after {jobs} job(s)")
   return 0
 
@@ -136,7 +150,7 @@ midnight so the first slots get every lead), the serving model forecasts
 the slots 0..55 minutes ahead from the warehouse as it was at that tick: no
 trip that started later is read, and only trips known by then under the
 model's arrival rule count. The forecasts are recorded as the live job
-records them (predictions table, served-feature log), then scored on D's
+records them (the served log, forecasts with their features), then scored on D's
 actual pickups by lead, beside the seasonal-naive forecast (same slot last
 week) and the model's complete-information forecast (issued at the slot's
 start with every earlier trip known).
@@ -179,8 +193,8 @@ def register(subparsers, parents) -> None:
       "predict", parents=parents,
       help="predict pickups for every cell for the next slot(s)",
       description="Batch prediction: serving features from the warehouse, "
-      "scored by a pushed model; predictions to the warehouse, served "
-      "features to the serving log.",
+      "scored by a pushed model; forecasts and served features to the "
+      "served log.",
       epilog=_PREDICT_EPILOG,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--at", metavar="TIMESTAMP", default=None,
@@ -191,7 +205,15 @@ def register(subparsers, parents) -> None:
   p.add_argument("--model", metavar="VERSION", default=None,
                  help="a pushed version (default: the serving one, CURRENT)")
   p.add_argument("--every", metavar="INTERVAL", default=None,
-                 help="repeat on this interval (e.g. 5m) until Ctrl-C")
+                 help="serve every tick on this interval (e.g. 5m) until "
+                 "Ctrl-C")
+  p.add_argument("--catch-up", metavar="INTERVAL", default="1h",
+                 help="with --every: on start, serve the ticks the log "
+                 "lacks up to this far back (default 1h; 0 serves only the "
+                 "current tick)")
+  p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                 help="with --every and --at: run the clock X times as fast "
+                 "as real time (default 1)")
   p.add_argument("--json", action="store_true",
                  help="print the prediction rows as JSON (one line per job "
                  "with --every)")

@@ -220,11 +220,11 @@ def serving_features(home: Home, cfg: demand_sql.QueryConfig,
 
 def run_job(home: Home, model: LoadedModel, at_epoch: int,
             horizon: int = 1) -> JobResult:
-  """Features -> predictions table -> served-feature log, for one slot range.
+  """Features -> forecasts -> the served log, for one slot range.
 
-  The warehouse is opened read-only for the features and writable only for
-  the upsert, after the reader closed: DuckDB refuses one process the same
-  file in both modes, and a short write keeps other readers waiting least.
+  The warehouse is only read: the tick's output goes to the served log
+  (servelog.append), so a tick never waits for the warehouse's one writer
+  longer than a load takes, and never makes a load wait.
   """
   seconds = {}
   started = time.perf_counter()
@@ -251,13 +251,8 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   })
 
   mark = time.perf_counter()
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  with Warehouse(home.warehouse) as wh:
-    wh.upsert_predictions(predictions)
-  # Logged after the upsert: rows that never reached the predictions table
-  # were not served.
   files = servelog.append(home.serving_log, table, model.version, predicted_at,
-                         data_age_s=age)
+                          data_age_s=age, predicted=predicted)
   seconds["write"] = time.perf_counter() - mark
   seconds["total"] = time.perf_counter() - started
   return JobResult(model_version=model.version, slot_start=slot_start,
@@ -267,48 +262,86 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
                    seconds=seconds)
 
 
+def last_served_tick(home: Home, at_epoch: int) -> Optional[int]:
+  """The newest issue time logged at or before `at_epoch` (file names only:
+  a tick's slots start on its own day or the next)."""
+  day = int(at_epoch) // features.SECONDS_PER_DAY
+  days = [servelog.day_of_slot((day + d) * features.SECONDS_PER_DAY)
+          for d in (-1, 0, 1)]
+  ticks = [t for t in servelog.served_ticks(home.serving_log, days)
+           if t <= at_epoch]
+  return max(ticks, default=None)
+
+
+def due_ticks(now: int, interval_s: int, last: Optional[int],
+              catch_up_s: int) -> List[int]:
+  """Ticks to serve at `now`: the current one, and those missed since `last`
+  (a restart after a crash, a tick that ran long) up to `catch_up_s` back.
+
+  Ticks sit on multiples of the interval; each is issued at its own time, so
+  a late one uses only what was known then.
+  """
+  current = int(now) - int(now) % interval_s
+  if last is None or last >= current:
+    return [] if last == current else [current]
+  first = max(last + interval_s - (last + interval_s) % interval_s,
+              current - (catch_up_s // interval_s) * interval_s)
+  return list(range(first, current + 1, interval_s))
+
+
 def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
                 at_epoch: Optional[int] = None, horizon: int = 1,
                 on_result: Callable[[JobResult], None],
                 on_error: Callable[[str], None],
                 on_reload: Callable[[str, Optional[str]], None],
                 sleep: Callable[[float], None] = time.sleep,
-                clock: Callable[[], float] = time.monotonic) -> int:
-  """Runs a job every `interval_s` until KeyboardInterrupt; returns jobs run.
+                clock: Callable[[], float] = time.monotonic,
+                speed: float = 1.0, catch_up_s: int = 3600) -> int:
+  """Serves every tick until KeyboardInterrupt; returns the jobs run.
 
-  The model loads once and again only when CURRENT names another version
-  (unless `version` pins one). A failing job (warehouse locked by a load, no
-  history yet) is reported and the loop goes on: the next tick may succeed.
-  With `at_epoch`, the job's clock starts there and advances with real time,
-  which replays a past day against the simulated warehouse.
+  Ticks are the multiples of `interval_s`. A tick not served yet is served
+  once; a restart serves the ticks the log lacks, up to `catch_up_s` back,
+  so a killed job loses none. The model loads once and again only when
+  CURRENT names another version (unless `version` pins one). A failing
+  tick (no history yet, a wait for the warehouse that ran out) is reported
+  and the loop goes on. With `at_epoch`, the clock starts there and runs
+  `speed` times as fast as real time: a past day replayed live.
   """
   # A pinned version that does not exist is an input error, not a bad tick.
   model: Optional[LoadedModel] = (LoadedModel(home, version).load()
                                   if version else None)
   if model is not None:
     on_reload(model.version, None)
+  servelog.sweep(home.serving_log)
   started = clock()
+
+  def now() -> int:
+    if at_epoch is None:
+      return now_epoch()
+    return int(at_epoch + (clock() - started) * speed)
+
+  last = last_served_tick(home, now())
   jobs = 0
   try:
     while True:
-      tick = clock()
-      try:
-        wanted = version or registry.serving_version(home.models)
-        if model is None or (wanted is not None and wanted != model.version):
-          previous = model.version if model else None
-          model = LoadedModel(home, wanted).load()
-          on_reload(model.version, previous)
-        at = (now_epoch() if at_epoch is None
-              else at_epoch + int(tick - started))
-        on_result(run_job(home, model, at, horizon))
-      except TaxiDemandError as e:
-        on_error(str(e))
-      except Exception as e:  # pylint: disable=broad-except
-        from taxi_demand.data import warehouse  # noqa: PLC0415
-        if warehouse.interrupted(e):  # Ctrl-C while DuckDB was querying
-          raise KeyboardInterrupt from e
-        raise
-      jobs += 1
-      sleep(max(0.0, interval_s - (clock() - tick)))
+      for tick in due_ticks(now(), interval_s, last, catch_up_s):
+        try:
+          wanted = version or registry.serving_version(home.models)
+          if model is None or (wanted is not None and wanted != model.version):
+            previous = model.version if model else None
+            model = LoadedModel(home, wanted).load()
+            on_reload(model.version, previous)
+          on_result(run_job(home, model, tick, horizon))
+        except TaxiDemandError as e:
+          on_error(str(e))
+        except Exception as e:  # pylint: disable=broad-except
+          from taxi_demand.data import warehouse  # noqa: PLC0415
+          if warehouse.interrupted(e):  # Ctrl-C while DuckDB was querying
+            raise KeyboardInterrupt from e
+          raise
+        last = tick
+        jobs += 1
+      ahead = interval_s - now() % interval_s
+      sleep(max(0.0, ahead / speed))
   except KeyboardInterrupt:
     return jobs

@@ -5,7 +5,7 @@ it reads no trip that starts at or after t and counts only trips known at t
 under the model's arrival rule (demand.sql). That as-of view is the query
 itself, over the one warehouse file: nothing is copied. Each tick forecasts
 the slots its leads cover (0..55 minutes ahead), records them as the live
-job would (predictions table, served-feature log), and the day is then
+job would (forecasts and served features in the served log), and the day is then
 scored by lead against what happened, beside the seasonal-naive forecast
 and the model's complete-information forecast (issued at the slot's start,
 every earlier trip known at once).
@@ -116,7 +116,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     date: YYYY-MM-DD, a day the warehouse holds with its 7 days before.
     every_s: seconds between ticks, a multiple of the 5-minute grid.
     version: the model version (default: the serving one).
-    record: write the forecasts to the predictions table and the log.
+    record: write the forecasts and served features to the served log.
     progress: called with a short line now and then.
     between: only target slots starting in [from, to) seconds into the day
       (see parse_between); ticks run from 55 minutes before `from`.
@@ -144,6 +144,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     model.load()
     ticks = list(range(begin - demand_sql.MAX_LEAD_MINUTES * 60, end, every_s))
     for n, tick in enumerate(ticks):
+      wh.yield_to_writers()  # a load waiting behind a long replay goes first
       horizon = demand_sql.max_horizon(cfg, tick)
       table, age = serve(wh, cfg, tick, horizon)
       table = table.filter(pc.and_(
@@ -155,7 +156,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
       if record:
         servelog.append(home.serving_log, table, model.version,
                         datetime.datetime.utcfromtimestamp(tick),
-                        data_age_s=age)
+                        data_age_s=age, predicted=predicted)
       parts.append(table.append_column(
           "predicted_pickups", pa.array(np.asarray(predicted, np.float64))))
       if progress and n % 48 == 47:
@@ -164,8 +165,6 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
                  f"{n + 1}/{len(ticks)} ticks")
     complete = _complete_information(wh, model, cfg, truth)
   served = pa.concat_tables(parts)
-  if record:
-    _record_predictions(home, served, model.version)
   return _score(date, model.version, len(ticks), served, truth, complete,
                 time.perf_counter() - started)
 
@@ -183,23 +182,6 @@ def _complete_information(wh, model, cfg, truth: pa.Table) -> float:
     labels.append([label_of.get((int(c), int(slot)), 0)
                    for c in table.column(features.CELL).to_pylist()])
   return _mae(np.concatenate(labels), np.concatenate(predicted))
-
-
-def _record_predictions(home: Home, served: pa.Table, version: str) -> None:
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  n = served.num_rows
-  now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-  rows = pa.table({
-      "cell": served.column(features.CELL),
-      "slot_start": served.column(features.SLOT_START),
-      "issued_at": served.column(features.ISSUED_AT),
-      "lead_minutes": served.column(features.LEAD_MINUTES),
-      "predicted_pickups": served.column("predicted_pickups"),
-      "model_version": pa.array([version] * n, pa.string()),
-      "predicted_at": pa.array([now] * n, pa.timestamp("us")),
-  })
-  with Warehouse(home.warehouse) as wh:
-    wh.upsert_predictions(rows)
 
 
 def _score(date, version, ticks, served, truth, complete, seconds

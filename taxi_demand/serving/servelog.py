@@ -1,4 +1,13 @@
-"""The served-feature log: exact served rows as Parquet, partitioned by slot day."""
+"""The served log: exact served rows and their forecasts, Parquet by slot day.
+
+This log is where the 5-minute job writes, not the warehouse: the warehouse
+file takes one writer at a time, and a tick must not wait for a load. Each
+tick writes one file per slot day it touches, named after its issue time and
+model version, under a hidden name renamed into place. So a reader never sees
+half a file, a killed job leaves at most a hidden temporary that the next
+start sweeps away, and a tick served again (a restart, a replay) replaces
+its file instead of adding a second copy.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,9 @@ import datetime
 import os
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -19,16 +29,21 @@ from taxi_demand import features
 
 MODEL_VERSION = "model_version"
 PREDICTED_AT = "predicted_at"
+PREDICTED = "predicted_pickups"
 # Seconds from the newest trip known at the issue time to the issue time: a
 # stalled feed shows here (and `skew` flags it).
 DATA_AGE_S = "data_age_s"
 # What the log adds to the served feature columns.
-EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S)
-# Columns that logs written before forecasts carried their issue time lack;
-# such files still read, with these null (and DayLog.has_issue_times False).
+EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S, PREDICTED)
+# Columns that logs written before forecasts carried their issue time (or
+# their forecast) lack; such files still read, with these null (and
+# DayLog.has_issue_times False without issue times).
 _NEWER_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
-                  features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
+                  features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S,
+                  PREDICTED)
+_ISSUE_COLUMNS = _NEWER_COLUMNS[:-1]
 _PARTITION = "date="
+_TMP = ".tmp"
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
 
 
@@ -51,13 +66,14 @@ def partition(log_root: os.PathLike, day: datetime.date) -> Path:
 
 def append(log_root: os.PathLike, served: pa.Table, model_version: str,
            predicted_at: datetime.datetime,
-           data_age_s: Optional[int] = None) -> List[Path]:
-  """Appends served feature rows, one new file per slot day touched.
+           data_age_s: Optional[int] = None,
+           predicted=None) -> List[Path]:
+  """Writes one tick's served rows (and forecasts), one file per slot day.
 
   Rows are partitioned by the day of their slot, not of `predicted_at`: the
   skew check asks "what did we serve for day D", and a horizon may cross
-  midnight. Each file is written under a hidden name and renamed into place,
-  so a concurrent reader never sees half a file.
+  midnight. Rows of one issue time go to `part-i<issued_at>-v<version>`,
+  which a second serving of the same tick replaces.
 
   Args:
     log_root: Home.serving_log.
@@ -66,6 +82,7 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
     model_version: the pushed version that scored them.
     predicted_at: when, as a naive UTC datetime.
     data_age_s: the age of the newest trip known at the issue time.
+    predicted: the forecast for each row (predicted_pickups), if scored.
 
   Returns:
     The files written.
@@ -79,20 +96,114 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
       PREDICTED_AT, pa.array([predicted_at] * n, pa.timestamp("us")))
   table = table.append_column(
       DATA_AGE_S, pa.array([data_age_s] * n, pa.int64()))
+  table = table.append_column(PREDICTED, pa.nulls(n, pa.float64())
+                              if predicted is None else pa.array(
+                                  np.asarray(predicted, np.float64)))
   days = pc.divide(table.column(features.SLOT_START),
                    pa.scalar(_SECONDS_PER_DAY, pa.int64()))
-  stamp = f"{time.time_ns()}-{os.getpid()}"
+  issued = (set(table.column(features.ISSUED_AT).to_pylist())
+            if features.ISSUED_AT in table.column_names else set())
+  stamp = (f"i{issued.pop()}" if len(issued) == 1
+           else f"{time.time_ns()}-{os.getpid()}")
   written = []
   for day_number in sorted(set(days.to_pylist())):
     part = table.filter(pc.equal(days, pa.scalar(day_number, pa.int64())))
     folder = partition(log_root, day_of_slot(day_number * _SECONDS_PER_DAY))
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"part-{stamp}-v{model_version}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    pq.write_table(part, tmp)
-    os.replace(tmp, final)
-    written.append(final)
+    written.append(_write_atomically(
+        part, folder / f"part-{stamp}-v{model_version}.parquet"))
   return written
+
+
+def _write_atomically(table: pa.Table, final: Path) -> Path:
+  """Writes under a hidden name that carries our pid, then renames."""
+  final.parent.mkdir(parents=True, exist_ok=True)
+  tmp = final.with_name(f".{final.name}.{os.getpid()}{_TMP}")
+  try:
+    pq.write_table(table, tmp)
+    os.replace(tmp, final)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+  return final
+
+
+def sweep(log_root: os.PathLike) -> List[Path]:
+  """Deletes the temporaries of writers that died (kill -9 mid-write).
+
+  A temporary's name ends in its writer's pid; one whose process is gone
+  will never be renamed into place.
+  """
+  root = Path(log_root)
+  removed = []
+  for tmp in root.glob(f"{_PARTITION}*/.*{_TMP}") if root.is_dir() else []:
+    pid = tmp.name[:-len(_TMP)].rsplit(".", 1)[-1]
+    if pid.isdigit() and not _alive(int(pid)):
+      tmp.unlink(missing_ok=True)
+      removed.append(tmp)
+  return removed
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def served_ticks(log_root: os.PathLike, days: Sequence[datetime.date]
+                 ) -> Dict[int, List[str]]:
+  """{issued_at: [model versions]} of the ticks logged for `days`' slots,
+  read from file names alone (cheap enough for every start of the job)."""
+  out: Dict[int, List[str]] = {}
+  for day in days:
+    folder = partition(log_root, day)
+    if not folder.is_dir():
+      continue
+    for path in folder.glob("part-i*-v*.parquet"):
+      issued, _, version = path.stem[len("part-i"):].partition("-v")
+      if issued.isdigit():
+        out.setdefault(int(issued), []).append(version)
+  return out
+
+
+def forecasts_between(log_root: os.PathLike, begin: int, end: int,
+                      version: Optional[str] = None) -> pa.Table:
+  """Served forecasts for target slots in [begin, end), oldest first.
+
+  Columns cell, slot_start, issued_at, lead_minutes, predicted_pickups,
+  model_version; rows logged without a forecast (older logs) are left out.
+  """
+  first = int(begin) // _SECONDS_PER_DAY
+  last = (int(end) - 1) // _SECONDS_PER_DAY
+  keep = [features.CELL, features.SLOT_START, features.ISSUED_AT,
+          features.LEAD_MINUTES, PREDICTED, MODEL_VERSION]
+  parts = []
+  for day_number in range(first, last + 1):
+    try:
+      log = read_day(log_root, day_of_slot(day_number * _SECONDS_PER_DAY))
+    except TaxiDemandError:
+      continue
+    table = log.table
+    mask = pc.and_(pc.and_(
+        pc.greater_equal(table.column(features.SLOT_START), int(begin)),
+        pc.less(table.column(features.SLOT_START), int(end))),
+        pc.is_valid(table.column(PREDICTED)))
+    if version is not None:
+      mask = pc.and_(mask, pc.equal(table.column(MODEL_VERSION), str(version)))
+    parts.append(table.filter(mask).select(keep))
+  schema = pa.schema([(features.CELL, pa.int64()),
+                      (features.SLOT_START, pa.int64()),
+                      (features.ISSUED_AT, pa.int64()),
+                      (features.LEAD_MINUTES, pa.int64()),
+                      (PREDICTED, pa.float64()), (MODEL_VERSION, pa.string())])
+  table = (pa.concat_tables([p.cast(schema) for p in parts]) if parts
+           else schema.empty_table())
+  return table.sort_by([(features.SLOT_START, "ascending"),
+                        (features.CELL, "ascending"),
+                        (features.ISSUED_AT, "ascending")])
 
 
 @dataclasses.dataclass
@@ -154,7 +265,7 @@ def read_day(log_root: os.PathLike, day: datetime.date) -> DayLog:
       table = pq.read_table(path)
       for column in _NEWER_COLUMNS:
         if column not in table.column_names:
-          complete = False
+          complete = complete and column not in _ISSUE_COLUMNS
           table = table.append_column(column, pa.nulls(table.num_rows))
       missing = [c for c in want if c not in table.column_names]
       if missing:
@@ -180,7 +291,8 @@ def _unify(table: pa.Table) -> pa.Table:
                            else pa.float64()))
   fields += [pa.field(MODEL_VERSION, pa.string()),
              pa.field(PREDICTED_AT, pa.timestamp("us")),
-             pa.field(DATA_AGE_S, pa.int64())]
+             pa.field(DATA_AGE_S, pa.int64()),
+             pa.field(PREDICTED, pa.float64())]
   return table.cast(pa.schema(fields))
 
 
@@ -202,8 +314,5 @@ def _logged_days_hint(log_root: os.PathLike) -> str:
 
 def write_rows(path: os.PathLike, table: pa.Table) -> Path:
   """Writes a log file as `append` would, for tools and tests that edit logs."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  pq.write_table(table, path)
-  return path
+  return _write_atomically(table, Path(path))
 

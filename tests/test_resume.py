@@ -1,0 +1,161 @@
+"""A daily run killed mid-node: marked aborted in ML Metadata by the next
+run on the home, shown so by `runs`, and resumed from that node, then the
+days its invocation had not reached. On synthetic stores: the real kill and
+resume are in tests/test_pipeline_e2e.py."""
+
+import json
+
+import pytest
+
+from pipeline import local_run
+from taxi_demand import cli
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+from taxi_demand.lineage import contract
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import record
+from taxi_demand.lineage import store
+from taxi_demand.lineage import synthetic
+
+
+@pytest.fixture
+def killed(tmp_path):
+  """Three synthetic runs; the last one's process died inside its Trainer:
+  the Trainer still RUNNING, its model PENDING."""
+  from ml_metadata.proto import metadata_store_pb2 as pb
+  home = Home(tmp_path / "home")
+  synthetic.build(home.root, 3)
+  raw = record.open_writable(home.metadata)
+  snap = store.load(home.metadata)
+  last = snap.runs[-1]
+  trainer = last.node(contract.TRAINER)
+  [execution] = raw.get_executions_by_id([trainer.execution_id])
+  execution.last_known_state = pb.Execution.RUNNING
+  raw.put_executions([execution])
+  [model] = snap.outputs(trainer.execution_id)[contract.MODEL]
+  [artifact] = raw.get_artifacts_by_id([model.id])
+  artifact.state = pb.Artifact.PENDING
+  raw.put_artifacts([artifact])
+  spans_ = [queries.run_span(snap, r) for r in snap.runs]
+  return home, spans_, model.id
+
+
+def test_the_next_run_marks_a_dead_runs_node_aborted(killed, capsys):
+  home, _, model_id = killed
+  assert queries.run_status(store.load(home.metadata),
+                            store.load(home.metadata).runs[-1]) == "RUNNING"
+  lines = local_run.mark_aborted(home)
+  assert len(lines) == 1 and "killed in Trainer" in lines[0]
+  snap = store.load(home.metadata)
+  last = snap.runs[-1]
+  trainer = last.node(contract.TRAINER)
+  assert trainer.state == "CANCELED" and "process died" in trainer.properties[
+      contract.ABORTED]
+  assert queries.run_row(snap, last)["status"] == "ABORTED"
+  # Its unpublished model is abandoned: no resolver or cache takes it.
+  from ml_metadata.proto import metadata_store_pb2 as pb
+  [model] = record.open_writable(home.metadata).get_artifacts_by_id([model_id])
+  assert model.state == pb.Artifact.ABANDONED
+  # Marked once: the next run finds nothing left RUNNING.
+  assert local_run.mark_aborted(home) == []
+  capsys.readouterr()
+  assert cli.main(["--home", str(home.root), "runs", "--json"]) == 0
+  rows = json.loads(capsys.readouterr().out)
+  assert [r["status"] for r in rows][-1] == "ABORTED"
+
+
+def test_resume_goes_on_from_the_killed_node_then_the_days_left(killed):
+  home, spans_, _ = killed
+  local_run.mark_aborted(home)
+  day = spans_[-1]
+  previous = {"plan": [day, day + 1, day + 2], "done": False,
+              "finished": [], "argv": ["--backfill", "a", "b"],
+              "step": {"span": day, "for": day, "kind": "run"}}
+  steps = local_run.resume_plan(home, previous)
+  assert [(s.span, s.window, s.ingest) for s in steps] == [
+      (day, False, False), (day + 1, True, False), (day + 2, True, False)]
+  assert list(steps[0].options.from_nodes) == [contract.TRAINER]
+  assert steps[0].options.to_nodes is None
+
+
+def test_a_killed_ingest_is_resumed_up_to_the_gate_then_its_day_runs(killed):
+  home, spans_, _ = killed
+  local_run.mark_aborted(home)
+  day = spans_[-1]
+  previous = {"plan": [day + 3], "done": False, "finished": [],
+              "step": {"span": day, "for": day + 3, "kind": "ingest"}}
+  steps = local_run.resume_plan(home, previous)
+  assert [(s.span, s.window, s.ingest) for s in steps] == [
+      (day, False, True), (day + 3, True, False)]
+  assert list(steps[0].options.to_nodes) == [contract.DATA_GATE]
+
+
+def test_a_run_killed_before_it_reached_ml_metadata_is_run_again(tmp_path):
+  home = Home(tmp_path / "home")
+  synthetic.build(home.root, 2)
+  day = queries.run_span(store.load(home.metadata),
+                         store.load(home.metadata).runs[-1])
+  previous = {"plan": [day + 1], "done": False, "finished": [],
+              "step": {"span": day + 1, "for": day + 1, "kind": "run"}}
+  assert [s.span for s in local_run.resume_plan(home, previous)] == [day + 1]
+  # A finished invocation and a complete last run: nothing to resume.
+  with pytest.raises(TaxiDemandError, match="did not fail; nothing"):
+    local_run.resume_plan(home, {**previous, "done": True})
+  # A refused day is a decision, not work left: not run again.
+  with pytest.raises(TaxiDemandError, match="nothing to resume"):
+    local_run.resume_plan(home, {**previous, "finished": [day + 1]})
+
+
+def test_a_second_daily_run_on_a_home_is_refused_in_one_line(tmp_path, capsys):
+  import subprocess
+  import sys
+  import textwrap
+  import runner_local
+  home = Home(tmp_path / "home").ensure()
+  holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import time
+      from taxi_demand import locks
+      locks.RunLock({str(home.run_lock)!r}, "runner_local.py --date 2024-02-10"
+                    ).acquire()
+      print("held", flush=True)
+      time.sleep(60)
+      """)], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    code = runner_local.main(["--home", str(home.root), "--date", "2024-02-11"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert f"pid {holder.pid}: runner_local.py --date 2024-02-10" in err[0]
+    assert not home.metadata.exists()  # refused before anything was written
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_runs_shows_a_dead_run_aborted_before_anything_records_it(killed,
+                                                                  capsys):
+  import subprocess
+  import sys
+  import textwrap
+  home, _, _ = killed
+
+  def status():
+    capsys.readouterr()
+    assert cli.main(["--home", str(home.root), "runs", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)[-1]["status"]
+
+  assert status() == "ABORTED"  # RUNNING in ML Metadata, nobody running it
+  holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import time
+      from taxi_demand import locks
+      locks.RunLock({str(home.run_lock)!r}, "a live run").acquire()
+      print("held", flush=True)
+      time.sleep(60)
+      """)], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    assert status() == "RUNNING"  # a daily run is alive: it may be this one
+  finally:
+    holder.kill()
+    holder.wait()
+  assert status() == "ABORTED"
