@@ -218,6 +218,16 @@ def at(epoch: int) -> str:
       epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def catch_up_s(speed: float) -> int:
+  """The 5-minute job's --catch-up under a clock `speed` times real time.
+
+  The window is simulated time; what it must cover is a restart's real
+  seconds (imports, model load), which do not shrink when the clock runs
+  fast. Three real minutes, never less than the default hour.
+  """
+  return max(3600, round(speed * 180))
+
+
 def after(seconds: float) -> Callable[["LiveDay"], bool]:
   """A kill that falls `seconds` of real time into the day."""
   return lambda day: day.elapsed() >= seconds
@@ -300,7 +310,8 @@ class LiveDay:
     if self.job.poll() is not None or not self.job.running:
       self.job.start(cli(self.home, "predict", "--every", "5m", "--at",
                          at(self.clock.now()), "--speed",
-                         f"{self.clock.speed:g}"))
+                         f"{self.clock.speed:g}", "--catch-up",
+                         f"{catch_up_s(self.clock.speed)}s"))
 
   def _step_pipeline(self) -> None:
     if self.daily_run is None or self.pipeline_done is not None:

@@ -6,6 +6,7 @@ ingests its window's three days first; every later day ingests only itself.
 """
 
 import datetime
+import time
 from pathlib import Path
 
 import pytest
@@ -178,36 +179,103 @@ def _day_key(examples):
   return "-".join(Path(examples.uri).parts[-3:]) + "-Split-day-"
 
 
-def test_the_next_day_ingests_one_day_and_trains_on_the_passed_window(home):
-  """Day D+1 after a refused D: ExampleGen and StatisticsGen run for the
-  new day only, Transform reuses its cache for the days it analysed
-  before, and the Trainer reads the last three days that passed."""
+def test_the_next_day_runs_live_through_a_kill_and_trains_on_the_passed_window(
+    home, tmp_path):
+  """Day D+1 after a refused D, run the way production runs it.
+
+  03-14 goes live while the run for 03-13 trains: a load of each 5
+  simulated minutes' trips, the 5-minute job and read-only commands, all at
+  once on one home. The run is killed with SIGKILL inside its Trainer and
+  resumed; a load and the job are killed too and restarted. Nothing fails
+  for a lock, nothing is lost or doubled, and ML Metadata tells the killed
+  run apart and leaves nothing RUNNING.
+
+  And the run itself: ExampleGen and StatisticsGen run for the new day only,
+  Transform reuses its cache for the days it analysed before, and the
+  Trainer reads the last three days that passed.
+  """
+  from taxi_demand import live
+  from taxi_demand.lineage import contract
   before = store.load(home.metadata)
-  assert run(home, "--date", "2024-03-13") == 0
+  live_day = spans.parse_span("2024-03-14")
+  simulate.simulate_files(tmp_path / "sim", "2024-03-14", 1, seed=12,
+                          scale=0.3)
+  clock = live.Clock(start=spans.start_of(live_day) + 7 * 3600, speed=60)
+  chunks = [c for c in live.write_chunks(tmp_path / "sim", tmp_path / "chunks",
+                                         live_day)
+            if c[0] > clock.start - 3600]  # from 06:00 on
+
+  looked = [0.0]
+
+  def in_trainer(_):  # ML Metadata read twice a second, not every step
+    if time.monotonic() - looked[0] < 0.5:
+      return False
+    looked[0] = time.monotonic()
+    return live.node_running(home, "Trainer", len(before.runs))
+
+  liveday = live.LiveDay(
+      home, chunks, clock, tmp_path / "logs",
+      daily_run=[*FAST, "--date", "2024-03-13"], run_at=clock.start,
+      kills={"pipeline": [in_trainer],
+             "load": [lambda d: d.next_chunk >= 2 and d.loader.age() > 0.4],
+             "predict": [live.after(25)]})
+  liveday.run(until=lambda d: d.pipeline_done is not None and (
+      d.elapsed() > 45))
+  assert liveday.pipeline_done == 0, liveday.pipeline.errors()
+  assert (liveday.loader.kills, liveday.job.kills,
+          liveday.pipeline.kills) == (1, 1, 1)
+
   snap = store.load(home.metadata)
-  # One run, no ingest run: every day of the window was ingested already.
-  assert len(snap.runs) == len(before.runs) + 1
-  r = snap.runs[-1]
+  # Two runs, no ingest run (every day of the window was ingested already):
+  # the killed one, ABORTED in its Trainer, and the resumed one, which went
+  # on from there. No execution is left RUNNING.
+  assert len(snap.runs) == len(before.runs) + 2
+  killed, resumed = snap.runs[-2:]
+  assert queries.run_row(snap, killed)["status"] == "ABORTED"
+  trainer = killed.node("Trainer")
+  assert trainer.state == "CANCELED" and trainer.properties[contract.ABORTED]
+  assert resumed.status == "COMPLETE"
+  assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(
+      resumed)
+  assert not {"ExampleGen", "StatisticsGen", "Transform"} & executed(resumed)
+  assert live.running_executions(home) == 0
+  # Every tick from the first to the last served, once; every loaded trip
+  # once; every read-only command answered.
+  served = sorted(servelog.served_ticks(home.serving_log,
+                                        [spans.day_of(live_day)]))
+  report = live.audit(home, chunks[:liveday.next_chunk], served[0],
+                      served[-1])
+  assert report["ticks_scheduled"] >= 20
+  assert (report["ticks_lost"], report["ticks_served_twice"]) == (0, 0)
+  assert (report["trips_lost"], report["trips_duplicated"]) == (0, 0)
+  assert report["trips_generated"] > 0
+  assert liveday.reads > 5 and liveday.failed_reads == []
+  assert liveday.job.errors() == [] and liveday.loader.errors() == []
+
   day = spans.parse_span("2024-03-13")
   for node, key in (("ExampleGen", "examples"),
                     ("StatisticsGen", "statistics")):
-    assert r.node(node).state == "COMPLETE"
-    assert [a.span for a in snap.outputs(r.node(node).execution_id)[key]] == [
-        day]
-  assert len(snap.executions_of("ExampleGen")) == len(
-      before.executions_of("ExampleGen")) + 1
+    assert killed.node(node).state == "COMPLETE"
+    assert [a.span for a in snap.outputs(killed.node(node).execution_id)[
+        key]] == [day]
+  def ingests(snap_):  # a resumed run records its skipped nodes too
+    return [e for e in snap_.executions_of("ExampleGen")
+            if e.state == "COMPLETE"]
+
+  assert len(ingests(snap)) == len(ingests(before)) + 1
   # The window: the three newest days that passed; 2024-03-12 was refused.
-  window = sorted(snap.inputs(r.node("Trainer").execution_id)["examples"],
-                  key=lambda a: a.span)
+  trained_on = snap.inputs(resumed.node("Trainer").execution_id)["examples"]
+  window = sorted(trained_on, key=lambda a: a.span)
   assert [spans.date_of(a.span) for a in window] == [
       "2024-03-09", "2024-03-10", "2024-03-11"]
   for examples in window:  # each ingested once, by an earlier run
     producer = snap.producer(examples.id)
     assert producer.node_id == "ExampleGen"
-    assert snap.run_of[producer.execution_id] != r.run_id
-  transform = r.node("Transform")
+    assert snap.run_of[producer.execution_id] not in (killed.run_id,
+                                                     resumed.run_id)
+  transform = killed.node("Transform")
   assert [a.id for a in snap.inputs(transform.execution_id)["examples"]] == [
-      a.id for a in snap.inputs(r.node("Trainer").execution_id)["examples"]]
+      a.id for a in trained_on]
   # Transform read its cache: the newest one before this run, which holds
   # the two older days; only the newest day of the window was analysed.
   [cache_in] = snap.inputs(transform.execution_id)["analyzer_cache"]
@@ -222,68 +290,6 @@ def test_the_next_day_ingests_one_day_and_trains_on_the_passed_window(home):
   for name, content in updated.items():
     if any(k in name for k in keys[:2]):
       assert given[name] == content, name  # reused, not recomputed
-
-
-def test_live_loads_job_and_a_killed_run_lose_nothing(home, tmp_path):
-  """03-14 goes live while the run for 03-13 retrains (more steps): a load
-  every 5 simulated minutes, the 5-minute job, read-only commands, all at
-  once on one home. The daily run is killed with SIGKILL inside the
-  Trainer and resumed; a load and the job are killed too and restarted.
-  Nothing waits for a lock until it fails, nothing is lost or doubled, and
-  ML Metadata tells the killed run apart and leaves nothing RUNNING."""
-  from taxi_demand import live
-  from taxi_demand.lineage import contract
-  day = spans.parse_span("2024-03-14")
-  simulate.simulate_files(tmp_path / "sim", "2024-03-14", 1, seed=12,
-                          scale=0.3)
-  chunks = live.write_chunks(tmp_path / "sim", tmp_path / "chunks", day)
-  runs_before = len(store.load(home.metadata).runs)
-  clock = live.Clock(start=spans.start_of(day) + 7 * 3600, speed=60)
-  chunks = [c for c in chunks if c[0] > clock.start - 3600]  # from 06:00
-  killed = {}
-
-  def in_trainer(d):
-    if live.node_running(home, "Trainer", runs_before):
-      killed["run"] = True
-      return True
-    return False
-
-  liveday = live.LiveDay(
-      home, chunks, clock, tmp_path / "logs",
-      daily_run=[*FAST, "--date", "2024-03-13", "--train-steps", "301"],
-      run_at=clock.start,
-      kills={"pipeline": [in_trainer],
-             "load": [lambda d: d.next_chunk >= 2 and d.loader.age() > 0.4],
-             "predict": [live.after(25)]})
-  liveday.run(until=lambda d: d.pipeline_done is not None and (
-      d.elapsed() > 45))
-  assert killed and liveday.pipeline_done == 0, liveday.pipeline.errors()
-  assert (liveday.loader.kills, liveday.job.kills,
-          liveday.pipeline.kills) == (1, 1, 1)
-  # ML Metadata: the killed run is ABORTED in its Trainer, the resumed run
-  # went on from there, and no execution is left RUNNING.
-  snap = store.load(home.metadata)
-  killed_run, resumed = snap.runs[runs_before], snap.runs[-1]
-  assert queries.run_row(snap, killed_run)["status"] == "ABORTED"
-  trainer = killed_run.node("Trainer")
-  assert trainer.state == "CANCELED" and trainer.properties[contract.ABORTED]
-  assert resumed.status == "COMPLETE"
-  assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(
-      resumed)
-  assert not {"ExampleGen", "StatisticsGen", "Transform"} & executed(resumed)
-  assert live.running_executions(home) == 0
-  # Every tick from the first to the last served, once; every loaded trip
-  # once; every read-only command answered.
-  served = sorted(servelog.served_ticks(home.serving_log,
-                                        [spans.day_of(day)]))
-  report = live.audit(home, chunks[:liveday.next_chunk], served[0],
-                      served[-1])
-  assert report["ticks_scheduled"] >= 20
-  assert (report["ticks_lost"], report["ticks_served_twice"]) == (0, 0)
-  assert (report["trips_lost"], report["trips_duplicated"]) == (0, 0)
-  assert report["trips_generated"] > 0
-  assert liveday.reads > 5 and liveday.failed_reads == []
-  assert liveday.job.errors() == [] and liveday.loader.errors() == []
 
 
 def test_a_reload_re_ingests_only_the_days_that_read_it(home):
