@@ -26,9 +26,10 @@ from typing import Callable, Dict, List, Optional
 
 from taxi_demand import features
 from taxi_demand import spans
+from taxi_demand.data import sql as demand_sql
 from taxi_demand.home import Home
 
-TICK_S = 300
+TICK_S = demand_sql.TICK_SECONDS
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "runner_local.py"
 
@@ -153,9 +154,6 @@ class Clock:
 
   def now(self) -> int:
     return int(self.start + (time.monotonic() - self.began) * self.speed)
-
-  def sleep_until(self, sim: int) -> None:
-    time.sleep(max(0.0, (sim - self.now()) / self.speed))
 
 
 def running_executions(home: Home) -> int:
@@ -346,19 +344,26 @@ class LiveDay:
     from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
     last = time.monotonic()
     gap_began = None  # when the current stretch without a model began
-    while not until(self):
-      self.step()
-      time.sleep(pause_s)
-      now = time.monotonic()
-      try:
-        registry.resolve(self.home.models)
-        gap_began = None
-      except Exception:  # pylint: disable=broad-except  (no serving model)
-        self.no_model_s += now - last
-        gap_began = last if gap_began is None else gap_began
-        self.longest_no_model_s = max(self.longest_no_model_s,
-                                      now - gap_began)
-      last = now
+    try:
+      while not until(self):
+        self.step()
+        time.sleep(pause_s)
+        now = time.monotonic()
+        try:
+          registry.resolve(self.home.models)
+          gap_began = None
+        except Exception:  # pylint: disable=broad-except  (no serving model)
+          self.no_model_s += now - last
+          gap_began = last if gap_began is None else gap_began
+          self.longest_no_model_s = max(self.longest_no_model_s,
+                                        now - gap_began)
+        last = now
+    except BaseException:
+      # Its processes run in sessions of their own: left alone, they would
+      # outlive a failed test or an interrupted bench.
+      for process in (self.job, self.reader, self.loader, self.pipeline):
+        process.kill()
+      raise
     for process in (self.job, self.reader, self.loader):
       if process.running:
         process.kill()
