@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 .PHONY: help venv run test test-fast bench notebook lock clean
 
 help:
-	@echo "make run        build the env if needed, then train/validate/push on the embedded warehouse"
+	@echo "make run        build the env if needed, train/validate/push on the embedded warehouse, write the report"
 	@echo "make test       build the env if needed, then run every test"
 	@echo "make test-fast  the tests not marked e2e or slow"
 	@echo "make bench      run the bench/ scripts (JSON on stdout)"
@@ -17,12 +17,19 @@ help:
 venv:
 	@tools/bootstrap.sh
 
+# The daily run, then the report of the home it ran on (its path printed),
+# also after a refused day (exit 3), which is when an operator looks.
 run: venv
-	$(PY) runner_local.py
+	@$(PY) runner_local.py; rc=$$?; \
+	  if [ $$rc -eq 0 ] || [ $$rc -eq 3 ]; then \
+	    $(VENV)/bin/taxi-demand report || exit 1; fi; exit $$rc
 
 # Both cores: each test file runs whole on one worker, so a module's shared
-# fixtures are built once per worker at most.
-test: venv
+# fixtures are built once per worker at most. Debian's Chromium (the report
+# test's browser) installs while the environment builds.
+test:
+	@tools/chromium.sh & browser=$$!; tools/bootstrap.sh || exit 1; \
+	  wait $$browser || exit 1
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: venv

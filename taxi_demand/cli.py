@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "taxi_demand.monitoring.commands",
     "taxi_demand.serving.commands",
     "taxi_demand.lineage.commands",
+    "taxi_demand.report.commands",
 )
 
 _EPILOG = """\

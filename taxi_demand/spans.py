@@ -59,3 +59,9 @@ def day_before(day: datetime.date) -> int:
 def train_window(span: int, days: int) -> tuple:
   """(first, last) span of the `days`-day training window before `span`."""
   return int(span) - int(days), int(span) - 1
+
+
+def format_epoch(epoch: int) -> str:
+  """Epoch seconds (naive Chicago wall clock) as 'YYYY-MM-DD HH:MM'."""
+  return datetime.datetime.fromtimestamp(
+      int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -406,6 +406,26 @@ def city_home(city, tmp_path_factory) -> CityHome:
                   run_ids=[r.run_id for r in records])
 
 
+@pytest.fixture(scope="session")
+def report_home(city, tmp_path_factory):
+  """The city's ten runs with what the report draws (drift and skew per
+  feature, a refused day, an unblessed model, served MAE by lead), and the
+  last day served by the real model at the training query's leads.
+
+  Read-only: the report test writes its page elsewhere.
+  """
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("report_home") / "home"
+  records = synthetic.write_store(
+      root, synthetic.with_checks(city_runs(city), seed=3),
+      model_dir=city.model_dir, link=True)
+  shutil.copy(city.warehouse, root / "warehouse.duckdb")
+  home = Home(root).ensure()
+  log_day(home, [r.version for r in records if r.version][-1], LAST_DAY)
+  return home
+
+
 @pytest.fixture
 def city_copy(city_home, tmp_path):
   """A private copy of the city home (a Home) for one test."""
@@ -480,10 +500,10 @@ def log_day(home, version: str, day: datetime.date, transform=None):
   with Warehouse(home.warehouse, read_only=True) as wh:
     served = wh.query_demand(model.cfg, spans.span_of(day)).drop(
         [features.LABEL])
-  model.score(served)
+  predicted = model.score(served)
   at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
   [path] = servelog.append(home.serving_log, served, model.version, at,
-                           data_age_s=0)
+                           data_age_s=0, predicted=predicted)
   if transform is not None:
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
     servelog.write_rows(path, transform(pq.read_table(path)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,8 +70,26 @@ def test_walkthrough_executes_headlessly_in_budget(tmp_path):
   assert "raw examples:" in printed            # the lineage walk found data
   assert "passed" in printed                   # the window's days were checked
   assert "MAE" in printed and "slot" in printed  # the predict call scored
-  # The heatmap and the by-hour plot were drawn.
+  # Library logs go to the home's log file, not into the cells.
+  noise = [o["text"][:200] for c in cells for o in c.outputs
+           if o.output_type == "stream" and o.get("name") == "stderr"
+           and o["text"].strip()]
+  assert noise == []
+  # The gates mean something: blessed under the default thresholds, by a
+  # model that does not over-forecast the busiest area.
+  assert "blessed: 1" in printed and "reasons: none" in printed
+  found = re.search(r"busiest area cell=\d+: mean forecast ([\d.]+) vs "
+                    r"([\d.]+) actual", printed)
+  assert found, printed[-2000:]
+  forecast, actual = map(float, found.groups())
+  assert abs(forecast / actual - 1) < 0.25, found.group(0)
+  # Statistics as a table that renders offline (Facets' view needs a CDN).
+  html = "".join(o.get("data", {}).get("text/html", "") for c in cells
+                 for o in c.outputs)
+  assert "lag_1" in html and "zeros" in html
+  # The report's figures (demand heatmap, the cells on the plane,
+  # predicted against actual) and the eval day by hour.
   images = [o for c in cells for o in c.outputs
             if "image/png" in o.get("data", {})]
-  assert len(images) >= 2
+  assert len(images) >= 4
   print(f"notebook executed in {elapsed:.0f} s")

@@ -22,7 +22,7 @@ from tfx.types import standard_artifacts
 from taxi_demand.errors import AlertError
 from taxi_demand.lineage import contract
 
-REPORT_FILE = "data_gate.json"
+REPORT_FILE = contract.DATA_GATE_FILE
 # A run ingests one day, its own: the days of its window were checked by
 # the runs that ingested them.
 NEW_DAY_SPLIT = contract.DAY_SPLIT
@@ -86,12 +86,12 @@ def DataGate(  # pylint: disable=invalid-name
   lines: List[str] = []
   for split in artifact_utils.decode_split_names(anomalies.split_names):
     found = anomalies_util.load_anomalies_binary(
-        _split_file(anomalies, split, "SchemaDiff.pb"))
+        _split_file(anomalies, split, contract.ANOMALIES_FILE))
     lines += [f"[{split}] schema: {line}" for line in describe(found)]
 
   summary = {"span": statistics.span, "schema_anomalies": len(lines)}
   stats = tfdv.load_stats_binary(
-      _split_file(statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+      _split_file(statistics, NEW_DAY_SPLIT, contract.STATISTICS_FILE))
   count = int(stats.datasets[0].num_examples) if stats.datasets else 0
   summary[contract.EVAL_EXAMPLES] = count
   report.set_int_custom_property(contract.EVAL_EXAMPLES, count)
@@ -100,14 +100,15 @@ def DataGate(  # pylint: disable=invalid-name
   drift_lines: List[str] = []
   if check_drift and previous_statistics is not None:
     current = tfdv.load_stats_binary(
-        _split_file(statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+        _split_file(statistics, NEW_DAY_SPLIT, contract.STATISTICS_FILE))
     previous = tfdv.load_stats_binary(
-        _split_file(previous_statistics, NEW_DAY_SPLIT, "FeatureStats.pb"))
+        _split_file(previous_statistics, NEW_DAY_SPLIT,
+                    contract.STATISTICS_FILE))
     drift = tfdv.validate_statistics(current, schema_proto,
                                      previous_statistics=previous)
     out_dir = artifact_utils.get_split_uri([report], NEW_DAY_SPLIT)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "SchemaDiff.pb"), "wb") as f:
+    with open(os.path.join(out_dir, contract.ANOMALIES_FILE), "wb") as f:
       f.write(drift.SerializeToString())
     drift_lines = [f"[drift vs span {previous_statistics.span}] {line}"
                    for line in describe(drift)]

@@ -15,7 +15,7 @@ from taxi_demand.errors import AlertError
 from taxi_demand.monitoring import skew
 from taxi_demand.errors import TaxiDemandError
 
-REPORT_FILE = "skew_report.json"
+REPORT_FILE = contract.SKEW_REPORT_FILE
 
 
 class SkewReport(types.Artifact):

@@ -406,6 +406,32 @@ def newest_known_duckdb(cfg: QueryConfig, issued_at: int) -> str:
       f"AND {start} < {issued_at} AND {known} <= {issued_at}")
 
 
+def pickups_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
+  """Pickups per (cell, slot) over trips starting in [begin, end), with the
+  sum of their located pickup positions.
+
+  Columns cell, slot_start, pickups, located, latitude_sum, longitude_sum:
+  what the report draws (a day's demand, and where each cell is: community
+  areas have no geometry here, grid cells are placed the same way). Slots
+  without pickups are absent; cells are the demand query's.
+  """
+  _check_int("begin", begin, bounds=(0, 10**11))
+  _check_int("end", end, bounds=(begin + 1, 10**11))
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  located = "pickup_latitude IS NOT NULL AND pickup_longitude IS NOT NULL"
+  return to_duckdb(
+      f"SELECT cell, start_s - MOD(start_s, {cfg.slot_seconds}) AS "
+      "slot_start, COUNT(*) AS pickups, COUNTIF(is_located) AS located, "
+      "SUM(IF(is_located, lat, 0)) AS latitude_sum, "
+      "SUM(IF(is_located, lon, 0)) AS longitude_sum "
+      f"FROM (SELECT {_cell_expr(cfg)} AS cell, {start} AS start_s, "
+      f"{located} AS is_located, pickup_latitude AS lat, "
+      f"pickup_longitude AS lon FROM `{check_table(cfg.table)}` "
+      f"WHERE {start} >= {begin} AND {start} < {end}) "
+      "WHERE cell IS NOT NULL GROUP BY cell, slot_start "
+      "ORDER BY cell, slot_start")
+
+
 def check_issue_time(issued_at: int) -> int:
   _check_int("issued_at", issued_at, bounds=(0, 10**11))
   if issued_at % TICK_SECONDS:

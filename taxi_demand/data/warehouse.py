@@ -476,6 +476,13 @@ class Warehouse:
     return self._run(
         demand_sql.serving_query_duckdb(cfg, issued_at, horizon), schema)
 
+  def pickups(self, cfg: demand_sql.QueryConfig, begin: int,
+              end: int) -> pa.Table:
+    """Pickups and located positions per (cell, slot) over [begin, end)
+    (sql.pickups_duckdb; the report's demand and map)."""
+    return self.con.execute(
+        demand_sql.pickups_duckdb(cfg, begin, end)).fetch_arrow_table()
+
   def _run(self, query: str, schema: pa.Schema) -> pa.Table:
     table = self.con.execute(query).fetch_arrow_table()
     if table.column_names != schema.names:

@@ -46,15 +46,8 @@ def _snapshot(home):
 
 
 def _fmt(value, digits: int = 3) -> str:
-  if value is None:
-    return "n/a"
-  if isinstance(value, bool):
-    return "yes" if value else "no"
-  if isinstance(value, float):
-    return f"{value:.{digits}f}"
-  if isinstance(value, list):  # a window of days
-    return "..".join(map(str, value))
-  return str(value)
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  return queries.format_value(value, digits)
 
 
 def _table(rows, headers, indent: str = "") -> None:
@@ -226,27 +219,8 @@ def _lineage(args, home) -> int:
   if args.json:
     cli.print_json(tree)
     return 0
-  pushed = tree["pushed"]
-  print(f"model version {tree['version']}"
-        + ("  (serving)" if tree["serving"] else ""))
-  print(f"  pushed by run {pushed['run_id']} for {_fmt(pushed['date'])} at "
-        f"{_fmt(pushed['at'])}  {pushed['uri']}")
-  if tree["blessing"]:
-    b = tree["blessing"]
-    print(f"  blessing: blessed {_fmt(bool(b.get('blessed')))}, MAE "
-          f"{_fmt(b.get('model_mae'), 4)} vs seasonal naive "
-          f"{_fmt(b.get('seasonal_naive_mae'), 4)}  {b['uri']}")
-  for rb in tree["rollbacks_to_it"]:
-    print(f"  rolled back to at {rb['at']}")
-  for line in queries.tree_lines(tree["model"], "  "):
+  for line in queries.version_lines(tree):
     print(line)
-  print("next-day history (degradation)")
-  if not tree["next_day"]:
-    print("  none recorded (taxi-demand next-day --date D)")
-  for r in tree["next_day"]:
-    print(f"  {r['date']}: MAE {_fmt(r.get('mae'), 4)} vs seasonal naive "
-          f"{_fmt(r.get('seasonal_naive_mae'), 4)}"
-          + ("  ALERT " + str(r.get("reason")) if r["alert"] else ""))
   return 0
 
 

@@ -100,6 +100,15 @@ ABORTED = "taxi_demand_aborted"
 FROM_VERSION = "from_version"
 TO_VERSION = "to_version"
 
+# Files inside artifact folders that readers other than TFX open (the
+# report): TFX's split folders and TFDV's file names, and this pipeline's
+# JSON summaries.
+SPLIT_FOLDER = "Split-{split}"
+STATISTICS_FILE = "FeatureStats.pb"
+ANOMALIES_FILE = "SchemaDiff.pb"
+DATA_GATE_FILE = "data_gate.json"        # DataGate's summary, in its report
+SKEW_REPORT_FILE = "skew_report.json"    # SkewValidator's, in its report
+
 # The blessing properties runs/show/diff report, in display order.
 METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
            "seasonal_naive_rmse", "baseline_model_mae")

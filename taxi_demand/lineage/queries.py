@@ -483,12 +483,13 @@ def _iso(ms: int) -> Optional[str]:
 # --- diff -----------------------------------------------------------------------
 
 
-def _flatten(params: Optional[Dict[str, Any]], prefix: str = ""
-             ) -> Dict[str, Any]:
+def flatten(params: Optional[Dict[str, Any]], prefix: str = ""
+            ) -> Dict[str, Any]:
+  """Nested parameters as dotted keys ({"hparams": {"a": 1}} -> hparams.a)."""
   out: Dict[str, Any] = {}
   for key, value in (params or {}).items():
     if isinstance(value, dict):
-      out.update(_flatten(value, f"{prefix}{key}."))
+      out.update(flatten(value, f"{prefix}{key}."))
     else:
       out[f"{prefix}{key}"] = value
   return out
@@ -560,7 +561,7 @@ def _changed(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Dict]:
 
 def diff_runs(snap: st.Snapshot, a: st.Run, b: st.Run) -> Dict[str, Any]:
   """Only what differs between two runs; empty sections are left out."""
-  pa, pb = _flatten(parameters(snap, a)), _flatten(parameters(snap, b))
+  pa, pb = flatten(parameters(snap, a)), flatten(parameters(snap, b))
   code = {"a": pa.pop("code_version", None), "b": pb.pop("code_version", None)}
   pa.pop("span", None)  # shown under data, as spans
   pb.pop("span", None)
@@ -728,4 +729,47 @@ def tree_lines(node: Dict[str, Any], indent: str = "") -> List[str]:
       else:
         lines.append(f"{indent}       {child['artifact']} #{child['id']}  "
                      f"{child['uri']} (an earlier run; not walked)")
+  return lines
+
+
+def format_value(value, digits: int = 3) -> str:
+  """A recorded value as the metadata commands print it (None: n/a)."""
+  if value is None:
+    return "n/a"
+  if isinstance(value, bool):
+    return "yes" if value else "no"
+  if isinstance(value, float):
+    return f"{value:.{digits}f}"
+  if isinstance(value, list):  # a window of days
+    return "..".join(map(str, value))
+  return str(value)
+
+
+def _fmt(value, digits: int = 4) -> str:
+  return format_value(value, digits)
+
+
+def version_lines(tree: Dict[str, Any]) -> List[str]:
+  """`lineage_of_version`'s answer as the text `taxi-demand lineage` prints
+  (the report shows the same lines)."""
+  pushed = tree["pushed"]
+  lines = [f"model version {tree['version']}"
+           + ("  (serving)" if tree["serving"] else ""),
+           f"  pushed by run {pushed['run_id']} for {_fmt(pushed['date'])} at "
+           f"{_fmt(pushed['at'])}  {pushed['uri']}"]
+  if tree["blessing"]:
+    b = tree["blessing"]
+    lines.append(f"  blessing: blessed {_fmt(bool(b.get('blessed')))}, MAE "
+                 f"{_fmt(b.get('model_mae'))} vs seasonal naive "
+                 f"{_fmt(b.get('seasonal_naive_mae'))}  {b['uri']}")
+  for rb in tree["rollbacks_to_it"]:
+    lines.append(f"  rolled back to at {rb['at']}")
+  lines += tree_lines(tree["model"], "  ")
+  lines.append("next-day history (degradation)")
+  if not tree["next_day"]:
+    lines.append("  none recorded (taxi-demand next-day --date D)")
+  for r in tree["next_day"]:
+    lines.append(f"  {r['date']}: MAE {_fmt(r.get('mae'))} vs seasonal naive "
+                 f"{_fmt(r.get('seasonal_naive_mae'))}"
+                 + ("  ALERT " + str(r.get("reason")) if r["alert"] else ""))
   return lines

@@ -116,6 +116,8 @@ def _fill(target, props: Mapping[str, Any]) -> None:
       target[key].int_value = int(value)
     elif isinstance(value, float):
       target[key].double_value = value
+    elif isinstance(value, (dict, list)):  # served_by_lead: recorded as JSON
+      target[key].string_value = json.dumps(value, sort_keys=True)
     else:
       target[key].string_value = str(value)
 
@@ -271,6 +273,14 @@ class RunSpec:
     model_dir: a real SavedModel for this run's Model (default: build's).
     eval_examples, anomaly_count: DataGate's report on the day (default:
       every cell and slot, no anomalies).
+    reasons: ForecastGate's reasons for an unblessed model.
+    anomaly_lines: DataGate's lines for the day's anomalies (its JSON
+      summary); default one line per anomaly.
+    drift: {feature: distance} against the previous day, written as TFDV's
+      drift_skew_info in DataGate's report with the curated schema's
+      thresholds (a feature over its threshold is a drift anomaly line).
+    skew: {feature: distance} of the day's served rows, written as a
+      SkewValidator report (alert if any is over its threshold).
   """
   span: int
   params: Optional[c.RunParameters] = None
@@ -284,6 +294,10 @@ class RunSpec:
   model_dir: Optional[str] = None
   eval_examples: Optional[int] = None
   anomaly_count: int = 0
+  reasons: Optional[str] = None
+  anomaly_lines: Optional[Sequence[str]] = None
+  drift: Optional[Mapping[str, float]] = None
+  skew: Optional[Mapping[str, float]] = None
 
   def parameters(self) -> c.RunParameters:
     params = self.params or c.RunParameters(
@@ -299,9 +313,9 @@ class RunRecord:
   run_id: str
   examples: pb.Artifact
   statistics: pb.Artifact
-  model: pb.Artifact
-  blessing: pb.Artifact
-  pushed_model: pb.Artifact
+  model: Optional[pb.Artifact]          # None: DataGate refused the day
+  blessing: Optional[pb.Artifact]
+  pushed_model: Optional[pb.Artifact]
   version: Optional[str]
   cache: Optional[pb.Artifact] = None   # Transform's updated analyzer cache
 
@@ -316,6 +330,82 @@ def materialize(src: Optional[os.PathLike], dst: str, link: bool) -> None:
     dst_path.symlink_to(Path(src).resolve(), target_is_directory=True)
   else:
     shutil.copytree(src, dst_path)
+
+
+def _write_json(folder: str, name: str, content: Mapping[str, Any]) -> None:
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, name), "w") as f:
+    json.dump(content, f, indent=2, sort_keys=True)
+
+
+def _comparators(kind: str) -> Dict[str, tuple]:
+  """{feature: (measure, threshold)} of the curated schema's `kind`
+  ("drift" or "skew") comparators."""
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  schema = text_format.Parse(SCHEMA_FILE.read_text(), schema_pb2.Schema())
+  out = {}
+  for feature in schema.feature:
+    comparator = getattr(feature, f"{kind}_comparator")
+    if comparator.HasField("infinity_norm"):
+      out[feature.name] = ("L_INFTY", comparator.infinity_norm.threshold)
+    elif comparator.HasField("jensen_shannon_divergence"):
+      out[feature.name] = ("JENSEN_SHANNON_DIVERGENCE",
+                           comparator.jensen_shannon_divergence.threshold)
+  return out
+
+
+def _write_gate_report(uri: str, spec: RunSpec, previous_span: Optional[int],
+                       eval_examples: int) -> None:
+  """DataGate's files: its JSON summary and, with `spec.drift`, the drift
+  anomalies as TFDV writes them (drift_skew_info per compared feature)."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  lines = (list(spec.anomaly_lines) if spec.anomaly_lines is not None else
+           [f"[day] schema: synthetic anomaly {i + 1}"
+            for i in range(spec.anomaly_count)])
+  drift_lines = []
+  if spec.drift and previous_span is not None:
+    anomalies = anomalies_pb2.Anomalies()
+    thresholds = _comparators("drift")
+    for name, distance in sorted(spec.drift.items()):
+      measure, threshold = thresholds.get(name, ("L_INFTY", 0.05))
+      info = anomalies.drift_skew_info.add()
+      info.path.step.append(name)
+      m = info.drift_measurements.add()
+      m.type = anomalies_pb2.DriftSkewInfo.Measurement.Type.Value(measure)
+      m.value, m.threshold = float(distance), float(threshold)
+      if distance > threshold:
+        anomalies.anomaly_info[name].description = (
+            f"drift {distance:.3f} above {threshold:g}")
+        drift_lines.append(f"[drift vs span {previous_span}] {name}: "
+                           f"drift {distance:.3f} above {threshold:g}")
+    folder = os.path.join(uri, c.SPLIT_FOLDER.format(split=c.DAY_SPLIT))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, c.ANOMALIES_FILE), "wb") as f:
+      f.write(anomalies.SerializeToString())
+  _write_json(uri, c.DATA_GATE_FILE, {
+      "span": spec.span, "schema_anomalies": len(lines),
+      c.EVAL_EXAMPLES: eval_examples,
+      "drift_checked": previous_span is not None,
+      "previous_span": previous_span, "drift_anomalies": len(drift_lines),
+      "lines": lines + drift_lines, "passed": spec.anomaly_count == 0})
+
+
+def _skew_report(skew: Optional[Mapping[str, float]]
+                 ) -> Optional[Dict[str, Any]]:
+  """A SkewValidator report's JSON body for {feature: distance}."""
+  if skew is None:
+    return None
+  thresholds = _comparators("skew")
+  feats = {}
+  for name, distance in sorted(skew.items()):
+    measure, threshold = thresholds.get(name, ("L_INFTY", 0.05))
+    feats[name] = {"distance": float(distance), "threshold": float(threshold),
+                   "flagged": distance > threshold,
+                   "comparator": measure.lower()}
+  flagged = sorted(n for n, f in feats.items() if f["flagged"])
+  return {"checked": True, "alert": bool(flagged), "flagged": flagged,
+          "features": feats}
 
 
 def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
@@ -367,11 +457,16 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
   if base is not None:
     serving_stats = {c.STATISTICS: [base.statistics], c.SCHEMA: [schema]}
   run(c.SERVING_MODEL_TRAINING, internal_outputs={**serving, **serving_stats})
-  run(c.SKEW_VALIDATOR, COMPLETE, {
+  skew = _skew_report(spec.skew)
+  [skew_report] = run(c.SKEW_VALIDATOR, COMPLETE, {
       "date": date, "serving_log_dir": str(home / "serving_log"),
       "fail_on_skew": 0}, inputs=serving_stats, outputs={
           c.REPORT: [w.artifact(c.SKEW_REPORT, span=span, date=date,
-                                checked=0, alert=0)]})
+                                checked=int(skew is not None),
+                                alert=int(bool(skew and skew["alert"])))]}
+                      )[c.REPORT]
+  if skew is not None:
+    _write_json(skew_report.uri, c.SKEW_REPORT_FILE, {"date": date, **skew})
 
   [stats] = run(c.STATISTICS_GEN, COMPLETE, {"exclude_splits": "[]"},
                 {c.EXAMPLES: [examples], c.SCHEMA: [schema]},
@@ -401,6 +496,13 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
                      else cells_slots))
   verdict[COND_INPUT] = run(c.DATA_GATE, COMPLETE, {}, gate_inputs,
                             {c.REPORT: [report]})[c.REPORT]
+  _write_gate_report(verdict[COND_INPUT][0].uri, spec,
+                     previous.spec.span if previous else None,
+                     int(report.custom_properties[c.EVAL_EXAMPLES].int_value))
+  if spec.anomaly_count:  # refused: the nodes inside the Cond are skipped
+    return RunRecord(spec=spec, run_id=run_id, examples=examples,
+                     statistics=stats, model=None, blessing=None,
+                     pushed_model=None, version=None, cache=cache)
 
   result = {c.SPAN: span, "date": date, "source": "pipeline"}
   if base is None:
@@ -475,7 +577,8 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
                    {c.BLESSING: [w.artifact(
                        "ModelBlessing", blessed=int(spec.blessed),
                        forecast_gate=1, span=span,
-                       reasons="" if spec.blessed else "synthetic: not blessed",
+                       reasons="" if spec.blessed else (
+                           spec.reasons or "synthetic: not blessed"),
                        **judged, **{k: float(v) for k, v in figures.items()})
                    ]})[c.BLESSING]
 
@@ -611,3 +714,42 @@ def build(home: os.PathLike, runs: Union[int, Sequence[RunSpec]], *,
            for s in specs]
   records = write_store(home, specs, model_dir=model_dir, link=link, keep=keep)
   return [r.version for r in records if r.version is not None]
+
+
+def with_checks(specs: Sequence[RunSpec], seed: int = 0,
+                refuse_every: int = 9, unbless_every: int = 7
+                ) -> List[RunSpec]:
+  """`specs` with what the report draws, made up deterministically: drift
+  and skew distances per feature, served MAE by lead on next-day results,
+  a day DataGate refused (drift over its threshold) every `refuse_every`
+  runs and an unblessed model every `unbless_every` (0: never)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  drift, skew = _comparators("drift"), _comparators("skew")
+  out = []
+  for i, spec in enumerate(specs):
+    changes: Dict[str, Any] = {
+        "drift": {n: round(float(rng.uniform(0.05, 0.7)) * t, 4)
+                  for n, (_, t) in drift.items()},
+        "skew": {n: round(float(rng.uniform(0.05, 0.8)) * t, 4)
+                 for n, (_, t) in skew.items()}}
+    if i and refuse_every and i % refuse_every == refuse_every - 1:
+      name = sorted(drift)[i % len(drift)]
+      changes["drift"][name] = round(drift[name][1] * 2.5, 4)
+      changes.update(anomaly_count=1, blessed=False,
+                     anomaly_lines=[])  # DataGate lists the drift line
+    elif unbless_every and i % unbless_every == unbless_every - 1:
+      changes.update(blessed=False, reasons=(
+          "MAE not 10% below seasonal naive on the eval day"))
+    if i % 5 == 4:  # now and then the served rows skew
+      name = sorted(skew)[i % len(skew)]
+      changes["skew"][name] = round(skew[name][1] * 1.6, 4)
+    if spec.next_day and "mae" in spec.next_day:
+      mae = float(spec.next_day["mae"])
+      naive = float(spec.next_day.get("seasonal_naive_mae") or mae * 1.3)
+      changes["next_day"] = {**spec.next_day, "served_by_lead": {
+          str(lead): {"mae": round(mae * (0.8 + lead / 150), 4),
+                      "seasonal_naive_mae": naive, "forecasts": 77 * 4}
+          for lead in range(0, 60, 5)}}
+    out.append(dataclasses.replace(spec, **changes))
+  return out

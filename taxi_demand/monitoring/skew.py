@@ -58,7 +58,7 @@ SERVING_LOG_TYPE = contract.SERVING_LOG
 # The model learned from its window's days; the statistics of the newest of
 # them stand for its training data (a span's one split is its day).
 TRAINING_SPLIT = contract.DAY_SPLIT
-STATS_FILE = "FeatureStats.pb"
+STATS_FILE = contract.STATISTICS_FILE
 SCHEMA_FILE = "schema.pbtxt"
 # Join skew compares the model's inputs: the serving columns but the keys.
 JOINED_FEATURES = tuple(c for c in features.SERVING_COLUMNS
@@ -311,7 +311,8 @@ def load_training_statistics(statistics_uri: str,
                              split: str = TRAINING_SPLIT):
   """The FeatureStats.pb of one split of an ExampleStatistics artifact."""
   import tensorflow_data_validation as tfdv  # noqa: PLC0415
-  path = os.path.join(statistics_uri, f"Split-{split}", STATS_FILE)
+  path = os.path.join(statistics_uri,
+                      contract.SPLIT_FOLDER.format(split=split), STATS_FILE)
   if not os.path.isfile(path):
     raise TaxiDemandError(f"no {split} statistics at {path}")
   return tfdv.load_stats_binary(path)

@@ -16,6 +16,7 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand import features
+from taxi_demand.spans import format_epoch  # noqa: F401 - predict.format_epoch
 from taxi_demand.serving import registry
 from taxi_demand.serving import servelog
 
@@ -83,11 +84,6 @@ def issue_time(at_epoch: int) -> int:
   less than was known at `at_epoch`.
   """
   return int(at_epoch) - int(at_epoch) % demand_sql.TICK_SECONDS
-
-
-def format_epoch(epoch: int) -> str:
-  return datetime.datetime.fromtimestamp(
-      int(epoch), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def training_query_config(home: Home, version: str,

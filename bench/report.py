@@ -1,0 +1,100 @@
+"""Times `taxi-demand report` on a home of N synthetic daily runs.
+
+The home holds what a season of operation leaves (no pipeline run, no
+TensorFlow): N runs in ML Metadata written as LocalDagRunner writes them
+(taxi_demand/lineage/synthetic.py), with DataGate's drift per feature, skew
+reports, refused and unblessed days and next-day results with served MAE by
+lead; a simulated warehouse; and the newest day's served log at every lead,
+forecast by seasonal naive (the `lag_7d` feature, point in time). Then it
+runs the command as a user would, a fresh process each time, and prints
+JSON:
+
+  .venv/bin/python bench/report.py [--runs 100] [--repeat 3]
+
+Target: the report over 100 runs builds in under 5 s (`ok`), imports
+included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+LIMIT_S = 5.0
+
+
+def build_home(root: Path, runs: int, days: int = 14, scale: float = 0.3):
+  """The bench home; returns (Home, the newest day's span)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  home = Home(root).ensure()
+  with Warehouse(home.warehouse) as wh:
+    simulate.simulate_into(wh, start=datetime.date(2024, 1, 1), days=days,
+                           seed=11, scale=scale)
+    last = wh.newest_span()
+  specs = synthetic.with_checks(
+      synthetic.default_runs(runs, first_span=last - runs + 1))
+  synthetic.write_store(home.root, specs)
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    table = wh.query_demand(sql.QueryConfig(), last, every_lead=True)
+  forecast = np.asarray(table.column(features.LAG_7D).to_numpy(), float)
+  servelog.append(home.serving_log, table.drop([features.LABEL]),
+                  registry.serving_version(home.models),
+                  datetime.datetime(2024, 1, 1), data_age_s=0,
+                  predicted=forecast)
+  return home, last
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--runs", type=int, default=100)
+  parser.add_argument("--repeat", type=int, default=3)
+  parser.add_argument("--json", action="store_true",
+                      help="accepted for `make bench`; JSON is always printed")
+  args = parser.parse_args()
+  with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+    started = time.monotonic()
+    home, _ = build_home(Path(tmp) / "home", args.runs)
+    setup_s = time.monotonic() - started
+    env = {**os.environ, "TAXI_DEMAND_HOME": str(home.root)}
+    walls = []
+    for _ in range(args.repeat):
+      t0 = time.monotonic()
+      done = subprocess.run([sys.executable, "-m", "taxi_demand", "report"],
+                            env=env, capture_output=True, text=True,
+                            check=False)
+      walls.append(time.monotonic() - t0)
+      if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return 1
+    page = home.root / "report" / "index.html"
+    result = {
+        "runs": args.runs, "setup_s": round(setup_s, 1),
+        "report_s": [round(w, 2) for w in walls],
+        "median_report_s": round(statistics.median(walls), 2),
+        "page_bytes": page.stat().st_size, "limit_s": LIMIT_S,
+        "ok": statistics.median(walls) < LIMIT_S,
+        "load_average": list(os.getloadavg())}
+  print(json.dumps(result, indent=2))
+  return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
