@@ -378,3 +378,26 @@ def test_synthetic_stores_are_laid_out_like_a_real_run(home, tmp_path):
     for event, props in got["events"].items():
       assert props <= want["events"][event], (
           node_id, event, props - want["events"][event])
+
+
+def test_the_report_reads_what_the_real_runs_left(home, tmp_path):
+  """`taxi-demand report` on the module's real home: TFDV's own drift
+  files, DataGate's and ForecastGate's reasons, the live day's forecasts."""
+  from taxi_demand.report import build
+  report, page = build.build(home, tmp_path / "report")
+  snap = store.load(home.metadata)
+  assert [r["run_id"] for r in report.runs] == [r.run_id for r in snap.runs]
+  refused = [r for r in report.runs if r["status"] == "REFUSED"]
+  assert refused and all(r["reasons"] and "DataGate refused" not in
+                         r["reasons"] for r in refused)
+  unblessed = [r for r in report.runs if r["blessed"] is False]
+  assert unblessed and all(r["reasons"] for r in unblessed)
+  # TFDV writes a measurement for every feature with a drift comparator.
+  measured = [c for c in report.checks if c["drift_checked"]]
+  assert measured and all(c["drift"] for c in measured)
+  assert all(f["threshold"] > 0 and f["distance"] is not None
+             for c in measured for f in c["drift"].values())
+  assert report.serving["lineage"][0].startswith("model version")
+  assert report.demand is not None and report.demand.total > 0
+  assert report.plane is not None and "forecast pickups" in report.plane.label
+  assert page.stat().st_size > 100_000
