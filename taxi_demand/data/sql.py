@@ -181,17 +181,18 @@ def template() -> str:
       "demand.sql").read_text(encoding="utf-8")
 
 
-def _cell_expr(cfg: QueryConfig) -> str:
+def _cell_expr(cfg: QueryConfig, end: str = "pickup") -> str:
+  """The cell of a trip's `end` ("pickup" or "dropoff")."""
   if cfg.spatial_unit is SpatialUnit.COMMUNITY_AREA:
-    return "pickup_community_area"
+    return f"{end}_community_area"
   box = contract.CHICAGO_BBOX
-  row = (f"CAST(FLOOR((pickup_latitude - {box.south}) * "
+  lat, lon = f"{end}_latitude", f"{end}_longitude"
+  row = (f"CAST(FLOOR(({lat} - {box.south}) * "
          f"{_METRES_PER_DEG_LAT} / {cfg.grid_metres}) AS INT64)")
-  col = (f"CAST(FLOOR((pickup_longitude - ({box.west})) * "
+  col = (f"CAST(FLOOR(({lon} - ({box.west})) * "
          f"{_METRES_PER_DEG_LON} / {cfg.grid_metres}) AS INT64)")
-  inside = (f"pickup_latitude >= {box.south} AND pickup_latitude < {box.north} "
-            f"AND pickup_longitude >= {box.west} "
-            f"AND pickup_longitude < {box.east}")
+  inside = (f"{lat} >= {box.south} AND {lat} < {box.north} "
+            f"AND {lon} >= {box.west} AND {lon} < {box.east}")
   return f"IF({inside}, {row} * {_GRID_ROW_STRIDE} + {col}, NULL)"
 
 
@@ -430,6 +431,52 @@ def pickups_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
       f"WHERE {start} >= {begin} AND {start} < {end}) "
       "WHERE cell IS NOT NULL GROUP BY cell, slot_start "
       "ORDER BY cell, slot_start")
+
+
+# A taxi idle longer than this between a dropoff and its next pickup has
+# ended its shift (or paused it): the gap is not supply.
+MAX_IDLE_SECONDS = 2 * 3600
+# How long before a window a trip may start and still end inside it.
+_LONGEST_TRIP_SECONDS = 6 * 3600
+
+
+def idle_intervals_bigquery(cfg: QueryConfig, begin: int, end: int,
+                            max_idle_s: int = MAX_IDLE_SECONDS) -> str:
+  """Idle taxis from trips alone, as BigQuery Standard SQL.
+
+  Between a taxi's dropoff and its next pickup it waits, empty, in the
+  dropoff cell. One row per such wait that overlaps [begin, end): taxi_id,
+  cell, idle_start, idle_end (epoch seconds, not clipped to the window).
+  A gap longer than `max_idle_s` is a shift's end and no row; so is a
+  taxi's last trip (its next pickup is unknown). The dropoff time is
+  trip_end_timestamp, else the start plus trip_seconds.
+  """
+  _check_int("begin", begin, bounds=(0, 10**11))
+  _check_int("end", end, bounds=(begin + 1, 10**11))
+  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  return (
+      "SELECT taxi_id, cell, idle_start, idle_end FROM (\n"
+      f"  SELECT taxi_id, {_cell_expr(cfg, 'dropoff')} AS cell,\n"
+      "    COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+      f"{start} + trip_seconds) AS idle_start,\n"
+      f"    LEAD({start}) OVER (PARTITION BY taxi_id ORDER BY "
+      "trip_start_timestamp, unique_key) AS idle_end\n"
+      f"  FROM `{check_table(cfg.table)}`\n"
+      f"  WHERE taxi_id IS NOT NULL\n"
+      f"    AND {start} >= {begin - max_idle_s - _LONGEST_TRIP_SECONDS}\n"
+      f"    AND {start} < {end + max_idle_s}\n"
+      ")\n"
+      "WHERE cell IS NOT NULL AND idle_end IS NOT NULL\n"
+      f"  AND idle_end > idle_start AND idle_end - idle_start <= {max_idle_s}\n"
+      f"  AND idle_end > {begin} AND idle_start < {end}\n"
+      "ORDER BY taxi_id, idle_start")
+
+
+def idle_intervals_duckdb(cfg: QueryConfig, begin: int, end: int,
+                          max_idle_s: int = MAX_IDLE_SECONDS) -> str:
+  """`idle_intervals_bigquery`, transpiled for the local warehouse."""
+  return to_duckdb(idle_intervals_bigquery(cfg, begin, end, max_idle_s))
 
 
 def check_issue_time(issued_at: int) -> int:

@@ -483,6 +483,13 @@ class Warehouse:
     return self.con.execute(
         demand_sql.pickups_duckdb(cfg, begin, end)).fetch_arrow_table()
 
+  def idle_intervals(self, cfg: demand_sql.QueryConfig, begin: int,
+                     end: int, max_idle_s: int = demand_sql.MAX_IDLE_SECONDS
+                     ) -> pa.Table:
+    """Idle taxis from trips (sql.idle_intervals_bigquery) over [begin, end)."""
+    return self.con.execute(demand_sql.idle_intervals_duckdb(
+        cfg, begin, end, max_idle_s)).fetch_arrow_table()
+
   def _run(self, query: str, schema: pa.Schema) -> pa.Table:
     table = self.con.execute(query).fetch_arrow_table()
     if table.column_names != schema.names:
