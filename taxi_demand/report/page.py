@@ -93,6 +93,10 @@ def _note(text: Optional[str]) -> str:
   return f'<p class="note">{html.escape(text)}</p>' if text else ""
 
 
+_WHY_HELD = {"FAILED": "a node failed (taxi-demand show RUN names it)",
+             "ABORTED": "its process died mid-node (runner_local.py --resume)"}
+
+
 def _runs(report, figs) -> str:
   out = [_img(figs["runs"], "runs over time")] if figs.get("runs") else []
   held = [r for r in report.runs
@@ -101,7 +105,9 @@ def _runs(report, figs) -> str:
   out.append("<h3>Refused and unblessed days</h3>")
   out.append(_table(["day", "run", "status", "reason"], (
       [_e(r["date"]), _e(r["run_id"]), f'<span class="bad">{_e(r["status"])}'
-       "</span>", _e(r["reasons"] or "not blessed")] for r in held))
+       "</span>", _e(r["reasons"] or _WHY_HELD.get(r["status"],
+                                                   "not blessed"))]
+      for r in held))
              if held else _note("none: every run in view passed its gates"))
   out.append(f"<details><summary>All {len(report.runs)} runs</summary>")
   out.append(_table(

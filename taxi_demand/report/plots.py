@@ -54,7 +54,7 @@ def runs_over_time(runs: Sequence[Mapping[str, Any]]) -> Figure:
   dated = [r for r in runs if r.get("date")]
   x = _dates([r["date"] for r in dated])
   ax.plot(x, _series(dated, "seasonal_naive_mae"), "--", color=GREY,
-          label="seasonal naive")
+          marker="_", markersize=12, label="seasonal naive")
   ax.plot(x, _series(dated, "serving_mae"), ":", color=ORANGE, marker=".",
           label="model serving then")
   mae = _series(dated, "mae")
@@ -73,12 +73,23 @@ def runs_over_time(runs: Sequence[Mapping[str, Any]]) -> Figure:
     noon = datetime.datetime.combine(day, datetime.time(12))
     ax.axvspan(noon - datetime.timedelta(days=1), noon, color=RED, alpha=0.2,
                label="refused by DataGate" if i == 0 else None)
+  _day_limits(ax, x)
   ax.set_ylabel("MAE, pickups per cell and slot")
   ax.set_title("Runs over time: the eval day's MAE")
   ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2),
             fontsize="small", ncols=4, frameon=False)
   _date_axis(ax)
   return fig
+
+
+def _day_limits(ax, days: Sequence[datetime.date]) -> None:
+  """The days drawn, a day either side: runs that only ingested have no
+  MAE, and a lone point would otherwise get years of axis."""
+  if days:
+    ax.set_xlim(datetime.datetime.combine(min(days), datetime.time()) -
+                datetime.timedelta(days=1),
+                datetime.datetime.combine(max(days), datetime.time()) +
+                datetime.timedelta(days=1))
 
 
 def _date_axis(ax) -> None:
@@ -109,6 +120,7 @@ def next_day_trend(results: Sequence[Mapping[str, Any]],
   if alerts.any():
     ax.scatter(np.array(x)[alerts], mae[alerts], marker="x", color=RED, s=80,
                zorder=4, label="degradation alert")
+  _day_limits(ax, x)
   ax.set_ylabel("MAE on the day served")
   ax.set_title("Next-day MAE: yesterday's model on today's demand")
   ax.legend(fontsize="small")
@@ -161,7 +173,7 @@ def checks_heatmap(checks: Sequence[Mapping[str, Any]], kind: str
   for i, j in zip(*np.nonzero(flagged)):
     ax.text(j, i, "!", ha="center", va="center", fontsize=8, weight="bold")
   ax.set_yticks(range(len(names)), names, fontsize=7)
-  step = max(1, len(days) // 15)
+  step = max(1, -(-len(days) // 12))  # at most 12 labels
   ax.set_xticks(range(0, len(days), step),
                 [days[j]["date"][5:] for j in range(0, len(days), step)],
                 fontsize=7)
@@ -252,8 +264,9 @@ def figure(report, name: str) -> Optional[Figure]:
   if name == "runs":
     return runs_over_time(report.runs) if report.runs else None
   if name == "next_day":
-    return (next_day_trend(serving["next_day"], serving["version"])
-            if serving.get("next_day") else None)
+    scored = [r for r in serving.get("next_day") or []
+              if r.get("mae") is not None]
+    return (next_day_trend(scored, serving["version"]) if scored else None)
   if name == "served_by_lead":
     return (served_by_lead(serving["served_by_lead"])
             if serving.get("served_by_lead") else None)
