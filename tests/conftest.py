@@ -517,3 +517,21 @@ def serving_log_tools():
   import types  # pylint: disable=g-import-not-at-top
   return types.SimpleNamespace(log_day=log_day, shifted=shifted,
                                day=SERVED_DAY, shift=SKEW_SHIFT, lags=LAGS)
+
+
+# --- scheduling -------------------------------------------------------------------
+
+# The longest modules, longest first. `make test` sends whole files to its two
+# workers in collection order (`--dist loadfile`), so these start at once, one
+# per worker, and the short modules fill in around them; collected
+# alphabetically they started last and ran end to end on one worker.
+LONGEST_FIRST = ("test_pipeline_e2e.py", "test_notebook.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  def rank(item):
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(
+        LONGEST_FIRST)
+  items.sort(key=rank)  # stable: each module keeps its own order
