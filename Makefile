@@ -30,10 +30,10 @@ run: venv
 test:
 	@tools/chromium.sh & browser=$$!; tools/bootstrap.sh || exit 1; \
 	  wait $$browser || exit 1
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: venv
-	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not slow"
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not slow"
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b --json || exit 1; done

@@ -248,12 +248,16 @@ class LiveDay:
       taken in order: the process is killed with SIGKILL the first time it
       holds while the process runs, then restarted (the daily run with
       --resume, the job at the clock's time, the load of the same file).
+    read_every_s: real seconds from one read-only command's start to the
+      next one's; 0 starts the next as soon as one ends (the most pressure
+      on the locks, and a core's worth of start-ups).
   """
 
   def __init__(self, home: Home, chunks: List[tuple], clock: Clock,
                logs: Path, daily_run: Optional[List[str]] = None,
                run_at: Optional[int] = None,
-               kills: Optional[Dict[str, List[Callable]]] = None):
+               kills: Optional[Dict[str, List[Callable]]] = None,
+               read_every_s: float = 0.0):
     self.home = home
     self.chunks = chunks
     self.clock = clock
@@ -268,6 +272,8 @@ class LiveDay:
     self.pipeline_done: Optional[int] = None  # its exit code once finished
     self.reads = 0
     self.failed_reads: List[int] = []
+    self.read_every_s = read_every_s
+    self._read_started = float("-inf")
     self.began = time.monotonic()
     self.no_model_s = 0.0  # real seconds in all with no model to resolve
     self.longest_no_model_s = 0.0  # the longest of those stretches
@@ -334,7 +340,9 @@ class LiveDay:
       self.reads += 1
       if code != 0:
         self.failed_reads.append(code)
-    if not self.reader.running:
+    if (not self.reader.running and
+        time.monotonic() - self._read_started >= self.read_every_s):
+      self._read_started = time.monotonic()
       self.reader.start(cli(self.home, *READERS[self.reads % len(READERS)]))
 
   def run(self, until: Callable[["LiveDay"], bool],

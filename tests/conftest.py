@@ -294,16 +294,39 @@ def _city_from_json(root: Path, text: str) -> City:
                           for k, v in raw["statistics"].items()})
 
 
+def _city_root(tmp_path_factory) -> Path:
+  """TAXI_DEMAND_TEST_CITY, or one folder all of the session's workers share
+  (xdist gives each worker a base temp of its own under the session's)."""
+  given = os.environ.get("TAXI_DEMAND_TEST_CITY")
+  if given:
+    return Path(given)
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  return base / "city"
+
+
 @pytest.fixture(scope="session")
 def city(tmp_path_factory) -> City:
-  """The session's city: warehouse, trained model, figures, real outputs."""
-  given = os.environ.get("TAXI_DEMAND_TEST_CITY")
-  root = Path(given) if given else tmp_path_factory.mktemp("city")
+  """The session's city: warehouse, trained model, figures, real outputs.
+
+  Built once per session: a worker that needs it while another builds it
+  waits for that one (an flock beside the folder) and reads its city.json.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+  root = _city_root(tmp_path_factory)
+  root.parent.mkdir(parents=True, exist_ok=True)
+  with open(root.parent / f".{root.name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return _city(root, given=bool(os.environ.get("TAXI_DEMAND_TEST_CITY")))
+
+
+def _city(root: Path, given: bool) -> City:
   done, mark = root / "city.json", root / ".test-city"
   if done.is_file():
     return _city_from_json(root, done.read_text())
-  if given and root.exists():
-    if not mark.is_file() and any(root.iterdir()):
+  if root.exists():
+    if given and not mark.is_file() and any(root.iterdir()):
       raise RuntimeError(f"TAXI_DEMAND_TEST_CITY={root} is not empty and "
                          "holds no test city; point it at a new folder")
     shutil.rmtree(root)  # a half-built city from an interrupted session
@@ -522,9 +545,9 @@ def serving_log_tools():
 # --- scheduling -------------------------------------------------------------------
 
 # The longest modules, longest first. `make test` sends whole files to its two
-# workers in collection order (`--dist loadfile`), so these start at once, one
-# per worker, and the short modules fill in around them; collected
-# alphabetically they started last and ran end to end on one worker.
+# workers in collection order (`--dist loadfile --no-loadscope-reorder`; by
+# default xdist reorders files by their number of tests), so these start at
+# once, one per worker, and the short modules fill in around them.
 LONGEST_FIRST = ("test_pipeline_e2e.py", "test_notebook.py")
 
 

@@ -98,14 +98,19 @@ def test_a_served_day_is_joined_with_the_training_path_and_scored_by_lead(
     home):
   """The 5-minute job served the morning of 03-10 (a replay, recorded as the
   live job records); the run for 03-10 checks those rows by join and data
-  age, and scores the served forecasts by lead."""
+  age, and scores the served forecasts by lead.
+
+  That run's Trainer then fails (an unknown hyperparameter) after the data
+  side and its checks ran; the next test resumes it.
+  """
   import json
   from taxi_demand.serving import replay
   served = replay.replay(home, "2024-03-10",
                          between=replay.parse_between("07:00-08:00"))
-  assert run(home, "--date", "2024-03-10") == 0
+  assert run(home, "--date", "2024-03-10", "--hparam", "no_such_knob=1") == 1
   r = last_run(home)
-  assert {"SkewValidator", "NextDayValidator"} <= executed(r)
+  assert {"SkewValidator", "NextDayValidator", "Transform"} <= executed(r)
+  assert [n.node_id for n in r.nodes if n.state == "FAILED"] == ["Trainer"]
   snap = store.load(home.metadata)
   [report] = snap.outputs(r.node("SkewValidator").execution_id)["report"]
   assert report.properties["checked"] == 1
@@ -121,10 +126,26 @@ def test_a_served_day_is_joined_with_the_training_path_and_scored_by_lead(
           if r_["span"] == spans.parse_span("2024-03-10")] == [by_lead]
 
 
+def test_a_failed_trainer_resumes_from_the_failed_node_only(home):
+  failed = last_run(home)
+  assert failed.node("Trainer").state == "FAILED"
+  assert run(home, "--resume") == 0
+  resumed = last_run(home)
+  assert resumed.run_id != failed.run_id
+  assert executed(resumed) == {"Trainer", "Evaluator", "ForecastGate",
+                               "Pusher"}
+  snap = store.load(home.metadata)
+  summary = queries.run_summary(snap, snap.run(resumed.run_id))
+  # The resumed run judged its model (03-10, a Sunday, is a day on which
+  # seasonal naive is hard to beat, and this model does not).
+  assert summary["span"] == spans.parse_span("2024-03-10")
+  assert summary["blessed"] in (True, False) and summary["mae"] is not None
+
+
 def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
   serving = registry.serving_version(home.models)
   # One step at an absurd learning rate wrecks the warm-started weights.
-  assert run(home, "--date", "2024-03-10", "--train-steps", "1",
+  assert run(home, "--date", "2024-03-11", "--train-steps", "1",
              "--hparam", "learning_rate=50.0") == 0
   r = last_run(home)
   assert {"Trainer", "Evaluator", "ForecastGate", "Pusher"} <= executed(r)
@@ -133,19 +154,6 @@ def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
   assert summary["blessed"] is False and summary["reasons"]
   assert summary["pushed_version"] is None
   assert registry.serving_version(home.models) == serving
-
-
-def test_a_failed_trainer_resumes_from_the_failed_node_only(home):
-  # An unknown hyperparameter makes Trainer fail after the data steps ran.
-  assert run(home, "--date", "2024-03-11", "--hparam", "no_such_knob=1") == 1
-  failed = last_run(home)
-  assert [n.node_id for n in failed.nodes if n.state == "FAILED"] == [
-      "Trainer"]
-  assert run(home, "--resume") == 0
-  resumed = last_run(home)
-  assert resumed.run_id != failed.run_id
-  assert executed(resumed) == {"Trainer", "Evaluator", "ForecastGate",
-                               "Pusher"}
 
 
 def test_a_broken_day_stops_at_the_gate_and_keeps_the_serving_model(home):
@@ -218,7 +226,8 @@ def test_the_next_day_runs_live_through_a_kill_and_trains_on_the_passed_window(
       daily_run=[*FAST, "--date", "2024-03-13"], run_at=clock.start,
       kills={"pipeline": [in_trainer],
              "load": [lambda d: d.next_chunk >= 2 and d.loader.age() > 0.4],
-             "predict": [live.after(25)]})
+             "predict": [live.after(25)]},
+      read_every_s=3.0)
   liveday.run(until=lambda d: d.pipeline_done is not None and (
       d.elapsed() > 45))
   assert liveday.pipeline_done == 0, liveday.pipeline.errors()

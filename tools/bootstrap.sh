@@ -60,15 +60,34 @@ if [ ! -d "$VENV" ]; then
 fi
 
 log=$(mktemp -t taxi-demand-install.XXXXXX)
-say "installing the locked environment from $LOCK (about 3.3 GB, ~4 min on a fresh machine; log: $log)"
+say "installing the locked environment from $LOCK (about 3.3 GB, ~1 min with uv, ~4 min with pip; log: $log)"
 start=$SECONDS
-# --no-deps: the lock already pins the whole tree, so nothing is resolved.
-if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
-    -r "$LOCK" >"$log" 2>&1 \
-  || ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
-    --no-build-isolation -e . >>"$log" 2>&1; then
-  tail -n 20 "$log" >&2
-  die "installing $LOCK failed; the full log is $log"
+# uv (the lock's own pin) installs the ~250 wheels in parallel: about 30 s
+# against pip's 4 minutes, which is most of a fresh `make test`'s setup. If
+# uv itself cannot be installed, pip does the same install. --no-deps: the
+# lock already pins the whole tree, so nothing is resolved.
+uv_pin=$(grep -E '^uv==' "$LOCK" | cut -d' ' -f1)
+install_with_uv() {
+  [ -n "$uv_pin" ] &&
+    "$VENV/bin/python" -m pip install --disable-pip-version-check "$uv_pin" \
+      >"$log" 2>&1 &&
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps \
+      -r "$LOCK" >>"$log" 2>&1 &&
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps \
+      --no-build-isolation -e . >>"$log" 2>&1
+}
+install_with_pip() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
+      -r "$LOCK" >>"$log" 2>&1 &&
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps \
+      --no-build-isolation -e . >>"$log" 2>&1
+}
+if ! install_with_uv; then
+  say "uv could not install the lock (see $log); installing with pip"
+  if ! install_with_pip; then
+    tail -n 20 "$log" >&2
+    die "installing $LOCK failed; the full log is $log"
+  fi
 fi
 rm -f "$VENV"/.installed-*
 touch "$VENV/.complete" "$stamp"

@@ -5,7 +5,10 @@ start meanwhile loads DuckDB, then reads the warehouse and the served log
 and draws the demand figures. The halves take about as long, so the page
 is ready in about half the time (the report's 5-second budget over 100
 runs; three processes were slower on two cores). Where fork is not
-available, or `parallel=False`, both halves run here, one after the other.
+available, in a process that has loaded TensorFlow (its thread pools do
+not survive a fork: a forked child that touches a TensorFlow object, even
+to free it, hangs), or with `parallel=False`, both halves run here, one
+after the other.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -46,7 +50,8 @@ def build(home, out_dir: Optional[os.PathLike] = None,
           parallel: bool = True):
   """Gathers, draws and writes the page; returns (Report, its path)."""
   out = Path(out_dir) if out_dir is not None else home.root / "report"
-  if not (parallel and "fork" in multiprocessing.get_all_start_methods()):
+  if not (parallel and "fork" in multiprocessing.get_all_start_methods()
+          and "tensorflow" not in sys.modules):
     report = data.gather(home, last=last, compare=compare, with_demand=False)
     figs = page.svgs(report, plots.METADATA_FIGURES)
     demand, plane, notes, more = _demand_half(home, report.runs,
