@@ -17,6 +17,7 @@ from pipeline.components.duckdb_example_gen import input_config_for
 from pipeline.components.duckdb_example_gen import query_key
 from pipeline.components.duckdb_example_gen import range_config_for
 from pipeline.components.forecast_gate import ForecastGate
+from pipeline.components.guidance_gate import GuidanceGate
 from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
@@ -330,11 +331,25 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         model=model,
         baseline_model=baseline_model,
         eval_config=eval_config(config)).with_id(contract.EVALUATOR)
+    # Drivers following the candidate's forecasts against the serving
+    # model's, on the eval day's trips: where the warehouse is.
+    guidance_gate = None
+    if not on_vertex:
+      guidance_gate = GuidanceGate(
+          model=model,
+          examples=examples,
+          baseline_model=baseline_model,
+          warehouse_path=config.warehouse_path,
+          query_config=json.dumps(run_parameters(config).to_custom_config(),
+                                  sort_keys=True),
+      ).with_id(contract.GUIDANCE_GATE)
     forecast_gate = ForecastGate(
         model=model,
         examples=examples,
         evaluation=evaluator.outputs[contract.EVALUATION],
         evaluator_blessing=evaluator.outputs[contract.BLESSING],
+        **({contract.GUIDANCE: guidance_gate.outputs[contract.RESULT]}
+           if guidance_gate else {}),
         naive_margin=config.thresholds.naive_margin,
         cell_margin=config.thresholds.cell_margin,
         min_cell_pickups=config.thresholds.min_cell_pickups,
@@ -389,7 +404,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       example_gen, statistics_gen, schema_gen, curated_schema,
       example_validator, previous_statistics, data_gate, training_window,
       analyzer_cache, transform,
-      latest_blessed, trainer, evaluator, forecast_gate, pusher, next_day,
+      latest_blessed, trainer, evaluator, guidance_gate, forecast_gate,
+      pusher, next_day,
   ]
   if skew_validator is not None:
     components += [serving_training, skew_validator]

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "taxi_demand.serving.commands",
     "taxi_demand.lineage.commands",
     "taxi_demand.report.commands",
+    "taxi_demand.serving.recommend_commands",
 )
 
 _EPILOG = """\

@@ -129,3 +129,18 @@ def test_a_lower_floor_lets_the_same_sparse_day_be_judged():
   assert judged["blessed"], judged["reasons"]
   assert judged["seasonal_naive_mae"] == pytest.approx(0.004)
   assert judged["model_mae"] == refused["model_mae"] == pytest.approx(0.003)
+
+
+def test_worse_guidance_refuses_an_otherwise_good_model():
+  from pipeline.components import guidance_gate
+  passed, reason = guidance_gate.judge(2.0, 2.5, margin=0.02)
+  assert not passed and reason.startswith("guidance:") and "2.450" in reason
+  assert guidance_gate.judge(2.46, 2.5, margin=0.02) == (True, "")
+  assert guidance_gate.judge(1.0, None, margin=0.02)[0]  # nothing serving
+  good = metrics(1.0, {1: 1.0, 2: 1.0})
+  r = fg.decide(good, CELLS, LABELS, NAIVE, evaluator_blessed=True,
+                naive_margin=0.1, cell_margin=0.25, min_cell_pickups=100,
+                min_eval_pickups=100,
+                guidance={"passed": False, "reason": reason})
+  assert not r["blessed"] and r["reasons"] == [reason]
+  assert decide(good)["blessed"]

@@ -186,7 +186,7 @@ def _stale_model_results(home, warehouse, rules):
   from taxi_demand.modeling import saved_model
   snap = store.load(home.metadata)
   first = queries.pushes(snap)[0]
-  # Loaded once: it is one model, day after day (score_day reloads it).
+  # Loaded once: it is one model, day after day.
   predictor = saved_model.load_for_serving(
       nextday.model_dir_of(home.models, first))
   history, results = [], {}

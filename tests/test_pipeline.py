@@ -16,7 +16,8 @@ EXPECTED_IDS = [
     ids.EXAMPLE_GEN, ids.STATISTICS_GEN, ids.SCHEMA_GEN, ids.CURATED_SCHEMA,
     ids.EXAMPLE_VALIDATOR, ids.PREVIOUS_STATISTICS, ids.DATA_GATE,
     ids.TRAINING_WINDOW, ids.LATEST_ANALYZER_CACHE, ids.TRANSFORM,
-    ids.LATEST_BLESSED_MODEL, ids.TRAINER, ids.EVALUATOR, ids.FORECAST_GATE, ids.PUSHER,
+    ids.LATEST_BLESSED_MODEL, ids.TRAINER, ids.EVALUATOR, ids.GUIDANCE_GATE,
+    ids.FORECAST_GATE, ids.PUSHER,
     ids.NEXT_DAY_VALIDATOR, ids.SERVING_MODEL_TRAINING, ids.SKEW_VALIDATOR,
 ]
 
@@ -103,12 +104,20 @@ def test_training_reads_the_resolved_window_and_evaluation_the_day(tmp_path):
     examples = nodes[node_id].inputs["examples"]
     assert examples.producer_component_id == ids.TRAINING_WINDOW, node_id
   for node_id in (ids.EVALUATOR, ids.FORECAST_GATE, ids.NEXT_DAY_VALIDATOR,
-                  ids.STATISTICS_GEN):
+                  ids.GUIDANCE_GATE, ids.STATISTICS_GEN):
     examples = nodes[node_id].inputs["examples"]
     assert examples.producer_component_id == ids.EXAMPLE_GEN, node_id
   transform = nodes[ids.TRANSFORM]
   assert transform.inputs["analyzer_cache"].producer_component_id == (
       ids.LATEST_ANALYZER_CACHE)
+  # The guidance gate compares the candidate with the serving model, and
+  # only ForecastGate's blessing, which weighs it, reaches the Pusher.
+  guidance = nodes[ids.GUIDANCE_GATE]
+  assert guidance.inputs["model"].producer_component_id == ids.TRAINER
+  assert guidance.inputs["baseline_model"].producer_component_id == (
+      ids.LATEST_BLESSED_MODEL)
+  assert nodes[ids.FORECAST_GATE].inputs[ids.GUIDANCE].producer_component_id \
+      == ids.GUIDANCE_GATE
   # Nothing materialised: the Trainer transforms the days as it reads them.
   assert ids.TRANSFORMED_EXAMPLES not in transform.outputs
 

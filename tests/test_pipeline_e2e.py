@@ -35,8 +35,8 @@ FAST = ["--train-days", "3", "--train-steps", "300", "--naive-margin", "0",
         "--cell-margin", "1.0"]
 EVERY_NODE = {"ExampleGen", "StatisticsGen", "SchemaGen", "CuratedSchema",
               "ExampleValidator", "DataGate", "Transform", "Trainer",
-              "Evaluator", "ForecastGate", "Pusher", "NextDayValidator",
-              "SkewValidator"}
+              "Evaluator", "GuidanceGate", "ForecastGate", "Pusher",
+              "NextDayValidator", "SkewValidator"}
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,8 @@ def test_a_failed_trainer_resumes_from_the_failed_node_only(home):
   assert run(home, "--resume") == 0
   resumed = last_run(home)
   assert resumed.run_id != failed.run_id
-  assert executed(resumed) == {"Trainer", "Evaluator", "ForecastGate",
-                               "Pusher"}
+  assert executed(resumed) == {"Trainer", "Evaluator", "GuidanceGate",
+                               "ForecastGate", "Pusher"}
   snap = store.load(home.metadata)
   summary = queries.run_summary(snap, snap.run(resumed.run_id))
   # The resumed run judged its model (03-10, a Sunday, is a day on which
@@ -154,6 +154,17 @@ def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
   assert summary["blessed"] is False and summary["reasons"]
   assert summary["pushed_version"] is None
   assert registry.serving_version(home.models) == serving
+  # GuidanceGate: a fleet following its forecasts on 03-11 did worse than
+  # one following the serving model's; both figures are recorded, and the
+  # refusal is among ForecastGate's reasons.
+  [guidance] = snap.outputs(r.node("GuidanceGate").execution_id)["result"]
+  props = guidance.properties
+  assert props["baseline_pickups_per_taxi_hour"] > 0
+  assert props["candidate_pickups_per_taxi_hour"] < props[
+      "baseline_pickups_per_taxi_hour"] * (1 - props["margin"])
+  assert props["passed"] == 0 and props["reason"].startswith("guidance:")
+  assert abs(props["stay_empty_share"] - 0.5) < 0.05
+  assert "guidance:" in summary["reasons"]
 
 
 def test_a_broken_day_stops_at_the_gate_and_keeps_the_serving_model(home):

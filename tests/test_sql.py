@@ -429,3 +429,23 @@ def test_arrival_rules_parse(text, want):
 def test_bad_arrival_rules_are_one_line(text):
   with pytest.raises(TaxiDemandError, match="arrival"):
     sql.ArrivalRule.parse(text)
+
+
+def test_a_transpiled_template_serves_every_tick_as_a_fresh_transpile():
+  """to_duckdb reuses one transpile for texts that differ only in epoch
+  literals; what it returns must be what transpiling each text gives."""
+  from taxi_demand.data import sql as S
+  cfg = S.QueryConfig()
+  day = 19763 * 86400
+  for issued in (day + 8 * 3600, day + 8 * 3600 + 300, day + 23 * 3600 + 55 * 60):
+    for horizon in (1, S.max_horizon(cfg, issued)):
+      begin = S.first_target(cfg, issued)
+      text = S.substitute_range(S.render_bigquery(cfg, issued_at=issued),
+                                begin, begin + horizon * cfg.slot_seconds)
+      assert S.to_duckdb(text) == S._transpile.__wrapped__(text)
+  every = S.substitute_range(S.render_bigquery(cfg, every_lead=True), day,
+                             day + 86400)
+  assert S.to_duckdb(every) == S._transpile.__wrapped__(every)
+  # A literal a token could be confused with is transpiled as it is.
+  odd = "SELECT 987654000001 AS x, 1706745600 AS y"
+  assert S.to_duckdb(odd) == S._transpile.__wrapped__(odd)

@@ -97,3 +97,23 @@ def test_the_same_query_reads_the_dropoff_grid_cell():
   assert "dropoff_latitude" in text and "pickup_latitude" not in text
   assert "LEAD(UNIX_SECONDS(trip_start_timestamp)) OVER (PARTITION BY " \
          "taxi_id" in text
+
+
+def _idle_at(warehouse, hhmm, **kwargs):
+  got = warehouse.idle_at(sql.QueryConfig(), at(hhmm), **kwargs)
+  return [(r["taxi_id"], r["cell"], r["idle_start"]) for r in got.to_pylist()]
+
+
+def test_idle_at_a_moment_reads_only_what_was_known_then(warehouse):
+  # 08:30: A dropped off in 32 at 08:20 and has not been picked up by then
+  # (its 08:50 pickup is the future); B has no trip yet.
+  assert _idle_at(warehouse, "08:30") == [("A", 32, at("08:20"))]
+  # 09:00: A is on its 08:50 trip (ends 09:10): busy, not idle.
+  assert _idle_at(warehouse, "09:00") == []
+  # 10:00: A waits in 6 since 09:10; B in 32 since 09:55.
+  assert _idle_at(warehouse, "10:00") == [("A", 6, at("09:10")),
+                                          ("B", 32, at("09:55"))]
+  # 11:30: A has waited over the 2-hour cap at 11:10: a shift's end.
+  assert _idle_at(warehouse, "11:30") == [("B", 7, at("10:30"))]
+  assert _idle_at(warehouse, "11:30", max_idle_s=4 * 3600) == [
+      ("A", 6, at("09:10")), ("B", 7, at("10:30"))]

@@ -26,6 +26,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components import examples_io
+from pipeline.components.guidance_gate import GuidanceResult
 from taxi_demand.modeling import baselines
 from taxi_demand import features
 from taxi_demand.lineage import contract
@@ -92,10 +93,12 @@ def too_little_evidence(pickups: float, min_eval_pickups: int
 
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
            evaluator_blessed: bool, naive_margin: float, cell_margin: float,
-           min_cell_pickups: int, min_eval_pickups: int) -> dict:
+           min_cell_pickups: int, min_eval_pickups: int,
+           guidance: Optional[Dict[str, object]] = None) -> dict:
   """The blessing decision and the figures behind it, as a plain dict.
 
   Every check adds its reason; the model is blessed when none does.
+  `guidance` is GuidanceGate's result (passed, reason), where it ran.
   """
   naive_mae, naive_rmse = _errors(labels, naive)
   # One example per (cell, target slot): the labels sum to the day's pickups.
@@ -139,6 +142,8 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       reasons.append(f"cell {c}: MAE {cell_model_mae:.4f} is more than "
                      f"{cell_margin:.0%} above its seasonal-naive MAE "
                      f"{cell_naive_mae:.4f}")
+  if guidance is not None and not guidance.get("passed"):
+    reasons.append(str(guidance.get("reason") or "guidance got worse"))
   bias = (mean_pred - mean_label) if None not in (mean_pred,
                                                   mean_label) else None
   return {
@@ -155,6 +160,7 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       "baseline_model_mae": metrics.get(("", BASELINE, MAE)),
       "baseline_model_rmse": metrics.get(("", BASELINE, RMSE)),
       "evaluator_blessed": evaluator_blessed,
+      "guidance": guidance,
       "cells": cell_report,
   }
 
@@ -166,6 +172,7 @@ def ForecastGate(  # pylint: disable=invalid-name
     evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     evaluator_blessing: InputArtifact[standard_artifacts.ModelBlessing],
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+    guidance: InputArtifact[GuidanceResult] = None,
     naive_margin: Parameter[float] = 0.10,
     cell_margin: Parameter[float] = 0.25,
     min_cell_pickups: Parameter[int] = 200,
@@ -178,7 +185,10 @@ def ForecastGate(  # pylint: disable=invalid-name
       evaluator_blessed=bool(
           evaluator_blessing.get_int_custom_property(contract.BLESSED)),
       naive_margin=naive_margin, cell_margin=cell_margin,
-      min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups)
+      min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups,
+      guidance=None if guidance is None else {
+          "passed": bool(guidance.get_int_custom_property("passed")),
+          "reason": guidance.get_string_custom_property("reason")})
   with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"

@@ -26,6 +26,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components.examples_io import read_columns
+from pipeline.components import properties
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.queries import date_of
 from taxi_demand.monitoring import nextday
@@ -93,12 +94,4 @@ def NextDayValidator(  # pylint: disable=invalid-name
   if props.get("served_by_lead") is not None:
     props["served_by_lead"] = json.dumps(props["served_by_lead"],
                                          sort_keys=True)
-  for key, value in props.items():
-    if value is None:
-      continue
-    if isinstance(value, bool) or isinstance(value, int):
-      result.set_int_custom_property(key, int(value))
-    elif isinstance(value, float):
-      result.set_float_custom_property(key, value)
-    else:
-      result.set_string_custom_property(key, str(value))
+  properties.record(result, props)

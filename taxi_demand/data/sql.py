@@ -362,6 +362,36 @@ def to_duckdb(bigquery_sql: str) -> str:
   if left:
     raise TaxiDemandError(
         f"substitute the span before transpiling: {', '.join(left)} left")
+  # Transpiling the demand query takes sqlglot 0.5-1 s, and the 5-minute job
+  # (and every replayed tick) asks for the same text with other epoch
+  # seconds. Those are literals that sqlglot passes through as they are: the
+  # text with each one swapped for a token is transpiled once and reused.
+  numbers: list = []
+
+  def token(match):
+    numbers.append(match.group(0))
+    return str(_TOKEN_BASE + len(numbers))
+
+  template = _EPOCH_LITERAL.sub(token, bigquery_sql)
+  out = _transpile(template)
+  tokens = [str(_TOKEN_BASE + i) for i in range(1, len(numbers) + 1)]
+  if (len(numbers) >= 1000 or str(_TOKEN_BASE)[:6] in bigquery_sql
+      or not all(t in out for t in tokens)):
+    return _transpile(bigquery_sql)  # not a template after all
+  for t, number in zip(reversed(tokens), reversed(numbers)):
+    out = out.replace(t, number)
+  return out
+
+
+# 9 to 11 digits: epoch seconds from 1973 to 5138 (no other literal in these
+# queries is that long); tokens are 12 digits, so neither is taken for the
+# other.
+_EPOCH_LITERAL = re.compile(r"(?<![\w.'])\d{9,11}(?![\w.'])")
+_TOKEN_BASE = 987_654_000_000
+
+
+@functools.lru_cache(maxsize=128)
+def _transpile(bigquery_sql: str) -> str:
   import sqlglot  # noqa: PLC0415 - keeps `import taxi_demand.data.sql` cheap
   tree = sqlglot.parse_one(bigquery_sql, read="bigquery")
   tree = tree.transform(_fix_timestamp_seconds).transform(_fix_dayofweek)
@@ -477,6 +507,62 @@ def idle_intervals_duckdb(cfg: QueryConfig, begin: int, end: int,
                           max_idle_s: int = MAX_IDLE_SECONDS) -> str:
   """`idle_intervals_bigquery`, transpiled for the local warehouse."""
   return to_duckdb(idle_intervals_bigquery(cfg, begin, end, max_idle_s))
+
+
+def idle_at_bigquery(cfg: QueryConfig, at: int,
+                     max_idle_s: int = MAX_IDLE_SECONDS) -> str:
+  """The taxis idle at `at` from trips alone, as BigQuery Standard SQL:
+  taxi_id, cell (its dropoff cell), idle_start.
+
+  Point in time: only trips that started by `at` are read. A taxi is idle
+  when its newest such trip has ended, at most `max_idle_s` before `at`
+  (longer is a shift's end, as in `idle_intervals_bigquery`).
+  """
+  _check_int("at", at, bounds=(0, 10**11))
+  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  return (
+      "SELECT taxi_id, cell, idle_start FROM (\n"
+      f"  SELECT taxi_id, {_cell_expr(cfg, 'dropoff')} AS cell,\n"
+      "    COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+      f"{start} + trip_seconds) AS idle_start,\n"
+      "    ROW_NUMBER() OVER (PARTITION BY taxi_id ORDER BY "
+      "trip_start_timestamp DESC, unique_key DESC) AS newest\n"
+      f"  FROM `{check_table(cfg.table)}`\n"
+      f"  WHERE taxi_id IS NOT NULL AND {start} <= {at}\n"
+      f"    AND {start} >= {at - max_idle_s - _LONGEST_TRIP_SECONDS}\n"
+      ")\n"
+      "WHERE newest = 1 AND cell IS NOT NULL\n"
+      f"  AND idle_start <= {at} AND idle_start >= {at - max_idle_s}\n"
+      "ORDER BY taxi_id")
+
+
+def idle_at_duckdb(cfg: QueryConfig, at: int,
+                   max_idle_s: int = MAX_IDLE_SECONDS) -> str:
+  """`idle_at_bigquery`, transpiled for the local warehouse."""
+  return to_duckdb(idle_at_bigquery(cfg, at, max_idle_s))
+
+
+def requests_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
+  """Trips starting in [begin, end) as ride requests for the fleet
+  simulation: pickup_at (epoch seconds), pickup and dropoff cells, trip
+  seconds (from the timestamps when trip_seconds is missing)."""
+  _check_int("begin", begin, bounds=(0, 10**11))
+  _check_int("end", end, bounds=(begin + 1, 10**11))
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  return (
+      "SELECT * FROM (\n"
+      f"  SELECT {start} AS pickup_at,\n"
+      f"    {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
+      f"    {_cell_expr(cfg, 'dropoff')} AS dropoff_cell,\n"
+      "    COALESCE(trip_seconds, UNIX_SECONDS(trip_end_timestamp) - "
+      f"{start}) AS seconds\n"
+      f"  FROM `{check_table(cfg.table)}`\n"
+      f"  WHERE {start} >= {begin} AND {start} < {end}\n"
+      ")\n"
+      "WHERE pickup_cell IS NOT NULL AND dropoff_cell IS NOT NULL "
+      "AND seconds > 0\n"
+      "ORDER BY pickup_at")
 
 
 def check_issue_time(issued_at: int) -> int:

@@ -490,6 +490,26 @@ class Warehouse:
     return self.con.execute(demand_sql.idle_intervals_duckdb(
         cfg, begin, end, max_idle_s)).fetch_arrow_table()
 
+  def idle_at(self, cfg: demand_sql.QueryConfig, at: int,
+              max_idle_s: int = demand_sql.MAX_IDLE_SECONDS) -> pa.Table:
+    """The taxis idle at `at`, known then (sql.idle_at_bigquery)."""
+    return self.con.execute(demand_sql.idle_at_duckdb(
+        cfg, at, max_idle_s)).fetch_arrow_table()
+
+  def requests(self, cfg: demand_sql.QueryConfig, begin: int,
+               end: int) -> pa.Table:
+    """Trips of [begin, end) as ride requests (sql.requests_bigquery)."""
+    return self.con.execute(demand_sql.to_duckdb(
+        demand_sql.requests_bigquery(cfg, begin, end))).fetch_arrow_table()
+
+  def truth(self, begin: int, end: int) -> pa.Table:
+    """The simulator's intensity per (community_area, quarter hour) in
+    [begin, end); empty for a warehouse of real trips."""
+    return self.con.execute(
+        "SELECT community_area, slot_start, intensity FROM truth "
+        f"WHERE slot_start >= {int(begin)} AND slot_start < {int(end)} "
+        "ORDER BY slot_start, community_area").fetch_arrow_table()
+
   def _run(self, query: str, schema: pa.Schema) -> pa.Table:
     table = self.con.execute(query).fetch_arrow_table()
     if table.column_names != schema.names:

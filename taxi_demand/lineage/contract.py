@@ -37,6 +37,7 @@ LATEST_BLESSED_MODEL = "LatestBlessedModel"
 TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 FORECAST_GATE = "ForecastGate"
+GUIDANCE_GATE = "GuidanceGate"           # local runs: needs the warehouse
 PUSHER = "Pusher"
 NEXT_DAY_VALIDATOR = "NextDayValidator"
 SERVING_MODEL_TRAINING = "ServingModelTraining"
@@ -68,6 +69,7 @@ EVALUATOR_BLESSING = "evaluator_blessing"
 MODEL_BLESSING = "model_blessing"
 PUSHED_MODEL = "pushed_model"
 RESULT = "result"
+GUIDANCE = "guidance"                   # ForecastGate's GuidanceGate input
 
 # --- artifact and execution properties ----------------------------------------
 
@@ -119,6 +121,7 @@ METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
 ROLLBACK = "taxi_demand.Rollback"
 NEXT_DAY = "taxi_demand.NextDayValidation"
 NEXT_DAY_RESULT = "taxi_demand.NextDayResult"
+GUIDANCE_RESULT = "taxi_demand.GuidanceResult"
 SKEW_CHECK = "taxi_demand.SkewCheck"
 SKEW_REPORT = "taxi_demand.SkewReport"
 SERVING_LOG = "taxi_demand.ServingLog"

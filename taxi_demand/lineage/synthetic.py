@@ -79,6 +79,8 @@ EXECUTION_TYPES: Dict[str, tuple] = {
                 pb.ExecutionType.TRAIN),
     c.EVALUATOR: ("tfx.components.evaluator.component.Evaluator",
                   pb.ExecutionType.EVALUATE),
+    c.GUIDANCE_GATE: ("pipeline.components.guidance_gate.GuidanceGate",
+                      pb.ExecutionType.UNSET),
     c.FORECAST_GATE: ("pipeline.components.forecast_gate.ForecastGate",
                       pb.ExecutionType.UNSET),
     c.PUSHER: ("tfx.components.pusher.component.Pusher",
@@ -104,8 +106,8 @@ COMPLETE, CACHED, FAILED = (pb.Execution.COMPLETE, pb.Execution.CACHED,
 # The nodes inside the pipeline's `tfx.dsl.Cond` on DataGate's verdict: TFX
 # gives each the gate's report as an extra input under this key.
 COND_INPUT = f"_{c.DATA_GATE}.{c.REPORT}"
-GUARDED = (c.TRANSFORM, c.TRAINER, c.EVALUATOR, c.FORECAST_GATE, c.PUSHER,
-           c.NEXT_DAY_VALIDATOR)
+GUARDED = (c.TRANSFORM, c.TRAINER, c.EVALUATOR, c.GUIDANCE_GATE,
+           c.FORECAST_GATE, c.PUSHER, c.NEXT_DAY_VALIDATOR)
 
 
 def _fill(target, props: Mapping[str, Any]) -> None:
@@ -568,12 +570,23 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
   figures = dict(spec.metrics)
   if base is not None and spec.next_day and "mae" in spec.next_day:
     figures.setdefault("baseline_model_mae", float(spec.next_day["mae"]))
+  guidance_inputs = {c.MODEL: [model], c.EXAMPLES: [examples]}
+  if base is not None:
+    guidance_inputs[c.BASELINE_MODEL] = [base.model]
+  guidance = run(c.GUIDANCE_GATE, COMPLETE, {
+      "warehouse_path": str(home / "warehouse.duckdb"),
+      "query_config": json.dumps(params.to_custom_config(), sort_keys=True)},
+                 guidance_inputs,
+                 {c.RESULT: [w.artifact(
+                     c.GUIDANCE_RESULT, span=span, passed=1, reason="",
+                     margin=0.02)]})[c.RESULT]
   [blessing] = run(c.FORECAST_GATE, COMPLETE, {
       "naive_margin": params.naive_margin, "cell_margin": params.cell_margin,
       "min_cell_pickups": 200, "min_eval_pickups": 1000},
                    {c.MODEL: [model], c.EXAMPLES: [examples],
                     c.EVALUATION: evaluation[c.EVALUATION],
-                    c.EVALUATOR_BLESSING: evaluation[c.BLESSING]},
+                    c.EVALUATOR_BLESSING: evaluation[c.BLESSING],
+                    c.GUIDANCE: guidance},
                    {c.BLESSING: [w.artifact(
                        "ModelBlessing", blessed=int(spec.blessed),
                        forecast_gate=1, span=span,

@@ -19,6 +19,7 @@ Two alert rules:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -152,9 +153,18 @@ def day_columns(warehouse_path: os.PathLike, query_config,
   return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
-def predict(model_dir: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _predictor(real_path: str):
   from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
-  return np.asarray(saved_model.load_for_serving(model_dir)(columns)[
+  return saved_model.load_for_serving(real_path)
+
+
+def predict(model_dir: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+  """The model's point forecasts. A model folder is written once and never
+  changed (a pushed version, a Trainer's output), so a process that scores
+  one model day after day (the trend rule, a backfill) loads it once."""
+  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
+  return np.asarray(_predictor(os.path.realpath(model_dir))(columns)[
       saved_model.PREDICTION_KEY], dtype=float)
 
 

@@ -1,0 +1,161 @@
+"""Driver guidance on a simulated day: does following `recommend` pay?
+
+A fleet (taxi_demand.fleet) replays one simulated day in which idle taxis
+follow a policy: stay where they dropped off, go to the historically
+busiest cell nearby (hotspot), follow `recommend` on the serving model's
+forecasts as served at each tick, or the oracle (the same ranking on the
+simulator's true intensity). The fleet is sized so that staying taxis are
+empty half of their time (DiDi's figure), and that share is printed.
+
+The model is a real one: a simulated city, then the daily pipeline
+(runner_local.py) for the day before the simulated one, so the day is one
+the model never trained on. `--home` reuses a home instead (its serving
+model and newest day). Then `recommend` for 2,000 idle taxis at once,
+timed cold and warm (a second call in the same process).
+
+  .venv/bin/python bench/guidance.py [--home H] [--date D] [--seed 0]
+
+Targets: recommend >= +15% pickups per taxi-hour against stay, >= +5%
+against hotspot, within 10% of the oracle; 2,000 taxis in < 1 s warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TARGETS = {"vs_stay": 0.15, "vs_hotspot": 0.05, "of_oracle": 0.90,
+           "bulk_2000_warm_s": 1.0}
+START, DAYS, SEED, SCALE = datetime.date(2024, 1, 18), 29, 7, 0.3
+
+
+def say(text: str) -> None:
+  print(f"guidance bench: {text}", file=sys.stderr, flush=True)
+
+
+def build_home(root: Path, train_days: int):
+  """A simulated city, and the daily run for its second-newest day; returns
+  (Home, the newest day's span: the day guidance is measured on)."""
+  import runner_local  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  home = Home(root).ensure()
+  with Warehouse(home.warehouse) as wh:
+    simulate.simulate_into(wh, START, DAYS, seed=SEED, scale=SCALE)
+    newest = wh.newest_span()
+  say(f"simulated {DAYS} days; training on the {train_days} days before "
+      f"{spans.date_of(newest - 1)} (a few minutes)")
+  with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON
+    code = runner_local.main(["--home", str(root), "--date",
+                              spans.date_of(newest - 1), "--train-days",
+                              str(train_days), "--naive-margin", "0",
+                              "--cell-margin", "1.0"])
+  if code != 0:
+    raise SystemExit(f"the daily run exited {code}")
+  return home, newest
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--home", default=None,
+                      help="a home with a serving model (default: build one)")
+  parser.add_argument("--date", default=None,
+                      help="the day to simulate (default: the newest)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--train-days", type=int, default=7)
+  parser.add_argument("--json", action="store_true", help="(always JSON)")
+  args = parser.parse_args(argv)
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from taxi_demand import fleet  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import recommend  # pylint: disable=g-import-not-at-top
+
+  started = time.perf_counter()
+  tmp = None
+  if args.home:
+    home = Home(Path(args.home))
+    from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+    with Warehouse(home.warehouse, read_only=True) as wh:
+      span = wh.newest_span()
+  else:
+    tmp = tempfile.mkdtemp(prefix="guidance-bench-")
+    home, span = build_home(Path(tmp) / "home", args.train_days)
+  if args.date:
+    span = spans.parse_span(args.date)
+  setup_s = time.perf_counter() - started
+
+  model = predict.LoadedModel(home)
+  cfg = model.cfg
+  say(f"simulating {spans.date_of(span)} with model {model.version}")
+  day = fleet.load_day(home.warehouse, cfg, span)
+  forecast_at = fleet.model_forecasts(home.warehouse, cfg, day, model.score)
+  mark = time.perf_counter()
+  taxis, results = fleet.evaluate(day, fleet.policies(day, forecast_at),
+                                  seed=args.seed)
+  fleet_s = time.perf_counter() - mark
+  rate = {k: r.pickups_per_taxi_hour for k, r in results.items()}
+  ratios = {"vs_stay": rate["recommend"] / rate["stay"] - 1,
+            "vs_hotspot": rate["recommend"] / rate["hotspot"] - 1}
+  if "oracle" in rate:
+    ratios["of_oracle"] = rate["recommend"] / rate["oracle"]
+
+  # recommend for 2,000 idle taxis at 08:00, the forecasts served at that
+  # tick by the 5-minute job (as in production), cold then warm.
+  at = day.begin + 8 * 3600
+  predict.run_job(home, model.load(), at,
+                  horizon=predict.demand_sql.max_horizon(cfg, at))
+  rng = np.random.default_rng(args.seed)
+  cells = [int(c) for c in rng.choice(day.geometry.cells, 2000)]
+  ids = [f"bench-{i}" for i in range(len(cells))]
+  bulk = []
+  for _ in range(2):
+    mark = time.perf_counter()
+    result = recommend.recommend(home, at, cells, ids)
+    bulk.append(round(time.perf_counter() - mark, 3))
+  moved = sum(c.to_cell != c.from_cell for c in result.choices)
+
+  out = {
+      "date": spans.date_of(span),
+      "model_version": model.version,
+      "taxis": taxis,
+      "passengers": results["stay"].passengers,
+      "stay_empty_share": round(results["stay"].empty_share, 4),
+      "policies": fleet.summary(list(results.values())),
+      "recommend_vs_stay": round(ratios["vs_stay"], 4),
+      "recommend_vs_hotspot": round(ratios["vs_hotspot"], 4),
+      "recommend_of_oracle": round(ratios.get("of_oracle", float("nan")), 4),
+      "bulk_2000_s": bulk,
+      "bulk_2000_moved": moved,
+      "bulk_forecasts": result.forecasts.source,
+      "targets": TARGETS,
+      "ok": {
+          "vs_stay": ratios["vs_stay"] >= TARGETS["vs_stay"],
+          "vs_hotspot": ratios["vs_hotspot"] >= TARGETS["vs_hotspot"],
+          "of_oracle": ratios.get("of_oracle", 0) >= TARGETS["of_oracle"],
+          "bulk_2000_warm": bulk[-1] < TARGETS["bulk_2000_warm_s"],
+      },
+      "setup_s": round(setup_s, 1),
+      "fleet_s": round(fleet_s, 1),
+      "load_average": list(os.getloadavg()),
+  }
+  print(json.dumps(out, indent=2))
+  return 0 if all(out["ok"].values()) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

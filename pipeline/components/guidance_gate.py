@@ -1,0 +1,126 @@
+"""GuidanceGate: the candidate's forecasts must guide drivers no worse than
+the serving model's.
+
+A better MAE is not the product: drivers following the forecasts are. On
+the run's eval day (a day neither model trained on), a fleet
+(taxi_demand.fleet) follows `recommend` on each model's forecasts as the
+5-minute job would serve them at every tick (the training path's rows at
+every lead: point in time), and on nobody's (taxis stay put). The fleet is
+sized so that staying taxis are empty half of their time. If the candidate's
+pickups per taxi-hour fall more than `margin` below the serving model's,
+the result says so and ForecastGate refuses its blessing. Both figures are
+recorded as properties of the result, so `runs`, `show` and the report read
+them from ML Metadata.
+
+The fleet needs the day's trips, so it runs where the warehouse is (the
+local runner); on Vertex the node is left out of the pipeline.
+"""
+
+import json
+import os
+
+from tfx import types
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import OutputArtifact
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from pipeline.components import properties
+from taxi_demand.lineage import contract
+
+REPORT_FILE = "guidance_gate.json"
+DEFAULT_MARGIN = 0.02
+
+
+class GuidanceResult(types.Artifact):
+  """How a fleet following each model's forecasts did on the eval day."""
+  TYPE_NAME = contract.GUIDANCE_RESULT
+
+
+def judge(candidate: float, baseline, margin: float) -> tuple:
+  """(passed, reason): the candidate may be at most `margin` below."""
+  if baseline is None:
+    return True, "no serving model to compare with"
+  limit = baseline * (1.0 - margin)
+  if candidate >= limit:
+    return True, ""
+  return False, (f"guidance: drivers following the candidate made "
+                 f"{candidate:.3f} pickups per taxi-hour against "
+                 f"{baseline:.3f} following the serving model (limit "
+                 f"{limit:.3f}, {margin:.0%} below)")
+
+
+def simulate(warehouse_path: str, query_config: dict, span: int,
+             candidate_uri: str, baseline_uri, seed: int = 0) -> dict:
+  """The fleet on day `span`: stay, the candidate's and the serving
+  model's recommendations; returns the figures."""
+  from taxi_demand import fleet  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage.contract import RunParameters  # pylint: disable=g-import-not-at-top
+  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
+  cfg = (RunParameters.from_custom_config(query_config) or
+         RunParameters()).query_config()
+  day = fleet.load_day(warehouse_path, cfg, span)
+
+  def scorer(uri):
+    predictor = saved_model.load_for_serving(uri)
+    return lambda t: predictor(predict.columns_of(t))[
+        saved_model.PREDICTION_KEY]
+
+  policies = {"stay": fleet.stay(),
+              "candidate": fleet.following(
+                  day.geometry, fleet.model_forecasts(
+                      warehouse_path, cfg, day, scorer(candidate_uri)),
+                  day.slot_seconds)}
+  if baseline_uri:
+    policies["baseline"] = fleet.following(
+        day.geometry, fleet.model_forecasts(warehouse_path, cfg, day,
+                                            scorer(baseline_uri)),
+        day.slot_seconds)
+  taxis, results = fleet.evaluate(day, policies, seed=seed)
+  rate = {k: r.pickups_per_taxi_hour for k, r in results.items()}
+  return {"taxis": taxis, "passengers": results["stay"].passengers,
+          "stay_empty_share": results["stay"].empty_share,
+          "stay_pickups_per_taxi_hour": rate["stay"],
+          "candidate_pickups_per_taxi_hour": rate["candidate"],
+          "baseline_pickups_per_taxi_hour": rate.get("baseline"),
+          "policies": fleet.summary(list(results.values()))}
+
+
+@component
+def GuidanceGate(  # pylint: disable=invalid-name
+    model: InputArtifact[standard_artifacts.Model],
+    examples: InputArtifact[standard_artifacts.Examples],
+    result: OutputArtifact[GuidanceResult],
+    baseline_model: InputArtifact[standard_artifacts.Model] = None,
+    warehouse_path: Parameter[str] = "",
+    query_config: Parameter[str] = "{}",
+    margin: Parameter[float] = DEFAULT_MARGIN,
+    seed: Parameter[int] = 0,
+) -> None:
+  """Writes a GuidanceResult for the candidate against the serving model.
+
+  Args:
+    model: the candidate (the Trainer's model).
+    examples: this run's examples; their span is the eval day.
+    result: the figures, as a JSON file and as custom properties.
+    baseline_model: the model serving on the day (absent on a first run,
+      which passes).
+    warehouse_path: the DuckDB warehouse holding the day's trips.
+    query_config: the run parameters (custom_config JSON) the model was
+      trained with.
+    margin: the candidate may guide at most this share worse.
+    seed: where the fleet's taxis start.
+  """
+  span = int(examples.span)
+  figures = simulate(warehouse_path, json.loads(query_config), span,
+                     os.path.join(model.uri, "Format-Serving"),
+                     baseline_model.uri if baseline_model else None, seed)
+  passed, reason = judge(figures["candidate_pickups_per_taxi_hour"],
+                         figures["baseline_pickups_per_taxi_hour"], margin)
+  figures.update(span=span, passed=passed, reason=reason, margin=margin)
+  with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
+    json.dump(figures, f, indent=2, sort_keys=True)
+  properties.record(result, {k: v for k, v in figures.items()
+                              if k != "policies"})

@@ -1,0 +1,398 @@
+"""A fleet simulation to measure guidance: a day of passengers, N taxis, a
+policy for where idle taxis wait.
+
+Minute by minute over one day:
+* passengers appear at their trip's pickup time in its pickup cell and wait
+  there up to `wait_limit_s`, then are lost;
+* a waiting passenger takes an idle taxi in the same cell (the one idle
+  longest); the taxi is busy for the trip's seconds and becomes idle in the
+  dropoff cell;
+* a taxi that has just become idle, or has waited `redecide_s` without a
+  passenger, asks its policy where to wait; driving there takes the
+  geometry's minutes, empty and unable to pick up.
+
+Policies (`Policy`): stay where the last passenger left; go to the
+historically busiest cell nearby (`hotspot`); follow `guidance` on a
+forecast (`recommend` on the model's forecasts as served; the oracle on the
+simulator's true intensity).
+
+Deterministic: the only random draw is where the taxis start, from `seed`.
+No TensorFlow: forecasts arrive as arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from taxi_demand import guidance
+from taxi_demand.errors import TaxiDemandError
+
+STEP_S = 60
+DEFAULT_WAIT_LIMIT_S = 600      # a street hail gives up after ~10 minutes
+DEFAULT_REDECIDE_S = 900
+# DiDi reports its drivers empty about half of their online time; the fleet
+# is sized so that taxis that stay put are (calibrate_fleet).
+TARGET_EMPTY_SHARE = 0.5
+HOTSPOT_NEARBY_MINUTES = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Passengers:
+  """One day's trip requests, sorted by pickup time."""
+  pickup_at: np.ndarray     # epoch seconds
+  pickup: np.ndarray        # geometry cell index
+  dropoff: np.ndarray       # geometry cell index
+  seconds: np.ndarray       # trip duration
+
+  @classmethod
+  def of(cls, geometry: guidance.Geometry, pickup_at, pickup_cell,
+         dropoff_cell, seconds) -> "Passengers":
+    """From cell ids; trips from or to a cell the geometry lacks are left
+    out (they cannot be reached)."""
+    pickup_cell = np.asarray(pickup_cell, np.int64)
+    dropoff_cell = np.asarray(dropoff_cell, np.int64)
+    keep = (np.isin(pickup_cell, geometry.cells) &
+            np.isin(dropoff_cell, geometry.cells))
+    order = np.argsort(np.asarray(pickup_at, np.int64)[keep], kind="stable")
+    return cls(np.asarray(pickup_at, np.int64)[keep][order],
+               np.searchsorted(geometry.cells, pickup_cell[keep])[order],
+               np.searchsorted(geometry.cells, dropoff_cell[keep])[order],
+               np.maximum(np.asarray(seconds, np.int64)[keep][order], 60))
+
+  def __len__(self) -> int:
+    return len(self.pickup_at)
+
+
+# A policy: (minute's epoch, indices of the taxis deciding, their cells,
+# idle taxis per cell) -> the cell index each should wait in.
+Policy = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def stay() -> Policy:
+  def policy(at, taxis, cells, idle):
+    del at, taxis, idle
+    return cells
+  return policy
+
+
+def hotspot(geometry: guidance.Geometry, busiest_by_hour: np.ndarray,
+            nearby_minutes: float = HOTSPOT_NEARBY_MINUTES) -> Policy:
+  """Go to the cell within `nearby_minutes` with the most pickups in this
+  hour historically (`busiest_by_hour`: (24, n) mean pickups per hour of
+  day, from days before the simulated one). Blind to other taxis."""
+  near = geometry.minutes <= nearby_minutes
+
+  def policy(at, taxis, cells, idle):
+    del taxis, idle
+    hour = (int(at) // 3600) % 24
+    value = np.where(near[cells], busiest_by_hour[hour][None, :], -np.inf)
+    return np.argmax(value, axis=1)
+  return policy
+
+
+def following(geometry: guidance.Geometry,
+              forecast_at: Callable[[int], tuple],
+              slot_seconds: int,
+              horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES
+              ) -> Policy:
+  """Follow `guidance.recommend_all` on `forecast_at(epoch)` -> ((n, k)
+  expected pickups, k slot starts): the model's forecasts as served at the
+  newest tick, or the oracle's true intensity."""
+  def policy(at, taxis, cells, idle):
+    del taxis
+    grid, starts = forecast_at(at)
+    reach = guidance.reachable_pickups(grid, starts, slot_seconds, at,
+                                       geometry.minutes, horizon_minutes)
+    choices = guidance.recommend_all(geometry, reach, idle, cells)
+    return np.searchsorted(geometry.cells, [c.to_cell for c in choices])
+  return policy
+
+
+@dataclasses.dataclass
+class Result:
+  """What a fleet did in a day."""
+  policy: str
+  taxis: int
+  passengers: int
+  pickups: int
+  unserved: int
+  taxi_hours: float
+  empty_minutes: float
+  moves: int
+
+  @property
+  def pickups_per_taxi_hour(self) -> float:
+    return self.pickups / self.taxi_hours if self.taxi_hours else 0.0
+
+  @property
+  def empty_minutes_per_pickup(self) -> float:
+    return self.empty_minutes / self.pickups if self.pickups else float("inf")
+
+  @property
+  def empty_share(self) -> float:
+    return self.empty_minutes / (self.taxi_hours * 60)
+
+  def to_dict(self) -> Dict[str, float]:
+    return {"policy": self.policy, "taxis": self.taxis,
+            "passengers": self.passengers, "pickups": self.pickups,
+            "unserved": self.unserved,
+            "pickups_per_taxi_hour": round(self.pickups_per_taxi_hour, 4),
+            "empty_minutes_per_pickup": round(self.empty_minutes_per_pickup,
+                                              3),
+            "empty_share": round(self.empty_share, 4), "moves": self.moves}
+
+
+def start_cells(passengers: Passengers, n_cells: int, taxis: int,
+                seed: int) -> np.ndarray:
+  """Where the taxis start: drawn in proportion to the day's pickups."""
+  weight = np.bincount(passengers.pickup, minlength=n_cells) + 0.5
+  rng = np.random.default_rng(seed)
+  return rng.choice(n_cells, taxis, p=weight / weight.sum())
+
+
+def simulate(geometry: guidance.Geometry, passengers: Passengers,
+             taxis: int, policy: Policy, begin: int, end: int, *,
+             name: str = "", seed: int = 0,
+             wait_limit_s: int = DEFAULT_WAIT_LIMIT_S,
+             redecide_s: int = DEFAULT_REDECIDE_S,
+             start: Optional[np.ndarray] = None) -> Result:
+  """Runs the fleet from `begin` to `end` (epoch seconds, whole minutes).
+
+  The taxis start at `start` (cell indices), else drawn by `start_cells`.
+  """
+  if taxis < 1:
+    raise TaxiDemandError(f"a fleet needs at least one taxi, got {taxis}")
+  n = len(geometry.cells)
+  cell = (np.array(start, np.int64) if start is not None
+          else start_cells(passengers, n, taxis, seed))
+  free_at = np.full(taxis, begin, np.int64)     # busy or driving until then
+  idle_since = np.full(taxis, begin, np.int64)
+  decided_at = np.full(taxis, begin - redecide_s, np.int64)
+  busy_s = 0
+  pickups = moves = 0
+  # Waiting passengers per cell: [(deadline, passenger index)], oldest first.
+  waiting = [[] for _ in range(n)]
+  p = 0
+  for now in range(begin, end, STEP_S):
+    while p < len(passengers) and passengers.pickup_at[p] < now + STEP_S:
+      if passengers.pickup_at[p] >= begin:
+        waiting[passengers.pickup[p]].append(
+            (int(passengers.pickup_at[p]) + wait_limit_s, p))
+      p += 1
+    for queue in waiting:
+      while queue and queue[0][0] < now:
+        queue.pop(0)  # gave up: unserved
+    available = free_at <= now
+    # Match: each cell's waiting passengers take its idle taxis, the ones
+    # idle longest first.
+    for c in range(n):
+      queue = waiting[c]
+      if not queue:
+        continue
+      here = np.flatnonzero(available & (cell == c))
+      if len(here) == 0:
+        continue
+      here = here[np.argsort(idle_since[here], kind="stable")]
+      for t in here[:len(queue)]:
+        _, q = queue.pop(0)
+        trip = int(passengers.seconds[q])
+        start = max(now, int(passengers.pickup_at[q]))
+        free_at[t] = start + trip
+        idle_since[t] = start + trip
+        decided_at[t] = begin - redecide_s     # decides again at dropoff
+        cell[t] = passengers.dropoff[q]
+        available[t] = False
+        busy_s += min(trip, end - start)
+        pickups += 1
+    # Decide: taxis just idle, or idle a while without a passenger.
+    deciding = np.flatnonzero(available & (now - decided_at >= redecide_s))
+    if len(deciding):
+      idle = np.bincount(cell[available], minlength=n).astype(float)
+      go = np.asarray(policy(now, deciding, cell[deciding], idle), np.int64)
+      decided_at[deciding] = now
+      moving = go != cell[deciding]
+      for t, dest in zip(deciding[moving], go[moving]):
+        travel = int(round(geometry.minutes[cell[t], dest] * 60))
+        free_at[t] = now + max(travel, STEP_S)
+        idle_since[t] = free_at[t]
+        cell[t] = dest
+        moves += 1
+  asked = int(np.sum((passengers.pickup_at >= begin) &
+                     (passengers.pickup_at < end)))
+  return Result(policy=name, taxis=taxis, passengers=asked, pickups=pickups,
+                unserved=asked - pickups, taxi_hours=taxis * (end - begin) / 3600,
+                empty_minutes=(taxis * (end - begin) - busy_s) / 60,
+                moves=moves)
+
+
+def calibrate_fleet(geometry: guidance.Geometry, passengers: Passengers,
+                    begin: int, end: int, *, seed: int = 0,
+                    target: float = TARGET_EMPTY_SHARE,
+                    wait_limit_s: int = DEFAULT_WAIT_LIMIT_S,
+                    progress: Optional[Callable[[str], None]] = None
+                    ) -> tuple:
+  """The fleet size whose taxis, staying put, are empty `target` of the
+  time (bisection on the stay policy): (taxis, that Result)."""
+  if not 0 < target < 1:
+    raise TaxiDemandError(f"the empty share must be in (0, 1), got {target}")
+  busy_h = float(np.sum(passengers.seconds[
+      (passengers.pickup_at >= begin) & (passengers.pickup_at < end)])) / 3600
+  hours = (end - begin) / 3600
+  if busy_h == 0:
+    raise TaxiDemandError("no passengers in the day to size a fleet for")
+  # Empty share grows with the fleet: bisect on it.
+  low, high = 1, max(2, int(np.ceil(busy_h / hours / (1 - target) * 3)))
+  best = None
+  while high - low > max(1, low // 100):
+    mid = (low + high) // 2
+    result = simulate(geometry, passengers, mid, stay(), begin, end,
+                      name="stay", seed=seed, wait_limit_s=wait_limit_s)
+    if progress:
+      progress(f"fleet: {mid} taxis empty {result.empty_share:.1%}")
+    if result.empty_share < target:
+      low = mid
+    else:
+      high, best = mid, result
+  if best is None or best.taxis != high:
+    best = simulate(geometry, passengers, high, stay(), begin, end,
+                    name="stay", seed=seed, wait_limit_s=wait_limit_s)
+  return high, best
+
+
+def busiest_by_hour(geometry: guidance.Geometry, pickup_at: np.ndarray,
+                    pickup_cell: np.ndarray, days: int) -> np.ndarray:
+  """(24, n) mean pickups per hour of day per cell, over `days` days."""
+  cells = np.asarray(pickup_cell, np.int64)
+  known = np.isin(cells, geometry.cells)
+  idx = np.searchsorted(geometry.cells, cells[known])
+  hour = (np.asarray(pickup_at, np.int64)[known] // 3600) % 24
+  out = np.zeros((24, len(geometry.cells)))
+  np.add.at(out, (hour, idx), 1.0)
+  return out / max(days, 1)
+
+
+def summary(results: Sequence[Result]) -> Dict[str, Dict[str, float]]:
+  return {r.policy: r.to_dict() for r in results}
+
+
+# ---- a day of a warehouse ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Day:
+  """What a fleet simulation of one day reads from a warehouse."""
+  begin: int
+  end: int
+  geometry: guidance.Geometry
+  passengers: Passengers
+  busiest_by_hour: np.ndarray     # (24, n), the days before
+  truth: Optional[np.ndarray]     # (n, 96) intensity per quarter hour
+  slot_seconds: int
+
+
+def load_day(warehouse, cfg, span: int,
+             speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
+             history_days: int = 7) -> Day:
+  """Day `span`'s trips as requests, the cells' geometry and the hotspot
+  history (the `history_days` before), and the simulator's truth if any."""
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.serving import recommend  # noqa: PLC0415
+  begin = int(span) * features.SECONDS_PER_DAY
+  end = begin + features.SECONDS_PER_DAY
+  geometry = recommend.geometry_of(warehouse, cfg, begin, speed_kmh)
+  with Warehouse(warehouse, read_only=True) as wh:
+    asked = wh.requests(cfg, begin, end)
+    before = wh.requests(cfg, begin - history_days * features.SECONDS_PER_DAY,
+                         begin)
+    truth = wh.truth(begin, end)
+  if asked.num_rows == 0:
+    raise TaxiDemandError(f"no trips on the day starting {begin} to "
+                          "simulate a fleet on")
+  col = lambda t, c: t.column(c).to_numpy()  # noqa: E731
+  passengers = Passengers.of(geometry, col(asked, "pickup_at"),
+                             col(asked, "pickup_cell"),
+                             col(asked, "dropoff_cell"), col(asked, "seconds"))
+  busiest = busiest_by_hour(geometry, col(before, "pickup_at"),
+                            col(before, "pickup_cell"), history_days)
+  grid = None
+  if truth.num_rows:
+    grid = np.zeros((len(geometry.cells), 96))
+    cells = col(truth, "community_area")
+    known = np.isin(cells, geometry.cells)
+    rows = np.searchsorted(geometry.cells, cells[known])
+    quarter = (col(truth, "slot_start")[known] - begin) // 900
+    grid[rows, quarter] = col(truth, "intensity")[known]
+  return Day(begin, end, geometry, passengers, busiest, grid,
+             cfg.slot_seconds)
+
+
+def model_forecasts(warehouse, cfg, day: Day,
+                    score: Callable) -> Callable[[int], tuple]:
+  """forecast_at(epoch) from a model: the training path's rows at every
+  lead for the day's slots (what the 5-minute job serves at each tick, as
+  `skew` checks), scored once by `score(table) -> predictions`."""
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(warehouse, read_only=True) as wh:
+    rows = wh.every_lead_features(cfg, day.begin, day.end)
+  values = np.asarray(score(rows), float)
+  issued = rows.column(features.ISSUED_AT).to_numpy()
+  cells = rows.column(features.CELL).to_numpy()
+  slots = rows.column(features.SLOT_START).to_numpy()
+  order = np.argsort(issued, kind="stable")
+  ticks, first = np.unique(issued[order], return_index=True)
+  last = np.r_[first[1:], len(order)]
+  where = {int(t): (int(a), int(b)) for t, a, b in zip(ticks, first, last)}
+  cache: Dict[int, tuple] = {}
+
+  def forecast_at(at):
+    tick = int(at) - int(at) % 300
+    if tick not in cache:
+      a, b = where.get(tick, (0, 0))
+      idx = order[a:b]
+      cache[tick] = guidance.forecast_grid(cells[idx], slots[idx],
+                                           values[idx], day.geometry)
+    return cache[tick]
+  return forecast_at
+
+
+def truth_forecasts(day: Day, quarters: int = 5) -> Callable[[int], tuple]:
+  """forecast_at(epoch) from the simulator's true intensity: the quarter
+  hours from the current one on (the oracle)."""
+  if day.truth is None:
+    raise TaxiDemandError("no simulator truth in this warehouse: the oracle "
+                          "needs a simulated city")
+
+  def forecast_at(at):
+    q = (int(at) - day.begin) // 900
+    ks = np.arange(q, min(q + quarters, day.truth.shape[1]))
+    return day.truth[:, ks], day.begin + ks * 900
+  return forecast_at
+
+
+def evaluate(day: Day, policies: Dict[str, Policy], *,
+             taxis: Optional[int] = None, seed: int = 0
+             ) -> tuple:
+  """(fleet size, {policy: Result}). Without `taxis`, the fleet is sized
+  so that taxis staying put are empty TARGET_EMPTY_SHARE of the time."""
+  if taxis is None:
+    taxis, _ = calibrate_fleet(day.geometry, day.passengers, day.begin,
+                               day.end, seed=seed)
+  return taxis, {name: simulate(day.geometry, day.passengers, taxis, policy,
+                                day.begin, day.end, name=name, seed=seed)
+                 for name, policy in policies.items()}
+
+
+def policies(day: Day, forecast_at: Optional[Callable] = None
+             ) -> Dict[str, Policy]:
+  """stay, hotspot, recommend (if `forecast_at`) and oracle (if truth)."""
+  out = {"stay": stay(), "hotspot": hotspot(day.geometry, day.busiest_by_hour)}
+  if forecast_at is not None:
+    out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds)
+  if day.truth is not None:
+    out["oracle"] = following(day.geometry, truth_forecasts(day), 900)
+  return out

@@ -1,0 +1,239 @@
+"""`taxi-demand recommend` on a home: forecasts, supply and travel times as
+known at a moment, through `taxi_demand.guidance`, recorded.
+
+* Forecasts: those the 5-minute job served at the newest tick at or before
+  `--at` (the served log), else the serving model scored at that tick now.
+  Either way, only trips known at that tick are read.
+* Supply: the taxis idle at `--at` from trips alone (`sql.idle_at_bigquery`:
+  a dropoff and no pickup since); trips without a taxi_id give none.
+* Travel: straight-line minutes between the cells' mean located pickup
+  positions over the week before, or a travel-time table.
+
+Each call appends its recommendations, with the model version whose
+forecasts made them, to HOME/guidance/date=YYYY-MM-DD/ (Parquet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+
+from taxi_demand import features
+from taxi_demand import guidance
+from taxi_demand.data import contract as data_contract
+from taxi_demand.data import sql as demand_sql
+from taxi_demand.errors import TaxiDemandError
+from taxi_demand.home import Home
+from taxi_demand.serving import predict
+from taxi_demand.serving import servelog
+from taxi_demand.spans import format_epoch
+
+GUIDANCE_DIR = "guidance"
+POSITION_DAYS = 7
+
+
+@dataclasses.dataclass
+class Forecasts:
+  """Expected pickups per cell and coming slot, as known at one tick."""
+  issued_at: int
+  cells: np.ndarray
+  slots: np.ndarray
+  values: np.ndarray
+  model_version: str
+  source: str            # "served log" or "scored now"
+  slot_seconds: int
+
+
+def forecasts_at(home: Home, at: int, version: Optional[str] = None
+                 ) -> Forecasts:
+  """What the 5-minute job served at the tick of `at`, else the serving
+  (or given) model scored at that tick, for every slot it may forecast."""
+  tick = predict.issue_time(at)
+  model = predict.LoadedModel(home, version)
+  cfg = model.cfg
+  horizon = demand_sql.max_horizon(cfg, tick)
+  begin = demand_sql.first_target(cfg, tick)
+  end = begin + horizon * cfg.slot_seconds
+  served = servelog.forecasts_between(home.serving_log, begin, end,
+                                      version=version)
+  issued = served.column(features.ISSUED_AT).to_numpy()
+  at_tick = served.filter(pa.array(issued == tick))
+  if at_tick.num_rows:
+    versions = sorted(set(at_tick.column(servelog.MODEL_VERSION).to_pylist()))
+    newest = versions[-1]
+    at_tick = at_tick.filter(pa.array(np.array(
+        at_tick.column(servelog.MODEL_VERSION).to_pylist()) == newest))
+    return Forecasts(tick, at_tick.column(features.CELL).to_numpy(),
+                     at_tick.column(features.SLOT_START).to_numpy(),
+                     at_tick.column(servelog.PREDICTED).to_numpy(),
+                     newest, "served log", cfg.slot_seconds)
+  table, _ = predict.serving_features(home, cfg, tick, horizon)
+  values = np.asarray(model.score(table), float)
+  return Forecasts(tick, table.column(features.CELL).to_numpy(),
+                   table.column(features.SLOT_START).to_numpy(), values,
+                   model.version, "scored now", cfg.slot_seconds)
+
+
+def geometry_of(warehouse: os.PathLike, cfg: demand_sql.QueryConfig,
+                at: int, speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
+                travel_table: Optional[os.PathLike] = None
+                ) -> guidance.Geometry:
+  """Travel minutes between cells: the table if given, else straight
+  lines between their mean located pickups of the week before `at`.
+
+  Community areas without a located pickup are placed between the areas
+  nearest in number (the simulated city lacks 15 areas' centroids).
+  """
+  if travel_table is not None:
+    return guidance.Geometry.from_table(travel_table)
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.report import data as report_data  # noqa: PLC0415
+  with Warehouse(warehouse, read_only=True) as wh:
+    pickups = wh.pickups(cfg, at - POSITION_DAYS * features.SECONDS_PER_DAY,
+                         at)
+  placed = report_data.positions(pickups)
+  if not placed:
+    raise TaxiDemandError(
+        f"no located pickups in the {POSITION_DAYS} days before "
+        f"{format_epoch(at)} to place the cells by; give --travel-times")
+  if cfg.spatial_unit is demand_sql.SpatialUnit.COMMUNITY_AREA:
+    placed = guidance.positions_with_gaps_filled(
+        placed, data_contract.COMMUNITY_AREAS)
+  return guidance.Geometry.from_positions(placed, speed_kmh)
+
+
+def idle_taxis(home: Home, cfg: demand_sql.QueryConfig, at: int
+               ) -> Tuple[List[str], List[int]]:
+  """(taxi ids, their cells) of the taxis idle at `at`, from trips."""
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    table = wh.idle_at(cfg, at)
+  return ([str(t) for t in table.column("taxi_id").to_pylist()],
+          [int(c) for c in table.column("cell").to_pylist()])
+
+
+@dataclasses.dataclass
+class Guidance:
+  """One call's recommendations and what they were made from."""
+  at: int
+  forecasts: Forecasts
+  taxi_ids: List[str]
+  choices: List[guidance.Choice]
+  ranking: Optional[List[dict]]     # the single-taxi form's ranked cells
+  idle_known: int                   # idle taxis known from trips
+  seconds: float
+  record: Optional[Path] = None
+
+  def to_dict(self) -> dict:
+    out = {
+        "at": format_epoch(self.at),
+        "issued_at": format_epoch(self.forecasts.issued_at),
+        "model_version": self.forecasts.model_version,
+        "forecasts": self.forecasts.source,
+        "idle_taxis_known": self.idle_known,
+        "recommendations": [
+            {"taxi_id": t, **c.to_dict()}
+            for t, c in zip(self.taxi_ids, self.choices)],
+    }
+    if self.ranking is not None:
+      out["ranking"] = self.ranking
+    return out
+
+
+def recommend(home: Home, at: int, cells: Sequence[int],
+              taxi_ids: Optional[Sequence[str]] = None, *,
+              version: Optional[str] = None,
+              speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
+              travel_table: Optional[os.PathLike] = None,
+              horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES,
+              top: int = 0, record: bool = True) -> Guidance:
+  """Recommendations for idle taxis in `cells` at `at` (epoch seconds).
+
+  The other idle taxis known at `at` (from trips) count as competition;
+  the taxis asked about are added to them where trips do not know them.
+  With `top` > 0 (one taxi), the `top` best cells are ranked too.
+  """
+  started = time.perf_counter()
+  if not cells:
+    raise TaxiDemandError("no idle taxi to recommend for")
+  # History and cells are checked before any model loads: a typo fails in
+  # a second.
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  with Warehouse(home.warehouse, read_only=True) as wh:
+    predict.check_history(wh, predict.issue_time(at))
+  cfg = predict.LoadedModel(home, version).cfg
+  geometry = geometry_of(home.warehouse, cfg, at, speed_kmh, travel_table)
+  origins = [geometry.index(int(c)) for c in cells]
+  forecasts = forecasts_at(home, at, version)
+  ids = [str(t) for t in (taxi_ids or [f"taxi-{i + 1}"
+                                       for i in range(len(cells))])]
+  known_ids, known_cells = idle_taxis(home, cfg, at)
+  asked = set(ids)
+  others = [c for t, c in zip(known_ids, known_cells) if t not in asked]
+  idle = guidance.idle_counts(geometry, list(others) + [int(c) for c in cells])
+  grid, starts = guidance.forecast_grid(forecasts.cells, forecasts.slots,
+                                        forecasts.values, geometry)
+  reach = guidance.reachable_pickups(grid, starts, forecasts.slot_seconds,
+                                     at, geometry.minutes, horizon_minutes)
+  ranking = None
+  if top > 0 and len(origins) == 1:
+    o = origins[0]
+    value = guidance.rank(reach[o], idle, o, geometry.minutes[o])
+    order = [int(i) for i in np.argsort(-value, kind="stable")
+             if np.isfinite(value[i])][:top]
+    ranking = [{"cell": int(geometry.cells[i]),
+                "travel_minutes": round(float(geometry.minutes[o, i]), 1),
+                "expected_pickups": round(float(value[i]), 3),
+                "idle_taxis": int(idle[i] - (i == o))} for i in order]
+  choices = guidance.recommend_all(geometry, reach, idle, origins)
+  out = Guidance(at, forecasts, ids, choices, ranking, len(known_ids),
+                 time.perf_counter() - started)
+  if record:
+    out.record = write_record(home, out)
+  return out
+
+
+def write_record(home: Home, result: Guidance) -> Path:
+  """Appends a call's recommendations, with their model version, under
+  HOME/guidance/date=YYYY-MM-DD/, written whole under a hidden name first."""
+  day = datetime.datetime.fromtimestamp(result.at, datetime.timezone.utc)
+  folder = home.root / GUIDANCE_DIR / f"date={day:%Y-%m-%d}"
+  folder.mkdir(parents=True, exist_ok=True)
+  n = len(result.choices)
+  table = pa.table({
+      "at": pa.array([result.at] * n, pa.int64()),
+      "issued_at": pa.array([result.forecasts.issued_at] * n, pa.int64()),
+      "taxi_id": pa.array(result.taxi_ids, pa.string()),
+      "from_cell": pa.array([c.from_cell for c in result.choices], pa.int64()),
+      "to_cell": pa.array([c.to_cell for c in result.choices], pa.int64()),
+      "travel_minutes": pa.array([c.travel_minutes for c in result.choices],
+                                 pa.float64()),
+      "expected_pickups": pa.array(
+          [c.expected_pickups for c in result.choices], pa.float64()),
+      "model_version": pa.array([result.forecasts.model_version] * n,
+                                pa.string()),
+      "forecasts": pa.array([result.forecasts.source] * n, pa.string()),
+  })
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  name = f"at-{result.at}-{os.getpid()}-{time.time_ns()}.parquet"
+  tmp = folder / f".{name}.tmp"
+  pq.write_table(table, tmp)
+  os.replace(tmp, folder / name)
+  return folder / name
+
+
+def read_records(home: Home) -> pa.Table:
+  """Every recorded recommendation (for tests and audits)."""
+  import pyarrow.dataset as ds  # noqa: PLC0415
+  root = home.root / GUIDANCE_DIR
+  files = sorted(str(p) for p in root.glob("date=*/at-*.parquet"))
+  if not files:
+    return pa.table({})
+  return ds.dataset(files, format="parquet").to_table()

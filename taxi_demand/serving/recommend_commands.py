@@ -1,0 +1,136 @@
+"""`taxi-demand recommend`: where an idle taxi should wait."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+_EPILOG = """\
+For an idle taxi in CELL at --at, every reachable cell is ranked by the
+pickups forecast there between the taxi's arrival and --horizon minutes
+ahead, shared with the idle taxis already there (known from trips: dropped
+off and not picked up since). Driving time counts against a cell: a far one
+must be worth more. The taxi stays unless another cell is.
+
+Forecasts are those the 5-minute job served at the newest tick at or before
+--at, else the serving model's at that tick. Travel time is the straight
+line between the cells' located pickups at --speed, or --travel-times.
+Every recommendation is recorded with the model version that made it, under
+HOME/guidance/.
+
+Bulk: --idle FILE (CSV with taxi_id,cell) or --all-idle (every taxi idle at
+--at, from trips) places the taxis one after another, each seeing where the
+ones before it went.
+
+Examples:
+  taxi-demand recommend --at 2024-02-10T08:00 --cell 8
+  taxi-demand recommend --at 2024-02-10T08:00 --cell 8 --json --top 10
+  taxi-demand recommend --at 2024-02-10T08:00 --idle idle.csv --json
+  taxi-demand recommend --at 2024-02-10T08:00 --all-idle --speed 15
+"""
+
+
+def _read_idle(path: str):
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  try:
+    with open(path, newline="") as f:
+      rows = list(csv.DictReader(f))
+  except OSError as e:
+    raise TaxiDemandError(f"cannot read --idle {path}: {e.strerror}") from None
+  if not rows or not {"taxi_id", "cell"} <= set(rows[0]):
+    raise TaxiDemandError(
+        f"--idle {path} needs a header with taxi_id,cell and one row per "
+        "idle taxi")
+  ids, cells = [], []
+  for line, row in enumerate(rows, start=2):
+    try:
+      cells.append(int(row["cell"]))
+    except (TypeError, ValueError):
+      raise TaxiDemandError(
+          f"--idle {path}, line {line}: cell must be an integer, got "
+          f"{row['cell']!r}") from None
+    ids.append(row["taxi_id"])
+  return ids, cells
+
+
+def _recommend(args, home) -> int:
+  from taxi_demand.cli import print_json  # noqa: PLC0415
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import recommend  # noqa: PLC0415
+  at = predict.parse_at(args.at) if args.at is not None else \
+      predict.now_epoch()
+  if not args.speed > 0:
+    raise TaxiDemandError(f"--speed must be > 0 km/h, got {args.speed}")
+  if not 5 <= args.horizon <= 180:
+    raise TaxiDemandError(
+        f"--horizon must be 5..180 minutes, got {args.horizon}")
+  if args.cell is not None:
+    ids, cells = [args.taxi_id or "taxi-1"], [args.cell]
+  elif args.idle is not None:
+    ids, cells = _read_idle(args.idle)
+  else:
+    cfg = predict.LoadedModel(home, args.model).cfg
+    ids, cells = recommend.idle_taxis(home, cfg, at)
+    if not ids:
+      raise TaxiDemandError(
+          f"no taxi is known idle at {predict.format_epoch(at)}: the trips "
+          "before it carry no taxi_id, or none has dropped off within 2 "
+          "hours; pass --cell or --idle")
+  result = recommend.recommend(
+      home, at, cells, ids, version=args.model, speed_kmh=args.speed,
+      travel_table=args.travel_times, horizon_minutes=args.horizon,
+      top=args.top if args.cell is not None else 0)
+  if args.json:
+    print_json(result.to_dict())
+    return 0
+  f = result.forecasts
+  print(f"forecasts issued {predict.format_epoch(f.issued_at)} by "
+        f"{f.model_version} ({f.source}); {result.idle_known} idle taxis "
+        "known from trips")
+  if result.ranking is not None:
+    print(f"  {'cell':>6}  {'drive min':>9}  {'pickups/taxi':>12}  idle")
+    for row in result.ranking:
+      print(f"  {row['cell']:>6}  {row['travel_minutes']:>9.1f}  "
+            f"{row['expected_pickups']:>12.3f}  {row['idle_taxis']}")
+  for taxi, choice in zip(result.taxi_ids, result.choices):
+    verb = "stay in" if choice.to_cell == choice.from_cell else "go to"
+    print(f"{taxi}: {verb} cell {choice.to_cell} "
+          f"({choice.travel_minutes:.0f} min, {choice.expected_pickups:.2f} "
+          f"pickups per idle taxi, {choice.stay_pickups:.2f} staying)")
+  return 0
+
+
+def register(subparsers, parents) -> None:
+  """Adds `recommend`."""
+  from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
+  p = subparsers.add_parser(
+      "recommend", parents=parents + [json_parent()],
+      help="tell an idle taxi where to wait: forecast demand per idle taxi, "
+      "net of the drive",
+      description="Driver guidance from the served forecasts and the idle "
+      "taxis known from trips.", epilog=_EPILOG,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--at", metavar="TIMESTAMP", default=None,
+                 help="the moment (YYYY-MM-DD[THH:MM], city wall clock; "
+                 "default: now)")
+  which = p.add_mutually_exclusive_group(required=True)
+  which.add_argument("--cell", type=int, metavar="C",
+                     help="one idle taxi, in this cell")
+  which.add_argument("--idle", metavar="FILE",
+                     help="idle taxis: CSV with taxi_id,cell")
+  which.add_argument("--all-idle", action="store_true",
+                     help="every taxi idle at --at, from trips")
+  p.add_argument("--taxi-id", default=None, help="with --cell: its id")
+  p.add_argument("--top", type=int, default=5, metavar="K",
+                 help="with --cell: rank the K best cells (default 5)")
+  p.add_argument("--horizon", type=int, default=60, metavar="MINUTES",
+                 help="how far ahead pickups count (default 60)")
+  p.add_argument("--speed", type=float, default=20.0, metavar="KMH",
+                 help="straight-line driving speed (default 20 km/h)")
+  p.add_argument("--travel-times", metavar="FILE", default=None,
+                 help="CSV from_cell,to_cell,minutes instead of straight "
+                 "lines (pairs it lacks are unreachable)")
+  p.add_argument("--model", metavar="VERSION", default=None,
+                 help="a pushed version (default: the serving one)")
+  p.set_defaults(handler=_recommend)
