@@ -68,6 +68,7 @@ def test_walkthrough_executes_headlessly(tmp_path):
   assert all(o.output_type != "error" for c in cells for o in c.outputs)
   printed = "\n".join(text_of(c) for c in cells)
   assert "pushed: 1 version" in printed        # the Pusher pushed a model
+  assert "candidate_pickups_per_taxi_hour:" in printed  # GuidanceGate ran
   assert "raw examples:" in printed            # the lineage walk found data
   assert "passed" in printed                   # the window's days were checked
   assert "MAE" in printed and "slot" in printed  # the predict call scored
