@@ -94,4 +94,3 @@ def test_walkthrough_executes_headlessly(tmp_path):
   images = [o for c in cells for o in c.outputs
             if "image/png" in o.get("data", {})]
   assert len(images) >= 4
-  print(f"notebook executed in {elapsed:.0f} s")
