@@ -114,11 +114,6 @@ class Geometry:
       minutes[where[a], where[b]] = m
     return cls(cells, minutes)
 
-  def restricted(self, cells: Sequence[int]) -> "Geometry":
-    """The same geometry over `cells` (each must be known)."""
-    idx = np.array([self.index(int(c)) for c in cells], np.int64)
-    return Geometry(self.cells[idx], self.minutes[np.ix_(idx, idx)])
-
 
 def _span(cells: np.ndarray) -> str:
   if len(cells) == 0:
