@@ -94,6 +94,14 @@ def simulate(warehouse: Path, drift: Optional[str] = None) -> Path:
   return warehouse
 
 
+def pings(out: Path, day: str, every_s: int = 60) -> Path:
+  """The city's fleet's pings of one day (as `simulate --pings`), a file."""
+  from taxi_demand.data import simulate as sim  # pylint: disable=g-import-not-at-top
+  files = sim.simulate_files(out, day, 1, seed=SEED, scale=SCALE,
+                             pings_every_s=every_s).files
+  return Path(files[-1])
+
+
 def _query_config():
   return contract.RunParameters().query_config()
 
@@ -251,6 +259,7 @@ class City:
   statistics: Dict[int, Path]           # span -> real StatisticsGen output
 
   simulate = staticmethod(simulate)
+  pings = staticmethod(pings)
 
 
 def _build_city(root: Path) -> City:

@@ -211,10 +211,44 @@ def test_recommend_uses_the_served_tick_and_places_many_taxis(city_copy,
   assert len({r["to_cell"] for r in recs}) > 10
 
 
+def test_all_idle_taxis_from_trips_then_from_the_fleets_pings(city, city_copy,
+                                                               capsys):
+  """The city's fleet writes taxi_id on trips: --all-idle places every
+  taxi they show idle. Loaded pings of that day then answer instead."""
+  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.serving import predict
+  at = "2024-02-10T08:00"
+  code, out, err = _recommend(capsys, city_copy, "--at", at, "--all-idle",
+                              "--json")
+  assert code == 0, err
+  by_trips = json.loads(out)
+  with Warehouse(city_copy.warehouse, read_only=True) as wh:
+    idle = wh.idle_at(predict.LoadedModel(city_copy).cfg,
+                      predict.parse_at(at))
+  assert by_trips["supply"] == "trips"
+  assert by_trips["idle_taxis_known"] == idle.num_rows > 20
+  assert sorted(r["taxi_id"] for r in by_trips["recommendations"]) == sorted(
+      idle.column("taxi_id").to_pylist())
+  assert {r["from_cell"] for r in by_trips["recommendations"]} == set(
+      idle.column("cell").to_pylist())
+  pings = city.pings(city_copy.root / "pings", "2024-02-10")
+  with Warehouse(city_copy.warehouse) as wh:
+    assert wh.load([pings]).probes_loaded > 0
+  code, out, err = _recommend(capsys, city_copy, "--at", at, "--all-idle",
+                              "--json")
+  assert code == 0, err
+  by_pings = json.loads(out)
+  assert by_pings["supply"] == "probes"
+  # The same fleet seen two ways: every taxi idle by trips pings empty.
+  assert {r["taxi_id"] for r in by_trips["recommendations"]} <= {
+      r["taxi_id"] for r in by_pings["recommendations"]}
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--at", "2024-02-10T08:00", "--cell", "99"], "unknown cell 99"),
     (["--at", "2023-06-01T08:00", "--cell", "8"], "no history for a forecast"),
-    (["--at", "2024-02-10T08:00", "--all-idle"], "no taxi is known idle"),
+    # Before the city's first trip: no taxi has dropped off yet.
+    (["--at", "2023-06-01T08:00", "--all-idle"], "no taxi is known idle"),
     (["--at", "2024-02-10T08:00", "--cell", "8", "--speed", "0"],
      "--speed must be > 0"),
     (["--at", "2024-02-10T08:00", "--idle", "/nonexistent.csv"],

@@ -5,6 +5,7 @@ import datetime
 import json
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -135,3 +136,88 @@ def test_default_scale_35_days_is_a_city(tmp_path):
   # failed on a busy 2-core machine (855k/s) while the bench measures 2.3M/s.
   report = simulate.simulate_files(tmp_path, START, 35)
   assert report.trips > 1_500_000
+
+
+# ---- the fleet: taxi_id on every trip, and its pings ------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_city(tmp_path_factory):
+  """Two days at 0.1x with pings every 60 s, loaded."""
+  root = tmp_path_factory.mktemp("fleet")
+  report = simulate.simulate_files(root / "files", START, 2, seed=5,
+                                   scale=0.1, pings_every_s=60)
+  wh = Warehouse(root / "w.duckdb")
+  load = wh.load([root / "files"])
+  assert load.quarantined == load.probes_quarantined == 0
+  assert (load.loaded, load.probes_loaded) == (report.trips, report.pings)
+  yield report, wh
+  wh.close()
+
+
+def test_the_fleet_leaves_the_trips_as_drawn_and_a_day_alone_the_same(
+    fleet_city, tmp_path):
+  report, wh = fleet_city
+  trips = pq.read_table(report.files[0])
+  cal = simulate.Calibration.load()
+  drawn, _ = simulate.day_trips(cal, DAY0 + 1, 5, 0.1, ())
+  second = trips.filter(pc.greater_equal(
+      trips.column("trip_start_timestamp").cast("int64"),
+      (DAY0 + 1) * 86_400 * 10**6))
+  assert second.drop(["taxi_id"]).equals(drawn)
+  alone = pq.read_table(simulate.simulate_files(
+      tmp_path, START + datetime.timedelta(days=1), 1, seed=5,
+      scale=0.1).files[0])
+  assert alone.column("taxi_id").equals(second.column("taxi_id"))
+  assert all(t.startswith(f"s5-{DAY0 + 1}-t")
+             for t in alone.column("taxi_id").to_pylist())
+
+
+def test_no_taxi_is_in_two_places_and_each_drives_to_its_next_pickup(
+    fleet_city):
+  report, wh = fleet_city
+  # A taxi's next pickup starts after its dropoff, no farther than the
+  # fleet's reach, and not before it could have driven there.
+  gaps = wh.con.execute("""
+      SELECT epoch(next_start) - epoch(trip_end_timestamp) AS gap,
+             dropoff_community_area AS a, next_area AS b
+      FROM (SELECT *, lead(trip_start_timestamp) OVER w AS next_start,
+                   lead(pickup_community_area) OVER w AS next_area
+            FROM trips WINDOW w AS (PARTITION BY taxi_id
+                                    ORDER BY trip_start_timestamp))
+      WHERE next_start IS NOT NULL""").fetchnumpy()
+  assert wh.con.execute(
+      "SELECT count(*) FROM trips WHERE taxi_id IS NULL").fetchone()[0] == 0
+  minutes = simulate.area_minutes(simulate.area_positions(
+      simulate.Calibration.load()))
+  drive = minutes[gaps["a"] - 1, gaps["b"] - 1]
+  assert (gaps["gap"] >= 0).all()
+  assert (drive <= simulate.FLEET_REACH_MINUTES).all()
+  assert (gaps["gap"] >= np.rint(drive * 60) - 1).all()
+  # Most pickups are by a taxi already waiting in the area.
+  assert (gaps["a"] == gaps["b"]).mean() > 0.5
+  assert 0 < report.taxis < report.trips / 5
+
+
+def test_pings_say_occupied_exactly_during_the_taxis_trips(fleet_city):
+  _, wh = fleet_city
+  wrong = wh.con.execute("""
+      SELECT p.occupied, count(*) FROM probes p
+      LEFT JOIN trips t ON t.taxi_id = p.vehicle_id
+        AND p.ping_timestamp >= t.trip_start_timestamp
+        AND p.ping_timestamp < t.trip_end_timestamp
+      WHERE p.occupied <> (t.taxi_id IS NOT NULL)
+      GROUP BY 1""").fetchall()
+  assert wrong == []
+
+
+def test_trips_and_pings_agree_on_who_is_idle(fleet_city):
+  _, wh = fleet_city
+  cfg = QueryConfig()
+  for hour in (3, 8, 13, 18, 23):
+    at = (DAY0 + 1) * 86_400 + hour * 3600
+    by_trips = set(wh.idle_at(cfg, at).column("taxi_id").to_pylist())
+    by_pings = set(wh.idle_at_probes(cfg, at).column("taxi_id").to_pylist())
+    assert by_trips and by_trips <= by_pings
+    # Pings also see taxis driving empty to a pickup not yet made.
+    assert len(by_pings - by_trips) <= 0.15 * len(by_pings)

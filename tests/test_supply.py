@@ -117,3 +117,68 @@ def test_idle_at_a_moment_reads_only_what_was_known_then(warehouse):
   assert _idle_at(warehouse, "11:30") == [("B", 7, at("10:30"))]
   assert _idle_at(warehouse, "11:30", max_idle_s=4 * 3600) == [
       ("A", 6, at("09:10")), ("B", 7, at("10:30"))]
+
+
+# ---- from probe pings -------------------------------------------------------
+
+# (vehicle, time, occupied, community area)
+PINGS = [
+    ("P1", "08:00", "true", 8),
+    ("P1", "08:05", "false", 32),
+    ("P1", "08:10", "false", 32),
+    ("P1", "08:15", "false", 32),
+    ("P2", "08:00", "false", 6),
+    ("P2", "08:06", "true", 6),
+    ("P3", "06:00", "false", 7),
+    ("P3", "08:09", "false", 7),
+    ("P4", "08:11", "false", 9),
+]
+
+
+@pytest.fixture
+def pinged(warehouse, tmp_path):
+  path = tmp_path / "pings.csv"
+  with open(path, "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow(["vehicle_id", "ping_timestamp", "latitude", "longitude",
+                  "occupied", "community_area"])
+    for vehicle, hhmm, occupied, area in PINGS:
+      out.writerow([vehicle, f"{DAY} {hhmm}:00", 41.88, -87.63, occupied,
+                    area])
+  assert warehouse.load([path]).probes_loaded == len(PINGS)
+  return warehouse
+
+
+def _probes_at(warehouse, hhmm):
+  got = warehouse.idle_at_probes(sql.QueryConfig(), at(hhmm))
+  return [(r["taxi_id"], r["cell"], r["idle_start"]) for r in got.to_pylist()]
+
+
+def test_idle_at_a_moment_by_the_newest_fresh_ping(pinged):
+  # 08:03: P1 carries a passenger; P2 waits in 6 since 08:00.
+  assert _probes_at(pinged, "08:03") == [("P2", 6, at("08:00"))]
+  # 08:10: P1 has been empty in 32 since 08:05; P2 is busy again; P3's
+  # 06:00 ping is over 2 hours back, so it waits since 08:09; P4's 08:11
+  # ping is the future.
+  assert _probes_at(pinged, "08:10") == [("P1", 32, at("08:05")),
+                                         ("P3", 7, at("08:09"))]
+  # 08:26: P1's newest ping is 11 minutes old: off line, not supply.
+  assert ("P1", 32, at("08:05")) in _probes_at(pinged, "08:25")
+  assert [r[0] for r in _probes_at(pinged, "08:26")] == []
+
+
+def test_supply_comes_from_probes_where_pings_cover_the_moment(pinged):
+  cfg = sql.QueryConfig()
+  table, source = pinged.supply_at(cfg, at("08:10"))
+  assert source == "probes" and table.column("taxi_id").to_pylist() == [
+      "P1", "P3"]
+  # No ping within 10 minutes of 11:30: the trips answer.
+  table, source = pinged.supply_at(cfg, at("11:30"))
+  assert source == "trips" and table.column("taxi_id").to_pylist() == ["B"]
+
+
+def test_the_probe_query_reads_the_grid_cell_from_the_position():
+  text = sql.idle_at_probes_bigquery(
+      sql.QueryConfig(spatial_unit=sql.SpatialUnit.GRID), at("08:10"))
+  assert "FLOOR((latitude" in text and "community_area" not in text
+  assert "<= " + str(at("08:10")) in text   # no ping after the moment

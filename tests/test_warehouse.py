@@ -108,14 +108,6 @@ def _assert_fails_cleanly(wh, path, *needles):
   assert _tables(wh) == before
 
 
-def test_missing_required_column_is_named(wh, tmp_path):
-  path = tmp_path / "no_area.csv"
-  path.write_text("trip_start_timestamp,trip_seconds,trip_miles,"
-                  "pickup_latitude,pickup_longitude\n1704621900,1,1,41.9,-87.6\n")
-  _assert_fails_cleanly(wh, path, "missing required column",
-                        "pickup_community_area")
-
-
 def test_empty_file(wh, tmp_path):
   path = tmp_path / "empty.csv"
   path.write_text("")
@@ -326,3 +318,68 @@ def test_an_old_predictions_table_is_left_as_it_was(tmp_path):
   with Warehouse(tmp_path / "new.duckdb") as w:
     tables = {r[0] for r in w.con.execute("SHOW TABLES").fetchall()}
   assert "predictions" not in tables and "trips" in tables
+
+
+# ---- probes: an operator's pings, loaded by the same accounting ------------
+
+
+def test_probes_load_and_each_bad_ping_goes_to_quarantine(wh):
+  report = wh.load([DATA / "bad_probes.csv"])
+  # A probes file: trips untouched, its own per-rule counts.
+  assert (report.read, report.loaded, report.quarantined) == (0, 0, 0)
+  assert (report.probes_read, report.probes_loaded,
+          report.probes_quarantined) == (10, 3, 7)
+  assert report.probes_per_rule == {
+      "malformed_row": 1, "bad_timestamp": 1, "missing_vehicle_id": 1,
+      "position_outside_chicago": 1, "community_area_out_of_range": 1,
+      "bad_occupied_flag": 1, "duplicate_ping": 1}
+  assert set(report.probes_per_rule) == set(contract.PROBE_RULE_NAMES)
+  rows = wh.con.execute(
+      "SELECT vehicle_id, epoch(ping_timestamp)::BIGINT, occupied, "
+      "community_area FROM probes ORDER BY 1, 2").fetchall()
+  assert rows == [("v1", 1707552000, False, 32), ("v1", 1707552060, True, 32),
+                  ("v2", 1707552000, False, None)]   # epoch seconds parse
+  raw = dict(wh.con.execute(
+      "SELECT rule, raw FROM quarantine WHERE source_file LIKE "
+      "'%bad_probes.csv'").fetchall())
+  assert len(raw) == 7
+  assert '"occupied":"maybe"' in raw["bad_occupied_flag"]
+  assert '"community_area":"99"' in raw["community_area_out_of_range"]
+  assert "v4,2024-02-10" in raw["malformed_row"]
+  assert wh.load([DATA / "bad_probes.csv"]).skipped == [
+      str(DATA / "bad_probes.csv")]
+  assert wh.count("probes") == 3
+
+
+def test_probes_parquet_with_native_types_and_a_repeat_of_a_loaded_ping(
+    wh, tmp_path):
+  def pings(path, seconds):
+    pq.write_table(pa.table({
+        "vehicle_id": ["v9"] * len(seconds),
+        "ping_timestamp": pa.array(seconds, pa.int64()).cast(
+            pa.timestamp("s")),
+        "latitude": [41.9] * len(seconds), "longitude": [-87.6] * len(seconds),
+        "occupied": [True, False][:len(seconds)]}), path)
+  pings(tmp_path / "a.parquet", [1707552000, 1707552060])
+  pings(tmp_path / "b.parquet", [1707552060])
+  report = wh.load([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+  assert (report.probes_loaded, report.probes_per_rule["duplicate_ping"]) == (
+      2, 1)
+  assert wh.con.execute("SELECT list(occupied ORDER BY ping_timestamp) "
+                        "FROM probes").fetchone()[0] == [True, False]
+
+
+@pytest.mark.parametrize("header, row, needles", [
+    ("trip_start_timestamp,trip_seconds,trip_miles,pickup_latitude,"
+     "pickup_longitude", "1704621900,1,1,41.9,-87.6",
+     ("missing required column(s) for trips", "pickup_community_area")),
+    ("vehicle_id,ping_timestamp,latitude,longitude",
+     "v1,2024-02-10 08:00:00,41.9,-87.6",
+     ("missing required column(s) for probes", "occupied")),
+])
+def test_a_missing_required_column_is_named_for_its_table(wh, tmp_path,
+                                                         header, row,
+                                                         needles):
+  path = tmp_path / "missing.csv"
+  path.write_text(f"{header}\n{row}\n")
+  _assert_fails_cleanly(wh, path, *needles)

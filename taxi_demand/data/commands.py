@@ -18,6 +18,16 @@ load with one line naming it, and nothing is written.
 
 Files named truth*.parquet (written by `simulate`) fill the `truth` table.
 
+Probes, an operator's vehicle pings, are optional. A file whose header has
+no trip_start_timestamp but vehicle_id, ping_timestamp or occupied is a
+probes file: it needs vehicle_id, ping_timestamp, latitude, longitude and
+occupied (true/false, t/f, 1/0, yes/no), and may give community_area. Its
+rows load into `probes` or go to the same quarantine, by rules of their own
+(bad_timestamp, missing_vehicle_id, position_outside_chicago,
+community_area_out_of_range, bad_occupied_flag, duplicate_ping). Where
+probes cover a moment, `recommend` counts idle taxis from them instead of
+from trips.
+
 A load is one transaction: killed part-way, it leaves the warehouse as it
 was, and the same files load again whole. It may run while the 5-minute job,
 the daily run and other commands read the warehouse: it waits for the
@@ -29,6 +39,7 @@ Examples:
   taxi-demand load .venv/lib/python3.10/site-packages/tfx/examples/\\
 chicago_taxi_pipeline/data/simple/data.csv
   taxi-demand load a.csv b.parquet --json
+  taxi-demand load pings-2024-02-10.csv
 """
 
 _SIMULATE_EPILOG = """\
@@ -36,6 +47,14 @@ Trips are Poisson draws from a known intensity per community area and
 15-minute slot, calibrated on the real Chicago sample. The intensity goes to
 truth-*.parquet next to the trips: the oracle forecast any model should
 approach. Same --seed, same trips.
+
+A fleet drives them: each trip goes to the taxi idle longest in its pickup
+area, else the nearest idle one within 15 minutes' drive, else a taxi
+starting its shift, and waits empty at the dropoff. Trips carry its
+taxi_id (s<seed>-<day>-t<k>; each day's fleet starts at midnight). With
+--pings SECONDS, every taxi on shift also pings its position and occupied
+flag that often, to probes-*.parquet, which `load` puts in the `probes`
+table (at 60 s, about 35 pings per trip).
 
 Drift (--drift), clauses joined by ';', each from a day onwards:
   area=8:x3@2024-02-05          area 8's demand times 3 (sudden)
@@ -48,6 +67,7 @@ Examples:
   taxi-demand simulate --start 2024-01-01 --days 35 --out trips/
   taxi-demand load trips/
   taxi-demand simulate --start 2024-01-01 --days 42 --seed 7 --load
+  taxi-demand simulate --start 2024-02-01 --days 7 --pings 60 --load
   taxi-demand simulate --start 2024-01-01 --days 42 --out drifted/ \\
       --drift 'area=8:x3@2024-02-05;area=32:x2/14d@2024-02-01'
 """
@@ -72,13 +92,21 @@ def _print_report(args, report, wh) -> None:
     cli.print_json({**report.to_dict(), "warehouse": str(wh.path),
                     "span_range": wh.span_range()})
     return
-  print(f"read {report.read:,}  loaded {report.loaded:,}  "
-        f"quarantined {report.quarantined:,}")
-  for rule, n in report.per_rule.items():
-    if n:
-      print(f"  {rule}: {n:,}")
+  if report.read or not report.probes_read:
+    print(f"read {report.read:,}  loaded {report.loaded:,}  "
+          f"quarantined {report.quarantined:,}")
+    for rule, n in report.per_rule.items():
+      if n:
+        print(f"  {rule}: {n:,}")
   for path in report.skipped:
     print(f"  already loaded, skipped: {path}")
+  if report.probes_read:
+    print(f"probes: read {report.probes_read:,}  loaded "
+          f"{report.probes_loaded:,}  quarantined "
+          f"{report.probes_quarantined:,}")
+    for rule, n in report.probes_per_rule.items():
+      if n:
+        print(f"  {rule}: {n:,}")
   if report.truth_rows:
     print(f"truth rows {report.truth_rows:,}")
   spans = wh.span_range()
@@ -98,11 +126,14 @@ def _simulate(args, home) -> int:
   if args.out is not None:
     report = simulate.simulate_files(args.out, args.start, args.days,
                                      seed=args.seed, scale=args.scale,
-                                     drift=args.drift, progress=_progress)
+                                     drift=args.drift, progress=_progress,
+                                     pings_every_s=args.pings)
     if args.json and not args.load:
       cli.print_json(report.to_dict())
     elif not args.load:
-      print(f"simulated {report.trips:,} trips over {report.days} days in "
+      pings = f", {report.pings:,} pings" if report.pings else ""
+      print(f"simulated {report.trips:,} trips{pings} over {report.days} "
+            f"days by up to {report.taxis:,} taxis a day in "
             f"{report.seconds:.1f}s -> {', '.join(report.files)}")
       print(f"next: taxi-demand load {args.out}")
   if args.load:
@@ -114,7 +145,7 @@ def _simulate(args, home) -> int:
       else:
         load_report = simulate.simulate_into(
             wh, args.start, args.days, seed=args.seed, scale=args.scale,
-            drift=args.drift, progress=_progress)
+            drift=args.drift, progress=_progress, pings_every_s=args.pings)
       _print_report(args, load_report, wh)
   return 0
 
@@ -147,6 +178,9 @@ def register(subparsers, parents) -> None:
                    help="demand multiplier; 1.0 is ~60k trips a day")
   sim.add_argument("--drift", metavar="SPEC", default=None,
                    help="inject a change from a day on (see below)")
+  sim.add_argument("--pings", type=int, metavar="SECONDS", default=None,
+                   help="also write the fleet's probe pings, one per taxi "
+                   "this often (10..3600; default: no pings)")
   sim.add_argument("--out", metavar="DIR", default=None,
                    help="folder for trips-*.parquet and truth-*.parquet")
   sim.add_argument("--load", action="store_true",

@@ -117,3 +117,61 @@ def missing_columns(columns) -> list[str]:
   """Required columns absent from `columns`, in contract order."""
   present = {c.lower() for c in columns}
   return [c for c in REQUIRED_COLUMNS if c not in present]
+
+
+# ---- probes: an operator's vehicle pings (optional) -------------------------
+#
+# Where an operator has them, pings say where each vehicle is and whether it
+# carries a passenger, which is supply known as it happens rather than
+# inferred from trips afterwards. A file is a probes file when its header has
+# no trip_start_timestamp and a column only pings have (`is_probes`); it loads into the
+# `probes` table, with the same accounting as trips: read == loaded +
+# quarantined, each quarantined row under the first PROBE_RULES rule it
+# breaks. `community_area` is optional: with the community-area unit, a ping
+# without one counts in no cell (grid cells come from the position).
+PROBE_COLUMNS: dict[str, str] = {
+    "vehicle_id": "VARCHAR",
+    "ping_timestamp": "TIMESTAMP",
+    "latitude": "DOUBLE",
+    "longitude": "DOUBLE",
+    "occupied": "BOOLEAN",
+    "community_area": "BIGINT",
+}
+PROBE_REQUIRED_COLUMNS: tuple[str, ...] = (
+    "vehicle_id", "ping_timestamp", "latitude", "longitude", "occupied")
+# What `occupied` may say, case and surrounding blanks ignored.
+OCCUPIED_TRUE = ("true", "t", "1", "yes", "y")
+OCCUPIED_FALSE = ("false", "f", "0", "no", "n")
+
+PROBE_RULES: tuple[Rule, ...] = (
+    RULES[0],  # malformed_row: the same reader, the same meaning
+    Rule("bad_timestamp", "ping_timestamp missing or unparsable"),
+    Rule("missing_vehicle_id", "vehicle_id missing or blank"),
+    Rule("position_outside_chicago",
+         "latitude or longitude missing, unparsable or outside the city's "
+         "bounding box"),
+    Rule("community_area_out_of_range",
+         "community_area present but not an integer in 1..77"),
+    Rule("bad_occupied_flag",
+         "occupied missing or not one of " +
+         "/".join(OCCUPIED_TRUE) + " or " + "/".join(OCCUPIED_FALSE)),
+    Rule("duplicate_ping",
+         "the same vehicle_id and ping_timestamp already loaded, or repeated "
+         "earlier in the same load"),
+)
+PROBE_RULE_NAMES: tuple[str, ...] = tuple(r.name for r in PROBE_RULES)
+
+
+def is_probes(columns) -> bool:
+  """Whether a file with these columns is meant as probes, not trips: no
+  trip_start_timestamp, and a column only pings have. Its missing probe
+  columns are then the ones to name."""
+  present = {c.lower() for c in columns}
+  return ("trip_start_timestamp" not in present and
+          bool(present & {"vehicle_id", "ping_timestamp", "occupied"}))
+
+
+def missing_probe_columns(columns) -> list[str]:
+  """Required probe columns absent from `columns`, in contract order."""
+  present = {c.lower() for c in columns}
+  return [c for c in PROBE_REQUIRED_COLUMNS if c not in present]

@@ -311,6 +311,164 @@ def day_trips(cal: Calibration, day: int, seed: int, scale: float,
   return table, lam
 
 
+# ---- the fleet: who drove each trip, and where every taxi was -------------
+#
+# Taxis take the simulated passengers where they are: a trip goes to the taxi
+# idle longest in its pickup area, else to the nearest idle taxi that can
+# drive there by the pickup (FLEET_REACH_MINUTES at FLEET_SPEED_KMH), else to
+# a taxi starting its shift. The taxi drives the trip and waits, empty, at
+# the dropoff. Nothing is drawn, so trips and their keys are what they were
+# without a fleet. Shifts are days: each day's fleet starts empty at
+# midnight, with ids s{seed}-{day}-t{k}, so a day simulates the same alone
+# or in a run of days.
+FLEET_SPEED_KMH = 20.0
+FLEET_REACH_MINUTES = 15.0
+# A taxi empty this long after a dropoff has ended its shift: no more pings
+# (as sql.MAX_IDLE_SECONDS).
+SHIFT_END_IDLE_SECONDS = 2 * 3600
+
+
+def area_positions(cal: Calibration) -> np.ndarray:
+  """(77, 2) lat/lon of every area: the calibration's centroids, and for
+  the areas the sample never located, guidance's neighbour-in-number
+  guess."""
+  from taxi_demand import guidance  # noqa: PLC0415 - numpy only
+  known = {a + 1: tuple(cal.centroid[a]) for a in range(AREAS)
+           if not np.isnan(cal.centroid[a, 0])}
+  filled = guidance.positions_with_gaps_filled(known, range(1, AREAS + 1))
+  return np.array([filled[a] for a in range(1, AREAS + 1)], float)
+
+
+def area_minutes(positions: np.ndarray,
+                 speed_kmh: float = FLEET_SPEED_KMH) -> np.ndarray:
+  """(77, 77) straight-line driving minutes between areas."""
+  from taxi_demand import guidance  # noqa: PLC0415 - numpy only
+  return guidance.Geometry.from_positions(
+      {a + 1: tuple(positions[a]) for a in range(AREAS)}, speed_kmh).minutes
+
+
+def assign_taxis(start: np.ndarray, end: np.ndarray, pickup: np.ndarray,
+                 dropoff: np.ndarray, minutes: np.ndarray,
+                 reach_minutes: float = FLEET_REACH_MINUTES) -> np.ndarray:
+  """The taxi (0, 1, ...) that drives each trip, by the rule above.
+
+  start/end: epoch seconds; pickup/dropoff: areas 1..77; minutes: (77, 77).
+  """
+  import collections  # noqa: PLC0415
+  import heapq  # noqa: PLC0415
+  order = np.argsort(start, kind="stable")
+  near = [[int(b) for b in np.argsort(minutes[a], kind="stable")
+           if minutes[a, b] <= reach_minutes] for a in range(AREAS)]
+  drive = np.rint(minutes * 60).astype(np.int64)
+  idle = [collections.deque() for _ in range(AREAS)]  # (free since, taxi)
+  busy: list = []                                      # (free at, taxi, area)
+  taxi_of = np.empty(len(start), np.int64)
+  fleet = 0
+  starts, ends = start.tolist(), end.tolist()
+  pickups, dropoffs = (pickup - 1).tolist(), (dropoff - 1).tolist()
+  for i in order.tolist():
+    t, a = starts[i], pickups[i]
+    while busy and busy[0][0] <= t:
+      free, taxi, where = heapq.heappop(busy)
+      idle[where].append((free, taxi))
+    chosen = None
+    for b in near[a]:
+      queue = idle[b]
+      if queue and queue[0][0] + drive[b, a] <= t:
+        chosen = queue.popleft()[1]
+        break
+    if chosen is None:
+      chosen, fleet = fleet, fleet + 1
+    taxi_of[i] = chosen
+    heapq.heappush(busy, (ends[i], chosen, dropoffs[i]))
+  return taxi_of
+
+
+def fleet_pings(taxi: np.ndarray, start: np.ndarray, end: np.ndarray,
+                pickup: np.ndarray, dropoff: np.ndarray,
+                positions: np.ndarray, minutes: np.ndarray,
+                every_s: int) -> dict:
+  """Every taxi's pings, one each `every_s` seconds on the clock, from its
+  first pickup to its shift's end: occupied along each trip (moving from
+  the pickup to the dropoff area), then empty at the dropoff (at most
+  SHIFT_END_IDLE_SECONDS), and empty on the drive to its next pickup. Columns as contract.PROBE_COLUMNS, with the
+  vehicle as an integer (named by the caller)."""
+  order = np.lexsort((start, taxi))
+  taxi, start, end = taxi[order], start[order], end[order]
+  pickup, dropoff = pickup[order], dropoff[order]
+  last = np.append(taxi[1:] != taxi[:-1], True)
+  next_start = np.append(start[1:], 0)
+  next_pickup = np.append(pickup[1:], 1)
+  drive = np.rint(minutes[dropoff - 1, next_pickup - 1] * 60).astype(np.int64)
+  leave = np.where(last, end + SHIFT_END_IDLE_SECONDS,
+                   np.maximum(end, next_start - drive))
+  arrive = np.where(last, leave, np.maximum(leave, next_start))
+  # Segments: (taxi, t0, t1, occupied, from area, to area).
+  # A wait longer than a shift's end is off shift, without pings, until
+  # the drive to the next pickup.
+  seg = [
+      (taxi, start, end, True, pickup, dropoff),
+      (taxi, end, np.minimum(leave, end + SHIFT_END_IDLE_SECONDS), False,
+       dropoff, dropoff),
+      (taxi, leave, arrive, False, dropoff, next_pickup),
+  ]
+  columns = [np.concatenate([np.broadcast_to(np.asarray(part[k]),
+                                             taxi.shape) for part in seg])
+             for k in range(6)]
+  who, t0, t1, occupied, origin, goal = columns
+  first = -(-t0 // every_s) * every_s            # first clock tick >= t0
+  count = np.maximum(0, -(-(t1 - first) // every_s))
+  keep = count > 0
+  who, t0, t1, occupied, origin, goal, first, count = (
+      x[keep] for x in (who, t0, t1, occupied, origin, goal, first, count))
+  row = np.repeat(np.arange(count.size), count)
+  offset = np.arange(row.size) - np.repeat(np.cumsum(count) - count, count)
+  at = first[row] + offset * every_s
+  share = (at - t0[row]) / np.maximum(1, t1[row] - t0[row])
+  here = positions[origin[row] - 1]
+  there = positions[goal[row] - 1]
+  where = here + (there - here) * share[:, None]
+  # The area a ping reports: where the taxi waits, else the nearer end.
+  area = np.where(share < 0.5, origin[row], goal[row])
+  return {"vehicle": who[row], "ping_s": at, "latitude": where[:, 0].round(6),
+          "longitude": where[:, 1].round(6), "occupied": occupied[row],
+          "community_area": area.astype(np.int64)}
+
+
+def _seconds(column) -> np.ndarray:
+  import pyarrow as pa  # noqa: PLC0415
+  return column.cast(pa.int64()).to_numpy() // 1_000_000
+
+
+def with_fleet(table, day: int, seed: int, positions: np.ndarray,
+               minutes: np.ndarray, pings_every_s: int | None = None):
+  """(the day's trips with taxi_id, its pings as a table or None)."""
+  import pyarrow as pa  # noqa: PLC0415
+  start = _seconds(table.column("trip_start_timestamp"))
+  end = _seconds(table.column("trip_end_timestamp"))
+  pickup = table.column("pickup_community_area").to_numpy()
+  dropoff = table.column("dropoff_community_area").to_numpy()
+  taxi = assign_taxis(start, end, pickup, dropoff, minutes)
+  names = np.char.add(f"s{seed}-{day}-t", taxi.astype(str))
+  trips = table.add_column(1, "taxi_id", pa.array(names, pa.string()))
+  if not pings_every_s:
+    return trips, None
+  p = fleet_pings(taxi, start, end, pickup, dropoff, positions, minutes,
+                  pings_every_s)
+  pings = pa.table({
+      "vehicle_id": pa.array(
+          np.char.add(f"s{seed}-{day}-t", p["vehicle"].astype(str)),
+          pa.string()),
+      "ping_timestamp": pa.array(p["ping_s"] * 1_000_000, pa.int64()).cast(
+          pa.timestamp("us")),
+      "latitude": p["latitude"],
+      "longitude": p["longitude"],
+      "occupied": p["occupied"].astype(bool),
+      "community_area": p["community_area"],
+  })
+  return trips, pings
+
+
 @dataclasses.dataclass
 class SimulationReport:
   trips: int
@@ -318,6 +476,8 @@ class SimulationReport:
   files: list[str]
   days: int
   seconds: float = 0.0
+  taxis: int = 0             # the most taxis on shift in a day
+  pings: int = 0
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -336,11 +496,14 @@ def _day_number(start: datetime.date | str) -> int:
 def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
                    seed: int = 0, scale: float = 1.0,
                    drift: str | Sequence[DriftClause] | None = None,
-                   progress: Callable[[str], None] | None = None
+                   progress: Callable[[str], None] | None = None,
+                   pings_every_s: int | None = None
                    ) -> SimulationReport:
-  """Writes trips-<first>-<last>.parquet and truth-<first>-<last>.parquet.
+  """Writes trips-<first>-<last>.parquet and truth-<first>-<last>.parquet,
+  and with `pings_every_s` the fleet's probes-<first>-<last>.parquet.
 
-  Trips are written a day per row group, so memory stays at about one day.
+  Trips (and pings) are written a day per row group, so memory stays at
+  about one day.
   """
   import time  # noqa: PLC0415
   import pyarrow as pa  # noqa: PLC0415
@@ -352,6 +515,11 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
     raise TaxiDemandError(f"--days must be 1..3660, got {days!r}")
   if not (isinstance(scale, (int, float)) and 0 < scale <= 1000):
     raise TaxiDemandError(f"--scale must be in (0, 1000], got {scale!r}")
+  if pings_every_s is not None and (
+      isinstance(pings_every_s, bool) or not isinstance(pings_every_s, int)
+      or not 10 <= pings_every_s <= 3600):
+    raise TaxiDemandError(
+        f"--pings must be 10..3600 seconds, got {pings_every_s!r}")
   clauses = parse_drift(drift) if isinstance(drift, (str, type(None))) \
       else tuple(drift)
   cal = Calibration.load()
@@ -361,21 +529,34 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
           f"{(EPOCH + datetime.timedelta(days=first + days - 1)):%Y%m%d}")
   trips_path = out / f"trips-{stem}-seed{seed}.parquet"
   truth_path = out / f"truth-{stem}-seed{seed}.parquet"
-  total, lams = 0, []
-  writer = None
+  probes_path = out / f"probes-{stem}-seed{seed}.parquet"
+  positions = area_positions(cal)
+  minutes = area_minutes(positions)
+  total, lams, taxis, pinged = 0, [], 0, 0
+  writers: dict = {}
+
+  def write(path: Path, table) -> None:
+    if path not in writers:
+      writers[path] = pq.ParquetWriter(str(path), table.schema,
+                                       compression="snappy")
+    writers[path].write_table(table)
+
   try:
     for i, day in enumerate(range(first, first + days)):
       table, lam = day_trips(cal, day, seed, scale, clauses)
-      if writer is None:
-        writer = pq.ParquetWriter(str(trips_path), table.schema,
-                                  compression="snappy")
-      writer.write_table(table)
+      table, pings = with_fleet(table, day, seed, positions, minutes,
+                                pings_every_s)
+      write(trips_path, table)
+      if pings is not None:
+        write(probes_path, pings)
+        pinged += pings.num_rows
       total += table.num_rows
+      taxis = max(taxis, len(set(table.column("taxi_id").to_pylist())))
       lams.append(lam.astype(np.float32))
       if progress and (i + 1) % 7 == 0:
         progress(f"simulate: {i + 1}/{days} days, {total:,} trips")
   finally:
-    if writer is not None:
+    for writer in writers.values():
       writer.close()
   lam = np.stack(lams)  # (days, 77, 96)
   area = np.broadcast_to(np.arange(1, AREAS + 1)[None, :, None], lam.shape)
@@ -387,17 +568,21 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
       "slot_start": slot.ravel().astype(np.int64),
       "intensity": lam.ravel().astype(np.float64),
   }), str(truth_path))
-  return SimulationReport(total, int(lam.size),
-                          [str(trips_path), str(truth_path)], days,
-                          round(time.perf_counter() - began, 3))
+  files = [str(trips_path), str(truth_path)] + (
+      [str(probes_path)] if pings_every_s else [])
+  return SimulationReport(total, int(lam.size), files, days,
+                          round(time.perf_counter() - began, 3), taxis,
+                          pinged)
 
 
 def simulate_into(warehouse, start: datetime.date | str, days: int,
                   seed: int = 0, scale: float = 1.0,
                   drift: str | Sequence[DriftClause] | None = None,
-                  progress: Callable[[str], None] | None = None):
+                  progress: Callable[[str], None] | None = None,
+                  pings_every_s: int | None = None):
   """Simulates and loads into an open writable Warehouse, through the same
   file path and row rules as `taxi-demand load`. Returns the LoadReport."""
   with tempfile.TemporaryDirectory(prefix="taxi-sim-") as tmp:
-    simulate_files(tmp, start, days, seed, scale, drift, progress)
+    simulate_files(tmp, start, days, seed, scale, drift, progress,
+                   pings_every_s)
     return warehouse.load([tmp], progress=progress)

@@ -185,8 +185,12 @@ def _cell_expr(cfg: QueryConfig, end: str = "pickup") -> str:
   """The cell of a trip's `end` ("pickup" or "dropoff")."""
   if cfg.spatial_unit is SpatialUnit.COMMUNITY_AREA:
     return f"{end}_community_area"
+  return _grid_cell_expr(cfg, f"{end}_latitude", f"{end}_longitude")
+
+
+def _grid_cell_expr(cfg: QueryConfig, lat: str, lon: str) -> str:
+  """The grid cell of a position (NULL outside the city's box)."""
   box = contract.CHICAGO_BBOX
-  lat, lon = f"{end}_latitude", f"{end}_longitude"
   row = (f"CAST(FLOOR(({lat} - {box.south}) * "
          f"{_METRES_PER_DEG_LAT} / {cfg.grid_metres}) AS INT64)")
   col = (f"CAST(FLOOR(({lon} - ({box.west})) * "
@@ -541,6 +545,63 @@ def idle_at_duckdb(cfg: QueryConfig, at: int,
                    max_idle_s: int = MAX_IDLE_SECONDS) -> str:
   """`idle_at_bigquery`, transpiled for the local warehouse."""
   return to_duckdb(idle_at_bigquery(cfg, at, max_idle_s))
+
+
+# A vehicle whose newest ping is older than this is off line: not supply.
+PING_FRESH_SECONDS = 10 * 60
+
+
+def _probe_cell_expr(cfg: QueryConfig) -> str:
+  """A ping's cell: its community_area, or the grid cell of its position."""
+  if cfg.spatial_unit is SpatialUnit.COMMUNITY_AREA:
+    return "community_area"
+  return _grid_cell_expr(cfg, "latitude", "longitude")
+
+
+def idle_at_probes_bigquery(cfg: QueryConfig, at: int,
+                            max_idle_s: int = MAX_IDLE_SECONDS,
+                            fresh_s: int = PING_FRESH_SECONDS,
+                            table: str = "probes") -> str:
+  """The taxis idle at `at` from probe pings, as BigQuery Standard SQL:
+  taxi_id, cell, idle_start, the columns of `idle_at_bigquery`.
+
+  Point in time: only pings at or before `at` are read. A vehicle is idle
+  when its newest ping is at most `fresh_s` old and unoccupied; its cell is
+  that ping's. idle_start is its first unoccupied ping after its last
+  occupied one, read back at most `max_idle_s`.
+  """
+  _check_int("at", at, bounds=(0, 10**11))
+  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
+  _check_int("fresh_s", fresh_s, bounds=(1, max_idle_s))
+  t = "UNIX_SECONDS(ping_timestamp)"
+  return (
+      "SELECT taxi_id, cell, idle_start FROM (\n"
+      "  SELECT taxi_id, cell, occupied, t, newest,\n"
+      "    MIN(IF(NOT occupied AND (last_busy IS NULL OR t > last_busy), t, "
+      "NULL)) OVER (PARTITION BY taxi_id) AS idle_start\n"
+      "  FROM (\n"
+      f"    SELECT vehicle_id AS taxi_id, {_probe_cell_expr(cfg)} AS cell,\n"
+      f"      occupied, {t} AS t,\n"
+      "      ROW_NUMBER() OVER (PARTITION BY vehicle_id ORDER BY "
+      "ping_timestamp DESC) AS newest,\n"
+      "      MAX(IF(occupied, "
+      f"{t}, NULL)) OVER (PARTITION BY vehicle_id) AS last_busy\n"
+      f"    FROM `{check_table(table)}`\n"
+      f"    WHERE {t} <= {at} AND {t} > {at - max_idle_s}\n"
+      "  )\n"
+      ")\n"
+      f"WHERE newest = 1 AND NOT occupied AND t >= {at - fresh_s}\n"
+      "  AND cell IS NOT NULL\n"
+      "ORDER BY taxi_id")
+
+
+def pings_near_bigquery(at: int, fresh_s: int = PING_FRESH_SECONDS,
+                        table: str = "probes") -> str:
+  """How many pings fall in [at - fresh_s, at]: whether probes cover `at`."""
+  _check_int("at", at, bounds=(0, 10**11))
+  t = "UNIX_SECONDS(ping_timestamp)"
+  return (f"SELECT COUNT(*) AS pings FROM `{check_table(table)}` "
+          f"WHERE {t} <= {at} AND {t} >= {at - fresh_s}")
 
 
 def requests_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS truth (
   community_area BIGINT, slot_start BIGINT, intensity DOUBLE,
   PRIMARY KEY (community_area, slot_start)
 );
+-- An operator's vehicle pings (contract.PROBE_COLUMNS); optional.
+CREATE TABLE IF NOT EXISTS probes (
+  {', '.join(f'{name} {kind}' for name, kind in contract.PROBE_COLUMNS.items())}
+);
 CREATE TABLE IF NOT EXISTS loads (
   fingerprint VARCHAR PRIMARY KEY, path VARCHAR, kind VARCHAR, read BIGINT,
   loaded BIGINT, quarantined BIGINT, loaded_at TIMESTAMP
@@ -75,6 +79,13 @@ class LoadReport:
   files: list[str] = dataclasses.field(default_factory=list)
   skipped: list[str] = dataclasses.field(default_factory=list)
   truth_rows: int = 0
+  # Probe files (contract.is_probes) account apart, by the same invariant:
+  # probes_read == probes_loaded + probes_quarantined.
+  probes_read: int = 0
+  probes_loaded: int = 0
+  probes_quarantined: int = 0
+  probes_per_rule: dict[str, int] = dataclasses.field(
+      default_factory=lambda: {r: 0 for r in contract.PROBE_RULE_NAMES})
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -496,6 +507,32 @@ class Warehouse:
     return self.con.execute(demand_sql.idle_at_duckdb(
         cfg, at, max_idle_s)).fetch_arrow_table()
 
+  def idle_at_probes(self, cfg: demand_sql.QueryConfig, at: int,
+                     max_idle_s: int = demand_sql.MAX_IDLE_SECONDS
+                     ) -> pa.Table:
+    """The taxis idle at `at` by their pings (sql.idle_at_probes_bigquery)."""
+    return self.con.execute(demand_sql.to_duckdb(
+        demand_sql.idle_at_probes_bigquery(cfg, at, max_idle_s))
+    ).fetch_arrow_table()
+
+  def supply_at(self, cfg: demand_sql.QueryConfig, at: int
+                ) -> tuple[pa.Table, str]:
+    """(the taxis idle at `at`, "probes" or "trips"): from probes where
+    pings cover `at`, which see every vehicle as it is, else from trips."""
+    if self.has_table("probes"):
+      [(pings,)] = self.con.execute(demand_sql.to_duckdb(
+          demand_sql.pings_near_bigquery(at))).fetchall()
+      if pings:
+        return self.idle_at_probes(cfg, at), "probes"
+    return self.idle_at(cfg, at), "trips"
+
+  def has_table(self, name: str) -> bool:
+    """Whether the file has table `name` (one opened read-only may predate
+    a table added since)."""
+    return bool(self.con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = ?", [name]).fetchone()[0])
+
   def requests(self, cfg: demand_sql.QueryConfig, begin: int,
                end: int) -> pa.Table:
     """Trips of [begin, end) as ride requests (sql.requests_bigquery)."""
@@ -557,16 +594,16 @@ class Warehouse:
     is_truth = path.name.startswith(TRUTH_PREFIX) and kind == "parquet"
     try:
       if is_truth:
-        counts = self._load_truth(path)
+        table, counts = "truth", self._load_truth(path)
         report.truth_rows += counts[0]
       else:
-        counts = self._load_trips(path, kind, report)
+        table, counts = self._load_rows(path, kind, report)
     except duckdb.Error as e:
       raise TaxiDemandError(
           f"{path}: cannot read {kind}: {_first_line(e)}") from e
     self.con.execute(
         "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, now())",
-        [fingerprint, str(path), "truth" if is_truth else "trips", *counts])
+        [fingerprint, str(path), table, *counts])
     report.files.append(str(path))
 
   def _load_truth(self, path: Path) -> tuple[int, int, int]:
@@ -584,8 +621,10 @@ class Warehouse:
         f"CAST(slot_start AS BIGINT), CAST(intensity AS DOUBLE) FROM {src}")
     return n, n, 0
 
-  def _load_trips(self, path: Path, kind: str,
-                  report: LoadReport) -> tuple[int, int, int]:
+  def _load_rows(self, path: Path, kind: str,
+                 report: LoadReport) -> tuple[str, tuple[int, int, int]]:
+    """Loads a trips or probes file (told apart by its columns); returns
+    the table and (read, loaded, quarantined)."""
     if kind == "csv":
       names = _csv_header(path)
       columns = dict.fromkeys(names, "VARCHAR")  # raw text, typed in SQL
@@ -593,10 +632,18 @@ class Warehouse:
       src = f"read_parquet({_lit(str(path))})"
       columns = {r[0]: r[1] for r in self.con.execute(
           f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    missing = contract.missing_columns(columns)
+    if contract.is_probes(columns):
+      table, target = "probes", contract.PROBE_COLUMNS
+      missing = contract.missing_probe_columns(columns)
+      staging = _probes_staging_query
+    else:
+      table, target = "trips", contract.TRIP_COLUMNS
+      missing = contract.missing_columns(columns)
+      staging = _staging_query
     if missing:
       raise TaxiDemandError(
-          f"{path}: missing required column(s): {', '.join(missing)}")
+          f"{path}: missing required column(s) for {table}: "
+          f"{', '.join(missing)}")
     with contextlib.ExitStack() as stack:
       if kind == "csv":
         src = _csv_source(path, names)
@@ -606,13 +653,12 @@ class Warehouse:
           src = _csv_source(_one_line_break(path, Path(folder)), names)
         self.con.execute(f"DROP TABLE IF EXISTS {_REJECTS}; "
                          f"DROP TABLE IF EXISTS {_REJECTS_SCAN}")
-      staged = _staging_query(src, columns)
+      staged = staging(src, columns)
       self.con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {staged}")
       try:
         if kind == "csv":
           self.con.execute(_MALFORMED_ROWS)
-        trip_columns = ", ".join(contract.TRIP_COLUMNS)
-        self.con.execute(f"INSERT INTO trips SELECT {trip_columns} "
+        self.con.execute(f"INSERT INTO {table} SELECT {', '.join(target)} "
                          "FROM _staged WHERE _rule IS NULL")
         self.con.execute(
             "INSERT INTO quarantine SELECT ?, _rule, _raw, now() FROM _staged "
@@ -624,17 +670,20 @@ class Warehouse:
                          f"DROP TABLE IF EXISTS {_REJECTS}; "
                          f"DROP TABLE IF EXISTS {_REJECTS_SCAN}")
     read = loaded = quarantined = 0
+    per_rule = report.probes_per_rule if table == "probes" else \
+        report.per_rule
     for rule, n in rows:
       read += n
       if rule is None:
         loaded += n
       else:
         quarantined += n
-        report.per_rule[rule] += n
-    report.read += read
-    report.loaded += loaded
-    report.quarantined += quarantined
-    return read, loaded, quarantined
+        per_rule[rule] += n
+    prefix = "probes_" if table == "probes" else ""
+    for name, n in (("read", read), ("loaded", loaded),
+                    ("quarantined", quarantined)):
+      setattr(report, prefix + name, getattr(report, prefix + name) + n)
+    return table, (read, loaded, quarantined)
 
 
 # ---- staging SQL: type every column, then name the first broken rule -------
@@ -672,13 +721,42 @@ def _typed(col: str | None, source_type: str | None, target: str) -> str:
   return f"TRY_CAST({c} AS {target})"
 
 
-def _staging_query(src: str, columns: dict[str, str]) -> str:
-  """SELECT over `src` giving typed TRIP_COLUMNS, `_rule` and `_raw`."""
+def _finder(columns: dict[str, str]):
+  """name -> (the source column of that name, case ignored, and its type),
+  or (None, None)."""
   lower = {name.lower(): name for name in columns}
 
   def col(name):
     actual = lower.get(name)
     return actual, columns.get(actual) if actual else None
+  return col
+
+
+def _as_number(col: str | None) -> str:
+  """A source column's value as a DOUBLE (NULL when absent or not one)."""
+  if col is None:
+    return "CAST(NULL AS DOUBLE)"
+  return f"TRY_CAST(trim(CAST({_q(col)} AS VARCHAR)) AS DOUBLE)"
+
+
+def _area_out_of_range(present: str) -> str:
+  """The rule community_area_out_of_range over `_area_num`."""
+  first, last = contract.COMMUNITY_AREAS[0], contract.COMMUNITY_AREAS[-1]
+  return (f"{present} AND (_area_num IS NULL OR _area_num <> "
+          f"floor(_area_num) OR _area_num NOT BETWEEN {first} AND {last})")
+
+
+def _ruled_rows(names: str) -> str:
+  """The staging query's last SELECT: typed columns, the first broken rule,
+  and a quarantined row's source text as JSON."""
+  return (f"SELECT {names}, _rule,\n"
+          "  CASE WHEN _rule IS NOT NULL THEN CAST(to_json(_src) AS VARCHAR) "
+          "END AS _raw\nFROM ruled\n")
+
+
+def _staging_query(src: str, columns: dict[str, str]) -> str:
+  """SELECT over `src` giving typed TRIP_COLUMNS, `_rule` and `_raw`."""
+  col = _finder(columns)
 
   typed = {name: _typed(*col(name), kind)
            for name, kind in contract.TRIP_COLUMNS.items()
@@ -695,10 +773,8 @@ def _staging_query(src: str, columns: dict[str, str]) -> str:
            f"trim(CAST({_q(key_col)} AS VARCHAR)) ELSE {derived} END")
   else:
     key = derived
-  area_num = (f"TRY_CAST(trim(CAST({_q(col('pickup_community_area')[0])} "
-              "AS VARCHAR)) AS DOUBLE)")
+  area_num = _as_number(col("pickup_community_area")[0])
   box = contract.CHICAGO_BBOX
-  first, last = contract.COMMUNITY_AREAS[0], contract.COMMUNITY_AREAS[-1]
   typed_list = ",\n    ".join(f"{expr} AS {name}"
                               for name, expr in typed.items())
   present_list = ",\n    ".join(f"{expr} AS _p_{name}"
@@ -725,9 +801,7 @@ ruled AS (
         AND NOT (_p_pickup_latitude AND _p_pickup_longitude)
         AND NOT (_p_pickup_latitude OR _p_pickup_longitude)
         THEN 'missing_pickup_location'
-      WHEN _p_pickup_community_area AND (_area_num IS NULL
-        OR _area_num <> floor(_area_num)
-        OR _area_num NOT BETWEEN {first} AND {last})
+      WHEN {_area_out_of_range("_p_pickup_community_area")}
         THEN 'community_area_out_of_range'
       WHEN (_p_pickup_latitude OR _p_pickup_longitude) AND (
         pickup_latitude IS NULL OR pickup_longitude IS NULL
@@ -745,7 +819,68 @@ ruled AS (
     END AS _rule
   FROM typed
 )
-SELECT {names}, _rule,
-  CASE WHEN _rule IS NOT NULL THEN CAST(to_json(_src) AS VARCHAR) END AS _raw
-FROM ruled
-"""
+{_ruled_rows(names)}"""
+
+
+def _occupied(col: str | None, source_type: str | None) -> str:
+  """`occupied` as a BOOLEAN, NULL when it says nothing the contract knows."""
+  if col is None:
+    return "CAST(NULL AS BOOLEAN)"
+  c = _q(col)
+  if source_type == "BOOLEAN":
+    return c
+  text = f"lower(trim(CAST({c} AS VARCHAR)))"
+  yes = ", ".join(_lit(v) for v in contract.OCCUPIED_TRUE)
+  no = ", ".join(_lit(v) for v in contract.OCCUPIED_FALSE)
+  return (f"CASE WHEN {text} IN ({yes}) THEN true "
+          f"WHEN {text} IN ({no}) THEN false END")
+
+
+def _probes_staging_query(src: str, columns: dict[str, str]) -> str:
+  """SELECT over `src` giving typed PROBE_COLUMNS, `_rule` and `_raw`."""
+  col = _finder(columns)
+
+  typed = {name: _typed(*col(name), kind)
+           for name, kind in contract.PROBE_COLUMNS.items()
+           if name not in ("vehicle_id", "occupied")}
+  vehicle, _ = col("vehicle_id")
+  typed["vehicle_id"] = (f"NULLIF(trim(CAST({_q(vehicle)} AS VARCHAR)), '')"
+                         if vehicle else "CAST(NULL AS VARCHAR)")
+  typed["occupied"] = _occupied(*col("occupied"))
+  area_num = _as_number(col("community_area")[0])
+  box = contract.CHICAGO_BBOX
+  typed_list = ",\n    ".join(f"{expr} AS {name}"
+                              for name, expr in typed.items())
+  names = ", ".join(contract.PROBE_COLUMNS)
+  return f"""
+WITH typed AS (
+  SELECT
+    row_number() OVER () AS _row,
+    {typed_list},
+    {_present(*col("community_area"))} AS _p_community_area,
+    {area_num} AS _area_num,
+    src AS _src
+  FROM {src} AS src
+),
+ruled AS (
+  SELECT *,
+    CASE
+      WHEN ping_timestamp IS NULL THEN 'bad_timestamp'
+      WHEN vehicle_id IS NULL THEN 'missing_vehicle_id'
+      WHEN latitude IS NULL OR longitude IS NULL
+        OR latitude NOT BETWEEN {box.south} AND {box.north}
+        OR longitude NOT BETWEEN {box.west} AND {box.east}
+        THEN 'position_outside_chicago'
+      WHEN {_area_out_of_range("_p_community_area")}
+        THEN 'community_area_out_of_range'
+      WHEN occupied IS NULL THEN 'bad_occupied_flag'
+      WHEN row_number() OVER (PARTITION BY vehicle_id, ping_timestamp
+                              ORDER BY _row) > 1
+        OR EXISTS (SELECT 1 FROM probes AS p
+                   WHERE p.vehicle_id = typed.vehicle_id
+                     AND p.ping_timestamp = typed.ping_timestamp)
+        THEN 'duplicate_ping'
+    END AS _rule
+  FROM typed
+)
+{_ruled_rows(names)}"""

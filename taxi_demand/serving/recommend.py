@@ -4,8 +4,10 @@ known at a moment, through `taxi_demand.guidance`, recorded.
 * Forecasts: those the 5-minute job served at the newest tick at or before
   `--at` (the served log), else the serving model scored at that tick now.
   Either way, only trips known at that tick are read.
-* Supply: the taxis idle at `--at` from trips alone (`sql.idle_at_bigquery`:
-  a dropoff and no pickup since); trips without a taxi_id give none.
+* Supply: the taxis idle at `--at`, from probe pings where they cover that
+  moment (`sql.idle_at_probes_bigquery`: the newest ping, fresh and
+  unoccupied), else from trips alone (`sql.idle_at_bigquery`: a dropoff and
+  no pickup since); trips without a taxi_id give none.
 * Travel: straight-line minutes between the cells' mean located pickup
   positions over the week before, or a travel-time table.
 
@@ -110,13 +112,14 @@ def geometry_of(warehouse: os.PathLike, cfg: demand_sql.QueryConfig,
 
 
 def idle_taxis(home: Home, cfg: demand_sql.QueryConfig, at: int
-               ) -> Tuple[List[str], List[int]]:
-  """(taxi ids, their cells) of the taxis idle at `at`, from trips."""
+               ) -> Tuple[List[str], List[int], str]:
+  """(taxi ids, their cells, "probes" or "trips") of the taxis idle at
+  `at`: from probe pings where they cover `at`, else from trips."""
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   with Warehouse(home.warehouse, read_only=True) as wh:
-    table = wh.idle_at(cfg, at)
+    table, source = wh.supply_at(cfg, at)
   return ([str(t) for t in table.column("taxi_id").to_pylist()],
-          [int(c) for c in table.column("cell").to_pylist()])
+          [int(c) for c in table.column("cell").to_pylist()], source)
 
 
 @dataclasses.dataclass
@@ -127,9 +130,10 @@ class Guidance:
   taxi_ids: List[str]
   choices: List[guidance.Choice]
   ranking: Optional[List[dict]]     # the single-taxi form's ranked cells
-  idle_known: int                   # idle taxis known from trips
+  idle_known: int                   # idle taxis known at `at`
   seconds: float
   record: Optional[Path] = None
+  supply: str = "trips"             # where idle_known came from
 
   def to_dict(self) -> dict:
     out = {
@@ -138,6 +142,7 @@ class Guidance:
         "model_version": self.forecasts.model_version,
         "forecasts": self.forecasts.source,
         "idle_taxis_known": self.idle_known,
+        "supply": self.supply,
         "recommendations": [
             {"taxi_id": t, **c.to_dict()}
             for t, c in zip(self.taxi_ids, self.choices)],
@@ -156,8 +161,9 @@ def recommend(home: Home, at: int, cells: Sequence[int],
               top: int = 0, record: bool = True) -> Guidance:
   """Recommendations for idle taxis in `cells` at `at` (epoch seconds).
 
-  The other idle taxis known at `at` (from trips) count as competition;
-  the taxis asked about are added to them where trips do not know them.
+  The other idle taxis known at `at` (from probes or trips) count as
+  competition; the taxis asked about are added to them where the warehouse
+  does not know them.
   With `top` > 0 (one taxi), the `top` best cells are ranked too.
   """
   started = time.perf_counter()
@@ -174,7 +180,7 @@ def recommend(home: Home, at: int, cells: Sequence[int],
   forecasts = forecasts_at(home, at, version)
   ids = [str(t) for t in (taxi_ids or [f"taxi-{i + 1}"
                                        for i in range(len(cells))])]
-  known_ids, known_cells = idle_taxis(home, cfg, at)
+  known_ids, known_cells, supply = idle_taxis(home, cfg, at)
   asked = set(ids)
   others = [c for t, c in zip(known_ids, known_cells) if t not in asked]
   idle = guidance.idle_counts(geometry, list(others) + [int(c) for c in cells])
@@ -194,7 +200,7 @@ def recommend(home: Home, at: int, cells: Sequence[int],
                 "idle_taxis": int(idle[i] - (i == o))} for i in order]
   choices = guidance.recommend_all(geometry, reach, idle, origins)
   out = Guidance(at, forecasts, ids, choices, ranking, len(known_ids),
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, supply=supply)
   if record:
     out.record = write_record(home, out)
   return out

@@ -8,8 +8,9 @@ import csv
 _EPILOG = """\
 For an idle taxi in CELL at --at, every reachable cell is ranked by the
 pickups forecast there between the taxi's arrival and --horizon minutes
-ahead, shared with the idle taxis already there (known from trips: dropped
-off and not picked up since). Driving time counts against a cell: a far one
+ahead, shared with the idle taxis already there. Those are known from probe
+pings where the warehouse has pings near --at (the newest fresh ping is
+unoccupied), else from trips (dropped off, not picked up since). Driving time counts against a cell: a far one
 must be worth more. The taxi stays unless another cell is.
 
 Forecasts are those the 5-minute job served at the newest tick at or before
@@ -19,7 +20,7 @@ Every recommendation is recorded with the model version that made it, under
 HOME/guidance/.
 
 Bulk: --idle FILE (CSV with taxi_id,cell) or --all-idle (every taxi idle at
---at, from trips) places the taxis one after another, each seeing where the
+--at, from probes or trips) places the taxis one after another, each seeing where the
 ones before it went.
 
 Examples:
@@ -71,12 +72,14 @@ def _recommend(args, home) -> int:
     ids, cells = _read_idle(args.idle)
   else:
     cfg = predict.LoadedModel(home, args.model).cfg
-    ids, cells = recommend.idle_taxis(home, cfg, at)
+    ids, cells, supply = recommend.idle_taxis(home, cfg, at)
     if not ids:
+      why = ("no fresh unoccupied ping" if supply == "probes" else
+             "the trips before it carry no taxi_id, or none has dropped off "
+             "within 2 hours")
       raise TaxiDemandError(
-          f"no taxi is known idle at {predict.format_epoch(at)}: the trips "
-          "before it carry no taxi_id, or none has dropped off within 2 "
-          "hours; pass --cell or --idle")
+          f"no taxi is known idle at {predict.format_epoch(at)} ({supply}: "
+          f"{why}); pass --cell or --idle")
   result = recommend.recommend(
       home, at, cells, ids, version=args.model, speed_kmh=args.speed,
       travel_table=args.travel_times, horizon_minutes=args.horizon,
@@ -87,7 +90,7 @@ def _recommend(args, home) -> int:
   f = result.forecasts
   print(f"forecasts issued {predict.format_epoch(f.issued_at)} by "
         f"{f.model_version} ({f.source}); {result.idle_known} idle taxis "
-        "known from trips")
+        f"known from {result.supply}")
   if result.ranking is not None:
     print(f"  {'cell':>6}  {'drive min':>9}  {'pickups/taxi':>12}  idle")
     for row in result.ranking:
@@ -109,7 +112,7 @@ def register(subparsers, parents) -> None:
       help="tell an idle taxi where to wait: forecast demand per idle taxi, "
       "net of the drive",
       description="Driver guidance from the served forecasts and the idle "
-      "taxis known from trips.", epilog=_EPILOG,
+      "taxis known from probes or trips.", epilog=_EPILOG,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--at", metavar="TIMESTAMP", default=None,
                  help="the moment (YYYY-MM-DD[THH:MM], city wall clock; "
@@ -120,7 +123,7 @@ def register(subparsers, parents) -> None:
   which.add_argument("--idle", metavar="FILE",
                      help="idle taxis: CSV with taxi_id,cell")
   which.add_argument("--all-idle", action="store_true",
-                     help="every taxi idle at --at, from trips")
+                     help="every taxi idle at --at, from probes or trips")
   p.add_argument("--taxi-id", default=None, help="with --cell: its id")
   p.add_argument("--top", type=int, default=5, metavar="K",
                  help="with --cell: rank the K best cells (default 5)")
