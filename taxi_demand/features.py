@@ -56,18 +56,27 @@ CITY_3H = "city_3h"                  # city pickups, the 3 hours before the slot
 # Mean over the 6 previous days of the city's pickups in the same 3 hours.
 CITY_3H_PREV_6D = "city_3h_prev_6d"
 
+# Supply (FLOAT64): idle taxis in the cell, from trips with a taxi_id known at
+# the issue time. A taxi waits, empty, in its dropoff cell until its next
+# pickup (a wait over 2 hours is a shift's end). 0 where trips carry no
+# taxi_id.
+IDLE_NOW = "idle_now"          # taxis waiting in the cell at the issue time
+IDLE_1H = "idle_1h"            # mean taxis waiting there over the hour before
+
 CALENDAR_FEATURES = (HOUR, DAY_OF_WEEK, IS_HOLIDAY)
 HISTORY_FEATURES = (LAG_1, LAG_2, LAG_3, LAG_1D, LAG_7D, MEAN_3H, MEAN_24H,
                     MEAN_SAME_SLOT_7D)
 CITY_FEATURES = (CITY_3H, CITY_3H_PREV_6D)
 NOW_FEATURES = (NOW_PICKUPS, NOW_ELAPSED)
+SUPPLY_FEATURES = (IDLE_NOW, IDLE_1H)
 # (cell, target slot, issue time) identifies an example and a served row.
 KEYS = (CELL, SLOT_START, ISSUED_AT)
 INT_COLUMNS = KEYS + (LEAD_MINUTES, LABEL) + CALENDAR_FEATURES
-FLOAT_COLUMNS = HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES
+FLOAT_COLUMNS = HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES + SUPPLY_FEATURES
 # Order in which the query emits them.
 RAW_COLUMNS = KEYS + (LEAD_MINUTES, HOUR, DAY_OF_WEEK, IS_HOLIDAY) + \
-    HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES + (LABEL,)
+    HISTORY_FEATURES + CITY_FEATURES + NOW_FEATURES + SUPPLY_FEATURES + \
+    (LABEL,)
 SERVING_COLUMNS = tuple(c for c in RAW_COLUMNS if c != LABEL)
 
 # Derived by Transform (taxi_demand/modeling/preprocessing.py); after Transform

@@ -41,6 +41,8 @@ def _rows(n: int = 1024, seed: int = 0):
   features[M.NOW_XF] = np.log1p(rng.poisson(rate * elapsed)).astype(
       np.float32)
   features[M.LEAD_XF] = rng.integers(0, 12, n).astype(np.int64)
+  for name in M.SUPPLY_XF:
+    features[name] = np.log1p(rng.poisson(3.0, n)).astype(np.float32)
   labels = rng.poisson(rate).astype(np.float32)
   return features, labels
 

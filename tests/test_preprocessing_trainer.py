@@ -37,7 +37,9 @@ def _raw_rows(cells, n_slots=12, seed=0):
              F.HOUR: (start % F.SECONDS_PER_DAY) // 3600, F.DAY_OF_WEEK: 5,
              F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell)),
              F.NOW_ELAPSED: ((30 - lead % 30) % 30) / 30,
-             F.NOW_PICKUPS: float(rng.poisson(cell / 2))}
+             F.NOW_PICKUPS: float(rng.poisson(cell / 2)),
+             F.IDLE_NOW: float(rng.poisson(3)),
+             F.IDLE_1H: float(rng.uniform(0, 5))}
       for key in F.HISTORY_FEATURES:
         row[key] = float(rng.poisson(cell))
       # City-wide: the same for every cell of a slot.
@@ -150,6 +152,10 @@ def test_preprocessing_fn_outputs(tmp_path):
       xf[M.NOW_XF], np.log1p([r[F.NOW_PICKUPS] for r in rows]), rtol=1e-6)
   np.testing.assert_allclose(
       xf[M.NOW_ELAPSED_XF], [r[F.NOW_ELAPSED] for r in rows], rtol=1e-6)
+  # Idle taxis, now and over the last hour, as log1p.
+  for key in F.SUPPLY_FEATURES:
+    np.testing.assert_allclose(xf[F.transformed_name(key)],
+                               np.log1p([r[key] for r in rows]), rtol=1e-6)
   for name in M.INPUT_NAMES:
     assert xf[name].shape.rank == 1, name
 

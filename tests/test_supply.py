@@ -182,3 +182,46 @@ def test_the_probe_query_reads_the_grid_cell_from_the_position():
       sql.QueryConfig(spatial_unit=sql.SpatialUnit.GRID), at("08:10"))
   assert "FLOOR((latitude" in text and "community_area" not in text
   assert "<= " + str(at("08:10")) in text   # no ping after the moment
+
+
+# ---- as features of the demand query ------------------------------------------
+
+
+def _supply_features(warehouse, hhmm, arrival="start"):
+  """{cell: (idle_now, idle_1h in taxi-minutes)} served at `hhmm`, checked
+  equal to the training path's rows of the same issue time."""
+  cfg = sql.QueryConfig(arrival=sql.ArrivalRule.parse(arrival))
+  served = warehouse.serving_features(cfg, at(hhmm))
+  training = {(r["cell"], r["slot_start"]): r for r in
+              warehouse.every_lead_features(cfg, BEGIN, BEGIN + 86_400)
+              .to_pylist() if r["issued_at"] == at(hhmm)}
+  out = {}
+  for row in served.to_pylist():
+    twin = training[(row["cell"], row["slot_start"])]
+    assert (twin["idle_now"], twin["idle_1h"]) == (row["idle_now"],
+                                                    row["idle_1h"])
+    if row["idle_now"] or row["idle_1h"]:
+      out[row["cell"]] = (row["idle_now"], round(row["idle_1h"] * 60, 6))
+  return out
+
+
+def test_idle_taxis_now_and_over_the_last_hour_are_features(warehouse):
+  # 08:30: A has waited in 32 since 08:20.
+  assert _supply_features(warehouse, "08:30") == {32: (1, 10)}
+  # 09:00: A left 32 at 08:50 (30 minutes of the hour); none waits now.
+  assert _supply_features(warehouse, "09:00") == {32: (0, 30)}
+  # 10:00: A in 6 since 09:10; B in 32 since 09:55.
+  assert _supply_features(warehouse, "10:00") == {6: (1, 50), 32: (1, 5)}
+  # 11:30: A's wait passed the 2-hour cap at 11:10 (40 minutes of the
+  # hour), B has waited in 7 all hour.
+  assert _supply_features(warehouse, "11:30") == {6: (0, 40), 7: (1, 60)}
+
+
+def test_a_trip_not_yet_known_leaves_its_taxi_idle_as_of_then(warehouse):
+  # Known at pickup: at 08:55 A is on its 08:50 trip.
+  assert _supply_features(warehouse, "08:55") == {32: (0, 30)}
+  # Known only at dropoff (09:10): at 08:55 nothing says A left 32 yet.
+  assert _supply_features(warehouse, "08:55", "end") == {32: (1, 35)}
+  # And its own dropoff counts only once known: B's 09:55 one, at 10:00
+  # with a 10-minute delay, is not.
+  assert 32 not in _supply_features(warehouse, "10:00", "end+10m")

@@ -27,7 +27,11 @@ trips_in AS (
   SELECT
     {cell_expr} AS cell,
     UNIX_SECONDS(trip_start_timestamp) AS start_s,
-    {known_expr} AS known_s
+    {known_expr} AS known_s,
+    taxi_id,
+    {dropoff_cell_expr} AS dropoff_cell,
+    COALESCE(UNIX_SECONDS(trip_end_timestamp),
+      UNIX_SECONDS(trip_start_timestamp) + trip_seconds) AS end_s
   FROM `{table}`
   WHERE UNIX_SECONDS(trip_start_timestamp) >= {read_begin}
     AND UNIX_SECONDS(trip_start_timestamp) < {read_end}
@@ -168,6 +172,51 @@ city_recent AS (
   JOIN city_on_time AS c ON c.anchor = k.anchor
   LEFT JOIN city_late AS l ON l.issued_at = k.issued_at
 ),
+-- Supply. Between a taxi's dropoff and its next pickup it waits, empty, in
+-- the dropoff cell; a wait over {max_idle_seconds} s is a shift's end, so a
+-- wait counts for that long at most. At a tick, a wait counts when its trip
+-- is known by then, and it ends at the next pickup only if that trip is
+-- known by then too; as everywhere here, a trip counts only if it started
+-- before the tick (sql.idle_at_bigquery reads the warehouse as it is).
+-- A wait matters to the ticks of the hours from its start to an hour past
+-- its longest end: listed per such hour, it joins the ticks on an equality,
+-- which BigQuery needs to avoid a cross join. (DIV's first argument is in
+-- parentheses: sqlglot drops them from a sum otherwise.)
+taxi_waits AS (
+  SELECT dropoff_cell AS cell, start_s, end_s, known_s,
+    LEAD(start_s) OVER by_taxi AS next_start,
+    LEAD(known_s) OVER by_taxi AS next_known
+  FROM trips_in
+  WHERE taxi_id IS NOT NULL
+  WINDOW by_taxi AS (PARTITION BY taxi_id ORDER BY start_s, end_s)
+),
+wait_hours AS (
+  SELECT w.*, hour_index
+  FROM taxi_waits AS w
+  CROSS JOIN UNNEST(GENERATE_ARRAY(DIV(w.end_s, 3600),
+    DIV((w.end_s + {max_idle_seconds} + 3600), 3600))) AS hour_index
+  WHERE w.cell IS NOT NULL
+    -- No tick is more than {max_lead_seconds} s before the emitted range.
+    AND w.end_s > {emit_begin} - {max_lead_seconds} - 3600 - {max_idle_seconds}
+),
+supply AS (
+  SELECT k.issued_at, w.cell,
+    SUM(IF(w.end_s > k.issued_at - {max_idle_seconds}
+      AND (w.next_known IS NULL OR w.next_known > k.issued_at
+        OR w.next_start >= k.issued_at), 1, 0)) AS idle_now,
+    SUM(GREATEST(0, LEAST(k.issued_at, w.end_s + {max_idle_seconds},
+        IF(w.next_known <= k.issued_at AND w.next_start < k.issued_at,
+          w.next_start, k.issued_at))
+      - GREATEST(w.end_s, k.issued_at - 3600))) / 3600 AS idle_1h
+  FROM ticks AS k
+  JOIN wait_hours AS w
+    ON w.hour_index = DIV(k.issued_at, 3600)
+    AND w.end_s <= k.issued_at
+    AND w.end_s > k.issued_at - 3600 - {max_idle_seconds}
+    AND w.start_s < k.issued_at
+    AND w.known_s <= k.issued_at
+  GROUP BY k.issued_at, w.cell
+),
 settled_counts AS (
   SELECT cell, slot_start, COUNT(*) AS pickups
   FROM trip_slots
@@ -259,6 +308,8 @@ SELECT
   CAST(COALESCE(ch.city_3h_prev_6d, 0) AS FLOAT64) AS city_3h_prev_6d,
   CAST(r.now_pickups AS FLOAT64) AS now_pickups,
   CAST((i.issued_at - i.anchor) / {slot_seconds} AS FLOAT64) AS now_elapsed,
+  CAST(COALESCE(sp.idle_now, 0) AS FLOAT64) AS idle_now,
+  CAST(COALESCE(sp.idle_1h, 0) AS FLOAT64) AS idle_1h,
   CAST(COALESCE(l.pickups, 0) AS INT64) AS pickups
 FROM issues AS i
 JOIN recent AS r
@@ -268,4 +319,5 @@ JOIN settled_history AS sh ON sh.cell = i.cell AND sh.slot_start = i.slot_start
 LEFT JOIN city_recent AS cr ON cr.issued_at = i.issued_at
 JOIN city_history AS ch ON ch.slot_start = i.anchor
 LEFT JOIN labels AS l ON l.cell = i.cell AND l.slot_start = i.slot_start
+LEFT JOIN supply AS sp ON sp.issued_at = i.issued_at AND sp.cell = i.cell
 ORDER BY slot_start, cell, issued_at

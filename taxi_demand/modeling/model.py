@@ -83,10 +83,11 @@ CITY_3H_XF = F.transformed_name(F.CITY_3H)
 NOW_XF = F.transformed_name(F.NOW_PICKUPS)
 NOW_ELAPSED_XF = F.transformed_name(F.NOW_ELAPSED)
 LEAD_XF = F.transformed_name(F.LEAD_MINUTES)
+SUPPLY_XF = tuple(F.transformed_name(k) for k in F.SUPPLY_FEATURES)
 LABEL_XF = F.transformed_name(F.LABEL)
 INPUT_NAMES = (CELL_XF, HOUR_OF_WEEK_XF, SLOT_OF_WEEK_XF, IS_HOLIDAY_XF,
                CITY_LEVEL_XF, CITY_3H_XF, NOW_XF, NOW_ELAPSED_XF,
-               LEAD_XF) + HISTORY_XF
+               LEAD_XF) + HISTORY_XF + SUPPLY_XF
 
 # Layers whose first axis is indexed by the cell vocabulary; warm start remaps
 # their rows by token.
@@ -143,7 +144,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                 ) -> tf.keras.Model:
   """Builds and compiles the Poisson demand model.
 
-  log λ̂ = seasonal + Σ_k (w_k + w_k[cell]) r_k + v · city
+  log λ̂ = seasonal + Σ_k (w_k + w_k[cell]) r_k + v · city + u · supply
   + mlp(cell, how, r, holiday, city),
   where seasonal = b + holiday + cell_bias[cell] + hour_of_week_bias[how]
   + slot_of_week_bias[sow] is the additive structure of the intensity, and
@@ -152,7 +153,8 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   an evening event already under way). Per-cell weights let busy cells,
   whose lags are precise, trust them more than quiet, noisy ones. city holds
   the city-wide level of the last 3 hours (see preprocessing), which reveals
-  the day's weather far more precisely than one cell's lags.
+  the day's weather far more precisely than one cell's lags. supply is
+  log1p of the idle taxis in the cell now and over the last hour.
 
   Args:
     cell_vocab_size: rows of the cell embeddings, including OOV buckets.
@@ -180,7 +182,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
           shape=(), name=NOW_ELAPSED_XF, dtype=tf.float32),
       LEAD_XF: tf.keras.Input(shape=(), name=LEAD_XF, dtype=tf.int64),
   }
-  for name in HISTORY_XF:
+  for name in HISTORY_XF + SUPPLY_XF:
     inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
   n_history = len(HISTORY_XF)
 
@@ -236,6 +238,15 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   city_linear = tf.keras.layers.Dense(
       1, name="city_linear", use_bias=False,
       kernel_initializer="zeros")(city_level)
+  # Idle taxis: where pickups are held back by too few taxis (or not), the
+  # count a cell shows departs from its demand. One zero-initialised weight
+  # each, outside the deep part, so a model without supply data (all 0)
+  # is the model it was.
+  supply = tf.keras.layers.Concatenate(name="supply")(
+      [tf.keras.layers.Reshape((1,))(inputs[n]) for n in SUPPLY_XF])
+  supply_linear = tf.keras.layers.Dense(
+      1, name="supply_linear", use_bias=False,
+      kernel_initializer="zeros")(supply)
   cell_lag = tf.keras.layers.Dot(axes=1, name="cell_lag")([
       zeros_embedding("cell_lag_weights", cell_vocab_size, n_history + 1)(
           cell), residuals])
@@ -255,7 +266,8 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                                    kernel_initializer="zeros")(deep)
 
   log_rate = tf.keras.layers.Add(name="log_rate")(
-      [seasonal, lag_linear, lead_lag, city_linear, cell_lag, deep_out])
+      [seasonal, lag_linear, lead_lag, city_linear, supply_linear, cell_lag,
+       deep_out])
   rate = ClippedExp(name="rate")(log_rate)
   model = tf.keras.Model(inputs=inputs, outputs=rate)
   model.compile(

@@ -88,6 +88,10 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
   outputs[F.transformed_name(F.NOW_PICKUPS)] = log1p_count(F.NOW_PICKUPS)
   outputs[F.transformed_name(F.NOW_ELAPSED)] = tf.clip_by_value(
       tf.cast(_dense(inputs[F.NOW_ELAPSED]), tf.float32), 0.0, 1.0)
+  # Supply: idle taxis in the cell now and over the last hour, 0 where the
+  # trips carry no taxi_id.
+  for key in F.SUPPLY_FEATURES:
+    outputs[F.transformed_name(key)] = log1p_count(key)
   # The lead as an index of the 5-minute steps: its own weights per lead.
   outputs[F.transformed_name(F.LEAD_MINUTES)] = tf.clip_by_value(
       tf.cast(_dense(inputs[F.LEAD_MINUTES]), tf.int64) //

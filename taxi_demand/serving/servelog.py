@@ -36,12 +36,11 @@ DATA_AGE_S = "data_age_s"
 # What the log adds to the served feature columns.
 EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S, PREDICTED)
 # Columns that logs written before forecasts carried their issue time (or
-# their forecast) lack; such files still read, with these null (and
-# DayLog.has_issue_times False without issue times).
-_NEWER_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
-                  features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S,
-                  PREDICTED)
-_ISSUE_COLUMNS = _NEWER_COLUMNS[:-1]
+# their forecast, or supply features) lack; such files still read, with these
+# null (and DayLog.has_issue_times False without issue times).
+_ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
+                  features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
+_NEWER_COLUMNS = _ISSUE_COLUMNS + (PREDICTED,) + features.SUPPLY_FEATURES
 _PARTITION = "date="
 _TMP = ".tmp"
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
