@@ -11,7 +11,8 @@ The model is a real one: a simulated city, then the daily pipeline
 (runner_local.py) for the day before the simulated one, so the day is one
 the model never trained on. `--home` reuses a home instead (its serving
 model and newest day). Then `recommend` for 2,000 idle taxis at once,
-timed cold and warm (a second call in the same process).
+timed cold and warm (a second call in the same process), and for every
+taxi of the simulator's own fleet idle at 08:00.
 
   .venv/bin/python bench/guidance.py [--home H] [--date D] [--seed 0]
 
@@ -128,6 +129,15 @@ def main(argv=None) -> int:
     result = recommend.recommend(home, at, cells, ids)
     bulk.append(round(time.perf_counter() - mark, 3))
   moved = sum(c.to_cell != c.from_cell for c in result.choices)
+  # The simulator's own fleet at that moment: every taxi the trips show
+  # idle (`recommend --all-idle`), with the others as competition.
+  idle_ids, idle_cells, supply = recommend.idle_taxis(home, cfg, at)
+  mark = time.perf_counter()
+  fleet_result = recommend.recommend(home, at, idle_cells, idle_ids)
+  all_idle = {
+      "taxis": len(idle_ids), "supply": supply,
+      "s": round(time.perf_counter() - mark, 3),
+      "moved": sum(c.to_cell != c.from_cell for c in fleet_result.choices)}
 
   out = {
       "date": spans.date_of(span),
@@ -142,6 +152,7 @@ def main(argv=None) -> int:
       "bulk_2000_s": bulk,
       "bulk_2000_moved": moved,
       "bulk_forecasts": result.forecasts.source,
+      "all_idle_0800": all_idle,
       "targets": TARGETS,
       "ok": {
           "vs_stay": ratios["vs_stay"] >= TARGETS["vs_stay"],

@@ -110,6 +110,26 @@ def test_hparams_from_dict_overrides_defaults_and_rejects_unknown_keys():
     M.HParams.from_dict({"lerning_rate": 0.1})
 
 
+def test_supply_moves_the_forecast_only_when_asked(tmp_path):
+  """Idle taxis hold pickups back here: fewer idle, fewer pickups."""
+  features, labels = _rows(512)
+  idle = features[M.SUPPLY_XF[0]]
+  labels = np.random.default_rng(1).poisson(
+      np.exp(idle - idle.mean()) * 3).astype(np.float32)
+  ds = _dataset(features, labels)
+  weights = {}
+  for use in (False, True):
+    hp = dataclasses.replace(_FAST, use_supply=use)
+    model = M.build_model(_N_CELLS, hp)
+    M.train(model, ds, None, hp)
+    weights[use] = model.get_layer("supply_linear").kernel.numpy().ravel()
+  assert not weights[False].any()             # off: stays at 0
+  assert weights[True][0] > 0.05              # on: learnt, with its sign
+  assert M.HParams.from_dict({"use_supply": True}).use_supply
+  with pytest.raises(ValueError, match="use_supply"):
+    M.HParams.from_dict({"use_supply": "yes"})
+
+
 def test_warm_start_copies_matching_weights_and_remaps_cell_rows(tmp_path):
   features, labels = _rows(256)
   old = M.build_model(_N_CELLS, _FAST)

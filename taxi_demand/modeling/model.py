@@ -56,6 +56,14 @@ class HParams:
   # for a model this small.
   steps_per_execution: int = 50
   seed: int = 0
+  # Whether the idle-taxi features (features.SUPPLY_FEATURES) move the
+  # forecast. Off by default: where pickups are not held back by too few
+  # taxis (the simulator, whose demand ignores its fleet), idle taxis are an
+  # effect of demand, not a cause, and fitting them learnt that a venue
+  # emptied of taxis by an event would see fewer pickups (one cell's MAE
+  # doubled). Turn it on (--hparam use_supply=true) where supply limits the
+  # pickups a cell shows.
+  use_supply: bool = False
 
   @classmethod
   def from_dict(cls, overrides: Optional[Mapping[str, object]]) -> "HParams":
@@ -67,6 +75,10 @@ class HParams:
       raise ValueError(f"unknown hyperparameters: {unknown}")
     if "hidden_units" in overrides:
       overrides["hidden_units"] = tuple(overrides["hidden_units"])
+    if "use_supply" in overrides and not isinstance(overrides["use_supply"],
+                                                    bool):
+      raise ValueError(f"use_supply must be true or false, got "
+                       f"{overrides['use_supply']!r}")
     if "point_forecast" in overrides:
       overrides["point_forecast"] = PointForecast(overrides["point_forecast"])
     return dataclasses.replace(cls(), **overrides)
@@ -238,15 +250,15 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   city_linear = tf.keras.layers.Dense(
       1, name="city_linear", use_bias=False,
       kernel_initializer="zeros")(city_level)
-  # Idle taxis: where pickups are held back by too few taxis (or not), the
-  # count a cell shows departs from its demand. One zero-initialised weight
-  # each, outside the deep part, so a model without supply data (all 0)
-  # is the model it was.
+  # Idle taxis: where pickups are held back by too few taxis, the count a
+  # cell shows departs from its demand. One zero-initialised weight each,
+  # outside the deep part, trained only with hparams.use_supply: otherwise
+  # they stay 0 and the forecast is the model's without them.
   supply = tf.keras.layers.Concatenate(name="supply")(
       [tf.keras.layers.Reshape((1,))(inputs[n]) for n in SUPPLY_XF])
   supply_linear = tf.keras.layers.Dense(
-      1, name="supply_linear", use_bias=False,
-      kernel_initializer="zeros")(supply)
+      1, name="supply_linear", use_bias=False, kernel_initializer="zeros",
+      trainable=bool(hparams.use_supply))(supply)
   cell_lag = tf.keras.layers.Dot(axes=1, name="cell_lag")([
       zeros_embedding("cell_lag_weights", cell_vocab_size, n_history + 1)(
           cell), residuals])
