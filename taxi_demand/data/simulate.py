@@ -9,6 +9,9 @@ of the λ of its quarter hours, written to the `truth` table.
 Every random draw of a day comes from a generator seeded with (seed, day
 number), so the same seed gives the same trips whatever the start date or
 chunking, and simulating day D again gives the same trips (and keys).
+
+A fleet drives the trips (`assign_taxis`, no draws of its own): trips carry
+its taxi_id, and on request every taxi's pings (`fleet_pings`).
 """
 
 from __future__ import annotations
@@ -391,8 +394,9 @@ def fleet_pings(taxi: np.ndarray, start: np.ndarray, end: np.ndarray,
   """Every taxi's pings, one each `every_s` seconds on the clock, from its
   first pickup to its shift's end: occupied along each trip (moving from
   the pickup to the dropoff area), then empty at the dropoff (at most
-  SHIFT_END_IDLE_SECONDS), and empty on the drive to its next pickup. Columns as contract.PROBE_COLUMNS, with the
-  vehicle as an integer (named by the caller)."""
+  SHIFT_END_IDLE_SECONDS), and empty on the drive to its next pickup.
+  Columns as contract.PROBE_COLUMNS, with the vehicle as an integer (named
+  by the caller)."""
   order = np.lexsort((start, taxi))
   taxi, start, end = taxi[order], start[order], end[order]
   pickup, dropoff = pickup[order], dropoff[order]
