@@ -191,6 +191,13 @@ def test_recommend_uses_the_served_tick_and_places_many_taxis(city_copy,
   from taxi_demand.serving import predict
   at = spans.start_of(spans.parse_span("2024-02-10")) + 8 * 3600
   model = predict.LoadedModel(city_copy)
+  # The job's default serves the next slot only: too short for the hour
+  # ahead, so the model is scored rather than the later slots read as empty.
+  predict.run_job(city_copy, model, at, horizon=1)
+  code, out, err = _recommend(capsys, city_copy, "--at", "2024-02-10T08:00",
+                              "--cell", "8", "--json")
+  assert code == 0, err
+  assert json.loads(out)["forecasts"] == "scored now"
   predict.run_job(city_copy, model, at,
                   horizon=predict.demand_sql.max_horizon(model.cfg, at))
   idle = tmp_path / "idle.csv"

@@ -99,8 +99,8 @@ def test_the_same_query_reads_the_dropoff_grid_cell():
          "taxi_id" in text
 
 
-def _idle_at(warehouse, hhmm, **kwargs):
-  got = warehouse.idle_at(sql.QueryConfig(), at(hhmm), **kwargs)
+def _idle_at(warehouse, hhmm, cfg=None, **kwargs):
+  got = warehouse.idle_at(cfg or sql.QueryConfig(), at(hhmm), **kwargs)
   return [(r["taxi_id"], r["cell"], r["idle_start"]) for r in got.to_pylist()]
 
 
@@ -117,6 +117,18 @@ def test_idle_at_a_moment_reads_only_what_was_known_then(warehouse):
   assert _idle_at(warehouse, "11:30") == [("B", 7, at("10:30"))]
   assert _idle_at(warehouse, "11:30", max_idle_s=4 * 3600) == [
       ("A", 6, at("09:10")), ("B", 7, at("10:30"))]
+
+
+def test_idle_at_a_moment_follows_the_arrival_rule(warehouse):
+  # A trips export: a trip is known 5 minutes after it ends.
+  export = sql.QueryConfig(arrival=sql.ArrivalRule.parse("end+5m"))
+  # 08:20 is A's dropoff, known only at 08:25.
+  assert _idle_at(warehouse, "08:20", export) == []
+  assert _idle_at(warehouse, "08:25", export) == [("A", 32, at("08:20"))]
+  # 09:00: A's 08:50 trip is under way and not known until 09:15, so A is
+  # known only as waiting in 32 since 08:20; at 09:15 it waits in 6.
+  assert _idle_at(warehouse, "09:00", export) == [("A", 32, at("08:20"))]
+  assert _idle_at(warehouse, "09:15", export) == [("A", 6, at("09:10"))]
 
 
 # ---- from probe pings -------------------------------------------------------

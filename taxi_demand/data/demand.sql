@@ -177,7 +177,7 @@ city_recent AS (
 -- wait counts for that long at most. At a tick, a wait counts when its trip
 -- is known by then, and it ends at the next pickup only if that trip is
 -- known by then too; as everywhere here, a trip counts only if it started
--- before the tick (sql.idle_at_bigquery reads the warehouse as it is).
+-- before the tick (sql.idle_at_bigquery reads a moment the same way).
 -- A wait matters to the ticks of the hours from its start to an hour past
 -- its longest end: listed per such hour, it joins the ticks on an equality,
 -- which BigQuery needs to avoid a cross join. (DIV's first argument is in

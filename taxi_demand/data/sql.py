@@ -521,9 +521,12 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
   """The taxis idle at `at` from trips alone, as BigQuery Standard SQL:
   taxi_id, cell (its dropoff cell), idle_start.
 
-  Point in time: only trips that started by `at` are read. A taxi is idle
-  when its newest such trip has ended, at most `max_idle_s` before `at`
-  (longer is a shift's end, as in `idle_intervals_bigquery`).
+  Point in time: only trips that started by `at` and were known by then
+  (the arrival rule, as in the demand query) are read. A taxi is idle when
+  its newest such trip has ended, at most `max_idle_s` before `at` (longer
+  is a shift's end, as in `idle_intervals_bigquery`). Under an end-based
+  rule a taxi whose trip is under way is not known to be busy: it shows
+  where its last known trip left it, as the supply features count it.
   """
   _check_int("at", at, bounds=(0, 10**11))
   _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
@@ -537,6 +540,7 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
       "trip_start_timestamp DESC, unique_key DESC) AS newest\n"
       f"  FROM `{check_table(cfg.table)}`\n"
       f"  WHERE taxi_id IS NOT NULL AND {start} <= {at}\n"
+      f"    AND {cfg.arrival.known_expr()} <= {at}\n"
       f"    AND {start} >= {at - max_idle_s - _LONGEST_TRIP_SECONDS}\n"
       ")\n"
       "WHERE newest = 1 AND cell IS NOT NULL\n"

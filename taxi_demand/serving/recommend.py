@@ -2,7 +2,8 @@
 known at a moment, through `taxi_demand.guidance`, recorded.
 
 * Forecasts: those the 5-minute job served at the newest tick at or before
-  `--at` (the served log), else the serving model scored at that tick now.
+  `--at` (the served log) if they cover the guidance horizon's slots, else
+  the serving model scored at that tick now.
   Either way, only trips known at that tick are read.
 * Supply: the taxis idle at `--at`, from probe pings where they cover that
   moment (`sql.idle_at_probes_bigquery`: the newest ping, fresh and
@@ -53,16 +54,25 @@ class Forecasts:
   slot_seconds: int
 
 
-def forecasts_at(home: Home, at: int, version: Optional[str] = None
-                 ) -> Forecasts:
+def forecasts_at(home: Home, at: int, version: Optional[str] = None,
+                 until: Optional[int] = None) -> Forecasts:
   """What the 5-minute job served at the tick of `at`, else the serving
-  (or given) model scored at that tick, for every slot it may forecast."""
+  (or given) model scored at that tick, for every slot it may forecast.
+
+  The served forecasts are used only if they cover every slot that starts
+  before `until` (epoch seconds; default: every slot the model may
+  forecast). The job serves one slot by default (`predict --horizon 1`), so
+  guidance an hour ahead scores the model itself rather than count the
+  later slots as empty.
+  """
   tick = predict.issue_time(at)
   model = predict.LoadedModel(home, version)
   cfg = model.cfg
   horizon = demand_sql.max_horizon(cfg, tick)
   begin = demand_sql.first_target(cfg, tick)
   end = begin + horizon * cfg.slot_seconds
+  needed = set(range(begin, end if until is None else min(end, until),
+                     cfg.slot_seconds))
   served = servelog.forecasts_between(home.serving_log, begin, end,
                                       version=version)
   issued = served.column(features.ISSUED_AT).to_numpy()
@@ -72,6 +82,8 @@ def forecasts_at(home: Home, at: int, version: Optional[str] = None
     newest = versions[-1]
     at_tick = at_tick.filter(pa.array(np.array(
         at_tick.column(servelog.MODEL_VERSION).to_pylist()) == newest))
+  if at_tick.num_rows and needed <= set(
+      at_tick.column(features.SLOT_START).to_pylist()):
     return Forecasts(tick, at_tick.column(features.CELL).to_numpy(),
                      at_tick.column(features.SLOT_START).to_numpy(),
                      at_tick.column(servelog.PREDICTED).to_numpy(),
@@ -177,7 +189,8 @@ def recommend(home: Home, at: int, cells: Sequence[int],
   cfg = predict.LoadedModel(home, version).cfg
   geometry = geometry_of(home.warehouse, cfg, at, speed_kmh, travel_table)
   origins = [geometry.index(int(c)) for c in cells]
-  forecasts = forecasts_at(home, at, version)
+  forecasts = forecasts_at(home, at, version,
+                           until=at + int(horizon_minutes * 60))
   ids = [str(t) for t in (taxi_ids or [f"taxi-{i + 1}"
                                        for i in range(len(cells))])]
   known_ids, known_cells, supply = idle_taxis(home, cfg, at)

@@ -10,18 +10,21 @@ For an idle taxi in CELL at --at, every reachable cell is ranked by the
 pickups forecast there between the taxi's arrival and --horizon minutes
 ahead, shared with the idle taxis already there. Those are known from probe
 pings where the warehouse has pings near --at (the newest fresh ping is
-unoccupied), else from trips (dropped off, not picked up since). Driving time counts against a cell: a far one
-must be worth more. The taxi stays unless another cell is.
+unoccupied), else from trips (dropped off, not picked up since). Driving
+time counts against a cell: a far one must be worth more. The taxi stays
+unless another cell is.
 
 Forecasts are those the 5-minute job served at the newest tick at or before
---at, else the serving model's at that tick. Travel time is the straight
-line between the cells' located pickups at --speed, or --travel-times.
+--at when they cover every slot of --horizon (serve with `predict --every
+5m --horizon 2` for the default hour), else the serving model's at that
+tick. Travel time is the straight line between the cells' located pickups
+at --speed, or --travel-times.
 Every recommendation is recorded with the model version that made it, under
 HOME/guidance/.
 
 Bulk: --idle FILE (CSV with taxi_id,cell) or --all-idle (every taxi idle at
---at, from probes or trips) places the taxis one after another, each seeing where the
-ones before it went.
+--at, from probes or trips) places the taxis one after another, each
+seeing where the ones before it went.
 
 Examples:
   taxi-demand recommend --at 2024-02-10T08:00 --cell 8
