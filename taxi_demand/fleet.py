@@ -51,16 +51,22 @@ class Passengers:
   def of(cls, geometry: guidance.Geometry, pickup_at, pickup_cell,
          dropoff_cell, seconds) -> "Passengers":
     """From cell ids; trips from or to a cell the geometry lacks are left
-    out (they cannot be reached)."""
+    out (they cannot be reached).
+
+    Sorted on every column, not on the pickup time alone: trips that start
+    in the same second come in whatever order the warehouse's threads give
+    them, and who is served first must not depend on that.
+    """
     pickup_cell = np.asarray(pickup_cell, np.int64)
     dropoff_cell = np.asarray(dropoff_cell, np.int64)
     keep = (np.isin(pickup_cell, geometry.cells) &
             np.isin(dropoff_cell, geometry.cells))
-    order = np.argsort(np.asarray(pickup_at, np.int64)[keep], kind="stable")
-    return cls(np.asarray(pickup_at, np.int64)[keep][order],
-               np.searchsorted(geometry.cells, pickup_cell[keep])[order],
-               np.searchsorted(geometry.cells, dropoff_cell[keep])[order],
-               np.maximum(np.asarray(seconds, np.int64)[keep][order], 60))
+    at = np.asarray(pickup_at, np.int64)[keep]
+    pickup = np.searchsorted(geometry.cells, pickup_cell[keep])
+    dropoff = np.searchsorted(geometry.cells, dropoff_cell[keep])
+    seconds = np.maximum(np.asarray(seconds, np.int64)[keep], 60)
+    order = np.lexsort((seconds, dropoff, pickup, at))
+    return cls(at[order], pickup[order], dropoff[order], seconds[order])
 
   def __len__(self) -> int:
     return len(self.pickup_at)
