@@ -26,6 +26,14 @@ class TaxiDemandError(Exception):
   exit_code = EXIT_ERROR
 
 
+class CannotMeasure(TaxiDemandError):
+  """Valid data that lacks what a check needs: no dropoff areas for the
+  fleet, too few trips to judge. A gate records it as "not measured, and
+  why" and the run goes on to its decision on what can be measured; a
+  command reports it like any other bad input (exit 1). Anything else a
+  check raises is a failure of the check itself."""
+
+
 class AlertError(TaxiDemandError):
   """A validation, skew or degradation alert. Exit code 3."""
 

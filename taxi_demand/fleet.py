@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from taxi_demand import guidance
+from taxi_demand.errors import CannotMeasure
 from taxi_demand.errors import TaxiDemandError
 
 STEP_S = 60
@@ -248,7 +249,7 @@ def calibrate_fleet(geometry: guidance.Geometry, passengers: Passengers,
       (passengers.pickup_at >= begin) & (passengers.pickup_at < end)])) / 3600
   hours = (end - begin) / 3600
   if busy_h == 0:
-    raise TaxiDemandError("no passengers in the day to size a fleet for")
+    raise CannotMeasure("no passengers in the day to size a fleet for")
   # Empty share grows with the fleet: bisect on it.
   low, high = 1, max(2, int(np.ceil(busy_h / hours / (1 - target) * 3)))
   best = None
@@ -312,12 +313,13 @@ def load_day(warehouse, cfg, span: int,
   geometry = recommend.geometry_of(warehouse, cfg, begin, speed_kmh)
   with Warehouse(warehouse, read_only=True) as wh:
     asked = wh.requests(cfg, begin, end)
+    coverage = (wh.requests_coverage(cfg, begin, end)
+                if asked.num_rows == 0 else None)
     before = wh.requests(cfg, begin - history_days * features.SECONDS_PER_DAY,
                          begin)
     truth = wh.truth(begin, end)
-  if asked.num_rows == 0:
-    raise TaxiDemandError(f"no trips on the day starting {begin} to "
-                          "simulate a fleet on")
+  if coverage is not None:
+    raise CannotMeasure(no_requests_reason(coverage, span))
   col = lambda t, c: t.column(c).to_numpy()  # noqa: E731
   passengers = Passengers.of(geometry, col(asked, "pickup_at"),
                              col(asked, "pickup_cell"),
@@ -334,6 +336,23 @@ def load_day(warehouse, cfg, span: int,
     grid[rows, quarter] = col(truth, "intensity")[known]
   return Day(begin, end, geometry, passengers, busiest, grid,
              cfg.slot_seconds)
+
+
+def no_requests_reason(coverage: Dict[str, int], span: int) -> str:
+  """Why day `span` has no trip a simulated passenger could take, from
+  Warehouse.requests_coverage: what the trips lack, most telling first."""
+  from taxi_demand import spans  # noqa: PLC0415
+  day = spans.day_of(span)
+  trips = coverage["trips"]
+  if trips == 0:
+    return f"no trips on {day} to simulate a fleet on"
+  for key, what in (("with_dropoff", "a dropoff area"),
+                    ("with_pickup", "a pickup area"),
+                    ("with_duration", "a duration")):
+    if coverage[key] == 0:
+      return f"none of the {trips} trips on {day} carries {what}"
+  return (f"none of the {trips} trips on {day} carries a pickup area, a "
+          "dropoff area and a duration together")
 
 
 def model_forecasts(warehouse, cfg, day: Day,

@@ -144,3 +144,28 @@ def test_worse_guidance_refuses_an_otherwise_good_model():
                 guidance={"passed": False, "reason": reason})
   assert not r["blessed"] and r["reasons"] == [reason]
   assert decide(good)["blessed"]
+
+
+def test_guidance_that_could_not_measure_leaves_the_forecast_to_decide():
+  """A day without dropoffs: GuidanceGate records measured=0 and why; the
+  blessing is decided on the forecast alone and says so, never refused for
+  what was not measured."""
+  from taxi_demand.lineage import contract
+  unmeasured = {contract.MEASURED: False, contract.PASSED: True,
+                contract.REASON: "not measured: none of the 812 trips on "
+                "2015-04-05 carries a dropoff area"}
+
+  def with_guidance(m):
+    return fg.decide(m, CELLS, LABELS, NAIVE, evaluator_blessed=True,
+                     naive_margin=0.1, cell_margin=0.25, min_cell_pickups=100,
+                     min_eval_pickups=100, guidance=unmeasured)
+  good = with_guidance(metrics(1.0, {1: 1.0, 2: 1.0}))
+  assert good["blessed"] and good["reasons"] == []
+  assert good["unmeasured"] == ["guidance"]
+  assert good["notes"] == [
+      "guidance not measured: none of the 812 trips on 2015-04-05 carries a "
+      "dropoff area; decided on the forecast alone"]
+  # The forecast's own checks still refuse.
+  bad = with_guidance(metrics(1.9, {1: 1.0, 2: 1.0}))
+  assert not bad["blessed"] and "seasonal-naive" in bad["reasons"][0]
+  assert bad["unmeasured"] == ["guidance"]

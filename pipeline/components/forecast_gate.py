@@ -98,7 +98,9 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
   """The blessing decision and the figures behind it, as a plain dict.
 
   Every check adds its reason; the model is blessed when none does.
-  `guidance` is GuidanceGate's result (passed, reason), where it ran.
+  `guidance` is GuidanceGate's result (measured, passed, reason), where it
+  ran. A check that could not measure the day refuses nothing: it is named
+  in `unmeasured`, and `notes` says the decision was made without it.
   """
   naive_mae, naive_rmse = _errors(labels, naive)
   # One example per (cell, target slot): the labels sum to the day's pickups.
@@ -142,13 +144,21 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       reasons.append(f"cell {c}: MAE {cell_model_mae:.4f} is more than "
                      f"{cell_margin:.0%} above its seasonal-naive MAE "
                      f"{cell_naive_mae:.4f}")
-  if guidance is not None and not guidance.get("passed"):
-    reasons.append(str(guidance.get("reason") or "guidance got worse"))
+  notes, unmeasured = [], []
+  if guidance is not None and not guidance.get(contract.MEASURED, True):
+    unmeasured.append(contract.GUIDANCE)
+    notes.append(f"guidance {guidance.get(contract.REASON) or 'not measured'}"
+                 "; decided on the forecast alone")
+  elif guidance is not None and not guidance.get(contract.PASSED):
+    reasons.append(str(guidance.get(contract.REASON) or
+                       "guidance got worse"))
   bias = (mean_pred - mean_label) if None not in (mean_pred,
                                                   mean_label) else None
   return {
       "blessed": not reasons,
       "reasons": reasons,
+      "notes": notes,
+      "unmeasured": unmeasured,
       "examples": len(labels),
       "eval_pickups": pickups,
       "min_eval_pickups": min_eval_pickups,
@@ -163,6 +173,18 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       "guidance": guidance,
       "cells": cell_report,
   }
+
+
+def guidance_of(result) -> Dict[str, object]:
+  """GuidanceGate's result artifact as `decide` reads it. A result from
+  before `measured` was recorded was measured."""
+  measured = (not result.has_custom_property(contract.MEASURED) or
+              bool(result.get_int_custom_property(contract.MEASURED)))
+  return {contract.MEASURED: measured,
+          contract.PASSED: bool(result.get_int_custom_property(
+              contract.PASSED)),
+          contract.REASON: result.get_string_custom_property(
+              contract.REASON)}
 
 
 @component
@@ -186,9 +208,7 @@ def ForecastGate(  # pylint: disable=invalid-name
           evaluator_blessing.get_int_custom_property(contract.BLESSED)),
       naive_margin=naive_margin, cell_margin=cell_margin,
       min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups,
-      guidance=None if guidance is None else {
-          "passed": bool(guidance.get_int_custom_property("passed")),
-          "reason": guidance.get_string_custom_property("reason")})
+      guidance=None if guidance is None else guidance_of(guidance))
   with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"
@@ -205,4 +225,8 @@ def ForecastGate(  # pylint: disable=invalid-name
   for key in contract.METRICS:
     if result[key] is not None:
       blessing.set_float_custom_property(key, float(result[key]))
-  blessing.set_string_custom_property(contract.REASONS, "; ".join(result["reasons"]))
+  # What refused the model, then what the decision was made without.
+  blessing.set_string_custom_property(
+      contract.REASONS, "; ".join(result["reasons"] + result["notes"]))
+  blessing.set_string_custom_property(contract.UNMEASURED,
+                                      ",".join(result["unmeasured"]))

@@ -14,6 +14,12 @@ them from ML Metadata.
 
 The fleet needs the day's trips, so it runs where the warehouse is (the
 local runner); on Vertex the node is left out of the pipeline.
+
+A day that lacks what the fleet needs (trips without a dropoff area, or
+fewer than `min_passengers` trips: a handful of passengers judges nothing)
+is not a failure: the result records `measured=0` and why, passes, and
+ForecastGate decides on the forecast alone and says so. Anything else that
+goes wrong here fails the node, as a broken check should.
 """
 
 import json
@@ -27,10 +33,15 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components import properties
+from taxi_demand.errors import CannotMeasure
 from taxi_demand.lineage import contract
 
 REPORT_FILE = "guidance_gate.json"
 DEFAULT_MARGIN = 0.02
+# Below this many passengers on the eval day the gate does not judge: 2% of
+# a few hundred pickups is a handful of passengers, which one taxi's choice
+# moves either way (the same order as ForecastGate's evidence floor).
+DEFAULT_MIN_PASSENGERS = 1000
 
 
 class GuidanceResult(types.Artifact):
@@ -52,9 +63,15 @@ def judge(candidate: float, baseline, margin: float) -> tuple:
 
 
 def simulate(warehouse_path: str, query_config: dict, span: int,
-             candidate_uri: str, baseline_uri, seed: int = 0) -> dict:
+             candidate_uri: str, baseline_uri, seed: int = 0,
+             min_passengers: int = DEFAULT_MIN_PASSENGERS) -> dict:
   """The fleet on day `span`: stay, the candidate's and the serving
-  model's recommendations; returns the figures."""
+  model's recommendations; returns the figures.
+
+  Raises:
+    CannotMeasure: the day has no trip a passenger could take (no dropoff
+      areas, say), or fewer than `min_passengers`.
+  """
   from taxi_demand import fleet  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage.contract import RunParameters  # pylint: disable=g-import-not-at-top
   from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
@@ -62,6 +79,10 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
   cfg = (RunParameters.from_custom_config(query_config) or
          RunParameters()).query_config()
   day = fleet.load_day(warehouse_path, cfg, span)
+  if len(day.passengers) < min_passengers:
+    raise CannotMeasure(
+        f"{len(day.passengers)} trips with a pickup and a dropoff area on "
+        f"the day, below the {min_passengers} a fleet comparison needs")
 
   def scorer(uri):
     predictor = saved_model.load_for_serving(uri)
@@ -98,6 +119,7 @@ def GuidanceGate(  # pylint: disable=invalid-name
     query_config: Parameter[str] = "{}",
     margin: Parameter[float] = DEFAULT_MARGIN,
     seed: Parameter[int] = 0,
+    min_passengers: Parameter[int] = DEFAULT_MIN_PASSENGERS,
 ) -> None:
   """Writes a GuidanceResult for the candidate against the serving model.
 
@@ -112,14 +134,24 @@ def GuidanceGate(  # pylint: disable=invalid-name
       trained with.
     margin: the candidate may guide at most this share worse.
     seed: where the fleet's taxis start.
+    min_passengers: the evidence floor: a day with fewer usable trips is
+      not measured.
   """
   span = int(examples.span)
-  figures = simulate(warehouse_path, json.loads(query_config), span,
-                     os.path.join(model.uri, "Format-Serving"),
-                     baseline_model.uri if baseline_model else None, seed)
-  passed, reason = judge(figures["candidate_pickups_per_taxi_hour"],
-                         figures["baseline_pickups_per_taxi_hour"], margin)
-  figures.update(span=span, passed=passed, reason=reason, margin=margin)
+  try:
+    figures = simulate(warehouse_path, json.loads(query_config), span,
+                       os.path.join(model.uri, "Format-Serving"),
+                       baseline_model.uri if baseline_model else None, seed,
+                       min_passengers)
+  except CannotMeasure as e:
+    figures = {contract.MEASURED: False, contract.PASSED: True,
+               contract.REASON: f"not measured: {e}"}
+  else:
+    passed, reason = judge(figures["candidate_pickups_per_taxi_hour"],
+                           figures["baseline_pickups_per_taxi_hour"], margin)
+    figures.update({contract.MEASURED: True, contract.PASSED: passed,
+                    contract.REASON: reason})
+  figures.update(span=span, margin=margin, min_passengers=min_passengers)
   with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
     json.dump(figures, f, indent=2, sort_keys=True)
   properties.record(result, {k: v for k, v in figures.items()

@@ -127,7 +127,8 @@ def _simulate(args, home) -> int:
     report = simulate.simulate_files(args.out, args.start, args.days,
                                      seed=args.seed, scale=args.scale,
                                      drift=args.drift, progress=_progress,
-                                     pings_every_s=args.pings)
+                                     pings_every_s=args.pings,
+                                     without=args.without)
     if args.json and not args.load:
       cli.print_json(report.to_dict())
     elif not args.load:
@@ -145,7 +146,8 @@ def _simulate(args, home) -> int:
       else:
         load_report = simulate.simulate_into(
             wh, args.start, args.days, seed=args.seed, scale=args.scale,
-            drift=args.drift, progress=_progress, pings_every_s=args.pings)
+            drift=args.drift, progress=_progress, pings_every_s=args.pings,
+            without=args.without)
       _print_report(args, load_report, wh)
   return 0
 
@@ -181,6 +183,12 @@ def register(subparsers, parents) -> None:
   sim.add_argument("--pings", type=int, metavar="SECONDS", default=None,
                    help="also write the fleet's probe pings, one per taxi "
                    "this often (10..3600; default: no pings)")
+  sim.add_argument("--without", metavar="COLUMNS", default=[],
+                   type=lambda v: [c for c in v.split(",") if c.strip()],
+                   help="leave optional columns out of the trips, as a feed "
+                   "that lacks them: 'dropoff' (every dropoff column; no "
+                   "guidance then), 'taxi_id' (no supply from trips), or "
+                   "column names, comma-separated")
   sim.add_argument("--out", metavar="DIR", default=None,
                    help="folder for trips-*.parquet and truth-*.parquet")
   sim.add_argument("--load", action="store_true",

@@ -55,6 +55,40 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 TIMESTAMP_COLUMNS = ("trip_start_timestamp", "trip_end_timestamp")
 
+# What the optional signals read, beyond REQUIRED_COLUMNS. A feed without
+# them still trains, validates and pushes; the signal is left out and the
+# run says so (README, "What each signal needs").
+DROPOFF_COLUMNS = ("dropoff_community_area", "dropoff_census_tract",
+                   "dropoff_latitude", "dropoff_longitude")
+OPTIONAL_GROUPS: dict[str, tuple[str, ...]] = {
+    "dropoff": DROPOFF_COLUMNS,   # guidance (the fleet drives to dropoffs)
+    "taxi_id": ("taxi_id",),      # supply from trips (idle_now, idle_1h)
+}
+
+
+def optional_columns(names) -> tuple[str, ...]:
+  """The trips columns that `names` stand for (a column of TRIP_COLUMNS
+  or an OPTIONAL_GROUPS name), each one optional.
+
+  Raises:
+    ValueError: a name is unknown or a required column.
+  """
+  out: list[str] = []
+  for name in names:
+    key = str(name).strip().lower()
+    columns = OPTIONAL_GROUPS.get(key) or ((key,) if key in TRIP_COLUMNS
+                                            else None)
+    if columns is None:
+      raise ValueError(
+          f"{name!r} is not a trips column nor one of "
+          f"{', '.join(OPTIONAL_GROUPS)}")
+    required = [c for c in columns if c in REQUIRED_COLUMNS]
+    if required:
+      raise ValueError(f"{required[0]} is required: a trips file without "
+                       "it cannot load")
+    out += [c for c in columns if c not in out]
+  return tuple(out)
+
 COMMUNITY_AREAS = range(1, 78)  # Chicago's 77 community areas
 
 

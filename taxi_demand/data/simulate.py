@@ -501,10 +501,15 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
                    seed: int = 0, scale: float = 1.0,
                    drift: str | Sequence[DriftClause] | None = None,
                    progress: Callable[[str], None] | None = None,
-                   pings_every_s: int | None = None
+                   pings_every_s: int | None = None,
+                   without: Sequence[str] = ()
                    ) -> SimulationReport:
   """Writes trips-<first>-<last>.parquet and truth-<first>-<last>.parquet,
   and with `pings_every_s` the fleet's probes-<first>-<last>.parquet.
+
+  `without` leaves optional trips columns out of the files, as a feed that
+  lacks them (contract.optional_columns: "dropoff", "taxi_id", a column);
+  the trips themselves, and the fleet's pings, do not change.
 
   Trips (and pings) are written a day per row group, so memory stays at
   about one day.
@@ -526,6 +531,10 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
         f"--pings must be 10..3600 seconds, got {pings_every_s!r}")
   clauses = parse_drift(drift) if isinstance(drift, (str, type(None))) \
       else tuple(drift)
+  try:
+    dropped = contract.optional_columns(without)
+  except ValueError as e:
+    raise TaxiDemandError(f"--without: {e}") from None
   cal = Calibration.load()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -550,7 +559,8 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
       table, lam = day_trips(cal, day, seed, scale, clauses)
       table, pings = with_fleet(table, day, seed, positions, minutes,
                                 pings_every_s)
-      write(trips_path, table)
+      write(trips_path, table.drop(
+          [c for c in dropped if c in table.column_names]))
       if pings is not None:
         write(probes_path, pings)
         pinged += pings.num_rows
@@ -583,10 +593,11 @@ def simulate_into(warehouse, start: datetime.date | str, days: int,
                   seed: int = 0, scale: float = 1.0,
                   drift: str | Sequence[DriftClause] | None = None,
                   progress: Callable[[str], None] | None = None,
-                  pings_every_s: int | None = None):
+                  pings_every_s: int | None = None,
+                  without: Sequence[str] = ()):
   """Simulates and loads into an open writable Warehouse, through the same
   file path and row rules as `taxi-demand load`. Returns the LoadReport."""
   with tempfile.TemporaryDirectory(prefix="taxi-sim-") as tmp:
     simulate_files(tmp, start, days, seed, scale, drift, progress,
-                   pings_every_s)
+                   pings_every_s, without)
     return warehouse.load([tmp], progress=progress)

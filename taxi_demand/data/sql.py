@@ -611,26 +611,44 @@ def pings_near_bigquery(at: int, fresh_s: int = PING_FRESH_SECONDS,
           f"WHERE {t} <= {at} AND {t} >= {at - fresh_s}")
 
 
-def requests_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
-  """Trips starting in [begin, end) as ride requests for the fleet
-  simulation: pickup_at (epoch seconds), pickup and dropoff cells, trip
-  seconds (from the timestamps when trip_seconds is missing)."""
+def _requests_select(cfg: QueryConfig, begin: int, end: int) -> str:
+  """Every trip starting in [begin, end) with its pickup and dropoff cells
+  and its seconds, NULL where the trip lacks them."""
   _check_int("begin", begin, bounds=(0, 10**11))
   _check_int("end", end, bounds=(begin + 1, 10**11))
   start = "UNIX_SECONDS(trip_start_timestamp)"
   return (
-      "SELECT * FROM (\n"
       f"  SELECT {start} AS pickup_at,\n"
       f"    {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
       f"    {_cell_expr(cfg, 'dropoff')} AS dropoff_cell,\n"
       "    COALESCE(trip_seconds, UNIX_SECONDS(trip_end_timestamp) - "
       f"{start}) AS seconds\n"
       f"  FROM `{check_table(cfg.table)}`\n"
-      f"  WHERE {start} >= {begin} AND {start} < {end}\n"
-      ")\n"
+      f"  WHERE {start} >= {begin} AND {start} < {end}\n")
+
+
+def requests_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
+  """Trips starting in [begin, end) as ride requests for the fleet
+  simulation: pickup_at (epoch seconds), pickup and dropoff cells, trip
+  seconds (from the timestamps when trip_seconds is missing)."""
+  return (
+      "SELECT * FROM (\n" + _requests_select(cfg, begin, end) + ")\n"
       "WHERE pickup_cell IS NOT NULL AND dropoff_cell IS NOT NULL "
       "AND seconds > 0\n"
       "ORDER BY pickup_at")
+
+
+def requests_coverage_bigquery(cfg: QueryConfig, begin: int, end: int
+                               ) -> str:
+  """How many of the trips starting in [begin, end) could be ride requests:
+  trips, with a pickup cell, with a dropoff cell, with a duration. Says
+  why `requests_bigquery` is empty (a feed without dropoffs, say)."""
+  return (
+      "SELECT COUNT(*) AS trips,\n"
+      "  COUNTIF(pickup_cell IS NOT NULL) AS with_pickup,\n"
+      "  COUNTIF(dropoff_cell IS NOT NULL) AS with_dropoff,\n"
+      "  COUNTIF(seconds > 0) AS with_duration\n"
+      "FROM (\n" + _requests_select(cfg, begin, end) + ")")
 
 
 def check_issue_time(issued_at: int) -> int:

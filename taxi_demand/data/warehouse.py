@@ -539,6 +539,15 @@ class Warehouse:
     return self.con.execute(demand_sql.to_duckdb(
         demand_sql.requests_bigquery(cfg, begin, end))).fetch_arrow_table()
 
+  def requests_coverage(self, cfg: demand_sql.QueryConfig, begin: int,
+                        end: int) -> dict[str, int]:
+    """{trips, with_pickup, with_dropoff, with_duration} of [begin, end)
+    (sql.requests_coverage_bigquery)."""
+    cursor = self.con.execute(demand_sql.to_duckdb(
+        demand_sql.requests_coverage_bigquery(cfg, begin, end)))
+    names = [d[0] for d in cursor.description]
+    return {k: int(v or 0) for k, v in zip(names, cursor.fetchone())}
+
   def truth(self, begin: int, end: int) -> pa.Table:
     """The simulator's intensity per (community_area, quarter hour) in
     [begin, end); empty for a warehouse of real trips."""

@@ -89,12 +89,24 @@ def _runs(args, home) -> int:
     return 0
   _table([[r["run_id"], f"{_fmt(r['date'])} ({_fmt(r['span'])})", r["status"],
            f"{r['wall_s']:.1f}s", _fmt(r["mae"]),
-           _fmt(r["seasonal_naive_mae"]), _fmt(r["blessed"]),
+           _fmt(r["seasonal_naive_mae"]), _blessed_cell(r),
            _fmt(r["pushed_version"]), _next_day_cell(r["next_day"])]
           for r in rows],
          ["run", "day (span)", "status", "wall", "MAE", "naive MAE",
           "blessed", "pushed", "next-day MAE"])
+  if any(r["unmeasured"] for r in rows):
+    print("* decided without the checks named: the day lacked what they "
+          "need (`taxi-demand show RUN` says what)")
   return 0
+
+
+def _blessed_cell(row) -> str:
+  """True/False, with the checks it was decided without: "True (no
+  guidance*)"."""
+  cell = _fmt(row["blessed"])
+  if row["unmeasured"]:
+    cell += f" (no {','.join(row['unmeasured'])}*)"
+  return cell
 
 
 def _daily_run_alive(home):

@@ -86,6 +86,14 @@ CURRENT_MODEL_ID = "current_model_id"  # the model a blessing judged
 FORECAST_GATE_MARK = "forecast_gate"   # 1 on ForecastGate's blessings
 MODEL_MAE = "model_mae"
 REASONS = "reasons"
+# On ForecastGate's blessing: the checks that could not measure this day
+# (comma-separated, e.g. "guidance"); the blessing decided without them.
+UNMEASURED = "unmeasured"
+# GuidanceGate's result: 0 when the day lacks what the fleet needs (then
+# `reason` says what, and `passed` is 1: nothing was found wrong).
+MEASURED = "measured"
+PASSED = "passed"
+REASON = "reason"
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
 PUSHED_DESTINATION = "pushed_destination"

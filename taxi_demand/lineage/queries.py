@@ -114,6 +114,10 @@ def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
       "seasonal_naive_mae": blessing.get("seasonal_naive_mae"),
       "blessed": None if blessed is None else bool(blessed),
       "pushed_version": pushed_version(snap, run),
+      # The checks the blessing was decided without (e.g. guidance on a
+      # day whose trips carry no dropoff area).
+      "unmeasured": [c for c in str(blessing.get(contract.UNMEASURED) or
+                                    "").split(",") if c],
   }
 
 

@@ -32,6 +32,7 @@ from taxi_demand import features
 from taxi_demand import guidance
 from taxi_demand.data import contract as data_contract
 from taxi_demand.data import sql as demand_sql
+from taxi_demand.errors import CannotMeasure
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.serving import predict
@@ -114,7 +115,7 @@ def geometry_of(warehouse: os.PathLike, cfg: demand_sql.QueryConfig,
                          at)
   placed = report_data.positions(pickups)
   if not placed:
-    raise TaxiDemandError(
+    raise CannotMeasure(
         f"no located pickups in the {POSITION_DAYS} days before "
         f"{format_epoch(at)} to place the cells by; give --travel-times")
   if cfg.spatial_unit is demand_sql.SpatialUnit.COMMUNITY_AREA:
