@@ -557,7 +557,8 @@ def serving_log_tools():
 # workers in collection order (`--dist loadfile --no-loadscope-reorder`; by
 # default xdist reorders files by their number of tests), so these start at
 # once, one per worker, and the short modules fill in around them.
-LONGEST_FIRST = ("test_pipeline_e2e.py", "test_notebook.py")
+LONGEST_FIRST = ("test_pipeline_e2e.py", "test_notebook.py",
+                 "test_partial_data_e2e.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -101,7 +101,7 @@ def _runs(args, home) -> int:
 
 
 def _blessed_cell(row) -> str:
-  """True/False, with the checks it was decided without: "True (no
+  """yes/no, with the checks it was decided without: "yes (no
   guidance*)"."""
   cell = _fmt(row["blessed"])
   if row["unmeasured"]:
