@@ -164,19 +164,25 @@ def resume_plan(home: Home, previous: dict) -> List[Step]:
   steps: List[Step] = []
   if last is not None and last.status in ("FAILED", "ABORTED"):
     span = queries.run_span(snap, last)
-    if span is None:
+    if span is None and step.get("span") is not None:
+      # Killed before any node recorded its day (inside ExampleGen's first
+      # second): the run lock noted the step before it started. Nothing
+      # was published, so the step runs again, whole.
+      steps.append(rerun_whole(last, step))
+    elif span is None:
       raise TaxiDemandError(f"--resume: cannot tell the span of run "
                             f"{last.run_id}; rerun it with --date")
-    node = next(n.node_id for n in last.nodes
-                if n.state == "FAILED" or n.aborted)
-    ingest = step.get("kind") == "ingest" and step.get("span") == span
-    say(f"resuming run {last.run_id} ({spans.date_of(span)}, "
-        f"{last.status.lower()}) from {node}"
-        + (", up to DataGate" if ingest else ""))
-    options = (tfx_pipeline.RunOptions(from_nodes=[node],
-                                       to_nodes=[contract.DATA_GATE])
-               if ingest else tfx_pipeline.RunOptions(from_nodes=[node]))
-    steps.append(Step(span, options, window=False, ingest=ingest))
+    if span is not None:
+      node = next(n.node_id for n in last.nodes
+                  if n.state == "FAILED" or n.aborted)
+      ingest = step.get("kind") == "ingest" and step.get("span") == span
+      say(f"resuming run {last.run_id} ({spans.date_of(span)}, "
+          f"{last.status.lower()}) from {node}"
+          + (", up to DataGate" if ingest else ""))
+      options = (tfx_pipeline.RunOptions(from_nodes=[node],
+                                         to_nodes=[contract.DATA_GATE])
+                 if ingest else tfx_pipeline.RunOptions(from_nodes=[node]))
+      steps.append(Step(span, options, window=False, ingest=ingest))
   if unfinished:
     main = step.get("for", previous["plan"][0])
     done_with_main = bool(steps) and not steps[0].ingest and (
@@ -193,6 +199,20 @@ def resume_plan(home: Home, previous: dict) -> List[Step]:
            f"the last run ({last.run_id}) did not fail; nothing to resume")
     raise TaxiDemandError(f"--resume: {why}")
   return steps
+
+
+def rerun_whole(last, step: dict) -> Step:
+  """The run lock's step `last` died in, from its start: an ingest up to
+  DataGate, or the day's run (its window checked first)."""
+  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  span, ingest = int(step["span"]), step.get("kind") == "ingest"
+  say(f"run {last.run_id} ({spans.date_of(span)}) was {last.status.lower()} "
+      "before it recorded anything: running it again"
+      + (", up to DataGate" if ingest else ""))
+  if ingest:
+    return Step(span, tfx_pipeline.RunOptions(to_nodes=[contract.DATA_GATE]),
+                window=False, ingest=True)
+  return Step(span)
 
 
 def hold(home: Home, argv: List[str]):

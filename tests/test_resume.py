@@ -159,3 +159,32 @@ def test_runs_shows_a_dead_run_aborted_before_anything_records_it(killed,
     holder.kill()
     holder.wait()
   assert status() == "ABORTED"
+
+
+@pytest.mark.parametrize("kind", ["run", "ingest"])
+def test_a_run_killed_before_it_recorded_its_day_runs_again_whole(tmp_path,
+                                                                  kind):
+  """Killed inside ExampleGen's first second: ML Metadata holds a RUNNING
+  ExampleGen with no span and no output. The run lock's step says which
+  day it was; --resume runs that step again from its start."""
+  from ml_metadata.proto import metadata_store_pb2
+  home = Home(tmp_path / "home")
+  synthetic.build(home.root, 2)
+  day = queries.run_span(store.load(home.metadata),
+                         store.load(home.metadata).runs[-1]) + 1
+  writer = synthetic.Writer(home.metadata, home.pipeline_root)
+  writer.execute("killed-at-once", contract.EXAMPLE_GEN,
+                 state=metadata_store_pb2.Execution.RUNNING)
+  assert len(local_run.mark_aborted(home)) == 1
+  main = day + 1 if kind == "ingest" else day
+  previous = {"plan": [main], "done": False, "finished": [],
+              "step": {"span": day, "for": main, "kind": kind}}
+  steps = local_run.resume_plan(home, previous)
+  if kind == "run":
+    assert [(s.span, s.options, s.window, s.ingest) for s in steps] == [
+        (day, None, True, False)]
+  else:
+    assert [(s.span, s.window, s.ingest) for s in steps] == [
+        (day, False, True), (main, True, False)]
+    assert list(steps[0].options.to_nodes) == [contract.DATA_GATE]
+    assert not steps[0].options.from_nodes

@@ -169,8 +169,11 @@ class Writer:
   def context(self, type_name: str, name: str) -> pb.Context:
     key = (type_name, name)
     if key not in self._contexts:
-      ctx = pb.Context(type_id=self._type("context", type_name), name=name)
-      ctx.id = self.store.put_contexts([ctx])[0]
+      # A store written before (a Writer appending runs) has it already.
+      ctx = self.store.get_context_by_type_and_name(type_name, name)
+      if ctx is None:
+        ctx = pb.Context(type_id=self._type("context", type_name), name=name)
+        ctx.id = self.store.put_contexts([ctx])[0]
       self._contexts[key] = ctx
     return self._contexts[key]
 
