@@ -49,9 +49,13 @@ Prints one JSON object (progress goes to stderr):
   reads and failed reads, error lines of the loads, the job and the run;
   setup_s, live_s and the machine's load average before and after (on 2
   cores, other work stretches every timing);
+  day_decision  D-1's newest run in ML Metadata: its status, pushed
+      version, blessed and reasons;
   targets: 0 lost ticks, 0 lost or duplicated trips, 0 runs left RUNNING,
-      a serving model at every tick after the first push, each as
-      {"target", "value", "met"}.
+      a serving model at every tick after the first push, the daily run
+      completed (exit 0, or 3 for a refused day) after its resumes, 0
+      error lines from any process, and D-1 decided (a model pushed, or
+      refused with a reason), each as {"target", "value", "met"}.
 
 Exit 0 whether or not targets are met; 1 when setup fails (no push, a load
 or the setup run failed: its log is named).
@@ -516,6 +520,7 @@ def live_day(args, ready: dict, root: Path) -> dict:
       "pipeline_exit_code": liveday.pipeline_done,
       "pipeline_starts": run_starts(logs),
       "reads": liveday.reads, "failed_reads": len(liveday.failed_reads),
+      "day_decision": day_decision(home, day - 1),
       "error_lines": {k: len(v) for k, v in errors.items()},
       "error_samples": {k: v[:3] for k, v in errors.items() if v},
       "timed_out_after_s": timed_out[0] if timed_out else None,
@@ -534,8 +539,33 @@ def live_day(args, ready: dict, root: Path) -> dict:
                                       statuses.count("RUNNING"))),
       # Simulated seconds without a model to resolve, after the first push.
       "serving_model_at_every_tick": target(longest_gap_s),
+      # The day's run finished (0, or 3: DataGate refused the day) after
+      # its resumes; a run left failed counts however many ticks served.
+      "daily_run_completed": target(
+          0 if liveday.pipeline_done in (0, 3) else 1),
+      "error_lines": target(sum(len(v) for v in errors.values())),
+      # D-1 has a pushed model, or a recorded refusal with its reason.
+      "day_decided": target(0 if out["day_decision"]["decided"] else 1),
   }
   return out
+
+
+def day_decision(home, span: int) -> dict:
+  """What ML Metadata holds for day `span`'s newest run: pushed, or
+  refused with a reason (DataGate's, or ForecastGate's not blessing)."""
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  snap = store.load(home.metadata)
+  runs = [r for r in snap.runs if queries.run_span(snap, r) == span]
+  if not runs:
+    return {"decided": False, "why": "no run of the day in ML Metadata"}
+  summary = queries.run_summary(snap, runs[-1])
+  pushed, status = summary["pushed_version"], summary["status"]
+  refused = status == "REFUSED" or (
+      summary["blessed"] is False and bool(summary["reasons"]))
+  return {"decided": bool(pushed) or refused, "status": status,
+          "pushed_version": pushed, "blessed": summary["blessed"],
+          "reasons": summary["reasons"] or None}
 
 
 def run_starts(logs: Path) -> list:
