@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, ContextManager, List, Optional
+from typing import Callable, ContextManager, Iterator, List, Optional
 
 from pipeline import flags
 from taxi_demand import __version__
@@ -307,14 +308,31 @@ def window_to_ingest(home: Home, span: int, train_days: int,
   return todo
 
 
+@contextlib.contextmanager
+def crash_points() -> Iterator[None]:
+  """The kill matrix's node points (taxi_demand.faults), while armed."""
+  from taxi_demand import faults  # pylint: disable=g-import-not-at-top
+  if not faults.armed().startswith("node."):
+    yield
+    return
+  from pipeline.progress import CrashPoints  # pylint: disable=g-import-not-at-top
+  handler, root = CrashPoints(), logging.getLogger()
+  root.addHandler(handler)
+  try:
+    yield
+  finally:
+    root.removeHandler(handler)
+
+
 def ingest(pipeline, home: Home, span: int) -> None:
   """Runs a day's pipeline up to DataGate: ingested, checked, one line."""
   from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
-  LocalDagRunner().run(pipeline, run_options=tfx_pipeline.RunOptions(
-      to_nodes=[contract.DATA_GATE]))
+  with crash_points():
+    LocalDagRunner().run(pipeline, run_options=tfx_pipeline.RunOptions(
+        to_nodes=[contract.DATA_GATE]))
   snap = store.load(home.metadata)
   report = snap.run_output(snap.last_run(), contract.DATA_GATE,
                            contract.REPORT)
@@ -383,10 +401,11 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
   say(f"run {config.pipeline_name} for {spans.date_of(config.span)} "
       f"(span {config.span}, {config.train_days}-day window)")
   try:
-    if options is None:
-      LocalDagRunner().run(pipeline)
-    else:
-      LocalDagRunner().run(pipeline, run_options=options)
+    with crash_points():
+      if options is None:
+        LocalDagRunner().run(pipeline)
+      else:
+        LocalDagRunner().run(pipeline, run_options=options)
   except Exception as e:  # the node's error; described below
     alert = _alert_in(e)
     progress.fail_current("ALERT" if alert else "FAILED")

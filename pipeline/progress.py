@@ -8,11 +8,26 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, TextIO
 
+from taxi_demand import faults
+
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 _SKIPPED = re.compile(r"^Skipping component (\S+)\.$")
 # The launcher's word for a node whose inputs or Cond did not trigger it.
 _NOT_TRIGGERED = re.compile(r"^Skipping execution for (\S+)$")
+# The launcher's words once a node's execution is registered RUNNING and
+# its executor is about to run, and once the executor returned (its outputs
+# written, not yet published).
+_EXECUTING = re.compile(r"^Going to run a new execution \d+$")
+_SUCCEEDED = re.compile(r"^Execution \d+ succeeded\.$")
+
+
+def _message(record: logging.LogRecord) -> str:
+  """The record's text; '' if it cannot be formatted (not ours to fix)."""
+  try:
+    return record.getMessage()
+  except Exception:  # pylint: disable=broad-except
+    return ""
 
 
 class NodeProgress(logging.Handler):
@@ -39,10 +54,7 @@ class NodeProgress(logging.Handler):
     self._not_triggered: set = set()
 
   def emit(self, record: logging.LogRecord) -> None:
-    try:
-      message = record.getMessage()
-    except Exception:  # pylint: disable=broad-except
-      return
+    message = _message(record)
     if m := _RUNNING.match(message):
       self.current = m.group(1)
       self._started[self.current] = time.monotonic()
@@ -74,3 +86,26 @@ class NodeProgress(logging.Handler):
     self._stream.flush()
     self.rows.append({"node": node, "outcome": outcome,
                       "wall_s": round(wall, 2)})
+
+
+class CrashPoints(logging.Handler):
+  """The daily run's crash points (taxi_demand.faults), from the same log
+  records: `node.start.<id>` as LocalDagRunner starts a node,
+  `node.inside.<id>` once its execution is RUNNING in ML Metadata, and
+  `node.end.<id>` once its executor returned, before its outputs are
+  published. Installed only while TAXI_DEMAND_CRASH_AT names a node point.
+  """
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.current: Optional[str] = None
+
+  def emit(self, record: logging.LogRecord) -> None:
+    message = _message(record)
+    if m := _RUNNING.match(message):
+      self.current = m.group(1)
+      faults.point(f"node.start.{self.current}")
+    elif self.current and _EXECUTING.match(message):
+      faults.point(f"node.inside.{self.current}")
+    elif self.current and _SUCCEEDED.match(message):
+      faults.point(f"node.end.{self.current}")

@@ -15,14 +15,15 @@ def _push(tmp_path, name, span, blessed=1):
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / name / "model")
   serving = tmp_path / name / "model" / "Format-Serving"
-  serving.mkdir(parents=True)
+  serving.mkdir(parents=True, exist_ok=True)
   (serving / "saved_model.pb").write_text(name)
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / name / "blessing")
   blessing.set_int_custom_property(contract.BLESSED, blessed)
   blessing.set_int_custom_property(contract.SPAN, span)
   pushed = standard_artifacts.PushedModel()
-  pushed.uri = str(tmp_path / name / "pushed")
+  runs = len(list((tmp_path / name).glob("pushed-*")))
+  pushed.uri = str(tmp_path / name / f"pushed-{runs}")
   VersionedPusherExecutor().Do(
       {keys.MODEL_KEY: [model], keys.MODEL_BLESSING_KEY: [blessing]},
       {keys.PUSHED_MODEL_KEY: [pushed]},
@@ -51,3 +52,19 @@ def test_a_refused_blessing_pushes_nothing(tmp_path):
   assert refused.get_int_custom_property(contract.PUSHED) == 0
   assert registry.versions(tmp_path / "models") == []
 
+
+
+def test_a_pusher_run_again_after_its_move_keeps_the_version(tmp_path):
+  """Killed after the rename and CURRENT's move (pusher.moved), before ML
+  Metadata recorded the push, the Pusher runs again on --resume: it finds
+  the version it published, which may have served since, and records that
+  one rather than publishing a twin no record names."""
+  first = _push(tmp_path, "day11", span=11)
+  again = _push(tmp_path, "day11", span=11)
+  models = tmp_path / "models"
+  assert _version(again) == _version(first)
+  assert registry.versions(models) == [_version(first)]
+  assert registry.serving_version(models) == _version(first)
+  # Another model is another version.
+  other = _push(tmp_path, "day12", span=12)
+  assert registry.versions(models) == [_version(first), _version(other)]

@@ -15,6 +15,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from taxi_demand import faults
 from taxi_demand.lineage import contract
 from taxi_demand.serving import registry
 
@@ -60,7 +61,11 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
     span = (blessing.get_int_custom_property(contract.SPAN)
             if blessing.has_custom_property(contract.SPAN) else None)
-    version = registry.push(base, write, keep=keep, span=span)
+    version = registry.push(base, write, keep=keep, span=span,
+                            source=str(model_path))
+    # Killed here, the registry has moved and ML Metadata knows nothing:
+    # --resume runs this node again, and push() finds the same version.
+    faults.point("pusher.moved")
     io_utils.copy_dir(model_path, model_push.uri)  # archive, as TFX does
     self._MarkPushed(model_push, pushed_destination=str(Path(base) / version),
                      pushed_version=version)

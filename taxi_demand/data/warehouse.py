@@ -18,6 +18,7 @@ import pyarrow as pa
 from taxi_demand.data import contract
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
+from taxi_demand import faults
 from taxi_demand import features
 from taxi_demand import locks
 from taxi_demand import spans
@@ -581,16 +582,19 @@ class Warehouse:
     files = discover(paths)
     plans = [(f, _sniff(f)) for f in files]  # fail fast, before writing
     report = LoadReport()
+    faults.point("load.before")
     self.con.execute("BEGIN TRANSACTION")
     try:
       for i, (path, kind) in enumerate(plans, 1):
         if progress:
           progress(f"load {i}/{len(plans)}: {path}")
         self._load_file(path, kind, report)
+      faults.point("load.inside")
       self.con.execute("COMMIT")
     except BaseException:
       self.con.execute("ROLLBACK")
       raise
+    faults.point("load.after")
     return report
 
   def _load_file(self, path: Path, kind: str, report: LoadReport) -> None:

@@ -31,6 +31,10 @@ from taxi_demand.errors import TaxiDemandError
 
 POINTER = "CURRENT"
 _INCOMING = ".incoming-"
+# Inside each version: where its model came from (the pushed model's path),
+# so a push of the same model again (a Pusher killed after the rename and
+# run again by --resume) finds its version instead of publishing a twin.
+SOURCE_FILE = ".pushed_from"
 
 
 def versions(models_dir: os.PathLike) -> List[str]:
@@ -105,10 +109,29 @@ def supersedes(models_dir: os.PathLike, span: Optional[int]) -> bool:
   return span is None or current is None or int(span) >= current
 
 
+def version_of_source(models_dir: os.PathLike, source: str
+                      ) -> Optional[str]:
+  """The newest version pushed from `source`, if one is still kept."""
+  root = Path(models_dir)
+  for version in reversed(versions(root)):
+    marker = root / version / SOURCE_FILE
+    try:
+      if marker.read_text() == source:
+        return version
+    except (OSError, UnicodeDecodeError):
+      continue
+  return None
+
+
 def push(models_dir: os.PathLike, write: Callable[[Path], None],
          keep: int = 5, now: Callable[[], float] = time.time,
-         span: Optional[int] = None) -> str:
+         span: Optional[int] = None, source: Optional[str] = None) -> str:
   """Publishes a new version atomically; it serves unless superseded.
+
+  With `source` (where the model comes from), a model already pushed from
+  there keeps its version: the push only makes sure CURRENT says what a
+  push says. So a push that died after its rename, run again, records the
+  version that may already have served instead of publishing a second.
 
   Args:
     models_dir: the registry folder.
@@ -125,16 +148,23 @@ def push(models_dir: os.PathLike, write: Callable[[Path], None],
   root = Path(models_dir)
   root.mkdir(parents=True, exist_ok=True)
   existing = versions(root)
-  version = int(now())
-  if existing:
-    version = max(version, int(existing[-1]) + 1)
-  staging = Path(tempfile.mkdtemp(dir=root, prefix=f"{_INCOMING}{version}-"))
-  try:
-    write(staging)
-    os.rename(staging, root / str(version))  # atomic within one filesystem
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
+  found = None if source is None else version_of_source(root, source)
+  if found is not None:
+    version = int(found)
+  else:
+    version = int(now())
+    if existing:
+      version = max(version, int(existing[-1]) + 1)
+    staging = Path(tempfile.mkdtemp(dir=root,
+                                    prefix=f"{_INCOMING}{version}-"))
+    try:
+      write(staging)
+      if source is not None:
+        (staging / SOURCE_FILE).write_text(source)
+      os.rename(staging, root / str(version))  # atomic within a filesystem
+    except BaseException:
+      shutil.rmtree(staging, ignore_errors=True)
+      raise
   if supersedes(root, span):
     set_serving(root, str(version), span)
   prune(root, keep)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from taxi_demand import faults
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import features
@@ -119,7 +120,9 @@ def _write_atomically(table: pa.Table, final: Path) -> Path:
   tmp = final.with_name(f".{final.name}.{os.getpid()}{_TMP}")
   try:
     pq.write_table(table, tmp)
+    faults.point("servelog.written")
     os.replace(tmp, final)
+    faults.point("servelog.published")
   except BaseException:
     tmp.unlink(missing_ok=True)
     raise
