@@ -383,3 +383,33 @@ def test_a_missing_required_column_is_named_for_its_table(wh, tmp_path,
   path = tmp_path / "missing.csv"
   path.write_text(f"{header}\n{row}\n")
   _assert_fails_cleanly(wh, path, *needles)
+
+
+# ---- a path is a file, never a pattern --------------------------------------
+
+def test_a_name_with_glob_characters_loads_exactly_that_file_once(wh,
+                                                                   tmp_path):
+  """DuckDB's readers expand `*`, `?` and `[...]`: `t[1].csv` read t1.csv,
+  and `*.csv` every CSV beside it, while the named file was marked loaded."""
+  folder = tmp_path / "d"
+  folder.mkdir()
+  _csv(folder / "t1.csv", [_trip("t1")])
+  _csv(folder / "t[1].csv", [_trip("bracket")])
+  _csv(folder / "*.csv", [_trip("star")])
+  _csv(folder / "other.csv", [_trip("o1"), _trip("o2")])
+  pq.write_table(pa.table({
+      "unique_key": ["pq"], "trip_start_timestamp": [1704621900],
+      "trip_seconds": [600], "trip_miles": [1.0], "pickup_community_area": [8],
+      "pickup_latitude": [41.9], "pickup_longitude": [-87.63]}),
+      folder / "?.parquet")
+  loaded = []
+  for name, key in (("t[1].csv", "bracket"), ("*.csv", "star"),
+                    ("?.parquet", "pq")):
+    report = wh.load([folder / name])
+    assert (report.read, report.loaded, report.files) == (
+        1, 1, [str(folder / name)])
+    loaded.append(key)
+    assert _keys(wh) == sorted(loaded)
+  rest = wh.load([folder])  # the others load too, each once
+  assert (rest.read, rest.loaded) == (3, 3) and len(rest.skipped) == 3
+  assert _keys(wh) == ["bracket", "o1", "o2", "pq", "star", "t1"]

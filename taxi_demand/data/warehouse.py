@@ -33,6 +33,10 @@ _SNIFF_BYTES = 64 * 1024
 _REJECTS = "_csv_rejects"
 _REJECTS_SCAN = "_csv_rejects_scan"
 _REJECT_KEPT_BYTES = 10_000
+# DuckDB's file readers take a path as a glob pattern (`*`, `?`, `[...]`,
+# `**`) and have no escape for these characters; a file whose path holds one
+# is read through a link of a plain name (`_literal`).
+_GLOB_CHARACTERS = frozenset("*?[]{}")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS trips (
@@ -223,6 +227,28 @@ def _csv_source(path: Path, names: Sequence[str]) -> str:
           f"rejects_scan={_lit(_REJECTS_SCAN)})")
 
 
+def _literal(path: Path, stack: contextlib.ExitStack) -> Path:
+  """A path DuckDB reads as exactly the file `path`, never as a pattern.
+
+  `path` itself when its text has no glob character; else a symlink to it,
+  of a plain name, in a private folder that `stack` removes. Without this,
+  `t[1].csv` would read `t1.csv`, and a file named `*.csv` every CSV beside
+  it, and the named file would be recorded as loaded.
+  """
+  if not _GLOB_CHARACTERS & set(str(path)):
+    return path
+  folder = Path(stack.enter_context(
+      tempfile.TemporaryDirectory(prefix="taxi-demand-load-")))
+  link = folder / ("source" + (path.suffix.lower()
+                               if path.suffix.lower() in TRIP_SUFFIXES else ""))
+  if _GLOB_CHARACTERS & set(str(link)):
+    raise TaxiDemandError(
+        f"cannot read {path} literally: the temporary folder "
+        f"{folder} has a glob character; set $TMPDIR to a plain path")
+  link.symlink_to(path.resolve())
+  return link
+
+
 def _mixed_line_breaks(path: Path) -> bool:
   """Whether `path` has more than one kind of line break (\\n, \\r\\n, \\r).
 
@@ -261,7 +287,7 @@ def _read_whole(source: str) -> bool:
 def _one_line_break(path: Path, folder: Path) -> Path:
   """A copy of `path` in `folder` whose line breaks are all \\n (inside
   quoted values too): what the reader takes from a file of mixed breaks."""
-  out = folder / path.name
+  out = folder / "one_line_break.csv"  # a plain name: see _literal
   with path.open("rb") as src, out.open("wb") as dst:
     carry = b""
     for block in iter(lambda: src.read(1 << 20), b""):
@@ -606,11 +632,13 @@ class Warehouse:
       return
     is_truth = path.name.startswith(TRUTH_PREFIX) and kind == "parquet"
     try:
-      if is_truth:
-        table, counts = "truth", self._load_truth(path)
-        report.truth_rows += counts[0]
-      else:
-        table, counts = self._load_rows(path, kind, report)
+      with contextlib.ExitStack() as stack:
+        source = _literal(path, stack)
+        if is_truth:
+          table, counts = "truth", self._load_truth(path, source)
+          report.truth_rows += counts[0]
+        else:
+          table, counts = self._load_rows(path, source, kind, report)
     except duckdb.Error as e:
       raise TaxiDemandError(
           f"{path}: cannot read {kind}: {_first_line(e)}") from e
@@ -619,8 +647,8 @@ class Warehouse:
         [fingerprint, str(path), table, *counts])
     report.files.append(str(path))
 
-  def _load_truth(self, path: Path) -> tuple[int, int, int]:
-    src = f"read_parquet({_lit(str(path))})"
+  def _load_truth(self, path: Path, source: Path) -> tuple[int, int, int]:
+    src = f"read_parquet({_lit(str(source))})"
     cols = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}")
             .fetchall()]
     need = ("community_area", "slot_start", "intensity")
@@ -634,15 +662,16 @@ class Warehouse:
         f"CAST(slot_start AS BIGINT), CAST(intensity AS DOUBLE) FROM {src}")
     return n, n, 0
 
-  def _load_rows(self, path: Path, kind: str,
+  def _load_rows(self, path: Path, source: Path, kind: str,
                  report: LoadReport) -> tuple[str, tuple[int, int, int]]:
-    """Loads a trips or probes file (told apart by its columns); returns
-    the table and (read, loaded, quarantined)."""
+    """Loads a trips or probes file (told apart by its columns), which
+    DuckDB reads at `source` (`_literal`); returns the table and (read,
+    loaded, quarantined)."""
     if kind == "csv":
       names = _csv_header(path)
       columns = dict.fromkeys(names, "VARCHAR")  # raw text, typed in SQL
     else:
-      src = f"read_parquet({_lit(str(path))})"
+      src = f"read_parquet({_lit(str(source))})"
       columns = {r[0]: r[1] for r in self.con.execute(
           f"DESCRIBE SELECT * FROM {src}").fetchall()}
     if contract.is_probes(columns):
@@ -659,7 +688,7 @@ class Warehouse:
           f"{', '.join(missing)}")
     with contextlib.ExitStack() as stack:
       if kind == "csv":
-        src = _csv_source(path, names)
+        src = _csv_source(source, names)
         if _mixed_line_breaks(path) and not _read_whole(src):
           folder = stack.enter_context(
               tempfile.TemporaryDirectory(prefix="taxi-demand-load-"))
