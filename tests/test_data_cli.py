@@ -81,3 +81,23 @@ def test_help_teaches_with_examples(capsys):
     with pytest.raises(SystemExit):
       cli.main([command, "--help"])
     assert "Examples:" in capsys.readouterr().out
+
+
+def test_a_newline_in_a_file_name_prints_no_line_of_its_own(home, tmp_path,
+                                                           capsys):
+  """A name is data: shown escaped, it cannot forge a line of output."""
+  forged = "taxi-demand load: all good, 0 errors"
+  empty = tmp_path / f"evil\n{forged}.csv"
+  empty.write_text("")
+  assert cli.main(["load", str(empty)]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "empty file" in err
+  assert repr(str(empty)) in err
+  good = tmp_path / "ok\nread 99  loaded 99  quarantined 0\x1b[2K.csv"
+  good.write_bytes((DATA / "tiny_trips.csv").read_bytes())
+  for _ in range(2):  # loaded, then skipped as already loaded
+    assert cli.main(["load", str(good)]) == 0
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    assert not [line for line in lines if line.startswith("read 99")]
+    assert "\x1b" not in captured.out + captured.err

@@ -88,6 +88,7 @@ def _load(args, home) -> int:
 
 def _print_report(args, report, wh) -> None:
   from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.data.warehouse import shown  # noqa: PLC0415
   if args.json:
     cli.print_json({**report.to_dict(), "warehouse": str(wh.path),
                     "span_range": wh.span_range()})
@@ -99,7 +100,7 @@ def _print_report(args, report, wh) -> None:
       if n:
         print(f"  {rule}: {n:,}")
   for path in report.skipped:
-    print(f"  already loaded, skipped: {path}")
+    print(f"  already loaded, skipped: {shown(path)}")
   if report.probes_read:
     print(f"probes: read {report.probes_read:,}  loaded "
           f"{report.probes_loaded:,}  quarantined "
@@ -112,7 +113,7 @@ def _print_report(args, report, wh) -> None:
   spans = wh.span_range()
   if spans:
     from taxi_demand.spans import day_of  # noqa: PLC0415
-    print(f"warehouse {wh.path}: trips from {day_of(spans[0])} to "
+    print(f"warehouse {shown(wh.path)}: trips from {day_of(spans[0])} to "
           f"{day_of(spans[1])} (spans {spans[0]}..{spans[1]})")
 
 
@@ -120,6 +121,7 @@ def _simulate(args, home) -> int:
   from taxi_demand import cli  # noqa: PLC0415
   from taxi_demand.data import simulate  # noqa: PLC0415
   from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  from taxi_demand.data.warehouse import shown  # noqa: PLC0415
   if args.out is None and not args.load:
     raise TaxiDemandError("give --out DIR to write files, or --load to load "
                           "straight into the warehouse")
@@ -135,8 +137,8 @@ def _simulate(args, home) -> int:
       pings = f", {report.pings:,} pings" if report.pings else ""
       print(f"simulated {report.trips:,} trips{pings} over {report.days} "
             f"days by up to {report.taxis:,} taxis a day in "
-            f"{report.seconds:.1f}s -> {', '.join(report.files)}")
-      print(f"next: taxi-demand load {args.out}")
+            f"{report.seconds:.1f}s -> {', '.join(map(shown, report.files))}")
+      print(f"next: taxi-demand load {shown(args.out)}")
   if args.load:
     from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
     home.ensure()

@@ -104,6 +104,17 @@ def _lit(text: str) -> str:
   return "'" + text.replace("'", "''") + "'"
 
 
+def shown(text: str | os.PathLike) -> str:
+  """A file name (or any text from outside) fit for one line of output.
+
+  As it is when every character is printable; else quoted and escaped as
+  Python's repr does, so a newline or a terminal escape in a file name
+  cannot start a line of its own that looks like ours.
+  """
+  text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+  return text if text.isprintable() else repr(text)
+
+
 def discover(paths: Sequence[str | os.PathLike]) -> list[Path]:
   """Files to load under `paths` (files, or folders walked recursively)."""
   if not paths:
@@ -115,12 +126,12 @@ def discover(paths: Sequence[str | os.PathLike]) -> list[Path]:
       found = sorted(p for p in path.rglob("*")
                      if p.is_file() and p.suffix.lower() in TRIP_SUFFIXES)
       if not found:
-        raise TaxiDemandError(f"{path}: no .csv or .parquet files in folder")
+        raise TaxiDemandError(f"{shown(path)}: no .csv or .parquet files in folder")
       out.extend(found)
     elif path.is_file():
       out.append(path)
     else:
-      raise TaxiDemandError(f"{path}: no such file or folder")
+      raise TaxiDemandError(f"{shown(path)}: no such file or folder")
   return out
 
 
@@ -140,7 +151,7 @@ def _head(path: Path) -> bytes:
 def _sniff(path: Path) -> str:
   """'parquet' or 'csv', or a one-line error naming the file."""
   if path.stat().st_size == 0:
-    raise TaxiDemandError(f"{path}: empty file")
+    raise TaxiDemandError(f"{shown(path)}: empty file")
   head = _head(path)
   if head.startswith(_PARQUET_MAGIC):
     return "parquet"
@@ -156,7 +167,7 @@ def _first_line(error: BaseException) -> str:
   """An error's first line, cut short: DuckDB's message about an overlong
   CSV line quotes the whole line, megabytes of it."""
   text = str(error).strip()
-  return _clip(text.splitlines()[0]) if text else type(error).__name__
+  return shown(_clip(text.splitlines()[0])) if text else type(error).__name__
 
 
 def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
@@ -169,36 +180,36 @@ def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
   head = _head(path) if head is None else head
   ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
   if not ends and path.stat().st_size > len(head):
-    raise TaxiDemandError(f"{path}: first line is over {len(head) // 1024} KiB"
+    raise TaxiDemandError(f"{shown(path)}: first line is over {len(head) // 1024} KiB"
                           ", expected a CSV header")
   line = head[:min(ends)] if ends else head
   # Text has no NUL bytes; anything else is binary (gzip, xlsx, UTF-16, ...).
   if b"\x00" in line:
-    raise TaxiDemandError(f"{path}: binary file, expected CSV or Parquet")
+    raise TaxiDemandError(f"{shown(path)}: binary file, expected CSV or Parquet")
   try:
     text = line.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     raise TaxiDemandError(
-        f"{path}: binary or non-UTF-8 file, expected CSV or Parquet") from e
+        f"{shown(path)}: binary or non-UTF-8 file, expected CSV or Parquet") from e
   if not text.strip():
-    raise TaxiDemandError(f"{path}: empty file (no header line)")
+    raise TaxiDemandError(f"{shown(path)}: empty file (no header line)")
   if "," not in text:
     for delim, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
       if delim in text:
         raise TaxiDemandError(
-            f"{path}: wrong delimiter: header is separated by {name}, "
+            f"{shown(path)}: wrong delimiter: header is separated by {name}, "
             "expected ','")
   try:
     [fields] = csv.reader([text], strict=True)
   except csv.Error as e:
-    raise TaxiDemandError(f"{path}: header is not a CSV line: {e}") from e
+    raise TaxiDemandError(f"{shown(path)}: header is not a CSV line: {e}") from e
   names = [name.strip() for name in fields]
   if len(names) > 1 and not names[-1]:
     # A trailing comma: DuckDB's reader named that column so, and the
     # content-derived key of a row hashes it; keep the key as it was.
     names[-1] = f"column{len(names) - 1}"
   if "" in names:
-    raise TaxiDemandError(f"{path}: header has an empty column name (column "
+    raise TaxiDemandError(f"{shown(path)}: header has an empty column name (column "
                           f"{names.index('') + 1})")
   seen: set[str] = set()
   repeated = []
@@ -207,8 +218,8 @@ def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
       repeated.append(name)
     seen.add(name.lower())
   if repeated:
-    raise TaxiDemandError(f"{path}: header repeats column name(s): "
-                          f"{_clip(', '.join(repeated))}")
+    raise TaxiDemandError(f"{shown(path)}: header repeats column name(s): "
+                          f"{_clip(', '.join(map(shown, repeated)))}")
   return names
 
 
@@ -243,8 +254,8 @@ def _literal(path: Path, stack: contextlib.ExitStack) -> Path:
                                if path.suffix.lower() in TRIP_SUFFIXES else ""))
   if _GLOB_CHARACTERS & set(str(link)):
     raise TaxiDemandError(
-        f"cannot read {path} literally: the temporary folder "
-        f"{folder} has a glob character; set $TMPDIR to a plain path")
+        f"cannot read {shown(path)} literally: the temporary folder "
+        f"{shown(folder)} has a glob character; set $TMPDIR to a plain path")
   link.symlink_to(path.resolve())
   return link
 
@@ -350,7 +361,7 @@ class Warehouse:
     if read_only:
       if not self.path.exists():
         raise TaxiDemandError(
-            f"no warehouse at {self.path}: run `taxi-demand load` or "
+            f"no warehouse at {shown(self.path)}: run `taxi-demand load` or "
             "`taxi-demand simulate` first")
     else:
       self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,12 +404,12 @@ class Warehouse:
         refused.append(e)
         return False
       except duckdb.ConnectionException as e:  # open here in the other mode
-        raise TaxiDemandError(f"cannot open warehouse {self.path}: "
+        raise TaxiDemandError(f"cannot open warehouse {shown(self.path)}: "
                               f"{str(e).splitlines()[0]}") from e
 
     if not locks.poll(attempt, deadline):
       raise TaxiDemandError(
-          f"cannot open warehouse {self.path}: "
+          f"cannot open warehouse {shown(self.path)}: "
           f"{str(refused[-1]).splitlines()[0]}") from refused[-1]
     return self.con
 
@@ -594,7 +605,7 @@ class Warehouse:
 
   def _require_writable(self) -> None:
     if self.read_only:
-      raise TaxiDemandError(f"warehouse {self.path} is open read-only")
+      raise TaxiDemandError(f"warehouse {shown(self.path)} is open read-only")
 
   def load(self, paths: Sequence[str | os.PathLike],
            progress: Callable[[str], None] | None = None) -> LoadReport:
@@ -613,7 +624,7 @@ class Warehouse:
     try:
       for i, (path, kind) in enumerate(plans, 1):
         if progress:
-          progress(f"load {i}/{len(plans)}: {path}")
+          progress(f"load {i}/{len(plans)}: {shown(path)}")
         self._load_file(path, kind, report)
       faults.point("load.inside")
       self.con.execute("COMMIT")
@@ -641,7 +652,7 @@ class Warehouse:
           table, counts = self._load_rows(path, source, kind, report)
     except duckdb.Error as e:
       raise TaxiDemandError(
-          f"{path}: cannot read {kind}: {_first_line(e)}") from e
+          f"{shown(path)}: cannot read {kind}: {_first_line(e)}") from e
     self.con.execute(
         "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, now())",
         [fingerprint, str(path), table, *counts])
@@ -655,7 +666,7 @@ class Warehouse:
     missing = [c for c in need if c not in cols]
     if missing:
       raise TaxiDemandError(
-          f"{path}: missing required column(s) for truth: {', '.join(missing)}")
+          f"{shown(path)}: missing required column(s) for truth: {', '.join(missing)}")
     n = self.con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
     self.con.execute(
         f"INSERT OR REPLACE INTO truth SELECT CAST(community_area AS BIGINT), "
@@ -684,7 +695,7 @@ class Warehouse:
       staging = _staging_query
     if missing:
       raise TaxiDemandError(
-          f"{path}: missing required column(s) for {table}: "
+          f"{shown(path)}: missing required column(s) for {table}: "
           f"{', '.join(missing)}")
     with contextlib.ExitStack() as stack:
       if kind == "csv":
