@@ -2,6 +2,7 @@
 one-line errors with exit code 1 and no traceback."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,22 @@ def test_a_newline_in_a_file_name_prints_no_line_of_its_own(home, tmp_path,
     lines = (captured.out + captured.err).splitlines()
     assert not [line for line in lines if line.startswith("read 99")]
     assert "\x1b" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("argv", [
+    ["load", str(DATA / "tiny_trips.csv")],
+    ["recommend", "--at", "2024-01-07T10:00", "--cell", "8"],  # read-only
+], ids=["load", "recommend"])
+def test_a_corrupt_warehouse_fails_at_once_in_one_line(home, monkeypatch,
+                                                       capsys, argv):
+  """Not a lock to wait 300 s for: a file that is no DuckDB database."""
+  monkeypatch.delenv("TAXI_DEMAND_LOCK_WAIT", raising=False)
+  home.warehouse.parent.mkdir(parents=True, exist_ok=True)
+  home.warehouse.write_bytes(b"not a database\n" * 1000)
+  began = time.monotonic()
+  assert cli.main(argv) == 1
+  assert time.monotonic() - began < 5
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  assert str(home.warehouse) in err and "broken" in err
+  assert "not a valid DuckDB database" in err

@@ -331,6 +331,14 @@ FROM (
 """
 
 
+def _held_by_another(error: BaseException) -> bool:
+  """Whether DuckDB refused to open a file because another process holds
+  its lock ("Could not set lock on file ...: Conflicting lock is held in
+  ..."), as opposed to a file it cannot read."""
+  text = str(error)
+  return "Could not set lock" in text or "Conflicting lock" in text
+
+
 def interrupted(error: BaseException) -> bool:
   """Whether `error` is DuckDB's answer to Ctrl-C during a query.
 
@@ -393,16 +401,26 @@ class Warehouse:
 
   def _connect(self, deadline: float):
     """DuckDB's connection; a process that opens the file without our lock
-    (an older version, the duckdb shell) is waited for like a lock holder."""
+    (an older version, the duckdb shell) is waited for like a lock holder.
+
+    Only DuckDB's own lock is waited for: any other failure to open (a file
+    that is not a DuckDB database, a corrupt or cut one) fails at once,
+    since waiting cannot mend it.
+    """
     refused: list[BaseException] = []
 
     def attempt() -> bool:
       try:
         self.con = duckdb.connect(str(self.path), read_only=self.read_only)
         return True
-      except duckdb.IOException as e:  # another process holds DuckDB's lock
-        refused.append(e)
-        return False
+      except duckdb.IOException as e:
+        if _held_by_another(e):
+          refused.append(e)
+          return False
+        raise TaxiDemandError(
+            f"warehouse {shown(self.path)} is broken, not locked: "
+            f"{_first_line(e)} (restore it from a backup, or move it aside "
+            "and load the trips again)") from e
       except duckdb.ConnectionException as e:  # open here in the other mode
         raise TaxiDemandError(f"cannot open warehouse {shown(self.path)}: "
                               f"{str(e).splitlines()[0]}") from e
