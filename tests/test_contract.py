@@ -30,8 +30,8 @@ def test_required_columns_are_warehouse_columns():
 
 def test_rules_cover_the_issue_and_are_unique():
   assert contract.RULE_NAMES == (
-      "malformed_row", "bad_timestamp", "missing_pickup_location",
-      "community_area_out_of_range", "coordinates_outside_chicago",
+      "malformed_row", "bad_timestamp", "timestamp_out_of_range",
+      "missing_pickup_location", "community_area_out_of_range", "coordinates_outside_chicago",
       "negative_duration", "negative_distance", "duplicate_key")
 
 

@@ -65,6 +65,8 @@ def test_simulate_then_load(home, tmp_path, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["--drift", "area=8:x3"], "no @DATE"),
     (["--start", "2024-02-30"], "bad start date"),
+    (["--start", "9999-12-31"], "timestamp bounds"),
+    (["--start", "1999-12-31"], "from 2000-01-01 to 2099-12-31"),
     (["--days", "0"], "--days"),
 ])
 def test_simulate_bad_arguments(home, tmp_path, capsys, argv, needle):
@@ -121,3 +123,24 @@ def test_a_corrupt_warehouse_fails_at_once_in_one_line(home, monkeypatch,
   assert err.count("\n") == 1 and "Traceback" not in err
   assert str(home.warehouse) in err and "broken" in err
   assert "not a valid DuckDB database" in err
+
+
+def test_impossible_timestamps_leave_later_loads_and_answers_intact(
+    home, tmp_path, capsys):
+  """A trip in 1200 BC used to commit, then fail this load and every later
+  one with "unexpected OverflowError"."""
+  path = tmp_path / "ancient.csv"
+  path.write_text(
+      "unique_key,trip_start_timestamp,trip_seconds,trip_miles,"
+      "pickup_community_area,pickup_latitude,pickup_longitude\n"
+      "bc,-99999999999,600,1,8,,\n"
+      "y5138,99999999999,600,1,8,,\n"
+      "y2100,2100-06-01 08:00:00,600,1,8,,\n"
+      "y1900,1900-06-01 08:00:00,600,1,8,,\n")
+  for argv in (["load", str(path)], ["load", str(DATA / "tiny_trips.csv")]):
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "unexpected" not in captured.out + captured.err
+  assert "trips from 2023-12-30 to 2024-01-08" in captured.out
+  assert cli.main(["load", str(path), "--json"]) == 0  # skipped, answers
+  assert json.loads(capsys.readouterr().out)["span_range"] == [19721, 19730]

@@ -67,7 +67,8 @@ def test_each_row_rule_quarantines_with_its_name_and_raw_text(wh):
   report = wh.load([DATA / "bad_rows.csv"])
   assert (report.read, report.loaded, report.quarantined) == (15, 2, 13)
   assert report.per_rule == {
-      "malformed_row": 0, "bad_timestamp": 3, "missing_pickup_location": 1,
+      "malformed_row": 0, "bad_timestamp": 3, "timestamp_out_of_range": 0,
+      "missing_pickup_location": 1,
       "community_area_out_of_range": 3, "coordinates_outside_chicago": 2,
       "negative_duration": 2, "negative_distance": 1, "duplicate_key": 1}
   assert set(report.per_rule) == set(contract.RULE_NAMES)
@@ -330,7 +331,8 @@ def test_probes_load_and_each_bad_ping_goes_to_quarantine(wh):
   assert (report.probes_read, report.probes_loaded,
           report.probes_quarantined) == (10, 3, 7)
   assert report.probes_per_rule == {
-      "malformed_row": 1, "bad_timestamp": 1, "missing_vehicle_id": 1,
+      "malformed_row": 1, "bad_timestamp": 1, "timestamp_out_of_range": 0,
+      "missing_vehicle_id": 1,
       "position_outside_chicago": 1, "community_area_out_of_range": 1,
       "bad_occupied_flag": 1, "duplicate_ping": 1}
   assert set(report.probes_per_rule) == set(contract.PROBE_RULE_NAMES)
@@ -413,3 +415,85 @@ def test_a_name_with_glob_characters_loads_exactly_that_file_once(wh,
   rest = wh.load([folder])  # the others load too, each once
   assert (rest.read, rest.loaded) == (3, 3) and len(rest.skipped) == 3
   assert _keys(wh) == ["bracket", "o1", "o2", "pq", "star", "t1"]
+
+
+# ---- timestamps: inside the contract's bounds, offsets converted ------------
+
+_TIMES_HEADER = ("unique_key,trip_start_timestamp,trip_end_timestamp,"
+                 "trip_seconds,trip_miles,pickup_community_area,"
+                 "pickup_latitude,pickup_longitude")
+
+
+def _times_csv(path, rows):
+  path.write_text("\n".join([_TIMES_HEADER] + [
+      f"{key},{start},{end},600,1.5,8,41.8993,-87.6330"
+      for key, start, end in rows]) + "\n")
+  return path
+
+
+def test_timestamps_outside_the_bounds_are_quarantined_under_their_rule(
+    wh, tmp_path):
+  """1900, 2100, year 5138 and 1200 BC loaded; the last broke every later
+  load. Now each goes to quarantine, and the warehouse answers as before."""
+  rule = {r.name: r.description for r in contract.RULES}[
+      "timestamp_out_of_range"]
+  assert "2000-01-01" in rule and "2100-01-01" in rule
+  assert contract.RULE_NAMES.index("timestamp_out_of_range") == \
+      contract.RULE_NAMES.index("bad_timestamp") + 1
+  report = wh.load([_times_csv(tmp_path / "times.csv", [
+      ("first", "2000-01-01 00:00:00", ""),
+      ("last", "2099-12-31 23:00:00", "2099-12-31 23:10:00"),
+      ("y1900", "1900-01-01 00:00:00", ""),
+      ("y1999", "1999-12-31 23:59:59", ""),
+      ("y2100", "2100-01-01 00:00:00", ""),
+      ("ends2100", "2099-12-31 23:55:00", "2100-01-01 00:05:00"),
+      ("y5138", "99999999999", ""),             # epoch seconds
+      ("bc1200", "-99999999999", ""),
+      ("infinite", "infinity", ""),
+      ("unparsable", "soon", "")])])
+  assert (report.read, report.loaded) == (10, 2)
+  assert report.per_rule["timestamp_out_of_range"] == 7
+  assert report.per_rule["bad_timestamp"] == 1
+  assert _keys(wh) == ["first", "last"]
+  assert wh.con.execute(
+      "SELECT count(*) FROM quarantine WHERE rule = 'timestamp_out_of_range'"
+      " AND raw LIKE '%\"bc1200\"%'").fetchone()[0] == 1
+  assert wh.span_range() == (10957, 47481)  # 2000-01-01 .. 2099-12-31
+  again = wh.load([DATA / "tiny_trips.csv"])
+  assert again.loaded == 10
+
+
+def test_a_warehouse_holding_such_a_trip_from_before_is_mended(tmp_path):
+  """A 1200 BC trip loaded by an older version moves to quarantine when a
+  writer next opens the warehouse; nothing is lost."""
+  path = tmp_path / "w.duckdb"
+  with Warehouse(path) as w:
+    w.load([DATA / "tiny_trips.csv"])
+    w.con.execute("INSERT INTO trips (unique_key, trip_start_timestamp) "
+                  "VALUES ('bc', make_timestamp(-99999999999000000))")
+  with Warehouse(path) as w:
+    assert (w.count("trips"), w.count("quarantine")) == (10, 1)
+    [(rule, raw)] = w.con.execute("SELECT rule, raw FROM quarantine").fetchall()
+    assert rule == "timestamp_out_of_range" and '"bc"' in raw
+    assert w.load([DATA / "bad_rows.csv"]).read == 15
+    assert w.span_range() == (19721, 19730)
+
+
+def test_an_explicit_utc_offset_is_converted_to_city_wall_clock(wh,
+                                                                 tmp_path):
+  """'+05:00' was dropped; an offset now means an instant, as for --at.
+  A zero offset or 'UTC' labels wall clock: BigQuery's export of the
+  public table, whose TIMESTAMPs hold Chicago wall clock."""
+  wh.load([_times_csv(tmp_path / "offsets.csv", [
+      ("plus5", "2024-02-10 08:00:00+05:00", ""),
+      ("cst", "2024-02-10T08:00:00-06:00", "2024-02-10T08:10:00-0600"),
+      ("cdt", "2024-07-10 08:00:00-05", ""),
+      ("utc", "2024-02-10 08:00:00 UTC", ""),
+      ("zero", "2024-02-10 08:00:00+00:00", ""),
+      ("plain", "2024-02-10 08:00:00", "")])])
+  starts = dict(wh.con.execute(
+      "SELECT unique_key, strftime(trip_start_timestamp, '%Y-%m-%d %H:%M') "
+      "FROM trips").fetchall())
+  assert starts == {"plus5": "2024-02-09 21:00", "cst": "2024-02-10 08:00",
+                    "cdt": "2024-07-10 08:00", "utc": "2024-02-10 08:00",
+                    "zero": "2024-02-10 08:00", "plain": "2024-02-10 08:00"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-_LOAD_EPILOG = """\
+from taxi_demand.data import contract
+
+_LOAD_EPILOG = f"""\
 Every row read is either loaded or quarantined (table `quarantine`, with the
 rule it broke and its raw text): read = loaded + quarantined. A CSV row the
 reader cannot split into the header's columns (too many or too few fields,
@@ -16,6 +18,13 @@ A file that is not a trips file at all (empty, binary, wrong delimiter, a
 header missing a required column or with a repeated or empty name) stops the
 load with one line naming it, and nothing is written.
 
+Timestamps must lie from {contract.EARLIEST_TIMESTAMP:%Y-%m-%d} up to \
+(not including) {contract.TIMESTAMP_LIMIT:%Y-%m-%d}, else
+the row is quarantined as timestamp_out_of_range. A timestamp with a
+non-zero UTC offset (2024-02-10T08:00-06:00) is converted to Chicago wall
+clock; one labelled UTC or +00:00 is Chicago wall clock already, as in
+BigQuery's export of the public table.
+
 Files named truth*.parquet (written by `simulate`) fill the `truth` table.
 
 Probes, an operator's vehicle pings, are optional. A file whose header has
@@ -23,8 +32,9 @@ no trip_start_timestamp but vehicle_id, ping_timestamp or occupied is a
 probes file: it needs vehicle_id, ping_timestamp, latitude, longitude and
 occupied (true/false, t/f, 1/0, yes/no), and may give community_area. Its
 rows load into `probes` or go to the same quarantine, by rules of their own
-(bad_timestamp, missing_vehicle_id, position_outside_chicago,
-community_area_out_of_range, bad_occupied_flag, duplicate_ping). Where
+(bad_timestamp, timestamp_out_of_range, missing_vehicle_id,
+position_outside_chicago, community_area_out_of_range, bad_occupied_flag,
+duplicate_ping). Where
 probes cover a moment, `recommend` counts idle taxis from them instead of
 from trips.
 

@@ -13,6 +13,7 @@ read == loaded + quarantined always holds.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 # Columns of the warehouse `trips` table and their DuckDB types. Timestamps are
 # naive Chicago wall-clock time (the public sample's epoch seconds encode wall
@@ -54,6 +55,23 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 
 TIMESTAMP_COLUMNS = ("trip_start_timestamp", "trip_end_timestamp")
+
+# The time zone whose wall clock the warehouse's naive timestamps are. A
+# timestamp text with a non-zero UTC offset ("2024-02-10 08:00:00-06:00") is
+# an instant and is converted to this wall clock, as `--at` is. One with a
+# zero offset or "UTC" is read as wall clock already: that is how BigQuery
+# exports the public table, whose TIMESTAMPs hold Chicago wall clock.
+CITY_TIME_ZONE = "America/Chicago"
+
+# Every timestamp a row carries (trip start and end, a ping) must lie in
+# [EARLIEST_TIMESTAMP, TIMESTAMP_LIMIT). The city's trips begin in 2013:
+# anything before 2000 is a placeholder (1900-01-01) or a unit slip, and
+# anything from 2100 on a typo or epoch milliseconds read as seconds. Such a
+# row would move the warehouse's first or newest day (the daily run's
+# default day) decades away, and a year before 1 AD or after 9999 cannot
+# even be turned into a Python date.
+EARLIEST_TIMESTAMP = datetime.datetime(2000, 1, 1)
+TIMESTAMP_LIMIT = datetime.datetime(2100, 1, 1)  # the first moment refused
 
 # What the optional signals read, beyond REQUIRED_COLUMNS. A feed without
 # them still trains, validates and pushes; the signal is left out and the
@@ -124,7 +142,12 @@ RULES: tuple[Rule, ...] = (
          "reader's size limit, or invalid UTF-8"),
     Rule("bad_timestamp",
          "trip_start_timestamp missing or unparsable, or trip_end_timestamp "
-         "present but unparsable"),
+         "present but unparsable (epoch seconds have at most 11 digits)"),
+    Rule("timestamp_out_of_range",
+         f"trip_start_timestamp, or trip_end_timestamp, before "
+         f"{EARLIEST_TIMESTAMP:%Y-%m-%d} or on or after "
+         f"{TIMESTAMP_LIMIT:%Y-%m-%d} (after converting an explicit UTC "
+         f"offset to {CITY_TIME_ZONE} wall clock)"),
     # Decision: a trip with neither a community area nor coordinates cannot be
     # counted in any cell, so it is quarantined rather than loaded and then
     # ignored by the demand query (the public sample has 2 such rows). A trip
@@ -180,6 +203,9 @@ OCCUPIED_FALSE = ("false", "f", "0", "no", "n")
 PROBE_RULES: tuple[Rule, ...] = (
     RULES[0],  # malformed_row: the same reader, the same meaning
     Rule("bad_timestamp", "ping_timestamp missing or unparsable"),
+    Rule("timestamp_out_of_range",
+         f"ping_timestamp before {EARLIEST_TIMESTAMP:%Y-%m-%d} or on or "
+         f"after {TIMESTAMP_LIMIT:%Y-%m-%d}"),
     Rule("missing_vehicle_id", "vehicle_id missing or blank"),
     Rule("position_outside_chicago",
          "latitude or longitude missing, unparsable or outside the city's "

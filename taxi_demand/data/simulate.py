@@ -497,6 +497,19 @@ def _day_number(start: datetime.date | str) -> int:
   return (start - EPOCH).days
 
 
+def _check_within_bounds(start, first: int, days: int) -> None:
+  """Refuses days that `load` would quarantine (contract's timestamp
+  bounds), before any date arithmetic overflows on them."""
+  lowest = (contract.EARLIEST_TIMESTAMP.date() - EPOCH).days
+  limit = (contract.TIMESTAMP_LIMIT.date() - EPOCH).days
+  if first < lowest or first + days > limit:
+    last = contract.TIMESTAMP_LIMIT.date() - datetime.timedelta(days=1)
+    raise TaxiDemandError(
+        f"bad start date {str(start)!r} for {days} day(s): simulated days "
+        f"must lie from {contract.EARLIEST_TIMESTAMP:%Y-%m-%d} to {last}, "
+        "the trips contract's timestamp bounds")
+
+
 def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
                    seed: int = 0, scale: float = 1.0,
                    drift: str | Sequence[DriftClause] | None = None,
@@ -522,6 +535,7 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
   if isinstance(days, bool) or not isinstance(days, int) or not \
       1 <= days <= 3660:
     raise TaxiDemandError(f"--days must be 1..3660, got {days!r}")
+  _check_within_bounds(start, first, days)
   if not (isinstance(scale, (int, float)) and 0 < scale <= 1000):
     raise TaxiDemandError(f"--scale must be in (0, 1000], got {scale!r}")
   if pings_every_s is not None and (

@@ -381,6 +381,7 @@ class Warehouse:
     if not read_only:
       try:
         self.con.execute(_SCHEMA)
+        self._quarantine_out_of_range()
       except BaseException:
         self.close()
         raise
@@ -430,6 +431,33 @@ class Warehouse:
           f"cannot open warehouse {shown(self.path)}: "
           f"{str(refused[-1]).splitlines()[0]}") from refused[-1]
     return self.con
+
+  def _quarantine_out_of_range(self) -> None:
+    """Moves rows loaded before rule timestamp_out_of_range existed, and
+    breaking it, to quarantine under it (one transaction; nothing lost).
+
+    A trip in 1200 BC made every later load fail on its date and could not
+    be removed by any command; the first writer to open such a warehouse
+    mends it. A cheap count when there is nothing to move.
+    """
+    for table, columns in (("trips", contract.TIMESTAMP_COLUMNS),
+                           ("probes", ("ping_timestamp",))):
+      where = " OR ".join(_out_of_range(c) for c in columns)
+      [(n,)] = self.con.execute(
+          f"SELECT count(*) FROM {table} WHERE {where}").fetchall()
+      if not n:
+        continue
+      self.con.execute("BEGIN TRANSACTION")
+      try:
+        self.con.execute(
+            "INSERT INTO quarantine SELECT ?, 'timestamp_out_of_range', "
+            f"CAST(to_json(t) AS VARCHAR), now() FROM {table} AS t "
+            f"WHERE {where}", [f"({table} loaded before this rule)"])
+        self.con.execute(f"DELETE FROM {table} WHERE {where}")
+        self.con.execute("COMMIT")
+      except BaseException:
+        self.con.execute("ROLLBACK")
+        raise
 
   def close(self) -> None:
     try:
@@ -776,20 +804,43 @@ def _typed(col: str | None, source_type: str | None, target: str) -> str:
     if target == "TIMESTAMP":
       # Epoch seconds (the public sample), BigQuery export text
       # ('2013-01-01 00:00:00 UTC'), or the city portal's 12-hour format.
+      # A non-zero UTC offset is an instant: converted to city wall clock
+      # (contract.CITY_TIME_ZONE) rather than dropped.
       return (
           f"CASE WHEN regexp_full_match({v}, '-?[0-9]{{1,11}}') THEN "
-          f"make_timestamp(CAST({v} AS BIGINT) * 1000000) ELSE COALESCE("
-          f"TRY_CAST(regexp_replace({v}, ' ?(UTC|\\+00(:?00)?)$', '') "
+          f"make_timestamp(CAST({v} AS BIGINT) * 1000000) "
+          f"WHEN regexp_matches({v}, {_lit(_OFFSET)}) AND NOT "
+          f"regexp_matches({v}, {_lit(_ZERO_OFFSET)}) THEN timezone("
+          f"{_lit(contract.CITY_TIME_ZONE)}, TRY_CAST({v} AS TIMESTAMPTZ)) "
+          f"ELSE COALESCE("
+          f"TRY_CAST(regexp_replace({v}, {_lit(_UTC_LABEL)}, '') "
           f"AS TIMESTAMP), try_strptime({v}, '%m/%d/%Y %I:%M:%S %p')) END")
     if target == "BIGINT":
       return f"TRY_CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)"
     return f"TRY_CAST({v} AS {target})"
   if target == "TIMESTAMP":
     if source_type in ("BIGINT", "INTEGER", "HUGEINT", "DOUBLE", "FLOAT"):
-      return f"make_timestamp(CAST({c} AS BIGINT) * 1000000)"
+      # Beyond 11 digits, seconds would overflow microseconds (and fail
+      # the whole load); such a value is no trip time anyway: NULL.
+      return (f"CASE WHEN abs({c}) < 1e11 THEN "
+              f"make_timestamp(CAST({c} AS BIGINT) * 1000000) END")
     if source_type.startswith("TIMESTAMP WITH TIME ZONE"):
       return f"timezone('UTC', {c})"
   return f"TRY_CAST({c} AS {target})"
+
+
+# Timestamp text ending in a UTC offset after its time of day; a zero
+# offset, like "UTC", only labels wall clock (contract.CITY_TIME_ZONE).
+_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)? ?[+-][0-9]{2}(:?[0-9]{2})?$"
+_ZERO_OFFSET = r"[+-]00(:?00)?$"
+_UTC_LABEL = r" ?(UTC|\+00(:?00)?)$"
+
+
+def _out_of_range(column: str) -> str:
+  """Whether a typed timestamp lies outside the contract's bounds (NULL,
+  not true, when it is NULL)."""
+  return (f"({column} < TIMESTAMP '{contract.EARLIEST_TIMESTAMP}' OR "
+          f"{column} >= TIMESTAMP '{contract.TIMESTAMP_LIMIT}')")
 
 
 def _finder(columns: dict[str, str]):
@@ -868,6 +919,9 @@ ruled AS (
       WHEN trip_start_timestamp IS NULL
         OR (_p_trip_end_timestamp AND trip_end_timestamp IS NULL)
         THEN 'bad_timestamp'
+      WHEN {_out_of_range("trip_start_timestamp")}
+        OR {_out_of_range("trip_end_timestamp")}
+        THEN 'timestamp_out_of_range'
       WHEN NOT _p_pickup_community_area
         AND NOT (_p_pickup_latitude AND _p_pickup_longitude)
         AND NOT (_p_pickup_latitude OR _p_pickup_longitude)
@@ -937,6 +991,7 @@ ruled AS (
   SELECT *,
     CASE
       WHEN ping_timestamp IS NULL THEN 'bad_timestamp'
+      WHEN {_out_of_range("ping_timestamp")} THEN 'timestamp_out_of_range'
       WHEN vehicle_id IS NULL THEN 'missing_vehicle_id'
       WHEN latitude IS NULL OR longitude IS NULL
         OR latitude NOT BETWEEN {box.south} AND {box.north}
