@@ -497,3 +497,52 @@ def test_an_explicit_utc_offset_is_converted_to_city_wall_clock(wh,
   assert starts == {"plus5": "2024-02-09 21:00", "cst": "2024-02-10 08:00",
                     "cdt": "2024-07-10 08:00", "utc": "2024-02-10 08:00",
                     "zero": "2024-02-10 08:00", "plain": "2024-02-10 08:00"}
+
+
+# ---- the content key: the same trip, however its numbers are written -------
+
+_NO_KEY_HEADER = ("trip_start_timestamp,trip_seconds,trip_miles,fare,"
+                  "pickup_community_area,pickup_latitude,pickup_longitude")
+
+
+def test_a_trip_without_unique_key_is_keyed_on_its_values_not_its_text(
+    wh, tmp_path):
+  """`8.0`/`2.00` and `8`/`2.0` were two trips: the key hashed the text."""
+  first = tmp_path / "a.csv"
+  first.write_text(f"{_NO_KEY_HEADER}\n"
+                   "2024-01-07 10:05:00,600,2.00,8.0,8,41.8993,-87.6330\n"
+                   "2024-01-07 10:05:00,600.0,2.0,8,8.0,41.89930,-87.633\n")
+  second = tmp_path / "b.csv"
+  second.write_text(f"{_NO_KEY_HEADER}\n"
+                    "1704621900,600,2,8.00,08,41.8993,-87.6330\n"
+                    "2024-01-07 10:06:00,600,2.0,8,8,41.8993,-87.6330\n")
+  report = wh.load([first, second])
+  assert (report.read, report.loaded) == (4, 2)
+  assert report.per_rule["duplicate_key"] == 2
+  rows = wh.con.execute(
+      "SELECT raw FROM quarantine WHERE rule = 'duplicate_key'").fetchall()
+  assert {json.loads(raw)["fare"] for (raw,) in rows} == {"8", "8.00"}
+
+
+def test_keys_of_the_older_text_form_are_derived_again(tmp_path):
+  """A warehouse keyed on text before: its keys are re-derived once, and a
+  trip it holds twice keeps one copy; the other goes to quarantine."""
+  path = tmp_path / "w.duckdb"
+  with Warehouse(path) as w:
+    w.load([DATA / "tiny_trips.csv"])
+    w.con.execute(  # what the text key let in: one trip under two keys
+        "INSERT INTO trips SELECT t.* REPLACE ('h' || md5(unique_key || x) "
+        "AS unique_key) FROM trips AS t, (VALUES ('8.0'), ('8')) AS v(x) "
+        "WHERE unique_key = 'a1'")
+  with Warehouse(path) as w:
+    assert (w.count("trips"), w.count("quarantine")) == (11, 1)
+    assert w.con.execute("SELECT rule FROM quarantine").fetchall() == [
+        ("duplicate_key",)]
+    assert w.con.execute("SELECT count(*) FROM trips WHERE unique_key LIKE "
+                         "'h%'").fetchone()[0] == 0
+    # The key a file without unique_key gives the same trip.
+    [header, a1] = (DATA / "tiny_trips.csv").read_text().splitlines()[:2]
+    copy = tmp_path / "copy.csv"
+    copy.write_text(header.partition(",")[2] + "\n" +
+                    a1.partition(",")[2] + "\n")
+    assert w.load([copy]).per_rule["duplicate_key"] == 1

@@ -382,6 +382,7 @@ class Warehouse:
       try:
         self.con.execute(_SCHEMA)
         self._quarantine_out_of_range()
+        self._rekey_text_keys()
       except BaseException:
         self.close()
         raise
@@ -447,17 +448,35 @@ class Warehouse:
           f"SELECT count(*) FROM {table} WHERE {where}").fetchall()
       if not n:
         continue
-      self.con.execute("BEGIN TRANSACTION")
-      try:
+      with self._transaction():
         self.con.execute(
             "INSERT INTO quarantine SELECT ?, 'timestamp_out_of_range', "
             f"CAST(to_json(t) AS VARCHAR), now() FROM {table} AS t "
             f"WHERE {where}", [f"({table} loaded before this rule)"])
         self.con.execute(f"DELETE FROM {table} WHERE {where}")
-        self.con.execute("COMMIT")
-      except BaseException:
-        self.con.execute("ROLLBACK")
-        raise
+
+  def _rekey_text_keys(self) -> None:
+    """Re-derives content keys of the older, text-based form from the typed
+    trip (`_content_key`), once; a trip that then proves a copy of another
+    (`8.0` beside `8`) goes to quarantine as duplicate_key. One transaction.
+    """
+    old = f"regexp_full_match(unique_key, {_lit(_TEXT_KEY)})"
+    [(n,)] = self.con.execute(
+        f"SELECT count(*) FROM trips WHERE {old}").fetchall()
+    if not n:
+      return
+    copies = (f"SELECT rowid FROM (SELECT rowid, row_number() OVER ("
+              f"PARTITION BY unique_key ORDER BY rowid) AS n FROM trips "
+              f"WHERE starts_with(unique_key, {_lit(CONTENT_KEY_PREFIX)})) "
+              "WHERE n > 1")
+    with self._transaction():
+      self.con.execute(
+          f"UPDATE trips SET unique_key = {_content_key()} WHERE {old}")
+      self.con.execute(
+          "INSERT INTO quarantine SELECT ?, 'duplicate_key', "
+          "CAST(to_json(t) AS VARCHAR), now() FROM trips AS t "
+          f"WHERE rowid IN ({copies})", ["(trips, keyed again by content)"])
+      self.con.execute(f"DELETE FROM trips WHERE rowid IN ({copies})")
 
   def close(self) -> None:
     try:
@@ -666,19 +685,26 @@ class Warehouse:
     plans = [(f, _sniff(f)) for f in files]  # fail fast, before writing
     report = LoadReport()
     faults.point("load.before")
-    self.con.execute("BEGIN TRANSACTION")
-    try:
+    with self._transaction():
       for i, (path, kind) in enumerate(plans, 1):
         if progress:
           progress(f"load {i}/{len(plans)}: {shown(path)}")
         self._load_file(path, kind, report)
       faults.point("load.inside")
+    faults.point("load.after")
+    return report
+
+  @contextlib.contextmanager
+  def _transaction(self):
+    """One DuckDB transaction: committed if the block ends, else rolled
+    back (Ctrl-C included), leaving the warehouse as it was."""
+    self.con.execute("BEGIN TRANSACTION")
+    try:
+      yield
       self.con.execute("COMMIT")
     except BaseException:
       self.con.execute("ROLLBACK")
       raise
-    faults.point("load.after")
-    return report
 
   def _load_file(self, path: Path, kind: str, report: LoadReport) -> None:
     fingerprint = _fingerprint(path)
@@ -876,6 +902,23 @@ def _ruled_rows(names: str) -> str:
           "END AS _raw\nFROM ruled\n")
 
 
+# Content-derived keys: CONTENT_KEY_PREFIX and the md5 of the typed trip.
+# Keys of the older form (`_TEXT_KEY`: "h" and the md5 of the source
+# text) are re-derived when a writer opens the warehouse.
+CONTENT_KEY_PREFIX = "c"
+_TEXT_KEY = "h[0-9a-f]{32}"
+
+
+def _content_key() -> str:
+  """The key of a trip without unique_key, over its typed TRIP_COLUMNS:
+  md5 of their canonical text, NULL spelled apart from ''. Typed, so that
+  `8.0` and `8`, or `2.00` and `2.0`, make one trip and not two; the same
+  expression over the `trips` table gives a loaded trip's key."""
+  content = ", ".join(f"COALESCE(CAST({_q(c)} AS VARCHAR), '\\N')"
+                      for c in contract.TRIP_COLUMNS if c != "unique_key")
+  return f"{_lit(CONTENT_KEY_PREFIX)} || md5(concat_ws('|', {content}))"
+
+
 def _staging_query(src: str, columns: dict[str, str]) -> str:
   """SELECT over `src` giving typed TRIP_COLUMNS, `_rule` and `_raw`."""
   col = _finder(columns)
@@ -884,17 +927,10 @@ def _staging_query(src: str, columns: dict[str, str]) -> str:
            for name, kind in contract.TRIP_COLUMNS.items()
            if name != "unique_key"}
   present = {name: _present(*col(name)) for name in contract.TRIP_COLUMNS}
-  # A stable content-derived key when a row has no unique_key: md5 over every
-  # source column's text, in name order, NULL spelled apart from ''.
-  content = ", ".join(
-      f"COALESCE(CAST({_q(c)} AS VARCHAR), '\\N')" for c in sorted(columns))
   key_col, _ = col("unique_key")
-  derived = f"'h' || md5(concat_ws('|', {content}))"
-  if key_col:
-    key = (f"CASE WHEN {present['unique_key']} THEN "
-           f"trim(CAST({_q(key_col)} AS VARCHAR)) ELSE {derived} END")
-  else:
-    key = derived
+  given = (f"CASE WHEN {present['unique_key']} THEN "
+           f"trim(CAST({_q(key_col)} AS VARCHAR)) END" if key_col
+           else "CAST(NULL AS VARCHAR)")
   area_num = _as_number(col("pickup_community_area")[0])
   box = contract.CHICAGO_BBOX
   typed_list = ",\n    ".join(f"{expr} AS {name}"
@@ -906,12 +942,17 @@ def _staging_query(src: str, columns: dict[str, str]) -> str:
 WITH typed AS (
   SELECT
     row_number() OVER () AS _row,
-    {key} AS unique_key,
+    {given} AS _given_key,
     {typed_list},
     {present_list},
     {area_num} AS _area_num,
     src AS _src
   FROM {src} AS src
+),
+keyed AS (
+  SELECT * EXCLUDE (_given_key),
+    COALESCE(_given_key, {_content_key()}) AS unique_key
+  FROM typed
 ),
 ruled AS (
   SELECT *,
@@ -942,7 +983,7 @@ ruled AS (
         OR unique_key IN (SELECT unique_key FROM trips)
         THEN 'duplicate_key'
     END AS _rule
-  FROM typed
+  FROM keyed
 )
 {_ruled_rows(names)}"""
 
