@@ -32,7 +32,8 @@ def test_rules_cover_the_issue_and_are_unique():
   assert contract.RULE_NAMES == (
       "malformed_row", "bad_timestamp", "timestamp_out_of_range",
       "missing_pickup_location", "community_area_out_of_range", "coordinates_outside_chicago",
-      "negative_duration", "negative_distance", "duplicate_key")
+      "negative_duration", "negative_distance", "value_out_of_range",
+      "duplicate_key")
 
 
 def test_bounding_box_holds_the_city_and_ohare_but_not_elsewhere():

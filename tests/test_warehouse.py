@@ -70,7 +70,8 @@ def test_each_row_rule_quarantines_with_its_name_and_raw_text(wh):
       "malformed_row": 0, "bad_timestamp": 3, "timestamp_out_of_range": 0,
       "missing_pickup_location": 1,
       "community_area_out_of_range": 3, "coordinates_outside_chicago": 2,
-      "negative_duration": 2, "negative_distance": 1, "duplicate_key": 1}
+      "negative_duration": 2, "negative_distance": 1,
+      "value_out_of_range": 0, "duplicate_key": 1}
   assert set(report.per_rule) == set(contract.RULE_NAMES)
   loaded = {r[0] for r in wh.con.execute("SELECT unique_key FROM trips")
             .fetchall()}
@@ -546,3 +547,71 @@ def test_keys_of_the_older_text_form_are_derived_again(tmp_path):
     copy.write_text(header.partition(",")[2] + "\n" +
                     a1.partition(",")[2] + "\n")
     assert w.load([copy]).per_rule["duplicate_key"] == 1
+
+
+# ---- values: finite and within reach of a taxi ------------------------------
+
+def test_non_finite_and_absurd_values_are_quarantined(wh, tmp_path):
+  """Fares of -1e308, NaN and inf loaded, and broke every sum over them."""
+  path = tmp_path / "values.csv"
+  path.write_text(
+      "unique_key,trip_start_timestamp,trip_seconds,trip_miles,fare,tips,"
+      "pickup_community_area,pickup_latitude,pickup_longitude\n" + "".join(
+          f"{key},2024-01-07 10:05:00,{seconds},{miles},{fare},{tips},8,,\n"
+          for key, seconds, miles, fare, tips in [
+              ("ok", 600, 1.5, 9.25, ""),
+              ("sample_extremes", 72120, 1710, 700.07, 47),
+              ("refund", 600, 1.5, -5, ""),
+              ("fare_-1e308", 600, 1.5, "-1e308", ""),
+              ("fare_nan", 600, 1.5, "NaN", ""),
+              ("fare_inf", 600, 1.5, "inf", ""),
+              ("tips_text", 600, 1.5, 9, "lots"),
+              ("miles_nan", 600, "nan", 9, ""),
+              ("miles_inf", 600, "Infinity", 9, ""),
+              ("miles_far", 600, 10_000, 9, ""),
+              ("seconds_week", 7 * 86_400, 1.5, 9, "")]))
+  report = wh.load([path])
+  rule = {r.name: r.description for r in contract.RULES}["value_out_of_range"]
+  assert "5,000" in rule and "172,800" in rule and "100,000" in rule
+  assert report.per_rule["value_out_of_range"] == 8
+  assert _keys(wh) == ["ok", "refund", "sample_extremes"]
+  assert wh.con.execute("SELECT sum(fare) FROM trips").fetchone()[0] == \
+      pytest.approx(704.32)
+
+
+def _truth(path, rows):
+  pq.write_table(pa.table({
+      "community_area": [r[0] for r in rows],
+      "slot_start": [r[1] for r in rows],
+      "intensity": [float(r[2]) for r in rows]}), path)
+  return path
+
+
+def test_truth_is_told_by_its_columns_and_never_overwritten(wh, tmp_path):
+  """A trips file named truth*.parquet loads as trips; a truth file that
+  would change loaded truth is refused whole, in one line."""
+  slot = 1704621600  # 2024-01-07 10:00
+  first = wh.load([_truth(tmp_path / "sim-intensity.parquet",
+                          [(8, slot, 2.5), (9, slot, 1.0)])])
+  assert first.truth_rows == 2 and wh.count("truth") == 2
+  named = tmp_path / "truth-trips.parquet"
+  pq.write_table(pa.table({
+      "unique_key": ["t1"], "trip_start_timestamp": [slot + 300],
+      "trip_seconds": [600], "trip_miles": [1.0],
+      "pickup_community_area": [8], "pickup_latitude": [41.9],
+      "pickup_longitude": [-87.63]}), named)
+  trips = wh.load([named])
+  assert (trips.loaded, trips.truth_rows) == (1, 0)
+  same = wh.load([_truth(tmp_path / "truth-again.parquet",
+                         [(8, slot, 2.5), (10, slot, 3.0)])])
+  assert same.truth_rows == 2 and wh.count("truth") == 3  # one new row
+  before = _tables(wh)
+  for rows, needle in (([(8, slot, 99.0)], "never overwritten"),
+                       ([(8, slot + 900, float("nan"))], "finite"),
+                       ([(8, slot + 900, 1.0)] * 2, "given twice")):
+    with pytest.raises(TaxiDemandError) as e:
+      wh.load([_truth(tmp_path / f"truth-{len(needle)}.parquet", rows)])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+  assert _tables(wh) == before
+  assert wh.con.execute("SELECT intensity FROM truth WHERE community_area = 8"
+                        ).fetchall() == [(2.5,)]

@@ -25,7 +25,16 @@ non-zero UTC offset (2024-02-10T08:00-06:00) is converted to Chicago wall
 clock; one labelled UTC or +00:00 is Chicago wall clock already, as in
 BigQuery's export of the public table.
 
-Files named truth*.parquet (written by `simulate`) fill the `truth` table.
+Values must be finite and within reach of a taxi (trip_miles up to \
+{contract.MAX_TRIP_MILES:,.0f},
+trip_seconds up to {contract.MAX_TRIP_SECONDS:,}, money columns within \
++/-{contract.MAX_DOLLARS:,.0f}), else the row
+is quarantined as value_out_of_range.
+
+A Parquet file with community_area, slot_start and intensity, and no
+trip_start_timestamp, is simulator truth (`simulate` writes truth-*.parquet)
+and fills the `truth` table, whatever its name. A truth row already loaded
+is never changed: a file that would change one is refused.
 
 Probes, an operator's vehicle pings, are optional. A file whose header has
 no trip_start_timestamp but vehicle_id, ping_timestamp or occupied is a

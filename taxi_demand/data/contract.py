@@ -109,6 +109,26 @@ def optional_columns(names) -> tuple[str, ...]:
 
 COMMUNITY_AREAS = range(1, 78)  # Chicago's 77 community areas
 
+# Bounds of the values rule `value_out_of_range`: finite, and within reach
+# of a taxi. The public sample's extremes (1,710 miles, 20 hours, $700) load
+# as they are; -1e308, NaN and inf, which break sums and means, do not.
+MONEY_COLUMNS = ("fare", "tips", "tolls", "extras", "trip_total")
+MAX_DOLLARS = 100_000.0            # |amount|: refunds may be negative
+MAX_TRIP_MILES = 5_000.0
+MAX_TRIP_SECONDS = 2 * 86_400      # the public table's longest: under a day
+
+# What a simulator truth file holds (taxi_demand.data.simulate): a Parquet
+# file with these columns, and no trip_start_timestamp, loads into `truth`,
+# whatever its name.
+TRUTH_COLUMNS = ("community_area", "slot_start", "intensity")
+
+
+def is_truth(columns) -> bool:
+  """Whether a file with these columns is simulator truth, not trips."""
+  present = {c.lower() for c in columns}
+  return (set(TRUTH_COLUMNS) <= present and
+          "trip_start_timestamp" not in present)
+
 
 @dataclasses.dataclass(frozen=True)
 class BoundingBox:
@@ -163,6 +183,11 @@ RULES: tuple[Rule, ...] = (
          "trip_seconds unparsable or negative, or the trip ends before it "
          "starts"),
     Rule("negative_distance", "trip_miles unparsable or negative"),
+    Rule("value_out_of_range",
+         f"trip_miles over {MAX_TRIP_MILES:,.0f}, trip_seconds over "
+         f"{MAX_TRIP_SECONDS:,}, or a money column ({', '.join(MONEY_COLUMNS)})"
+         f" present but unparsable or beyond +/-{MAX_DOLLARS:,.0f}; NaN and "
+         "infinity included"),
     Rule("duplicate_key",
          "unique_key (or the content-derived key) already loaded, or repeated "
          "earlier in the same load"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
 import hashlib
 import os
 import tempfile
@@ -24,8 +25,6 @@ from taxi_demand import locks
 from taxi_demand import spans
 
 TRIP_SUFFIXES = (".csv", ".parquet")
-# Simulator truth files (taxi_demand.data.simulate) go to the `truth` table.
-TRUTH_PREFIX = "truth"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 64 * 1024
 # Where DuckDB's CSV reader puts the rows it cannot split (temp tables,
@@ -329,6 +328,33 @@ FROM (
   GROUP BY scan_id, file_id, line
 )
 """
+
+
+def _check_truth_rows(con, path: Path) -> None:
+  """Refuses, in one line, a truth file (staged in `_truth`) with a row
+  that is not a community area's finite, non-negative intensity in a
+  quarter hour within the timestamp bounds, or one given twice."""
+  first, last = contract.COMMUNITY_AREAS[0], contract.COMMUNITY_AREAS[-1]
+  lowest, limit = (int(t.replace(tzinfo=datetime.timezone.utc).timestamp())
+                   for t in (contract.EARLIEST_TIMESTAMP,
+                             contract.TIMESTAMP_LIMIT))
+  [(bad, repeated)] = con.execute(f"""
+      SELECT count(*) FILTER (WHERE community_area IS NULL
+          OR community_area NOT BETWEEN {first} AND {last}
+          OR slot_start IS NULL OR slot_start < {lowest}
+          OR slot_start >= {limit} OR intensity IS NULL
+          OR NOT isfinite(intensity) OR intensity < 0),
+        count(*) - count(DISTINCT (community_area, slot_start))
+      FROM _truth""").fetchall()
+  if bad:
+    raise TaxiDemandError(
+        f"{shown(path)}: bad truth file: {bad:,} row(s) without a community "
+        f"area {first}..{last}, a slot_start within the timestamp bounds or "
+        "a finite intensity >= 0")
+  if repeated:
+    raise TaxiDemandError(
+        f"{shown(path)}: bad truth file: {repeated:,} (community_area, "
+        "slot_start) pair(s) given twice")
 
 
 def _held_by_another(error: BaseException) -> bool:
@@ -713,11 +739,11 @@ class Warehouse:
     if seen:
       report.skipped.append(str(path))
       return
-    is_truth = path.name.startswith(TRUTH_PREFIX) and kind == "parquet"
     try:
       with contextlib.ExitStack() as stack:
         source = _literal(path, stack)
-        if is_truth:
+        if kind == "parquet" and contract.is_truth(
+            self._parquet_columns(source)):
           table, counts = "truth", self._load_truth(path, source)
           report.truth_rows += counts[0]
         else:
@@ -730,19 +756,40 @@ class Warehouse:
         [fingerprint, str(path), table, *counts])
     report.files.append(str(path))
 
+  def _parquet_columns(self, source: Path) -> dict[str, str]:
+    """A Parquet file's columns and their DuckDB types."""
+    return {r[0]: r[1] for r in self.con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({_lit(str(source))})"
+    ).fetchall()}
+
   def _load_truth(self, path: Path, source: Path) -> tuple[int, int, int]:
-    src = f"read_parquet({_lit(str(source))})"
-    cols = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}")
-            .fetchall()]
-    need = ("community_area", "slot_start", "intensity")
-    missing = [c for c in need if c not in cols]
-    if missing:
-      raise TaxiDemandError(
-          f"{shown(path)}: missing required column(s) for truth: {', '.join(missing)}")
-    n = self.con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+    """Loads a truth file (contract.is_truth); returns (read, loaded, 0).
+
+    Truth has no quarantine: a file with a row that is no (area, quarter
+    hour, intensity), or one that would change a truth row already loaded,
+    is refused whole, in one line. Rows equal to loaded ones are no-ops.
+    """
     self.con.execute(
-        f"INSERT OR REPLACE INTO truth SELECT CAST(community_area AS BIGINT), "
-        f"CAST(slot_start AS BIGINT), CAST(intensity AS DOUBLE) FROM {src}")
+        "CREATE OR REPLACE TEMP TABLE _truth AS SELECT "
+        "TRY_CAST(community_area AS BIGINT) AS community_area, "
+        "TRY_CAST(slot_start AS BIGINT) AS slot_start, "
+        "TRY_CAST(intensity AS DOUBLE) AS intensity "
+        f"FROM read_parquet({_lit(str(source))})")
+    try:
+      n = self.con.execute("SELECT count(*) FROM _truth").fetchone()[0]
+      _check_truth_rows(self.con, path)
+      [(changed, area, slot)] = self.con.execute(
+          "SELECT count(*), min(n.community_area), min(n.slot_start) "
+          "FROM _truth AS n JOIN truth AS t USING (community_area, slot_start)"
+          " WHERE t.intensity <> n.intensity").fetchall()
+      if changed:
+        raise TaxiDemandError(
+            f"{shown(path)}: would change {changed:,} truth row(s) already "
+            f"loaded (first: area {area}, slot_start {slot}); truth is never "
+            "overwritten: load a different simulation into another home")
+      self.con.execute("INSERT OR IGNORE INTO truth SELECT * FROM _truth")
+    finally:
+      self.con.execute("DROP TABLE IF EXISTS _truth")
     return n, n, 0
 
   def _load_rows(self, path: Path, source: Path, kind: str,
@@ -755,8 +802,7 @@ class Warehouse:
       columns = dict.fromkeys(names, "VARCHAR")  # raw text, typed in SQL
     else:
       src = f"read_parquet({_lit(str(source))})"
-      columns = {r[0]: r[1] for r in self.con.execute(
-          f"DESCRIBE SELECT * FROM {src}").fetchall()}
+      columns = self._parquet_columns(source)
     if contract.is_probes(columns):
       table, target = "probes", contract.PROBE_COLUMNS
       missing = contract.missing_probe_columns(columns)
@@ -894,6 +940,16 @@ def _area_out_of_range(present: str) -> str:
           f"floor(_area_num) OR _area_num NOT BETWEEN {first} AND {last})")
 
 
+def _values_out_of_range() -> str:
+  """The rule value_out_of_range over typed columns and `_p_` flags: NaN
+  and infinity are not finite, so no bound lets them through."""
+  money = " OR ".join(
+      f"(_p_{c} AND ({c} IS NULL OR NOT isfinite({c}) OR "
+      f"abs({c}) > {contract.MAX_DOLLARS}))" for c in contract.MONEY_COLUMNS)
+  return (f"NOT isfinite(trip_miles) OR trip_miles > {contract.MAX_TRIP_MILES}"
+          f" OR trip_seconds > {contract.MAX_TRIP_SECONDS} OR {money}")
+
+
 def _ruled_rows(names: str) -> str:
   """The staging query's last SELECT: typed columns, the first broken rule,
   and a quarantined row's source text as JSON."""
@@ -979,6 +1035,8 @@ ruled AS (
         THEN 'negative_duration'
       WHEN _p_trip_miles AND (trip_miles IS NULL OR trip_miles < 0)
         THEN 'negative_distance'
+      WHEN {_values_out_of_range()}
+        THEN 'value_out_of_range'
       WHEN row_number() OVER (PARTITION BY unique_key ORDER BY _row) > 1
         OR unique_key IN (SELECT unique_key FROM trips)
         THEN 'duplicate_key'
