@@ -201,7 +201,12 @@ def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
   try:
     [fields] = csv.reader([text], strict=True)
   except csv.Error as e:
-    raise TaxiDemandError(f"{shown(path)}: header is not a CSV line: {e}") from e
+    # Python's words for an open quote, "unexpected end of data", read like
+    # a crash ("unexpected ..." is how the CLI reports one).
+    why = ("a quoted name is not closed" if "end of data" in str(e)
+           else str(e))
+    raise TaxiDemandError(
+        f"{shown(path)}: header is not a CSV line: {why}") from e
   names = [name.strip() for name in fields]
   if len(names) > 1 and not names[-1]:
     # A trailing comma: DuckDB's reader named that column so, and the
