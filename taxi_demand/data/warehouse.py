@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS loads (
   fingerprint VARCHAR PRIMARY KEY, path VARCHAR, kind VARCHAR, read BIGINT,
   loaded BIGINT, quarantined BIGINT, loaded_at TIMESTAMP
 );
+-- One-time changes made to a warehouse written by an older version.
+CREATE TABLE IF NOT EXISTS upgrades (
+  name VARCHAR PRIMARY KEY, done_at TIMESTAMP
+);
 """
 
 _DEMAND_SCHEMA = pa.schema(
@@ -491,11 +495,10 @@ class Warehouse:
     trip (`_content_key`), once; a trip that then proves a copy of another
     (`8.0` beside `8`) goes to quarantine as duplicate_key. One transaction.
     """
+    if self.con.execute("SELECT 1 FROM upgrades WHERE name = "
+                        "'content_keys'").fetchone():
+      return  # done: the scan below takes a second per 10M trips
     old = f"regexp_full_match(unique_key, {_lit(_TEXT_KEY)})"
-    [(n,)] = self.con.execute(
-        f"SELECT count(*) FROM trips WHERE {old}").fetchall()
-    if not n:
-      return
     copies = (f"SELECT rowid FROM (SELECT rowid, row_number() OVER ("
               f"PARTITION BY unique_key ORDER BY rowid) AS n FROM trips "
               f"WHERE starts_with(unique_key, {_lit(CONTENT_KEY_PREFIX)})) "
@@ -508,6 +511,7 @@ class Warehouse:
           "CAST(to_json(t) AS VARCHAR), now() FROM trips AS t "
           f"WHERE rowid IN ({copies})", ["(trips, keyed again by content)"])
       self.con.execute(f"DELETE FROM trips WHERE rowid IN ({copies})")
+      self.con.execute("INSERT INTO upgrades VALUES ('content_keys', now())")
 
   def close(self) -> None:
     try:
