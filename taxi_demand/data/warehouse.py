@@ -129,7 +129,8 @@ def discover(paths: Sequence[str | os.PathLike]) -> list[Path]:
       found = sorted(p for p in path.rglob("*")
                      if p.is_file() and p.suffix.lower() in TRIP_SUFFIXES)
       if not found:
-        raise TaxiDemandError(f"{shown(path)}: no .csv or .parquet files in folder")
+        raise TaxiDemandError(
+            f"{shown(path)}: no .csv or .parquet files in folder")
       out.extend(found)
     elif path.is_file():
       out.append(path)
@@ -183,17 +184,19 @@ def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
   head = _head(path) if head is None else head
   ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
   if not ends and path.stat().st_size > len(head):
-    raise TaxiDemandError(f"{shown(path)}: first line is over {len(head) // 1024} KiB"
-                          ", expected a CSV header")
+    raise TaxiDemandError(f"{shown(path)}: first line is over "
+                          f"{len(head) // 1024} KiB, expected a CSV header")
   line = head[:min(ends)] if ends else head
   # Text has no NUL bytes; anything else is binary (gzip, xlsx, UTF-16, ...).
   if b"\x00" in line:
-    raise TaxiDemandError(f"{shown(path)}: binary file, expected CSV or Parquet")
+    raise TaxiDemandError(
+        f"{shown(path)}: binary file, expected CSV or Parquet")
   try:
     text = line.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     raise TaxiDemandError(
-        f"{shown(path)}: binary or non-UTF-8 file, expected CSV or Parquet") from e
+        f"{shown(path)}: binary or non-UTF-8 file, expected CSV or "
+        "Parquet") from e
   if not text.strip():
     raise TaxiDemandError(f"{shown(path)}: empty file (no header line)")
   if "," not in text:
@@ -213,12 +216,11 @@ def _csv_header(path: Path, head: bytes | None = None) -> list[str]:
         f"{shown(path)}: header is not a CSV line: {why}") from e
   names = [name.strip() for name in fields]
   if len(names) > 1 and not names[-1]:
-    # A trailing comma: DuckDB's reader named that column so, and the
-    # content-derived key of a row hashes it; keep the key as it was.
+    # A trailing comma: DuckDB's reader names that column so.
     names[-1] = f"column{len(names) - 1}"
   if "" in names:
-    raise TaxiDemandError(f"{shown(path)}: header has an empty column name (column "
-                          f"{names.index('') + 1})")
+    raise TaxiDemandError(f"{shown(path)}: header has an empty column name "
+                          f"(column {names.index('') + 1})")
   seen: set[str] = set()
   repeated = []
   for name in names:  # DuckDB's column names ignore case
