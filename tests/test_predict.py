@@ -93,6 +93,33 @@ def test_corrupted_log_file_is_named_and_skipped(tmp_path):
   assert day.versions() == [("7", 3), ("8", 3)]
 
 
+def test_a_link_planted_at_a_log_files_temporary_is_not_written_through(
+    tmp_path):
+  """The log's temporaries were `.<file>.<pid>.tmp`: predictable, so a link
+  planted there took the tick's rows into its target. Now they are new
+  files under random names, and the link is left alone."""
+  slot = epoch("2024-02-10T08:00")
+  served = _served([slot])
+  served = served.set_column(
+      served.column_names.index(features.ISSUED_AT), features.ISSUED_AT,
+      pa.array([slot - 600] * 3, pa.int64()))
+  folder = servelog.partition(tmp_path / "log", datetime.date(2024, 2, 10))
+  folder.mkdir(parents=True)
+  final = f"part-i{slot - 600}-v7.parquet"
+  victim = tmp_path / "victim"
+  victim.write_bytes(b"precious")
+  planted = folder / f".{final}.{os.getpid()}.tmp"
+  planted.symlink_to(victim)
+  [written] = servelog.append(tmp_path / "log", served, "7",
+                              datetime.datetime.now())
+  assert written == folder / final and not written.is_symlink()
+  assert victim.read_bytes() == b"precious" and planted.is_symlink()
+  assert servelog.read_day(tmp_path / "log",
+                           datetime.date(2024, 2, 10)).table.num_rows == 3
+  # A sweep removes only temporaries whose writer is gone.
+  assert servelog.sweep(tmp_path / "log") == [] and planted.is_symlink()
+
+
 def test_empty_log_day_is_one_clear_error(tmp_path):
   with pytest.raises(TaxiDemandError, match="log is empty"):
     servelog.read_day(tmp_path, datetime.date(2024, 2, 10))

@@ -344,3 +344,29 @@ def test_help_teaches_and_stays_light():
        "cli.build_parser(); print('matplotlib' in sys.modules)"],
       capture_output=True, text=True, check=True)
   assert probe.stdout.strip() == "False"
+
+
+def test_links_planted_in_the_out_folder_are_never_written_through(
+    tmp_path, capsys):
+  """A shared --out folder: whoever can write there may plant symlinks at the
+  temporary's old, predictable name and at index.html itself. The report
+  replaces index.html with a file of its own and leaves both victims as
+  they were."""
+  from taxi_demand.lineage import synthetic
+  home = tmp_path / "home"
+  synthetic.build(home, 3)
+  out = tmp_path / "shared"
+  out.mkdir()
+  victims = {name: tmp_path / f"victim-{i}" for i, name in enumerate(
+      [f".index.html.{os.getpid()}.tmp", "index.html"])}
+  for name, victim in victims.items():
+    victim.write_text("precious\n")
+    (out / name).symlink_to(victim)
+  assert cli.main(["--home", str(home), "report", "--out", str(out)]) == 0
+  capsys.readouterr()
+  assert all(v.read_text() == "precious\n" for v in victims.values())
+  index = out / "index.html"
+  assert not index.is_symlink() and "taxi_demand report" in index.read_text()
+  # The planted temporary is someone else's: left alone, not followed.
+  assert (out / f".index.html.{os.getpid()}.tmp").is_symlink()
+  assert sorted(p.name for p in out.iterdir()) == sorted(victims)

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taxi_demand import atomic
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand import features
@@ -499,10 +500,8 @@ def write_report(path: os.PathLike, result: SkewResult,
   path.parent.mkdir(parents=True, exist_ok=True)
   body = {**result.to_dict(),
           "skipped_files": [{"file": f, "reason": r} for f, r in skipped]}
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-  os.replace(tmp, path)
-  return path
+  return atomic.write_text(path, json.dumps(body, indent=2, sort_keys=True)
+                           + "\n")
 
 
 # ---- lineage -------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from taxi_demand import atomic
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.report import plots
 
@@ -289,10 +290,7 @@ def write(report, out_dir: os.PathLike,
   try:
     out.mkdir(parents=True, exist_ok=True)
     text = render(report, figs)
-    final = out / FILE_NAME
-    tmp = out / f".{FILE_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, final)
+    final = atomic.write_text(out / FILE_NAME, text)
   except OSError as e:
     raise TaxiDemandError(f"cannot write the report to {out}: "
                           f"{e.strerror or e}") from None

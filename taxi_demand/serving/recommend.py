@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import pyarrow as pa
 
+from taxi_demand import atomic
 from taxi_demand import features
 from taxi_demand import guidance
 from taxi_demand.data import contract as data_contract
@@ -242,11 +243,10 @@ def write_record(home: Home, result: Guidance) -> Path:
       "forecasts": pa.array([result.forecasts.source] * n, pa.string()),
   })
   import pyarrow.parquet as pq  # noqa: PLC0415
-  name = f"at-{result.at}-{os.getpid()}-{time.time_ns()}.parquet"
-  tmp = folder / f".{name}.tmp"
-  pq.write_table(table, tmp)
-  os.replace(tmp, folder / name)
-  return folder / name
+  final = folder / f"at-{result.at}-{os.getpid()}-{time.time_ns()}.parquet"
+  with atomic.replacing(final) as f:
+    pq.write_table(table, f)
+  return final
 
 
 def read_records(home: Home) -> pa.Table:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from taxi_demand import atomic
 from taxi_demand import faults
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
@@ -43,7 +44,6 @@ _ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
                   features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
 _NEWER_COLUMNS = _ISSUE_COLUMNS + (PREDICTED,) + features.SUPPLY_FEATURES
 _PARTITION = "date="
-_TMP = ".tmp"
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
 
 
@@ -117,15 +117,10 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
 def _write_atomically(table: pa.Table, final: Path) -> Path:
   """Writes under a hidden name that carries our pid, then renames."""
   final.parent.mkdir(parents=True, exist_ok=True)
-  tmp = final.with_name(f".{final.name}.{os.getpid()}{_TMP}")
-  try:
-    pq.write_table(table, tmp)
+  with atomic.replacing(final) as f:
+    pq.write_table(table, f)
     faults.point("servelog.written")
-    os.replace(tmp, final)
-    faults.point("servelog.published")
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  faults.point("servelog.published")
   return final
 
 
@@ -137,9 +132,10 @@ def sweep(log_root: os.PathLike) -> List[Path]:
   """
   root = Path(log_root)
   removed = []
-  for tmp in root.glob(f"{_PARTITION}*/.*{_TMP}") if root.is_dir() else []:
-    pid = tmp.name[:-len(_TMP)].rsplit(".", 1)[-1]
-    if pid.isdigit() and not _alive(int(pid)):
+  for tmp in (root.glob(f"{_PARTITION}*/.*{atomic.SUFFIX}")
+              if root.is_dir() else []):
+    pid = atomic.writer_pid(tmp)
+    if pid is not None and not _alive(pid):
       tmp.unlink(missing_ok=True)
       removed.append(tmp)
   return removed
