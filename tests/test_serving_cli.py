@@ -134,3 +134,23 @@ def test_every_stops_cleanly_on_ctrl_c(fresh_log):
   assert len(json.loads(first)) == 77
   assert proc.returncode == 0, err
   assert "stopped after" in err and "Traceback" not in err
+
+
+def test_skew_without_the_warehouse_is_one_line_and_records_nothing(
+    fresh_log, city_home, serving_log_tools, capsys):
+  """With no training path to join or to calibrate against, a partial day
+  read as skewed by its hour mix alone: exit 3, seven features flagged, and
+  a SKEW entry kept for good. Now: one line, exit 1, nothing recorded."""
+  from taxi_demand.lineage import store
+  from taxi_demand.monitoring import skew
+  t = serving_log_tools
+  t.log_day(fresh_log, city_home.old, t.day)
+  fresh_log.warehouse.unlink()
+  code = cli.main(["--home", str(fresh_log.root), "skew", "--date",
+                   t.day.isoformat()])
+  err = one_line_error(capsys.readouterr().err, code, 1)
+  assert f"no warehouse at {fresh_log.warehouse}" in err
+  assert store.load(fresh_log.metadata).executions_of(skew.CHECK_TYPE) == []
+  assert not (fresh_log.root / "reports").exists()
+  assert cli.main(["--home", str(fresh_log.root), "skew", "--history"]) == 0
+  assert capsys.readouterr().out == "no skew checks recorded\n"

@@ -58,8 +58,10 @@ each model version on its own:
                 that threshold.
 
 A log written before served rows carried their issue time cannot be joined:
-its check is distribution skew only, and says so. Without the warehouse
-(or once it no longer holds the day's history), likewise.
+its check is distribution skew only, and says so. Once the warehouse no
+longer holds the day's history, likewise. Without a warehouse at all, skew
+refuses (exit 1, nothing recorded): with no training path as a control, a
+partial day would alert on its hour mix alone.
 
 If several versions served on D, each is checked against its own training
 statistics; the top-level result is the version that served the most rows,

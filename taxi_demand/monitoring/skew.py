@@ -701,6 +701,20 @@ def report_path(home: Home, date: str, version: str) -> Path:
   return home.root / "reports" / "skew" / f"{date}-v{version}-{stamp}.json"
 
 
+def require_warehouse(home: Home) -> None:
+  """Fails in one line unless the home has its warehouse.
+
+  Without it there is no training path: no join, no control for the
+  distributions, so a partial day would read as skewed by its hour mix
+  alone, and that false alert would be recorded for good.
+  """
+  if not home.warehouse.is_file():
+    raise TaxiDemandError(
+        f"no warehouse at {home.warehouse}: skew recomputes the served rows "
+        "through the training path from it; load the trips (taxi-demand "
+        "load) or give the --home that served them")
+
+
 def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
               record: bool = True, limits: Limits = Limits()) -> DayReport:
   """Checks the served features of `day`, each version against its own
@@ -717,6 +731,7 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
     The report; results[0] is the version that served the most rows.
   """
   from taxi_demand.serving import predict  # noqa: PLC0415 - no TensorFlow
+  require_warehouse(home)
   log = servelog.read_day(home.serving_log, day)
   served = log.versions()
   if version is not None:
