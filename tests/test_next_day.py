@@ -294,3 +294,27 @@ def test_the_next_day_node_runs_in_a_pipeline_and_records_a_result(
   assert props["reason"].startswith("ok: no eval MAE")
   expected = nextday.validate(home, day, record=False)
   assert props["mae"] == pytest.approx(expected["mae"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_day_without_trips_is_not_scored_nor_recorded(city_copy, capsys):
+  """A day inside the warehouse's range whose trips never arrived: its
+  demand is unknown, not zero. Scored as zeros it read "ok: MAE 0.5..."
+  and went into ML Metadata, and from there into the trend rule."""
+  from taxi_demand.data.warehouse import Warehouse
+  home = city_copy
+  day = "2024-02-08"
+  with Warehouse(home.warehouse) as wh:
+    wh.con.execute(
+        "DELETE FROM trips WHERE trip_start_timestamp >= TIMESTAMP "
+        f"'{day}' AND trip_start_timestamp < TIMESTAMP '2024-02-09'")
+  before = len(store.load(home.metadata).artifacts_of(
+      contract.NEXT_DAY_RESULT))
+  code = cli.main(["--home", str(home.root), "next-day", "--date", day])
+  captured = capsys.readouterr()
+  assert code == 1 and captured.out == ""
+  assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+  assert f"no trips on {day}" in captured.err
+  assert len(store.load(home.metadata).artifacts_of(
+      contract.NEXT_DAY_RESULT)) == before
+  assert not (home.pipeline_root / "NextDayValidation").exists()

@@ -11,7 +11,8 @@ that took effect before D: a push by the run for day S serves from S + 1,
 whether the runs were daily or a backfill. It is scored on D's actual demand
 from the warehouse, beside the seasonal-naive forecast (same slot last week),
 and the result is recorded in ML Metadata, linked to the model and D's
-examples.
+examples. A day the warehouse holds no trips of is not scored (exit 1,
+nothing recorded): its demand is unknown, not zero.
 
 Alerts (exit 3):
   sudden   MAE > the model's own eval MAE x (1 + --margin)

@@ -149,8 +149,24 @@ def day_columns(warehouse_path: os.PathLike, query_config,
           f"the warehouse has no trips on day {span} (it covers "
           f"{'nothing' if spans is None else f'spans {spans[0]}..{spans[1]}'})"
           "; next-day validation needs that day's actual demand")
+    _require_trips(wh, span)
     table = wh.query_demand(query_config, span)
   return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _require_trips(wh, span: int) -> None:
+  """Fails unless day `span` has trips of its own.
+
+  The demand query emits every (cell, slot) of a day, zero demand included,
+  so a day inside the warehouse's range with no trips (a feed that never
+  arrived) would be scored as a day of no demand at all, recorded, and fed
+  to the trend rule.
+  """
+  from taxi_demand import spans as days  # pylint: disable=g-import-not-at-top
+  if wh.trips_on(span) == 0:
+    raise TaxiDemandError(
+        f"the warehouse has no trips on {days.date_of(span)}: its demand is "
+        "unknown, not zero; load that day's trips before scoring it")
 
 
 @functools.lru_cache(maxsize=4)
