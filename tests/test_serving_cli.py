@@ -154,3 +154,16 @@ def test_skew_without_the_warehouse_is_one_line_and_records_nothing(
   assert not (fresh_log.root / "reports").exists()
   assert cli.main(["--home", str(fresh_log.root), "skew", "--history"]) == 0
   assert capsys.readouterr().out == "no skew checks recorded\n"
+
+
+def test_predict_on_an_unreadable_metadata_store_is_one_line(fresh_log,
+                                                             capsys):
+  """The store records the query settings each model was trained with; a
+  corrupt one made predict serve the defaults, exit 0, no warning."""
+  fresh_log.metadata.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+  code = cli.main(["--home", str(fresh_log.root), "predict", "--at",
+                   "2024-02-10T08:00"])
+  err = one_line_error(capsys.readouterr().err, code, 1)
+  assert f"cannot read the metadata store {fresh_log.metadata}" in err
+  assert "query settings" in err
+  assert not any(fresh_log.serving_log.iterdir())

@@ -92,19 +92,32 @@ def training_query_config(home: Home, version: str,
 
   The Trainer records its run parameters (slot length, spatial unit, grid
   size) as custom_config; serving with other values would feed the model
-  features of another granularity. Without a metadata store or a record of
-  that push (e.g. a model copied in by hand), the defaults are the only
-  honest guess. Pass `snap` (a lineage Snapshot of home.metadata) if the
-  caller has one already.
+  features of another granularity. On a home with no metadata store (no
+  run ever recorded there), or for a version the store never saw pushed (a
+  model copied in by hand), the defaults are the only honest guess. A
+  store that exists but cannot be read is an error: guessing there could
+  serve a model trained with other settings features it never learned
+  from. Pass `snap` (a lineage Snapshot of home.metadata) if the caller
+  has one already.
+
+  Raises:
+    TaxiDemandError: home.metadata exists but cannot be read.
   """
   if snap is None and not home.metadata.is_file():
     return demand_sql.QueryConfig()
   from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store as lineage  # noqa: PLC0415
+  if snap is None:
+    try:
+      snap = lineage.load(home.metadata)
+    except TaxiDemandError as e:
+      raise TaxiDemandError(
+          f"{e}; it records the query settings model {version} was trained "
+          "with, and serving it with others would feed it wrong features"
+      ) from None
   try:
-    params = queries.push_parameters(snap or lineage.load(home.metadata),
-                                     version)
-  except TaxiDemandError:
+    params = queries.push_parameters(snap, version)
+  except TaxiDemandError:  # never pushed here: copied in by hand
     params = None
   return (params or contract.RunParameters()).query_config()
 
