@@ -41,9 +41,10 @@ PIPELINE_RATIO_SLACK = 1.15
 
 
 def _skew(home, day):
-  """`taxi-demand skew` of one day: (alert, flagged, reasons, report)."""
+  """`taxi-demand skew`'s check of one replayed day (the replay log, not
+  recorded): (alert, flagged, reasons, report)."""
   from taxi_demand.monitoring import skew  # pylint: disable=g-import-not-at-top
-  report = skew.check_day(home, day)
+  report = skew.check_day(home, day, log_root=home.replay_log, record=False)
   result = report.results[0]
   return {"alert": report.alert, "flagged": result.flagged,
           "reasons": result.reasons(),
@@ -81,7 +82,7 @@ def skew_detection(home, day: str, clean_days: int, progress) -> dict:
       "feed_stopped_30_minutes_ago": (
           drills.stalled_feed(five_pm, five_pm + 1800), skew.STALENESS),
   }
-  partition = servelog.partition(home.serving_log,
+  partition = servelog.partition(home.replay_log,
                                  datetime.date.fromisoformat(day))
   kept = partition.with_name(partition.name + ".clean")
   shutil.move(partition, kept)

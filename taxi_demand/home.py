@@ -52,6 +52,12 @@ class Home:
     return self.root / "serving_log"
 
   @property
+  def replay_log(self) -> Path:
+    """What replays served, in the served log's layout; kept apart from
+    it, which holds only what the live job served."""
+    return self.root / "replay_log"
+
+  @property
   def logs(self) -> Path:
     return self.root / "logs"
 

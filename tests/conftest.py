@@ -543,12 +543,33 @@ def log_day(home, version: str, day: datetime.date, transform=None):
                                model_version=model.version)
 
 
+def serve_as_live(home, date: str, **replay_args):
+  """Stands in for the live 5-minute job over a past day: a replay of it
+  (`replay.replay(home, date, **replay_args)`, each tick as of its time),
+  whose files are then moved from the replay log into the served log, where
+  the live job would have written them. Returns the ReplayResult.
+
+  Tests only: the library never lets a replay write to the served log. A
+  file the served log already has is never replaced (FileExistsError).
+  """
+  from taxi_demand.serving import replay  # pylint: disable=g-import-not-at-top
+  result = replay.replay(home, date, **replay_args)
+  for folder in sorted(home.replay_log.glob("date=*")):
+    target = home.serving_log / folder.name
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.glob("*.parquet")):
+      os.link(path, target / path.name)  # fails rather than replace
+      path.unlink()
+  return result
+
+
 @pytest.fixture
 def serving_log_tools():
-  """log_day, shifted and the serving tests' day and shift."""
+  """log_day, serve_as_live, shifted and the serving tests' day and shift."""
   import types  # pylint: disable=g-import-not-at-top
-  return types.SimpleNamespace(log_day=log_day, shifted=shifted,
-                               day=SERVED_DAY, shift=SKEW_SHIFT, lags=LAGS)
+  return types.SimpleNamespace(log_day=log_day, serve_as_live=serve_as_live,
+                               shifted=shifted, day=SERVED_DAY,
+                               shift=SKEW_SHIFT, lags=LAGS)
 
 
 # --- scheduling -------------------------------------------------------------------

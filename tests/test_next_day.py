@@ -219,16 +219,17 @@ def test_gradual_drift_is_caught_by_the_trend_rule(city, city_home, drifted):
 
 
 @pytest.mark.slow
-def test_the_pipeline_node_check_agrees_with_the_cli(city_copy):
+def test_the_pipeline_node_check_agrees_with_the_cli(city_copy,
+                                                     serving_log_tools):
   """Both score the model serving on D and, by lead, the forecasts actually
-  served for D (here: a replay of D's morning, recorded as the live job
-  records)."""
+  served for D (here: D's morning served as the live job serves it, each
+  tick as of its time)."""
   from pipeline.components import next_day
   from taxi_demand.serving import replay
   home = city_copy
   day = "2024-02-11"
-  replayed = replay.replay(home, day, between=replay.parse_between(
-      "07:00-09:00"))
+  replayed = serving_log_tools.serve_as_live(
+      home, day, between=replay.parse_between("07:00-09:00"))
   cli_result = nextday.validate(home, day, record=False)
   subject = nextday.find_subject(home, queries.span_of_date(day))
   examples = queries.examples_of_span(store.load(home.metadata), subject.span)

@@ -95,18 +95,18 @@ def test_a_rerun_with_nothing_changed_is_served_from_the_cache(home):
 
 
 def test_a_served_day_is_joined_with_the_training_path_and_scored_by_lead(
-    home):
-  """The 5-minute job served the morning of 03-10 (a replay, recorded as the
-  live job records); the run for 03-10 checks those rows by join and data
-  age, and scores the served forecasts by lead.
+    home, serving_log_tools):
+  """The 5-minute job served the morning of 03-10 (a replay moved into the
+  served log, as the live job writes it); the run for 03-10 checks those
+  rows by join and data age, and scores the served forecasts by lead.
 
   That run's Trainer then fails (an unknown hyperparameter) after the data
   side and its checks ran; the next test resumes it.
   """
   import json
   from taxi_demand.serving import replay
-  served = replay.replay(home, "2024-03-10",
-                         between=replay.parse_between("07:00-08:00"))
+  served = serving_log_tools.serve_as_live(
+      home, "2024-03-10", between=replay.parse_between("07:00-08:00"))
   assert run(home, "--date", "2024-03-10", "--hparam", "no_such_knob=1") == 1
   r = last_run(home)
   assert {"SkewValidator", "NextDayValidator", "Transform"} <= executed(r)

@@ -4,12 +4,14 @@ by lead. On copies of the session's city home."""
 import collections
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from taxi_demand import cli
 from taxi_demand import features
 from taxi_demand import spans
 from taxi_demand.data.warehouse import Warehouse
+from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
 
 pytestmark = pytest.mark.slow
@@ -35,12 +37,14 @@ def test_replay_records_every_lead_and_scores_it(city_copy, capsys):
   for row in summary["by_lead"].values():
     assert 0 < row["mae"] < row["seasonal_naive_mae"] * 1.5
   assert 0 < summary["complete_information_mae"]
-  # Recorded as the live job records: both forecasts of a slot are kept.
+  # Recorded as the live job records, in the replay log: both forecasts of
+  # a slot are kept. The served log holds only what was served live.
   day = spans.start_of(spans.parse_span(DAY))
-  kept = servelog.forecasts_between(city_copy.serving_log, day, day + 86400)
+  kept = servelog.forecasts_between(city_copy.replay_log, day, day + 86400)
   assert collections.Counter(kept.column("lead_minutes").to_pylist()) == {
       25: 77 * 48, 55: 77 * 48}
-  log = servelog.read_day(city_copy.serving_log,
+  assert servelog.logged_days(city_copy.serving_log) == []
+  log = servelog.read_day(city_copy.replay_log,
                           servelog.parse_date(DAY))
   assert log.has_issue_times and log.table.num_rows == 2 * 77 * 48
   issued = log.table.column(features.ISSUED_AT).to_pylist()
@@ -59,3 +63,39 @@ def test_replay_records_every_lead_and_scores_it(city_copy, capsys):
 def test_replay_bad_input_is_one_line_exit_1(city_copy, capsys, argv, needle):
   code = cli.main(["--home", str(city_copy.root), "replay", *argv])
   assert needle in _one_line(capsys.readouterr().err, code, 1)
+
+
+def _files(folder):
+  return {p.relative_to(folder): p.read_bytes()
+          for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_replay_beside_a_live_tick_leaves_the_served_log_as_served(
+    city_copy, capsys):
+  """predict at 07:30 served 08:00 too; a replay of 07:30-08:00 wrote its
+  own 07:30 file over the live one (77 rows for 154), and after late trips
+  its features were hindsight, dated 07:30. Now the replay records apart,
+  and nothing that reads the served log sees it."""
+  home = ["--home", str(city_copy.root)]
+  assert cli.main(home + ["predict", "--at", f"{DAY}T07:30", "--horizon",
+                          "2"]) == 0
+  live = _files(city_copy.serving_log)
+  [live_file] = live
+  assert pq.read_metadata(city_copy.serving_log / live_file).num_rows == 154
+  tick = predict.parse_at(f"{DAY}T07:30")
+  assert cli.main(home + ["replay", "--date", DAY, "--between",
+                          "07:30-08:00", "--json"]) == 0
+  capsys.readouterr()
+  assert _files(city_copy.serving_log) == live   # byte for byte, no more
+  # The replay's 07:30 tick, under the same name, in its own log.
+  replayed = city_copy.replay_log / live_file
+  assert pq.read_metadata(replayed).num_rows == 77
+  # predict's catch-up and next-day's served forecasts see the live tick only.
+  day = servelog.parse_date(DAY)
+  assert servelog.served_ticks(city_copy.serving_log, [day]) == {
+      tick: [live_file.name.split("-v")[-1][:-len(".parquet")]]}
+  served = servelog.forecasts_between(
+      city_copy.serving_log, spans.start_of(spans.parse_span(DAY)),
+      spans.start_of(spans.parse_span(DAY) + 1))
+  assert served.num_rows == 154
+  assert set(served.column("issued_at").to_pylist()) == {tick}

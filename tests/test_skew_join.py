@@ -1,6 +1,7 @@
 """Join skew and staleness: served rows against the training path for the
 same (cell, target slot, issued_at), by hand on tiny tables, against TFDV's
-DetectFeatureSkew, and end to end on replays of the session's city with
+DetectFeatureSkew, and end to end on the session's city served tick by tick
+(replays moved into the served log, as the live job writes it), with
 serving defects injected (taxi_demand.serving.drills)."""
 
 import datetime
@@ -181,16 +182,23 @@ def test_differing_counts_agree_with_tfdv_detect_feature_skew(
       found[features.LAG_1].mismatch_count
 
 
-# ---- end to end: replays of the city, honest and with defects ------------------
+# ---- end to end: the city served tick by tick, honest and with defects ------
 
-def _replayed(home, serve=drills.honest):
-  replay.replay(home, DAY.isoformat(), between=WINDOW, serve=serve)
-  return skew.check_day(home, DAY)
+@pytest.fixture
+def serve(city_copy, serving_log_tools):
+  """serve(how=drills.honest): DAY's window served on `city_copy` as the
+  live job serves it, each tick as of its time, through `how` (honest, or
+  a drill's defect), into the served log."""
+  def served(how=drills.honest):
+    serving_log_tools.serve_as_live(city_copy, DAY.isoformat(),
+                                    between=WINDOW, serve=how)
+  return served
 
 
 @pytest.mark.slow
-def test_a_clean_partial_day_raises_nothing(city_copy):
-  report = _replayed(city_copy)
+def test_a_clean_partial_day_raises_nothing(city_copy, serve):
+  serve()
+  report = skew.check_day(city_copy, DAY)
   [result] = report.results
   assert not report.alert, result.reasons()
   join = result.join
@@ -221,8 +229,8 @@ LAGS = {features.LAG_1, features.LAG_2, features.LAG_3}
      {skew.STALENESS}, None),
 ], ids=["partial-slot", "units", "stalled-feed"])
 def test_each_serving_defect_alerts_naming_its_feature(
-    city_copy, capsys, drill, expected, join_flags):
-  replay.replay(city_copy, DAY.isoformat(), between=WINDOW, serve=drill())
+    city_copy, serve, capsys, drill, expected, join_flags):
+  serve(drill())
   code = cli.main(["--home", str(city_copy.root), "skew", "--date",
                    DAY.isoformat(), "--json"])
   captured = capsys.readouterr()
@@ -246,8 +254,8 @@ def test_each_serving_defect_alerts_naming_its_feature(
 
 @pytest.mark.slow
 def test_a_log_from_before_issue_times_falls_back_and_says_so(city_copy,
-                                                              capsys):
-  replay.replay(city_copy, DAY.isoformat(), between=WINDOW)
+                                                              serve, capsys):
+  serve()
   folder = servelog.partition(city_copy.serving_log, DAY)
   for path in folder.glob("*.parquet"):
     table = pq.read_table(path)

@@ -33,8 +33,8 @@ Examples:
 
 
 _SKEW_EPILOG = """\
-Three signals, for the rows `predict` (or `replay`) served for slots of D,
-each model version on its own:
+Three signals, for the rows `predict` served for slots of D (the served
+log; a `replay` records elsewhere), each model version on its own:
 
   join          every served row is keyed (cell, target slot, issued_at);
                 the training path (the demand query's training form, at

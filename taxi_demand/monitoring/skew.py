@@ -716,7 +716,8 @@ def require_warehouse(home: Home) -> None:
 
 
 def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
-              record: bool = True, limits: Limits = Limits()) -> DayReport:
+              record: bool = True, limits: Limits = Limits(),
+              log_root: Optional[os.PathLike] = None) -> DayReport:
   """Checks the served features of `day`, each version against its own
   training statistics and its own training path.
 
@@ -726,13 +727,15 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
     version: check only this version's rows (default: every version found).
     record: record each check in ML Metadata and write its JSON report.
     limits: the alert limits.
+    log_root: the log to check: the served log (default), or
+      home.replay_log for what a replay served (a drill, a benchmark).
 
   Returns:
     The report; results[0] is the version that served the most rows.
   """
   from taxi_demand.serving import predict  # noqa: PLC0415 - no TensorFlow
   require_warehouse(home)
-  log = servelog.read_day(home.serving_log, day)
+  log = servelog.read_day(log_root or home.serving_log, day)
   served = log.versions()
   if version is not None:
     if str(version) not in dict(served):

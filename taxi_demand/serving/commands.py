@@ -150,10 +150,14 @@ midnight so the first slots get every lead), the serving model forecasts
 the slots 0..55 minutes ahead from the warehouse as it was at that tick: no
 trip that started later is read, and only trips known by then under the
 model's arrival rule count. The forecasts are recorded as the live job
-records them (the served log, forecasts with their features), then scored on D's
-actual pickups by lead, beside the seasonal-naive forecast (same slot last
-week) and the model's complete-information forecast (issued at the slot's
-start with every earlier trip known).
+records them (forecasts with their features), but in the replay log,
+replay_log/date=YYYY-MM-DD/, never in the served log: that one is what
+drivers saw, and skew, next-day, report, recommend and predict read it
+alone. A replay sees the warehouse as it is now, late trips included, so
+its features for a tick can differ from what the tick served. The day is
+then scored on D's actual pickups by lead, beside the seasonal-naive
+forecast (same slot last week) and the model's complete-information
+forecast (issued at the slot's start with every earlier trip known).
 
 Examples:
   taxi-demand replay --date 2024-02-11
@@ -232,7 +236,8 @@ def register(subparsers, parents) -> None:
       "replay", parents=with_json,
       help="run the 5-minute job over a past day, as of each tick",
       description="Honest replay of a past day: forecasts issued as of each "
-      "tick, recorded, and scored by lead.",
+      "tick, recorded in the replay log (never the served log), and scored "
+      "by lead.",
       epilog=_REPLAY_EPILOG, formatter_class=fmt)
   replay.add_argument("--date", required=True, metavar="D",
                       help="the day to replay, YYYY-MM-DD")
@@ -244,5 +249,5 @@ def register(subparsers, parents) -> None:
   replay.add_argument("--model", metavar="VERSION", default=None,
                       help="a pushed version (default: the serving one)")
   replay.add_argument("--no-record", action="store_true",
-                      help="score only; write no predictions or log files")
+                      help="score only; write nothing to the replay log")
   replay.set_defaults(handler=_replay)

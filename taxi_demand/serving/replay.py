@@ -5,10 +5,16 @@ it reads no trip that starts at or after t and counts only trips known at t
 under the model's arrival rule (demand.sql). That as-of view is the query
 itself, over the one warehouse file: nothing is copied. Each tick forecasts
 the slots its leads cover (0..55 minutes ahead), records them as the live
-job would (forecasts and served features in the served log), and the day is then
-scored by lead against what happened, beside the seasonal-naive forecast
-and the model's complete-information forecast (issued at the slot's start,
-every earlier trip known at once).
+job would (forecasts and served features), and the day is then scored by
+lead against what happened, beside the seasonal-naive forecast and the
+model's complete-information forecast (issued at the slot's start, every
+earlier trip known at once).
+
+A replay records in the replay log (Home.replay_log), never in the served
+log: the served log is what drivers saw, and a replay run after late trips
+arrived computes other features for the same tick. Nothing that reads the
+served log (skew, next-day, report, recommend, predict's catch-up) sees a
+replay.
 """
 
 from __future__ import annotations
@@ -116,7 +122,8 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     date: YYYY-MM-DD, a day the warehouse holds with its 7 days before.
     every_s: seconds between ticks, a multiple of the 5-minute grid.
     version: the model version (default: the serving one).
-    record: write the forecasts and served features to the served log.
+    record: write the forecasts and served features to the replay log
+      (home.replay_log; never the served log).
     progress: called with a short line now and then.
     between: only target slots starting in [from, to) seconds into the day
       (see parse_between); ticks run from 55 minutes before `from`.
@@ -138,6 +145,8 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
                           "minute slot start")
   started = time.perf_counter()
   parts: List[pa.Table] = []
+  if record:
+    servelog.sweep(home.replay_log)
   with Warehouse(home.warehouse, read_only=True) as wh:
     check_day(wh, span)
     truth = _truth(wh, cfg, span, begin, end)
@@ -154,7 +163,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
         continue
       predicted = model.score(table)
       if record:
-        servelog.append(home.serving_log, table, model.version,
+        servelog.append(home.replay_log, table, model.version,
                         datetime.datetime.utcfromtimestamp(tick),
                         data_age_s=age, predicted=predicted)
       parts.append(table.append_column(

@@ -5,8 +5,13 @@ file takes one writer at a time, and a tick must not wait for a load. Each
 tick writes one file per slot day it touches, named after its issue time and
 model version, under a hidden name renamed into place. So a reader never sees
 half a file, a killed job leaves at most a hidden temporary that the next
-start sweeps away, and a tick served again (a restart, a replay) replaces
-its file instead of adding a second copy.
+start sweeps away, and a tick served again (a restart) replaces its file
+instead of adding a second copy.
+
+The served log (Home.serving_log) is the record of what drivers saw. A
+replay writes the same layout to a log of its own (Home.replay_log): it
+sees the warehouse as it is now, late trips included, so its file for a
+tick is not what that tick served, and must never replace it.
 """
 
 from __future__ import annotations
