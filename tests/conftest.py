@@ -459,6 +459,20 @@ def report_home(city, tmp_path_factory):
 
 
 @pytest.fixture
+def standalone_city_home(city, tmp_path):
+  """The city's ten runs in a home of its own, `tmp_path/original`: every
+  file copied, none linked to the session's, its store recording its own
+  paths. (Returns the Home and the pushed versions, oldest first.)"""
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "original"
+  records = synthetic.write_store(root, city_runs(city),
+                                  model_dir=city.model_dir, link=False)
+  shutil.copy(city.warehouse, root / "warehouse.duckdb")
+  return Home(root).ensure(), [r.version for r in records if r.version]
+
+
+@pytest.fixture
 def city_copy(city_home, tmp_path):
   """A private copy of the city home (a Home) for one test."""
   return city_home.copy(tmp_path / "home")

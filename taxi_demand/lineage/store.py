@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from taxi_demand.errors import TaxiDemandError
@@ -293,5 +294,75 @@ def connect(path: os.PathLike, writable: bool = False):
 
 
 def load(path: os.PathLike) -> Snapshot:
-  """The whole store at `path`, read once: what every reader asks."""
-  return Snapshot.load(connect(path))
+  """The whole store at `path`, read once: what every reader asks.
+
+  Paths are read relative to the home the store sits in (see `relocate`),
+  so a home that was moved or restored from a backup answers from its own
+  files.
+  """
+  snap = Snapshot.load(connect(path))
+  relocate(snap, os.path.dirname(os.path.abspath(os.fspath(path))))
+  return snap
+
+
+# --- a home that moved -------------------------------------------------------
+
+
+def recorded_pipeline_root(snap: Snapshot) -> Optional[str]:
+  """The pipeline root the store's artifacts were written under.
+
+  TFX writes each output to `<pipeline root>/<node id>/<output key>/<its
+  execution id>`; the first artifact in that layout gives the root away.
+  None if no artifact is (a store of checks alone, an empty one).
+  """
+  for execution_id in sorted(snap._outputs):  # pylint: disable=protected-access
+    node = snap.executions.get(execution_id)
+    if node is None:
+      continue
+    for key, ids in snap._outputs[execution_id].items():  # pylint: disable=protected-access
+      tail = f"/{node.node_id}/{key}/{execution_id}"
+      for artifact_id in ids:
+        artifact = snap.artifacts.get(artifact_id)
+        if artifact is not None and artifact.uri.endswith(tail):
+          return artifact.uri[:-len(tail)]
+  return None
+
+
+def relocate(snap: Snapshot, home_root: str) -> Optional[str]:
+  """Reads paths recorded under another home as under `home_root`.
+
+  ML Metadata keeps absolute paths. A home that was copied, moved or
+  restored from a backup still names the old one's files: it would answer
+  about another home, or fail once that is gone. If the store's pipeline
+  root was `<old>/pipeline` and `<old>` is not `home_root`, every artifact
+  URI, and every artifact or execution property that is a path under
+  `<old>`, is read under `home_root` instead.
+  Paths outside the old home (a Vertex bucket, an imported folder) stay.
+
+  Returns:
+    The old home's path if paths were mapped, else None.
+  """
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  recorded = recorded_pipeline_root(snap)
+  if recorded is None:
+    return None
+  old_home, name = os.path.split(recorded.rstrip("/"))
+  new_home = os.path.normpath(home_root)
+  if (name != Home(Path(new_home)).pipeline_root.name
+      or os.path.normpath(old_home) == new_home):
+    return None
+
+  def moved(value: Any) -> Any:
+    if isinstance(value, str) and (value == old_home or value.startswith(
+        old_home + "/")):
+      return new_home + value[len(old_home):]
+    return value
+
+  for artifact_id, artifact in snap.artifacts.items():
+    snap.artifacts[artifact_id] = dataclasses.replace(
+        artifact, uri=moved(artifact.uri),
+        properties={k: moved(v) for k, v in artifact.properties.items()})
+  for execution in snap.executions.values():  # e.g. ExampleGen's warehouse
+    execution.properties = {k: moved(v)
+                            for k, v in execution.properties.items()}
+  return old_home
