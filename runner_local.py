@@ -22,10 +22,11 @@ import sys
 
 import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 from pipeline import flags
+from taxi_demand import arguments
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = arguments.Parser(
       prog="runner_local.py",
       description=__doc__.split("\n")[0],
       epilog=__doc__.split("\n", 1)[1],
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--from-node", metavar="ID",
                       help="partial run starting at this node id")
   flags.add_model_flags(parser)
-  parser.add_argument("--beam-workers", type=int, default=1,
+  parser.add_argument("--beam-workers", type=arguments.count(1), default=1,
                       help="Beam DirectRunner workers; > 1 uses "
                       "multi_processing mode")
   parser.add_argument("--sample", action="store_true",

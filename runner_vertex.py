@@ -27,6 +27,7 @@ import warnings
 
 import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 from pipeline import flags
+from taxi_demand import arguments
 from taxi_demand import errors
 
 ACTIONS = ("compile", "submit", "schedule")
@@ -76,7 +77,8 @@ def _pipeline_flags() -> argparse.ArgumentParser:
   g = p.add_argument_group("Dataflow, training and serving")
   g.add_argument("--dataflow-machine-type", default="n1-standard-4",
                  help="Dataflow worker machine (default %(default)s)")
-  g.add_argument("--dataflow-max-workers", type=int, default=4,
+  g.add_argument("--dataflow-max-workers", type=arguments.count(1),
+                 default=4,
                  help="Dataflow autoscaling cap (default %(default)s)")
   g.add_argument("--vertex-training", action="store_true",
                  help="train in a Vertex custom job instead of the pipeline "
@@ -85,7 +87,7 @@ def _pipeline_flags() -> argparse.ArgumentParser:
                  help="custom job machine (default %(default)s)")
   g.add_argument("--accelerator-type",
                  help="custom job accelerator, e.g. NVIDIA_TESLA_T4")
-  g.add_argument("--accelerator-count", type=int, default=0,
+  g.add_argument("--accelerator-count", type=arguments.count(0), default=0,
                  help="accelerators per machine (default 1 with a type)")
   g.add_argument("--endpoint", help="also deploy blessed models to this "
                  "Vertex endpoint (display name), besides the GCS push")
@@ -109,7 +111,7 @@ def _cloud_flags() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
   from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = arguments.Parser(
       prog="runner_vertex.py",
       description=__doc__.split("\n")[0],
       epilog=__doc__.split("\n", 1)[1],

@@ -7,6 +7,8 @@ import json
 from typing import Any, Dict, List
 
 from pipeline.config import Thresholds
+from taxi_demand.arguments import count
+from taxi_demand.arguments import number
 from taxi_demand.data.sql import ArrivalRule
 from taxi_demand.data.sql import QueryConfig
 from taxi_demand.data.sql import SpatialUnit
@@ -19,9 +21,9 @@ def add_model_flags(group) -> None:
   Args:
     group: an argparse parser or argument group.
   """
-  group.add_argument("--train-days", type=int, default=28,
+  group.add_argument("--train-days", type=count(1), default=28,
                      help="rolling training window in days (default 28)")
-  group.add_argument("--train-steps", type=int, default=None,
+  group.add_argument("--train-steps", type=count(1), default=None,
                      help="training steps (default: the model's default)")
   group.add_argument("--warm-start-steps", type=int, default=None,
                      help="training steps when the Trainer warm-starts from "
@@ -37,7 +39,7 @@ def add_model_flags(group) -> None:
   group.add_argument("--spatial-unit", default="community_area",
                      choices=[u.value for u in SpatialUnit],
                      help="what a cell is (default community_area)")
-  group.add_argument("--grid-metres", type=int, default=1000,
+  group.add_argument("--grid-metres", type=count(1), default=1000,
                      help="grid cell side for --spatial-unit grid")
   group.add_argument("--arrival", default="start",
                      metavar="start|end[+DELAY]",
@@ -45,14 +47,14 @@ def add_model_flags(group) -> None:
                      "training and serving alike: 'start' (a probe-style "
                      "feed), 'end+5m' (a trips export, 5 minutes after the "
                      "trip ends); default start")
-  group.add_argument("--keep-versions", type=int, default=5,
+  group.add_argument("--keep-versions", type=count(1), default=5,
                      help="pushed model versions to keep (default 5)")
   defaults = Thresholds()
-  group.add_argument("--naive-margin", type=float,
+  group.add_argument("--naive-margin", type=number(),
                      default=defaults.naive_margin,
                      help="push only if MAE beats the seasonal-naive forecast "
                      "by this fraction (default %(default)s)")
-  group.add_argument("--cell-margin", type=float,
+  group.add_argument("--cell-margin", type=number(),
                      default=defaults.cell_margin,
                      help="refuse if a busy cell's MAE is this fraction above "
                      "its own seasonal-naive MAE (default %(default)s)")

@@ -15,6 +15,7 @@ import sys
 from typing import Callable, Sequence
 
 from taxi_demand import __version__
+from taxi_demand.arguments import Parser
 from taxi_demand.errors import exit_codes
 from taxi_demand.home import Home
 
@@ -61,7 +62,8 @@ def json_parent() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  # Parser: a usage error is one line and exit 1, in every subcommand too.
+  parser = Parser(
       prog="taxi-demand",
       description=("Continuously trained taxi demand forecasts on TFX: load "
                    "trips, train and validate daily, predict every 5 minutes, "

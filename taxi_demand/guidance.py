@@ -64,7 +64,8 @@ class Geometry:
     """Straight-line (haversine) minutes at `speed_kmh` between cells placed
     at (latitude, longitude)."""
     if not speed_kmh > 0 or not math.isfinite(speed_kmh):
-      raise TaxiDemandError(f"--speed must be > 0 km/h, got {speed_kmh!r}")
+      raise TaxiDemandError(
+          f"--speed must be a finite number > 0 km/h, got {speed_kmh!r}")
     if not positions:
       raise TaxiDemandError("no cell has a position to measure travel from")
     cells = np.array(sorted(int(c) for c in positions), np.int64)

@@ -175,6 +175,7 @@ def _simulate(args, home) -> int:
 
 def register(subparsers, parents) -> None:
   """Adds `load` and `simulate`."""
+  from taxi_demand.arguments import count  # noqa: PLC0415 - argparse only
   load = subparsers.add_parser(
       "load", parents=parents, help="load trips (CSV/Parquet) into the warehouse",
       description="Load Chicago-schema trips into the warehouse, checking "
@@ -196,7 +197,7 @@ def register(subparsers, parents) -> None:
                    help="first day, YYYY-MM-DD")
   sim.add_argument("--days", required=True, type=int, metavar="N",
                    help="number of days")
-  sim.add_argument("--seed", type=int, default=0, help="random seed (0)")
+  sim.add_argument("--seed", type=count(0), default=0, help="random seed (0)")
   sim.add_argument("--scale", type=float, default=1.0,
                    help="demand multiplier; 1.0 is ~60k trips a day")
   sim.add_argument("--drift", metavar="SPEC", default=None,

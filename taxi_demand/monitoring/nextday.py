@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -58,11 +59,16 @@ class Rules:
   trend_slope: float = DEFAULT_TREND_SLOPE
 
   def __post_init__(self):
-    if self.margin < 0:
-      raise TaxiDemandError(f"--margin must be >= 0, got {self.margin}")
+    # Comparisons with nan are all false: a nan limit would never alert.
+    if not 0 <= self.margin < math.inf:
+      raise TaxiDemandError(f"--margin must be a finite number >= 0, got "
+                            f"{self.margin}")
     if self.trend_days < 2:
       raise TaxiDemandError(f"--trend-days must be >= 2, got "
                             f"{self.trend_days}")
+    if not math.isfinite(self.trend_slope):
+      raise TaxiDemandError(f"--trend-slope must be a finite number, got "
+                            f"{self.trend_slope}")
 
 
 def errors(labels: Sequence[float],

@@ -101,9 +101,6 @@ def _predict(args, home) -> int:
     _say(f"loaded model {version}" +
          (f" (was {previous})" if previous else ""))
 
-  if args.speed <= 0:
-    from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
-    raise TaxiDemandError(f"bad --speed {args.speed:g}: must be > 0")
   if args.speed != 1 and at is None:
     from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
     raise TaxiDemandError("--speed needs --at: only a replayed clock can run "
@@ -116,16 +113,6 @@ def _predict(args, home) -> int:
       on_reload=on_reload, speed=args.speed, catch_up_s=catch_up)
   _say(f"stopped after {jobs} job(s)")
   return 0
-
-
-def _horizon(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError("must be at least 1")
-  return value
 
 
 # --- rollback ----------------------------------------------------------------
@@ -190,6 +177,8 @@ def _replay(args, home) -> int:
 
 def register(subparsers, parents) -> None:
   """Adds `predict`, `replay` and `rollback`."""
+  from taxi_demand.arguments import count  # noqa: PLC0415 - argparse only
+  from taxi_demand.arguments import number  # noqa: PLC0415
   from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
   with_json = parents + [json_parent()]
   fmt = argparse.RawDescriptionHelpFormatter
@@ -204,7 +193,7 @@ def register(subparsers, parents) -> None:
   p.add_argument("--at", metavar="TIMESTAMP", default=None,
                  help="predict the slot(s) starting at or after this time "
                  "(YYYY-MM-DD[THH:MM], city wall clock; default: now)")
-  p.add_argument("--horizon", type=_horizon, default=1, metavar="K",
+  p.add_argument("--horizon", type=count(1), default=1, metavar="K",
                  help="number of slots (default 1)")
   p.add_argument("--model", metavar="VERSION", default=None,
                  help="a pushed version (default: the serving one, CURRENT)")
@@ -215,7 +204,8 @@ def register(subparsers, parents) -> None:
                  help="with --every: on start, serve the ticks the log "
                  "lacks up to this far back (default 1h; 0 serves only the "
                  "current tick)")
-  p.add_argument("--speed", type=float, default=1.0, metavar="X",
+  p.add_argument("--speed", type=number(positive=True), default=1.0,
+                 metavar="X",
                  help="with --every and --at: run the clock X times as fast "
                  "as real time (default 1)")
   p.add_argument("--json", action="store_true",

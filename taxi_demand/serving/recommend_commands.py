@@ -64,8 +64,6 @@ def _recommend(args, home) -> int:
   from taxi_demand.serving import recommend  # noqa: PLC0415
   at = predict.parse_at(args.at) if args.at is not None else \
       predict.now_epoch()
-  if not args.speed > 0:
-    raise TaxiDemandError(f"--speed must be > 0 km/h, got {args.speed}")
   if not 5 <= args.horizon <= 180:
     raise TaxiDemandError(
         f"--horizon must be 5..180 minutes, got {args.horizon}")
@@ -109,6 +107,8 @@ def _recommend(args, home) -> int:
 
 def register(subparsers, parents) -> None:
   """Adds `recommend`."""
+  from taxi_demand.arguments import count  # noqa: PLC0415 - argparse only
+  from taxi_demand.arguments import number  # noqa: PLC0415
   from taxi_demand.cli import json_parent  # noqa: PLC0415 - argparse only
   p = subparsers.add_parser(
       "recommend", parents=parents + [json_parent()],
@@ -128,11 +128,12 @@ def register(subparsers, parents) -> None:
   which.add_argument("--all-idle", action="store_true",
                      help="every taxi idle at --at, from probes or trips")
   p.add_argument("--taxi-id", default=None, help="with --cell: its id")
-  p.add_argument("--top", type=int, default=5, metavar="K",
+  p.add_argument("--top", type=count(1), default=5, metavar="K",
                  help="with --cell: rank the K best cells (default 5)")
   p.add_argument("--horizon", type=int, default=60, metavar="MINUTES",
                  help="how far ahead pickups count (default 60)")
-  p.add_argument("--speed", type=float, default=20.0, metavar="KMH",
+  p.add_argument("--speed", type=number(positive=True), default=20.0,
+                 metavar="KMH",
                  help="straight-line driving speed (default 20 km/h)")
   p.add_argument("--travel-times", metavar="FILE", default=None,
                  help="CSV from_cell,to_cell,minutes instead of straight "

@@ -1,0 +1,150 @@
+"""Argument errors of every entry point: one line naming the problem, exit 1.
+
+`taxi-demand`, runner_local.py and runner_vertex.py alike; `--help` still
+prints the whole help and exits 0. The values are refused as the flags are
+parsed, before any command reads the home.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import runner_local
+import runner_vertex
+from taxi_demand import cli
+
+
+def _exit_code(main, argv):
+  """What `main(argv)` exits with: its return value or its SystemExit."""
+  try:
+    return main(argv)
+  except SystemExit as e:
+    return e.code
+
+
+def _one_line_error(capsys, main, argv):
+  """The one stderr line of a refused `main(argv)`; checks exit code 1."""
+  code = _exit_code(main, argv)
+  out, err = capsys.readouterr()
+  assert code == 1, (code, err)
+  assert out == "" and len(err.splitlines()) == 1, err
+  assert "unexpected" not in err and "Traceback" not in err
+  return err.strip()
+
+
+AT = ["--at", "2024-02-10T08:00"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["no-such-command"], "taxi-demand: error: argument COMMAND: invalid "
+     "choice: 'no-such-command'"),
+    (["load"], "taxi-demand load: error: the following arguments are "
+     "required: PATH"),
+    (["predict", "--horizon", "x"], "taxi-demand predict: error: argument "
+     "--horizon: expected an integer >= 1, got 'x'"),
+    (["predict", "--horizon", "0"], "argument --horizon: must be an integer "
+     ">= 1, got '0'"),
+    (["runs", "--last"], "taxi-demand runs: error: argument --last: expected "
+     "one argument"),
+    (["recommend", *AT], "one of the arguments --cell --idle --all-idle is "
+     "required"),
+    (["predict", "--bogus", "a\nforged line"], "unrecognized arguments: "
+     "--bogus a\\nforged line"),
+])
+def test_taxi_demand_usage_error_is_one_line_exit_1(home, capsys, argv,
+                                                    message):
+  line = _one_line_error(capsys, cli.main, argv)
+  assert message in line
+  assert line.endswith("--help)")  # where to read more, on the same line
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["recommend", *AT, "--cell", "8", "--top", "0"], "--top"),
+    (["recommend", *AT, "--cell", "8", "--top", "-3"], "--top"),
+    (["recommend", *AT, "--cell", "8", "--speed", "0"], "--speed"),
+    (["recommend", *AT, "--cell", "8", "--speed", "nan"], "--speed"),
+    (["recommend", *AT, "--cell", "8", "--speed", "inf"], "--speed"),
+    (["predict", "--every", "5m", *AT, "--speed", "nan"], "--speed"),
+    (["predict", "--every", "5m", *AT, "--speed", "inf"], "--speed"),
+    (["predict", "--every", "5m", *AT, "--speed", "-1"], "--speed"),
+    (["simulate", "--start", "2024-01-01", "--days", "1", "--seed", "-1",
+      "--out", "x"], "--seed"),
+])
+def test_a_nonsense_number_is_refused_as_it_is_parsed(home, capsys, argv,
+                                                      flag):
+  line = _one_line_error(capsys, cli.main, argv)
+  assert f"error: argument {flag}: must be " in line
+  assert not home.root.exists()  # refused before anything was touched
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--margin", "nan"], "--margin must be a finite number >= 0, got nan"),
+    (["--margin", "inf"], "--margin must be a finite number >= 0, got inf"),
+    (["--trend-slope", "nan"], "--trend-slope must be a finite number, got "
+     "nan"),
+])
+def test_next_day_refuses_limits_that_never_alert(home, capsys, argv,
+                                                  message):
+  line = _one_line_error(capsys, cli.main,
+                         ["next-day", "--date", "2024-02-08", *argv])
+  assert line == f"taxi-demand next-day: {message}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--date"], "runner_local.py: error: argument --date: expected one "
+     "argument"),
+    (["--train-days", "0"], "argument --train-days: must be an integer "
+     ">= 1, got '0'"),
+    (["--train-steps", "0"], "argument --train-steps: must be an integer "
+     ">= 1"),
+    (["--keep-versions", "-1"], "argument --keep-versions: must be an "
+     "integer >= 1"),
+    (["--grid-metres", "0"], "argument --grid-metres: must be an integer "
+     ">= 1"),
+    (["--beam-workers", "0"], "argument --beam-workers: must be an integer "
+     ">= 1"),
+    (["--naive-margin", "nan"], "argument --naive-margin: must be a finite "
+     "number, got 'nan'"),
+    (["--cell-margin", "inf"], "argument --cell-margin: must be a finite "
+     "number"),
+    (["--slot-minutes", "7"], "argument --slot-minutes: invalid choice: 7"),
+])
+def test_runner_local_argument_error_is_one_line_exit_1(tmp_path, capsys,
+                                                        argv, message):
+  home = tmp_path / "home"
+  line = _one_line_error(capsys, runner_local.main,
+                         ["--home", str(home), *argv])
+  assert message in line and line.startswith("runner_local.py: error: ")
+  assert not home.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "--dataflow-max-workers", "0"], "runner_vertex.py compile: "
+     "error: argument --dataflow-max-workers: must be an integer >= 1, "
+     "got '0'"),
+    (["submit", "--accelerator-count", "-1"], "argument --accelerator-count: "
+     "must be an integer >= 0"),
+    (["compile", "--train-days", "x"], "argument --train-days: expected an "
+     "integer >= 1, got 'x'"),
+    (["--bogus"], "runner_vertex.py: error: unrecognized arguments: --bogus"),
+])
+def test_runner_vertex_argument_error_is_one_line_exit_1(tmp_path, capsys,
+                                                         argv, message):
+  out = tmp_path / "p.json"
+  line = _one_line_error(capsys, runner_vertex.main,
+                         [*argv, "--output", str(out)])
+  assert message in line
+  assert not out.exists()
+
+
+@pytest.mark.parametrize("main, argv", [
+    (cli.main, ["--help"]),
+    (cli.main, ["predict", "--help"]),
+    (runner_local.main, ["--help"]),
+    (runner_vertex.main, ["submit", "--help"]),
+])
+def test_help_is_still_the_whole_help_and_exit_0(capsys, main, argv):
+  assert _exit_code(main, argv) == 0
+  out, err = capsys.readouterr()
+  assert out.startswith("usage: ") and len(out.splitlines()) > 10
+  assert err == ""
