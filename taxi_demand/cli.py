@@ -118,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   # log lines still reach this command's log file.
   with logs.preserved(), exit_codes(f"taxi-demand {args.command}: ", verbose,
                                     broken_pipe_ok=True) as outcome:
-    home = Home.resolve(getattr(args, "home", None))
-    logs.configure(home.logs if getattr(args, "writes_logs", True) and
-                   home.root.exists() else None, verbose=verbose,
+    home = Home.resolve(getattr(args, "home", None)).check()
+    logs.configure(home.make(home.logs) if getattr(args, "writes_logs", True)
+                   and home.root.exists() else None, verbose=verbose,
                    name=args.command)
     outcome.exit_code = int(handler(args, home) or 0)
   return outcome.exit_code

@@ -6,6 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from taxi_demand.errors import TaxiDemandError
+
 ENV_VAR = "TAXI_DEMAND_HOME"
 DEFAULT_HOME = ".taxi_demand"
 
@@ -61,8 +63,41 @@ class Home:
   def logs(self) -> Path:
     return self.root / "logs"
 
+  def check(self) -> "Home":
+    """Fails in one line if the home cannot be a folder: it is a file, a
+    folder above it is a file, or a folder above it cannot be searched.
+
+    Creates nothing; a home that does not exist yet passes.
+    """
+    try:
+      for path in (self.root, *self.root.parents):
+        if path.is_dir():
+          break
+        if path.exists():
+          raise TaxiDemandError(
+              f"home {self.root} is a file, not a folder" if path == self.root
+              else f"home {self.root} cannot be a folder: {path} is a file")
+    except OSError as e:  # e.g. a folder above it is not searchable
+      raise self.error(e) from None
+    return self
+
+  def make(self, folder: Path) -> Path:
+    """Creates `folder` under the home (and the home) if missing."""
+    try:
+      folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise self.error(e) from None
+    return folder
+
   def ensure(self) -> "Home":
+    self.check()
     for d in (self.root, self.pipeline_root, self.models, self.serving_log,
               self.logs):
-      d.mkdir(parents=True, exist_ok=True)
+      self.make(d)
     return self
+
+  def error(self, e: OSError) -> TaxiDemandError:
+    """An OS error about a path of the home, as one line naming both."""
+    where = f": {e.filename}" if e.filename else ""
+    return TaxiDemandError(f"cannot use home {self.root}: "
+                           f"{e.strerror or e}{where}")

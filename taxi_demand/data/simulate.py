@@ -510,6 +510,19 @@ def _check_within_bounds(start, first: int, days: int) -> None:
         "the trips contract's timestamp bounds")
 
 
+def _output_folder(out_dir: str | Path) -> Path:
+  """`out_dir`, created if missing; one line if it cannot be a folder."""
+  out = Path(out_dir)
+  if out.exists() and not out.is_dir():
+    raise TaxiDemandError(f"--out {out} is a file, not a folder")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise TaxiDemandError(f"cannot create --out {out}: {e.strerror}") \
+        from None
+  return out
+
+
 def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
                    seed: int = 0, scale: float = 1.0,
                    drift: str | Sequence[DriftClause] | None = None,
@@ -550,8 +563,7 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
   except ValueError as e:
     raise TaxiDemandError(f"--without: {e}") from None
   cal = Calibration.load()
-  out = Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
+  out = _output_folder(out_dir)
   stem = (f"{(EPOCH + datetime.timedelta(days=first)):%Y%m%d}-"
           f"{(EPOCH + datetime.timedelta(days=first + days - 1)):%Y%m%d}")
   trips_path = out / f"trips-{stem}-seed{seed}.parquet"

@@ -51,7 +51,16 @@ def _pointer(models_dir: os.PathLike) -> Tuple[Optional[str], Optional[int]]:
   pointer = Path(models_dir) / POINTER
   if not pointer.is_file():
     return None, None
-  lines = pointer.read_text().split()
+  try:
+    lines = pointer.read_text(encoding="utf-8").split()
+  except UnicodeDecodeError:
+    # Not what set_serving writes (a version number and a day): say so
+    # rather than guess which model to serve.
+    raise TaxiDemandError(
+        f"{pointer} is corrupt (not text); delete it to serve the newest "
+        "pushed version, or write a version number into it") from None
+  except OSError as e:
+    raise TaxiDemandError(f"cannot read {pointer}: {e.strerror}") from None
   if not lines:
     return None, None
   span = int(lines[1]) if len(lines) > 1 and lines[1].lstrip("-").isdigit() \
