@@ -38,7 +38,7 @@ Typical first session:
   taxi-demand simulate --start 2024-01-01 --days 35 --out trips/
   taxi-demand load trips/
   python runner_local.py            # train, validate, push
-  taxi-demand predict --json
+  taxi-demand predict --at 2024-02-04T08:00 --json
 """
 
 

@@ -27,7 +27,7 @@ times as fast as real time (a past day, live). Ctrl-C stops it.
 
 Examples:
   taxi-demand predict --at 2024-02-11T08:00 --json
-  taxi-demand predict --at 2024-02-11 --horizon 48       # a whole day
+  taxi-demand predict --at 2024-02-11T08:05 --horizon 2  # 08:30 and 09:00
   taxi-demand predict --model 1718000000 --at 2024-02-10T17:30
   taxi-demand predict --every 5m
   taxi-demand predict --every 5m --at 2024-02-11 --speed 60   # a day in 24 min
@@ -194,7 +194,9 @@ def register(subparsers, parents) -> None:
                  help="predict the slot(s) starting at or after this time "
                  "(YYYY-MM-DD[THH:MM], city wall clock; default: now)")
   p.add_argument("--horizon", type=count(1), default=1, metavar="K",
-                 help="number of slots (default 1)")
+                 help="number of slots (default 1); each must start within "
+                 "55 minutes of the tick at --at, the longest lead a model "
+                 "is trained for")
   p.add_argument("--model", metavar="VERSION", default=None,
                  help="a pushed version (default: the serving one, CURRENT)")
   p.add_argument("--every", metavar="INTERVAL", default=None,
