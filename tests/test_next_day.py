@@ -94,6 +94,16 @@ def _days_with_a_serving_model(home):
           if queries.serving_on(snap, queries.span_of_date(d)) is not None]
 
 
+def test_a_day_outside_the_warehouse_is_named_as_a_date(city_home, capsys):
+  code = cli.main(["--home", str(city_home.root), "next-day", "--date",
+                   "2030-01-01", "--no-record"])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert err == ("taxi-demand next-day: the warehouse has no trips on "
+                 "2030-01-01 (it covers 2024-01-18 to 2024-02-11); next-day "
+                 "validation needs that day's actual demand\n")
+
+
 @pytest.mark.slow
 def test_every_run_pushed_the_model_with_its_real_eval_figures(city,
                                                                city_home):

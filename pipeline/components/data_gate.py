@@ -21,6 +21,7 @@ from tfx.types import standard_artifacts
 
 from taxi_demand.errors import AlertError
 from taxi_demand.lineage import contract
+from taxi_demand.spans import date_of
 
 REPORT_FILE = contract.DATA_GATE_FILE
 # A run ingests one day, its own: the days of its window were checked by
@@ -110,7 +111,7 @@ def DataGate(  # pylint: disable=invalid-name
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, contract.ANOMALIES_FILE), "wb") as f:
       f.write(drift.SerializeToString())
-    drift_lines = [f"[drift vs span {previous_statistics.span}] {line}"
+    drift_lines = [f"[drift vs {date_of(previous_statistics.span)}] {line}"
                    for line in describe(drift)]
     summary.update(drift_checked=True, previous_span=previous_statistics.span,
                    drift_anomalies=len(drift_lines))

@@ -382,7 +382,7 @@ def _write_gate_report(uri: str, spec: RunSpec, previous_span: Optional[int],
       if distance > threshold:
         anomalies.anomaly_info[name].description = (
             f"drift {distance:.3f} above {threshold:g}")
-        drift_lines.append(f"[drift vs span {previous_span}] {name}: "
+        drift_lines.append(f"[drift vs {spans.date_of(previous_span)}] {name}: "
                            f"drift {distance:.3f} above {threshold:g}")
     folder = os.path.join(uri, c.SPLIT_FOLDER.format(split=c.DAY_SPLIT))
     os.makedirs(folder, exist_ok=True)

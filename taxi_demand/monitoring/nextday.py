@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
+from taxi_demand.spans import date_of
 
 # What a next-day result records in ML Metadata (the CLI and the node alike);
 # served_by_lead goes in as JSON.
@@ -151,10 +152,11 @@ def day_columns(warehouse_path: os.PathLike, query_config,
   with Warehouse(warehouse_path, read_only=True) as wh:
     spans = wh.span_range()
     if spans is None or not spans[0] <= span <= spans[1]:
+      held = ("it holds none" if spans is None else
+              f"it covers {date_of(spans[0])} to {date_of(spans[1])}")
       raise TaxiDemandError(
-          f"the warehouse has no trips on day {span} (it covers "
-          f"{'nothing' if spans is None else f'spans {spans[0]}..{spans[1]}'})"
-          "; next-day validation needs that day's actual demand")
+          f"the warehouse has no trips on {date_of(span)} ({held}); "
+          "next-day validation needs that day's actual demand")
     _require_trips(wh, span)
     table = wh.query_demand(query_config, span)
   return {name: table.column(name).to_numpy() for name in table.column_names}
