@@ -120,13 +120,14 @@ def test_simulate_out_an_existing_file(tmp_path, capsys):
 @pytest.mark.parametrize("start, days", [
     ("9999-12-31", "1"),   # its trips would end in year 10000
     ("9999-12-30", "3"),   # its last day is past the calendar's
+    ("2099-12-31", "2"),   # past the trips contract's bounds: quarantined
 ])
 def test_simulate_refuses_days_the_calendar_cannot_hold(tmp_path, capsys,
                                                         start, days):
   line = _one_line_error(capsys, ["simulate", "--start", start, "--days",
                                   days, "--scale", "0.01", "--out",
                                   str(tmp_path / "out")])
-  assert line == (f"taxi-demand simulate: --start {start} with --days {days} "
-                  "ends after 9999-12-30, the last day the simulator can "
-                  "write (its trips end the day after)")
+  assert line == (f"taxi-demand simulate: bad start date {start!r} for "
+                  f"{days} day(s): simulated days must lie from 2000-01-01 "
+                  "to 2099-12-31, the trips contract's timestamp bounds")
   assert not (tmp_path / "out").exists()
