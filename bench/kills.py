@@ -72,7 +72,7 @@ NODES = ("ExampleGen", "StatisticsGen", "SchemaGen", "CuratedSchema",
 INGEST_POINTS = ("node.start.ExampleGen", "node.inside.ExampleGen",
                  "node.inside.DataGate")
 LOAD_POINTS = ("load.before", "load.inside", "load.after")
-JOB_POINTS = ("servelog.written@3", "servelog.published@3")
+JOB_POINTS = ("servelog.written", "servelog.published")
 GROUPS = ("run", "ingest", "pusher", "load", "job")
 MAX_RESUMES = 3
 
@@ -180,32 +180,43 @@ def crash_then_resume(home, args_, crash: str, log: Path) -> tuple:
 # --- setup ------------------------------------------------------------------------
 
 
-def setup(root: Path) -> dict:
+def setup(root: Path, reference: bool = True) -> dict:
   """An empty home with the city; the same after D-1's run and D's served
-  morning; the uninterrupted outcomes of both runs."""
+  morning; the uninterrupted outcomes of both runs (D's only if
+  `reference`). Kept in the workdir (setup.json) and reused by a later
+  call on the same --workdir."""
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
   from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
   logs = root / "logs"
   logs.mkdir(parents=True, exist_ok=True)
-  empty = Home(root / "empty").ensure()
-  with wh.Warehouse(empty.warehouse) as warehouse:
-    simulate.simulate_into(warehouse, START, DAYS, seed=SEED, scale=SCALE)
-  say(f"setup: {DAYS} days from {START} simulated; the first run, of "
-      f"{DAY_BEFORE}")
-  served = copy_home(empty, root / "served")
-  first_s = daily_run(served, DAY_BEFORE, logs / "setup.log")
-  first = outcome(served, spans.parse_span(DAY_BEFORE))
-  at, ticks = SERVED
-  job(served, at, logs / "setup.log", "", ticks)
-  say(f"setup: {DAY_BEFORE} pushed in {first_s:.0f} s; {ticks} ticks of "
-      f"{DAY} served; the uninterrupted run of {DAY}")
-  reference = copy_home(served, root / "reference")
-  day_s = daily_run(reference, DAY, logs / "reference.log")
-  return {"empty": empty, "served": served, "first": first,
-          "reference": outcome(reference, spans.parse_span(DAY)),
-          "first_run_s": round(first_s, 1), "day_run_s": round(day_s, 1)}
+  saved = root / "setup.json"
+  ready = json.loads(saved.read_text()) if saved.is_file() else {}
+  empty, served = Home(root / "empty"), Home(root / "served")
+  if "first" not in ready:
+    empty.ensure()
+    with wh.Warehouse(empty.warehouse) as warehouse:
+      simulate.simulate_into(warehouse, START, DAYS, seed=SEED, scale=SCALE)
+    say(f"setup: {DAYS} days from {START} simulated; the first run, of "
+        f"{DAY_BEFORE}")
+    copy_home(empty, served.root)
+    first_s = daily_run(served, DAY_BEFORE, logs / "setup.log")
+    at, ticks = SERVED
+    job(served, at, logs / "setup.log", "", ticks)
+    say(f"setup: {DAY_BEFORE} pushed in {first_s:.0f} s; {ticks} ticks of "
+        f"{DAY} served")
+    ready.update(first=outcome(served, spans.parse_span(DAY_BEFORE)),
+                 first_run_s=round(first_s, 1))
+    saved.write_text(json.dumps(ready))
+  if reference and "reference" not in ready:
+    say(f"setup: the uninterrupted run of {DAY}")
+    home = copy_home(served, root / "reference")
+    day_s = daily_run(home, DAY, logs / "reference.log")
+    ready.update(reference=outcome(home, spans.parse_span(DAY)),
+                 day_run_s=round(day_s, 1))
+    saved.write_text(json.dumps(ready))
+  return {**ready, "empty": empty, "served": served}
 
 
 def daily_run(home, day: str, log: Path) -> float:
@@ -421,7 +432,7 @@ def main(argv=None) -> int:
       results += load_points(root)
     if set(groups) & {"run", "ingest", "pusher", "job"}:
       try:
-        ready = setup(root)
+        ready = setup(root, reference=bool(set(groups) & {"run", "pusher"}))
       except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -439,9 +450,10 @@ def main(argv=None) -> int:
         points = [f"node.{k}.{n}" for n in nodes for k in kinds]
         results += run_points(ready, root, points, "served", "reference",
                               ["--date", DAY], day)
-      summary = {k: ready[k] for k in ("first_run_s", "day_run_s")}
-      summary["reference"] = {k: ready["reference"][k] for k in (
-          "status", "blessed", "reasons", "pushed")}
+      summary = {k: ready.get(k) for k in ("first_run_s", "day_run_s")}
+      if "reference" in ready:
+        summary["reference"] = {k: ready["reference"][k] for k in (
+            "status", "blessed", "reasons", "pushed")}
     else:
       summary = {}
   finally:
