@@ -248,8 +248,11 @@ class RunKills:
   """
 
   def __init__(self, rng: random.Random, home, runs_before: int,
-               node_s: dict, run_s: float, overhead_s: float):
+               node_s: dict, run_s: float, overhead_s: float,
+               in_nodes: tuple = ()):
     self.rng = rng
+    # The first kills land as soon as these nodes run (--run-kill-in).
+    self.in_nodes = list(in_nodes)
     self.home = home
     self.runs_before = runs_before
     self.node_s = node_s  # the setup run's nodes: {node id: wall seconds}
@@ -261,6 +264,8 @@ class RunKills:
     self.done = []
 
   def when(self, day) -> bool:
+    if self.in_nodes:
+      return self._in_node(day)
     if self.start != day.pipeline.starts:
       self.start = day.pipeline.starts
       self.age_s = self.rng.uniform(0.0, self.remaining_s)
@@ -275,6 +280,18 @@ class RunKills:
     self.remaining_s = self.overhead_s + self.run_s * left / max(
         1e-9, sum(self.node_s.values()))
     self.start = None
+    return True
+
+  def _in_node(self, day) -> bool:
+    """Whether the node the next planned kill waits for is RUNNING."""
+    if not day.pipeline.running:
+      return False
+    running, _ = self.nodes()
+    if not any(r.endswith(":" + self.in_nodes[0]) for r in running):
+      return False
+    self.done.append({"start": day.pipeline.starts,
+                      "age_s": round(day.pipeline.age(), 1), "in": running})
+    self.in_nodes.pop(0)
     return True
 
   def nodes(self):
@@ -405,7 +422,7 @@ def live_day(args, ready: dict, root: Path) -> dict:
                 for c in sorted(rng.sample(range(len(chunks)), args.kills))]
   run_kills = RunKills(random.Random(rng.random()), home, ready["runs_before"],
                        ready["node_s"], ready["main_run_s"],
-                       ready["run_overhead_s"])
+                       ready["run_overhead_s"], args.run_kill_in)
   daily_run = [*fast_flags(args), "--date", spans.date_of(day - 1)]
   logs = root / "logs"
   say(f"live day {spans.date_of(day)}: {len(chunks)} files, speed "
@@ -613,6 +630,12 @@ def main(argv=None) -> int:
   parser.add_argument("--train-steps", type=int, default=300,
                       help="the daily runs' training steps "
                       "(default %(default)s)")
+  parser.add_argument("--run-kill-in", default=(), metavar="NODE[,NODE...]",
+                      type=lambda v: tuple(x for x in v.split(",") if x),
+                      help="the daily run's first kills as soon as these "
+                      "nodes are RUNNING, one kill each, instead of at "
+                      "random ages (e.g. ExampleGen: inside its first node, "
+                      "before anything recorded the run's day)")
   parser.add_argument("--progress-every", type=float, default=30.0,
                       help="seconds between progress lines on stderr")
   parser.add_argument("--quick", action="store_true",
