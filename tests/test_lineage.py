@@ -218,3 +218,37 @@ def test_lineage_of_the_pushed_model_reaches_examplegen_schema_and_graph(
   assert push.version in [m["pushed_version"] for m in trained]
   assert push.version not in [m["pushed_version"] for m in
                               queries.models_trained_on(snap, push.span)]
+
+
+def _depth(value, level=0):
+  if isinstance(value, dict):
+    return max([_depth(v, level + 1) for v in value.values()] + [level])
+  if isinstance(value, list):
+    return max([_depth(v, level + 1) for v in value] + [level])
+  return level
+
+
+@pytest.mark.slow
+def test_lineage_after_most_of_a_year_of_runs_is_one_runs_tree(tmp_path,
+                                                               capsys):
+  """Each day's Transform reads the analyzer cache the day before wrote.
+  Walked into, that cache nested every earlier run's tree in each model's
+  lineage: 39.7 MB of JSON at 180 runs, a RecursionError from about 250.
+  It is shown, not walked, like the warm-start model; the tree keeps its
+  depth and size whatever the history behind it."""
+  from taxi_demand import cli
+  sizes = {}
+  for runs in (20, 260):
+    home = tmp_path / str(runs)
+    synth.build(home, runs)
+    assert cli.main(["--home", str(home), "lineage", "serving",
+                     "--json"]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    sizes[runs] = (len(json.dumps(tree["model"])), _depth(tree["model"]))
+    transform = tree["model"]["producer"]["inputs"]["transform_graph"][0][
+        "producer"]
+    [cache] = transform["inputs"][contract.ANALYZER_CACHE]
+    assert "producer" not in cache  # shown, not walked
+  # The same depth; the size only as longer ids and dates make it.
+  assert sizes[260][1] == sizes[20][1] and sizes[260][0] < 2 * sizes[20][0], \
+      sizes

@@ -19,9 +19,13 @@ from taxi_demand.lineage import contract
 from taxi_demand.lineage import store as st
 
 METRICS = contract.METRICS
-# Upstream inputs that point at an earlier run's model: the tree shows them
-# but does not walk into them, or every model's lineage would be all history.
-_NOT_WALKED = ("base_model", "baseline_model")
+# Upstream inputs that point at an earlier run's output: the warm-start and
+# baseline models, and Transform's analyzer cache (each day's Transform
+# reads the cache the one before it wrote). The tree shows them but does
+# not walk into them: each run's would hold every earlier run's tree, as
+# deep as the runs are many (a RecursionError after some 250 days).
+_NOT_WALKED = (contract.BASE_MODEL, contract.BASELINE_MODEL,
+               contract.ANALYZER_CACHE)
 
 
 # training_inputs' key for the days a model read.
