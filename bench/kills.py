@@ -11,8 +11,8 @@ cleanup, as kill -9 or a power loss); then the work is restarted as an
 operator would, and the outcome is compared with the same work done without
 a kill. Groups (--only):
 
-  run     the daily run of D (2024-03-09) on a home whose D-1 pushed a model
-          and whose 5-minute job served D's morning: killed as each node
+  run     the daily run of D (2024-03-09) on a home that ran D-1 (and, if
+          D-1 pushed a model, served D's morning): killed as each node
           starts (node.start.<id>) and once its execution is RUNNING
           (node.inside.<id>; --with-end adds node.end.<id>: its executor
           returned, its outputs not yet published), then `--resume` until it
@@ -31,7 +31,8 @@ a kill. Groups (--only):
   load    `taxi-demand load` killed before, inside and just after its
           transaction, then the same load again. Matches when trips,
           quarantine and the loads record equal one clean load's.
-  job     the 5-minute job killed while writing a tick's file (after the
+  job     the 5-minute job (D+1's afternoon, the model D's run pushed)
+          killed while writing a tick's file (after the
           write, before the rename) and just after publishing one, then
           restarted. Matches when every tick is served exactly once, and a
           served tick's rows equal a clean job's for that tick.
@@ -65,7 +66,7 @@ import taxi_demand  # noqa: E402,F401  (before TensorFlow)
 START, DAYS, SEED, SCALE = "2024-03-01", 10, 11, 0.3     # .. 2024-03-10
 # D is a day this city's model is blessed on, so the Pusher's point is
 # reached (on 2024-03-10, a Sunday, seasonal naive wins and nothing pushes).
-DAY_BEFORE, DAY = "2024-03-08", "2024-03-09"
+DAY_BEFORE, DAY, DAY_AFTER = "2024-03-08", "2024-03-09", "2024-03-10"
 FLAGS = ["--train-days", "3", "--train-steps", "300", "--naive-margin", "0",
          "--cell-margin", "1.0"]
 SERVED = ("2024-03-09T07:00", 6)      # the job's morning of D: 6 ticks
@@ -193,6 +194,7 @@ def setup(root: Path, reference: bool = True) -> dict:
   from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
   from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
   logs = root / "logs"
   logs.mkdir(parents=True, exist_ok=True)
   saved = root / "setup.json"
@@ -207,9 +209,12 @@ def setup(root: Path, reference: bool = True) -> dict:
     copy_home(empty, served.root)
     first_s = daily_run(served, DAY_BEFORE, logs / "setup.log")
     at, ticks = SERVED
-    job(served, at, logs / "setup.log", "", ticks)
-    say(f"setup: {DAY_BEFORE} pushed in {first_s:.0f} s; {ticks} ticks of "
-        f"{DAY} served")
+    if registry.serving_version(served.models) is not None:
+      job(served, at, logs / "setup.log", "", ticks)
+    say(f"setup: {DAY_BEFORE} ran in {first_s:.0f} s; {DAY}'s morning "
+        "served" if registry.serving_version(served.models) else
+        f"setup: {DAY_BEFORE} ran in {first_s:.0f} s, pushed nothing: no "
+        f"morning of {DAY} to serve")
     ready.update(first=outcome(served, spans.parse_span(DAY_BEFORE)),
                  first_run_s=round(first_s, 1))
     saved.write_text(json.dumps(ready))
@@ -337,19 +342,22 @@ def served_rows(home) -> dict:
 
 
 def job_points(ready: dict, root: Path) -> list:
-  """Six ticks of D's afternoon by `predict --every 5m` on a replayed
-  clock; killed at the third tick's file, restarted two minutes after it
-  (a restart's clock goes on from the crash), as a clean job's."""
+  """Six ticks of D+1's afternoon by `predict --every 5m` on a replayed
+  clock, with the model D's uninterrupted run pushed; killed at the third
+  tick's file, restarted two minutes after it (a restart's clock goes on
+  from the crash), against a clean job's."""
   import datetime  # pylint: disable=g-import-not-at-top
-  at, ticks, crash_tick = f"{DAY}T13:00", 6, 2
+  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  at, ticks, crash_tick = f"{DAY_AFTER}T13:00", 6, 2
   restart = (datetime.datetime.fromisoformat(at) + datetime.timedelta(
       minutes=5 * crash_tick + 2)).isoformat()
-  clean = copy_home(ready["served"], root / "job-clean")
+  served = Home(root / "reference")
+  clean = copy_home(served, root / "job-clean")
   job(clean, at, root / "logs" / "job-clean.log", "", ticks)
   want = served_rows(clean)["rows"]
   results = []
   for point in JOB_POINTS:
-    home = copy_home(ready["served"], root / "points" / point)
+    home = copy_home(served, root / "points" / point)
     log = root / "logs" / f"{point.replace('@', '-')}.log"
     killed = job(home, at, log, f"{point}@{crash_tick + 1}", ticks)
     again = job(home, restart, log, "", ticks, first=at)
@@ -446,13 +454,12 @@ def main(argv=None) -> int:
       results += load_points(root)
     if set(groups) & {"run", "ingest", "pusher", "job"}:
       try:
-        ready = setup(root, reference=bool(set(groups) & {"run", "pusher"}))
+        ready = setup(root, reference=bool(set(groups) & {"run", "pusher",
+                                                          "job"}))
       except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
       day, before = spans.parse_span(DAY), spans.parse_span(DAY_BEFORE)
-      if "job" in groups:
-        results += job_points(ready, root)
       if "pusher" in groups:
         results += run_points(ready, root, ["pusher.moved"], "served",
                               "reference", ["--date", DAY], day)
@@ -464,6 +471,8 @@ def main(argv=None) -> int:
         points = [f"node.{k}.{n}" for n in nodes for k in kinds]
         results += run_points(ready, root, points, "served", "reference",
                               ["--date", DAY], day)
+      if "job" in groups:
+        results += job_points(ready, root)
       summary = {k: ready.get(k) for k in ("first_run_s", "day_run_s")}
       if "reference" in ready:
         summary["reference"] = {k: ready["reference"][k] for k in (
