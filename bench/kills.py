@@ -17,7 +17,8 @@ a kill. Groups (--only):
           (node.inside.<id>; --with-end adds node.end.<id>: its executor
           returned, its outputs not yet published), then `--resume` until it
           exits. Matches when it ends (exit 0 or 3) in the decision of the
-          uninterrupted run (blessed or refused, with the same reasons,
+          uninterrupted run (blessed or refused, with the same reasons, their
+          figures aside: a resumed run retrains, not bit for bit,
           pushed or not), no execution is left RUNNING, no node executed
           twice (a node before the kill point is reused, the killed one
           runs once more), and the registry's serving version is the one
@@ -50,6 +51,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -148,13 +150,24 @@ def outcome(home, span: int) -> dict:
   }
 
 
+def same_reasons(a: str, b: str) -> bool:
+  """The same reasons, figures aside: a resumed run retrains, and
+  TensorFlow's training is not bit-identical from one process to the next
+  (MAE 2.0993 against 2.0966), so the decision and which checks refused it
+  must match, not the third decimal."""
+  figure = re.compile(r"-?\d+\.\d+")
+  return figure.sub("#", a or "") == figure.sub("#", b or "")
+
+
 def mismatches(got: dict, want: dict, code: int) -> list:
   out = []
   if code not in (0, 3):
     out.append(f"exit {code}")
-  for key in ("status", "blessed", "reasons", "pushed"):
+  for key in ("status", "blessed", "pushed"):
     if got[key] != want[key]:
       out.append(f"{key} {got[key]!r} != {want[key]!r}")
+  if not same_reasons(got["reasons"], want["reasons"]):
+    out.append(f"reasons {got['reasons']!r} != {want['reasons']!r}")
   if got["executed_twice"]:
     out.append(f"executed twice: {', '.join(got['executed_twice'])}")
   if got["left_running"]:
