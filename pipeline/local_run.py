@@ -268,11 +268,16 @@ def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
     try:
       execute(create_pipeline(config), config, step.options, home)
     except AlertError:  # refused: a decision taken, not work left undone
+      if not step.ingest:
+        run_lock.note(finished=run_lock.record["finished"] + [step.span])
+        raise
+      # A window day refused: left out of every window, as `ingest` does;
+      # the day whose window it is goes on.
+    if step.ingest:  # a resumed ingest: its verdict, not a run's summary
+      say(f"  ingest {spans.date_of(step.span)}: {ingest_verdict(home)}")
+    else:
       run_lock.note(finished=run_lock.record["finished"] + [step.span])
-      raise
-    if not step.ingest:
-      run_lock.note(finished=run_lock.record["finished"] + [step.span])
-    print_summary(home, config)
+      print_summary(home, config)
   run_lock.note(done=True)
 
 
@@ -328,20 +333,25 @@ def ingest(pipeline, home: Home, span: int) -> None:
   """Runs a day's pipeline up to DataGate: ingested, checked, one line."""
   from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
   with crash_points():
     LocalDagRunner().run(pipeline, run_options=tfx_pipeline.RunOptions(
         to_nodes=[contract.DATA_GATE]))
+  say(f"  ingest {spans.date_of(span)}: {ingest_verdict(home)} "
+      f"({time.monotonic() - started:.1f} s)")
+
+
+def ingest_verdict(home: Home) -> str:
+  """What DataGate said of the last run's day: passed, or refused and
+  why."""
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   snap = store.load(home.metadata)
   report = snap.run_output(snap.last_run(), contract.DATA_GATE,
                            contract.REPORT)
-  verdict = ("checked" if report is None else
-             "passed" if report.properties.get(contract.DATA_PASSED) == 1 else
-             "refused, left out of every window: " + "; ".join(
-                 _refusal_lines(report.uri)[:2]))
-  say(f"  ingest {spans.date_of(span)}: {verdict} "
-      f"({time.monotonic() - started:.1f} s)")
+  return ("checked" if report is None else
+          "passed" if report.properties.get(contract.DATA_PASSED) == 1 else
+          "refused, left out of every window: " + "; ".join(
+              _refusal_lines(report.uri)[:2]))
 
 
 def ingest_window(args, home: Home, span: int,

@@ -188,3 +188,42 @@ def test_a_run_killed_before_it_recorded_its_day_runs_again_whole(tmp_path,
         (day, False, True), (main, True, False)]
     assert list(steps[0].options.to_nodes) == [contract.DATA_GATE]
     assert not steps[0].options.from_nodes
+
+
+def test_a_resumed_ingest_that_is_refused_lets_its_day_run(tmp_path,
+                                                          monkeypatch, capsys):
+  """A resumed window day that DataGate refuses is left out of the window,
+  as a fresh ingest's is: the invocation goes on to the day it was for,
+  and the ingest prints its verdict, not a run's summary."""
+  import types
+  from pipeline import pipeline as graph
+  from taxi_demand import spans
+  from taxi_demand.errors import AlertError
+  home = Home(tmp_path / "home").ensure()
+  day = spans.parse_span("2024-03-08")
+  steps = [local_run.Step(day - 3, window=False, ingest=True),
+           local_run.Step(day)]
+  ran = []
+
+  def execute(pipeline_, config, options, home_):
+    del pipeline_, options, home_
+    ran.append(config)
+    if config == day - 3:
+      raise AlertError("data validation refused span ...")
+
+  monkeypatch.setattr(local_run, "plan", lambda *a: steps)
+  monkeypatch.setattr(local_run, "build_config", lambda a, h, span: span)
+  monkeypatch.setattr(local_run, "ingest_window", lambda *a, **k: None)
+  monkeypatch.setattr(local_run, "execute", execute)
+  monkeypatch.setattr(local_run, "ingest_verdict",
+                      lambda h: "refused, left out of every window: drift")
+  monkeypatch.setattr(local_run, "print_summary",
+                      lambda h, config: ran.append(("summary", config)))
+  monkeypatch.setattr(graph, "create_pipeline", lambda config: None)
+  lock = types.SimpleNamespace(previous={}, record={"finished": []})
+  lock.note = lambda **kw: lock.record.update(kw)
+  local_run.run_all(types.SimpleNamespace(resume=True), home, lock, [])
+  assert ran == [day - 3, day, ("summary", day)]
+  assert lock.record["finished"] == [day] and lock.record["done"]
+  assert "  ingest 2024-03-05: refused, left out of every window: drift" in \
+      capsys.readouterr().out.splitlines()
