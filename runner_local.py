@@ -65,10 +65,10 @@ def main(argv=None) -> int:
   from pipeline import local_run  # pylint: disable=g-import-not-at-top
   from taxi_demand import logs  # pylint: disable=g-import-not-at-top
   from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  home = Home.resolve(args.home)
   # Outside guarded: a failure is logged to the run's log file before
   # logging is put back as the caller had it.
   with logs.preserved(), local_run.guarded(args.verbose) as outcome:
+    home = Home.resolve(args.home)  # a bad $TAXI_DEMAND_STORE is one line
     with local_run.hold(home, argv) as run_lock:  # one daily run per home
       local_run.prepare(home, args)
       local_run.mark_aborted(home)

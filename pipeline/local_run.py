@@ -523,6 +523,7 @@ def guarded(verbose: bool) -> ContextManager[errors.Outcome]:
 
 def prepare(home: Home, args) -> None:
   """State folders, the log file, and the default warehouse when empty."""
+  home.local_warehouse("the local run (runner_local.py)")
   home.ensure()
   # The caller restores logging (logs.preserved() in runner_local.main).
   log_file = logs.configure(home.logs, verbose=args.verbose,

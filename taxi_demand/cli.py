@@ -31,6 +31,9 @@ COMMAND_MODULES = (
 
 _EPILOG = """\
 State lives under --home, else $TAXI_DEMAND_HOME, else ./.taxi_demand.
+On Google Cloud, --warehouse bq://PROJECT.DATASET.TABLE reads the trips
+from BigQuery and --store gs://BUCKET/PREFIX keeps the models and the
+served log on Cloud Storage (README: Run on Google Cloud).
 Exit codes: 0 ok, 1 error (one line; --verbose for the traceback),
 3 validation, skew or degradation alert.
 
@@ -48,10 +51,23 @@ def common_parent() -> argparse.ArgumentParser:
   parent.add_argument(
       "--home", default=argparse.SUPPRESS,
       help="state directory (default: $TAXI_DEMAND_HOME or ./.taxi_demand)")
+  _location_flags(parent, argparse.SUPPRESS)
   parent.add_argument("--verbose", "-v", action="store_true",
                       default=argparse.SUPPRESS,
                       help="show library logs and tracebacks")
   return parent
+
+
+def _location_flags(parser: argparse.ArgumentParser, default) -> None:
+  """--warehouse and --store: where the trips, and the models and logs, are."""
+  parser.add_argument(
+      "--warehouse", default=default, metavar="PATH|bq://P.D.T",
+      help="the trips: a DuckDB file or a BigQuery table (default: "
+      "$TAXI_DEMAND_WAREHOUSE, else HOME/warehouse.duckdb)")
+  parser.add_argument(
+      "--store", default=default, metavar="DIR|gs://BUCKET[/PREFIX]",
+      help="where models/, serving_log/ and replay_log/ live (default: "
+      "$TAXI_DEMAND_STORE, else the home)")
 
 
 def json_parent() -> argparse.ArgumentParser:
@@ -75,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--home", default=None,
                       help="state directory (default: $TAXI_DEMAND_HOME or "
                       "./.taxi_demand)")
+  _location_flags(parser, None)
   parser.add_argument("--verbose", "-v", action="store_true",
                       help="show library logs and tracebacks")
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -118,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   # log lines still reach this command's log file.
   with logs.preserved(), exit_codes(f"taxi-demand {args.command}: ", verbose,
                                     broken_pipe_ok=True) as outcome:
-    home = Home.resolve(getattr(args, "home", None)).check()
+    home = Home.resolve(getattr(args, "home", None),
+                        getattr(args, "warehouse", None),
+                        getattr(args, "store", None)).check()
     logs.configure(home.make(home.logs) if getattr(args, "writes_logs", True)
                    and home.root.exists() else None, verbose=verbose,
                    name=args.command)

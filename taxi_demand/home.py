@@ -1,4 +1,15 @@
-"""The local state directory, TAXI_DEMAND_HOME, and what lives under it."""
+"""The state directory, TAXI_DEMAND_HOME, and where each part of it lives.
+
+Everything lives under the home by default. Two parts may live elsewhere, so
+that the 5-minute job runs on Google Cloud with the same code:
+  --warehouse / $TAXI_DEMAND_WAREHOUSE  the trips: a DuckDB file, or a
+      BigQuery table bq://PROJECT.DATASET.TABLE (read by serving and the
+      readers; loads and the local pipeline write DuckDB only);
+  --store / $TAXI_DEMAND_STORE  the model registry (models/), the served log
+      (serving_log/) and the replay log (replay_log/): a folder, or
+      gs://BUCKET[/PREFIX] on Cloud Storage, with the same layout.
+ML Metadata, the logs and the pipeline's artifacts stay in the home.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +17,34 @@ import dataclasses
 import os
 from pathlib import Path
 
+from typing import Optional, Union
+
+from taxi_demand import cloud
 from taxi_demand.errors import TaxiDemandError
 
 ENV_VAR = "TAXI_DEMAND_HOME"
+WAREHOUSE_ENV_VAR = "TAXI_DEMAND_WAREHOUSE"
+STORE_ENV_VAR = "TAXI_DEMAND_STORE"
 DEFAULT_HOME = ".taxi_demand"
+
+# A local path, or a gs:// / bq:// address as text.
+Location = Union[Path, str]
+
+
+def _location(raw: Optional[str], what: str, scheme: str) -> Optional[Location]:
+  """A --warehouse or --store value, checked: its own scheme or a path."""
+  if raw is None or not str(raw).strip():
+    return None
+  text = str(raw).strip()
+  if "://" in text:
+    if scheme == cloud.BQ_SCHEME and text.startswith(cloud.BQ_SCHEME):
+      return str(cloud.parse_bigquery(text, what))
+    if scheme == cloud.GS_SCHEME and text.startswith(cloud.GS_SCHEME):
+      return str(cloud.parse_gcs(text, what))
+    raise TaxiDemandError(
+        f"bad {what} address {text!r}: expected a local path or "
+        f"{scheme}{'PROJECT.DATASET.TABLE' if scheme == cloud.BQ_SCHEME else 'BUCKET[/PREFIX]'}")
+  return Path(text).expanduser().absolute()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,16 +56,57 @@ class Home:
   """
 
   root: Path
+  # Where the trips are, if not HOME/warehouse.duckdb: a path or bq://...
+  warehouse_at: Optional[Location] = None
+  # Where models/, serving_log/ and replay_log/ are, if not in the home.
+  store_at: Optional[Location] = None
 
   @classmethod
-  def resolve(cls, explicit: str | os.PathLike | None = None) -> "Home":
-    """`--home` wins, then $TAXI_DEMAND_HOME, then ./.taxi_demand."""
+  def resolve(cls, explicit: str | os.PathLike | None = None,
+              warehouse: Optional[str] = None,
+              store: Optional[str] = None) -> "Home":
+    """`--home` wins, then $TAXI_DEMAND_HOME, then ./.taxi_demand; likewise
+    --warehouse over $TAXI_DEMAND_WAREHOUSE and --store over
+    $TAXI_DEMAND_STORE (a bad address is one line)."""
     raw = explicit or os.environ.get(ENV_VAR) or DEFAULT_HOME
-    return cls(Path(raw).expanduser().absolute())
+    return cls(Path(raw).expanduser().absolute(),
+               warehouse_at=_location(
+                   warehouse or os.environ.get(WAREHOUSE_ENV_VAR),
+                   "warehouse", cloud.BQ_SCHEME),
+               store_at=_location(store or os.environ.get(STORE_ENV_VAR),
+                                  "store", cloud.GS_SCHEME))
 
   @property
-  def warehouse(self) -> Path:
-    return self.root / "warehouse.duckdb"
+  def warehouse(self) -> Location:
+    """The DuckDB file (a Path), or the BigQuery table (bq://...)."""
+    return (self.warehouse_at if self.warehouse_at is not None
+            else self.root / "warehouse.duckdb")
+
+  @property
+  def warehouse_is_local(self) -> bool:
+    return not cloud.is_bigquery(self.warehouse)
+
+  def local_warehouse(self, doing: str) -> Path:
+    """The DuckDB warehouse, for work that writes it or runs the local
+    pipeline; one line if the warehouse is a BigQuery table."""
+    if not self.warehouse_is_local:
+      raise TaxiDemandError(
+          f"{doing} needs a DuckDB warehouse, and the warehouse is "
+          f"{self.warehouse}: load BigQuery with its own tools, train on it "
+          "with runner_vertex.py, or drop --warehouse / "
+          f"${WAREHOUSE_ENV_VAR}")
+    return Path(self.warehouse)
+
+  def _stored(self, name: str) -> Location:
+    if self.store_at is None:
+      return self.root / name
+    if cloud.is_gcs(self.store_at):
+      return str(cloud.parse_gcs(str(self.store_at)).child(name))
+    return Path(self.store_at) / name
+
+  @property
+  def store_is_local(self) -> bool:
+    return not cloud.is_gcs(self.store_at)
 
   @property
   def metadata(self) -> Path:
@@ -46,18 +122,20 @@ class Home:
     return self.root / "pipeline.lock"
 
   @property
-  def models(self) -> Path:
-    return self.root / "models"
+  def models(self) -> Location:
+    """The model registry: version folders and CURRENT."""
+    return self._stored("models")
 
   @property
-  def serving_log(self) -> Path:
-    return self.root / "serving_log"
+  def serving_log(self) -> Location:
+    """What the 5-minute job served (taxi_demand.serving.servelog)."""
+    return self._stored("serving_log")
 
   @property
-  def replay_log(self) -> Path:
+  def replay_log(self) -> Location:
     """What replays served, in the served log's layout; kept apart from
     it, which holds only what the live job served."""
-    return self.root / "replay_log"
+    return self._stored("replay_log")
 
   @property
   def logs(self) -> Path:
@@ -93,7 +171,8 @@ class Home:
     self.check()
     for d in (self.root, self.pipeline_root, self.models, self.serving_log,
               self.logs):
-      self.make(d)
+      if isinstance(d, Path):  # a gs:// prefix needs no folder
+        self.make(d)
     return self
 
   def error(self, e: OSError) -> TaxiDemandError:

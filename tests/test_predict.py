@@ -336,3 +336,44 @@ def test_ctrl_c_during_a_warehouse_query_stops_the_loop_cleanly(
                         on_result=None, on_error=None,
                         on_reload=lambda v, p: None, sleep=clock.sleep,
                         clock=clock)
+
+
+@pytest.mark.slow
+def test_due_serves_once_then_the_gaps_a_failed_run_left(city_home, city_copy,
+                                                         monkeypatch, capsys):
+  """`predict --due` (the container's job): a first run serves the current
+  tick only; a run whose tick failed exits 1, and the next run serves that
+  tick beside its own, each as of its own time, none twice."""
+  from taxi_demand import cli
+  home = city_copy
+  day = datetime.date(2024, 2, 10)
+  at = epoch("2024-02-10T12:02")
+
+  def due(when: str) -> int:
+    return cli.main(["--home", str(home.root), "predict", "--due", "--at",
+                     when])
+
+  assert due("2024-02-10T12:02") == 0
+  assert sorted(servelog.served_ticks(home.serving_log, [day])) == [
+      at - 120]
+  # 12:05 fails (the warehouse is away for that run) ...
+  real = predict.serving_features
+  monkeypatch.setattr(predict, "serving_features", lambda *a: (_ for _ in (
+      )).throw(TaxiDemandError("the warehouse did not answer")))
+  assert due("2024-02-10T12:07") == 1
+  assert "predict: the warehouse did not answer" in capsys.readouterr().err
+  monkeypatch.setattr(predict, "serving_features", real)
+  # ... 12:10 is served by hand (`predict --at`), leaving 12:05 a gap ...
+  assert cli.main(["--home", str(home.root), "predict", "--at",
+                   "2024-02-10T12:10"]) == 0
+  # ... which the next run fills, beside its own tick.
+  capsys.readouterr()
+  assert due("2024-02-10T12:16") == 0
+  assert "served 2 tick(s)" in capsys.readouterr().err
+  served = servelog.served_ticks(home.serving_log, [day])
+  assert sorted(served) == [epoch("2024-02-10T12:00") + 300 * k
+                            for k in range(4)]
+  assert all(len(v) == 1 for v in served.values())
+  # Nothing left to do: a second run in the same tick serves nothing.
+  assert due("2024-02-10T12:18") == 0
+  assert "served 0 tick(s)" in capsys.readouterr().err

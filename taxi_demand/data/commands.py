@@ -98,8 +98,9 @@ def _progress(line: str) -> None:
 
 def _load(args, home) -> int:
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  path = home.local_warehouse("taxi-demand load")
   home.ensure()
-  with Warehouse(home.warehouse) as wh:
+  with Warehouse(path) as wh:
     report = wh.load(args.paths, progress=_progress)
     _print_report(args, report, wh)
   return 0
@@ -160,8 +161,9 @@ def _simulate(args, home) -> int:
       print(f"next: taxi-demand load {shown(args.out)}")
   if args.load:
     from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+    path = home.local_warehouse("taxi-demand simulate --load")
     home.ensure()
-    with Warehouse(home.warehouse) as wh:
+    with Warehouse(path) as wh:
       if args.out is not None:
         load_report = wh.load([args.out], progress=_progress)
       else:

@@ -193,7 +193,7 @@ def _next_day(args, home) -> int:
   rules = nextday.Rules(margin=args.margin, trend_days=args.trend_days,
                         trend_slope=args.trend_slope)
   result = nextday.validate(home, args.date, rules,
-                            warehouse_path=args.warehouse,
+                            warehouse_path=None,
                             record=not args.no_record)
   if args.json:
     cli.print_json({k: result.get(k) for k in (
@@ -258,9 +258,6 @@ def register(subparsers, parents) -> None:
   next_day.add_argument("--trend-slope", type=float, default=0.05,
                         help="gradual alert above this relative MAE rise "
                         "per day (default 0.05)")
-  next_day.add_argument("--warehouse", default=None, metavar="PATH",
-                        help="score on this DuckDB file instead of the "
-                        "home's warehouse")
   next_day.add_argument("--no-record", action="store_true",
                         help="do not record the result in ML Metadata")
   next_day.set_defaults(handler=_next_day)

@@ -18,7 +18,11 @@ model, written whole or not at all; serving a tick again replaces its file.
 warehouse, so a load running at the same time delays it by at most the
 load, and it never delays a load.
 
---every serves every tick on that interval (ticks are its multiples) in one
+--due serves the current tick and every tick of the last --catch-up that
+the log lacks, then exits: the container's job on Google Cloud, run every 5
+minutes by Cloud Scheduler or Composer, with --warehouse bq://... and
+--store gs://... (README: Run on Google Cloud). A tick that failed is served
+by the next run. --every serves every tick on that interval (ticks are its multiples) in one
 process: the model loads once and reloads only when another version is
 pushed (unless --model pins one). A restarted job first serves the ticks the
 log lacks, up to --catch-up back, each as of its own time: a crash loses no
@@ -30,6 +34,7 @@ Examples:
   taxi-demand predict --at 2024-02-11T08:05 --horizon 2  # 08:30 and 09:00
   taxi-demand predict --model 1718000000 --at 2024-02-10T17:30
   taxi-demand predict --every 5m
+  taxi-demand predict --due --at 2024-02-11T08:05   # as the 08:05 run would
   taxi-demand predict --every 5m --at 2024-02-11 --speed 60   # a day in 24 min
 """
 
@@ -80,6 +85,8 @@ def _print_once(args, result) -> None:
 def _predict(args, home) -> int:
   from taxi_demand.serving import predict  # noqa: PLC0415
   at = predict.parse_at(args.at) if args.at is not None else None
+  if args.due:
+    return _predict_due(args, home, at)
   if args.every is None:
     model = predict.LoadedModel(home, args.model)
     result = predict.run_job(home, model,
@@ -105,14 +112,46 @@ def _predict(args, home) -> int:
     from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
     raise TaxiDemandError("--speed needs --at: only a replayed clock can run "
                           "faster than real time")
-  catch_up = (0 if args.catch_up.strip().rstrip("smh") == "0"
-              else predict.parse_every(args.catch_up, "--catch-up"))
+  catch_up = _catch_up(args)
   jobs = predict.serve_every(
       home, interval, version=args.model, at_epoch=at, horizon=args.horizon,
       on_result=on_result, on_error=lambda m: _say(f"predict: {m}"),
       on_reload=on_reload, speed=args.speed, catch_up_s=catch_up)
   _say(f"stopped after {jobs} job(s)")
   return 0
+
+
+def _catch_up(args) -> int:
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  return (0 if args.catch_up.strip().rstrip("smh") == "0"
+          else predict.parse_every(args.catch_up, "--catch-up"))
+
+
+def _predict_due(args, home, at) -> int:
+  """--due: the ticks due now, then exit (1 if any failed: the next run
+  serves it)."""
+  import json  # noqa: PLC0415
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  if args.speed != 1:
+    raise TaxiDemandError("--speed runs a clock; --due serves once and exits")
+  interval = predict.parse_every(args.every or "5m")
+  errors = []
+
+  def on_error(message: str) -> None:
+    errors.append(message)
+    _say(f"predict: {message}")
+
+  served, failed = predict.serve_due(
+      home, interval, version=args.model, at_epoch=at, horizon=args.horizon,
+      on_result=lambda r: print(json.dumps(r.rows()) if args.json
+                                else _summary(r), flush=True),
+      on_error=on_error,
+      on_reload=lambda v, _: _say(f"loaded model {v}"),
+      catch_up_s=_catch_up(args))
+  _say(f"served {served} tick(s)" + (f", {failed} failed (the next run "
+                                      "serves them)" if failed else ""))
+  return 1 if failed else 0
 
 
 # --- rollback ----------------------------------------------------------------
@@ -202,8 +241,12 @@ def register(subparsers, parents) -> None:
   p.add_argument("--every", metavar="INTERVAL", default=None,
                  help="serve every tick on this interval (e.g. 5m) until "
                  "Ctrl-C")
+  p.add_argument("--due", action="store_true",
+                 help="serve the current tick and the ticks the log lacks "
+                 "(up to --catch-up back), then exit: what a scheduler "
+                 "runs every --every (default 5m); exit 1 if a tick failed")
   p.add_argument("--catch-up", metavar="INTERVAL", default="1h",
-                 help="with --every: on start, serve the ticks the log "
+                 help="with --every or --due: serve the ticks the log "
                  "lacks up to this far back (default 1h; 0 serves only the "
                  "current tick)")
   p.add_argument("--speed", type=number(positive=True), default=1.0,

@@ -298,6 +298,92 @@ def due_ticks(now: int, interval_s: int, last: Optional[int],
   return list(range(first, current + 1, interval_s))
 
 
+def missing_ticks(home: Home, now: int, interval_s: int,
+                  catch_up_s: int) -> List[int]:
+  """Ticks a one-shot job at `now` serves: the current one, and every tick
+  up to `catch_up_s` back that the served log lacks, oldest first.
+
+  Unlike a long-running job's backlog (`due_ticks`, after the newest served
+  tick), a gap between served ticks counts too: a run that failed at 10:05
+  while 10:10 succeeded is served by the run at 10:15. Ticks before the
+  oldest one the log holds are not (the job was not deployed yet), and a log
+  with no tick served up to now (a first deployment) gets the current tick.
+  """
+  current = int(now) - int(now) % interval_s
+  if last_served_tick(home, current) is None:
+    return [current]
+  first = current - (catch_up_s // interval_s) * interval_s
+  day = features.SECONDS_PER_DAY
+  days = sorted({servelog.day_of_slot(t)
+                 for t in range(first - day, current + 2 * day, day)})
+  served = servelog.served_ticks(home.serving_log, days)
+  oldest = min(served, default=first)
+  return [t for t in range(max(first, oldest), current + 1, interval_s)
+          if t not in served]
+
+
+class _Server:
+  """Serves ticks with the serving model, reloading it when CURRENT moves
+  (unless `version` pins one); each tick's failure is reported, not raised."""
+
+  def __init__(self, home: Home, version: Optional[str], horizon: int,
+               on_result: Callable[[JobResult], None],
+               on_error: Callable[[str], None],
+               on_reload: Callable[[str, Optional[str]], None]):
+    self.home, self.version, self.horizon = home, version, horizon
+    self.on_result, self.on_error, self.on_reload = (on_result, on_error,
+                                                     on_reload)
+    # A pinned version that does not exist is an input error, not a bad tick.
+    self.model: Optional[LoadedModel] = (
+        LoadedModel(home, version).load() if version else None)
+    if self.model is not None:
+      on_reload(self.model.version, None)
+
+  def serve(self, tick: int) -> bool:
+    """Serves one tick; False if it failed (reported through on_error)."""
+    try:
+      wanted = self.version or registry.serving_version(self.home.models)
+      if self.model is None or (wanted is not None
+                                and wanted != self.model.version):
+        previous = self.model.version if self.model else None
+        self.model = LoadedModel(self.home, wanted).load()
+        self.on_reload(self.model.version, previous)
+      self.on_result(run_job(self.home, self.model, tick, self.horizon))
+      return True
+    except TaxiDemandError as e:
+      self.on_error(str(e))
+      return False
+    except Exception as e:  # pylint: disable=broad-except
+      from taxi_demand.data import warehouse  # noqa: PLC0415
+      if warehouse.interrupted(e):  # Ctrl-C while DuckDB was querying
+        raise KeyboardInterrupt from e
+      raise
+
+
+def serve_due(home: Home, interval_s: int, *, version: Optional[str] = None,
+              at_epoch: Optional[int] = None, horizon: int = 1,
+              on_result: Callable[[JobResult], None],
+              on_error: Callable[[str], None],
+              on_reload: Callable[[str, Optional[str]], None],
+              catch_up_s: int = 3600) -> Tuple[int, int]:
+  """One pass of the 5-minute job, then return: what a scheduler runs.
+
+  Serves the current tick (of `at_epoch`, default now) and the ticks the
+  log lacks up to `catch_up_s` back (`missing_ticks`), each as of its own
+  time. Returns (served, failed); a failed tick is served by the next pass.
+  """
+  now = now_epoch() if at_epoch is None else int(at_epoch)
+  servelog.sweep(home.serving_log)
+  server = _Server(home, version, horizon, on_result, on_error, on_reload)
+  served = failed = 0
+  for tick in missing_ticks(home, now, interval_s, catch_up_s):
+    if server.serve(tick):
+      served += 1
+    else:
+      failed += 1
+  return served, failed
+
+
 def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
                 at_epoch: Optional[int] = None, horizon: int = 1,
                 on_result: Callable[[JobResult], None],
@@ -316,11 +402,7 @@ def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
   and the loop goes on. With `at_epoch`, the clock starts there and runs
   `speed` times as fast as real time: a past day replayed live.
   """
-  # A pinned version that does not exist is an input error, not a bad tick.
-  model: Optional[LoadedModel] = (LoadedModel(home, version).load()
-                                  if version else None)
-  if model is not None:
-    on_reload(model.version, None)
+  server = _Server(home, version, horizon, on_result, on_error, on_reload)
   servelog.sweep(home.serving_log)
   if interval_s % demand_sql.TICK_SECONDS:
     catch_up_s = 0  # ticks off the issue grid share issue times: no backlog
@@ -336,20 +418,7 @@ def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
   try:
     while True:
       for tick in due_ticks(now(), interval_s, last, catch_up_s):
-        try:
-          wanted = version or registry.serving_version(home.models)
-          if model is None or (wanted is not None and wanted != model.version):
-            previous = model.version if model else None
-            model = LoadedModel(home, wanted).load()
-            on_reload(model.version, previous)
-          on_result(run_job(home, model, tick, horizon))
-        except TaxiDemandError as e:
-          on_error(str(e))
-        except Exception as e:  # pylint: disable=broad-except
-          from taxi_demand.data import warehouse  # noqa: PLC0415
-          if warehouse.interrupted(e):  # Ctrl-C while DuckDB was querying
-            raise KeyboardInterrupt from e
-          raise
+        server.serve(tick)
         last = tick
         jobs += 1
       ahead = interval_s - now() % interval_s
