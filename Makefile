@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv run test test-fast bench notebook lock clean
+.PHONY: help venv run test test-fast bench notebook lock lock-airflow clean
 
 help:
 	@echo "make run        build the env if needed, train/validate/push on the embedded warehouse, write the report"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench      run the bench/ scripts (JSON on stdout)"
 	@echo "make notebook   execute notebooks/walkthrough.ipynb into build/walkthrough.html"
 	@echo "make lock       re-resolve requirements.in into requirements.lock"
+	@echo "make lock-airflow  re-resolve deploy/composer/requirements.in (the DAG test's Airflow env)"
 
 venv:
 	@tools/bootstrap.sh
@@ -26,10 +27,12 @@ run: venv
 
 # Both cores: each test file runs whole on one worker, so a module's shared
 # fixtures are built once per worker at most. Debian's Chromium (the report
-# test's browser) installs while the environment builds.
+# test's browser) and the Airflow environment (the Composer DAG's test,
+# tools/airflow_env.sh) install while the main environment builds.
 test:
-	@tools/chromium.sh & browser=$$!; tools/bootstrap.sh || exit 1; \
-	  wait $$browser || exit 1
+	@tools/chromium.sh & browser=$$!; tools/airflow_env.sh & airflow=$$!; \
+	  tools/bootstrap.sh || exit 1; \
+	  wait $$browser || exit 1; wait $$airflow || exit 1
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: venv
@@ -52,5 +55,11 @@ lock: venv
 	$(VENV)/bin/uv pip compile --quiet --python-version 3.10 --python $(PY) \
 	  --no-header --annotation-style line requirements.in -o requirements.lock
 
+# Cloud Composer 3 runs Airflow on Python 3.11: resolve for that.
+lock-airflow: venv
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --no-header \
+	  --annotation-style line deploy/composer/requirements.in \
+	  -o deploy/composer/requirements.lock
+
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) .venv-airflow build .pytest_cache
