@@ -28,9 +28,10 @@ POINTS: Dict[str, str] = {
     "load.inside": "a load, every row written, before COMMIT",
     "load.after": "a load, just after COMMIT, before it reports",
     "servelog.written": "a tick's file written under its hidden name, "
-                        "before the rename that publishes it",
-    "servelog.published": "a tick's file renamed into place, before the "
-                          "tick's next file (or its return)",
+                        "before the rename that publishes it (on Cloud "
+                        "Storage: its bytes ready, before the upload)",
+    "servelog.published": "a tick's file renamed into place (or uploaded), "
+                          "before the tick's next file (or its return)",
     "pusher.moved": "the Pusher: the version renamed into place and "
                     "CURRENT moved, before ML Metadata records the push",
     # The daily run's nodes (pipeline/progress.py CrashPoints).

