@@ -32,6 +32,10 @@ POINTS: Dict[str, str] = {
                         "Storage: its bytes ready, before the upload)",
     "servelog.published": "a tick's file renamed into place (or uploaded), "
                           "before the tick's next file (or its return)",
+    "registry.staged": "a push: the version's files written (locally in "
+                       "its hidden folder, on Cloud Storage uploaded), "
+                       "before the rename or completion marker that "
+                       "publishes it",
     "pusher.moved": "the Pusher: the version renamed into place and "
                     "CURRENT moved, before ML Metadata records the push",
     # The daily run's nodes (pipeline/progress.py CrashPoints).

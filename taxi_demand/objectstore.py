@@ -149,9 +149,14 @@ class Store:
     """Top-level folders whose writer died before publishing them."""
     raise NotImplementedError
 
-  def publish_folder(self, name: str, fill: Callable[[Path], None]) -> None:
+  def publish_folder(self, name: str, fill: Callable[[Path], None],
+                     before_publish: Callable[[], None] = lambda: None
+                     ) -> None:
     """Calls `fill(folder)` on an empty local folder, then publishes it as
-    the top-level folder `name` (which must not exist yet), whole."""
+    the top-level folder `name` (which must not exist yet), whole.
+
+    `before_publish` runs once every file is stored and none is visible.
+    """
     raise NotImplementedError
 
   def delete_folder(self, name: str) -> None:
@@ -212,11 +217,14 @@ class LocalStore(Store):
   def unfinished(self) -> List[str]:
     return [n for n in self.listing()[0] if n.startswith(STAGING)]
 
-  def publish_folder(self, name: str, fill: Callable[[Path], None]) -> None:
+  def publish_folder(self, name: str, fill: Callable[[Path], None],
+                     before_publish: Callable[[], None] = lambda: None
+                     ) -> None:
     self.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{STAGING}{name}-"))
     try:
       fill(staging)
+      before_publish()
       os.rename(staging, self.root / name)  # atomic within a filesystem
     except BaseException:
       shutil.rmtree(staging, ignore_errors=True)
@@ -390,7 +398,9 @@ class GcsStore(Store):
     folders, marked = self._tops()
     return [f for f in folders if f not in marked]
 
-  def publish_folder(self, name: str, fill: Callable[[Path], None]) -> None:
+  def publish_folder(self, name: str, fill: Callable[[Path], None],
+                     before_publish: Callable[[], None] = lambda: None
+                     ) -> None:
     with tempfile.TemporaryDirectory(prefix=STAGING) as staging:
       fill(Path(staging))
       files = sorted(p for p in Path(staging).rglob("*") if p.is_file())
@@ -399,6 +409,7 @@ class GcsStore(Store):
           key = f"{name}/{path.relative_to(staging).as_posix()}"
           self._blob(key).upload_from_filename(
               str(path), retry=_retry(), timeout=_REQUEST_TIMEOUT_S)
+      before_publish()
       self.write_bytes(f"{name}/{MARKER}", b"")  # last: now it is visible
 
   def delete_folder(self, name: str) -> None:

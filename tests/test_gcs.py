@@ -51,22 +51,6 @@ def test_the_client_is_anonymous_on_the_emulator(gcs_root, gcs_emulator):
 # ---- the registry ---------------------------------------------------------------
 
 
-def test_a_push_killed_mid_upload_is_never_seen_and_prune_sweeps_it(gcs_root):
-  models = f"{gcs_root}/models"
-  done = registry.push(models, _writer("done"), now=lambda: 100)
-  # What a push killed between its files and its completion marker leaves.
-  store = objectstore.at(models)
-  store.write_bytes("200/saved_model.pb", b"half")
-  assert registry.versions(models) == [done]
-  assert registry.serving_version(models) == done
-  with pytest.raises(TaxiDemandError, match="'200' does not exist"):
-    registry.resolve(models, "200")
-  # The next push takes a number above it (never reused) and sweeps it.
-  after = registry.push(models, _writer("after"), now=lambda: 150)
-  assert after == "201"
-  assert store.listing()[0] == [done, after]
-
-
 def test_resolve_names_the_version_on_cloud_storage(gcs_root):
   models = f"{gcs_root}/models"
   version = registry.push(models, _writer("m"), now=lambda: 7)

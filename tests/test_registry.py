@@ -163,3 +163,38 @@ def test_a_local_copy_is_the_version_with_its_files(models):
   assert (folder / registry.PARAMETERS_FILE).is_file()
   assert not (folder / objectstore.MARKER).exists()
   assert registry.local_copy(models, version) == folder
+
+
+_PUSH = """
+from taxi_demand.serving import registry
+def write(folder):
+  (folder / "saved_model.pb").write_text("killed")
+registry.push({models!r}, write, now=lambda: 200)
+"""
+
+
+def test_a_push_killed_before_it_publishes_is_never_seen(models):
+  """Killed with every file stored and nothing published: readers see the
+  versions before it, and the next push sweeps it and never reuses its
+  number."""
+  import os
+  import subprocess
+  import sys
+  from taxi_demand import faults
+  done = registry.push(models, _writer("done"), now=lambda: 100)
+  env = dict(os.environ, **{faults.ENV_VAR: "registry.staged"})
+  killed = subprocess.run(
+      [sys.executable, "-c", _PUSH.format(models=str(models))], env=env,
+      capture_output=True, text=True, timeout=120)
+  assert killed.returncode == -9, killed.stderr
+  assert objectstore.at(models).unfinished()  # its files are there...
+  assert registry.versions(models) == [done]  # ...and invisible
+  assert registry.serving_version(models) == done
+  with pytest.raises(TaxiDemandError, match="'200' does not exist"):
+    registry.resolve(models, "200")
+  after = registry.push(models, _writer("after"), now=lambda: 150)
+  # On Cloud Storage its folder has the number 200: the next one is above.
+  assert after == ("201" if objectstore.is_gcs(models) else "150")
+  assert registry.serving_version(models) == after
+  assert objectstore.at(models).unfinished() == []
+  assert objectstore.at(models).listing()[0] == [done, after]

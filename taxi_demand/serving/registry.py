@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from taxi_demand import faults
 from taxi_demand import objectstore
 from taxi_demand.errors import TaxiDemandError
 
@@ -267,7 +268,9 @@ def push(models_dir: Models, write: Callable[[Path], None],
       if source is not None:
         (folder / SOURCE_FILE).write_text(source)
 
-    store.publish_folder(str(version), fill)
+    store.publish_folder(str(version), fill,
+                         before_publish=lambda: faults.point(
+                             "registry.staged"))
   if supersedes(models_dir, span):
     set_serving(models_dir, str(version), span)
   prune(models_dir, keep)
