@@ -14,7 +14,7 @@ ExampleGen reads the demand query from BigQuery (--table), the Beam-heavy
 nodes (ExampleGen, StatisticsGen, Transform, Evaluator) run on Dataflow, and
 the span (days since 1970-01-01) is the runtime parameter `span`: 0 means the
 day before the run's scheduled time. Build and push --image first (README:
-Run on Vertex AI). `runner_vertex.py ACTION --help` lists an action's flags.
+Run on Google Cloud). `runner_vertex.py ACTION --help` lists an action's flags.
 Exit codes: 0 ok, 1 error (one line; --verbose for the traceback).
 """
 

@@ -20,6 +20,7 @@ from pipeline.components.forecast_gate import ForecastGate
 from pipeline.components.guidance_gate import GuidanceGate
 from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
+from pipeline.components.pusher import RUN_PARAMETERS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
 from pipeline.components.resolvers import EarlierDayCacheStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
@@ -208,10 +209,16 @@ def _pusher(config: PipelineConfig, model, blessing):
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_dir)),
-      custom_config={KEEP_VERSIONS_KEY: config.keep_versions})
-  if config.platform is Platform.LOCAL:
-    kwargs["custom_executor_spec"] = executor_spec.ExecutorClassSpec(
-        VersionedPusherExecutor)
+      # The run's parameters travel with the version, so the 5-minute job
+      # (which may read no ML Metadata: Vertex's) serves with the slot
+      # length, cells and arrival rule the model was trained with.
+      custom_config={KEEP_VERSIONS_KEY: config.keep_versions,
+                     RUN_PARAMETERS_KEY: run_parameters(
+                         config).to_custom_config()},
+      # The same registry on every platform: versions, CURRENT and the run
+      # parameters, on disk or under gs:// (taxi_demand.serving.registry).
+      custom_executor_spec=executor_spec.ExecutorClassSpec(
+          VersionedPusherExecutor))
   return tfx.components.Pusher(**kwargs)
 
 

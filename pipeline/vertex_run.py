@@ -78,7 +78,7 @@ def check_service_account(email: str) -> str:
   if email.endswith("-compute@developer.gserviceaccount.com"):
     raise TaxiDemandError(
         f"--service-account {email} is the default compute identity; create "
-        "a dedicated one (README: Run on Vertex AI)")
+        "a dedicated one (README: Run on Google Cloud)")
   return _match(_SERVICE_ACCOUNT, email, "--service-account",
                 "NAME@PROJECT.iam.gserviceaccount.com")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,18 +18,25 @@ from tfx.utils import proto_utils
 
 from taxi_demand import faults
 from taxi_demand.lineage import contract
+from taxi_demand import objectstore
 from taxi_demand.serving import registry
 
 KEEP_VERSIONS_KEY = "keep_versions"
+# custom_config key: the run's parameters (contract.RunParameters), written
+# into the version as the registry's run_parameters.json.
+RUN_PARAMETERS_KEY = "run_parameters"
 
 
 class VersionedPusherExecutor(tfx_pusher.Executor):
   """Like TFX's filesystem Pusher, but readers never see a half-written model.
 
   TFX's Pusher copies straight into `<base>/<unix time>/`; a reader listing
-  the folder mid-copy finds a partial SavedModel. Here the copy goes to a
-  hidden folder that is renamed into place, then the CURRENT pointer moves,
-  and only the newest `keep_versions` (custom_config) are kept.
+  the folder mid-copy finds a partial SavedModel. Here the version becomes
+  visible whole (a hidden folder renamed into place on disk, a completion
+  marker written last under gs://), then the CURRENT pointer moves, and only
+  the newest `keep_versions` (custom_config) are kept. The run's parameters
+  (custom_config `run_parameters`, with the blessing's day) go into the
+  version, so serving needs the registry alone.
   """
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -61,11 +69,18 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
     span = (blessing.get_int_custom_property(contract.SPAN)
             if blessing.has_custom_property(contract.SPAN) else None)
-    version = registry.push(base, write, keep=keep, span=span,
-                            source=str(model_path))
+    parameters = contract.RunParameters.from_custom_config(
+        custom_config.get(RUN_PARAMETERS_KEY))
+    if parameters is not None and span is not None:
+      parameters = dataclasses.replace(parameters, span=span)
+    version = registry.push(
+        base, write, keep=keep, span=span, source=str(model_path),
+        parameters=None if parameters is None
+        else parameters.to_custom_config())
     # Killed here, the registry has moved and ML Metadata knows nothing:
     # --resume runs this node again, and push() finds the same version.
     faults.point("pusher.moved")
     io_utils.copy_dir(model_path, model_push.uri)  # archive, as TFX does
-    self._MarkPushed(model_push, pushed_destination=str(Path(base) / version),
+    self._MarkPushed(model_push,
+                     pushed_destination=str(objectstore.join(base, version)),
                      pushed_version=version)

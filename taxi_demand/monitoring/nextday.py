@@ -295,10 +295,11 @@ class Subject:
 
 
 def model_dir_of(models_dir: os.PathLike, push) -> str:
-  """The registry folder if still kept, else the Pusher's archived copy."""
-  kept = Path(models_dir) / push.version
-  if kept.is_dir():
-    return str(kept)
+  """The registry folder if still kept (on Cloud Storage, its local copy),
+  else the Pusher's archived copy."""
+  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  if push.version in registry.versions(models_dir):
+    return str(registry.local_copy(models_dir, push.version))
   if push.pushed_model.uri and Path(push.pushed_model.uri).is_dir():
     return push.pushed_model.uri
   if push.model is not None:

@@ -752,7 +752,7 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
     rows = log.rows_of(v)
     schema = load_schema(ref.schema.uri)
     training_rows, why = recompute(
-        home.warehouse, predict.training_query_config(home, v, snap), rows)
+        home.warehouse, predict.query_config_of(home, v, snap), rows)
     result = SkewResult(
         date=day.isoformat(), model_version=v, rows=count,
         **evaluate(rows, load_training_statistics(ref.statistics.uri),

@@ -86,6 +86,23 @@ def issue_time(at_epoch: int) -> int:
   return int(at_epoch) - int(at_epoch) % demand_sql.TICK_SECONDS
 
 
+def query_config_of(home: Home, version: str,
+                    snap=None) -> demand_sql.QueryConfig:
+  """The QueryConfig a pushed version was trained with.
+
+  From the registry first: the Pusher writes the run's parameters into the
+  version, so the job needs nothing else (on Google Cloud, the ML Metadata
+  store is Vertex's). A version pushed before that reads them from ML
+  Metadata (`training_query_config`).
+  """
+  params = registry.parameters(home.models, version)
+  if params is not None:
+    found = contract.RunParameters.from_custom_config(params)
+    if found is not None:
+      return found.query_config()
+  return training_query_config(home, version, snap)
+
+
 def training_query_config(home: Home, version: str,
                           snap=None) -> demand_sql.QueryConfig:
   """The QueryConfig a pushed version was trained with, from ML Metadata.
@@ -163,10 +180,12 @@ class LoadedModel:
   """
 
   def __init__(self, home: Home, version: Optional[str] = None):
-    path = registry.resolve(home.models, version)
+    # A folder to load: the registry's own, or a version downloaded once
+    # from Cloud Storage into the local cache.
+    path = registry.local_copy(home.models, version)
     self.version = path.name
     self.path = path
-    self.cfg = training_query_config(home, self.version)
+    self.cfg = query_config_of(home, self.version)
     self._predictor = None
 
   def load(self) -> "LoadedModel":
