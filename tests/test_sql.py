@@ -262,7 +262,7 @@ def test_bad_config_values_are_refused(kwargs):
 @pytest.mark.parametrize("span", ["19000; DROP TABLE trips", 19000.5, -1, None])
 def test_bad_spans_are_refused_before_any_query(span):
   with pytest.raises(TaxiDemandError, match="span"):
-    sql.demand_duckdb(QueryConfig(), span)
+    sql.demand_bigquery(QueryConfig(), span)
 
 
 def test_serving_features_for_next_slot(tiny):

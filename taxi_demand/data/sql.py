@@ -31,11 +31,12 @@ _METRES_PER_DEG_LON = 82_930
 _GRID_ROW_STRIDE = 1000
 
 # A DuckDB table name, or a BigQuery project.dataset.table (project ids may
-# carry hyphens). Nothing else may reach the query text.
+# carry hyphens, and a domain: before them, as taxi_demand.cloud parses
+# bq:// addresses). Nothing else may reach the query text.
 _DUCKDB_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _BIGQUERY_TABLE = re.compile(
-    r"[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z_][A-Za-z0-9_]{0,1023}"
-    r"\.[A-Za-z_][A-Za-z0-9_]{0,1023}")
+    r"(?:[a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]"
+    r"\.[A-Za-z_][A-Za-z0-9_]{0,1023}\.[A-Za-z_][A-Za-z0-9_]{0,1023}")
 
 
 # The 5-minute job's grid: every issue time, in training and serving, is on it.
@@ -405,16 +406,17 @@ def _transpile(bigquery_sql: str) -> str:
   return tree.sql(dialect="duckdb")
 
 
-def demand_duckdb(cfg: QueryConfig, span: int, days_before: int = 0,
-                  lead_minutes: int | None = None,
-                  every_lead: bool = False) -> str:
-  """The DuckDB demand query for one span's train (days_before>0) or eval."""
-  return to_duckdb(substitute_span(
+def demand_bigquery(cfg: QueryConfig, span: int, days_before: int = 0,
+                    lead_minutes: int | None = None,
+                    every_lead: bool = False) -> str:
+  """The demand query for one span's train (days_before>0) or eval days,
+  span substituted (see render_bigquery for the forms)."""
+  return substitute_span(
       render_bigquery(cfg, days_before=days_before, lead_minutes=lead_minutes,
-                      every_lead=every_lead), span))
+                      every_lead=every_lead), span)
 
 
-def every_lead_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
+def every_lead_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
   """Training examples at every lead for the target slots in [begin, end).
 
   The training path, recomputed for any (cell, target slot, issue time) the
@@ -424,11 +426,10 @@ def every_lead_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
     if value % cfg.slot_seconds:
       raise TaxiDemandError(f"{name} {value} is not on the "
                             f"{cfg.slot_minutes}-minute slot grid")
-  return to_duckdb(substitute_range(render_bigquery(cfg, every_lead=True),
-                                    begin, end))
+  return substitute_range(render_bigquery(cfg, every_lead=True), begin, end)
 
 
-def newest_known_duckdb(cfg: QueryConfig, issued_at: int) -> str:
+def newest_known_bigquery(cfg: QueryConfig, issued_at: int) -> str:
   """When the newest trip known at `issued_at` became known (epoch seconds).
 
   The arrival rule's known time, so that an end-based feed is not "stale"
@@ -438,13 +439,13 @@ def newest_known_duckdb(cfg: QueryConfig, issued_at: int) -> str:
   check_issue_time(issued_at)
   known = cfg.arrival.known_expr()
   start = "UNIX_SECONDS(trip_start_timestamp)"
-  return to_duckdb(
+  return (
       f"SELECT MAX({known}) AS known_s FROM `{check_table(cfg.table)}` "
       f"WHERE {start} >= {issued_at - _SECONDS_PER_DAY} "
       f"AND {start} < {issued_at} AND {known} <= {issued_at}")
 
 
-def pickups_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
+def pickups_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
   """Pickups per (cell, slot) over trips starting in [begin, end), with the
   sum of their located pickup positions.
 
@@ -453,11 +454,10 @@ def pickups_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
   areas have no geometry here, grid cells are placed the same way). Slots
   without pickups are absent; cells are the demand query's.
   """
-  _check_int("begin", begin, bounds=(0, 10**11))
-  _check_int("end", end, bounds=(begin + 1, 10**11))
+  _check_range(begin, end)
   start = "UNIX_SECONDS(trip_start_timestamp)"
   located = "pickup_latitude IS NOT NULL AND pickup_longitude IS NOT NULL"
-  return to_duckdb(
+  return (
       f"SELECT cell, start_s - MOD(start_s, {cfg.slot_seconds}) AS "
       "slot_start, COUNT(*) AS pickups, COUNTIF(is_located) AS located, "
       "SUM(IF(is_located, lat, 0)) AS latitude_sum, "
@@ -468,6 +468,44 @@ def pickups_duckdb(cfg: QueryConfig, begin: int, end: int) -> str:
       f"WHERE {start} >= {begin} AND {start} < {end}) "
       "WHERE cell IS NOT NULL GROUP BY cell, slot_start "
       "ORDER BY cell, slot_start")
+
+
+def _check_range(begin: int, end: int) -> None:
+  _check_int("begin", begin, bounds=(0, 10**11))
+  _check_int("end", end, bounds=(begin + 1, 10**11))
+
+
+def _starts_before(epoch: int) -> str:
+  """Trips that started before `epoch`, on the column itself (BigQuery
+  prunes partitions by it, DuckDB skips row groups)."""
+  _check_int("epoch", epoch, bounds=(0, 10**11))
+  return f"trip_start_timestamp < TIMESTAMP_SECONDS({epoch})"
+
+
+def span_range_bigquery(table: str = "trips") -> str:
+  """The first and last day (span) with a trip start: first_span,
+  last_span, both NULL for no trips."""
+  day = "CAST(FLOOR(UNIX_SECONDS({}(trip_start_timestamp)) / {}) AS INT64)"
+  return (f"SELECT {day.format('MIN', _SECONDS_PER_DAY)} AS first_span, "
+          f"{day.format('MAX', _SECONDS_PER_DAY)} AS last_span "
+          f"FROM `{check_table(table)}`")
+
+
+def trips_on_bigquery(span: int, table: str = "trips") -> str:
+  """How many trips started on day `span`: trips."""
+  begin = check_span(span) * _SECONDS_PER_DAY
+  return (f"SELECT COUNT(*) AS trips FROM `{check_table(table)}` "
+          f"WHERE NOT {_starts_before(begin)} "
+          f"AND {_starts_before(begin + _SECONDS_PER_DAY)}")
+
+
+def newest_trip_bigquery(before: int | None = None,
+                         table: str = "trips") -> str:
+  """The newest trip start (epoch seconds), of those before `before`:
+  newest_s, NULL for none."""
+  where = "" if before is None else f" WHERE {_starts_before(before)}"
+  return ("SELECT UNIX_SECONDS(MAX(trip_start_timestamp)) AS newest_s "
+          f"FROM `{check_table(table)}`{where}")
 
 
 # A taxi idle longer than this between a dropoff and its next pickup has
@@ -488,8 +526,7 @@ def idle_intervals_bigquery(cfg: QueryConfig, begin: int, end: int,
   taxi's last trip (its next pickup is unknown). The dropoff time is
   trip_end_timestamp, else the start plus trip_seconds.
   """
-  _check_int("begin", begin, bounds=(0, 10**11))
-  _check_int("end", end, bounds=(begin + 1, 10**11))
+  _check_range(begin, end)
   _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
   start = "UNIX_SECONDS(trip_start_timestamp)"
   return (
@@ -509,11 +546,6 @@ def idle_intervals_bigquery(cfg: QueryConfig, begin: int, end: int,
       f"  AND idle_end > {begin} AND idle_start < {end}\n"
       "ORDER BY taxi_id, idle_start")
 
-
-def idle_intervals_duckdb(cfg: QueryConfig, begin: int, end: int,
-                          max_idle_s: int = MAX_IDLE_SECONDS) -> str:
-  """`idle_intervals_bigquery`, transpiled for the local warehouse."""
-  return to_duckdb(idle_intervals_bigquery(cfg, begin, end, max_idle_s))
 
 
 def idle_at_bigquery(cfg: QueryConfig, at: int,
@@ -547,11 +579,6 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
       f"  AND idle_start <= {at} AND idle_start >= {at - max_idle_s}\n"
       "ORDER BY taxi_id")
 
-
-def idle_at_duckdb(cfg: QueryConfig, at: int,
-                   max_idle_s: int = MAX_IDLE_SECONDS) -> str:
-  """`idle_at_bigquery`, transpiled for the local warehouse."""
-  return to_duckdb(idle_at_bigquery(cfg, at, max_idle_s))
 
 
 # A vehicle whose newest ping is older than this is off line: not supply.
@@ -614,8 +641,7 @@ def pings_near_bigquery(at: int, fresh_s: int = PING_FRESH_SECONDS,
 def _requests_select(cfg: QueryConfig, begin: int, end: int) -> str:
   """Every trip starting in [begin, end) with its pickup and dropoff cells
   and its seconds, NULL where the trip lacks them."""
-  _check_int("begin", begin, bounds=(0, 10**11))
-  _check_int("end", end, bounds=(begin + 1, 10**11))
+  _check_range(begin, end)
   start = "UNIX_SECONDS(trip_start_timestamp)"
   return (
       f"  SELECT {start} AS pickup_at,\n"
@@ -635,7 +661,8 @@ def requests_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
       "SELECT * FROM (\n" + _requests_select(cfg, begin, end) + ")\n"
       "WHERE pickup_cell IS NOT NULL AND dropoff_cell IS NOT NULL "
       "AND seconds > 0\n"
-      "ORDER BY pickup_at")
+      # A total order (equal rows aside): two engines give one row order.
+      "ORDER BY pickup_at, pickup_cell, dropoff_cell, seconds")
 
 
 def requests_coverage_bigquery(cfg: QueryConfig, begin: int, end: int
@@ -671,8 +698,8 @@ def max_horizon(cfg: QueryConfig, issued_at: int) -> int:
   return 1 + (MAX_LEAD_MINUTES * 60 - lead) // cfg.slot_seconds
 
 
-def serving_query_duckdb(cfg: QueryConfig, issued_at: int,
-                         horizon: int = 1) -> str:
+def serving_query_bigquery(cfg: QueryConfig, issued_at: int,
+                           horizon: int = 1) -> str:
   """Serving features, issued at `issued_at`, for `horizon` slots, every cell.
 
   The same demand query in its serving form: the target slots are the
@@ -691,5 +718,5 @@ def serving_query_duckdb(cfg: QueryConfig, issued_at: int,
         "this issue time")
   begin = first_target(cfg, issued_at)
   end = begin + horizon * cfg.slot_seconds
-  return to_duckdb(substitute_range(render_bigquery(cfg, issued_at=issued_at),
-                                    begin, end))
+  return substitute_range(render_bigquery(cfg, issued_at=issued_at), begin,
+                          end)

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from taxi_demand.data import contract
+from taxi_demand.data import reader
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import faults
@@ -63,11 +64,6 @@ CREATE TABLE IF NOT EXISTS upgrades (
   name VARCHAR PRIMARY KEY, done_at TIMESTAMP
 );
 """
-
-_DEMAND_SCHEMA = pa.schema(
-    [(c, pa.int64() if c in features.INT_COLUMNS else pa.float64())
-     for c in features.RAW_COLUMNS])
-
 
 @dataclasses.dataclass
 class LoadReport:
@@ -388,7 +384,7 @@ def interrupted(error: BaseException) -> bool:
       str(error).strip() == "Query interrupted")
 
 
-class Warehouse:
+class Warehouse(reader.Reader):
   """One DuckDB file holding trips, quarantine and truth.
 
   Forecasts are not here but in the served log (taxi_demand.serving.servelog):
@@ -541,23 +537,6 @@ class Warehouse:
     demand_sql.check_table(table)
     return self.con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
 
-  def span_range(self) -> tuple[int, int] | None:
-    """(first, last) span (day number) with trips, or None when empty."""
-    row = self.con.execute(
-        "SELECT CAST(floor(epoch(min(trip_start_timestamp)) / 86400) AS BIGINT),"
-        " CAST(floor(epoch(max(trip_start_timestamp)) / 86400) AS BIGINT) "
-        "FROM trips").fetchone()
-    return None if row[0] is None else (int(row[0]), int(row[1]))
-
-  def trips_on(self, span: int) -> int:
-    """Trips that started on day `span`."""
-    begin = int(span) * 86_400
-    return self.con.execute(
-        "SELECT count(*) FROM trips WHERE trip_start_timestamp >= "
-        "make_timestamp(CAST(? AS BIGINT) * 1000000) AND trip_start_timestamp"
-        " < make_timestamp(CAST(? AS BIGINT) * 1000000)",
-        [begin, begin + 86_400]).fetchone()[0]
-
   def fingerprint(self, until_epoch: int, since_epoch: int = 0) -> str:
     """A digest of every trip that starts in [since_epoch, until_epoch).
 
@@ -578,93 +557,10 @@ class Warehouse:
         spans.start_of(span + 1),
         since_epoch=spans.start_of(span - features.LOOKBACK_DAYS))
 
-  def newest_span(self) -> int | None:
-    known = self.span_range()
-    return None if known is None else known[1]
-
-  def newest_trip_epoch(self, before: int | None = None) -> int | None:
-    """The newest trip start (epoch seconds), of those before `before`."""
-    where = "" if before is None else (
-        f" WHERE trip_start_timestamp < make_timestamp(CAST({int(before)} "
-        "AS BIGINT) * 1000000)")
-    row = self.con.execute(
-        "SELECT CAST(epoch(max(trip_start_timestamp)) AS BIGINT) FROM trips"
-        + where).fetchone()
-    return None if row[0] is None else int(row[0])
-
-  def query_demand(self, cfg: demand_sql.QueryConfig, span: int,
-                   days_before: int = 0,
-                   lead_minutes: int | None = None,
-                   every_lead: bool = False) -> pa.Table:
-    """Examples of one span: its day (days_before=0) or the N days before;
-    one sampled lead per (cell, slot), every slot at `lead_minutes`, or
-    every slot at every lead."""
-    return self._run(
-        demand_sql.demand_duckdb(cfg, span, days_before, lead_minutes,
-                                 every_lead),
-        _DEMAND_SCHEMA)
-
-  def every_lead_features(self, cfg: demand_sql.QueryConfig, begin: int,
-                          end: int) -> pa.Table:
-    """The training path's examples at every lead, for target slots in
-    [begin, end): what the skew check joins served rows with."""
-    return self._run(demand_sql.every_lead_duckdb(cfg, begin, end),
-                     _DEMAND_SCHEMA)
-
-  def data_age(self, cfg: demand_sql.QueryConfig, issued_at: int) -> int:
-    """Seconds since the newest trip known at `issued_at` became known
-    (under cfg's arrival rule); a day if none did in the day before."""
-    [[known]] = self.con.execute(
-        demand_sql.newest_known_duckdb(cfg, issued_at)).fetchall()
-    return int(issued_at - known) if known is not None else \
-        features.SECONDS_PER_DAY
-
-  def serving_features(self, cfg: demand_sql.QueryConfig, issued_at: int,
-                       horizon: int = 1) -> pa.Table:
-    """Serving features (no label) for every cell, issued at `issued_at`
-    for the `horizon` slots from the first one starting then or after."""
-    schema = pa.schema([f for f in _DEMAND_SCHEMA if f.name != features.LABEL])
-    return self._run(
-        demand_sql.serving_query_duckdb(cfg, issued_at, horizon), schema)
-
-  def pickups(self, cfg: demand_sql.QueryConfig, begin: int,
-              end: int) -> pa.Table:
-    """Pickups and located positions per (cell, slot) over [begin, end)
-    (sql.pickups_duckdb; the report's demand and map)."""
+  def _rows(self, bigquery_sql: str) -> pa.Table:
+    """A reader's query (BigQuery SQL), run here transpiled."""
     return self.con.execute(
-        demand_sql.pickups_duckdb(cfg, begin, end)).fetch_arrow_table()
-
-  def idle_intervals(self, cfg: demand_sql.QueryConfig, begin: int,
-                     end: int, max_idle_s: int = demand_sql.MAX_IDLE_SECONDS
-                     ) -> pa.Table:
-    """Idle taxis from trips (sql.idle_intervals_bigquery) over [begin, end)."""
-    return self.con.execute(demand_sql.idle_intervals_duckdb(
-        cfg, begin, end, max_idle_s)).fetch_arrow_table()
-
-  def idle_at(self, cfg: demand_sql.QueryConfig, at: int,
-              max_idle_s: int = demand_sql.MAX_IDLE_SECONDS) -> pa.Table:
-    """The taxis idle at `at`, known then (sql.idle_at_bigquery)."""
-    return self.con.execute(demand_sql.idle_at_duckdb(
-        cfg, at, max_idle_s)).fetch_arrow_table()
-
-  def idle_at_probes(self, cfg: demand_sql.QueryConfig, at: int,
-                     max_idle_s: int = demand_sql.MAX_IDLE_SECONDS
-                     ) -> pa.Table:
-    """The taxis idle at `at` by their pings (sql.idle_at_probes_bigquery)."""
-    return self.con.execute(demand_sql.to_duckdb(
-        demand_sql.idle_at_probes_bigquery(cfg, at, max_idle_s))
-    ).fetch_arrow_table()
-
-  def supply_at(self, cfg: demand_sql.QueryConfig, at: int
-                ) -> tuple[pa.Table, str]:
-    """(the taxis idle at `at`, "probes" or "trips"): from probes where
-    pings cover `at`, which see every vehicle as it is, else from trips."""
-    if self.has_table("probes"):
-      [(pings,)] = self.con.execute(demand_sql.to_duckdb(
-          demand_sql.pings_near_bigquery(at))).fetchall()
-      if pings:
-        return self.idle_at_probes(cfg, at), "probes"
-    return self.idle_at(cfg, at), "trips"
+        demand_sql.to_duckdb(bigquery_sql)).fetch_arrow_table()
 
   def has_table(self, name: str) -> bool:
     """Whether the file has table `name` (one opened read-only may predate
@@ -673,35 +569,14 @@ class Warehouse:
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_name = ?", [name]).fetchone()[0])
 
-  def requests(self, cfg: demand_sql.QueryConfig, begin: int,
-               end: int) -> pa.Table:
-    """Trips of [begin, end) as ride requests (sql.requests_bigquery)."""
-    return self.con.execute(demand_sql.to_duckdb(
-        demand_sql.requests_bigquery(cfg, begin, end))).fetch_arrow_table()
-
-  def requests_coverage(self, cfg: demand_sql.QueryConfig, begin: int,
-                        end: int) -> dict[str, int]:
-    """{trips, with_pickup, with_dropoff, with_duration} of [begin, end)
-    (sql.requests_coverage_bigquery)."""
-    cursor = self.con.execute(demand_sql.to_duckdb(
-        demand_sql.requests_coverage_bigquery(cfg, begin, end)))
-    names = [d[0] for d in cursor.description]
-    return {k: int(v or 0) for k, v in zip(names, cursor.fetchone())}
-
   def truth(self, begin: int, end: int) -> pa.Table:
     """The simulator's intensity per (community_area, quarter hour) in
     [begin, end); empty for a warehouse of real trips."""
     return self.con.execute(
         "SELECT community_area, slot_start, intensity FROM truth "
         f"WHERE slot_start >= {int(begin)} AND slot_start < {int(end)} "
-        "ORDER BY slot_start, community_area").fetch_arrow_table()
-
-  def _run(self, query: str, schema: pa.Schema) -> pa.Table:
-    table = self.con.execute(query).fetch_arrow_table()
-    if table.column_names != schema.names:
-      raise AssertionError(
-          f"demand query emitted {table.column_names}, want {schema.names}")
-    return table.cast(schema)
+        "ORDER BY slot_start, community_area").fetch_arrow_table().cast(
+            reader.TRUTH_SCHEMA)
 
   # ---- writing -----------------------------------------------------------
 
