@@ -484,6 +484,29 @@ def city_copy(city_home, tmp_path):
   return city_home.copy(tmp_path / "home")
 
 
+# --- the city's trips in BigQuery: a REST double on loopback -------------------
+
+
+@pytest.fixture(scope="session")
+def bigquery_city(city):
+  """The BigQuery REST double (tests/bigquery_double.py) serving the city's
+  warehouse as `bq://test-project.city.trips`, for the session."""
+  from bigquery_double import BigQueryDouble  # pylint: disable=g-import-not-at-top
+  with BigQueryDouble(city.warehouse) as double:
+    yield double
+
+
+@pytest.fixture
+def bigquery(bigquery_city, monkeypatch):
+  """The double, no fault, with $TAXI_DEMAND_BIGQUERY_ENDPOINT pointing the
+  real client at it for one test; `bigquery.address` is the bq:// address."""
+  from taxi_demand.data.bigquery import ENDPOINT_ENV_VAR  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv(ENDPOINT_ENV_VAR, bigquery_city.url)
+  bigquery_city.reset()
+  yield bigquery_city
+  bigquery_city.reset()
+
+
 # --- small stores and helpers several modules share ----------------------------
 
 

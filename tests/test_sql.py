@@ -8,6 +8,8 @@ import duckdb
 import pytest
 import sqlglot
 
+import bigquery_double
+
 from taxi_demand.data import calendar
 from taxi_demand.data import sql
 from taxi_demand.data.sql import QueryConfig, SpatialUnit
@@ -25,11 +27,18 @@ def _epoch(text):
       tzinfo=datetime.timezone.utc).timestamp())
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+@pytest.fixture(scope="module", params=["duckdb", "bigquery"])
+def tiny(request, tmp_path_factory):
+  """The tiny trips, read from DuckDB and through the BigQuery client (the
+  REST double runs the same BigQuery SQL on the same file): every test on
+  it pins both backends."""
   path = tmp_path_factory.mktemp("wh") / "w.duckdb"
   with Warehouse(path) as w:
     w.load([DATA / "tiny_trips.csv"])
+  if request.param == "bigquery":
+    with bigquery_double.reading(path) as w:
+      yield w
+    return
   with Warehouse(path, read_only=True) as w:
     yield w
 

@@ -56,6 +56,16 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 TIMESTAMP_COLUMNS = ("trip_start_timestamp", "trip_end_timestamp")
 
+# What the readers' queries (taxi_demand.data.sql) name. The local warehouse
+# has every TRIP_COLUMNS column; a BigQuery trips table read as it is must
+# have these, NULLs allowed, with the timestamps as TIMESTAMP.
+QUERY_COLUMNS: tuple[str, ...] = (
+    "unique_key", "taxi_id", "trip_start_timestamp", "trip_end_timestamp",
+    "trip_seconds", "pickup_community_area", "dropoff_community_area",
+    "pickup_latitude", "pickup_longitude", "dropoff_latitude",
+    "dropoff_longitude",
+)
+
 # The time zone whose wall clock the warehouse's naive timestamps are. A
 # timestamp text with a non-zero UTC offset ("2024-02-10 08:00:00-06:00") is
 # an instant and is converted to this wall clock, as `--at` is. One with a
