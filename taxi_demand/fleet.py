@@ -306,12 +306,12 @@ def load_day(warehouse, cfg, span: int,
   """Day `span`'s trips as requests, the cells' geometry and the hotspot
   history (the `history_days` before), and the simulator's truth if any."""
   from taxi_demand import features  # noqa: PLC0415
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
   begin = int(span) * features.SECONDS_PER_DAY
   end = begin + features.SECONDS_PER_DAY
   geometry = recommend.geometry_of(warehouse, cfg, begin, speed_kmh)
-  with Warehouse(warehouse, read_only=True) as wh:
+  with open_reader(warehouse) as wh:
     asked = wh.requests(cfg, begin, end)
     coverage = (wh.requests_coverage(cfg, begin, end)
                 if asked.num_rows == 0 else None)
@@ -361,8 +361,8 @@ def model_forecasts(warehouse, cfg, day: Day,
   lead for the day's slots (what the 5-minute job serves at each tick, as
   `skew` checks), scored once by `score(table) -> predictions`."""
   from taxi_demand import features  # noqa: PLC0415
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  with Warehouse(warehouse, read_only=True) as wh:
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  with open_reader(warehouse) as wh:
     rows = wh.every_lead_features(cfg, day.begin, day.end)
   values = np.asarray(score(rows), float)
   issued = rows.column(features.ISSUED_AT).to_numpy()

@@ -10,12 +10,15 @@ supply. Every failure a cloud table can give is one line, exit 1.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
+import types
 
 import pyarrow as pa
 import pytest
 
+from taxi_demand import cli
 from taxi_demand.data import bigquery as bq
 from taxi_demand.data import contract
 from taxi_demand.data import reader
@@ -188,6 +191,48 @@ def test_a_warm_tick_takes_well_under_two_seconds(local, cloud, capsys):
   assert min(seconds) < 2.0
 
 
+# ---- the readers, on a bq:// address ------------------------------------------
+
+
+def test_the_readers_take_a_bigquery_address(city, bigquery):
+  from taxi_demand.monitoring import nextday
+  from taxi_demand.monitoring import skew
+  from taxi_demand.serving import predict
+  from taxi_demand.serving import recommend
+  cfg = CONFIGS["start"]
+  at = tick("17:30")
+  on_disk = types.SimpleNamespace(warehouse=city.warehouse)
+  in_bigquery = types.SimpleNamespace(warehouse=bigquery.address)
+  served, age = predict.serving_features(in_bigquery, cfg, at, 2)
+  want, want_age = predict.serving_features(on_disk, cfg, at, 2)
+  assert served.equals(want) and age == want_age
+  rows, why = skew.recompute(bigquery.address, cfg, served)
+  assert why is None and rows.equals(
+      skew.recompute(city.warehouse, cfg, served)[0])
+  span = at // 86400
+  got = nextday.day_columns(bigquery.address, cfg, span)
+  want_columns = nextday.day_columns(city.warehouse, cfg, span)
+  assert got.keys() == want_columns.keys()
+  assert all((got[k] == want_columns[k]).all() for k in got)
+  assert recommend.idle_taxis(in_bigquery, cfg, at) == recommend.idle_taxis(
+      on_disk, cfg, at)
+  assert reader.warehouse_exists(bigquery.address)
+  assert not reader.warehouse_exists(city.root / "nothing.duckdb")
+
+
+@pytest.mark.slow
+def test_next_day_scores_bigquery_as_it_scores_duckdb(city_home, bigquery,
+                                                      capsys):
+  day = "2024-02-11"
+  base = ["--home", str(city_home.root), "next-day", "--date", day,
+          "--no-record", "--json"]
+  assert cli.main(base) in (0, 3)
+  want = json.loads(capsys.readouterr().out)
+  assert cli.main(base + ["--warehouse", bigquery.address]) in (0, 3)
+  got = json.loads(capsys.readouterr().out)
+  assert got == want and got["mae"] > 0
+
+
 # ---- failures: one line, exit 1 -------------------------------------------------
 
 
@@ -247,3 +292,33 @@ def test_each_failure_is_one_line(bigquery, monkeypatch, failure):
       sql.QueryConfig(), tick("08:05")))
   assert message.startswith(f"{address}: ") and says in message
   assert time.perf_counter() - started < 20  # retries are bounded
+
+
+def test_skew_fails_on_a_bigquery_failure_instead_of_checking_less(
+    local, bigquery, monkeypatch):
+  """A local warehouse without the day's history makes a check without
+  the join; a BigQuery that does not answer fails, so that no lesser
+  check is recorded for good."""
+  from taxi_demand.monitoring import skew
+  cfg = CONFIGS["start"]
+  served = local.serving_features(cfg, tick("17:30"))
+  _arrange(bigquery, monkeypatch, "forbidden")
+  assert "permission denied" in one_line(
+      lambda: skew.recompute(bigquery.address, cfg, served))
+
+
+@pytest.mark.parametrize("failure", list(FAILURES) + ["bad-address"])
+def test_each_failure_exits_1_through_the_cli(city_home, bigquery,
+                                              monkeypatch, capsys, failure):
+  if failure == "bad-address":
+    address, says = "bq://nope", "bad warehouse address"
+  else:
+    address, says = _arrange(bigquery, monkeypatch, failure)
+  code = cli.main(["--home", str(city_home.root), "next-day", "--date",
+                   "2024-02-11", "--warehouse", address, "--no-record"])
+  captured = capsys.readouterr()
+  assert code == 1 and not captured.out
+  assert captured.err.count("\n") == 1 and says in captured.err
+  assert captured.err.startswith("taxi-demand next-day: ")
+  assert "Traceback" not in captured.err
+

@@ -146,10 +146,10 @@ def judge(span: int, mae: float, eval_mae: Optional[float],
 def day_columns(warehouse_path: os.PathLike, query_config,
                 span: int) -> Dict[str, np.ndarray]:
   """Day `span`'s examples (features and label) from the demand query."""
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  if not Path(warehouse_path).is_file():
+  from taxi_demand.data import reader  # pylint: disable=g-import-not-at-top
+  if not reader.warehouse_exists(warehouse_path):
     raise TaxiDemandError(f"no warehouse at {warehouse_path}")
-  with Warehouse(warehouse_path, read_only=True) as wh:
+  with reader.open_reader(warehouse_path) as wh:
     spans = wh.span_range()
     if spans is None or not spans[0] <= span <= spans[1]:
       held = ("it holds none" if spans is None else

@@ -620,14 +620,14 @@ def recompute(warehouse_path: os.PathLike, cfg, served: pa.Table
   Returns (rows, None), or (None, why not) when the warehouse cannot give
   them (missing, or no longer holding the day and its history).
   """
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  if not warehouse_path or not Path(warehouse_path).is_file():
+  from taxi_demand.data import reader  # noqa: PLC0415
+  if not reader.warehouse_exists(warehouse_path):
     return None, f"no warehouse at {warehouse_path or '(none given)'}"
   slots = served.column(features.SLOT_START)
   begin = int(pc.min(slots).as_py())
   end = int(pc.max(slots).as_py()) + cfg.slot_seconds
   try:
-    with Warehouse(warehouse_path, read_only=True) as wh:
+    with reader.open_reader(warehouse_path) as wh:
       covered = wh.span_range()
       need = spans.span_of_epoch(begin) - features.LOOKBACK_DAYS
       if covered is None or covered[0] > need:
@@ -635,6 +635,11 @@ def recompute(warehouse_path: os.PathLike, cfg, served: pa.Table
             "the warehouse no longer holds the served day's 7-day history")
       return wh.every_lead_features(cfg, begin, end), None
   except TaxiDemandError as e:
+    from taxi_demand import cloud  # noqa: PLC0415
+    if cloud.is_bigquery(warehouse_path):
+      # Credentials, a role, a quota: not what the day's data is. Checked
+      # again when BigQuery answers, not recorded as a check without a join.
+      raise
     return None, str(e)
 
 
@@ -708,7 +713,8 @@ def require_warehouse(home: Home) -> None:
   distributions, so a partial day would read as skewed by its hour mix
   alone, and that false alert would be recorded for good.
   """
-  if not home.warehouse.is_file():
+  from taxi_demand.data import reader  # noqa: PLC0415
+  if not reader.warehouse_exists(home.warehouse):
     raise TaxiDemandError(
         f"no warehouse at {home.warehouse}: skew recomputes the served rows "
         "through the training path from it; load the trips (taxi-demand "

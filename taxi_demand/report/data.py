@@ -445,13 +445,13 @@ def gather_demand(home, rows: Sequence[Dict[str, Any]],
 
 def _demand(home, rows, params, notes) -> tuple:
   from taxi_demand.data import sql  # noqa: PLC0415
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.data import reader  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
-  if not Path(home.warehouse).is_file():
+  if not reader.warehouse_exists(home.warehouse):
     notes["demand"] = f"no warehouse at {home.warehouse}"
     return None, None
   cfg = params.query_config() if params is not None else sql.QueryConfig()
-  with Warehouse(home.warehouse, read_only=True) as wh:
+  with reader.open_reader(home.warehouse) as wh:
     span = _newest_day(rows, wh)
     if span is None:
       notes["demand"] = f"the warehouse {home.warehouse} holds no trips"

@@ -234,8 +234,8 @@ def serving_features(home: Home, cfg: demand_sql.QueryConfig,
   """Features known at `issued_at` for every cell, read-only from the
   warehouse, and how long before `issued_at` the newest of the trips known
   then arrived (seconds: a stalled feed shows here)."""
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  with Warehouse(home.warehouse, read_only=True) as wh:
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  with open_reader(home.warehouse) as wh:
     check_history(wh, issued_at)
     table = wh.serving_features(cfg, issued_at, horizon)
     age = wh.data_age(cfg, issued_at)

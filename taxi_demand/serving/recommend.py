@@ -109,9 +109,9 @@ def geometry_of(warehouse: os.PathLike, cfg: demand_sql.QueryConfig,
   """
   if travel_table is not None:
     return guidance.Geometry.from_table(travel_table)
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.report import data as report_data  # noqa: PLC0415
-  with Warehouse(warehouse, read_only=True) as wh:
+  with open_reader(warehouse) as wh:
     pickups = wh.pickups(cfg, at - POSITION_DAYS * features.SECONDS_PER_DAY,
                          at)
   placed = report_data.positions(pickups)
@@ -129,8 +129,8 @@ def idle_taxis(home: Home, cfg: demand_sql.QueryConfig, at: int
                ) -> Tuple[List[str], List[int], str]:
   """(taxi ids, their cells, "probes" or "trips") of the taxis idle at
   `at`: from probe pings where they cover `at`, else from trips."""
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  with Warehouse(home.warehouse, read_only=True) as wh:
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  with open_reader(home.warehouse) as wh:
     table, source = wh.supply_at(cfg, at)
   return ([str(t) for t in table.column("taxi_id").to_pylist()],
           [int(c) for c in table.column("cell").to_pylist()], source)
@@ -185,8 +185,8 @@ def recommend(home: Home, at: int, cells: Sequence[int],
     raise TaxiDemandError("no idle taxi to recommend for")
   # History and cells are checked before any model loads: a typo fails in
   # a second.
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
-  with Warehouse(home.warehouse, read_only=True) as wh:
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  with open_reader(home.warehouse) as wh:
     predict.check_history(wh, predict.issue_time(at))
   cfg = predict.LoadedModel(home, version).cfg
   geometry = geometry_of(home.warehouse, cfg, at, speed_kmh, travel_table)

@@ -129,7 +129,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
       (see parse_between); ticks run from 55 minutes before `from`.
     serve: how a tick's features are served (drills.honest, or a drill).
   """
-  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   if every_s <= 0 or every_s % demand_sql.TICK_SECONDS:
     raise TaxiDemandError(
         f"--every must be a multiple of {demand_sql.TICK_SECONDS // 60} "
@@ -147,7 +147,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
   parts: List[pa.Table] = []
   if record:
     servelog.sweep(home.replay_log)
-  with Warehouse(home.warehouse, read_only=True) as wh:
+  with open_reader(home.warehouse) as wh:
     check_day(wh, span)
     truth = _truth(wh, cfg, span, begin, end)
     model.load()
