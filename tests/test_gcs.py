@@ -3,20 +3,17 @@ fake-gcs-server on loopback (conftest `gcs_emulator`), and loopback stubs for
 the failures an emulator cannot make (403, 503). No network, no credentials.
 """
 
-import contextlib
 import datetime
-import http.server
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pyarrow as pa
 import pytest
 
+from cloud_stubs import status_server
 from taxi_demand import faults
 from taxi_demand import features
 from taxi_demand import objectstore
@@ -195,43 +192,6 @@ def test_a_kill_after_publishing_leaves_the_whole_object(gcs_root):
 # ---- failures: one line each ----------------------------------------------------
 
 
-class _Stub(http.server.BaseHTTPRequestHandler):
-  """Answers every request with the server's status, as Cloud Storage would."""
-
-  def _answer(self):
-    length = int(self.headers.get("Content-Length") or 0)
-    if length:
-      self.rfile.read(length)
-    self.server.requests += 1
-    status, message = self.server.answer
-    body = json.dumps({"error": {"code": status, "message": message,
-                                 "errors": [{"message": message}]}}).encode()
-    self.send_response(status)
-    self.send_header("Content-Type", "application/json")
-    self.send_header("Content-Length", str(len(body)))
-    self.end_headers()
-    self.wfile.write(body)
-
-  do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-  def log_message(self, *args):
-    del args
-
-
-@contextlib.contextmanager
-def _stub(status, message):
-  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-  server.answer = (status, message)
-  server.requests = 0
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  try:
-    yield server
-  finally:
-    server.shutdown()
-    server.server_close()
-
-
 def _one_line(error) -> str:
   text = str(error.value)
   assert "\n" not in text
@@ -241,7 +201,7 @@ def _one_line(error) -> str:
 def test_a_bucket_without_permission_is_one_line(monkeypatch):
   denied = ("robot@p.iam.gserviceaccount.com does not have "
             "storage.objects.list access to the Google Cloud Storage bucket.")
-  with _stub(403, denied) as server:
+  with status_server(403, denied) as server:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST",
                        f"http://127.0.0.1:{server.server_port}")
     with pytest.raises(TaxiDemandError) as error:
@@ -258,7 +218,7 @@ def test_retries_that_run_out_are_one_line(monkeypatch):
   # The first of the client's jittered backoffs is at most 2 s: 3 s of
   # retries make at least two attempts.
   monkeypatch.setenv("TAXI_DEMAND_CLOUD_RETRY_S", "3")
-  with _stub(503, "Service Unavailable") as server:
+  with status_server(503, "Service Unavailable") as server:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST",
                        f"http://127.0.0.1:{server.server_port}")
     started = time.monotonic()

@@ -11,7 +11,7 @@ from taxi_demand.lineage import contract
 from taxi_demand.serving import registry
 
 
-def _push(tmp_path, name, span, blessed=1):
+def _push(tmp_path, name, span, blessed=1, base=None, custom=None):
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / name / "model")
   serving = tmp_path / name / "model" / "Format-Serving"
@@ -28,8 +28,9 @@ def _push(tmp_path, name, span, blessed=1):
       {keys.MODEL_KEY: [model], keys.MODEL_BLESSING_KEY: [blessing]},
       {keys.PUSHED_MODEL_KEY: [pushed]},
       {keys.PUSH_DESTINATION_KEY: json.dumps(
-          {"filesystem": {"base_directory": str(tmp_path / "models")}}),
-       keys.CUSTOM_CONFIG_KEY: json.dumps({"keep_versions": 5})})
+          {"filesystem": {"base_directory": str(
+              base or tmp_path / "models")}}),
+       keys.CUSTOM_CONFIG_KEY: json.dumps(custom or {"keep_versions": 5})})
   return pushed
 
 
@@ -68,3 +69,29 @@ def test_a_pusher_run_again_after_its_move_keeps_the_version(tmp_path):
   # Another model is another version.
   other = _push(tmp_path, "day12", span=12)
   assert registry.versions(models) == [_version(first), _version(other)]
+
+
+def test_a_push_to_cloud_storage_carries_the_run_parameters(tmp_path,
+                                                            gcs_root):
+  """On Vertex the same executor pushes to gs://: the version is complete
+  when seen, serves, and holds the run's parameters with the blessing's
+  day, which is all the 5-minute job reads."""
+  from taxi_demand.home import Home
+  from taxi_demand.serving import predict
+  params = contract.RunParameters(slot_minutes=60, spatial_unit="grid",
+                                  grid_metres=500, arrival="end+5m")
+  models = f"{gcs_root}/models"
+  pushed = _push(tmp_path, "day11", span=11, base=models, custom={
+      "keep_versions": 5, "run_parameters": params.to_custom_config()})
+  version = _version(pushed)
+  assert registry.versions(models) == [version]
+  assert registry.serving_version(models) == version
+  assert pushed.get_string_custom_property(
+      contract.PUSHED_DESTINATION) == f"{models}/{version}"
+  recorded = registry.parameters(models, version)
+  assert recorded["span"] == 11 and recorded["slot_minutes"] == 60
+  cfg = predict.query_config_of(Home(tmp_path / "home", store_at=gcs_root),
+                                version)
+  assert cfg == params.query_config()
+  assert (registry.local_copy(models, version) / "saved_model.pb"
+          ).read_text() == "day11"

@@ -261,8 +261,10 @@ def served_by_lead(serving_log: os.PathLike, span: int,
   "served_versions": "v1,v2", "served_note": why nothing was scored}.
   """
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand import objectstore  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
-  if not serving_log or not Path(serving_log).is_dir():
+  if not serving_log or (not objectstore.is_gcs(serving_log)
+                         and not Path(serving_log).is_dir()):
     return {"served_by_lead": None, "served_forecasts": 0,
             "served_note": f"no served log at {serving_log or '(none)'}; "
                            "served forecasts not scored"}

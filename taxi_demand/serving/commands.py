@@ -136,21 +136,22 @@ def _predict_due(args, home, at) -> int:
   if args.speed != 1:
     raise TaxiDemandError("--speed runs a clock; --due serves once and exits")
   interval = predict.parse_every(args.every or "5m")
-  errors = []
 
   def on_error(message: str) -> None:
-    errors.append(message)
-    _say(f"predict: {message}")
+    _say(f"taxi-demand predict: {message}")
 
   served, failed = predict.serve_due(
       home, interval, version=args.model, at_epoch=at, horizon=args.horizon,
       on_result=lambda r: print(json.dumps(r.rows()) if args.json
                                 else _summary(r), flush=True),
       on_error=on_error,
-      on_reload=lambda v, _: _say(f"loaded model {v}"),
+      on_reload=lambda v, _: None,  # each tick's own line names its model
       catch_up_s=_catch_up(args))
-  _say(f"served {served} tick(s)" + (f", {failed} failed (the next run "
-                                      "serves them)" if failed else ""))
+  if not failed:
+    _say(f"served {served} tick(s)")
+  elif served:  # a lone failure is its own one line, above
+    _say(f"served {served} tick(s), {failed} failed (the next run serves "
+         "them)")
   return 1 if failed else 0
 
 

@@ -390,16 +390,30 @@ def serve_due(home: Home, interval_s: int, *, version: Optional[str] = None,
   Serves the current tick (of `at_epoch`, default now) and the ticks the
   log lacks up to `catch_up_s` back (`missing_ticks`), each as of its own
   time. Returns (served, failed); a failed tick is served by the next pass.
+  A failure is reported once; the same failure on the next tick ends the
+  pass.
   """
   now = now_epoch() if at_epoch is None else int(at_epoch)
   servelog.sweep(home.serving_log)
-  server = _Server(home, version, horizon, on_result, on_error, on_reload)
+  said: List[str] = []
+
+  def once(message: str) -> None:
+    said.append(message)
+    if len(said) < 2 or said[-2] != message:
+      on_error(message)
+
+  server = _Server(home, version, horizon, on_result, once, on_reload)
   served = failed = 0
   for tick in missing_ticks(home, now, interval_s, catch_up_s):
     if server.serve(tick):
       served += 1
-    else:
-      failed += 1
+      continue
+    failed += 1
+    # The same failure twice running is the setting, not the tick (a role
+    # missing, the service down): the next run serves the rest, rather
+    # than this one retrying each tick until its time runs out.
+    if len(said) > 1 and said[-1] == said[-2]:
+      break
   return served, failed
 
 
