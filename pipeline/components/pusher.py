@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -61,7 +60,8 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
     keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
 
     def write(folder: Path) -> None:
-      shutil.copytree(model_path, folder, dirs_exist_ok=True)
+      # TFX's file layer: the model is a gs:// artifact on Vertex.
+      io_utils.copy_dir(model_path, str(folder))
 
     # The run's day, from ForecastGate's blessing: an older day's rerun
     # publishes a version but does not take over from a newer model.
