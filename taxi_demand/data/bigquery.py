@@ -61,6 +61,12 @@ def google_errors(what: str):
     raise cloud.one_line(e, what) from e
 
 
+# One client per (job project, endpoint) per process: the 5-minute job opens
+# a reader each tick, and would otherwise build a client (and its auth
+# session) each time.
+_clients: dict = {}
+
+
 class BigQueryWarehouse(reader.Reader):
   """The trips table `bq://PROJECT.DATASET.TABLE`, read-only.
 
@@ -82,9 +88,7 @@ class BigQueryWarehouse(reader.Reader):
     return self
 
   def close(self) -> None:
-    if self._client is not None:
-      self._client.close()
-      self._client = None
+    self._client = None  # shared with the process's other readers
 
   # ---- the client -------------------------------------------------------
 
@@ -101,17 +105,20 @@ class BigQueryWarehouse(reader.Reader):
     """The BigQuery client, built once: anonymous against
     $TAXI_DEMAND_BIGQUERY_ENDPOINT, else with the default credentials."""
     if self._client is None:
-      bigquery = _bigquery()
       project = os.environ.get(JOB_PROJECT_ENV_VAR) or self.table.project
       endpoint = os.environ.get(ENDPOINT_ENV_VAR)
-      with google_errors(self.path):
-        if endpoint:
-          from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
-          self._client = bigquery.Client(
-              project=project, credentials=AnonymousCredentials(),
-              client_options={"api_endpoint": endpoint})
-        else:
-          self._client = bigquery.Client(project=project)
+      key = (project, endpoint)
+      if key not in _clients:
+        bigquery = _bigquery()
+        with google_errors(self.path):
+          if endpoint:
+            from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+            _clients[key] = bigquery.Client(
+                project=project, credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": endpoint})
+          else:
+            _clients[key] = bigquery.Client(project=project)
+      self._client = _clients[key]
     return self._client
 
   def _get_table(self, qualified: str):
