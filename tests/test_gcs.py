@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-import pyarrow as pa
 import pytest
 
 from cloud_stubs import status_server
+from served_rows import serve
 from taxi_demand import faults
 from taxi_demand import features
 from taxi_demand import objectstore
@@ -86,28 +86,6 @@ def test_a_version_is_downloaded_once_and_a_killed_download_is_not_a_model(
 # ---- the served log -------------------------------------------------------------
 
 
-def _served(slots, issued, cells=(1, 2, 3)) -> pa.Table:
-  rows = {c: [] for c in features.SERVING_COLUMNS}
-  for slot in slots:
-    for cell in cells:
-      for c in features.SERVING_COLUMNS:
-        rows[c].append(cell if c == features.CELL else slot
-                       if c == features.SLOT_START else issued
-                       if c == features.ISSUED_AT else
-                       (slot - issued) // 60 if c == features.LEAD_MINUTES
-                       else 1)
-  return pa.table({c: pa.array(v, pa.int64() if c in features.INT_COLUMNS
-                               else pa.float64()) for c, v in rows.items()})
-
-
-def _serve(root, issued, version="7", predicted=1.5):
-  slots = [issued + 1800 * k for k in (1, 2)]
-  table = _served(slots, issued)
-  return servelog.append(root, table, version,
-                         datetime.datetime.utcfromtimestamp(issued),
-                         data_age_s=60, predicted=[predicted] * table.num_rows)
-
-
 def _everything(root):
   days = [DAY, DAY + datetime.timedelta(days=1)]
   begin, end = epoch("2024-02-10T00:00"), epoch("2024-02-12T00:00")
@@ -126,8 +104,8 @@ def test_the_served_log_reads_the_same_on_both_backends(gcs_root, tmp_path):
   for root in (local, cloud_root):
     late = epoch("2024-02-10T23:10")  # its horizon crosses midnight
     for issued in (epoch("2024-02-10T08:00"), epoch("2024-02-10T08:05"), late):
-      _serve(root, issued)
-    files = _serve(root, late, predicted=2.5)  # served again: replaced
+      serve(root, issued)
+    files = serve(root, late, predicted=2.5)  # served again: replaced
     assert len(files) == 2
     results[str(root)] = _everything(root)
   assert results[str(local)] == results[str(cloud_root)]
@@ -147,8 +125,8 @@ def test_the_served_log_reads_the_same_on_both_backends(gcs_root, tmp_path):
 _APPEND_ONE_TICK = """
 import datetime, sys
 sys.path.insert(0, {tests!r})
-from test_gcs import _serve
-_serve({root!r}, {issued})
+from served_rows import serve
+serve({root!r}, {issued})
 """
 
 
@@ -166,7 +144,7 @@ def test_a_tick_killed_before_its_object_is_visible_is_served_next_run(
     gcs_root):
   root = f"{gcs_root}/serving_log"
   issued = epoch("2024-02-10T08:05")
-  _serve(root, issued - 300)  # the tick before, served
+  serve(root, issued - 300)  # the tick before, served
   killed = _append_in_child(root, issued, crash="servelog.written")
   assert killed.returncode == -9, killed.stderr
   # Nothing of it is visible: not listed, not read, not counted as served.
@@ -210,7 +188,7 @@ def test_a_bucket_without_permission_is_one_line(monkeypatch):
     assert line.startswith("gs://locked-bucket/models: permission denied")
     assert "storage.objects.list" in line
     with pytest.raises(TaxiDemandError, match="permission denied"):
-      _serve("gs://locked-bucket/serving_log", epoch("2024-02-10T08:00"))
+      serve("gs://locked-bucket/serving_log", epoch("2024-02-10T08:00"))
     assert server.requests == 2  # a 403 is not retried
 
 
@@ -236,7 +214,7 @@ def test_a_missing_bucket_is_one_line(gcs_root):
     registry.versions("gs://no-such-bucket/models")
   assert _one_line(error).startswith("gs://no-such-bucket/models: not found")
   with pytest.raises(TaxiDemandError, match="not found"):
-    _serve("gs://no-such-bucket/log", epoch("2024-02-10T08:00"))
+    serve("gs://no-such-bucket/log", epoch("2024-02-10T08:00"))
   with pytest.raises(TaxiDemandError, match="not found"):
     registry.push("gs://no-such-bucket/models", _writer("m"))
 
