@@ -136,10 +136,15 @@ def test_a_failed_trainer_resumes_from_the_failed_node_only(home):
                                "ForecastGate", "Pusher"}
   snap = store.load(home.metadata)
   summary = queries.run_summary(snap, snap.run(resumed.run_id))
-  # The resumed run judged its model (03-10, a Sunday, is a day on which
-  # seasonal naive is hard to beat, and this model does not).
+  # The resumed run judged its model: 03-10 is a Sunday, a day on which
+  # seasonal naive (last Sunday's count) is hard to beat, and this model
+  # does not beat it, so nothing is pushed and 03-09's model still serves.
   assert summary["span"] == spans.parse_span("2024-03-10")
-  assert summary["blessed"] in (True, False) and summary["mae"] is not None
+  assert summary["mae"] is not None
+  assert summary["blessed"] is False, summary
+  assert "does not beat seasonal-naive MAE" in summary["reasons"], summary
+  assert summary["pushed_version"] is None
+  assert len(queries.pushes(snap)) == 1
 
 
 def test_a_deliberately_worse_model_is_not_blessed_nor_pushed(home):
