@@ -43,6 +43,9 @@ def taxi_demand(home: Home, *args, crash: str = "", **popen):
 def test_points_are_named_and_unarmed_they_do_nothing(monkeypatch):
   assert faults.known("load.inside") and faults.known("node.start.Trainer")
   assert not faults.known("load.sideways") and not faults.known("node.start.")
+  # The hit counts are the process's: start from none, and leave none
+  # behind for a later test that arms a point in-process.
+  monkeypatch.setattr(faults, "_hits", {})
   monkeypatch.delenv(faults.ENV_VAR, raising=False)
   faults.point("load.inside")  # still alive
   monkeypatch.setenv(faults.ENV_VAR, "load.inside@2")
