@@ -9,7 +9,8 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, List, Optional
+from typing import (Callable, ContextManager, FrozenSet, Iterator, List,
+                    Optional)
 
 from pipeline import flags
 from taxi_demand import __version__
@@ -116,16 +117,37 @@ class Step:
 
   `window`: ingest the days of the span's window first (a whole day's run);
   a resumed run reuses its run's window as it was. `ingest`: the run stops
-  at DataGate (a day of a later window).
+  at DataGate (a day of a later window). `reuse`: a resumed run's, the
+  nodes its run finished; every other node of the pipeline runs.
   """
   span: int
   options: Optional[object] = None     # tfx RunOptions, for partial runs
   window: bool = True
   ingest: bool = False
+  reuse: Optional[FrozenSet[str]] = None
 
   def record(self, main: int) -> dict:
     return {"span": self.span, "for": main,
             "kind": "ingest" if self.ingest else "run"}
+
+  def run_options(self, pipeline):
+    """The tfx RunOptions of this step's run of `pipeline` (a tfx Pipeline).
+
+    A resumed run starts from every node its run did not finish, not only
+    the one that died: the nodes run one at a time, but the graph is not a
+    chain. NextDayValidator and SkewValidator run before Transform and do
+    not feed it, so a run resumed from either alone (and the nodes
+    downstream of it, all TFX adds) never trained, blessed or pushed.
+    """
+    if self.reuse is None:
+      return self.options
+    from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+    rerun = [c.id for c in pipeline.components if c.id not in self.reuse]
+    to_nodes = [contract.DATA_GATE] if self.ingest else None
+    if not rerun and not to_nodes:
+      return None  # nothing left to reuse around: the whole run again
+    return tfx_pipeline.RunOptions(from_nodes=rerun or None,
+                                   to_nodes=to_nodes)
 
 
 def plan(args, home: Home, previous: Optional[dict] = None) -> List[Step]:
@@ -148,14 +170,14 @@ def plan(args, home: Home, previous: Optional[dict] = None) -> List[Step]:
 
 
 def resume_plan(home: Home, previous: dict) -> List[Step]:
-  """--resume: the last run from the node that failed or whose process
-  died, then the days its invocation had not reached.
+  """--resume: the last run again from every node it did not finish (the
+  one that failed or whose process died, and those it had not reached),
+  then the days its invocation had not reached.
 
   A resumed run reuses every artifact its run had published (a TFX partial
   run), so finished nodes are not run again. A run that was ingesting a day
   of a later window stops at DataGate again.
   """
-  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   snap = store.load(home.metadata) if home.metadata.exists() else None
@@ -178,12 +200,10 @@ def resume_plan(home: Home, previous: dict) -> List[Step]:
                   if n.state == "FAILED" or n.aborted)
       ingest = step.get("kind") == "ingest" and step.get("span") == span
       say(f"resuming run {last.run_id} ({spans.date_of(span)}, "
-          f"{last.status.lower()}) from {node}"
-          + (", up to DataGate" if ingest else ""))
-      options = (tfx_pipeline.RunOptions(from_nodes=[node],
-                                         to_nodes=[contract.DATA_GATE])
-                 if ingest else tfx_pipeline.RunOptions(from_nodes=[node]))
-      steps.append(Step(span, options, window=False, ingest=ingest))
+          f"{last.status.lower()}) from {node} and the nodes it had not "
+          "reached" + (", up to DataGate" if ingest else ""))
+      steps.append(Step(span, window=False, ingest=ingest,
+                        reuse=queries.finished_nodes(last)))
   if unfinished:
     main = step.get("for", previous["plan"][0])
     done_with_main = bool(steps) and not steps[0].ingest and (
@@ -266,7 +286,8 @@ def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
       run_lock.note(step=step.record(step.span))
     config = build_config(args, home, step.span)
     try:
-      execute(create_pipeline(config), config, step.options, home)
+      pipeline = create_pipeline(config)
+      execute(pipeline, config, step.run_options(pipeline), home)
     except AlertError:  # refused: a decision taken, not work left undone
       if not step.ingest:
         run_lock.note(finished=run_lock.record["finished"] + [step.span])

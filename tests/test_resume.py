@@ -3,7 +3,9 @@ run on the home, shown so by `runs`, and resumed from that node, then the
 days its invocation had not reached. On synthetic stores: the real kill and
 resume are in tests/test_pipeline_e2e.py."""
 
+import dataclasses
 import json
+import types
 
 import pytest
 
@@ -16,6 +18,12 @@ from taxi_demand.lineage import queries
 from taxi_demand.lineage import record
 from taxi_demand.lineage import store
 from taxi_demand.lineage import synthetic
+
+
+# The local pipeline's node ids, as run_options reads them off a tfx
+# Pipeline: the nodes a synthetic run writes.
+LOCAL_GRAPH = types.SimpleNamespace(components=[
+    types.SimpleNamespace(id=node) for node in synthetic.EXECUTION_TYPES])
 
 
 @pytest.fixture
@@ -74,8 +82,9 @@ def test_resume_goes_on_from_the_killed_node_then_the_days_left(killed):
   steps = local_run.resume_plan(home, previous)
   assert [(s.span, s.window, s.ingest) for s in steps] == [
       (day, False, False), (day + 1, True, False), (day + 2, True, False)]
-  assert list(steps[0].options.from_nodes) == [contract.TRAINER]
-  assert steps[0].options.to_nodes is None
+  options = steps[0].run_options(LOCAL_GRAPH)
+  assert list(options.from_nodes) == [contract.TRAINER]
+  assert options.to_nodes is None
 
 
 def test_a_killed_ingest_is_resumed_up_to_the_gate_then_its_day_runs(killed):
@@ -87,7 +96,9 @@ def test_a_killed_ingest_is_resumed_up_to_the_gate_then_its_day_runs(killed):
   steps = local_run.resume_plan(home, previous)
   assert [(s.span, s.window, s.ingest) for s in steps] == [
       (day, False, True), (day + 3, True, False)]
-  assert list(steps[0].options.to_nodes) == [contract.DATA_GATE]
+  options = steps[0].run_options(LOCAL_GRAPH)
+  assert list(options.from_nodes) == [contract.TRAINER]
+  assert list(options.to_nodes) == [contract.DATA_GATE]
 
 
 def test_a_run_killed_before_it_reached_ml_metadata_is_run_again(tmp_path):
@@ -195,7 +206,6 @@ def test_a_resumed_ingest_that_is_refused_lets_its_day_run(tmp_path,
   """A resumed window day that DataGate refuses is left out of the window,
   as a fresh ingest's is: the invocation goes on to the day it was for,
   and the ingest prints its verdict, not a run's summary."""
-  import types
   from pipeline import pipeline as graph
   from taxi_demand import spans
   from taxi_demand.errors import AlertError
@@ -227,3 +237,57 @@ def test_a_resumed_ingest_that_is_refused_lets_its_day_run(tmp_path,
   assert lock.record["finished"] == [day] and lock.record["done"]
   assert "  ingest 2024-03-05: refused, left out of every window: drift" in \
       capsys.readouterr().out.splitlines()
+
+
+def nodes_run(pipeline_, options) -> set:
+  """The nodes LocalDagRunner runs of `pipeline_` with `options`: TFX's
+  own partial-run marking of the compiled pipeline."""
+  from tfx.dsl.compiler import compiler
+  from tfx.orchestration.portable import partial_run_utils
+  ir = compiler.Compiler().compile(pipeline_)
+  if options is not None:
+    partial_run_utils.mark_pipeline(ir, from_nodes=options.from_nodes,
+                                    to_nodes=options.to_nodes)
+  return {n.pipeline_node.node_info.id for n in ir.nodes
+          if not n.pipeline_node.execution_options.HasField("skip")}
+
+
+@pytest.mark.parametrize("node", [contract.NEXT_DAY_VALIDATOR,
+                                  contract.SKEW_VALIDATOR])
+def test_a_run_killed_off_the_training_path_resumes_all_it_had_not_run(
+    tmp_path, monkeypatch, node):
+  """NextDayValidator and SkewValidator run before Transform and do not
+  feed it. A run killed in either is resumed from every node it had not
+  finished, so it still trains, blesses and pushes; the nodes it finished
+  are reused, not run twice."""
+  from pipeline.config import PipelineConfig
+  home = Home(tmp_path / "home")
+  specs = synthetic.default_runs(3)
+  specs[-1] = dataclasses.replace(specs[-1], killed_in=node)
+  synthetic.build(home.root, specs)
+  assert len(local_run.mark_aborted(home)) == 1
+  killed = store.load(home.metadata).runs[-1]
+  finished = {n.node_id for n in killed.nodes} - {node}
+  ran = []
+
+  def execute(pipeline_, config, options, home_):
+    del config, home_
+    every = {c.id for c in pipeline_.components}
+    ran.append((nodes_run(pipeline_, options), every - finished))
+
+  monkeypatch.setattr(local_run, "build_config", lambda a, h, span: (
+      PipelineConfig(
+          pipeline_name=contract.PIPELINE_NAME, span=span,
+          pipeline_root=str(home.pipeline_root),
+          warehouse_path=str(home.warehouse),
+          metadata_path=str(home.metadata), serving_dir=str(home.models),
+          serving_log_dir=str(home.serving_log))))
+  monkeypatch.setattr(local_run, "execute", execute)
+  monkeypatch.setattr(local_run, "print_summary", lambda h, config: None)
+  lock = types.SimpleNamespace(previous={}, record={"finished": []})
+  lock.note = lambda **kw: lock.record.update(kw)
+  local_run.run_all(types.SimpleNamespace(resume=True), home, lock, [])
+  [(run, not_finished)] = ran
+  assert {contract.TRANSFORM, contract.TRAINER, contract.FORECAST_GATE,
+          contract.PUSHER, node} <= run
+  assert run == not_finished

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from taxi_demand import features
 from taxi_demand import spans
@@ -101,6 +101,11 @@ def run_status(snap: st.Snapshot, run: st.Run) -> str:
       and run.node(contract.TRANSFORM) is None):
     return "INGESTED"
   return run.status
+
+
+def finished_nodes(run: st.Run) -> FrozenSet[str]:
+  """The nodes a run finished (ran or reused): what resuming it reuses."""
+  return frozenset(n.node_id for n in run.nodes if n.finished)
 
 
 def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:

@@ -286,6 +286,9 @@ class RunSpec:
       thresholds (a feature over its threshold is a drift anomaly line).
     skew: {feature: distance} of the day's served rows, written as a
       SkewValidator report (alert if any is over its threshold).
+    killed_in: a node id: the run's process died inside it (kill -9). The
+      node is left RUNNING with its outputs PENDING and the nodes after it
+      are not written; later runs of the store resolve nothing from it.
   """
   span: int
   params: Optional[c.RunParameters] = None
@@ -303,6 +306,7 @@ class RunSpec:
   anomaly_lines: Optional[Sequence[str]] = None
   drift: Optional[Mapping[str, float]] = None
   skew: Optional[Mapping[str, float]] = None
+  killed_in: Optional[str] = None
 
   def parameters(self) -> c.RunParameters:
     params = self.params or c.RunParameters(
@@ -413,6 +417,10 @@ def _skew_report(skew: Optional[Mapping[str, float]]
           "features": feats}
 
 
+class Killed(Exception):
+  """write_run's run died in the node named (RunSpec.killed_in)."""
+
+
 def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
               first: bool, base: Optional[RunRecord],
               previous: Optional[RunRecord], version: str,
@@ -438,6 +446,12 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
           **kwargs):
     if node in GUARDED:
       inputs = {**(inputs or {}), **verdict}
+    if node == spec.killed_in:
+      for artifact in (a for arts in (outputs or {}).values() for a in arts):
+        artifact.state = pb.Artifact.PENDING
+      w.execute(run_id, node, pb.Execution.RUNNING, props, inputs, outputs,
+                **kwargs)
+      raise Killed(node)
     return w.execute(run_id, node, state, props, inputs, outputs, **kwargs)
 
   run(c.CURATED_SCHEMA, COMPLETE if first else CACHED,
@@ -670,12 +684,15 @@ def write_store(home: os.PathLike, runs: Sequence[RunSpec], *,
     window = [r.examples for r in records
               if spec.span - 2 * days <= r.spec.span < spec.span
               and r.spec.anomaly_count == 0][-days:]
-    record = write_run(
-        w, spec, home=home, schema=schema, first=i == 0, base=base,
-        previous=previous, version=spec.version or str(1_700_000_000 + i),
-        window=window, cache=previous.cache if previous else None,
-        model_dir=None if model_dir is None else str(model_dir), link=link,
-        keep=keep)
+    try:
+      record = write_run(
+          w, spec, home=home, schema=schema, first=i == 0, base=base,
+          previous=previous, version=spec.version or str(1_700_000_000 + i),
+          window=window, cache=previous.cache if previous else None,
+          model_dir=None if model_dir is None else str(model_dir), link=link,
+          keep=keep)
+    except Killed:
+      continue
     if i == 0 and SCHEMA_FILE.is_file():
       os.makedirs(schema.uri, exist_ok=True)
       shutil.copy(SCHEMA_FILE, os.path.join(schema.uri, "schema.pbtxt"))
