@@ -19,7 +19,8 @@ a kill. Groups (--only):
           exits. Matches when it ends (exit 0 or 3) in the decision of the
           uninterrupted run (blessed or refused, with the same reasons, their
           figures aside: a resumed run retrains, not bit for bit,
-          pushed or not), no execution is left RUNNING, no node executed
+          pushed or not), its model trained on the same days with the
+          same examples, no execution is left RUNNING, no node executed
           twice (a node before the kill point is reused, the killed one
           runs once more), and the registry's serving version is the one
           ML Metadata records, with no version it does not know.
@@ -138,6 +139,7 @@ def outcome(home, span: int) -> dict:
         executed[n.node_id] = executed.get(n.node_id, 0) + 1
   recorded = {p.version for p in queries.pushes(snap)}
   return {
+      "trained_on": trained_on(snap, runs),
       "status": last.get("status"), "blessed": last.get("blessed"),
       "reasons": last.get("reasons"),
       "pushed": bool(last.get("pushed_version")),
@@ -148,6 +150,20 @@ def outcome(home, span: int) -> dict:
       "unrecorded_versions": sorted(set(registry.versions(home.models)) -
                                     recorded),
   }
+
+
+def trained_on(snap, runs) -> list:
+  """[[span, examples], ...]: the days the day's model was trained on, by
+  the last Trainer that ran in `runs` (a resumed run's reused Trainer
+  records no inputs), each with the examples DataGate counted in it."""
+  from taxi_demand.lineage import contract  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  ran = [n for r in runs for n in r.nodes
+         if n.node_id == contract.TRAINER and n.state == "COMPLETE"]
+  if not ran:
+    return []
+  days = snap.inputs(ran[-1].execution_id).get(contract.EXAMPLES, [])
+  return sorted([a.span, queries.examples_count(snap, a)] for a in days)
 
 
 def same_reasons(a: str, b: str) -> bool:
@@ -168,6 +184,8 @@ def mismatches(got: dict, want: dict, code: int) -> list:
       out.append(f"{key} {got[key]!r} != {want[key]!r}")
   if not same_reasons(got["reasons"], want["reasons"]):
     out.append(f"reasons {got['reasons']!r} != {want['reasons']!r}")
+  if got["trained_on"] != want["trained_on"]:
+    out.append(f"trained on {got['trained_on']} != {want['trained_on']}")
   if got["executed_twice"]:
     out.append(f"executed twice: {', '.join(got['executed_twice'])}")
   if got["left_running"]:
@@ -238,6 +256,13 @@ def setup(root: Path, reference: bool = True) -> dict:
     ready.update(reference=outcome(home, spans.parse_span(DAY)),
                  day_run_s=round(day_s, 1))
     saved.write_text(json.dumps(ready))
+  if "trained_on" not in ready.get("first", {"trained_on": 0}):
+    # A setup kept by an older bench: what its runs trained on, from them.
+    ready["first"] = outcome(served, spans.parse_span(DAY_BEFORE))
+    if "reference" in ready:
+      ready["reference"] = outcome(Home(root / "reference"),
+                                   spans.parse_span(DAY))
+    saved.write_text(json.dumps(ready))
   return {**ready, "empty": empty, "served": served}
 
 
@@ -254,8 +279,8 @@ def daily_run(home, day: str, log: Path) -> float:
 # --- the groups -------------------------------------------------------------------
 
 
-def run_points(ready: dict, root: Path, points, base_key: str, want_key: str,
-               args_: list, span: int) -> list:
+def run_points(group: str, ready: dict, root: Path, points, base_key: str,
+               want_key: str, args_: list, span: int) -> list:
   results = []
   for point in points:
     home = copy_home(ready[base_key], root / "points" / point)
@@ -263,12 +288,14 @@ def run_points(ready: dict, root: Path, points, base_key: str, want_key: str,
     began = time.monotonic()
     code, kills, resumes = crash_then_resume(home, args_, point, log)
     if not kills:
-      result = {"point": point, "reached": False, "exit": code,
+      result = {"group": group, "point": point, "reached": False,
+                "exit": code,
                 "matched": code in (0, 3), "why": [] if code in (0, 3) else
                 [f"exit {code}"]}
     else:
       why = mismatches(outcome(home, span), ready[want_key], code)
-      result = {"point": point, "reached": True, "exit": code,
+      result = {"group": group, "point": point, "reached": True,
+                "exit": code,
                 "resumes": resumes, "matched": not why, "why": why}
     result["wall_s"] = round(time.monotonic() - began, 1)
     say(line(result))
@@ -321,7 +348,8 @@ def load_points(root: Path) -> list:
     why = ([] if killed == -signal.SIGKILL else [f"not killed ({killed})"])
     why += [] if again == 0 else [f"the load again exited {again}"]
     why += [f"{k} {got[k]} != {want[k]}" for k in want if got[k] != want[k]]
-    results.append({"point": point, "reached": killed == -signal.SIGKILL,
+    results.append({"group": "load", "point": point,
+                    "reached": killed == -signal.SIGKILL,
                     "exit": again, "matched": not why, "why": why})
     say(line(results[-1]))
     keep(root, results[-1])
@@ -384,7 +412,8 @@ def job_points(ready: dict, root: Path) -> list:
                     got["rows"][t] != want[t])
     why += [f"{len(differ)} ticks differ from a clean job's"] if differ \
         else []
-    results.append({"point": point, "reached": killed == -signal.SIGKILL,
+    results.append({"group": "job", "point": point,
+                    "reached": killed == -signal.SIGKILL,
                     "exit": again, "matched": not why, "why": why})
     say(line(results[-1]))
     keep(root, results[-1])
@@ -474,15 +503,16 @@ def main(argv=None) -> int:
         return 1
       day, before = spans.parse_span(DAY), spans.parse_span(DAY_BEFORE)
       if "pusher" in groups:
-        results += run_points(ready, root, ["pusher.moved"], "served",
+        results += run_points("pusher", ready, root, ["pusher.moved"], "served",
                               "reference", ["--date", DAY], day)
       if "ingest" in groups:
-        results += run_points(ready, root, INGEST_POINTS, "empty", "first",
+        results += run_points("ingest", ready, root, INGEST_POINTS, "empty",
+                              "first",
                               ["--date", DAY_BEFORE], before)
       if "run" in groups:
         kinds = ("start", "inside") + (("end",) if args.with_end else ())
         points = [f"node.{k}.{n}" for n in nodes for k in kinds]
-        results += run_points(ready, root, points, "served", "reference",
+        results += run_points("run", ready, root, points, "served", "reference",
                               ["--date", DAY], day)
       if "job" in groups:
         results += job_points(ready, root)
