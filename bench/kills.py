@@ -280,7 +280,10 @@ def daily_run(home, day: str, log: Path) -> float:
 
 
 def run_points(group: str, ready: dict, root: Path, points, base_key: str,
-               want_key: str, args_: list, span: int) -> list:
+               want_key: str, args_: list, span: int,
+               keep_homes: bool = False) -> list:
+  """Each of `points` on a copy of ready[base_key], against
+  ready[want_key]; the copies are kept under root/points if `keep_homes`."""
   results = []
   for point in points:
     home = copy_home(ready[base_key], root / "points" / point)
@@ -301,7 +304,8 @@ def run_points(group: str, ready: dict, root: Path, points, base_key: str,
     say(line(result))
     results.append(result)
     keep(root, result)
-    shutil.rmtree(home.root, ignore_errors=True)
+    if not keep_homes:
+      shutil.rmtree(home.root, ignore_errors=True)
   return results
 
 
@@ -470,8 +474,9 @@ def main(argv=None) -> int:
   parser.add_argument("--nodes", help="with `run`: only these node ids")
   parser.add_argument("--with-end", action="store_true",
                       help="with `run`: also node.end.<id> points")
-  parser.add_argument("--workdir", help="keep everything here (default: a "
-                      "temporary folder, removed)")
+  parser.add_argument("--workdir", help="keep everything here, each point's "
+                      "home under points/ (default: a temporary folder, "
+                      "removed)")
   parser.add_argument("--json", action="store_true",
                       help="accepted for `make bench`; the output is JSON")
   args = parser.parse_args(argv)
@@ -502,18 +507,19 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
       day, before = spans.parse_span(DAY), spans.parse_span(DAY_BEFORE)
+      keep_homes = bool(args.workdir)  # each point's home, to look into
       if "pusher" in groups:
         results += run_points("pusher", ready, root, ["pusher.moved"], "served",
-                              "reference", ["--date", DAY], day)
+                              "reference", ["--date", DAY], day, keep_homes)
       if "ingest" in groups:
         results += run_points("ingest", ready, root, INGEST_POINTS, "empty",
                               "first",
-                              ["--date", DAY_BEFORE], before)
+                              ["--date", DAY_BEFORE], before, keep_homes)
       if "run" in groups:
         kinds = ("start", "inside") + (("end",) if args.with_end else ())
         points = [f"node.{k}.{n}" for n in nodes for k in kinds]
         results += run_points("run", ready, root, points, "served", "reference",
-                              ["--date", DAY], day)
+                              ["--date", DAY], day, keep_homes)
       if "job" in groups:
         results += job_points(ready, root)
       summary = {k: ready.get(k) for k in ("first_run_s", "day_run_s")}
