@@ -26,7 +26,8 @@ a kill. Groups (--only):
           ML Metadata records, with no version it does not know.
   ingest  the first run on a new home, killed in its window's ingest runs
           (the first day's ExampleGen as it starts and inside, DataGate
-          inside), then `--resume`; the same checks against the
+          inside, and the schema's import inside, which later runs take
+          from the cache), then `--resume`; the same checks against the
           uninterrupted first run.
   pusher  the Pusher between moving the registry and ML Metadata's record
           (pusher.moved), then `--resume`; the same checks.
@@ -77,8 +78,10 @@ NODES = ("ExampleGen", "StatisticsGen", "SchemaGen", "CuratedSchema",
          "ExampleValidator", "DataGate", "Transform", "Trainer", "Evaluator",
          "GuidanceGate", "ForecastGate", "Pusher", "NextDayValidator",
          "SkewValidator")
+# CuratedSchema's import executes only in a home's first run (a cache hit
+# after): its inside point is reached here, never in the run group.
 INGEST_POINTS = ("node.start.ExampleGen", "node.inside.ExampleGen",
-                 "node.inside.DataGate")
+                 "node.inside.DataGate", "node.inside.CuratedSchema")
 LOAD_POINTS = ("load.before", "load.inside", "load.after")
 JOB_POINTS = ("servelog.written", "servelog.published")
 GROUPS = ("run", "ingest", "pusher", "load", "job")
