@@ -289,8 +289,10 @@ def run_points(group: str, ready: dict, root: Path, points, base_key: str,
   ready[want_key]; the copies are kept under root/points if `keep_homes`."""
   results = []
   for point in points:
-    home = copy_home(ready[base_key], root / "points" / point)
-    log = root / "logs" / f"{point}.log"
+    # By group: the ingest and run groups share point names.
+    home = copy_home(ready[base_key], root / "points" / group / point)
+    log = root / "logs" / group / f"{point}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     code, kills, resumes = crash_then_resume(home, args_, point, log)
     if not kills:
