@@ -429,6 +429,14 @@ def job_points(ready: dict, root: Path) -> list:
   return results
 
 
+def ctrl_c_stops() -> None:
+  """In the job's process before it starts: SIGINT back to its default. A
+  bench started in the background (`nohup ... &`) has SIGINT ignored, and
+  its children inherit that: the job would never see the Ctrl-C that
+  stops it, and be killed two minutes later (exit -9)."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def job(home, at: str, log: Path, crash: str, ticks: int,
         first: str = "") -> int:
   """`predict --every 5m` with its clock from `at` at 300x (a tick a
@@ -449,7 +457,8 @@ def job(home, at: str, log: Path, crash: str, ticks: int,
     proc = subprocess.Popen(
         cli(home, "predict", "--every", "5m", "--at", at, "--speed", "300",
             "--catch-up", "12h"),
-        stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        preexec_fn=ctrl_c_stops)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
       time.sleep(0.5)

@@ -112,9 +112,13 @@ def job(home: Home, at: str, ticks, crash: str = "") -> int:
   day = servelog.day_of_slot(min(ticks))
   log = home.root / "job.log"
   with open(log, "a") as out:
+    # SIGINT at its default: a suite run in the background (`nohup ... &`)
+    # hands its children SIGINT ignored, and the Ctrl-C below would not
+    # stop the job.
     proc = taxi_demand(home, "predict", "--every", "5m", "--at", at,
                        "--speed", "300", "--catch-up", "12h", crash=crash, stdout=out,
-                       stderr=subprocess.STDOUT)
+                       stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(
+                           signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline:
       time.sleep(0.3)
