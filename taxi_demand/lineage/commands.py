@@ -1,7 +1,7 @@
 """`taxi-demand runs|show|diff|lineage`: questions to ML Metadata.
 
-They only read metadata and never import TensorFlow: each loads the store
-once (`store.load`) and formats what `queries` answers.
+They only read metadata and never import TensorFlow: each opens the store
+(`store.load`), asks `queries` what it needs and formats the answer.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def _runs(args, home) -> int:
     raise TaxiDemandError(f"--last must be >= 1, got {args.last}")
   snap = _snapshot(home)
   runs = snap.runs[-args.last:] if args.last else snap.runs
+  queries.prefetch_rows(snap, runs)
   history = {}
   for result in queries.next_day_results(snap):
     history.setdefault(str(result.get("model_version")), []).append(

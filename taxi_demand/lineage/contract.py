@@ -71,6 +71,12 @@ PUSHED_MODEL = "pushed_model"
 RESULT = "result"
 GUIDANCE = "guidance"                   # ForecastGate's GuidanceGate input
 
+# --- artifact types readers ask for by name (TFX's standard ones) -------------
+
+EXAMPLES_TYPE = "Examples"
+MODEL_TYPE = "Model"
+PUSHED_MODEL_TYPE = "PushedModel"
+
 # --- artifact and execution properties ----------------------------------------
 
 SPAN = "span"                          # on Examples, statistics, blessings

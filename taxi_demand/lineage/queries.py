@@ -1,8 +1,10 @@
-"""Questions the CLI asks of ML Metadata, answered from a store Snapshot.
+"""Questions the CLI asks of ML Metadata, answered through a store Snapshot.
 
-Every function here reads a `store.Snapshot` (the whole store, indexed in
-memory) and returns plain dicts and dataclasses, so the commands only format.
-No TensorFlow: schema files are parsed with the tensorflow_metadata protos.
+Every function here asks a `store.Snapshot` for what its question needs (by
+context, type, filter query or id; never the whole store) and returns plain
+dicts and dataclasses, so the commands only format. Questions asked in a
+loop read their ids in bulk first (`Snapshot.prefetch_*`). No TensorFlow:
+schema files are parsed with the tensorflow_metadata protos.
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ def finished_nodes(run: st.Run) -> FrozenSet[str]:
   return frozenset(n.node_id for n in run.nodes if n.finished)
 
 
+def prefetch_rows(snap: st.Snapshot, runs: List[st.Run]) -> None:
+  """Reads what `run_row` asks of each of `runs` in a few requests: the
+  outputs of their DataGate, ForecastGate and Pusher."""
+  snap.prefetch_runs(runs, (contract.DATA_GATE, contract.FORECAST_GATE,
+                            contract.PUSHER))
+
+
 def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """One line of `taxi-demand runs`; absent facts are None (shown n/a)."""
   blessing = blessing_props(snap, run)
@@ -133,15 +142,42 @@ def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
 # --- pushes, rollbacks and what served when ----------------------------------
 
 
-@dataclasses.dataclass
 class Push:
-  """A model version published by a Pusher."""
-  version: str
-  span: Optional[int]            # the pushing run's day; serves from span + 1
-  at_ms: int
-  run_id: Optional[str]
-  pushed_model: st.ArtifactView
-  model: Optional[st.ArtifactView]
+  """A model version published by a Pusher.
+
+  Attributes:
+    version: the version's name.
+    span: the pushing run's day; it serves from span + 1.
+    at_ms: when the Pusher finished.
+    pushed_model: the Pusher's output.
+    execution_id: the Pusher's execution.
+    model_id: the Model it pushed (None if unrecorded).
+    run_id, model: the pushing run's id and the Model's view, read when
+      first asked.
+  """
+
+  def __init__(self, snap: st.Snapshot, version: str, span: Optional[int],
+               at_ms: int, pushed_model: st.ArtifactView, execution_id: int,
+               model_id: Optional[int]):
+    self._snap = snap
+    self.version = version
+    self.span = span
+    self.at_ms = at_ms
+    self.pushed_model = pushed_model
+    self.execution_id = execution_id
+    self.model_id = model_id
+
+  def __repr__(self) -> str:
+    return f"Push({self.version!r}, span={self.span})"
+
+  @property
+  def run_id(self) -> Optional[str]:
+    return self._snap.run_of.get(self.execution_id)
+
+  @property
+  def model(self) -> Optional[st.ArtifactView]:
+    return (None if self.model_id is None else
+            self._snap.artifact(self.model_id))
 
 
 @dataclasses.dataclass
@@ -155,30 +191,55 @@ class ServingEvent:
 
 
 def pushes(snap: st.Snapshot) -> List[Push]:
-  """Every successful push, oldest first."""
+  """Every successful push, oldest first.
+
+  Asks for the PushedModel artifacts and keeps those a completed Pusher
+  wrote with `pushed` set; the day is the one its blessing judged
+  (ForecastGate's blessing carries the run's span), else its run's.
+  """
+  return snap.memo("pushes", lambda: _read_pushes(snap))
+
+
+def _read_pushes(snap: st.Snapshot) -> List[Push]:
+  pushed = [a for a in snap.artifacts_of(contract.PUSHED_MODEL_TYPE)
+            if a.properties.get(contract.PUSHED)]
+  producers = snap.producer_ids(a.id for a in pushed)
+  snap.prefetch_executions(producers.values())
+  snap.prefetch_execution_events(producers.values())
   found = []
-  for node in snap.executions_of(contract.PUSHER):
-    if node.state != "COMPLETE":
+  for artifact in pushed:
+    node = snap.execution(producers.get(artifact.id))
+    if (node is None or node.state != "COMPLETE" or
+        not snap.may_be(node, contract.PUSHER) or
+        node.node_id != contract.PUSHER):
       continue
-    pushed = snap.first_output(node.execution_id, contract.PUSHED_MODEL)
-    if pushed is None or not pushed.properties.get(contract.PUSHED):
-      continue
-    run_id = snap.run_of.get(node.execution_id)
-    span = None
-    if run_id is not None:
-      span = run_span(snap, run_by_id(snap, run_id))
-    found.append(Push(version=str(pushed.properties.get(contract.PUSHED_VERSION)),
-                      span=span, at_ms=node.end_ms, run_id=run_id,
-                      pushed_model=pushed,
-                      model=snap.first_input(node.execution_id, contract.MODEL)))
-  return found
+    found.append((node, artifact))
+  blessings = {n.execution_id: snap.input_ids(n.execution_id,
+                                              contract.MODEL_BLESSING)
+               for n, _ in found}
+  snap.prefetch_artifacts(i for ids in blessings.values() for i in ids[:1])
+  out = []
+  for node, artifact in sorted(found, key=lambda f: (f[0].start_ms,
+                                                     f[0].execution_id)):
+    blessing = blessings[node.execution_id]
+    span = snap.artifact(blessing[0]).span if blessing else None
+    if span is None:
+      run_id = snap.run_of.get(node.execution_id)
+      span = None if run_id is None else run_span(snap,
+                                                   run_by_id(snap, run_id))
+    model = snap.input_ids(node.execution_id, contract.MODEL)
+    out.append(Push(snap, version=str(artifact.properties.get(
+        contract.PUSHED_VERSION)), span=span, at_ms=node.end_ms,
+                    pushed_model=artifact, execution_id=node.execution_id,
+                    model_id=model[0] if model else None))
+  return out
 
 
 def run_by_id(snap: st.Snapshot, run_id: str) -> st.Run:
-  for run in snap.runs:
-    if run.run_id == run_id:
-      return run
-  raise TaxiDemandError(f"no run {run_id!r}")
+  run = snap.run_by_id(run_id)
+  if run is None:
+    raise TaxiDemandError(f"no run {run_id!r}")
+  return run
 
 
 def push_of(snap: st.Snapshot, version: str) -> Push:
@@ -238,11 +299,11 @@ def consumer_output(snap: st.Snapshot, artifact_id: int, node_id: str,
 
   With `as_input`, only an execution that read it under that input key.
   """
+  read_by = snap.consumed_as(artifact_id)
   for consumer in snap.consumers(artifact_id):
-    if consumer.node_id != node_id or (as_input is not None and artifact_id
-                                       not in [a.id for a in snap.inputs(
-                                           consumer.execution_id).get(
-                                               as_input, [])]):
+    if (not snap.may_be(consumer, node_id) or consumer.node_id != node_id or
+        (as_input is not None and
+         as_input not in read_by.get(consumer.execution_id, []))):
       continue
     found = snap.first_output(consumer.execution_id, key)
     if found is not None:
@@ -282,22 +343,39 @@ def verdict_passed(report: Optional[st.ArtifactView]) -> bool:
       contract.DATA_PASSED) == 1
 
 
-def ingested_spans(snap: st.Snapshot, query_key: Optional[str] = None
+def ingested_spans(snap: st.Snapshot, query_key: Optional[str] = None,
+                   first: Optional[int] = None, end: Optional[int] = None
                    ) -> Dict[int, st.ArtifactView]:
   """{span: the newest ExampleGen output of that day}.
 
   With `query_key`, only days made by that query (their fingerprint ends
-  in it; see duckdb_example_gen.ingest_fingerprint).
+  in it; see duckdb_example_gen.ingest_fingerprint). With `first` and
+  `end`, only days first <= span < end (asked of ML Metadata by filter).
   """
+  bounds = [f"properties.span.int_value >= {int(first)}"] * (
+      first is not None) + [f"properties.span.int_value < {int(end)}"] * (
+          end is not None)
+  candidates = [a for a in snap.artifacts_of(contract.EXAMPLES_TYPE,
+                                             " AND ".join(bounds))
+                if a.span is not None and (query_key is None or str(
+                    a.properties.get(contract.INPUT_FINGERPRINT, "")
+                ).endswith(f":query={query_key}"))]
+  made_by_gen = _made_by(snap, candidates, contract.EXAMPLE_GEN)
   newest: Dict[int, st.ArtifactView] = {}
-  for examples in snap.artifacts_of("Examples"):  # oldest first
-    gen = snap.producer(examples.id)
-    if (gen is not None and gen.node_id == contract.EXAMPLE_GEN and
-        examples.span is not None and (query_key is None or str(
-            examples.properties.get(contract.INPUT_FINGERPRINT, "")).endswith(
-                f":query={query_key}"))):
+  for examples in candidates:  # oldest first
+    if examples.id in made_by_gen:
       newest[examples.span] = examples
   return newest
+
+
+def _made_by(snap: st.Snapshot, artifacts: List[st.ArtifactView],
+             node_id: str) -> set:
+  """The ids of `artifacts` that an execution of `node_id` wrote."""
+  producers = snap.producer_ids(a.id for a in artifacts)
+  snap.prefetch_executions(producers.values())
+  return {a for a, ex in producers.items()
+          if snap.may_be(snap.execution(ex), node_id) and
+          snap.execution(ex).node_id == node_id}
 
 
 def training_window(snap: st.Snapshot, span: int, days: int,
@@ -309,11 +387,11 @@ def training_window(snap: st.Snapshot, span: int, days: int,
   further back instead, but never more than 2 x `days` days back: a model
   is not silently trained on a month-old window. With `query_key`, only
   days made by that query: another slot length or grid is another dataset.
+  Reads those 2 x `days` days' records, whatever the store holds besides.
   """
-  newest = ingested_spans(snap, query_key)
+  newest = ingested_spans(snap, query_key, span - 2 * days, span)
   days_ok = [s for s in sorted(newest)
-             if span - 2 * days <= s < span and
-             verdict_passed(data_gate_report(snap, newest[s].id))]
+             if verdict_passed(data_gate_report(snap, newest[s].id))]
   return [newest[s] for s in days_ok[-days:]]
 
 
@@ -356,10 +434,12 @@ def statistics_of(snap: st.Snapshot,
 def examples_of_span(snap: st.Snapshot,
                      span: int) -> Optional[st.ArtifactView]:
   """The newest ExampleGen output for day `span` (its one split is D)."""
-  found = [a for a in snap.artifacts_of("Examples")
-           if a.span == span and (snap.producer(a.id) is None or
-                                  snap.producer(a.id).node_id ==
-                                  contract.EXAMPLE_GEN)]
+  candidates = snap.artifacts_of(contract.EXAMPLES_TYPE,
+                                f"properties.span.int_value = {int(span)}")
+  made_by_gen = _made_by(snap, candidates, contract.EXAMPLE_GEN)
+  producers = snap.producer_ids(a.id for a in candidates)
+  found = [a for a in candidates if a.span == span and (
+      a.id not in producers or a.id in made_by_gen)]
   return found[-1] if found else None
 
 
@@ -390,7 +470,8 @@ def next_day_results(snap: st.Snapshot,
                      version: Optional[str] = None) -> List[Dict[str, Any]]:
   """Recorded next-day results, one per day (the newest), oldest day first."""
   by_span: Dict[int, Dict[str, Any]] = {}
-  version_of_model = {p.model.id: p.version for p in pushes(snap) if p.model}
+  version_of_model = {p.model_id: p.version for p in pushes(snap)
+                      if p.model_id is not None}
   for art in snap.artifacts_of(contract.NEXT_DAY_RESULT):
     props = dict(art.properties)
     if props.get("span") in (None, ""):
@@ -633,6 +714,7 @@ def upstream(snap: st.Snapshot, art: st.ArtifactView,
   if producer.node_id == contract.EXAMPLE_GEN:
     step["trips"] = _trips_read(snap, producer)
   inputs = {}
+  _prefetch_upstream(snap, snap.inputs(producer.execution_id))
   for key, arts in sorted(snap.inputs(producer.execution_id).items()):
     if key.startswith("_"):
       continue  # TFX's implicit Cond input (DataGate's verdict), not data
@@ -648,6 +730,19 @@ def upstream(snap: st.Snapshot, art: st.ArtifactView,
     if stats is not None:
       node["statistics"] = _artifact_node(stats)
   return node
+
+
+def _prefetch_upstream(snap: st.Snapshot,
+                       inputs: Dict[str, List[st.ArtifactView]]) -> None:
+  """Reads, in a few requests, what the walk into `inputs` will ask of each
+  (a window holds a day's examples each): their producers and those
+  producers' events."""
+  walked = [a.id for key, arts in inputs.items() if not key.startswith("_")
+            and key not in _NOT_WALKED for a in arts]
+  producers = snap.producer_ids(walked)
+  snap.prefetch_executions(producers.values())
+  snap.prefetch_execution_events(producers.values())
+  snap.prefetch_run_ids(producers.values())
 
 
 def _trips_read(snap: st.Snapshot, gen: st.NodeExecution) -> Dict[str, Any]:
@@ -687,29 +782,67 @@ def lineage_of_version(snap: st.Snapshot, version: str) -> Dict[str, Any]:
       "rollbacks_to_it": rollbacks,
       "next_day": next_day_results(snap, push.version),
       "model": tree,
+      # The warm-start chain, flat: the tree shows the base model, not its
+      # own tree, so each model appears once however long the chain.
+      "warm_start_chain": warm_start_chain(snap, push.model.id),
   }
 
 
 def models_trained_on(snap: st.Snapshot, span: int) -> List[Dict[str, Any]]:
   """Downstream: every model whose training window included day `span`."""
+  candidates = snap.artifacts_of(contract.EXAMPLES_TYPE,
+                                 f"properties.span.int_value = {int(span)}")
+  made_by_gen = _made_by(snap, candidates, contract.EXAMPLE_GEN)
   found = []
-  for examples in snap.artifacts_of("Examples"):
-    gen = snap.producer(examples.id)
-    if (gen is None or gen.node_id != contract.EXAMPLE_GEN or
-        examples.span != span):
+  for examples in candidates:
+    if examples.id not in made_by_gen or examples.span != span:
       continue
-    for trainer in snap.consumers(examples.id):
-      if trainer.node_id != contract.TRAINER:
-        continue
-      model = snap.first_output(trainer.execution_id, contract.MODEL)
+    trainers = [c.execution_id for c in snap.consumers(examples.id)
+                if snap.may_be(c, contract.TRAINER) and
+                c.node_id == contract.TRAINER]
+    snap.prefetch_execution_events(trainers)
+    snap.prefetch_run_ids(trainers)
+    for execution_id in trainers:
+      model = snap.first_output(execution_id, contract.MODEL)
       if model is not None:
         found.append({"model_id": model.id, "uri": model.uri,
-                      "run_id": snap.run_of.get(trainer.execution_id),
+                      "run_id": snap.run_of.get(execution_id),
                       "examples_span": examples.span})
-  by_push = {p.model.id: p.version for p in pushes(snap) if p.model}
+  by_push = {p.model_id: p.version for p in pushes(snap)
+             if p.model_id is not None}
   unique = {f["model_id"]: {**f, "pushed_version": by_push.get(f["model_id"])}
             for f in found}
   return [unique[k] for k in sorted(unique)]
+
+
+def warm_start_chain(snap: st.Snapshot, model_id: int) -> List[Dict[str, Any]]:
+  """A model and the models it was warm-started from, newest first.
+
+  Each model once, with its parent (the base_model its Trainer read) named
+  by id; the walk is a loop over ids, as long as the chain, not a nested
+  tree. Reads the models' events in one request.
+  """
+  models = {m.id: m for m in snap.artifacts_of(contract.MODEL_TYPE)}
+  snap.prefetch_artifact_events(models)
+  parent_of: Dict[int, int] = {}   # Trainer execution -> its base model
+  for model in models:
+    for execution_id, keys in snap.consumed_as(model).items():
+      if contract.BASE_MODEL in keys:
+        parent_of.setdefault(execution_id, model)
+  producers = snap.producer_ids(models)
+  version_of = {p.model_id: p.version for p in pushes(snap)
+                if p.model_id is not None}
+  chain, seen, current = [], set(), model_id
+  while current is not None and current not in seen:
+    seen.add(current)
+    parent = parent_of.get(producers.get(current))
+    model = models.get(current) or snap.artifact(current)
+    chain.append({"model_id": current,
+                  "uri": None if model is None else model.uri,
+                  "pushed_version": version_of.get(current),
+                  "base_model": parent})
+    current = parent
+  return chain
 
 
 def tree_lines(node: Dict[str, Any], indent: str = "") -> List[str]:
@@ -778,6 +911,16 @@ def version_lines(tree: Dict[str, Any]) -> List[str]:
   for rb in tree["rollbacks_to_it"]:
     lines.append(f"  rolled back to at {rb['at']}")
   lines += tree_lines(tree["model"], "  ")
+  chain = tree.get("warm_start_chain") or []
+  if len(chain) > 1:
+    lines.append(f"warm-start chain ({len(chain)} models, newest first)")
+    for link in chain:
+      lines.append(f"  model #{link['model_id']}"
+                   + (f" (version {link['pushed_version']})"
+                      if link["pushed_version"] else "")
+                   + (f" <- base model #{link['base_model']}"
+                      if link["base_model"] is not None else
+                      " (trained from scratch)"))
   lines.append("next-day history (degradation)")
   if not tree["next_day"]:
     lines.append("  none recorded (taxi-demand next-day --date D)")
