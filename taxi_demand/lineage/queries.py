@@ -337,6 +337,55 @@ def data_gate_report(snap: st.Snapshot,
   return None if stats is None else gate_report_of_statistics(snap, stats.id)
 
 
+def data_gate_reports(snap: st.Snapshot, examples: List[st.ArtifactView],
+                      first: int, end: int
+                      ) -> Dict[int, Optional[st.ArtifactView]]:
+  """{examples id: DataGate's verdict on them} for days first <= span < end.
+
+  What `data_gate_report` answers for each, read in a few requests: the
+  statistics of those days (by filter query), the StatisticsGen executions
+  that wrote them and what they read, then the gates that checked them.
+  Examples whose StatisticsGen is not among those days' fall back to
+  `data_gate_report`.
+  """
+  stats = snap.artifacts_of(
+      "ExampleStatistics", f"properties.span.int_value >= {int(first)} AND "
+      f"properties.span.int_value < {int(end)}")
+  producers = snap.producer_ids(a.id for a in stats)
+  snap.prefetch_executions(producers.values())
+  snap.prefetch_execution_events(producers.values())
+  # The first StatisticsGen execution that read each examples artifact.
+  stats_of: Dict[int, tuple] = {}
+  for statistics in stats:
+    gen = snap.execution(producers.get(statistics.id))
+    if gen is None or not snap.may_be(gen, contract.STATISTICS_GEN) or (
+        gen.node_id != contract.STATISTICS_GEN):
+      continue
+    for examples_id in snap.input_ids(gen.execution_id, contract.EXAMPLES):
+      if statistics.id not in snap.output_ids(gen.execution_id,
+                                              contract.STATISTICS)[:1]:
+        continue
+      best = stats_of.get(examples_id)
+      if best is None or gen.execution_id < best[0]:
+        stats_of[examples_id] = (gen.execution_id, statistics.id)
+  # The gates that read them as their own day's (not the next day's, which
+  # reads them as its previous span).
+  read = [c for _, sid in stats_of.values() for c, keys in
+          snap.consumed_as(sid).items() if contract.STATISTICS in keys]
+  snap.prefetch_executions(read)
+  gates = [c for c in read if snap.may_be(snap.execution(c),
+                                          contract.DATA_GATE)]
+  snap.prefetch_execution_events(gates)
+  snap.prefetch_artifacts(i for c in gates
+                          for i in snap.output_ids(c, contract.REPORT))
+  out = {}
+  for a in examples:
+    found = stats_of.get(a.id)
+    out[a.id] = (gate_report_of_statistics(snap, found[1]) if found else
+                 data_gate_report(snap, a.id))
+  return out
+
+
 def verdict_passed(report: Optional[st.ArtifactView]) -> bool:
   """Whether a DataGate report passed its day (no report: not passed)."""
   return report is not None and report.properties.get(
@@ -390,8 +439,10 @@ def training_window(snap: st.Snapshot, span: int, days: int,
   Reads those 2 x `days` days' records, whatever the store holds besides.
   """
   newest = ingested_spans(snap, query_key, span - 2 * days, span)
+  reports = data_gate_reports(snap, list(newest.values()), span - 2 * days,
+                              span)
   days_ok = [s for s in sorted(newest)
-             if verdict_passed(data_gate_report(snap, newest[s].id))]
+             if verdict_passed(reports.get(newest[s].id))]
   return [newest[s] for s in days_ok[-days:]]
 
 
@@ -520,10 +571,11 @@ def run_window(snap: st.Snapshot, run: st.Run) -> List[st.ArtifactView]:
                 key=lambda a: (a.span or 0, a.id))
 
 
-def examples_count(snap: st.Snapshot,
-                   examples: st.ArtifactView) -> Optional[int]:
-  """A day's example count, as DataGate recorded it when it checked it."""
-  report = data_gate_report(snap, examples.id)
+def examples_count(snap: st.Snapshot, examples: st.ArtifactView,
+                   report: Optional[st.ArtifactView] = None) -> Optional[int]:
+  """A day's example count, as DataGate recorded it when it checked it
+  (its `report`, if the caller read it already)."""
+  report = report or data_gate_report(snap, examples.id)
   return None if report is None else report.properties.get(
       contract.EVAL_EXAMPLES)
 
@@ -536,7 +588,11 @@ def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
   gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
   if gate is None:
     return None
-  counts = [examples_count(snap, a) for a in run_window(snap, run)]
+  window = run_window(snap, run)
+  spans_ = [a.span for a in window if a.span is not None]
+  reports = (data_gate_reports(snap, window, min(spans_), max(spans_) + 1)
+             if spans_ else {})
+  counts = [examples_count(snap, a, reports.get(a.id)) for a in window]
   return {**{k: gate.properties.get(k) for k in
              (contract.ANOMALY_COUNT, contract.EVAL_EXAMPLES,
               contract.DRIFT_CHECKED)},

@@ -28,6 +28,8 @@ _INPUTS = frozenset((2, 3))        # DECLARED_INPUT, INPUT
 _OUTPUTS = frozenset((1, 4))       # DECLARED_OUTPUT, OUTPUT
 # get_lineage_subgraph answers for at most about 100 starting nodes.
 _CHUNK = 100
+# The oldest executions read at a time to find the recorded pipeline root.
+_PAGE = 5
 
 
 class _ReadWhenAsked:
@@ -426,9 +428,12 @@ class Snapshot:
     """"ran", "cached" or "failed" for the newest execution of a node.
 
     Reads that one execution (the node context's newest), not the node's
-    history.
+    history; asked afresh each time, as the runner asks while it writes.
     """
     ctx = self.node_contexts().get(node_id)
+    if ctx is None:  # a node that ran for the first time since first asked
+      self._node_contexts = None
+      ctx = self.node_contexts().get(node_id)
     if ctx is None:
       return "ran"
     newest = self.store.get_executions_by_context(
@@ -561,6 +566,16 @@ class Snapshot:
     """The ids of an execution's inputs under `key` (no artifact read)."""
     self.prefetch_execution_events([execution_id])
     return list(self._inputs.get(execution_id, {}).get(key, []))
+
+  def output_ids(self, execution_id: int, key: str) -> List[int]:
+    """The ids of an execution's outputs under `key` (no artifact read)."""
+    self.prefetch_execution_events([execution_id])
+    return list(self._outputs.get(execution_id, {}).get(key, []))
+
+  def consumer_ids(self, artifact_id: int) -> List[int]:
+    """The executions that read artifact `artifact_id` (none read)."""
+    self.prefetch_artifact_events([artifact_id])
+    return sorted(set(self._consumers.get(artifact_id, [])))
 
   def consumed_as(self, artifact_id: int) -> Dict[int, List[str]]:
     """{execution id: the input keys it read artifact `artifact_id` under}."""
@@ -788,8 +803,9 @@ def recorded_pipeline_root(snap: Snapshot) -> Optional[str]:
            for ctx in store.get_contexts_by_type(contract.NODE_CONTEXT)}
   page = 0
   while True:
+    # The first execution of a run (its schema import) usually tells.
     executions = store.get_executions(list_options=_list_options(
-        limit=_CHUNK, order_by=_order("ID"), is_asc=True,
+        limit=_PAGE, order_by=_order("ID"), is_asc=True,
         filter_query=f"id > {page}"))
     if not executions:
       return None
