@@ -9,8 +9,8 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import (Callable, ContextManager, FrozenSet, Iterator, List,
-                    Optional)
+from typing import (Any, Callable, ContextManager, Dict, FrozenSet, Iterator,
+                    List, Optional)
 
 from pipeline import flags
 from taxi_demand import __version__
@@ -258,12 +258,17 @@ def mark_aborted(home: Home) -> List[str]:
   if not ids:
     return []
   snap = store.load(home.metadata)
-  lines = []
-  for run in snap.runs:
-    nodes = [n.node_id for n in run.nodes if n.execution_id in ids]
-    if nodes:
-      lines.append(f"run {run.run_id} was killed in {', '.join(nodes)}: "
-                   "marked aborted; `--resume` continues it")
+  snap.prefetch_executions(ids)
+  snap.prefetch_run_ids(ids)
+  killed: Dict[str, List[str]] = {}
+  for execution_id in sorted(ids):
+    run_id = snap.run_of.get(execution_id)
+    if run_id is not None:
+      killed.setdefault(run_id, []).append(
+          snap.execution(execution_id).node_id)
+  lines = [f"run {run_id} was killed in {', '.join(nodes)}: "
+           "marked aborted; `--resume` continues it"
+           for run_id, nodes in killed.items()]
   for line in lines:
     say(line)
   return lines
@@ -285,9 +290,10 @@ def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
                     note=lambda record: run_lock.note(step=record))
       run_lock.note(step=step.record(step.span))
     config = build_config(args, home, step.span)
+    result = None
     try:
       pipeline = create_pipeline(config)
-      execute(pipeline, config, step.run_options(pipeline), home)
+      result = execute(pipeline, config, step.run_options(pipeline), home)
     except AlertError:  # refused: a decision taken, not work left undone
       if not step.ingest:
         run_lock.note(finished=run_lock.record["finished"] + [step.span])
@@ -298,7 +304,8 @@ def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
       say(f"  ingest {spans.date_of(step.span)}: {ingest_verdict(home)}")
     else:
       run_lock.note(finished=run_lock.record["finished"] + [step.span])
-      print_summary(home, config)
+      # The summary reads through the step's reader when execute made one.
+      print_summary(*(home, config) + ((result.snap,) if result else ()))
   run_lock.note(done=True)
 
 
@@ -323,7 +330,8 @@ def window_to_ingest(home: Home, span: int, train_days: int,
     wanted = {day: duckdb_example_gen.ingest_fingerprint(
         warehouse.span_fingerprint(day), key) for day in days}
   snap = store.load(home.metadata) if home.metadata.exists() else None
-  ingested = queries.ingested_spans(snap, key) if snap is not None else {}
+  ingested = (queries.ingested_spans(snap, key, min(wanted, default=span),
+                                     span) if snap is not None else {})
   todo = []
   for day, fingerprint in wanted.items():
     examples = ingested.get(day)
@@ -415,6 +423,7 @@ class RunResult:
   ok: bool
   nodes: list
   summary: dict
+  snap: Any = None                # the step's reader of ML Metadata
 
 
 def execute(pipeline, config, options, home: Home) -> RunResult:
@@ -422,9 +431,14 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
   from pipeline.progress import NodeProgress  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  reader: List[store.Snapshot] = []
 
   def outcome(node_id: str) -> str:
-    return store.load(home.metadata).latest_outcome(node_id)
+    # One connection for the step; each node's line asks for that node's
+    # newest execution alone (the store is written by the first node).
+    if not reader:
+      reader.append(store.Snapshot(store.connect(home.metadata)))
+    return reader[0].latest_outcome(node_id)
 
   progress = NodeProgress(outcome)
   root = logging.getLogger()
@@ -443,19 +457,25 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
     raise (alert or e)
   finally:
     root.removeHandler(progress)
-  refused = refusal(home)
+  # The step's one reader of the finished run: the refusal check here, the
+  # summary after.
+  snap = store.load(home.metadata)
+  refused = refusal(home, snap)
   if refused is not None:
     raise refused
   return RunResult(span=config.span, run_id=None, ok=True,
-                   nodes=progress.rows, summary={})
+                   nodes=progress.rows, summary={}, snap=snap)
 
 
-def refusal(home: Home) -> Optional[AlertError]:
-  """DataGate's refusal of the last run's day as an alert, or None."""
+def refusal(home: Home, snap=None) -> Optional[AlertError]:
+  """DataGate's refusal of the last run's day as an alert, or None.
+
+  `snap` is the step's reader (store.load of the home's metadata if None).
+  """
   from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  snap = store.load(home.metadata)
+  snap = snap or store.load(home.metadata)
   last = snap.last_run()
   report = last and snap.run_output(last, contract.DATA_GATE, contract.REPORT)
   if report is None or report.properties.get(contract.DATA_PASSED) != 0:
@@ -477,11 +497,12 @@ def _alert_in(error: BaseException) -> Optional[AlertError]:
   return None
 
 
-def print_summary(home: Home, config) -> dict:
-  """The closing lines of a run, read back from ML Metadata."""
+def print_summary(home: Home, config, snap=None) -> dict:
+  """The closing lines of a run, read back from ML Metadata (through the
+  step's reader `snap`, if given)."""
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  snap = store.load(home.metadata)
+  snap = snap or store.load(home.metadata)
   last = snap.last_run()
   if last is None:
     return {}

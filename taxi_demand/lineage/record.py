@@ -124,9 +124,11 @@ def abort_unfinished(store, reason: str) -> List[int]:
   published (PENDING) become ABANDONED, so no resolver or cache takes them.
   """
   from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  unfinished = [e for e in store.get_executions()
-                if e.last_known_state in (pb.Execution.NEW,
-                                          pb.Execution.RUNNING)]
+  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  # Asked by filter: the runner does this before every daily run, and the
+  # store holds years of finished executions.
+  unfinished = store.get_executions(list_options=mlmd.ListOptions(
+      filter_query="last_known_state = NEW OR last_known_state = RUNNING"))
   if not unfinished:
     return []
   for execution in unfinished:
