@@ -9,13 +9,19 @@ as a user would (a fresh `python -m taxi_demand` process) and prints JSON:
 
   .venv/bin/python bench/lineage.py [--runs 100] [--repeat 3]
 
-Each command must answer in under 2 s (`ok`).
+Each command must answer in under 1 s (`ok`), the median of `--repeat`
+runs. `resolve` times what the next day's run asks of the store before it
+trains: its training window (TrainingWindowStrategy) and the model serving
+on its day (ServingModelStrategy), each through a fresh reader of an open
+store as TFX hands it to a resolver; limit 0.5 s for both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,22 +30,49 @@ from pathlib import Path
 from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from taxi_demand.lineage.synthetic import build  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+from taxi_demand.lineage.synthetic import FIRST_SPAN, build  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
-LIMIT_S = 2.0
+LIMIT_S = 1.0
+RESOLVE_LIMIT_S = 0.5
 
 
 def time_command(home: Path, argv: List[str], repeat: int) -> dict:
-  best, rc = None, None
+  walls, rc, size = [], None, 0
   for _ in range(repeat):
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "taxi_demand", "--home",
                            str(home), *argv], capture_output=True, text=True,
                           check=False)
-    took = time.monotonic() - started
-    best = took if best is None else min(best, took)
-    rc = proc.returncode
-  return {"argv": " ".join(argv), "seconds": round(best, 3), "exit_code": rc}
+    walls.append(time.monotonic() - started)
+    rc, size = proc.returncode, len(proc.stdout.encode())
+  return {"argv": " ".join(argv), "seconds": round(statistics.median(walls), 3),
+          "min_s": round(min(walls), 3), "exit_code": rc, "stdout_bytes": size}
+
+
+def time_resolve(home: Path, span: int, train_days: int, repeat: int) -> dict:
+  """The next day's window and serving model, as its resolvers ask them:
+  each strategy reads through a fresh reader of the open store TFX hands
+  it (the candidates TFX passes in are left out: their cost is TFX's)."""
+  from pipeline.components import resolvers  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  walls = []
+  for _ in range(repeat):
+    raw = store.connect(home / "metadata.sqlite")
+    started = time.monotonic()
+    resolvers.TrainingWindowStrategy(
+        span=span, train_days=train_days).resolve_artifacts(raw, {})
+    resolvers.ServingModelStrategy(span=span).resolve_artifacts(raw, {})
+    walls.append(time.monotonic() - started)
+  snap = store.Snapshot.load(store.connect(home / "metadata.sqlite"))
+  window = queries.training_window(snap, span, train_days)
+  serving = resolvers.serving_artifact_ids(snap, span)
+  median = statistics.median(walls)
+  return {"span": span, "window_days": len(window),
+          "serving_model_id": serving.get("model"),
+          "seconds": round(median, 3), "min_s": round(min(walls), 3),
+          "limit_s": RESOLVE_LIMIT_S,
+          "ok": median < RESOLVE_LIMIT_S and bool(window) and bool(serving)}
 
 
 def main(argv=None) -> int:
@@ -69,13 +102,16 @@ def main(argv=None) -> int:
     results = {name: time_command(home, cmd, 1 if name == "rollback"
                                   else args.repeat)
                for name, cmd in commands.items()}
+    resolve = time_resolve(home, FIRST_SPAN + args.runs, 28, args.repeat)
     size = (home / "metadata.sqlite").stat().st_size
   print(json.dumps({
       "runs": args.runs, "store_bytes": size,
       "build_store_s": round(build_s, 2), "limit_s": LIMIT_S,
-      "commands": results,
-      "ok": all(r["seconds"] < LIMIT_S and r["exit_code"] == 0
-                for r in results.values())}, indent=2))
+      "commands": results, "resolve": resolve,
+      "load_average": list(os.getloadavg()),
+      "ok": resolve["ok"] and all(r["seconds"] < LIMIT_S and
+                                  r["exit_code"] == 0
+                                  for r in results.values())}, indent=2))
   return 0
 
 

@@ -30,8 +30,9 @@ _LINEAGE_EPILOG = """\
 Walks ML Metadata upstream from a pushed model: Trainer, Transform (graph,
 transformed examples), the schema, ExampleGen's examples and statistics, down
 to the trips days the query read. Also shows the blessing, rollbacks to the
-version and its next-day (degradation) history. --span goes downstream
-instead: every model whose training window included that day.
+version, its warm-start chain (each model once, with the base model it
+started from) and its next-day (degradation) history. --span goes
+downstream instead: every model whose training window included that day.
 
 Examples:
   taxi-demand lineage serving
