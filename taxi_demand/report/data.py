@@ -511,6 +511,7 @@ def gather(home, last: Optional[int] = None,
     raise TaxiDemandError(f"ML Metadata at {home.metadata} holds no runs yet: "
                           "run the pipeline first (python runner_local.py)")
   runs = snap.runs[-last:] if last else list(snap.runs)
+  queries.prefetch_rows(snap, runs)  # each run's gate, blessing and push
   rows = _run_rows(snap, runs)
   notes: Dict[str, str] = {}
   version = queries.serving_version(snap)
