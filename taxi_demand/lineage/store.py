@@ -262,6 +262,7 @@ class Snapshot:
     self._moved_from: Optional[str] = None
     self._type_names: Dict[tuple, str] = {}
     self._node_contexts: Optional[Dict[str, Any]] = None   # node id -> ctx
+    self._all_node_contexts: Dict[str, List[Any]] = {}  # every pipeline's
     self._node_of_context: Dict[int, str] = {}
     self._run_contexts: Optional[List[Any]] = None
     self._runs: Dict[int, Run] = {}                          # by context id
@@ -301,9 +302,15 @@ class Snapshot:
     """{node id: its node context}."""
     if self._node_contexts is None:
       self._node_contexts = {}
-      for ctx in self.store.get_contexts_by_type(contract.NODE_CONTEXT):
+      self._all_node_contexts = {}
+      # One per pipeline a node ran in (the daily run and a window's
+      # ingest are pipelines of their own names): the newest is the one a
+      # running node writes to; a node's history is in all of them.
+      for ctx in sorted(self.store.get_contexts_by_type(contract.NODE_CONTEXT),
+                        key=lambda c: c.id):
         node_id = ctx.name.split(".", 1)[-1]
         self._node_contexts[node_id] = ctx
+        self._all_node_contexts.setdefault(node_id, []).append(ctx)
         self._node_of_context[ctx.id] = node_id
     return self._node_contexts
 
@@ -410,10 +417,16 @@ class Snapshot:
   def executions_of(self, node_id: str) -> List[NodeExecution]:
     """Executions of a node id or of a recorded check type, oldest first."""
     if node_id not in self._by_node:
-      ctx = self.node_contexts().get(node_id)
-      if ctx is not None:
-        found = [self._execution(ex, node_id=node_id)
-                 for ex in self.store.get_executions_by_context(ctx.id)]
+      self.node_contexts()
+      contexts = self._all_node_contexts.get(node_id, [])
+      if contexts:
+        seen = set()
+        found = []
+        for ctx in contexts:
+          for ex in self.store.get_executions_by_context(ctx.id):
+            if ex.id not in seen:
+              seen.add(ex.id)
+              found.append(self._execution(ex, node_id=node_id))
       else:  # a check recorded outside the pipeline: its type is its name
         try:
           raw = self.store.get_executions_by_type(node_id)
