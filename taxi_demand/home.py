@@ -41,9 +41,10 @@ def _location(raw: Optional[str], what: str, scheme: str) -> Optional[Location]:
       return str(cloud.parse_bigquery(text, what))
     if scheme == cloud.GS_SCHEME and text.startswith(cloud.GS_SCHEME):
       return str(cloud.parse_gcs(text, what))
-    raise TaxiDemandError(
-        f"bad {what} address {text!r}: expected a local path or "
-        f"{scheme}{'PROJECT.DATASET.TABLE' if scheme == cloud.BQ_SCHEME else 'BUCKET[/PREFIX]'}")
+    shape = ("PROJECT.DATASET.TABLE" if scheme == cloud.BQ_SCHEME
+             else "BUCKET[/PREFIX]")
+    raise TaxiDemandError(f"bad {what} address {text!r}: expected a local "
+                          f"path or {scheme}{shape}")
   return Path(text).expanduser().absolute()
 
 
