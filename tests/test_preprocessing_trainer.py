@@ -244,3 +244,44 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
 def test_cell_row_map_matches_tokens_and_oov_buckets():
   rows = trainer.cell_row_map(["9", "77", "8"], ["8", "9"], oov_buckets=1)
   np.testing.assert_array_equal(rows, [1, -1, 0, 2])
+
+
+def _day_files(rows, root, name):
+  """One day's raw examples in their own artifact folder, as ExampleGen writes."""
+  os.makedirs(os.path.join(root, name), exist_ok=True)
+  with tf.io.TFRecordWriter(os.path.join(root, name, "data-0.gz"),
+                            "GZIP") as writer:
+    for row in rows:
+      writer.write(_serialize(row))
+  return os.path.join(root, name, "*.gz")
+
+
+def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
+  """A day ingested again after a kill gets a new path; the model must not.
+
+  TF's glob sorts file names, so reading the window through one pattern
+  list ordered the days by their execution ids: "examples/14" before
+  "examples/9". The same days under other ids must give the same stream.
+  """
+  # Day k's cells, hence its labels, are near 100 * k.
+  days = [_raw_rows([100 * k + 1, 100 * k + 2], seed=k) for k in range(3)]
+  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
+  output = tft.TFTransformOutput(tft_dir)
+
+  def stream(ids, training):
+    files = [_day_files(day, str(tmp_path / "examples"), str(i))
+             for day, i in zip(days, ids)]
+    args = _fn_args(str(tmp_path), tft_dir, files[0], "unused")
+    dataset = trainer._input_fn(files, args.data_accessor, output,
+                                batch_size=8, training=training, seed=7)
+    return np.concatenate([label.numpy() for _, label in dataset.take(9)])
+
+  for training in (True, False):
+    # 2, 8, 14 sort as "14" < "2" < "8"; 1, 2, 3 sort as given.
+    np.testing.assert_array_equal(stream([2, 8, 14], training),
+                                  stream([1, 2, 3], training))
+  # Training draws from every day at once; evaluation reads day by day.
+  def days_in_first_batch(training):
+    return set(np.round(stream([1, 2, 3], training)[:8] / 100))
+  assert len(days_in_first_batch(True)) > 1
+  assert days_in_first_batch(False) == {0}

@@ -19,6 +19,7 @@ The exported SavedModel has three signatures:
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -64,14 +65,9 @@ def _input_fn(file_pattern: List[str], data_accessor: DataAccessor,
   Training repeats forever in a freshly shuffled batch order; evaluation is
   one pass of at most `max_batches`.
   """
-  raw = data_accessor.tf_dataset_factory(
-      file_pattern,
-      dataset_options.TensorFlowDatasetOptions(
-          batch_size=batch_size,
-          shuffle=training,
-          shuffle_seed=seed,
-          num_epochs=1),
-      tf_transform_output.raw_metadata.schema)
+  raw = _window_days(file_pattern, data_accessor,
+                     tf_transform_output.raw_metadata.schema, batch_size,
+                     training, seed)
   if max_batches:
     raw = raw.take(max_batches)
   layer = tf_transform_output.transform_features_layer()
@@ -86,6 +82,37 @@ def _input_fn(file_pattern: List[str], data_accessor: DataAccessor,
     return dataset
   return dataset.shuffle(1024, seed=seed,
                          reshuffle_each_iteration=True).repeat()
+
+
+def _window_days(file_pattern: List[str], data_accessor: DataAccessor,
+                 schema, batch_size: int, training: bool,
+                 seed: int) -> tf.data.Dataset:
+  """The window's raw examples, batched, read day by day in the order given.
+
+  `file_pattern` holds one pattern per day, in the resolver's span order.
+  Handing them all to one reader would order the files by path (TF's glob
+  sorts names), and a path carries its ingest's execution id: a day
+  ingested again after a kill would move in the read order and train a
+  different model from the same data. So each day is read (and, for
+  training, shuffled) on its own, and training draws each example from
+  the days at random with `seed`: the same days give the same stream.
+  """
+  def day(pattern):
+    return data_accessor.tf_dataset_factory(
+        [pattern],
+        dataset_options.TensorFlowDatasetOptions(
+            batch_size=batch_size, shuffle=training, shuffle_seed=seed,
+            num_epochs=1),
+        schema)
+
+  days = [day(pattern) for pattern in file_pattern]
+  if len(days) == 1:
+    return days[0]
+  if not training:
+    return functools.reduce(tf.data.Dataset.concatenate, days)
+  mixed = tf.data.Dataset.sample_from_datasets(
+      [d.unbatch() for d in days], seed=seed)
+  return mixed.batch(batch_size)
 
 
 def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
