@@ -252,6 +252,62 @@ def test_due_ticks_serve_the_current_one_and_catch_up_missed_ones():
   assert predict.due_ticks(10_000, 300, 0, 0) == [9900]
 
 
+def test_missing_ticks_are_owed_from_the_deployments_start(tmp_path):
+  home = Home(tmp_path / "home")
+  start = epoch("2024-02-10T00:00")
+  # A first deployment owes the current tick only, and records its start.
+  assert predict.missing_ticks(home, start + 10, 300, 3600) == [start]
+  assert servelog.job_start(home.serving_log) == start
+  # Killed before that tick was served, it owes every tick since.
+  assert predict.missing_ticks(home, start + 3000, 300, 3600) == [
+      start + 300 * k for k in range(11)]
+  # ... up to the catch-up window; beyond it, it is a deployment anew.
+  later = start + 5 * 3600
+  assert predict.missing_ticks(home, later + 10, 300, 3600) == [later]
+  assert servelog.job_start(home.serving_log) == later
+  # A record after `now` (an earlier day served on the same log) is no start.
+  assert predict.missing_ticks(home, start + 610, 300, 3600) == [start + 600]
+
+
+class _FakeModel:
+  version = "1"
+
+  def __init__(self, *args):
+    pass
+
+  def load(self):
+    return self
+
+
+def test_a_job_killed_before_its_first_tick_serves_it_on_restart(
+    tmp_path, monkeypatch):
+  """The kill comes while the first tick waits for data: nothing is in the
+  served log yet, and the restart still serves every tick since."""
+  home = Home(tmp_path / "home")
+  start = epoch("2024-02-10T00:00")
+  monkeypatch.setattr(predict, "LoadedModel", _FakeModel)
+
+  def killed(*args):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(predict, "run_job", killed)
+  clock = FakeClock()
+  assert predict.serve_every(home, 300, version="1", at_epoch=start + 60,
+                             on_result=pytest.fail, on_error=pytest.fail,
+                             on_reload=lambda v, p: None, sleep=clock.sleep,
+                             clock=clock) == 0
+  served = []
+  monkeypatch.setattr(predict, "run_job",
+                      lambda home, model, tick, horizon: tick)
+  clock = FakeClock(lambda: stop_after(12, served))
+  predict.serve_every(home, 300, version="1", at_epoch=start + 50 * 60,
+                      on_result=served.append, on_error=pytest.fail,
+                      on_reload=lambda v, p: None, sleep=clock.sleep,
+                      clock=clock)
+  # 00:00 .. 00:50 as the restart's first pass, then 00:55 on time.
+  assert served == [start + 300 * k for k in range(12)]
+
+
 @pytest.mark.slow
 def test_every_loads_once_and_reloads_only_on_a_new_push(city_home,
                                                         city_copy):

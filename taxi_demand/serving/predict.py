@@ -319,26 +319,32 @@ def due_ticks(now: int, interval_s: int, last: Optional[int],
 
 def missing_ticks(home: Home, now: int, interval_s: int,
                   catch_up_s: int) -> List[int]:
-  """Ticks a one-shot job at `now` serves: the current one, and every tick
+  """Ticks a job starting at `now` serves: the current one, and every tick
   up to `catch_up_s` back that the served log lacks, oldest first.
 
   Unlike a long-running job's backlog (`due_ticks`, after the newest served
   tick), a gap between served ticks counts too: a run that failed at 10:05
-  while 10:10 succeeded is served by the run at 10:15. Ticks before the
-  oldest one the log holds are not (the job was not deployed yet), and a log
-  with no tick served up to now (a first deployment) gets the current tick.
+  while 10:10 succeeded is served by the run at 10:15. Ticks are owed from
+  the oldest one served, or from the deployment's recorded start if that
+  is older (a job killed before it served its first tick still owes the
+  ticks since it began). A log with neither, up to `catch_up_s` back, is a
+  first deployment: it gets the current tick, and records its start.
   """
   current = int(now) - int(now) % interval_s
-  if last_served_tick(home, current) is None:
-    return [current]
   first = current - (catch_up_s // interval_s) * interval_s
   day = features.SECONDS_PER_DAY
   days = sorted({servelog.day_of_slot(t)
                  for t in range(first - day, current + 2 * day, day)})
-  served = servelog.served_ticks(home.serving_log, days)
-  oldest = min(served, default=first)
-  return [t for t in range(max(first, oldest), current + 1, interval_s)
-          if t not in served]
+  served = {t for t in servelog.served_ticks(home.serving_log, days)
+            if t <= current}
+  start = servelog.job_start(home.serving_log)
+  owed_from = sorted(served) + ([start] if start is not None
+                                and first <= start <= current else [])
+  if not owed_from:
+    servelog.record_job_start(home.serving_log, current)
+    return [current]
+  return [t for t in range(max(first, min(owed_from)), current + 1,
+                           interval_s) if t not in served]
 
 
 class _Server:
@@ -446,14 +452,18 @@ def serve_every(home: Home, interval_s: int, *, version: Optional[str] = None,
       return now_epoch()
     return int(at_epoch + (clock() - started) * speed)
 
+  # The first pass serves what the log lacks, as a one-shot job would;
+  # then each tick as it falls due.
+  backlog = missing_ticks(home, now(), interval_s, catch_up_s)
   last = last_served_tick(home, now())
   jobs = 0
   try:
     while True:
-      for tick in due_ticks(now(), interval_s, last, catch_up_s):
+      for tick in backlog or due_ticks(now(), interval_s, last, catch_up_s):
         server.serve(tick)
-        last = tick
+        last = tick if last is None else max(last, tick)
         jobs += 1
+      backlog = []
       ahead = interval_s - now() % interval_s
       sleep(max(0.0, ahead / speed))
   except KeyboardInterrupt:

@@ -57,6 +57,9 @@ _ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
 _NEWER_COLUMNS = _ISSUE_COLUMNS + (PREDICTED,) + features.SUPPLY_FEATURES
 _PARTITION = "date="
 _TICK_FILES = "part-i*-v*.parquet"
+# At the log's root: the first tick owed by the 5-minute job's deployment
+# (see `record_job_start`).
+_JOB_START = "job-start"
 _SECONDS_PER_DAY = features.SECONDS_PER_DAY
 # A local path, or a gs:// address (a str).
 Location = Union[os.PathLike, str]
@@ -192,6 +195,26 @@ def served_ticks(log_root: Location, days: Sequence[datetime.date]
       if issued.isdigit():
         out.setdefault(int(issued), []).append(version)
   return out
+
+
+def job_start(log_root: Location) -> Optional[int]:
+  """The tick the job's newest deployment began owing (None if none is
+  recorded, or the record is unreadable: then only what was served counts)."""
+  text = objectstore.at(log_root).read_bytes(_JOB_START)
+  try:
+    return int(text.decode()) if text else None
+  except (UnicodeDecodeError, ValueError):
+    return None
+
+
+def record_job_start(log_root: Location, tick: int) -> None:
+  """Records that a deployment owes every tick from `tick` on.
+
+  Served ticks say where the job is; before its first one is served (a kill
+  while the first tick waits for data, a model not pushed yet) only this
+  record says since when ticks are owed, so the restart serves them too.
+  """
+  objectstore.at(log_root).write_bytes(_JOB_START, str(int(tick)).encode())
 
 
 def forecasts_between(log_root: Location, begin: int, end: int,
