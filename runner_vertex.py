@@ -3,17 +3,19 @@
   python runner_vertex.py compile             # no network, no credentials
   python runner_vertex.py submit --project P --service-account SA \\
       --image REGION-docker.pkg.dev/P/taxi-demand/pipeline:0.1.0 --date 2024-02-04
-  python runner_vertex.py schedule --project P --service-account SA --cron "0 2 * * *"
+  python runner_vertex.py schedule --project P --service-account SA
 
 compile writes the pipeline job JSON (KubeflowV2DagRunner); submit compiles,
 then sends one run with google.cloud.aiplatform.PipelineJob; schedule
-compiles, then creates a Vertex schedule whose runs each take the day before
-their scheduled time. --dry-run prints the request instead of sending it.
+compiles, then creates a Vertex schedule (default 03:00 in the city's time
+zone) whose runs each take the newest city day that had ended
+--ready-after-hours before their scheduled time. --dry-run prints the request
+instead of sending it.
 
 ExampleGen reads the demand query from BigQuery (--table), the Beam-heavy
 nodes (ExampleGen, StatisticsGen, Transform, Evaluator) run on Dataflow, and
 the span (days since 1970-01-01) is the runtime parameter `span`: 0 means the
-day before the run's scheduled time. Build and push --image first (README:
+newest complete city day at the run's scheduled time. Build and push --image first (README:
 Run on Google Cloud). `runner_vertex.py ACTION --help` lists an action's flags.
 Exit codes: 0 ok, 1 error (one line; --verbose for the traceback).
 """
@@ -29,6 +31,7 @@ import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 from pipeline import flags
 from taxi_demand import arguments
 from taxi_demand import errors
+from taxi_demand.lineage import contract
 
 ACTIONS = ("compile", "submit", "schedule")
 
@@ -68,8 +71,15 @@ def _pipeline_flags() -> argparse.ArgumentParser:
                  help="BigQuery trips table, project.dataset.table (default "
                  "%(default)s)")
   g.add_argument("--date", help="the day to run, YYYY-MM-DD (submit default: "
-                 "yesterday, UTC; a schedule always takes the day before "
-                 "each scheduled time)")
+                 "the newest city day that has ended, see "
+                 "--ready-after-hours; a schedule takes that day as of each "
+                 "scheduled time)")
+  g.add_argument("--ready-after-hours", type=arguments.number(0), default=(
+      contract.DEFAULT_READY_AFTER_HOURS), metavar="H",
+                 help="a city day counts as loaded H hours after its "
+                 "midnight (%(default)s): without --date, the run takes the "
+                 "newest day that ended at least H hours ago in the city's "
+                 "time zone (recorded in the run parameters)")
   flags.add_model_flags(g)
   g.add_argument("--enable-caching", action=argparse.BooleanOptionalAction,
                  default=True, help="reuse results of unchanged steps "
@@ -125,16 +135,19 @@ def parse_args(argv=None) -> argparse.Namespace:
   actions.add_parser(
       "submit", parents=[pipeline_flags, cloud_flags],
       help="compile, then send one run",
-      description="Compiles, then sends one run for --date (default "
-      "yesterday, UTC) with google.cloud.aiplatform.PipelineJob.")
+      description="Compiles, then sends one run for --date (default the "
+      "newest city day that has ended, see --ready-after-hours) with "
+      "google.cloud.aiplatform.PipelineJob.")
   schedule = actions.add_parser(
       "schedule", parents=[pipeline_flags, cloud_flags],
       help="compile, then create the daily schedule",
       description="Compiles, then creates a Vertex schedule. Each scheduled "
-      "run takes the day before its scheduled time.")
+      "run takes the newest city day that had ended --ready-after-hours "
+      "before its scheduled time.")
   schedule.add_argument("--cron", default=vertex_run.DEFAULT_CRON,
                         help="when runs start, UTC unless prefixed with "
-                        "TZ=... (default \"%(default)s\")")
+                        "TZ=... (default \"%(default)s\": 03:00 in the "
+                        "city)")
   argv = list(sys.argv[1:] if argv is None else argv)
   # `python runner_vertex.py [flags]` compiles.
   if not any(a in ACTIONS for a in argv) and not {"-h", "--help"} & set(argv):

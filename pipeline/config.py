@@ -74,6 +74,8 @@ class VertexConfig:
       GCS push ("" for none).
     serving_image, serving_machine_type: the endpoint's prediction container
       and machine.
+    ready_after_hours: the table's freshness lag: a scheduled run takes the
+      newest city day that ended at least this many hours before it.
   """
   project: str
   region: str
@@ -91,6 +93,9 @@ class VertexConfig:
   serving_image: str = (
       "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest")
   serving_machine_type: str = "n1-standard-2"
+  # A scheduled run trains on the newest city day that ended this long
+  # before its scheduled time (contract.DEFAULT_READY_AFTER_HOURS).
+  ready_after_hours: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,6 +108,8 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       change_tolerance=config.thresholds.change_tolerance,
       cell_margin=config.thresholds.cell_margin,
       min_eval_pickups=config.thresholds.min_eval_pickups,
+      ready_after_hours=(config.vertex.ready_after_hours
+                         if config.vertex else None),
       code_version=config.code_version,
       hparams=dict(config.hparams))
 
@@ -129,7 +131,8 @@ def _example_gen(config: PipelineConfig, node_id: str, days_before: int = 0):
   return SpanBigQueryExampleGen(
       input_config=input_config,
       span=tfx.dsl.experimental.RuntimeParameter(
-          name=contract.SPAN_PARAMETER, ptype=int, default=config.span)
+          name=contract.SPAN_PARAMETER, ptype=int, default=config.span),
+      ready_after_hours=config.vertex.ready_after_hours,
   ).with_id(node_id)
 
 

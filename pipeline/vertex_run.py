@@ -12,6 +12,7 @@ from pipeline import flags
 from taxi_demand import __version__
 from taxi_demand import spans
 from taxi_demand.lineage import contract
+from taxi_demand.data import contract as data_contract
 from taxi_demand.data.sql import check_table
 from taxi_demand.errors import TaxiDemandError
 
@@ -21,7 +22,9 @@ PIPELINE_NAME = contract.PIPELINE_NAME.replace("_", "-")  # KFP names take dashe
 DEFAULT_TABLE = "bigquery-public-data.chicago_taxi_trips.taxi_trips"
 DEFAULT_REGION = "us-central1"
 DEFAULT_OUTPUT = "build/vertex/taxi_demand_pipeline.json"
-DEFAULT_CRON = "0 2 * * *"
+# 03:00 in the city: yesterday ended 3 hours ago (more than the default
+# freshness lag), and no daylight-saving change skips or repeats 03:00.
+DEFAULT_CRON = f"TZ={data_contract.CITY_TIME_ZONE} 0 3 * * *"
 # `compile` must work on a fresh clone with no project; the spec then names
 # this project and submit/schedule refuse it.
 PLACEHOLDER_PROJECT = "your-project"
@@ -137,14 +140,17 @@ def check_cron(cron: str) -> str:
                                  for f in fields):
     raise TaxiDemandError(
         f"bad --cron {cron!r}: expected five fields, e.g. \"{DEFAULT_CRON}\" "
-        "(UTC) or \"TZ=America/Chicago 0 2 * * *\"")
+        "(in the city's time zone) or \"0 9 * * *\" (UTC)")
   return cron
 
 
-def yesterday_span(now: Optional[datetime.datetime] = None) -> int:
-  """The newest complete UTC day: what a run submitted now should train on."""
+def yesterday_span(ready_after_hours: float,
+                   now: Optional[datetime.datetime] = None) -> int:
+  """What a run submitted now trains on: the newest city day that ended at
+  least `ready_after_hours` ago (the rule of a scheduled run's AUTO_SPAN)."""
   now = now or datetime.datetime.now(datetime.timezone.utc)
-  return spans.day_before(now.date())
+  return spans.newest_complete_day(now, data_contract.CITY_TIME_ZONE,
+                                   ready_after_hours)
 
 
 def resolve_cloud(args) -> None:
@@ -238,7 +244,8 @@ def build_config(args):
       training_machine_type=args.training_machine_type,
       accelerator_type=args.accelerator_type or "",
       accelerator_count=args.accelerator_count,
-      endpoint=args.endpoint or "")
+      endpoint=args.endpoint or "",
+      ready_after_hours=args.ready_after_hours)
   try:
     return PipelineConfig(
         pipeline_name=PIPELINE_NAME,
@@ -355,19 +362,21 @@ def pipeline_job(template_path: str, args, parameter_values: Mapping[str, Any],
 def job_parameter_values(args, job_spec: dict, scheduled: bool) -> Dict[str, Any]:
   """The runtime parameter values a submit or schedule sends.
 
-  A submitted run takes --date, else yesterday (UTC); a scheduled run takes
-  AUTO_SPAN, which ExampleGen turns into the day before each scheduled time.
+  A submitted run takes --date, else the newest city day that has ended
+  (`yesterday_span`); a scheduled run takes AUTO_SPAN, which ExampleGen
+  turns into the same day as of each scheduled time.
   """
   values = parse_parameters(args.parameter, declared_parameters(job_spec))
   if scheduled:
     if args.date or SPAN_PARAMETER in values:
       raise TaxiDemandError(
-          "schedule: each scheduled run takes the day before its scheduled "
-          "time; --date and --parameter span= are for submit")
+          "schedule: each scheduled run takes the newest city day ended "
+          "--ready-after-hours before its scheduled time; --date and "
+          "--parameter span= are for submit")
     values[SPAN_PARAMETER] = AUTO_SPAN
   elif SPAN_PARAMETER not in values:
     values[SPAN_PARAMETER] = (spans.parse_span(args.date) if args.date
-                              else yesterday_span())
+                              else yesterday_span(args.ready_after_hours))
   return values
 
 

@@ -56,6 +56,36 @@ def day_before(day: datetime.date) -> int:
   return span_of(day) - 1
 
 
+def newest_complete_day(now: datetime.datetime, time_zone: str,
+                        ready_after_hours: float = 0.0) -> int:
+  """The span of the newest day that has ended in `time_zone`, by `now`,
+  at least `ready_after_hours` ago (the table's freshness lag).
+
+  A day ends at the next local midnight, an instant that daylight saving
+  moves in UTC, so a schedule written in UTC would take a day that is
+  still going on in the city for part of the year.
+
+  Args:
+    now: an aware datetime (a naive one is read as UTC), such as a run's
+      scheduled time.
+    time_zone: an IANA name, e.g. "America/Chicago".
+    ready_after_hours: hours after a day's end before its trips count as
+      loaded.
+  """
+  from zoneinfo import ZoneInfo  # noqa: PLC0415  (a cloud-only question)
+  zone = ZoneInfo(time_zone)
+  if now.tzinfo is None:
+    now = now.replace(tzinfo=datetime.timezone.utc)
+  lag = datetime.timedelta(hours=float(ready_after_hours))
+  day = now.astimezone(zone).date()
+  while True:
+    end = datetime.datetime.combine(day, datetime.time(0), tzinfo=zone)
+    # In UTC: adding to a zoned time adds wall-clock hours, not elapsed ones.
+    if end.astimezone(datetime.timezone.utc) + lag <= now:
+      return span_of(day) - 1
+    day -= datetime.timedelta(days=1)
+
+
 def train_window(span: int, days: int) -> tuple:
   """(first, last) span of the `days`-day training window before `span`."""
   return int(span) - int(days), int(span) - 1

@@ -272,14 +272,66 @@ def test_the_window_is_read_for_the_same_span_on_vertex(compiled, tmp_path):
   assert f"< {begin}" in queries["day"] and "@span_" not in queries["day"]
 
 
-def test_scheduled_run_takes_the_day_before_its_scheduled_time(compiled,
-                                                              tmp_path):
+def test_scheduled_run_takes_the_newest_city_day_that_has_ended(compiled,
+                                                               tmp_path):
   _, _, job = compiled
+  # The default schedule's time: 03:00 in Chicago (CST, UTC-6).
   queries, span = _run_example_gen_container(
       job, tmp_path, {"span": vertex_run.AUTO_SPAN},
-      schedule_time="2024-02-05T02:00:00Z")
+      schedule_time="2024-02-05T09:00:00Z")
   assert span == SPAN_2024_02_04
   assert queries == _expected_queries(SPAN_2024_02_04)
+  # 02:00 UTC is 20:00 on 2024-02-04 in Chicago: that day is not over.
+  _, span = _run_example_gen_container(
+      job, tmp_path / "early", {"span": vertex_run.AUTO_SPAN},
+      schedule_time="2024-02-05T02:00:00Z")
+  assert span == SPAN_2024_02_04 - 1
+
+
+# (scheduled time, hours of lag, the day it trains on, why). Chicago is
+# UTC-6 in winter (CST), UTC-5 in summer (CDT); in 2024 the clocks jump
+# from 02:00 to 03:00 on 03-10 and fall back from 02:00 to 01:00 on 11-03.
+SCHEDULE_CASES = [
+    ("2024-02-05T02:00:00Z", 2, "2024-02-03",
+     "cron '0 2 * * *' (UTC): 20:00 on 02-04 in the city"),
+    ("2024-02-05T09:00:00Z", 2, "2024-02-04",
+     "cron 'TZ=America/Chicago 0 3 * * *': 03:00 CST"),
+    ("2024-02-05T07:59:00Z", 2, "2024-02-03", "01:59 CST: under the lag"),
+    ("2024-02-05T08:00:00Z", 2, "2024-02-04", "02:00 CST: exactly the lag"),
+    ("2024-02-05T06:00:00Z", 0, "2024-02-04", "midnight CST, no lag"),
+    ("2024-02-05T05:59:59Z", 0, "2024-02-03", "a second before midnight"),
+    ("2024-02-05T10:00:00+01:00", 0, "2024-02-04", "an offset, not Z"),
+    ("2024-03-10T08:00:00Z", 2, "2024-03-09",
+     "spring forward: 03:00 CDT; 03-09 ended at 06:00Z"),
+    ("2024-03-10T07:59:00Z", 2, "2024-03-08", "01:59 CST as the clocks jump"),
+    ("2024-03-11T07:00:00Z", 2, "2024-03-10",
+     "02:00 CDT after the 23-hour day (it ended at 05:00Z)"),
+    ("2024-03-11T06:59:00Z", 2, "2024-03-09", "01:59 CDT: under the lag"),
+    ("2024-11-03T07:00:00Z", 2, "2024-11-02",
+     "fall back: the second 01:00 (CST); 11-02 ended at 05:00Z"),
+    ("2024-11-03T06:59:00Z", 2, "2024-11-01", "the first 01:59 (CDT)"),
+    ("2024-11-04T08:00:00Z", 2, "2024-11-03",
+     "02:00 CST after the 25-hour day (it ended at 06:00Z)"),
+    ("2024-07-01T08:00:00Z", 2, "2024-06-30",
+     "cron 'TZ=America/Chicago 0 3 * * *' in summer: 03:00 CDT"),
+    ("2024-07-01T02:00:00Z", 2, "2024-06-29",
+     "cron '0 2 * * *' (UTC) in summer: 21:00 on 06-30"),
+    ("2024-07-01T08:00:00Z", 30, "2024-06-28",
+     "a lag over a day: 06-29 is ready at 11:00Z"),
+]
+
+
+@pytest.mark.parametrize("when,hours,day,why", SCHEDULE_CASES,
+                         ids=[c[3] for c in SCHEDULE_CASES])
+def test_the_scheduled_day_is_the_citys_newest_ended_day(when, hours, day,
+                                                         why):
+  from pipeline.components import bigquery_example_gen  # noqa: PLC0415
+  assert bigquery_example_gen.scheduled_span(when, hours) == (
+      datetime.date.fromisoformat(day) - datetime.date(1970, 1, 1)).days, why
+  # A submit without --date at that moment takes the same day.
+  moment = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
+  assert vertex_run.yesterday_span(hours, now=moment) == (
+      datetime.date.fromisoformat(day) - datetime.date(1970, 1, 1)).days
 
 
 def test_auto_span_without_a_schedule_time_fails_clearly(compiled, tmp_path):
@@ -385,7 +437,7 @@ def test_submit_without_date_runs_yesterday(compiled, fake_service):
   vertex_run.submit(args, str(path), job_spec, credentials=_anonymous())
   sent = fake_service.requests[0][2]
   assert sent.runtime_config.parameter_values["span"] == (
-      vertex_run.yesterday_span())
+      vertex_run.yesterday_span(2.0))
 
 
 def test_schedule_creates_a_daily_schedule_with_auto_span(compiled,
@@ -404,6 +456,15 @@ def test_schedule_creates_a_daily_schedule_with_auto_span(compiled,
   assert job.network == NETWORK
   assert dict(job.labels) == {"team": "forecasting", "env": "prod"}
   assert job.runtime_config.parameter_values["span"] == vertex_run.AUTO_SPAN
+
+
+def test_the_default_schedule_is_written_in_the_citys_time_zone(
+    compiled, fake_service):
+  args = _cloud_args("schedule", compiled)
+  _, path, job_spec = compiled
+  vertex_run.schedule(args, str(path), job_spec, credentials=_anonymous())
+  [(_, _, schedule)] = fake_service.requests
+  assert schedule.cron == "TZ=America/Chicago 0 3 * * *"
 
 
 def test_dry_run_prints_the_request_and_sends_nothing(compiled, fake_service,

@@ -7,7 +7,8 @@ and `range_config` would do nothing. This component moves the substitution
 into the executor, which runs in the container on every platform:
 
 - `span` (a RuntimeParameter on Vertex) names the day; `AUTO_SPAN` (0) means
-  "the day before the run's scheduled time";
+  "the newest city day that had ended `ready_after_hours` before the run's
+  scheduled time";
 - `schedule_time` carries Vertex's `{{$.pipeline_job_schedule_time_utc}}`
   placeholder, which the Vertex backend fills before the container starts.
 
@@ -36,12 +37,14 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from taxi_demand import spans
+from taxi_demand.data import contract as data_contract
 from taxi_demand.lineage import contract
 from taxi_demand.data import sql
 from taxi_demand.errors import TaxiDemandError
 
 SPAN_KEY = contract.SPAN_PARAMETER
 SCHEDULE_TIME_KEY = "schedule_time"
+READY_AFTER_HOURS_KEY = contract.READY_AFTER_HOURS
 # Day 0 (1970-01-01) holds no taxi trips, so it is free to mean "derive the
 # day from the schedule"; sql.check_span still accepts it as a day number.
 AUTO_SPAN = contract.AUTO_SPAN
@@ -60,19 +63,26 @@ class SpanBigQueryExampleGenSpec(
       SPAN_KEY: component_spec.ExecutionParameter(type=int),
       SCHEDULE_TIME_KEY: component_spec.ExecutionParameter(
           type=str, optional=True),
+      READY_AFTER_HOURS_KEY: component_spec.ExecutionParameter(
+          type=float, optional=True),
   }
 
 
-def span_before(schedule_time: str) -> int:
-  """The day before an RFC 3339 time's UTC date, as a span.
+def scheduled_span(schedule_time: str,
+                   ready_after_hours: float = contract.DEFAULT_READY_AFTER_HOURS
+                   ) -> int:
+  """The day a run scheduled at an RFC 3339 time trains on, as a span.
+
+  Trips carry the city's wall clock, so "yesterday" is the city's: the
+  newest day that had ended in the city's time zone `ready_after_hours`
+  before the scheduled time (the table's freshness lag). In UTC, a run at
+  02:00 on 2024-02-05 would take 2024-02-04, whose last 4 hours in Chicago
+  were still to come.
 
   Args:
-    schedule_time: e.g. "2024-02-05T02:00:00Z" (Vertex fills the scheduled
+    schedule_time: e.g. "2024-02-05T09:00:00Z" (Vertex fills the scheduled
       time of a scheduled run in this form).
-
-  Returns:
-    Days since 1970-01-01 of the previous UTC day: a run scheduled at any time
-    on 2024-02-05 takes 2024-02-04, the newest complete day.
+    ready_after_hours: hours after a day's end before it counts as loaded.
   """
   text = (schedule_time or "").strip()
   if not text or "{{" in text:
@@ -84,17 +94,18 @@ def span_before(schedule_time: str) -> int:
   except ValueError:
     raise TaxiDemandError(
         f"cannot read the scheduled time {schedule_time!r}") from None
-  if when.tzinfo is None:
-    when = when.replace(tzinfo=datetime.timezone.utc)
-  day = when.astimezone(datetime.timezone.utc).date()
-  return spans.day_before(day)
+  return spans.newest_complete_day(when, data_contract.CITY_TIME_ZONE,
+                                   ready_after_hours)
 
 
 def resolve_span(exec_properties: Dict[str, Any]) -> int:
   """The day this execution reads: the span parameter, else from the schedule."""
   span = int(exec_properties.get(SPAN_KEY) or AUTO_SPAN)
   if span == AUTO_SPAN:
-    span = span_before(exec_properties.get(SCHEDULE_TIME_KEY) or "")
+    ready = exec_properties.get(READY_AFTER_HOURS_KEY)
+    span = scheduled_span(
+        exec_properties.get(SCHEDULE_TIME_KEY) or "",
+        contract.DEFAULT_READY_AFTER_HOURS if ready is None else float(ready))
   return sql.check_span(span)
 
 
@@ -139,6 +150,7 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
       input_config: example_gen_pb2.Input,
       span: Union[int, data_types.RuntimeParameter],
       schedule_time: Optional[str] = SCHEDULE_TIME_PLACEHOLDER,
+      ready_after_hours: float = contract.DEFAULT_READY_AFTER_HOURS,
       output_config: Optional[example_gen_pb2.Output] = None,
   ):
     """Constructs a SpanBigQueryExampleGen.
@@ -147,9 +159,10 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
       input_config: one split per query, with TFX's `@span_*` placeholders
         (see duckdb_example_gen.input_config_for).
       span: the day, or a RuntimeParameter of ptype int; AUTO_SPAN takes the
-        day before `schedule_time`.
+        newest city day ended `ready_after_hours` before `schedule_time`.
       schedule_time: the run's scheduled time; the default is the Vertex
         placeholder that the backend fills.
+      ready_after_hours: the table's freshness lag (`scheduled_span`).
       output_config: defaults to the input splits, unchanged (never a random
         re-split).
     """
@@ -165,5 +178,6 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
         custom_config=None,
         span=span,
         schedule_time=schedule_time,
+        ready_after_hours=float(ready_after_hours),
         examples=channel.Channel(type=standard_artifacts.Examples))
     base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

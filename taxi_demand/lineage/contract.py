@@ -45,9 +45,13 @@ SKEW_VALIDATOR = "SkewValidator"
 ENDPOINT_PUSHER = "EndpointPusher"        # Vertex with an endpoint only
 
 # The Vertex runtime parameter that names the day, and its value for "the
-# day before the scheduled time".
+# newest complete city day at the scheduled time".
 SPAN_PARAMETER = "span"
 AUTO_SPAN = 0
+# A scheduled run (AUTO_SPAN) takes the newest city day that ended at least
+# this many hours before its scheduled time: the table's freshness lag.
+READY_AFTER_HOURS = "ready_after_hours"
+DEFAULT_READY_AFTER_HOURS = 2.0
 
 # --- input and output keys (TFX's standard ones, and this pipeline's) ---------
 
@@ -165,6 +169,7 @@ class RunParameters:
   change_tolerance: Optional[float] = None
   cell_margin: Optional[float] = None
   min_eval_pickups: Optional[int] = None   # ForecastGate's evidence floor
+  ready_after_hours: Optional[float] = None  # Vertex: the table's lag
   code_version: str = ""
   hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
