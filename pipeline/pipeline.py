@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List
+from typing import Callable, Dict, List, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
 from tfx.dsl.components.base import executor_spec
 
 from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
@@ -35,6 +36,7 @@ from pipeline.config import VertexConfig
 from taxi_demand import spans
 from taxi_demand import features
 from taxi_demand.lineage import contract
+from taxi_demand.lineage import nodes
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
@@ -114,49 +116,23 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       hparams=dict(config.hparams))
 
 
-def _example_gen(config: PipelineConfig, node_id: str, days_before: int = 0):
-  """The one platform branch for data: DuckDB locally, BigQuery on Vertex.
+def _duckdb_example_gen(config: PipelineConfig):
+  """The run's day from the local warehouse: the demand query on DuckDB."""
+  return DuckDBExampleGen(warehouse_path=config.warehouse_path,
+                          input_config=input_config_for(config.query),
+                          range_config=range_config_for(config.span))
 
-  The same demand query either way: the run's day (`days_before` = 0), or
-  on Vertex the window before it (see `_training_window`).
-  """
-  input_config = input_config_for(config.query, days_before)
-  if config.platform is Platform.LOCAL:
-    return DuckDBExampleGen(warehouse_path=config.warehouse_path,
-                            input_config=input_config,
-                            range_config=range_config_for(config.span)
-                            ).with_id(node_id)
+
+def _bigquery_example_gen(config: PipelineConfig, days_before: int = 0):
+  """The same demand query on BigQuery: the run's day (`days_before` = 0),
+  or the window before it (Vertex's TrainingWindow)."""
   # No query-based driver runs on Vertex, so range_config would be ignored:
   # the executor fills the span from this parameter (0: from the schedule).
   return SpanBigQueryExampleGen(
-      input_config=input_config,
+      input_config=input_config_for(config.query, days_before),
       span=tfx.dsl.experimental.RuntimeParameter(
           name=contract.SPAN_PARAMETER, ptype=int, default=config.span),
-      ready_after_hours=config.vertex.ready_after_hours,
-  ).with_id(node_id)
-
-
-def _training_window(config: PipelineConfig):
-  """The examples of the days a model for `config.span` trains on.
-
-  Locally: one artifact per day, each ingested, checked and analysed once
-  by an earlier run, resolved from ML Metadata (TrainingWindowStrategy: the
-  last `train_days` days that DataGate passed). Vertex compiles only
-  TFX's latest-artifact resolvers, which cannot pick a window of spans, so
-  there a second ExampleGen reads the window's days from BigQuery again.
-  """
-  if config.platform is Platform.LOCAL:
-    return tfx.dsl.Resolver(
-        strategy_class=TrainingWindowStrategy,
-        config={contract.SPAN: config.span,
-                TRAIN_DAYS_KEY: config.train_days,
-                QUERY_KEY: query_key(input_config_for(config.query))},
-        examples=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.Examples,
-            producer_component_id=contract.EXAMPLE_GEN,
-            output_key=contract.EXAMPLES)).with_id(contract.TRAINING_WINDOW)
-  return _example_gen(config, contract.TRAINING_WINDOW,
-                      days_before=config.train_days)
+      ready_after_hours=config.vertex.ready_after_hours)
 
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
@@ -181,7 +157,16 @@ def _vertex_training_config(vertex: VertexConfig) -> dict:
           gcp.TRAINING_ARGS_KEY: job_spec}
 
 
-def _trainer(config: PipelineConfig, **kwargs):
+def _trainer(config: PipelineConfig, **inputs):
+  """Trains on the window, warm-started from the serving model."""
+  kwargs = dict(
+      run_fn=RUN_FN,
+      train_args=tfx.proto.TrainArgs(splits=[contract.DAY_SPLIT],
+                                     num_steps=config.train_steps),
+      eval_args=tfx.proto.EvalArgs(splits=[contract.DAY_SPLIT],
+                                   num_steps=config.eval_steps),
+      custom_config=run_parameters(config).to_custom_config(),
+      **inputs)
   if config.vertex is not None and config.vertex.vertex_training:
     kwargs["custom_config"] = {**kwargs["custom_config"],
                                **_vertex_training_config(config.vertex)}
@@ -189,26 +174,28 @@ def _trainer(config: PipelineConfig, **kwargs):
   return tfx.components.Trainer(**kwargs)
 
 
-def _endpoint_pusher(vertex: VertexConfig, model, blessing):
-  """Deploys blessed models to a Vertex endpoint, besides the GCS push."""
+def _endpoint_pusher(config: PipelineConfig, **inputs):
+  """Deploys blessed models to a Vertex endpoint, besides the GCS push
+  (None: no endpoint)."""
+  vertex = config.vertex
+  if not vertex.endpoint:
+    return None
   gcp = tfx.extensions.google_cloud_ai_platform
   serving_args = {"project_id": vertex.project,
                   "endpoint_name": vertex.endpoint,
                   "machine_type": vertex.serving_machine_type}
   if vertex.kms_key:
     serving_args["encryption_spec_key_name"] = vertex.kms_key
-  return gcp.Pusher(model=model, model_blessing=blessing, custom_config={
+  return gcp.Pusher(**inputs, custom_config={
       gcp.ENABLE_VERTEX_KEY: True,
       gcp.VERTEX_REGION_KEY: vertex.region,
       gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
       gcp.SERVING_ARGS_KEY: serving_args,
-  }).with_id(contract.ENDPOINT_PUSHER)
+  })
 
 
-def _pusher(config: PipelineConfig, model, blessing):
+def _pusher(config: PipelineConfig, **inputs):
   kwargs = dict(
-      model=model,
-      model_blessing=blessing,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_dir)),
@@ -221,214 +208,261 @@ def _pusher(config: PipelineConfig, model, blessing):
       # The same registry on every platform: versions, CURRENT and the run
       # parameters, on disk or under gs:// (taxi_demand.serving.registry).
       custom_executor_spec=executor_spec.ExecutorClassSpec(
-          VersionedPusherExecutor))
+          VersionedPusherExecutor),
+      **inputs)
   return tfx.components.Pusher(**kwargs)
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-  """The daily graph for `config.span`: validate, train, evaluate, push."""
-  # This run ingests its own day only; the days before it were ingested,
-  # checked and analysed by the runs that had them as their own day.
-  example_gen = _example_gen(config, contract.EXAMPLE_GEN)
-  examples = example_gen.outputs[contract.EXAMPLES]
+# --- one factory per node: (config, **inputs) -> component -----------------
+# `inputs` are the node's input channels from the node table, those whose
+# producer runs on the platform; a resolver's are the channels it resolves.
 
+
+def _curated_schema(config: PipelineConfig):
+  del config  # the checked-in schema
+  return tfx.components.ImportSchemaGen(
+      schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+
+
+def _vertex_curated_schema(config: PipelineConfig):
   # On Vertex the file is read inside the image, not on the compiling host.
-  schema_file = (config.vertex.schema_file if config.vertex is not None
-                 else os.path.join(SCHEMA_DIR, "schema.pbtxt"))
-  curated_schema = tfx.components.ImportSchemaGen(
-      schema_file=schema_file).with_id(contract.CURATED_SCHEMA)
-  schema = curated_schema.outputs[contract.SCHEMA]
+  return tfx.components.ImportSchemaGen(schema_file=config.vertex.schema_file)
+
+
+def _statistics_gen(config: PipelineConfig, **inputs):
   # With the schema, StatisticsGen counts the values of the categorical int
   # features (cell, hour); without it, their L-infinity drift and skew
   # comparators would always measure 0.
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=examples, schema=schema).with_id(contract.STATISTICS_GEN)
-  statistics = statistics_gen.outputs[contract.STATISTICS]
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics, infer_feature_shape=True).with_id(contract.SCHEMA_GEN)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics, schema=schema).with_id(contract.EXAMPLE_VALIDATOR)
+  del config
+  return tfx.components.StatisticsGen(**inputs)
 
-  # Vertex compiles only TFX's built-in resolver strategies, so the
-  # previous-span drift check is local only; on Vertex DataGate skips it.
-  on_vertex = config.platform is Platform.VERTEX
-  previous_statistics = None
-  if not on_vertex:
-    previous_statistics = tfx.dsl.Resolver(
-        strategy_class=PreviousSpanStrategy,
-        config={contract.SPAN: config.span},
-        statistics=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=contract.STATISTICS_GEN,
-            output_key=contract.STATISTICS)).with_id(contract.PREVIOUS_STATISTICS)
-  data_gate = DataGate(
-      statistics=statistics,
-      schema=schema,
-      anomalies=example_validator.outputs[contract.ANOMALIES],
-      previous_statistics=(previous_statistics.outputs[contract.STATISTICS]
-                           if previous_statistics else None),
-      **({"check_drift": 0} if on_vertex else {}),
-  ).with_id(contract.DATA_GATE)
 
-  # On Vertex: TFX's LatestBlessedModelStrategy, the one blessed-model
-  # strategy its compiler knows (it cannot filter by producer or span;
+def _schema_gen(config: PipelineConfig, **inputs):
+  del config
+  return tfx.components.SchemaGen(infer_feature_shape=True, **inputs)
+
+
+def _example_validator(config: PipelineConfig, **inputs):
+  del config
+  return tfx.components.ExampleValidator(**inputs)
+
+
+def _data_gate(config: PipelineConfig, **inputs):
+  # Without the previous span's statistics (Vertex compiles no custom
+  # resolver to find them) there is no drift to check.
+  del config
+  return DataGate(**inputs, **({} if "previous_statistics" in inputs
+                               else {"check_drift": 0}))
+
+
+def _on_the_day(strategy_class):
+  """The factory of a resolver that `strategy_class` answers for the run's
+  day."""
+  def resolver(config: PipelineConfig, **channels):
+    return tfx.dsl.Resolver(strategy_class=strategy_class,
+                            config={contract.SPAN: config.span}, **channels)
+  return resolver
+
+
+def _training_window(config: PipelineConfig, **channels):
+  """The examples of the days a model for `config.span` trains on.
+
+  One artifact per day, each ingested, checked and analysed once by an
+  earlier run, resolved from ML Metadata (TrainingWindowStrategy: the last
+  `train_days` days that DataGate passed).
+  """
+  return tfx.dsl.Resolver(
+      strategy_class=TrainingWindowStrategy,
+      config={contract.SPAN: config.span,
+              TRAIN_DAYS_KEY: config.train_days,
+              QUERY_KEY: query_key(input_config_for(config.query))},
+      **channels)
+
+
+def _vertex_training_window(config: PipelineConfig, **channels):
+  """Vertex compiles only TFX's latest-artifact resolvers, which cannot pick
+  a window of spans, so there a second ExampleGen reads the window's days
+  from BigQuery again."""
+  del channels  # nothing is resolved
+  return _bigquery_example_gen(config, days_before=config.train_days)
+
+
+def _vertex_latest_blessed(config: PipelineConfig, **channels):
+  # TFX's LatestBlessedModelStrategy, the one blessed-model strategy its
+  # compiler knows (it cannot filter by producer or span;
   # vertex_run.only_gate_blessings narrows its compiled query to
   # ForecastGate's blessings). Locally: the model serving on this day.
-  latest_blessed = tfx.dsl.Resolver(
-      strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy
-                      if on_vertex else ServingModelStrategy),
-      config={} if on_vertex else {contract.SPAN: config.span},
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                            producer_component_id=contract.TRAINER,
-                            output_key=contract.MODEL),
-      # Only ForecastGate's blessing counts: the Evaluator's own blessing
-      # knows nothing of the seasonal-naive checks.
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing,
-          producer_component_id=contract.FORECAST_GATE,
-          output_key=contract.BLESSING)).with_id(contract.LATEST_BLESSED_MODEL)
-  baseline_model = latest_blessed.outputs[contract.MODEL]
+  del config
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      config={}, **channels)
 
-  # Nothing trains on, or is judged on, a day that DataGate refused. The
-  # refusal is a recorded decision: these nodes are skipped, the run
-  # completes, and `runs` shows the day as refused (penguin's Cond pattern).
-  verdict = data_gate.outputs[contract.REPORT].future()[0].custom_property(
-      contract.DATA_PASSED)
-  training_window = _training_window(config)
-  window = training_window.outputs[contract.EXAMPLES]
-  # Transform's analysis of a day is kept in its cache, keyed by that day's
-  # examples: each day is analysed once, in the first window that holds it.
-  # On Vertex the window is one new artifact a day, which no cache matches.
-  analyzer_cache = None
-  if not on_vertex:
-    analyzer_cache = tfx.dsl.Resolver(
-        strategy_class=EarlierDayCacheStrategy,
-        config={contract.SPAN: config.span},
-        cache=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.TransformCache,
-            producer_component_id=contract.TRANSFORM,
-            output_key=contract.UPDATED_ANALYZER_CACHE),
-    ).with_id(contract.LATEST_ANALYZER_CACHE)
-  with tfx.dsl.Cond(verdict == 1):
-    # The graph is analysed over the window and nothing is materialised:
-    # the Trainer applies today's graph to every day it reads, so no day is
-    # trained on with an older day's vocabulary or mean.
-    transform = tfx.components.Transform(
-        examples=window, schema=schema,
-        preprocessing_fn=PREPROCESSING_FN,
-        analyzer_cache=(analyzer_cache.outputs["cache"]
-                        if analyzer_cache else None),
-        splits_config=tfx.proto.SplitsConfig(analyze=[contract.DAY_SPLIT]),
-        materialize=False,
-        disable_statistics=True).with_id(contract.TRANSFORM)
-    trainer = _trainer(
-        config,
-        run_fn=RUN_FN,
-        examples=window,
-        transform_graph=transform.outputs[contract.TRANSFORM_GRAPH],
-        schema=schema,
-        base_model=baseline_model,
-        train_args=tfx.proto.TrainArgs(splits=[contract.DAY_SPLIT],
-                                       num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=[contract.DAY_SPLIT],
-                                     num_steps=config.eval_steps),
-        custom_config=run_parameters(config).to_custom_config(),
-    ).with_id(contract.TRAINER)
-    model = trainer.outputs[contract.MODEL]
-    evaluator = tfx.components.Evaluator(
-        examples=examples,
-        example_splits=[contract.DAY_SPLIT],
-        model=model,
-        baseline_model=baseline_model,
-        eval_config=eval_config(config)).with_id(contract.EVALUATOR)
-    # Drivers following the candidate's forecasts against the serving
-    # model's, on the eval day's trips: where the warehouse is.
-    guidance_gate = None
-    if not on_vertex:
-      guidance_gate = GuidanceGate(
-          model=model,
-          examples=examples,
-          baseline_model=baseline_model,
-          warehouse_path=config.warehouse_path,
-          query_config=json.dumps(run_parameters(config).to_custom_config(),
-                                  sort_keys=True),
-      ).with_id(contract.GUIDANCE_GATE)
-    forecast_gate = ForecastGate(
-        model=model,
-        examples=examples,
-        evaluation=evaluator.outputs[contract.EVALUATION],
-        evaluator_blessing=evaluator.outputs[contract.BLESSING],
-        **({contract.GUIDANCE: guidance_gate.outputs[contract.RESULT]}
-           if guidance_gate else {}),
-        naive_margin=config.thresholds.naive_margin,
-        cell_margin=config.thresholds.cell_margin,
-        min_cell_pickups=config.thresholds.min_cell_pickups,
-        min_eval_pickups=config.thresholds.min_eval_pickups,
-    ).with_id(contract.FORECAST_GATE)
-    blessing = forecast_gate.outputs[contract.BLESSING]
-    pusher = _pusher(config, model, blessing).with_id(contract.PUSHER)
-    endpoint_pusher = None
-    if on_vertex and config.vertex.endpoint:
-      endpoint_pusher = _endpoint_pusher(config.vertex, model, blessing)
-    # The model that served on this day, scored on this day's data (the
-    # newest day is ExampleGen's eval split). It records, never blocks.
-    next_day = NextDayValidator(
-        examples=examples,
-        model=baseline_model,
-        model_blessing=latest_blessed.outputs[contract.MODEL_BLESSING],
-        serving_log_dir="" if on_vertex else config.serving_log_dir,
-    ).with_id(contract.NEXT_DAY_VALIDATOR)
 
+def _transform(config: PipelineConfig, **inputs):
+  # The graph is analysed over the window and nothing is materialised: the
+  # Trainer applies today's graph to every day it reads, so no day is
+  # trained on with an older day's vocabulary or mean. Transform's analysis
+  # of a day is kept in its cache, keyed by that day's examples: each day is
+  # analysed once, in the first window that holds it (locally; on Vertex
+  # the window is one new artifact a day, which no cache matches).
+  del config
+  return tfx.components.Transform(
+      preprocessing_fn=PREPROCESSING_FN,
+      splits_config=tfx.proto.SplitsConfig(analyze=[contract.DAY_SPLIT]),
+      materialize=False,
+      disable_statistics=True,
+      **inputs)
+
+
+def _evaluator(config: PipelineConfig, **inputs):
+  return tfx.components.Evaluator(example_splits=[contract.DAY_SPLIT],
+                                  eval_config=eval_config(config), **inputs)
+
+
+def _query_config(config: PipelineConfig) -> str:
+  """The run parameters as the components that query the warehouse take
+  them."""
+  return json.dumps(run_parameters(config).to_custom_config(), sort_keys=True)
+
+
+def _guidance_gate(config: PipelineConfig, **inputs):
+  # Drivers following the candidate's forecasts against the serving
+  # model's, on the eval day's trips: where the warehouse is.
+  return GuidanceGate(warehouse_path=config.warehouse_path,
+                      query_config=_query_config(config), **inputs)
+
+
+def _forecast_gate(config: PipelineConfig, **inputs):
+  return ForecastGate(
+      naive_margin=config.thresholds.naive_margin,
+      cell_margin=config.thresholds.cell_margin,
+      min_cell_pickups=config.thresholds.min_cell_pickups,
+      min_eval_pickups=config.thresholds.min_eval_pickups,
+      **inputs)
+
+
+def _next_day_validator(config: PipelineConfig, **inputs):
+  # The model that served on this day, scored on this day's data (the
+  # newest day is ExampleGen's eval split). It records, never blocks.
+  return NextDayValidator(serving_log_dir=config.serving_log_dir, **inputs)
+
+
+def _skew_validator(config: PipelineConfig, **inputs):
   # Where a serving log exists: training-serving skew against the serving
   # model's own training statistics, found through lineage.
-  serving_training = skew_validator = None
-  if not on_vertex:  # its lineage-walking resolver is a custom strategy
-    serving_training = tfx.dsl.Resolver(
-        strategy_class=ServingModelStrategy,
-        config={contract.SPAN: config.span},
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id=contract.TRAINER,
-                              output_key=contract.MODEL),
-        model_blessing=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ModelBlessing,
-            producer_component_id=contract.FORECAST_GATE, output_key=contract.BLESSING),
-        statistics=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.ExampleStatistics,
-            producer_component_id=contract.STATISTICS_GEN, output_key=contract.STATISTICS),
-        schema=tfx.dsl.Channel(
-            type=tfx.types.standard_artifacts.Schema,
-            producer_component_id=contract.CURATED_SCHEMA, output_key=contract.SCHEMA),
-    ).with_id(contract.SERVING_MODEL_TRAINING)
-    skew_validator = SkewValidator(
-        serving_log_dir=config.serving_log_dir,
-        date=spans.day_of(config.span).isoformat(),
-        statistics=serving_training.outputs[contract.STATISTICS],
-        schema=serving_training.outputs[contract.SCHEMA],
-        fail_on_skew=0,
-        warehouse_path=config.warehouse_path,
-        query_config=json.dumps(run_parameters(config).to_custom_config(),
-                                sort_keys=True),
-    ).with_id(contract.SKEW_VALIDATOR)
+  return SkewValidator(
+      serving_log_dir=config.serving_log_dir,
+      date=spans.day_of(config.span).isoformat(),
+      fail_on_skew=0,
+      warehouse_path=config.warehouse_path,
+      query_config=_query_config(config),
+      **inputs)
 
-  components: List = [
-      example_gen, statistics_gen, schema_gen, curated_schema,
-      example_validator, previous_statistics, data_gate, training_window,
-      analyzer_cache, transform,
-      latest_blessed, trainer, evaluator, guidance_gate, forecast_gate,
-      pusher, next_day,
-  ]
-  if skew_validator is not None:
-    components += [serving_training, skew_validator]
-  components = [c for c in components + [endpoint_pusher] if c is not None]
-  if on_vertex:
-    # Dataflow for the Beam-heavy nodes; the rest run in their own container.
-    for node in (example_gen, training_window, statistics_gen, transform,
-                 evaluator):
-      node.with_beam_pipeline_args(list(config.vertex.dataflow_beam_args))
+
+Factory = Callable[..., Optional[base_node.BaseNode]]
+
+# The local graph: a factory for each node of the node table that runs
+# locally. A new node is a row of the table and a line here.
+FACTORIES: Dict[str, Factory] = {
+    contract.EXAMPLE_GEN: _duckdb_example_gen,
+    contract.STATISTICS_GEN: _statistics_gen,
+    contract.SCHEMA_GEN: _schema_gen,
+    contract.CURATED_SCHEMA: _curated_schema,
+    contract.EXAMPLE_VALIDATOR: _example_validator,
+    contract.PREVIOUS_STATISTICS: _on_the_day(PreviousSpanStrategy),
+    contract.DATA_GATE: _data_gate,
+    contract.TRAINING_WINDOW: _training_window,
+    contract.LATEST_ANALYZER_CACHE: _on_the_day(EarlierDayCacheStrategy),
+    contract.TRANSFORM: _transform,
+    # The model serving on this day.
+    contract.LATEST_BLESSED_MODEL: _on_the_day(ServingModelStrategy),
+    contract.TRAINER: _trainer,
+    contract.EVALUATOR: _evaluator,
+    contract.GUIDANCE_GATE: _guidance_gate,
+    contract.FORECAST_GATE: _forecast_gate,
+    contract.PUSHER: _pusher,
+    contract.NEXT_DAY_VALIDATOR: _next_day_validator,
+    contract.SERVING_MODEL_TRAINING: _on_the_day(ServingModelStrategy),
+    contract.SKEW_VALIDATOR: _skew_validator,
+}
+
+# The Vertex graph: the table's Vertex nodes, these made for Vertex.
+VERTEX_FACTORIES: Dict[str, Factory] = {
+    **FACTORIES,
+    contract.EXAMPLE_GEN: _bigquery_example_gen,
+    contract.CURATED_SCHEMA: _vertex_curated_schema,
+    contract.TRAINING_WINDOW: _vertex_training_window,
+    contract.LATEST_BLESSED_MODEL: _vertex_latest_blessed,
+    contract.ENDPOINT_PUSHER: _endpoint_pusher,
+}
+# Dataflow for the Beam-heavy nodes; the rest run in their own container.
+DATAFLOW_NODES = (contract.EXAMPLE_GEN, contract.TRAINING_WINDOW,
+                  contract.STATISTICS_GEN, contract.TRANSFORM,
+                  contract.EVALUATOR)
+
+
+def _resolved_channels(node: nodes.Node) -> dict:
+  """What a resolver node asks ML Metadata for: its inputs' outputs of
+  earlier runs, as channels of their artifact types."""
+  return {key: tfx.dsl.Channel(
+      type=getattr(tfx.types.standard_artifacts, node.outputs[key]),
+      producer_component_id=source.producer, output_key=source.key)
+          for key, source in node.inputs.items()}
+
+
+def assemble(config: PipelineConfig,
+             factories: Mapping[str, Factory]) -> List[base_node.BaseNode]:
+  """The components of the node table's nodes on `config.platform`.
+
+  Each node's factory gets the outputs of the nodes it reads (those that
+  run on the platform). Nothing gated trains on, or is judged on, a day
+  that DataGate refused: the refusal is a recorded decision, those nodes
+  are skipped and the run completes (penguin's Cond pattern).
+  """
+  table = nodes.run_order(config.platform.value)
+  present = {node.id for node in table}
+  built: Dict[str, base_node.BaseNode] = {}
+
+  def build(node: nodes.Node) -> None:
+    if node.resolver:
+      inputs = _resolved_channels(node)
+    else:
+      inputs = {key: built[source.producer].outputs[source.key]
+                for key, source in node.inputs.items()
+                if source.producer in present}
+    component = factories[node.id](config, **inputs)
+    if component is not None:
+      built[node.id] = component.with_id(node.id)
+
+  for node in table:
+    if not node.gated:
+      build(node)
+  verdict = built[nodes.GATE].outputs[nodes.GATE_OUTPUT].future()[
+      0].custom_property(nodes.GATE_PROPERTY)
+  with tfx.dsl.Cond(verdict == 1):
+    for node in table:
+      if node.gated:
+        build(node)
+  return [built[node.id] for node in table if node.id in built]
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """The daily graph for `config.span`: validate, train, evaluate, push.
+
+  The one platform branch: the local graph, or the Vertex one (its own
+  factories, Dataflow, no local ML Metadata).
+  """
   metadata_config = None
   if config.platform is Platform.LOCAL:
+    components = assemble(config, FACTORIES)
     metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)
+  else:
+    components = assemble(config, VERTEX_FACTORIES)
+    for component in components:
+      if component.id in DATAFLOW_NODES:
+        component.with_beam_pipeline_args(
+            list(config.vertex.dataflow_beam_args))
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,

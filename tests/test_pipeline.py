@@ -11,6 +11,7 @@ from pipeline import pipeline as p
 from pipeline.config import PipelineConfig, Thresholds
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract as ids
+from taxi_demand.lineage import nodes
 
 EXPECTED_IDS = [
     ids.EXAMPLE_GEN, ids.STATISTICS_GEN, ids.SCHEMA_GEN, ids.CURATED_SCHEMA,
@@ -35,6 +36,27 @@ def config(tmp_path, **overrides):
 def test_nodes_have_stable_ids(tmp_path):
   pipe = p.create_pipeline(config(tmp_path))
   assert sorted(c.id for c in pipe.components) == sorted(EXPECTED_IDS)
+
+
+def test_the_local_graph_is_the_node_tables_local_nodes(tmp_path):
+  """Every component is a row of the node table: its execution type, its
+  inputs (each another node's output), its outputs and their types, what
+  it waits for, and TFX's order of them, the one synthetic stores use."""
+  pipe = p.create_pipeline(config(tmp_path))
+  table = {n.id: n for n in nodes.on(nodes.LOCAL)}
+  assert [c.id for c in pipe.components] == [
+      n.id for n in nodes.run_order(nodes.LOCAL)]
+  for component in pipe.components:
+    node = table[component.id]
+    assert component.type == node.type, node.id
+    assert {k: v.type_name for k, v in component.outputs.items()} == dict(
+        node.outputs), node.id
+    assert sorted(u.id for u in component.upstream_nodes) == sorted(
+        set(node.upstream())), node.id
+    if not node.resolver:
+      assert {k: nodes.Input(v.producer_component_id, v.output_key)
+              for k, v in component.inputs.items()} == dict(node.inputs), (
+                  node.id)
 
 
 def test_create_pipeline_does_no_io(tmp_path, monkeypatch):
