@@ -1,5 +1,6 @@
 """The ML Metadata read layer: snapshots, serving timeline, old layouts, walks."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
+from taxi_demand.lineage import nodes
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
 from taxi_demand.lineage import synthetic as synth
@@ -177,6 +179,69 @@ def test_schema_features_parse_the_curated_schema():
       str(REPO / "pipeline" / "schema"))
   assert "pickups" in found and "cell" in found
   assert json.dumps(found)  # plain text, printable
+
+
+def _events_by_node(path, run_id):
+  """{node id: {(event kind, key)}} of run `run_id` in the store at `path`,
+  in the order the run's executions were written."""
+  from ml_metadata.proto import metadata_store_pb2 as pb
+  raw = store.connect(path)
+  [run_ctx] = [ctx for ctx in raw.get_contexts_by_type(
+      contract.PIPELINE_RUN_CONTEXT) if ctx.name == run_id]
+  found = {}
+  for ex in sorted(raw.get_executions_by_context(run_ctx.id),
+                   key=lambda e: e.id):
+    [node_ctx] = [ctx for ctx in raw.get_contexts_by_execution(ex.id)
+                  if ctx.name.startswith(contract.PIPELINE_NAME + ".")]
+    found[node_ctx.name.split(".", 1)[1]] = {
+        (pb.Event.Type.Name(e.type), e.path.steps[0].key)
+        for e in raw.get_events_by_execution_ids([ex.id])}
+  return found
+
+
+def test_synthetic_runs_are_the_node_tables_local_nodes(synthetic):
+  """Each synthetic run writes the table's local nodes, in the order TFX
+  runs them, each with the table's input and output keys."""
+  home, _ = synthetic
+  snap = _snap(home / "metadata.sqlite")
+  written = _events_by_node(home / "metadata.sqlite", snap.runs[-1].run_id)
+  table = nodes.run_order(nodes.LOCAL)
+  assert list(written) == [n.id for n in table]
+  for node in table:
+    kind = "INTERNAL_OUTPUT" if node.resolver else "OUTPUT"
+    inputs = {} if node.resolver else node.inputs
+    assert {key for k, key in written[node.id] if k == kind} == set(
+        node.outputs), node.id
+    assert {key for k, key in written[node.id] if k == "INPUT"} == set(
+        inputs) | ({synth.COND_INPUT} if node.gated else set()), node.id
+
+
+def test_a_node_added_to_the_table_appears_in_synthetic_stores(tmp_path,
+                                                                monkeypatch):
+  """No hand edit of the writer: a new row of the node table is written,
+  after what it reads, with its input and its (property-less) output; a
+  gated one is skipped on a day the gate refused."""
+  added = nodes.Node(
+      "DayCount", "pipeline.components.day_count.DayCount", nodes.MONITOR,
+      inputs={contract.EXAMPLES: nodes.Input(contract.EXAMPLE_GEN,
+                                             contract.EXAMPLES)},
+      outputs={"count": "taxi_demand.DayCount"},
+      platforms=nodes.LOCAL_ONLY, gated=True)
+  monkeypatch.setattr(nodes, "TABLE", nodes.TABLE + [added])
+  specs = synth.default_runs(2)
+  specs[1] = dataclasses.replace(specs[1], anomaly_count=1)  # refused
+  synth.build(tmp_path / "home", specs)
+  path = tmp_path / "home" / "metadata.sqlite"
+  first = _events_by_node(path, specs[0].run_id)
+  assert first["DayCount"] == {("INPUT", contract.EXAMPLES),
+                               ("INPUT", synth.COND_INPUT),
+                               ("OUTPUT", "count")}
+  assert list(first).index("DayCount") > list(first).index(
+      contract.DATA_GATE)
+  [count] = store.connect(path).get_artifacts_by_type("taxi_demand.DayCount")
+  assert count.uri.startswith(str(tmp_path / "home" / "pipeline" /
+                                  "DayCount" / "count"))
+  assert "DayCount" not in _events_by_node(path, specs[1].run_id)
 
 
 # --- on the city home: ten synthetic daily runs over the session's city --------

@@ -8,7 +8,10 @@ per node with TFX's execution type names and exec properties, the input,
 output and (for resolvers) internal-output events under TFX's keys, and the
 artifacts with the properties the pipeline's components set, at URIs
 `<pipeline root>/<node id>/<key>/<execution id>`. A pushed version gets a
-folder under `home/models/` and CURRENT names the newest.
+folder under `home/models/` and CURRENT names the newest. The nodes, their
+order and each one's input and output keys come from the node table
+(`lineage/nodes.py`); the values a node records, from its function in
+RECORDS (a node without one records its outputs without properties).
 
 By default the artifacts are records only. A test that reads files through
 the store can point a run at real ones: `model_dir` (a SavedModel, which
@@ -38,6 +41,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from taxi_demand import spans
 from taxi_demand.lineage import contract as c
+from taxi_demand.lineage import nodes
 from taxi_demand.serving import registry
 
 FIRST_SPAN = 19700                      # 2023-12-09
@@ -48,44 +52,11 @@ SPLITS = f'["{c.DAY_SPLIT}"]'
 
 # --- what TFX registers ---------------------------------------------------------
 
-_RESOLVER = "tfx.dsl.components.common.resolver.Resolver"
-# node id -> (execution type name, system base type), as TFX 1.16 names them.
+# node id -> (execution type name, system base type), as TFX 1.16 names them:
+# the node table's local nodes.
 EXECUTION_TYPES: Dict[str, tuple] = {
-    c.CURATED_SCHEMA: (
-        "tfx.components.schema_gen.import_schema_gen.component."
-        "ImportSchemaGen", pb.ExecutionType.UNSET),
-    c.EXAMPLE_GEN: ("pipeline.components.duckdb_example_gen.component."
-                    "DuckDBExampleGen", pb.ExecutionType.PROCESS),
-    c.LATEST_BLESSED_MODEL: (_RESOLVER, pb.ExecutionType.UNSET),
-    c.TRAINING_WINDOW: (_RESOLVER, pb.ExecutionType.UNSET),
-    c.LATEST_ANALYZER_CACHE: (_RESOLVER, pb.ExecutionType.UNSET),
-    c.PREVIOUS_STATISTICS: (_RESOLVER, pb.ExecutionType.UNSET),
-    c.SERVING_MODEL_TRAINING: (_RESOLVER, pb.ExecutionType.UNSET),
-    c.SKEW_VALIDATOR: ("pipeline.components.skew_validator.SkewValidator",
-                       pb.ExecutionType.UNSET),
-    c.STATISTICS_GEN: ("tfx.components.statistics_gen.component."
-                       "StatisticsGen", pb.ExecutionType.PROCESS),
-    c.EXAMPLE_VALIDATOR: ("tfx.components.example_validator.component."
-                          "ExampleValidator", pb.ExecutionType.UNSET),
-    c.SCHEMA_GEN: ("tfx.components.schema_gen.component.SchemaGen",
-                   pb.ExecutionType.PROCESS),
-    c.DATA_GATE: ("pipeline.components.data_gate.DataGate",
-                  pb.ExecutionType.UNSET),
-    c.NEXT_DAY_VALIDATOR: ("pipeline.components.next_day.NextDayValidator",
-                           pb.ExecutionType.UNSET),
-    c.TRANSFORM: ("tfx.components.transform.component.Transform",
-                  pb.ExecutionType.TRANSFORM),
-    c.TRAINER: ("tfx.components.trainer.component.Trainer",
-                pb.ExecutionType.TRAIN),
-    c.EVALUATOR: ("tfx.components.evaluator.component.Evaluator",
-                  pb.ExecutionType.EVALUATE),
-    c.GUIDANCE_GATE: ("pipeline.components.guidance_gate.GuidanceGate",
-                      pb.ExecutionType.UNSET),
-    c.FORECAST_GATE: ("pipeline.components.forecast_gate.ForecastGate",
-                      pb.ExecutionType.UNSET),
-    c.PUSHER: ("tfx.components.pusher.component.Pusher",
-               pb.ExecutionType.DEPLOY),
-}
+    n.id: (n.type, pb.ExecutionType.SystemDefinedBaseType.Value(n.base_type))
+    for n in nodes.on(nodes.LOCAL)}
 
 _INT, _STRING = pb.PropertyType.INT, pb.PropertyType.STRING
 # artifact type -> (declared properties, system base type), as TFX declares.
@@ -103,11 +74,10 @@ ARTIFACT_TYPES: Dict[str, tuple] = {
 COMPLETE, CACHED, FAILED = (pb.Execution.COMPLETE, pb.Execution.CACHED,
                             pb.Execution.FAILED)
 
-# The nodes inside the pipeline's `tfx.dsl.Cond` on DataGate's verdict: TFX
-# gives each the gate's report as an extra input under this key.
-COND_INPUT = f"_{c.DATA_GATE}.{c.REPORT}"
-GUARDED = (c.TRANSFORM, c.TRAINER, c.EVALUATOR, c.GUIDANCE_GATE,
-           c.FORECAST_GATE, c.PUSHER, c.NEXT_DAY_VALIDATOR)
+# The nodes inside the pipeline's `tfx.dsl.Cond` on DataGate's verdict (the
+# table's gated ones): TFX gives each the gate's report as an extra input
+# under this key.
+COND_INPUT = f"_{nodes.GATE}.{nodes.GATE_OUTPUT}"
 
 
 def _fill(target, props: Mapping[str, Any]) -> None:
@@ -155,7 +125,8 @@ class Writer:
           proto.properties[key] = kind_
         type_id = self.store.put_artifact_type(proto)
       elif kind == "execution":
-        base = next((b for t, b in EXECUTION_TYPES.values() if t == name),
+        base = next((pb.ExecutionType.SystemDefinedBaseType.Value(
+            n.base_type) for n in nodes.TABLE if n.type == name),
                     pb.ExecutionType.UNSET)
         proto = pb.ExecutionType(name=name)
         if base != pb.ExecutionType.UNSET:
@@ -421,90 +392,163 @@ class Killed(Exception):
   """write_run's run died in the node named (RunSpec.killed_in)."""
 
 
-def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
-              first: bool, base: Optional[RunRecord],
-              previous: Optional[RunRecord], version: str,
-              window: Sequence[pb.Artifact] = (),
-              cache: Optional[pb.Artifact] = None,
-              model_dir: Optional[str] = None, link: bool = False,
-              keep: int = 5) -> RunRecord:
-  """The records of one daily run, in the order LocalDagRunner runs nodes.
+@dataclasses.dataclass
+class Record:
+  """What one node's execution records, besides what the table says.
+
+  Attributes:
+    props: the execution's exec properties.
+    outputs: output key -> the artifacts written (for a resolver: what it
+      resolved). A non-resolver's output left out gets an artifact of the
+      table's type, without properties.
+    state: the execution's state.
+    then: given the written outputs, writes the files inside them.
+  """
+  props: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  outputs: Mapping[str, List[pb.Artifact]] = dataclasses.field(
+      default_factory=dict)
+  state: int = COMPLETE
+  then: Optional[Callable[[Dict[str, List[pb.Artifact]]], None]] = None
+
+
+@dataclasses.dataclass
+class Run:
+  """One daily run being written: what its nodes' records read.
 
   `base` is the newest blessed run before this one (what LatestBlessedModel
   and ServingModelTraining resolve: the model serving on `spec.span`),
   `previous` the run of the previous span (PreviousSpanStatistics),
   `window` the earlier days' examples it trains on (TrainingWindow) and
-  `cache` the newest analyzer cache (LatestAnalyzerCache).
+  `cache` the newest analyzer cache (LatestAnalyzerCache). `out` holds, per
+  node id, the outputs (or a resolver's results) written so far.
   """
-  span, params = spec.span, spec.parameters()
-  run_id = spec.run_id or f"{spans.day_of(span).isoformat()}T06:00:00"
-  date = spans.day_of(span).isoformat()
-  model_dir = spec.model_dir or model_dir
-  verdict: Dict[str, List[pb.Artifact]] = {}
+  w: Writer
+  spec: RunSpec
+  home: Path
+  schema: pb.Artifact
+  first: bool
+  base: Optional[RunRecord]
+  previous: Optional[RunRecord]
+  version: str
+  window: Sequence[pb.Artifact]
+  cache: Optional[pb.Artifact]
+  model_dir: Optional[str]
+  link: bool
+  keep: int
+  out: Dict[str, Dict[str, List[pb.Artifact]]] = dataclasses.field(
+      default_factory=dict)
 
-  def run(node, state=COMPLETE, props=None, inputs=None, outputs=None,
-          **kwargs):
-    if node in GUARDED:
-      inputs = {**(inputs or {}), **verdict}
-    if node == spec.killed_in:
-      for artifact in (a for arts in (outputs or {}).values() for a in arts):
-        artifact.state = pb.Artifact.PENDING
-      w.execute(run_id, node, pb.Execution.RUNNING, props, inputs, outputs,
-                **kwargs)
-      raise Killed(node)
-    return w.execute(run_id, node, state, props, inputs, outputs, **kwargs)
+  @property
+  def span(self) -> int:
+    return self.spec.span
 
-  run(c.CURATED_SCHEMA, COMPLETE if first else CACHED,
-      {"schema_file": str(SCHEMA_FILE)}, outputs={c.SCHEMA: [schema]})
-  [examples] = run(c.EXAMPLE_GEN, COMPLETE, {
+  @property
+  def params(self) -> c.RunParameters:
+    return self.spec.parameters()
+
+  @property
+  def date(self) -> str:
+    return spans.day_of(self.spec.span).isoformat()
+
+  @property
+  def run_id(self) -> str:
+    return self.spec.run_id or f"{self.date}T06:00:00"
+
+  def output(self, node_id: str, key: str) -> Optional[pb.Artifact]:
+    """The first artifact node `node_id` wrote under `key`, or None."""
+    return next(iter(self.out.get(node_id, {}).get(key, [])), None)
+
+  def serving(self) -> Dict[str, List[pb.Artifact]]:
+    """The serving model and its blessing, as the resolvers find them."""
+    if self.base is None:
+      return {}
+    return {c.MODEL: [self.base.model], c.MODEL_BLESSING: [self.base.blessing]}
+
+  def serving_statistics(self) -> Dict[str, List[pb.Artifact]]:
+    """The serving model's training statistics and schema."""
+    if self.base is None:
+      return {}
+    return {c.STATISTICS: [self.base.statistics], c.SCHEMA: [self.schema]}
+
+
+# --- what each node records: one function per node, keyed by node id ---------
+# A node of the table without one records its outputs without properties.
+
+
+def _curated_schema(r: Run) -> Record:
+  return Record(state=COMPLETE if r.first else CACHED,
+                props={"schema_file": str(SCHEMA_FILE)},
+                outputs={c.SCHEMA: [r.schema]})
+
+
+def _example_gen(r: Run) -> Record:
+  w, span, home = r.w, r.span, r.home
+  return Record(props={
       c.SPAN: span, c.WAREHOUSE_PATH: str(home / "warehouse.duckdb"),
       "output_data_format": 6, "output_file_format": 5},
-                   outputs={c.EXAMPLES: [w.artifact(
-                       "Examples", span=span, split_names=SPLITS,
-                       custom={c.SPAN: span,
-                               c.INPUT_FINGERPRINT: f"synthetic:{span}"})]}
-                   )[c.EXAMPLES]
-  materialize(spec.examples_dir, examples.uri, link)
+                outputs={c.EXAMPLES: [w.artifact(
+                    "Examples", span=span, split_names=SPLITS,
+                    custom={c.SPAN: span,
+                            c.INPUT_FINGERPRINT: f"synthetic:{span}"})]},
+                then=lambda out: materialize(
+                    r.spec.examples_dir, out[c.EXAMPLES][0].uri, r.link))
 
-  serving = {}
-  if base is not None:
-    serving = {c.MODEL: [base.model], c.MODEL_BLESSING: [base.blessing]}
-  run(c.LATEST_BLESSED_MODEL, internal_outputs=serving)
-  run(c.PREVIOUS_STATISTICS, internal_outputs=(
+
+def _latest_blessed_model(r: Run) -> Record:
+  return Record(outputs=r.serving())
+
+
+def _previous_statistics(r: Run) -> Record:
+  previous = r.previous
+  return Record(outputs=(
       {c.STATISTICS: [previous.statistics]} if previous else {}))
-  serving_stats = {}
-  if base is not None:
-    serving_stats = {c.STATISTICS: [base.statistics], c.SCHEMA: [schema]}
-  run(c.SERVING_MODEL_TRAINING, internal_outputs={**serving, **serving_stats})
-  skew = _skew_report(spec.skew)
-  [skew_report] = run(c.SKEW_VALIDATOR, COMPLETE, {
+
+
+def _serving_model_training(r: Run) -> Record:
+  return Record(outputs={**r.serving(), **r.serving_statistics()})
+
+
+def _skew_validator(r: Run) -> Record:
+  w, span, date, home = r.w, r.span, r.date, r.home
+  skew = _skew_report(r.spec.skew)
+
+  def files(out):
+    if skew is not None:
+      _write_json(out[c.REPORT][0].uri, c.SKEW_REPORT_FILE,
+                  {"date": date, **skew})
+  return Record(props={
       "date": date, "serving_log_dir": str(home / "serving_log"),
-      "fail_on_skew": 0}, inputs=serving_stats, outputs={
+      "fail_on_skew": 0}, outputs={
           c.REPORT: [w.artifact(c.SKEW_REPORT, span=span, date=date,
                                 checked=int(skew is not None),
-                                alert=int(bool(skew and skew["alert"])))]}
-                      )[c.REPORT]
-  if skew is not None:
-    _write_json(skew_report.uri, c.SKEW_REPORT_FILE, {"date": date, **skew})
+                                alert=int(bool(skew and skew["alert"])))]},
+                then=files)
 
-  [stats] = run(c.STATISTICS_GEN, COMPLETE, {"exclude_splits": "[]"},
-                {c.EXAMPLES: [examples], c.SCHEMA: [schema]},
+
+def _statistics_gen(r: Run) -> Record:
+  w, span = r.w, r.span
+  return Record({"exclude_splits": "[]"},
                 {c.STATISTICS: [w.artifact("ExampleStatistics", span=span,
-                                           split_names=SPLITS)]}
-                )[c.STATISTICS]
-  materialize(spec.statistics_dir, stats.uri, link)
-  [anomalies] = run(c.EXAMPLE_VALIDATOR, COMPLETE, {"exclude_splits": "[]"},
-                    {c.STATISTICS: [stats], c.SCHEMA: [schema]},
-                    {c.ANOMALIES: [w.artifact(
-                        "ExampleAnomalies", span=span, split_names=SPLITS,
-                        blessed=1)]})[c.ANOMALIES]
-  run(c.SCHEMA_GEN, COMPLETE, {"exclude_splits": "[]",
-                               "infer_feature_shape": 1},
-      {c.STATISTICS: [stats]}, {c.SCHEMA: [w.artifact("Schema")]})
-  gate_inputs = {c.STATISTICS: [stats], c.SCHEMA: [schema],
-                 c.ANOMALIES: [anomalies]}
-  if previous is not None:
-    gate_inputs["previous_statistics"] = [previous.statistics]
+                                           split_names=SPLITS)]},
+                then=lambda out: materialize(
+                    r.spec.statistics_dir, out[c.STATISTICS][0].uri, r.link))
+
+
+def _example_validator(r: Run) -> Record:
+  w, span = r.w, r.span
+  return Record({"exclude_splits": "[]"},
+                {c.ANOMALIES: [w.artifact(
+                    "ExampleAnomalies", span=span, split_names=SPLITS,
+                    blessed=1)]})
+
+
+def _schema_gen(r: Run) -> Record:
+  del r
+  return Record({"exclude_splits": "[]", "infer_feature_shape": 1})
+
+
+def _data_gate(r: Run) -> Record:
+  w, span, spec, previous = r.w, r.span, r.spec, r.previous
   cells_slots = CELLS * SLOTS_PER_DAY
   report = w.artifact(
       "ExampleAnomalies", span=span, split_names=SPLITS,
@@ -513,16 +557,15 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
       passed=int(spec.anomaly_count == 0),
       eval_examples=(spec.eval_examples if spec.eval_examples is not None
                      else cells_slots))
-  verdict[COND_INPUT] = run(c.DATA_GATE, COMPLETE, {}, gate_inputs,
-                            {c.REPORT: [report]})[c.REPORT]
-  _write_gate_report(verdict[COND_INPUT][0].uri, spec,
-                     previous.spec.span if previous else None,
-                     int(report.custom_properties[c.EVAL_EXAMPLES].int_value))
-  if spec.anomaly_count:  # refused: the nodes inside the Cond are skipped
-    return RunRecord(spec=spec, run_id=run_id, examples=examples,
-                     statistics=stats, model=None, blessing=None,
-                     pushed_model=None, version=None, cache=cache)
+  return Record(outputs={c.REPORT: [report]}, then=lambda out: (
+      _write_gate_report(out[c.REPORT][0].uri, spec,
+                         previous.spec.span if previous else None,
+                         int(report.custom_properties[
+                             c.EVAL_EXAMPLES].int_value))))
 
+
+def _next_day_validator(r: Run) -> Record:
+  w, span, date, base, spec = r.w, r.span, r.date, r.base, r.spec
   result = {c.SPAN: span, "date": date, "source": "pipeline"}
   if base is None:
     result.update(alert=0, reason="no model was serving before this day")
@@ -535,101 +578,189 @@ def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
       result["eval_mae"] = base.blessing.custom_properties[
           c.MODEL_MAE].double_value
     result["alert"] = int(bool(result.get("alert")))
-  run(c.NEXT_DAY_VALIDATOR, COMPLETE, {},
-      {c.EXAMPLES: [examples], **serving},
-      {c.RESULT: [w.artifact(c.NEXT_DAY_RESULT, **result)]})
+  return Record(outputs={c.RESULT: [w.artifact(c.NEXT_DAY_RESULT, **result)]})
 
-  window = list(window)
-  run(c.TRAINING_WINDOW, internal_outputs={c.EXAMPLES: window})
-  run(c.LATEST_ANALYZER_CACHE,
-      internal_outputs={"cache": [cache]} if cache is not None else {})
-  transform_inputs = {c.EXAMPLES: window, c.SCHEMA: [schema]}
-  if cache is not None:
-    transform_inputs[c.ANALYZER_CACHE] = [cache]
-  transform = run(c.TRANSFORM, COMPLETE, {
+
+def _training_window(r: Run) -> Record:
+  return Record(outputs={c.EXAMPLES: list(r.window)})
+
+
+def _latest_analyzer_cache(r: Run) -> Record:
+  cache = r.cache
+  return Record(outputs={"cache": [cache]} if cache is not None else {})
+
+
+def _transform(r: Run) -> Record:
+  del r
+  return Record({
       "preprocessing_fn": "taxi_demand.modeling.preprocessing.preprocessing_fn",
       "custom_config": "null", "force_tf_compat_v1": 0,
       "disable_statistics": 1,
-      "splits_config": json.dumps({"analyze": [c.DAY_SPLIT]})},
-                  transform_inputs, {
-                      c.TRANSFORM_GRAPH: [w.artifact("TransformGraph")],
-                      c.UPDATED_ANALYZER_CACHE: [
-                          w.artifact("TransformCache")]})
-  trainer_inputs = {c.EXAMPLES: window,
-                    c.TRANSFORM_GRAPH: transform[c.TRANSFORM_GRAPH],
-                    c.SCHEMA: [schema]}
-  if base is not None:
-    trainer_inputs[c.BASE_MODEL] = [base.model]
-  [model] = run(c.TRAINER, COMPLETE, {
+      "splits_config": json.dumps({"analyze": [c.DAY_SPLIT]})})
+
+
+def _trainer(r: Run) -> Record:
+  params = r.params
+  return Record({
       c.CUSTOM_CONFIG: json.dumps(params.to_custom_config(), sort_keys=True),
       "run_fn": "taxi_demand.modeling.trainer.run_fn",
       "train_args": json.dumps({"num_steps": params.train_steps,
                                 "splits": [c.DAY_SPLIT]}),
       "eval_args": json.dumps({"num_steps": 20, "splits": [c.DAY_SPLIT]})},
-                trainer_inputs,
-                {"model_run": [w.artifact("ModelRun")],
-                 c.MODEL: [w.artifact("Model")]})[c.MODEL]
-  materialize(model_dir, os.path.join(model.uri, "Format-Serving"), link)
+                then=lambda out: materialize(
+                    r.model_dir, os.path.join(out[c.MODEL][0].uri,
+                                              "Format-Serving"), r.link))
 
-  judged = {"current_model": model.uri, c.CURRENT_MODEL_ID: model.id}
-  evaluator_inputs = {c.MODEL: [model], c.EXAMPLES: [examples]}
+
+def _judged(r: Run) -> Dict[str, Any]:
+  """The properties naming the model a blessing judged."""
+  model = r.output(c.TRAINER, c.MODEL)
+  return {"current_model": model.uri, c.CURRENT_MODEL_ID: model.id}
+
+
+def _evaluator(r: Run) -> Record:
+  w, spec, base = r.w, r.spec, r.base
+  judged = _judged(r)
   evaluator_blessing = w.artifact("ModelBlessing", blessed=int(spec.blessed),
                                   **judged)
   if base is not None:
-    evaluator_inputs[c.BASELINE_MODEL] = [base.model]
     _fill(evaluator_blessing.custom_properties, {
         "baseline_model": base.model.uri, "baseline_model_id": base.model.id})
-  evaluation = run(c.EVALUATOR, COMPLETE,
-                   {"example_splits": json.dumps([c.DAY_SPLIT])},
-                   evaluator_inputs,
-                   {c.EVALUATION: [w.artifact("ModelEvaluation")],
-                    c.BLESSING: [evaluator_blessing]})
+  return Record({"example_splits": json.dumps([c.DAY_SPLIT])},
+                {c.BLESSING: [evaluator_blessing]})
+
+
+def _guidance_gate(r: Run) -> Record:
+  w, span, home, params = r.w, r.span, r.home, r.params
+  return Record({
+      "warehouse_path": str(home / "warehouse.duckdb"),
+      "query_config": json.dumps(params.to_custom_config(), sort_keys=True)},
+                {c.RESULT: [w.artifact(
+                    c.GUIDANCE_RESULT, span=span, passed=1, reason="",
+                    margin=0.02)]})
+
+
+def _forecast_gate(r: Run) -> Record:
+  w, span, spec, base, params = r.w, r.span, r.spec, r.base, r.params
+  judged = _judged(r)
   figures = dict(spec.metrics)
   if base is not None and spec.next_day and "mae" in spec.next_day:
     figures.setdefault("baseline_model_mae", float(spec.next_day["mae"]))
-  guidance_inputs = {c.MODEL: [model], c.EXAMPLES: [examples]}
-  if base is not None:
-    guidance_inputs[c.BASELINE_MODEL] = [base.model]
-  guidance = run(c.GUIDANCE_GATE, COMPLETE, {
-      "warehouse_path": str(home / "warehouse.duckdb"),
-      "query_config": json.dumps(params.to_custom_config(), sort_keys=True)},
-                 guidance_inputs,
-                 {c.RESULT: [w.artifact(
-                     c.GUIDANCE_RESULT, span=span, passed=1, reason="",
-                     margin=0.02)]})[c.RESULT]
-  [blessing] = run(c.FORECAST_GATE, COMPLETE, {
+  return Record({
       "naive_margin": params.naive_margin, "cell_margin": params.cell_margin,
       "min_cell_pickups": 200, "min_eval_pickups": 1000},
-                   {c.MODEL: [model], c.EXAMPLES: [examples],
-                    c.EVALUATION: evaluation[c.EVALUATION],
-                    c.EVALUATOR_BLESSING: evaluation[c.BLESSING],
-                    c.GUIDANCE: guidance},
-                   {c.BLESSING: [w.artifact(
-                       "ModelBlessing", blessed=int(spec.blessed),
-                       forecast_gate=1, span=span,
-                       reasons="" if spec.blessed else (
-                           spec.reasons or "synthetic: not blessed"),
-                       **judged, **{k: float(v) for k, v in figures.items()})
-                   ]})[c.BLESSING]
+                {c.BLESSING: [w.artifact(
+                    "ModelBlessing", blessed=int(spec.blessed),
+                    forecast_gate=1, span=span,
+                    reasons="" if spec.blessed else (
+                        spec.reasons or "synthetic: not blessed"),
+                    **judged, **{k: float(v) for k, v in figures.items()})
+                ]})
 
+
+def _pusher(r: Run) -> Record:
+  w, spec, home, version = r.w, r.spec, r.home, r.version
   pushed_props = {c.PUSHED: int(spec.blessed)}
   if spec.blessed:
     pushed_props.update({c.PUSHED_VERSION: version, c.PUSHED_DESTINATION: str(
         home / "models" / version)})
-  [pushed] = run(c.PUSHER, COMPLETE, {
+
+  def files(out):
+    if spec.blessed:
+      materialize(r.model_dir, out[c.PUSHED_MODEL][0].uri, r.link)
+  return Record({
       "push_destination": json.dumps({"filesystem": {
           "base_directory": str(home / "models")}}),
-      "custom_config": json.dumps({"keep_versions": keep})},
-                 {c.MODEL: [model], c.MODEL_BLESSING: [blessing]},
-                 {c.PUSHED_MODEL: [w.artifact("PushedModel", **pushed_props)]}
-                 )[c.PUSHED_MODEL]
-  if spec.blessed:
-    materialize(model_dir, pushed.uri, link)
-  return RunRecord(spec=spec, run_id=run_id, examples=examples,
-                   statistics=stats, model=model, blessing=blessing,
-                   pushed_model=pushed,
-                   version=version if spec.blessed else None,
-                   cache=transform[c.UPDATED_ANALYZER_CACHE][0])
+      "custom_config": json.dumps({"keep_versions": r.keep})},
+                {c.PUSHED_MODEL: [w.artifact("PushedModel", **pushed_props)]},
+                then=files)
+
+
+RECORDS: Dict[str, Callable[[Run], Record]] = {
+    c.CURATED_SCHEMA: _curated_schema,
+    c.EXAMPLE_GEN: _example_gen,
+    c.LATEST_BLESSED_MODEL: _latest_blessed_model,
+    c.PREVIOUS_STATISTICS: _previous_statistics,
+    c.SERVING_MODEL_TRAINING: _serving_model_training,
+    c.SKEW_VALIDATOR: _skew_validator,
+    c.STATISTICS_GEN: _statistics_gen,
+    c.EXAMPLE_VALIDATOR: _example_validator,
+    c.SCHEMA_GEN: _schema_gen,
+    c.DATA_GATE: _data_gate,
+    c.NEXT_DAY_VALIDATOR: _next_day_validator,
+    c.TRAINING_WINDOW: _training_window,
+    c.LATEST_ANALYZER_CACHE: _latest_analyzer_cache,
+    c.TRANSFORM: _transform,
+    c.TRAINER: _trainer,
+    c.EVALUATOR: _evaluator,
+    c.GUIDANCE_GATE: _guidance_gate,
+    c.FORECAST_GATE: _forecast_gate,
+    c.PUSHER: _pusher,
+}
+
+
+def _write_node(r: Run, node: nodes.Node) -> None:
+  """Node `node`'s execution in run `r`: its inputs and outputs as the table
+  declares them, its values from RECORDS."""
+  record = RECORDS.get(node.id, lambda run: Record())(r)
+  inputs = {} if node.resolver else {
+      key: r.out[source.producer][source.key]
+      for key, source in node.inputs.items()
+      if r.out.get(source.producer, {}).get(source.key)}
+  if node.gated:
+    inputs[COND_INPUT] = r.out[nodes.GATE][nodes.GATE_OUTPUT]
+  outputs = dict(record.outputs)
+  if not node.resolver:
+    outputs = {key: outputs.get(key) or [r.w.artifact(type_name)]
+               for key, type_name in node.outputs.items()}
+  kwargs = dict(inputs=inputs, type_name=node.type)
+  kwargs["internal_outputs" if node.resolver else "outputs"] = outputs
+  if node.id == r.spec.killed_in:
+    for artifact in (a for arts in outputs.values() for a in arts):
+      artifact.state = pb.Artifact.PENDING
+    r.w.execute(r.run_id, node.id, pb.Execution.RUNNING, record.props,
+                **kwargs)
+    raise Killed(node.id)
+  r.w.execute(r.run_id, node.id, record.state, record.props, **kwargs)
+  r.out[node.id] = outputs
+  if record.then is not None:
+    record.then(outputs)
+
+
+def _gate_passed(r: Run) -> bool:
+  report = r.output(nodes.GATE, nodes.GATE_OUTPUT)
+  return report.custom_properties[nodes.GATE_PROPERTY].int_value == 1
+
+
+def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
+              first: bool, base: Optional[RunRecord],
+              previous: Optional[RunRecord], version: str,
+              window: Sequence[pb.Artifact] = (),
+              cache: Optional[pb.Artifact] = None,
+              model_dir: Optional[str] = None, link: bool = False,
+              keep: int = 5) -> RunRecord:
+  """The records of one daily run: the node table's local nodes, in the
+  order LocalDagRunner runs them (see `Run` for the arguments).
+
+  A day the gate refused skips the gated nodes, as the pipeline's Cond does.
+  """
+  r = Run(w=w, spec=spec, home=home, schema=schema, first=first, base=base,
+          previous=previous, version=version, window=window, cache=cache,
+          model_dir=spec.model_dir or model_dir, link=link, keep=keep)
+  for node in nodes.run_order(nodes.LOCAL):
+    if node.gated and not _gate_passed(r):
+      continue
+    _write_node(r, node)
+  model = r.output(c.TRAINER, c.MODEL)
+  return RunRecord(spec=spec, run_id=r.run_id,
+                   examples=r.output(c.EXAMPLE_GEN, c.EXAMPLES),
+                   statistics=r.output(c.STATISTICS_GEN, c.STATISTICS),
+                   model=model, blessing=r.output(c.FORECAST_GATE, c.BLESSING),
+                   pushed_model=r.output(c.PUSHER, c.PUSHED_MODEL),
+                   version=(version if spec.blessed and model is not None
+                            else None),
+                   cache=r.output(c.TRANSFORM, c.UPDATED_ANALYZER_CACHE)
+                   or cache)
 
 
 def default_runs(runs: int, first_span: int = FIRST_SPAN) -> List[RunSpec]:
