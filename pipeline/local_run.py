@@ -21,6 +21,7 @@ from taxi_demand.errors import AlertError
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.lineage import contract
+from taxi_demand.lineage import nodes
 
 # The default embedded warehouse: deterministic simulated days, enough for a
 # 28-day window plus a week of lag history plus the newest (eval) day.
@@ -143,7 +144,7 @@ class Step:
       return self.options
     from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
     rerun = [c.id for c in pipeline.components if c.id not in self.reuse]
-    to_nodes = [contract.DATA_GATE] if self.ingest else None
+    to_nodes = nodes.ingest_ends() if self.ingest else None
     if not rerun and not to_nodes:
       return None  # nothing left to reuse around: the whole run again
     return tfx_pipeline.RunOptions(from_nodes=rerun or None,
@@ -225,14 +226,12 @@ def resume_plan(home: Home, previous: dict) -> List[Step]:
 def rerun_whole(last, step: dict) -> Step:
   """The run lock's step `last` died in, from its start: an ingest up to
   DataGate, or the day's run (its window checked first)."""
-  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   span, ingest = int(step["span"]), step.get("kind") == "ingest"
   say(f"run {last.run_id} ({spans.date_of(span)}) was {last.status.lower()} "
       "before it recorded anything: running it again"
       + (", up to DataGate" if ingest else ""))
   if ingest:
-    return Step(span, tfx_pipeline.RunOptions(to_nodes=[contract.DATA_GATE]),
-                window=False, ingest=True)
+    return Step(span, ingest_options(), window=False, ingest=True)
   return Step(span)
 
 
@@ -358,14 +357,20 @@ def crash_points() -> Iterator[None]:
     root.removeHandler(handler)
 
 
+def ingest_options():
+  """The tfx RunOptions of a day's run up to DataGate: the node table's
+  INGEST group (its nodes that no other ingest node reads, and all they
+  read)."""
+  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  return tfx_pipeline.RunOptions(to_nodes=nodes.ingest_ends())
+
+
 def ingest(pipeline, home: Home, span: int) -> None:
   """Runs a day's pipeline up to DataGate: ingested, checked, one line."""
-  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
   from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
   with crash_points():
-    LocalDagRunner().run(pipeline, run_options=tfx_pipeline.RunOptions(
-        to_nodes=[contract.DATA_GATE]))
+    LocalDagRunner().run(pipeline, run_options=ingest_options())
   say(f"  ingest {spans.date_of(span)}: {ingest_verdict(home)} "
       f"({time.monotonic() - started:.1f} s)")
 

@@ -14,6 +14,7 @@ from taxi_demand import cli
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.lineage import contract
+from taxi_demand.lineage import nodes
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import record
 from taxi_demand.lineage import store
@@ -291,3 +292,31 @@ def test_a_run_killed_off_the_training_path_resumes_all_it_had_not_run(
   assert {contract.TRANSFORM, contract.TRAINER, contract.FORECAST_GATE,
           contract.PUSHER, node} <= run
   assert run == not_finished
+
+
+def test_the_window_ingest_runs_the_node_tables_ingest_group(tmp_path,
+                                                            monkeypatch):
+  """A day of a later window runs the table's INGEST nodes and nothing
+  else; an ingest check added to the table runs there too."""
+  from pipeline.config import PipelineConfig
+  from pipeline.pipeline import create_pipeline
+  pipe = create_pipeline(PipelineConfig(
+      pipeline_name=contract.PIPELINE_NAME, span=19757,
+      pipeline_root=str(tmp_path / "root"),
+      warehouse_path=str(tmp_path / "w.duckdb"),
+      metadata_path=str(tmp_path / "m.sqlite"),
+      serving_dir=str(tmp_path / "models")))
+  assert nodes_run(pipe, local_run.ingest_options()) == {
+      n.id for n in nodes.on(nodes.LOCAL) if n.group == nodes.INGEST}
+  check = nodes.Node(
+      "DayCheck", "pipeline.components.day_check.DayCheck", nodes.INGEST,
+      inputs={contract.STATISTICS: nodes.Input(contract.STATISTICS_GEN,
+                                               contract.STATISTICS)},
+      outputs={contract.RESULT: "taxi_demand.DayCheck"})
+  monkeypatch.setattr(nodes, "TABLE", nodes.TABLE + [check])
+  assert set(local_run.ingest_options().to_nodes) == {
+      contract.DATA_GATE, "DayCheck"}
+  resumed = local_run.Step(19757, ingest=True, reuse=frozenset(
+      [contract.EXAMPLE_GEN]))
+  assert set(resumed.run_options(LOCAL_GRAPH).to_nodes) == {
+      contract.DATA_GATE, "DayCheck"}
