@@ -127,7 +127,8 @@ def decision(home) -> dict:
     return {"status": None}
   summary = queries.run_summary(snap, run)
   guidance = snap.run_output(run, contract.GUIDANCE_GATE, contract.RESULT)
-  gprops = guidance.properties if guidance is not None else {}
+  from taxi_demand.lineage.records import GuidanceRecord  # pylint: disable=g-import-not-at-top
+  gresult = GuidanceRecord.read(guidance) if guidance is not None else None
   failed = [n.node_id for n in run.nodes if n.state == "FAILED"]
   return {"status": summary["status"], "date": summary["date"],
           "blessed": summary["blessed"],
@@ -137,9 +138,8 @@ def decision(home) -> dict:
           "eval_examples": summary["eval_examples"],
           "mae": summary["mae"],
           "seasonal_naive_mae": summary["seasonal_naive_mae"],
-          "guidance_measured": (None if guidance is None else
-                                bool(gprops.get(contract.MEASURED, 1))),
-          "guidance_reason": gprops.get(contract.REASON),
+          "guidance_measured": gresult and gresult.measured,
+          "guidance_reason": gresult and gresult.reason,
           "failed_nodes": failed}
 
 

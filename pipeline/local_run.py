@@ -22,6 +22,8 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import nodes
+from taxi_demand.lineage.records import DataGateRecord
+from taxi_demand.lineage.records import IngestFingerprint
 
 # The default embedded warehouse: deterministic simulated days, enough for a
 # 28-day window plus a week of lag history plus the newest (eval) day.
@@ -334,8 +336,7 @@ def window_to_ingest(home: Home, span: int, train_days: int,
   todo = []
   for day, fingerprint in wanted.items():
     examples = ingested.get(day)
-    if (examples is None or examples.properties.get(
-        contract.INPUT_FINGERPRINT) != fingerprint or
+    if (examples is None or IngestFingerprint.read(examples) != fingerprint or
         queries.data_gate_report(snap, examples.id) is None):
       todo.append(day)
   return todo
@@ -383,7 +384,7 @@ def ingest_verdict(home: Home) -> str:
   report = snap.run_output(snap.last_run(), contract.DATA_GATE,
                            contract.REPORT)
   return ("checked" if report is None else
-          "passed" if report.properties.get(contract.DATA_PASSED) == 1 else
+          "passed" if DataGateRecord.read(report).passed else
           "refused, left out of every window: " + "; ".join(
               _refusal_lines(report.uri)[:2]))
 
@@ -483,7 +484,7 @@ def refusal(home: Home, snap=None) -> Optional[AlertError]:
   snap = snap or store.load(home.metadata)
   last = snap.last_run()
   report = last and snap.run_output(last, contract.DATA_GATE, contract.REPORT)
-  if report is None or report.properties.get(contract.DATA_PASSED) != 0:
+  if report is None or DataGateRecord.read(report).passed is not False:
     return None
   span = queries.run_span(snap, last)
   return data_gate.DataValidationAlert(

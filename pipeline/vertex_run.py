@@ -300,8 +300,9 @@ _BLESSING_QUERY_EXECUTOR = "LatestBlessedModel-model-blessing-resolver_executor"
 
 def gate_clause() -> str:
   """The filter clause that keeps a blessing query to ForecastGate's."""
-  from pipeline.components.forecast_gate import GATE_MARK  # pylint: disable=g-import-not-at-top
-  return f" AND metadata.{GATE_MARK}.number_value=1"
+  from taxi_demand.lineage.records import ForecastGateRecord  # pylint: disable=g-import-not-at-top
+  mark = ForecastGateRecord.names().forecast_gate
+  return f" AND metadata.{mark}.number_value=1"
 
 
 def only_gate_blessings(job: dict) -> None:
@@ -312,7 +313,7 @@ def only_gate_blessings(job: dict) -> None:
   writes one too, blessed when the candidate merely beats the last model, so
   the baseline (and the warm start) could be a model ForecastGate refused.
   Locally the resolver filters by producer; here the query gains the mark
-  only ForecastGate sets (forecast_gate.GATE_MARK).
+  only ForecastGate sets (records.ForecastGateRecord.forecast_gate).
   """
   try:
     queries = job["pipelineSpec"]["deploymentSpec"]["executors"][

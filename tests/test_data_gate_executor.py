@@ -8,6 +8,7 @@ import pytest
 
 import executor_artifacts as art
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import DataGateRecord
 
 SPAN = 19763              # 2024-02-10
 # A two-feature schema: `cell` drifts (L-infinity over its value shares)
@@ -67,18 +68,14 @@ def gate(tmp_path: Path, day: dict, previous: dict = None, **exec_properties):
   return report, summary
 
 
-def _verdict(report):
-  return {name: report.get_int_custom_property(name) for name in (
-      contract.DATA_PASSED, contract.ANOMALY_COUNT, contract.DRIFT_CHECKED,
-      contract.EVAL_EXAMPLES)}
+def _verdict(report) -> DataGateRecord:
+  return DataGateRecord.read(report)
 
 
 def test_a_clean_day_after_a_like_one_passes_with_drift_checked(tmp_path):
   report, summary = gate(tmp_path, EVEN, previous=EVEN)
-  assert _verdict(report) == {contract.DATA_PASSED: 1,
-                              contract.ANOMALY_COUNT: 0,
-                              contract.DRIFT_CHECKED: 1,
-                              contract.EVAL_EXAMPLES: 20}
+  assert _verdict(report) == DataGateRecord(
+      passed=True, anomaly_count=0, drift_checked=True, eval_examples=20)
   assert report.span == SPAN
   assert summary["passed"] is True and summary["lines"] == []
   assert summary["previous_span"] == SPAN - 1
@@ -89,8 +86,8 @@ def test_a_clean_day_after_a_like_one_passes_with_drift_checked(tmp_path):
 
 def test_drift_against_the_previous_span_refuses_the_day(tmp_path):
   report, summary = gate(tmp_path, SKEWED, previous=EVEN)
-  assert _verdict(report)[contract.DATA_PASSED] == 0
-  assert report.get_int_custom_property(contract.ANOMALY_COUNT) == 1
+  assert _verdict(report).passed is False
+  assert _verdict(report).anomaly_count == 1
   assert summary["drift_anomalies"] == 1 and summary["schema_anomalies"] == 0
   (line,) = summary["lines"]
   assert line.startswith("[drift vs 2024-02-09] cell: ")
@@ -98,10 +95,8 @@ def test_drift_against_the_previous_span_refuses_the_day(tmp_path):
 
 def test_a_schema_anomaly_refuses_the_day_without_a_previous_span(tmp_path):
   report, summary = gate(tmp_path, NEGATIVE)
-  assert _verdict(report) == {contract.DATA_PASSED: 0,
-                              contract.ANOMALY_COUNT: 1,
-                              contract.DRIFT_CHECKED: 0,
-                              contract.EVAL_EXAMPLES: 20}
+  assert _verdict(report) == DataGateRecord(
+      passed=False, anomaly_count=1, drift_checked=False, eval_examples=20)
   (line,) = summary["lines"]
   assert line.startswith(f"[{art.DAY}] schema: pickups: ")
   assert summary["drift_note"].startswith("no previous span")
@@ -115,6 +110,6 @@ def test_a_day_not_compared_passes_and_says_why(tmp_path, previous,
                                                check_drift, note):
   report, summary = gate(tmp_path, EVEN, previous=previous,
                          check_drift=check_drift)
-  assert _verdict(report)[contract.DATA_PASSED] == 1
-  assert _verdict(report)[contract.DRIFT_CHECKED] == 0
+  assert _verdict(report).passed is True
+  assert _verdict(report).drift_checked is False
   assert summary["drift_note"] == note

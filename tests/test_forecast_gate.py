@@ -4,6 +4,7 @@ on a day with enough pickups to judge."""
 import pytest
 
 from pipeline.components import forecast_gate as fg
+from taxi_demand.lineage.records import GuidanceRecord
 
 # Two cells, two slots each. Seasonal naive is off by 2 everywhere.
 CELLS = [1, 1, 2, 2]
@@ -141,7 +142,7 @@ def test_worse_guidance_refuses_an_otherwise_good_model():
   r = fg.decide(good, CELLS, LABELS, NAIVE, evaluator_blessed=True,
                 naive_margin=0.1, cell_margin=0.25, min_cell_pickups=100,
                 min_eval_pickups=100,
-                guidance={"passed": False, "reason": reason})
+                guidance=GuidanceRecord(passed=False, reason=reason))
   assert not r["blessed"] and r["reasons"] == [reason]
   assert decide(good)["blessed"]
 
@@ -150,10 +151,10 @@ def test_guidance_that_could_not_measure_leaves_the_forecast_to_decide():
   """A day without dropoffs: GuidanceGate records measured=0 and why; the
   blessing is decided on the forecast alone and says so, never refused for
   what was not measured."""
-  from taxi_demand.lineage import contract
-  unmeasured = {contract.MEASURED: False, contract.PASSED: True,
-                contract.REASON: "not measured: none of the 812 trips on "
-                "2015-04-05 carries a dropoff area"}
+  unmeasured = GuidanceRecord(
+      measured=False, passed=True,
+      reason="not measured: none of the 812 trips on 2015-04-05 carries a "
+      "dropoff area")
 
   def with_guidance(m):
     return fg.decide(m, CELLS, LABELS, NAIVE, evaluator_blessed=True,

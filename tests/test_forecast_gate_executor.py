@@ -66,9 +66,9 @@ def _evaluation(uri: Path, metrics):
 def _guidance(uri: Path, measured: bool, passed: bool, reason: str):
   from pipeline.components.guidance_gate import GuidanceResult  # noqa: PLC0415
   made = art.artifact(GuidanceResult, uri)
-  made.set_int_custom_property(contract.MEASURED, int(measured))
-  made.set_int_custom_property(contract.PASSED, int(passed))
-  made.set_string_custom_property(contract.REASON, reason)
+  made.set_int_custom_property("measured", int(measured))
+  made.set_int_custom_property("passed", int(passed))
+  made.set_string_custom_property("reason", reason)
   return made
 
 
@@ -79,7 +79,7 @@ def gate(tmp_path: Path, metrics=None, evaluator_blessed=True, guidance=None,
   from pipeline.components import forecast_gate  # noqa: PLC0415
   evaluator_blessing = art.artifact(standard_artifacts.ModelBlessing,
                                     tmp_path / "evaluator_blessing")
-  evaluator_blessing.set_int_custom_property(contract.BLESSED,
+  evaluator_blessing.set_int_custom_property("blessed",
                                              int(evaluator_blessed))
   inputs = {
       contract.MODEL: [art.artifact(standard_artifacts.Model,
@@ -108,12 +108,12 @@ def _marker(blessing) -> str:
 
 def test_every_input_reaches_the_blessing_it_writes(tmp_path):
   blessing, report = gate(tmp_path, guidance=(True, True, ""))
-  assert blessing.get_int_custom_property(contract.BLESSED) == 1
+  assert blessing.get_int_custom_property("blessed") == 1
   assert _marker(blessing) == "BLESSED"
-  assert blessing.get_int_custom_property(contract.FORECAST_GATE_MARK) == 1
+  assert blessing.get_int_custom_property("forecast_gate") == 1
   # The model judged and the day it was judged on.
   assert blessing.get_int_custom_property(
-      contract.CURRENT_MODEL_ID) == MODEL_ID
+      "current_model_id") == MODEL_ID
   assert blessing.get_int_custom_property(contract.SPAN) == SPAN
   # TFMA's figures beside the naive forecast's, scored on the examples.
   recorded = {k: blessing.get_float_custom_property(k) for k in (
@@ -123,13 +123,13 @@ def test_every_input_reaches_the_blessing_it_writes(tmp_path):
                                     "seasonal_naive_mae": NAIVE_MAE})
   assert report["eval_pickups"] == PICKUPS and report["examples"] == 200
   assert report["baseline_model_mae"] == pytest.approx(0.55)
-  assert blessing.get_string_custom_property(contract.REASONS) == ""
-  assert blessing.get_string_custom_property(contract.UNMEASURED) == ""
+  assert blessing.get_string_custom_property("reasons") == ""
+  assert blessing.get_string_custom_property("unmeasured") == ""
 
 
 def test_the_evaluators_refusal_is_read_from_its_blessing(tmp_path):
   blessing, report = gate(tmp_path, evaluator_blessed=False)
-  assert blessing.get_int_custom_property(contract.BLESSED) == 0
+  assert blessing.get_int_custom_property("blessed") == 0
   assert _marker(blessing) == "NOT_BLESSED"
   assert report["reasons"] == [
       "the Evaluator did not bless the model (worse than the last blessed "
@@ -140,7 +140,7 @@ def test_a_busy_cell_is_judged_on_its_own_tfma_slice(tmp_path):
   worse_in_cell_2 = {**METRICS, ("cell=2", "candidate",
                                  "mean_absolute_error"): 1.5}
   blessing, report = gate(tmp_path, metrics=worse_in_cell_2)
-  assert blessing.get_int_custom_property(contract.BLESSED) == 0
+  assert blessing.get_int_custom_property("blessed") == 0
   (reason,) = report["reasons"]
   assert reason.startswith("cell 2: MAE 1.5000 is more than 25% above its "
                            "seasonal-naive MAE 1.0000")
@@ -148,7 +148,7 @@ def test_a_busy_cell_is_judged_on_its_own_tfma_slice(tmp_path):
 
 def test_the_eval_days_pickups_are_counted_from_the_examples(tmp_path):
   blessing, report = gate(tmp_path, min_eval_pickups=PICKUPS + 1)
-  assert blessing.get_int_custom_property(contract.BLESSED) == 0
+  assert blessing.get_int_custom_property("blessed") == 0
   assert report["reasons"] == [
       f"too little evidence: {PICKUPS} pickups on the eval day, below the "
       f"floor of {PICKUPS + 1} (--min-eval-pickups)"]
@@ -156,15 +156,15 @@ def test_the_eval_days_pickups_are_counted_from_the_examples(tmp_path):
 
 def test_guidance_that_got_worse_refuses_the_model(tmp_path):
   blessing, _ = gate(tmp_path, guidance=(True, False, "guidance: worse"))
-  assert blessing.get_int_custom_property(contract.BLESSED) == 0
+  assert blessing.get_int_custom_property("blessed") == 0
   assert blessing.get_string_custom_property(
-      contract.REASONS) == "guidance: worse"
+      "reasons") == "guidance: worse"
 
 
 def test_guidance_not_measured_is_named_and_refuses_nothing(tmp_path):
   blessing, _ = gate(tmp_path, guidance=(False, True, "not measured: few"))
-  assert blessing.get_int_custom_property(contract.BLESSED) == 1
+  assert blessing.get_int_custom_property("blessed") == 1
   assert blessing.get_string_custom_property(
-      contract.UNMEASURED) == contract.GUIDANCE
-  assert blessing.get_string_custom_property(contract.REASONS) == (
+      "unmeasured") == contract.GUIDANCE
+  assert blessing.get_string_custom_property("reasons") == (
       "guidance not measured: few; decided on the forecast alone")

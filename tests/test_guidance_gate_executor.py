@@ -44,9 +44,9 @@ def test_a_candidate_that_guides_as_well_as_the_serving_model_passes(
   # within any margin, 0 included. (The refusal's wording is judge's, in
   # test_forecast_gate.py.)
   result, body = gate(tmp_path, city, margin=0.0)
-  assert result.get_int_custom_property(contract.MEASURED) == 1
-  assert result.get_int_custom_property(contract.PASSED) == 1
-  assert result.get_string_custom_property(contract.REASON) == ""
+  assert result.get_int_custom_property("measured") == 1
+  assert result.get_int_custom_property("passed") == 1
+  assert result.get_string_custom_property("reason") == ""
   candidate, baseline = (result.get_float_custom_property(name)
                          for name in RATES[1:])
   assert candidate == baseline > result.get_float_custom_property(RATES[0])
@@ -61,9 +61,9 @@ def test_a_candidate_that_guides_as_well_as_the_serving_model_passes(
 
 def test_a_first_run_has_no_serving_model_and_passes(tmp_path, city):
   result, body = gate(tmp_path, city, serving=False)
-  assert (result.get_int_custom_property(contract.MEASURED),
-          result.get_int_custom_property(contract.PASSED)) == (1, 1)
-  assert body[contract.REASON] == "no serving model to compare with"
+  assert (result.get_int_custom_property("measured"),
+          result.get_int_custom_property("passed")) == (1, 1)
+  assert body["reason"] == "no serving model to compare with"
   assert body["baseline_pickups_per_taxi_hour"] is None
   assert not result.has_custom_property(RATES[2])
 

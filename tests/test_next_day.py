@@ -114,7 +114,7 @@ def test_every_run_pushed_the_model_with_its_real_eval_figures(city,
   assert [p.version for p in pushes] == city_home.versions
   for push in pushes:
     blessing = queries.blessing_of_model(snap, push.model.id)
-    assert blessing.properties[contract.MODEL_MAE] == pytest.approx(
+    assert blessing.properties["model_mae"] == pytest.approx(
         city.figures[push.span]["mae"])
   # Every day after the first run's has a serving model.
   assert _days_with_a_serving_model(city_home.home) == [

@@ -31,7 +31,7 @@ def validate(tmp_path: Path, city, model=True, eval_mae=None):
   if eval_mae is not None:
     blessing = art.artifact(standard_artifacts.ModelBlessing,
                             tmp_path / "blessing")
-    blessing.set_float_custom_property(contract.MODEL_MAE, eval_mae)
+    blessing.set_float_custom_property("model_mae", eval_mae)
     inputs[contract.MODEL_BLESSING] = [blessing]
   result = art.artifact(next_day.NextDayResult, tmp_path / "result")
   art.run(next_day.NextDayValidator, inputs, {contract.RESULT: [result]})

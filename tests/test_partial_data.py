@@ -66,11 +66,11 @@ def gate(tmp_path: Path, warehouse: Path, day: str, **exec_properties):
 
 def recorded(result):
   body = json.loads((Path(result.uri) / "guidance_gate.json").read_text())
-  props = (result.get_int_custom_property(contract.MEASURED),
-           result.get_int_custom_property(contract.PASSED),
-           result.get_string_custom_property(contract.REASON))
-  assert (body[contract.MEASURED], body[contract.PASSED],
-          body[contract.REASON]) == (bool(props[0]), bool(props[1]),
+  props = (result.get_int_custom_property("measured"),
+           result.get_int_custom_property("passed"),
+           result.get_string_custom_property("reason"))
+  assert (body["measured"], body["passed"],
+          body["reason"]) == (bool(props[0]), bool(props[1]),
                                      props[2])
   return props
 

@@ -77,8 +77,7 @@ def test_a_first_run_executes_every_node_and_pushes(home):
   assert summary["span"] == spans.parse_span("2024-03-09")
   assert summary["blessed"] is True
   # The mark the Vertex baseline query keeps (the Evaluator's has none).
-  assert queries.blessing_props(snap, snap.run(r.run_id))[
-      "forecast_gate"] == 1
+  assert queries.blessing_record(snap, snap.run(r.run_id)).forecast_gate
   assert summary["train_examples"] == 3 * 77 * 48
   assert summary["eval_examples"] == 77 * 48
   assert len(queries.pushes(snap)) == 1

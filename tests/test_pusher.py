@@ -19,7 +19,7 @@ def _push(tmp_path, name, span, blessed=1, base=None, custom=None):
   (serving / "saved_model.pb").write_text(name)
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / name / "blessing")
-  blessing.set_int_custom_property(contract.BLESSED, blessed)
+  blessing.set_int_custom_property("blessed", blessed)
   blessing.set_int_custom_property(contract.SPAN, span)
   pushed = standard_artifacts.PushedModel()
   runs = len(list((tmp_path / name).glob("pushed-*")))

@@ -80,7 +80,7 @@ def evaluate(tmp_path: Path, candidate_errors, baseline_errors):
       {keys.EVAL_CONFIG_KEY: proto_utils.proto_to_json(
           pipeline.eval_config(config)),
        keys.EXAMPLE_SPLITS_KEY: json.dumps([art.DAY])})
-  return (blessing.get_int_custom_property(contract.BLESSED),
+  return (blessing.get_int_custom_property("blessed"),
           forecast_gate.tfma_metrics(evaluation.uri))
 
 

@@ -21,6 +21,7 @@ from tfx.types import standard_artifacts
 
 from taxi_demand.errors import AlertError
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import DataGateRecord
 from taxi_demand.spans import date_of
 
 REPORT_FILE = contract.DATA_GATE_FILE
@@ -94,8 +95,7 @@ def DataGate(  # pylint: disable=invalid-name
   stats = tfdv.load_stats_binary(
       _split_file(statistics, NEW_DAY_SPLIT, contract.STATISTICS_FILE))
   count = int(stats.datasets[0].num_examples) if stats.datasets else 0
-  summary[contract.EVAL_EXAMPLES] = count
-  report.set_int_custom_property(contract.EVAL_EXAMPLES, count)
+  summary["eval_examples"] = count
   report.span = statistics.span
   report.split_names = artifact_utils.encode_split_names([NEW_DAY_SPLIT])
   drift_lines: List[str] = []
@@ -122,12 +122,10 @@ def DataGate(  # pylint: disable=invalid-name
                    "checked" if check_drift else "drift check disabled")
   summary["lines"] = lines + drift_lines
   summary["passed"] = not summary["lines"]
-  report.set_int_custom_property(contract.ANOMALY_COUNT,
-                                 len(lines) + len(drift_lines))
-  report.set_int_custom_property(contract.DRIFT_CHECKED,
-                                 int(summary["drift_checked"]))
-  # What the Cond around the training nodes reads.
-  report.set_int_custom_property(contract.DATA_PASSED,
-                                 int(summary["passed"]))
+  # `passed` is what the Cond around the training nodes reads.
+  DataGateRecord(eval_examples=count,
+                 anomaly_count=len(lines) + len(drift_lines),
+                 drift_checked=summary["drift_checked"],
+                 passed=summary["passed"]).write(report)
   with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
     json.dump(summary, f, indent=2)

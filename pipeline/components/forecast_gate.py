@@ -15,6 +15,7 @@ reads them from ML Metadata without TensorFlow.
 
 
 import collections
+import dataclasses
 import json
 import os
 from typing import Dict, Optional, Tuple
@@ -30,10 +31,11 @@ from pipeline.components.guidance_gate import GuidanceResult
 from taxi_demand.modeling import baselines
 from taxi_demand import features
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import BlessingRecord
+from taxi_demand.lineage.records import ForecastGateRecord
+from taxi_demand.lineage.records import GuidanceRecord
 
 REPORT_FILE = "forecast_gate.json"
-# A custom property only ForecastGate's blessings carry.
-GATE_MARK = contract.FORECAST_GATE_MARK
 EVAL_SPLIT = examples_io.NEW_DAY_SPLIT
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -94,12 +96,11 @@ def too_little_evidence(pickups: float, min_eval_pickups: int
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
            evaluator_blessed: bool, naive_margin: float, cell_margin: float,
            min_cell_pickups: int, min_eval_pickups: int,
-           guidance: Optional[Dict[str, object]] = None) -> dict:
+           guidance: Optional[GuidanceRecord] = None) -> dict:
   """The blessing decision and the figures behind it, as a plain dict.
 
   Every check adds its reason; the model is blessed when none does.
-  `guidance` is GuidanceGate's result (measured, passed, reason), where it
-  ran. A check that could not measure the day refuses nothing: it is named
+  `guidance` is GuidanceGate's result, where it ran. A check that could not measure the day refuses nothing: it is named
   in `unmeasured`, and `notes` says the decision was made without it.
   """
   naive_mae, naive_rmse = _errors(labels, naive)
@@ -145,13 +146,12 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
                      f"{cell_margin:.0%} above its seasonal-naive MAE "
                      f"{cell_naive_mae:.4f}")
   notes, unmeasured = [], []
-  if guidance is not None and not guidance.get(contract.MEASURED, True):
+  if guidance is not None and not guidance.measured:
     unmeasured.append(contract.GUIDANCE)
-    notes.append(f"guidance {guidance.get(contract.REASON) or 'not measured'}"
+    notes.append(f"guidance {guidance.reason or 'not measured'}"
                  "; decided on the forecast alone")
-  elif guidance is not None and not guidance.get(contract.PASSED):
-    reasons.append(str(guidance.get(contract.REASON) or
-                       "guidance got worse"))
+  elif guidance is not None and not guidance.passed:
+    reasons.append(str(guidance.reason or "guidance got worse"))
   bias = (mean_pred - mean_label) if None not in (mean_pred,
                                                   mean_label) else None
   return {
@@ -170,21 +170,10 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
       "baseline_model_mae": metrics.get(("", BASELINE, MAE)),
       "baseline_model_rmse": metrics.get(("", BASELINE, RMSE)),
       "evaluator_blessed": evaluator_blessed,
-      "guidance": guidance,
+      "guidance": (None if guidance is None else
+                   dataclasses.asdict(guidance)),
       "cells": cell_report,
   }
-
-
-def guidance_of(result) -> Dict[str, object]:
-  """GuidanceGate's result artifact as `decide` reads it. A result from
-  before `measured` was recorded was measured."""
-  measured = (not result.has_custom_property(contract.MEASURED) or
-              bool(result.get_int_custom_property(contract.MEASURED)))
-  return {contract.MEASURED: measured,
-          contract.PASSED: bool(result.get_int_custom_property(
-              contract.PASSED)),
-          contract.REASON: result.get_string_custom_property(
-              contract.REASON)}
 
 
 @component
@@ -204,29 +193,21 @@ def ForecastGate(  # pylint: disable=invalid-name
   cells, labels, naive = read_eval_examples(examples.uri)
   result = decide(
       tfma_metrics(evaluation.uri), cells, labels, naive,
-      evaluator_blessed=bool(
-          evaluator_blessing.get_int_custom_property(contract.BLESSED)),
+      evaluator_blessed=bool(BlessingRecord.read(evaluator_blessing).blessed),
       naive_margin=naive_margin, cell_margin=cell_margin,
       min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups,
-      guidance=None if guidance is None else guidance_of(guidance))
+      guidance=None if guidance is None else GuidanceRecord.read(guidance))
   with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"
   open(os.path.join(blessing.uri, marker), "w").close()
   # The properties the resolvers, the Pusher and the lineage queries read.
-  blessing.set_int_custom_property(contract.BLESSED, int(result["blessed"]))
   # The Evaluator's blessing carries `blessed` too; on Vertex the baseline
-  # resolver's query keeps only blessings with this mark (vertex_run.py).
-  blessing.set_int_custom_property(GATE_MARK, 1)
-  blessing.set_int_custom_property(contract.CURRENT_MODEL_ID, model.id)
-  # The run's span: the day the blessing judged.
-  blessing.set_int_custom_property(contract.SPAN, int(examples.span))
-  blessing.set_string_custom_property("current_model", model.uri)
-  for key in contract.METRICS:
-    if result[key] is not None:
-      blessing.set_float_custom_property(key, float(result[key]))
-  # What refused the model, then what the decision was made without.
-  blessing.set_string_custom_property(
-      contract.REASONS, "; ".join(result["reasons"] + result["notes"]))
-  blessing.set_string_custom_property(contract.UNMEASURED,
-                                      ",".join(result["unmeasured"]))
+  # resolver's query keeps only blessings with ForecastGate's mark.
+  ForecastGateRecord(
+      **{k: result[k] for k in ForecastGateRecord.METRICS},
+      blessed=result["blessed"], forecast_gate=True,
+      current_model_id=model.id, current_model=model.uri,
+      span=int(examples.span),
+      reasons="; ".join(result["reasons"] + result["notes"]),
+      unmeasured=tuple(result["unmeasured"])).write(blessing)

@@ -32,9 +32,9 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from pipeline.components import properties
 from taxi_demand.errors import CannotMeasure
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import GuidanceRecord
 
 REPORT_FILE = "guidance_gate.json"
 DEFAULT_MARGIN = 0.02
@@ -144,15 +144,14 @@ def GuidanceGate(  # pylint: disable=invalid-name
                        baseline_model.uri if baseline_model else None, seed,
                        min_passengers)
   except CannotMeasure as e:
-    figures = {contract.MEASURED: False, contract.PASSED: True,
-               contract.REASON: f"not measured: {e}"}
+    figures = dict(measured=False, passed=True,
+                   reason=f"not measured: {e}")
   else:
     passed, reason = judge(figures["candidate_pickups_per_taxi_hour"],
                            figures["baseline_pickups_per_taxi_hour"], margin)
-    figures.update({contract.MEASURED: True, contract.PASSED: passed,
-                    contract.REASON: reason})
+    figures.update(measured=True, passed=passed, reason=reason)
   figures.update(span=span, margin=margin, min_passengers=min_passengers)
   with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
     json.dump(figures, f, indent=2, sort_keys=True)
-  properties.record(result, {k: v for k, v in figures.items()
-                              if k != "policies"})
+  # The figures the JSON holds are the record's fields.
+  GuidanceRecord.read(figures).write(result)

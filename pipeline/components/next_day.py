@@ -26,8 +26,9 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components.examples_io import read_columns
-from pipeline.components import properties
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import ForecastGateRecord
+from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.lineage.queries import date_of
 from taxi_demand.monitoring import nextday
 
@@ -78,20 +79,15 @@ def NextDayValidator(  # pylint: disable=invalid-name
       served for D ("" on Vertex: not scored, and the result says so).
   """
   span = int(examples.span)
-  props = {"span": span, "date": date_of(span), "source": "pipeline"}
+  # The JSON report; the result records its NextDayRecord fields.
+  figures = {"span": span, "date": date_of(span), "source": "pipeline"}
   if model is None:
-    props.update(alert=0, reason="no model was serving before this day")
+    figures.update(alert=0, reason="no model was serving before this day")
   else:
-    eval_mae = None
-    if model_blessing is not None and model_blessing.has_custom_property(
-        "model_mae"):
-      eval_mae = model_blessing.get_float_custom_property("model_mae")
-    props.update(check(examples.uri, model.uri, span, eval_mae, margin,
-                       serving_log_dir))
-    props["model_id"] = model.id
+    eval_mae = (None if model_blessing is None else
+                ForecastGateRecord.read(model_blessing).model_mae)
+    figures.update(check(examples.uri, model.uri, span, eval_mae, margin,
+                       serving_log_dir), model_id=model.id)
   with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
-    json.dump(props, f, indent=2, sort_keys=True)
-  if props.get("served_by_lead") is not None:
-    props["served_by_lead"] = json.dumps(props["served_by_lead"],
-                                         sort_keys=True)
-  properties.record(result, props)
+    json.dump(figures, f, indent=2, sort_keys=True)
+  NextDayRecord.read(figures).write(result)

@@ -17,6 +17,7 @@ from tfx.utils import proto_utils
 
 from taxi_demand import faults
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import ForecastGateRecord
 from taxi_demand import objectstore
 from taxi_demand.serving import registry
 
@@ -67,8 +68,7 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
     # publishes a version but does not take over from a newer model.
     blessing = artifact_utils.get_single_instance(
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
-    span = (blessing.get_int_custom_property(contract.SPAN)
-            if blessing.has_custom_property(contract.SPAN) else None)
+    span = ForecastGateRecord.read(blessing).span
     parameters = contract.RunParameters.from_custom_config(
         custom_config.get(RUN_PARAMETERS_KEY))
     if parameters is not None and span is not None:

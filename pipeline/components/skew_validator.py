@@ -11,6 +11,7 @@ from tfx.types import standard_artifacts
 
 from taxi_demand import spans
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import SkewRecord
 from taxi_demand.errors import AlertError
 from taxi_demand.monitoring import skew
 from taxi_demand.errors import TaxiDemandError
@@ -67,8 +68,7 @@ def SkewValidator(  # pylint: disable=invalid-name
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
 
   day = servelog.parse_date(date)
-  report.set_string_custom_property("date", day.isoformat())
-  report.set_int_custom_property(contract.SPAN, spans.span_of(day))
+  SkewRecord(date=day.isoformat(), span=spans.span_of(day)).write(report)
   note = None
   if statistics is None or schema is None:
     note = "no model served before this day; nothing to compare"
@@ -78,8 +78,7 @@ def SkewValidator(  # pylint: disable=invalid-name
     except TaxiDemandError as e:
       note = str(e)
   if note is not None:
-    report.set_int_custom_property("checked", 0)
-    report.set_int_custom_property("alert", 0)
+    SkewRecord(checked=False, alert=False).write(report)
     with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
       json.dump({"date": day.isoformat(), "checked": False, "alert": False,
                  "note": note}, f, indent=2)
@@ -107,13 +106,10 @@ def SkewValidator(  # pylint: disable=invalid-name
       report_uri=os.path.join(report.uri, REPORT_FILE))
   skew.write_report(result.report_uri, result,
                     [(str(p), r) for p, r in log.skipped])
-  report.set_int_custom_property("checked", 1)
-  report.set_string_custom_property("model_version", result.model_version)
-  report.set_int_custom_property("alert", int(result.alert))
-  report.set_string_custom_property("flagged", ",".join(result.flagged))
-  report.set_int_custom_property("rows", result.rows)
-  report.set_string_custom_property(
-      "skipped_files", json.dumps([str(p) for p, _ in log.skipped]))
+  SkewRecord(checked=True, model_version=result.model_version,
+             alert=result.alert, flagged=tuple(result.flagged),
+             rows=result.rows,
+             skipped_files=[str(p) for p, _ in log.skipped]).write(report)
   if result.alert and fail_on_skew:
     raise SkewAlert(f"training-serving skew on {result.date}: "
                     f"{'; '.join(result.reasons())}")

@@ -4,8 +4,10 @@ The pipeline (`pipeline/pipeline.py`) writes node ids, output keys and
 properties into ML Metadata through TFX; the CLI, the resolvers, the
 components, serving and the synthetic test stores read them back. They all
 import the names from here, so a rename is one edit and no reader can drift
-from the writer. Standard library only: importing this costs nothing, and the
-metadata commands stay free of TensorFlow and TFX.
+from the writer. The properties of this pipeline's own outputs are named by
+their record classes instead, in `taxi_demand.lineage.records`. Standard
+library only: importing this costs nothing, and the metadata commands stay
+free of TensorFlow and TFX.
 """
 
 from __future__ import annotations
@@ -82,37 +84,23 @@ MODEL_TYPE = "Model"
 PUSHED_MODEL_TYPE = "PushedModel"
 
 # --- artifact and execution properties ----------------------------------------
+# The properties of this pipeline's own outputs (DataGate's report, the
+# blessings, the skew, next-day and guidance results, the ingest
+# fingerprint) are named only by their record classes, in
+# taxi_demand/lineage/records.py, which write and read them. The names here
+# are TFX's own, or those of outputs with no record class yet.
 
 SPAN = "span"                          # on Examples, statistics, blessings
 SPLIT_NAMES = "split_names"
 # The one split of a span's examples and statistics: its day. A day is the
 # eval day of the run that ingests it and a training day of the runs after.
 DAY_SPLIT = "day"
-INPUT_FINGERPRINT = "input_fingerprint"  # ExampleGen's: what the span read
 CUSTOM_CONFIG = "custom_config"        # the Trainer's: the run parameters
 WAREHOUSE_PATH = "warehouse_path"      # the local ExampleGen's
-BLESSED = "blessed"
-CURRENT_MODEL_ID = "current_model_id"  # the model a blessing judged
-FORECAST_GATE_MARK = "forecast_gate"   # 1 on ForecastGate's blessings
-MODEL_MAE = "model_mae"
-REASONS = "reasons"
-# On ForecastGate's blessing: the checks that could not measure this day
-# (comma-separated, e.g. "guidance"); the blessing decided without them.
-UNMEASURED = "unmeasured"
-# GuidanceGate's result: 0 when the day lacks what the fleet needs (then
-# `reason` says what, and `passed` is 1: nothing was found wrong).
-MEASURED = "measured"
-PASSED = "passed"
-REASON = "reason"
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
 PUSHED_DESTINATION = "pushed_destination"
-# DataGate's report.
-ANOMALY_COUNT = "anomaly_count"
 TRAIN_EXAMPLES = "train_examples"      # the window's (a run summary's)
-EVAL_EXAMPLES = "eval_examples"        # the day's (DataGate's report)
-DRIFT_CHECKED = "drift_checked"
-DATA_PASSED = "passed"                 # 0: the day was refused
 # On an execution whose process died mid-node (kill -9, power loss): why it
 # was marked CANCELED by the next daily run on the home.
 ABORTED = "taxi_demand_aborted"
@@ -128,10 +116,6 @@ STATISTICS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pb"
 DATA_GATE_FILE = "data_gate.json"        # DataGate's summary, in its report
 SKEW_REPORT_FILE = "skew_report.json"    # SkewValidator's, in its report
-
-# The blessing properties runs/show/diff report, in display order.
-METRICS = ("model_mae", "model_rmse", "model_bias", "seasonal_naive_mae",
-           "seasonal_naive_rmse", "baseline_model_mae")
 
 # --- types of the checks recorded outside the pipeline ------------------------
 # Names follow KFP's "<namespace>.<Type>" rule, so they compile for Vertex.

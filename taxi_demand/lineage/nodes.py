@@ -16,6 +16,7 @@ import dataclasses
 from typing import Dict, FrozenSet, List, Mapping
 
 from taxi_demand.lineage import contract as c
+from taxi_demand.lineage import records
 
 # Platforms, as pipeline.config.Platform's values.
 LOCAL, VERTEX = "local", "vertex"
@@ -32,7 +33,7 @@ INGEST, TRAIN, MONITOR = "ingest", "train", "monitor"
 # run (the pipeline's tfx.dsl.Cond); a refused day skips them, recorded.
 GATE = c.DATA_GATE
 GATE_OUTPUT = c.REPORT
-GATE_PROPERTY = c.DATA_PASSED
+GATE_PROPERTY = records.DataGateRecord.names().passed
 
 
 @dataclasses.dataclass(frozen=True)

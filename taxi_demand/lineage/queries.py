@@ -19,8 +19,23 @@ from taxi_demand import spans
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import store as st
+from taxi_demand.lineage.records import DataGateRecord
+from taxi_demand.lineage.records import ForecastGateRecord
+from taxi_demand.lineage.records import IngestFingerprint
+from taxi_demand.lineage.records import NextDayRecord
 
-METRICS = contract.METRICS
+METRICS = ForecastGateRecord.METRICS
+# The blessing's figures `show`, `diff` and `lineage` print as recorded.
+_BLESSING_FIGURES = METRICS + (ForecastGateRecord.names().blessed,)
+# The properties an artifact shows in a lineage tree, whatever its type.
+_TREE_PROPERTIES = (contract.SPAN, contract.SPLIT_NAMES, contract.PUSHED_VERSION,
+                    ForecastGateRecord.names().blessed,
+                    ForecastGateRecord.names().model_mae,
+                    DataGateRecord.names().anomaly_count)
+# A next-day result's properties `next_day_results` gives typed.
+_NEXT_DAY_TYPED = (NextDayRecord.names().model_version,
+                   NextDayRecord.names().alert,
+                   NextDayRecord.names().served_by_lead)
 # Upstream inputs that point at an earlier run's output: the warm-start and
 # baseline models, and Transform's analyzer cache (each day's Transform
 # reads the cache the one before it wrote). The tree shows them but does
@@ -74,9 +89,17 @@ def producer_span(snap: st.Snapshot, artifact_id: int) -> Optional[int]:
   return None if not run_id else run_span(snap, run_by_id(snap, run_id))
 
 
-def blessing_props(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
+def _recorded(record, names) -> Dict[str, Any]:
+  """{name: value as recorded (a flag as 0 or 1), or None} of a record."""
+  stored = record.properties()
+  return {k: stored.get(k) for k in names}
+
+
+def blessing_record(snap: st.Snapshot, run: st.Run) -> ForecastGateRecord:
+  """ForecastGate's blessing in a run (every field None if it has none)."""
   blessing = snap.run_output(run, contract.FORECAST_GATE, contract.BLESSING)
-  return {} if blessing is None else blessing.properties
+  return (ForecastGateRecord() if blessing is None else
+          ForecastGateRecord.read(blessing))
 
 
 def pushed_version(snap: st.Snapshot, run: st.Run) -> Optional[str]:
@@ -90,8 +113,7 @@ def pushed_version(snap: st.Snapshot, run: st.Run) -> Optional[str]:
 def refused(snap: st.Snapshot, run: st.Run) -> bool:
   """Whether DataGate refused the run's day (nothing downstream ran)."""
   report = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
-  return report is not None and report.properties.get(
-      contract.DATA_PASSED) == 0
+  return report is not None and DataGateRecord.read(report).passed is False
 
 
 def run_status(snap: st.Snapshot, run: st.Run) -> str:
@@ -119,8 +141,7 @@ def prefetch_rows(snap: st.Snapshot, runs: List[st.Run]) -> None:
 
 def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """One line of `taxi-demand runs`; absent facts are None (shown n/a)."""
-  blessing = blessing_props(snap, run)
-  blessed = blessing.get(contract.BLESSED)
+  blessing = blessing_record(snap, run)
   span = run_span(snap, run)
   return {
       "run_id": run.run_id,
@@ -128,14 +149,13 @@ def run_row(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
       "date": date_of(span),
       "status": run_status(snap, run),
       "wall_s": round(run.wall_s, 3),
-      "mae": blessing.get(contract.MODEL_MAE),
-      "seasonal_naive_mae": blessing.get("seasonal_naive_mae"),
-      "blessed": None if blessed is None else bool(blessed),
+      "mae": blessing.model_mae,
+      "seasonal_naive_mae": blessing.seasonal_naive_mae,
+      "blessed": blessing.blessed,
       "pushed_version": pushed_version(snap, run),
       # The checks the blessing was decided without (e.g. guidance on a
       # day whose trips carry no dropoff area).
-      "unmeasured": [c for c in str(blessing.get(contract.UNMEASURED) or
-                                    "").split(",") if c],
+      "unmeasured": list(blessing.unmeasured),
   }
 
 
@@ -388,8 +408,7 @@ def data_gate_reports(snap: st.Snapshot, examples: List[st.ArtifactView],
 
 def verdict_passed(report: Optional[st.ArtifactView]) -> bool:
   """Whether a DataGate report passed its day (no report: not passed)."""
-  return report is not None and report.properties.get(
-      contract.DATA_PASSED) == 1
+  return report is not None and DataGateRecord.read(report).passed is True
 
 
 def ingested_spans(snap: st.Snapshot, query_key: Optional[str] = None,
@@ -406,9 +425,8 @@ def ingested_spans(snap: st.Snapshot, query_key: Optional[str] = None,
           end is not None)
   candidates = [a for a in snap.artifacts_of(contract.EXAMPLES_TYPE,
                                              " AND ".join(bounds))
-                if a.span is not None and (query_key is None or str(
-                    a.properties.get(contract.INPUT_FINGERPRINT, "")
-                ).endswith(f":query={query_key}"))]
+                if a.span is not None and (query_key is None or getattr(
+                    IngestFingerprint.read(a), "query", None) == query_key)]
   made_by_gen = _made_by(snap, candidates, contract.EXAMPLE_GEN)
   newest: Dict[int, st.ArtifactView] = {}
   for examples in candidates:  # oldest first
@@ -524,21 +542,24 @@ def next_day_results(snap: st.Snapshot,
   version_of_model = {p.model_id: p.version for p in pushes(snap)
                       if p.model_id is not None}
   for art in snap.artifacts_of(contract.NEXT_DAY_RESULT):
-    props = dict(art.properties)
-    if props.get("span") in (None, ""):
+    result = NextDayRecord.read(art)
+    if result.span is None:
       continue
-    if props.get("model_version") in (None, "") and props.get("model_id"):
+    model_version = result.model_version
+    if model_version is None and result.model_id:
       # The pipeline node knows the model, not the version it was pushed as.
-      props["model_version"] = version_of_model.get(int(props["model_id"]))
-    if version is not None and str(props.get("model_version")) != str(version):
+      model_version = version_of_model.get(result.model_id)
+    if version is not None and str(model_version) != str(version):
       continue
-    props["alert"] = bool(props.get("alert"))
-    # Served forecasts by lead are recorded as JSON (see nextday.RECORDED).
-    props["served_by_lead"] = contract.parse_custom_config(
-        props.get("served_by_lead"))
-    props["uri"] = art.uri
-    props["artifact_id"] = art.id
-    by_span[int(props["span"])] = props  # artifacts_of is oldest first
+    # As recorded, with the version found, the alert a flag and the served
+    # forecasts by lead parsed from their JSON.
+    typed = dataclasses.replace(result, model_version=model_version,
+                                alert=bool(result.alert))
+    row = dict(art.properties)
+    row.update({k: getattr(typed, k) for k in _NEXT_DAY_TYPED})
+    row["uri"] = art.uri
+    row["artifact_id"] = art.id
+    by_span[result.span] = row  # artifacts_of is oldest first
   return [by_span[s] for s in sorted(by_span)]
 
 
@@ -547,7 +568,7 @@ def next_day_results(snap: st.Snapshot,
 
 def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """Everything `taxi-demand show RUN` prints."""
-  blessing = blessing_props(snap, run)
+  blessing = blessing_record(snap, run)
   detail = run_row(snap, run)
   detail.update({
       "start": _iso(run.start_ms), "end": _iso(run.end_ms),
@@ -555,8 +576,8 @@ def run_detail(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
                  "cached": n.cached, "wall_s": round(n.wall_s, 3),
                  "execution_id": n.execution_id} for n in run.nodes],
       "parameters": parameters(snap, run),
-      "metrics": {k: blessing.get(k) for k in METRICS if k in blessing},
-      "reasons": blessing.get(contract.REASONS) or None,
+      "metrics": blessing.metrics(),
+      "reasons": blessing.reasons or None,
       "anomalies": data_checks(snap, run),
   })
   return detail
@@ -576,8 +597,7 @@ def examples_count(snap: st.Snapshot, examples: st.ArtifactView,
   """A day's example count, as DataGate recorded it when it checked it
   (its `report`, if the caller read it already)."""
   report = report or data_gate_report(snap, examples.id)
-  return None if report is None else report.properties.get(
-      contract.EVAL_EXAMPLES)
+  return None if report is None else DataGateRecord.read(report).eval_examples
 
 
 def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
@@ -593,9 +613,12 @@ def data_checks(snap: st.Snapshot, run: st.Run) -> Optional[Dict[str, Any]]:
   reports = (data_gate_reports(snap, window, min(spans_), max(spans_) + 1)
              if spans_ else {})
   counts = [examples_count(snap, a, reports.get(a.id)) for a in window]
-  return {**{k: gate.properties.get(k) for k in
-             (contract.ANOMALY_COUNT, contract.EVAL_EXAMPLES,
-              contract.DRIFT_CHECKED)},
+  verdict = DataGateRecord.read(gate)
+  return {"anomaly_count": verdict.anomaly_count,
+          "eval_examples": verdict.eval_examples,
+          # As recorded (0 or 1), as `show --json` has always printed it.
+          "drift_checked": verdict.properties().get(
+              DataGateRecord.names().drift_checked),
           contract.TRAIN_EXAMPLES: (sum(counts) if counts and None not in counts
                                     else None)}
 
@@ -608,18 +631,19 @@ def run_summary(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   """
   summary = run_row(snap, run)
   checks = data_checks(snap, run)
-  blessing = blessing_props(snap, run)
+  blessing = blessing_record(snap, run)
   summary.update({
       "anomalies": checks and checks["anomaly_count"],
       "train_examples": checks and checks["train_examples"],
       "eval_examples": checks and checks["eval_examples"],
       "drift": checks and ("checked, none" if checks["drift_checked"] else
                            "not checked (no previous span)"),
-      "reasons": blessing.get(contract.REASONS) or "",
+      "reasons": blessing.reasons or "",
       "parameters": parameters(snap, run),
+      "model_rmse": blessing.model_rmse,
+      "seasonal_naive_rmse": blessing.seasonal_naive_rmse,
+      "baseline_model_mae": blessing.baseline_model_mae,
   })
-  for key in ("model_rmse", "seasonal_naive_rmse", "baseline_model_mae"):
-    summary[key] = blessing.get(key)
   return summary
 
 
@@ -653,7 +677,7 @@ def data_window(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
   return {"eval_span": span, "eval_date": date_of(span),
           "train_dates": [date_of(a.span) for a in window] or None,
           "train_examples": checks.get(contract.TRAIN_EXAMPLES),
-          "eval_examples": checks.get(contract.EVAL_EXAMPLES)}
+          "eval_examples": checks.get("eval_examples")}
 
 
 def schema_of(snap: st.Snapshot, run: st.Run) -> Optional[st.ArtifactView]:
@@ -725,9 +749,10 @@ def diff_runs(snap: st.Snapshot, a: st.Run, b: st.Run) -> Dict[str, Any]:
   schema = schema_diff(snap, a, b)
   if schema:
     out["schema"] = schema
-  ma, mb = blessing_props(snap, a), blessing_props(snap, b)
+  ma = _recorded(blessing_record(snap, a), _BLESSING_FIGURES)
+  mb = _recorded(blessing_record(snap, b), _BLESSING_FIGURES)
   metrics = {}
-  for key in METRICS + ("blessed",):
+  for key in _BLESSING_FIGURES:
     va, vb = ma.get(key), mb.get(key)
     if va == vb:
       continue
@@ -745,9 +770,7 @@ def diff_runs(snap: st.Snapshot, a: st.Run, b: st.Run) -> Dict[str, Any]:
 
 
 def _artifact_node(art: st.ArtifactView) -> Dict[str, Any]:
-  keep = {k: v for k, v in art.properties.items()
-          if k in ("span", "pushed_version", "blessed", "split_names",
-                   "model_mae", "anomaly_count")}
+  keep = {k: v for k, v in art.properties.items() if k in _TREE_PROPERTIES}
   return {"artifact": art.type_name, "id": art.id, "uri": art.uri, **keep}
 
 
@@ -834,7 +857,7 @@ def lineage_of_version(snap: st.Snapshot, version: str) -> Dict[str, Any]:
                      "pushed_destination")},
       "blessing": None if blessing is None else {
           "uri": blessing.uri,
-          **{k: blessing.properties.get(k) for k in METRICS + ("blessed",)}},
+          **_recorded(ForecastGateRecord.read(blessing), _BLESSING_FIGURES)},
       "rollbacks_to_it": rollbacks,
       "next_day": next_day_results(snap, push.version),
       "model": tree,

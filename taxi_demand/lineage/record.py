@@ -15,8 +15,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from taxi_demand.lineage import contract
-
-
+from taxi_demand.lineage.records import write_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,19 +24,6 @@ class NewArtifact:
   type_name: str
   uri: str
   properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _set(value_proto, value) -> None:
-  if isinstance(value, bool):
-    value_proto.int_value = int(value)
-  elif isinstance(value, int):
-    value_proto.int_value = value
-  elif isinstance(value, float):
-    value_proto.double_value = value
-  elif value is None:
-    value_proto.string_value = ""
-  else:
-    value_proto.string_value = str(value)
 
 
 def open_writable(path: os.PathLike):
@@ -68,7 +54,8 @@ def record_execution(
   Args:
     store: a writable MetadataStore (see open_writable).
     execution_type: e.g. "taxi_demand.SkewCheck".
-    properties: plain values recorded on the execution.
+    properties: plain values recorded on the execution (None is left out,
+      as everywhere: see records.write_values).
     inputs: {key: [existing MLMD Artifact protos]} the check read.
     outputs: {key: [NewArtifact]} the check wrote.
     pipeline_name: the pipeline context to attribute the check to.
@@ -81,8 +68,7 @@ def record_execution(
       type_id=_type_id(store, "execution", execution_type),
       last_known_state=pb.Execution.COMPLETE,
       name=f"{execution_type}-{time.time_ns()}")
-  for key, value in properties.items():
-    _set(execution.custom_properties[key], value)
+  write_values(execution, properties)
 
   pairs: List = []
   for key, artifacts in inputs.items():
@@ -96,8 +82,7 @@ def record_execution(
     for i, new in enumerate(new_artifacts):
       artifact = pb.Artifact(type_id=_type_id(store, "artifact", new.type_name),
                              uri=new.uri, state=pb.Artifact.LIVE)
-      for name, value in new.properties.items():
-        _set(artifact.custom_properties[name], value)
+      write_values(artifact, new.properties)
       event = pb.Event(type=pb.Event.OUTPUT)
       event.path.steps.add(key=key)
       event.path.steps.add(index=i)

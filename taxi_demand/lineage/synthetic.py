@@ -42,6 +42,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from taxi_demand import spans
 from taxi_demand.lineage import contract as c
 from taxi_demand.lineage import nodes
+from taxi_demand.lineage import records
 from taxi_demand.serving import registry
 
 FIRST_SPAN = 19700                      # 2023-12-09
@@ -81,17 +82,7 @@ COND_INPUT = f"_{nodes.GATE}.{nodes.GATE_OUTPUT}"
 
 
 def _fill(target, props: Mapping[str, Any]) -> None:
-  for key, value in props.items():
-    if value is None:
-      continue
-    if isinstance(value, (bool, int)):
-      target[key].int_value = int(value)
-    elif isinstance(value, float):
-      target[key].double_value = value
-    elif isinstance(value, (dict, list)):  # served_by_lead: recorded as JSON
-      target[key].string_value = json.dumps(value, sort_keys=True)
-    else:
-      target[key].string_value = str(value)
+  records.write_values(target, props)  # the one writer, as the pipeline's
 
 
 class Writer:
@@ -365,7 +356,7 @@ def _write_gate_report(uri: str, spec: RunSpec, previous_span: Optional[int],
       f.write(anomalies.SerializeToString())
   _write_json(uri, c.DATA_GATE_FILE, {
       "span": spec.span, "schema_anomalies": len(lines),
-      c.EVAL_EXAMPLES: eval_examples,
+      "eval_examples": eval_examples,
       "drift_checked": previous_span is not None,
       "previous_span": previous_span, "drift_anomalies": len(drift_lines),
       "lines": lines + drift_lines, "passed": spec.anomaly_count == 0})
@@ -488,8 +479,8 @@ def _example_gen(r: Run) -> Record:
       "output_data_format": 6, "output_file_format": 5},
                 outputs={c.EXAMPLES: [w.artifact(
                     "Examples", span=span, split_names=SPLITS,
-                    custom={c.SPAN: span,
-                            c.INPUT_FINGERPRINT: f"synthetic:{span}"})]},
+                    custom={c.SPAN: span, **records.IngestFingerprint(
+                        f"synthetic:{span}").properties()})]},
                 then=lambda out: materialize(
                     r.spec.examples_dir, out[c.EXAMPLES][0].uri, r.link))
 
@@ -519,9 +510,9 @@ def _skew_validator(r: Run) -> Record:
   return Record(props={
       "date": date, "serving_log_dir": str(home / "serving_log"),
       "fail_on_skew": 0}, outputs={
-          c.REPORT: [w.artifact(c.SKEW_REPORT, span=span, date=date,
-                                checked=int(skew is not None),
-                                alert=int(bool(skew and skew["alert"])))]},
+          c.REPORT: [w.artifact(c.SKEW_REPORT, custom=records.SkewRecord(
+              span=span, date=date, checked=skew is not None,
+              alert=bool(skew and skew["alert"])).properties())]},
                 then=files)
 
 
@@ -539,7 +530,8 @@ def _example_validator(r: Run) -> Record:
   return Record({"exclude_splits": "[]"},
                 {c.ANOMALIES: [w.artifact(
                     "ExampleAnomalies", span=span, split_names=SPLITS,
-                    blessed=1)]})
+                    custom=records.BlessingRecord(
+                        blessed=True).properties())]})
 
 
 def _schema_gen(r: Run) -> Record:
@@ -552,16 +544,16 @@ def _data_gate(r: Run) -> Record:
   cells_slots = CELLS * SLOTS_PER_DAY
   report = w.artifact(
       "ExampleAnomalies", span=span, split_names=SPLITS,
-      anomaly_count=spec.anomaly_count,
-      drift_checked=int(previous is not None),
-      passed=int(spec.anomaly_count == 0),
-      eval_examples=(spec.eval_examples if spec.eval_examples is not None
-                     else cells_slots))
+      custom=records.DataGateRecord(
+          anomaly_count=spec.anomaly_count,
+          drift_checked=previous is not None,
+          passed=spec.anomaly_count == 0,
+          eval_examples=(spec.eval_examples if spec.eval_examples is not None
+                         else cells_slots)).properties())
   return Record(outputs={c.REPORT: [report]}, then=lambda out: (
       _write_gate_report(out[c.REPORT][0].uri, spec,
                          previous.spec.span if previous else None,
-                         int(report.custom_properties[
-                             c.EVAL_EXAMPLES].int_value))))
+                         records.DataGateRecord.read(report).eval_examples)))
 
 
 def _next_day_validator(r: Run) -> Record:
@@ -574,11 +566,12 @@ def _next_day_validator(r: Run) -> Record:
                   model_id=base.model.id)
   else:
     result.update({**spec.next_day, "model_id": base.model.id})
-    if c.MODEL_MAE in base.blessing.custom_properties:
-      result["eval_mae"] = base.blessing.custom_properties[
-          c.MODEL_MAE].double_value
+    result["eval_mae"] = records.ForecastGateRecord.read(
+        base.blessing).model_mae
     result["alert"] = int(bool(result.get("alert")))
-  return Record(outputs={c.RESULT: [w.artifact(c.NEXT_DAY_RESULT, **result)]})
+  return Record(outputs={c.RESULT: [w.artifact(
+      c.NEXT_DAY_RESULT,
+      custom=records.NextDayRecord.read(result).properties())]})
 
 
 def _training_window(r: Run) -> Record:
@@ -612,17 +605,19 @@ def _trainer(r: Run) -> Record:
                                               "Format-Serving"), r.link))
 
 
-def _judged(r: Run) -> Dict[str, Any]:
-  """The properties naming the model a blessing judged."""
+
+def _judged(r: Run) -> records.ForecastGateRecord:
+  """The blessing's fields naming the model it judged."""
   model = r.output(c.TRAINER, c.MODEL)
-  return {"current_model": model.uri, c.CURRENT_MODEL_ID: model.id}
+  return records.ForecastGateRecord(current_model=model.uri,
+                                    current_model_id=model.id)
 
 
 def _evaluator(r: Run) -> Record:
   w, spec, base = r.w, r.spec, r.base
-  judged = _judged(r)
-  evaluator_blessing = w.artifact("ModelBlessing", blessed=int(spec.blessed),
-                                  **judged)
+  judged = dataclasses.replace(_judged(r), blessed=spec.blessed)
+  evaluator_blessing = w.artifact("ModelBlessing",
+                                  custom=judged.properties())
   if base is not None:
     _fill(evaluator_blessing.custom_properties, {
         "baseline_model": base.model.uri, "baseline_model_id": base.model.id})
@@ -636,8 +631,9 @@ def _guidance_gate(r: Run) -> Record:
       "warehouse_path": str(home / "warehouse.duckdb"),
       "query_config": json.dumps(params.to_custom_config(), sort_keys=True)},
                 {c.RESULT: [w.artifact(
-                    c.GUIDANCE_RESULT, span=span, passed=1, reason="",
-                    margin=0.02)]})
+                    c.GUIDANCE_RESULT, custom=records.GuidanceRecord(
+                        span=span, passed=True, reason="",
+                        margin=0.02).properties())]})
 
 
 def _forecast_gate(r: Run) -> Record:
@@ -650,11 +646,13 @@ def _forecast_gate(r: Run) -> Record:
       "naive_margin": params.naive_margin, "cell_margin": params.cell_margin,
       "min_cell_pickups": 200, "min_eval_pickups": 1000},
                 {c.BLESSING: [w.artifact(
-                    "ModelBlessing", blessed=int(spec.blessed),
-                    forecast_gate=1, span=span,
-                    reasons="" if spec.blessed else (
-                        spec.reasons or "synthetic: not blessed"),
-                    **judged, **{k: float(v) for k, v in figures.items()})
+                    "ModelBlessing", custom=dataclasses.replace(
+                        judged, blessed=spec.blessed, forecast_gate=True,
+                        span=span,
+                        reasons="" if spec.blessed else (
+                            spec.reasons or "synthetic: not blessed"),
+                        **{k: float(v) for k, v in figures.items()}
+                    ).properties())
                 ]})
 
 
@@ -729,7 +727,7 @@ def _write_node(r: Run, node: nodes.Node) -> None:
 
 def _gate_passed(r: Run) -> bool:
   report = r.output(nodes.GATE, nodes.GATE_OUTPUT)
-  return report.custom_properties[nodes.GATE_PROPERTY].int_value == 1
+  return bool(records.DataGateRecord.read(report).passed)
 
 
 def write_run(w: Writer, spec: RunSpec, *, home: Path, schema: pb.Artifact,
@@ -779,7 +777,7 @@ def default_runs(runs: int, first_span: int = FIRST_SPAN) -> List[RunSpec]:
             train_days=28 if i % 10 else 14, train_steps=2000,
             naive_margin=0.1, change_tolerance=0.0, cell_margin=0.25,
             code_version=f"0.1.{i // 25}"),
-        metrics={c.MODEL_MAE: mae, "model_rmse": 2 * mae,
+        metrics={"model_mae": mae, "model_rmse": 2 * mae,
                  "seasonal_naive_mae": 3.5},
         next_day={"mae": (2.5 + 0.01 * (i - 1)) * 1.1, "rmse": 2 * mae,
                   "seasonal_naive_mae": 3.5, "alert": 0, "reason": "ok"}))

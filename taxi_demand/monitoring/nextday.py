@@ -32,14 +32,10 @@ import pyarrow as pa
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import ForecastGateRecord
+from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.spans import date_of
 
-# What a next-day result records in ML Metadata (the CLI and the node alike);
-# served_by_lead goes in as JSON.
-RECORDED = ("date", "span", "model_version", "mae", "rmse",
-            "seasonal_naive_mae", "seasonal_naive_rmse", "eval_mae",
-            "examples", "alert", "reason", "served_forecasts", "served_versions",
-            "served_note")
 DEFAULT_MARGIN = 0.25
 DEFAULT_TREND_DAYS = 5
 DEFAULT_TREND_SLOPE = 0.05
@@ -327,7 +323,7 @@ def find_subject(home, span: int) -> Subject:
     ids[contract.MODEL] = push.model.id
     blessing = queries.blessing_of_model(snap, push.model.id)
     if blessing is not None:
-      eval_mae = blessing.properties.get(contract.MODEL_MAE)
+      eval_mae = ForecastGateRecord.read(blessing).model_mae
   examples = queries.examples_of_span(snap, span)
   if examples is not None:
     ids[contract.EXAMPLES] = examples.id
@@ -391,12 +387,11 @@ def record_result(home, subject: Subject, result: Mapping[str, Any]) -> int:
       sorted(subject.artifact_ids.values()))}
   inputs = {key: [found[i]] for key, i in subject.artifact_ids.items()
             if i in found}
-  props = {k: result[k] for k in RECORDED if result.get(k) is not None}
-  if result.get("served_by_lead") is not None:
-    props["served_by_lead"] = json.dumps(result["served_by_lead"],
-                                         sort_keys=True)
+  # What the CLI and the node alike record: the result's NextDayRecord.
+  props = dataclasses.replace(NextDayRecord.read(result),
+                              source="cli").properties()
   ids = record.record_execution(
-      writable, contract.NEXT_DAY, {**props, "source": "cli"}, inputs,
+      writable, contract.NEXT_DAY, props, inputs,
       {contract.RESULT: [record.NewArtifact(contract.NEXT_DAY_RESULT, str(path),
-                                     {**props, "source": "cli"})]})
+                                            props)]})
   return ids["outputs"][contract.RESULT][0]

@@ -51,6 +51,8 @@ from taxi_demand.home import Home
 from taxi_demand import features
 from taxi_demand import spans
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import ServingLogRecord
+from taxi_demand.lineage.records import SkewRecord
 from taxi_demand.serving import servelog
 
 CHECK_TYPE = contract.SKEW_CHECK
@@ -546,8 +548,8 @@ def _serving_log_artifact(store, folder: Path, day: datetime.date):
     return existing
   type_id = store.put_artifact_type(pb.ArtifactType(name=SERVING_LOG_TYPE))
   artifact = pb.Artifact(type_id=type_id, uri=uri, state=pb.Artifact.LIVE)
-  artifact.custom_properties["date"].string_value = day.isoformat()
-  artifact.custom_properties[contract.SPAN].int_value = spans.span_of(day)
+  ServingLogRecord(date=day.isoformat(), span=spans.span_of(day)).write(
+      artifact)
   [artifact_id] = store.put_artifacts([artifact])
   return store.get_artifacts_by_id([artifact_id])[0]
 
@@ -561,17 +563,16 @@ def record_check(metadata_path: os.PathLike, result: SkewResult,
   log_artifact = _serving_log_artifact(store, log_folder, day)
   inputs = {"statistics": store.get_artifacts_by_id(
       [result.training_statistics_id]), "serving_log": [log_artifact]}
+  report = SkewRecord(date=result.date, model_version=result.model_version,
+                      alert=result.alert, flagged=tuple(result.flagged))
   ids = record.record_execution(
       store, CHECK_TYPE,
-      properties={"date": result.date, "model_version": result.model_version,
-                  "alert": result.alert, "rows": result.rows,
-                  "files": rows_files, "flagged": ",".join(result.flagged),
+      properties={**dataclasses.replace(report, rows=result.rows,
+                                        files=rows_files).properties(),
                   **_signal_properties(result)},
       inputs=inputs,
       outputs={"report": [record.NewArtifact(
-          REPORT_TYPE, result.report_uri,
-          {"date": result.date, "model_version": result.model_version,
-           "alert": result.alert, "flagged": ",".join(result.flagged)})]})
+          REPORT_TYPE, result.report_uri, report.properties())]})
   result.execution_id = ids["execution_id"]
 
 
@@ -595,16 +596,15 @@ def history(snap, version: Optional[str] = None) -> List[Dict[str, Any]]:
   """Recorded skew checks, oldest first, optionally of one model version."""
   out = []
   for ex in snap.executions_of(CHECK_TYPE):
-    props = ex.properties
-    if version is not None and str(props.get("model_version")) != str(version):
+    check = SkewRecord.read(ex)
+    if version is not None and str(check.model_version) != str(version):
       continue
     reports = snap.outputs(ex.execution_id).get(contract.REPORT) or []
-    out.append({"date": props.get("date"),
-                "model_version": props.get("model_version"),
-                "alert": bool(props.get("alert")),
-                "flagged": [f for f in str(props.get("flagged", "")).split(",")
-                            if f],
-                "rows": props.get("rows"),
+    out.append({"date": check.date,
+                "model_version": check.model_version,
+                "alert": bool(check.alert),
+                "flagged": list(check.flagged),
+                "rows": check.rows,
                 "report_uri": reports[0].uri if reports else None,
                 "execution_id": ex.execution_id,
                 "checked_at_ms": ex.start_ms})

@@ -27,12 +27,20 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store as st
+from taxi_demand.lineage.records import DataGateRecord
+from taxi_demand.lineage.records import NextDayRecord
+from taxi_demand.lineage.records import SkewRecord
 
 # The lead whose forecasts "predicted against actual" shows: a driver needs
 # about half an hour to reposition (NTT Docomo's AI Taxi forecasts 30
 # minutes ahead). The served lead nearest to it is taken per slot.
 SHOWN_LEAD_MINUTES = 30
 BUSIEST_SHOWN = 6       # cells in "predicted against actual"
+# A next-day result's names (queries.next_day_results gives its properties).
+_NEXT_DAY = NextDayRecord.names()
+_NEXT_DAY_SHOWN = (_NEXT_DAY.span, _NEXT_DAY.date, _NEXT_DAY.mae,
+                   _NEXT_DAY.seasonal_naive_mae, _NEXT_DAY.alert,
+                   _NEXT_DAY.reason, _NEXT_DAY.model_version)
 HEATMAP_CELLS = 40      # rows of the cell x hour heatmap, busiest first
 TREND_DAYS = 7          # next-day results the trend is fitted on
 CENTROID_DAYS = 7       # days of located pickups that place a cell
@@ -320,9 +328,9 @@ def _run_rows(snap: st.Snapshot, runs: Sequence[st.Run]) -> List[Dict]:
   rows = []
   for run in runs:
     row = queries.run_row(snap, run)
-    blessing = queries.blessing_props(snap, run)
-    row["serving_mae"] = blessing.get("baseline_model_mae")
-    row["reasons"] = blessing.get(contract.REASONS) or ""
+    blessing = queries.blessing_record(snap, run)
+    row["serving_mae"] = blessing.baseline_model_mae
+    row["reasons"] = blessing.reasons or ""
     if row["status"] == "REFUSED":
       gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
       summary = gate_summary(gate.uri) if gate is not None else None
@@ -338,25 +346,26 @@ def _checks(snap: st.Snapshot, runs: Sequence[st.Run],
   skew per feature."""
   skew_reports: Dict[int, st.ArtifactView] = {}
   for art in snap.artifacts_of(contract.SKEW_REPORT):  # oldest first
-    span = art.properties.get(contract.SPAN)
-    if span not in (None, "") and art.properties.get("checked", 1):
-      skew_reports[int(span)] = art
+    skew = SkewRecord.read(art)
+    if skew.span is not None and skew.checked:
+      skew_reports[skew.span] = art
   out = []
   for run, row in zip(runs, rows):
     gate = snap.run_output(run, contract.DATA_GATE, contract.REPORT)
     if gate is None:
       continue
     summary = gate_summary(gate.uri) or {}
+    verdict = DataGateRecord.read(gate)
     skew_art = skew_reports.get(row["span"]) if row["span"] else None
     out.append({
         "run_id": run.run_id, "date": row["date"], "status": row["status"],
-        "anomaly_count": gate.properties.get(contract.ANOMALY_COUNT),
-        "eval_examples": gate.properties.get(contract.EVAL_EXAMPLES),
-        "drift_checked": bool(gate.properties.get(contract.DRIFT_CHECKED)),
+        "anomaly_count": verdict.anomaly_count,
+        "eval_examples": verdict.eval_examples,
+        "drift_checked": bool(verdict.drift_checked),
         "lines": list(summary.get("lines") or []),
         "drift": drift_by_feature(gate.uri),
         "skew": skew_by_feature(skew_art.uri) if skew_art else {},
-        "skew_alert": bool(skew_art and skew_art.properties.get("alert")),
+        "skew_alert": bool(skew_art and SkewRecord.read(skew_art).alert),
     })
   return out
 
@@ -377,22 +386,22 @@ def _serving(snap: st.Snapshot, version: Optional[str]
     return None
   tree = queries.lineage_of_version(snap, version)
   results = queries.next_day_results(snap)
-  own = [r for r in results if str(r.get("model_version")) == str(version)]
+  own = [r for r in results
+         if str(r.get(_NEXT_DAY.model_version)) == str(version)]
   # The serving version's newest scored day; a version pushed last night
   # has served no scored day yet, so then the newest of the one before.
-  scored = next((r for r in reversed(own) if r.get("served_by_lead")),
+  scored = next((r for r in reversed(own) if r.get(_NEXT_DAY.served_by_lead)),
                 None) or next((r for r in reversed(results)
-                               if r.get("served_by_lead")), None)
+                               if r.get(_NEXT_DAY.served_by_lead)), None)
   return {"version": version, "pushed": tree["pushed"],
           "blessing": tree["blessing"], "lineage": queries.version_lines(tree),
-          "next_day": [{k: r.get(k) for k in (
-              "span", "date", "mae", "seasonal_naive_mae", "alert", "reason",
-              "model_version")} for r in results],
+          "next_day": [{k: r.get(k) for k in _NEXT_DAY_SHOWN}
+                       for r in results],
           "trend_per_day": _trend(own),
-          "served_by_lead": scored and scored["served_by_lead"],
+          "served_by_lead": scored and scored[_NEXT_DAY.served_by_lead],
           "served_by_lead_of": scored and {
-              "date": scored.get("date"),
-              "model_version": scored.get("model_version")},
+              "date": scored.get(_NEXT_DAY.date),
+              "model_version": scored.get(_NEXT_DAY.model_version)},
           "params": queries.push_parameters(snap, version)}
 
 

@@ -8,6 +8,7 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import record
+from taxi_demand.lineage.records import BlessingRecord
 from taxi_demand.lineage import store
 from taxi_demand.serving import registry
 
@@ -44,7 +45,7 @@ def rollback(home, to_version: Optional[str] = None) -> Dict[str, Any]:
   push = queries.push_of(snap, target)
   blessing = (queries.blessing_of_model(snap, push.model.id)
               if push.model is not None else None)
-  if blessing is not None and not blessing.properties.get("blessed"):
+  if blessing is not None and not BlessingRecord.read(blessing).blessed:
     raise TaxiDemandError(f"version {target} is not blessed; refusing to "
                           "serve it")
   if target == current:

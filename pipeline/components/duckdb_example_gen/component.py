@@ -31,6 +31,7 @@ from pipeline.components.duckdb_example_gen import executor
 from taxi_demand.data import sql
 from taxi_demand.data import warehouse as warehouse_lib
 from taxi_demand.lineage import contract
+from taxi_demand.lineage.records import IngestFingerprint
 
 WAREHOUSE_PATH_KEY = "warehouse_path"
 
@@ -75,9 +76,9 @@ def query_key(input_config: example_gen_pb2.Input) -> str:
   return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def ingest_fingerprint(trips_fingerprint: str, key: str) -> str:
+def ingest_fingerprint(trips_fingerprint: str, key: str) -> IngestFingerprint:
   """A day's ingest identity: the trips it read and the query that read them."""
-  return f"{trips_fingerprint}:query={key}"
+  return IngestFingerprint(trips=trips_fingerprint, query=key)
 
 
 class DuckDBDriver(example_gen_driver.QueryBasedDriver):
@@ -102,8 +103,9 @@ class DuckDBDriver(example_gen_driver.QueryBasedDriver):
     span = int(exec_properties[example_gen_utils.SPAN_PROPERTY_NAME])
     with warehouse_lib.Warehouse(exec_properties[WAREHOUSE_PATH_KEY],
                                  read_only=True) as warehouse:
-      exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = (
-          ingest_fingerprint(warehouse.span_fingerprint(span), key))
+      # TFX's input_fingerprint: it enters the cache key.
+      ingest_fingerprint(warehouse.span_fingerprint(span), key).write(
+          exec_properties)
     return exec_properties
 
 
