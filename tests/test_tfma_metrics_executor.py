@@ -14,7 +14,6 @@ import pytest
 
 import executor_artifacts as art
 from taxi_demand import features
-from taxi_demand.lineage import contract
 
 SPAN = 19763
 CELLS = (1, 2, 3)
