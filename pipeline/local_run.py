@@ -434,35 +434,23 @@ class RunResult:
 
 def execute(pipeline, config, options, home: Home) -> RunResult:
   """Runs one pipeline with a console line per node; never raises for alerts."""
-  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
-  from pipeline.progress import NodeProgress  # pylint: disable=g-import-not-at-top
+  from pipeline import progress as node_progress  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  reader: List[store.Snapshot] = []
-
-  def outcome(node_id: str) -> str:
-    # One connection for the step; each node's line asks for that node's
-    # newest execution alone (the store is written by the first node).
-    if not reader:
-      reader.append(store.Snapshot(store.connect(home.metadata)))
-    return reader[0].latest_outcome(node_id)
-
-  progress = NodeProgress(outcome)
-  root = logging.getLogger()
-  root.addHandler(progress)
+  # Each node's line is read from its execution's state in ML Metadata.
+  progress = node_progress.NodeProgress(home.metadata)
   say(f"run {config.pipeline_name} for {spans.date_of(config.span)} "
       f"(span {config.span}, {config.train_days}-day window)")
   try:
     with crash_points():
-      if options is None:
-        LocalDagRunner().run(pipeline)
-      else:
-        LocalDagRunner().run(pipeline, run_options=options)
+      node_progress.run(pipeline, options, progress)
   except Exception as e:  # the node's error; described below
     alert = _alert_in(e)
-    progress.fail_current("ALERT" if alert else "FAILED")
+    progress.stop("ALERT" if alert else "FAILED")
     raise (alert or e)
-  finally:
-    root.removeHandler(progress)
+  except BaseException:  # Ctrl-C: the node it stopped says so
+    progress.stop("stopped")
+    raise
+  progress.stop()
   # The step's one reader of the finished run: the refusal check here, the
   # summary after.
   snap = store.load(home.metadata)

@@ -757,6 +757,49 @@ def associations(store, ids: Sequence[int]) -> List[tuple]:
   return found
 
 
+class RunStates:
+  """The executions of one pipeline run as ML Metadata has them now.
+
+  For a reader that watches a run while LocalDagRunner writes it (the
+  console's progress lines): unlike a Snapshot, nothing read is kept but
+  each execution's node, which never changes. A read asks for the run's
+  context by name, its executions, and the contexts of the executions it
+  has not seen before: a few rows, however many runs the store holds.
+  """
+
+  def __init__(self, store, run_id: str):
+    self.store = store
+    self.run_id = run_id
+    self._context_id: Optional[int] = None
+    self._node_type: Optional[int] = None
+    self._node_of: Dict[int, Optional[str]] = {}   # execution id -> node id
+
+  def read(self) -> Optional[Dict[str, NodeExecution]]:
+    """{node id: its newest execution in the run}; None until the run's
+    context exists (its first node has not started)."""
+    if self._context_id is None:
+      ctx = self.store.get_context_by_type_and_name(
+          contract.PIPELINE_RUN_CONTEXT, self.run_id)
+      if ctx is None:
+        return None
+      self._context_id = ctx.id
+      self._node_type = self.store.get_context_type(contract.NODE_CONTEXT).id
+    found: Dict[str, NodeExecution] = {}
+    for ex in sorted(self.store.get_executions_by_context(self._context_id),
+                     key=lambda e: e.id):
+      if ex.id not in self._node_of:
+        self._node_of[ex.id] = next(
+            (c.name.split(".", 1)[-1] for c in
+             self.store.get_contexts_by_execution(ex.id)
+             if c.type_id == self._node_type), None)
+      node_id = self._node_of[ex.id]
+      if node_id is not None:
+        found[node_id] = NodeExecution(
+            node_id, ex.id, _STATES.get(ex.last_known_state, "UNKNOWN"),
+            ex.create_time_since_epoch, ex.last_update_time_since_epoch)
+    return found
+
+
 def _order(name: str):
   import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
   return getattr(mlmd.OrderByField, name)
