@@ -247,17 +247,26 @@ def hold(home: Home, argv: List[str]):
 
 def mark_aborted(home: Home) -> List[str]:
   """Marks the nodes left RUNNING by a daily run that died (kill -9) as
-  aborted in ML Metadata; one line per run. Call it holding the run lock."""
+  aborted in ML Metadata, and puts back a CURRENT a killed Pusher moved
+  (registry.reconcile); one line per run and for the registry. Call it
+  holding the run lock."""
   if not home.metadata.exists():
     return []
   from taxi_demand.lineage import record  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
   ids = record.abort_unfinished(
       record.open_writable(home.metadata),
       f"its process died; found by pid {os.getpid()} at "
       f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+  # A Pusher killed between moving CURRENT and its record left the registry
+  # ahead of ML Metadata: CURRENT goes back to the recorded version.
+  moved = [line for line in [registry.reconcile(home.models, home.metadata)]
+           if line]
   if not ids:
-    return []
+    for line in moved:
+      say(line)
+    return moved
   snap = store.load(home.metadata)
   snap.prefetch_executions(ids)
   snap.prefetch_run_ids(ids)
@@ -269,7 +278,7 @@ def mark_aborted(home: Home) -> List[str]:
           snap.execution(execution_id).node_id)
   lines = [f"run {run_id} was killed in {', '.join(nodes)}: "
            "marked aborted; `--resume` continues it"
-           for run_id, nodes in killed.items()]
+           for run_id, nodes in killed.items()] + moved
   for line in lines:
     say(line)
   return lines

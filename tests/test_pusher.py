@@ -1,13 +1,25 @@
 """VersionedPusherExecutor on hand-built artifacts: the registry's serving rule."""
 
 import json
+import os
+import signal
+import time
 
 import taxi_demand  # noqa: F401  (before TensorFlow)
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as keys
 
+from pipeline import local_run
+from pipeline.components import resolvers
 from pipeline.components.pusher import VersionedPusherExecutor
+from taxi_demand import cli
+from taxi_demand import faults
+from taxi_demand.home import Home
 from taxi_demand.lineage import contract
+from taxi_demand.lineage import queries
+from taxi_demand.lineage import store
+from taxi_demand.lineage import synthetic
+from taxi_demand.serving import predict
 from taxi_demand.serving import registry
 
 
@@ -95,3 +107,58 @@ def test_a_push_to_cloud_storage_carries_the_run_parameters(tmp_path,
   assert cfg == params.query_config()
   assert (registry.local_copy(models, version) / "saved_model.pb"
           ).read_text() == "day11"
+
+
+def _killed(pid: int, timeout_s: float = 120) -> bool:
+  """Whether child `pid` died of SIGKILL (killed and False after timeout)."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+      return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    time.sleep(0.05)
+  os.kill(pid, signal.SIGKILL)
+  os.waitpid(pid, 0)
+  return False
+
+
+def test_a_pusher_killed_between_its_two_writes_serves_what_is_recorded(
+    tmp_path, capsys):
+  """SIGKILLed after moving CURRENT, before TFX records the push (as the
+  store shows: its execution RUNNING), the Pusher leaves a version ML
+  Metadata does not know. The 5-minute job, `lineage serving` and the next
+  run's resolver all answer the recorded version; the next run's start
+  puts CURRENT back."""
+  day = synthetic.FIRST_SPAN + 1
+  home = Home(tmp_path / "home")
+  synthetic.write_store(home.root, [
+      synthetic.RunSpec(day - 1),
+      synthetic.RunSpec(day, killed_in=contract.PUSHER)])
+  recorded = registry.serving_version(home.models)
+  # _push in a child process that dies at the point, as kill -9 (forked:
+  # a new interpreter would spend a minute importing TensorFlow).
+  child = os.fork()
+  if child == 0:
+    try:
+      os.environ[faults.ENV_VAR] = "pusher.moved"
+      _push(tmp_path, "day", span=day, base=str(home.models))
+    finally:
+      os._exit(1)  # not killed: the parent fails
+  assert _killed(child)
+  moved = registry.serving_version(home.models)
+  assert moved != recorded  # CURRENT moved; ML Metadata knows nothing
+
+  # The 5-minute job (taxi-demand predict) loads the recorded version.
+  assert predict.LoadedModel(home).version == recorded
+  assert cli.main(["--home", str(home.root), "lineage", "serving",
+                   "--json"]) == 0
+  assert json.loads(capsys.readouterr().out)["version"] == recorded
+  # The next run judges against the recorded version's model.
+  snap = store.load(home.metadata)
+  assert resolvers.serving_artifact_ids(snap, day + 1)[contract.MODEL] == (
+      queries.push_of(snap, recorded).model.id)
+  # Its start marks the Pusher aborted and puts CURRENT back.
+  lines = local_run.mark_aborted(home)
+  assert lines[-1].startswith(f"registry: CURRENT named version {moved},")
+  assert registry.serving_version(home.models) == recorded
+  assert local_run.mark_aborted(home) == []

@@ -78,7 +78,10 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
         parameters=None if parameters is None
         else parameters.to_custom_config())
     # Killed here, the registry has moved and ML Metadata knows nothing:
-    # --resume runs this node again, and push() finds the same version.
+    # readers with the store serve the recorded version meanwhile
+    # (registry.recorded_version), the next run's start puts CURRENT back
+    # (registry.reconcile), and --resume runs this node again, where push()
+    # finds the same version.
     faults.point("pusher.moved")
     io_utils.copy_dir(model_path, model_push.uri)  # archive, as TFX does
     self._MarkPushed(model_push,

@@ -271,6 +271,17 @@ def push_of(snap: st.Snapshot, version: str) -> Push:
                         f"Metadata; pushed versions: {known}")
 
 
+def push_recorded(snap: st.Snapshot, version: str) -> bool:
+  """Whether ML Metadata records a push of `version`, in one filtered
+  question (TFX writes a PushedModel's version and `pushed` only as it
+  records its Pusher's success)."""
+  return str(version).isdigit() and bool(snap.artifacts_of(
+      contract.PUSHED_MODEL_TYPE,
+      f"custom_properties.{contract.PUSHED_VERSION}.string_value = "
+      f"'{version}' AND custom_properties.{contract.PUSHED}.int_value "
+      "= 1"))
+
+
 def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
   """Pushes and rollbacks in the order they took effect.
 

@@ -181,7 +181,10 @@ class LoadedModel:
 
   def __init__(self, home: Home, version: Optional[str] = None):
     # A folder to load: the registry's own, or a version downloaded once
-    # from Cloud Storage into the local cache.
+    # from Cloud Storage into the local cache. By default the serving one,
+    # as ML Metadata records it (registry.recorded_version).
+    version = version or registry.recorded_version(home.models,
+                                                   home.metadata)
     path = registry.local_copy(home.models, version)
     self.version = path.name
     self.path = path
@@ -368,6 +371,12 @@ class _Server:
     """Serves one tick; False if it failed (reported through on_error)."""
     try:
       wanted = self.version or registry.serving_version(self.home.models)
+      if not self.version and wanted is not None and (
+          self.model is None or wanted != self.model.version):
+        # CURRENT moved: serve its version once ML Metadata records the
+        # push (a Pusher killed between the two writes never does).
+        wanted = registry.recorded_version(self.home.models,
+                                           self.home.metadata)
       if self.model is None or (wanted is not None
                                 and wanted != self.model.version):
         previous = self.model.version if self.model else None

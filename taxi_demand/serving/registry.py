@@ -96,6 +96,70 @@ def serving_version(models_dir: Models) -> Optional[str]:
   return found[-1] if found else None
 
 
+def recorded_version(models_dir: Models,
+                     metadata: Optional[os.PathLike]) -> Optional[str]:
+  """The version that serves: CURRENT's, once ML Metadata records its push.
+
+  The Pusher moves CURRENT inside its executor, and TFX records the push
+  only after the executor returns; a process killed between the two (kill
+  -9, a power loss) leaves CURRENT naming a version ML Metadata does not
+  know, while `lineage serving` and the next run's resolver read ML
+  Metadata. So ML Metadata is the record of what serves, and CURRENT its
+  copy for a reader without a store: with the store at hand
+  (`metadata`, the home's SQLite file), a CURRENT whose push it has not
+  recorded is a push not made yet, and its serving version
+  (queries.serving_version) serves. The next daily run puts CURRENT back
+  (`reconcile`); `--resume` runs the Pusher again, which records the same
+  version. Without a store (the 5-minute job on Google Cloud, where ML
+  Metadata is Vertex's), CURRENT is trusted.
+
+  Raises:
+    TaxiDemandError: CURRENT names a version whose push was never recorded
+      and ML Metadata records no push at all.
+  """
+  current = serving_version(models_dir)
+  if current is None or metadata is None or not os.path.isfile(metadata):
+    return current
+  event = _unrecorded(current, metadata)
+  return current if event is None else event.version
+
+
+def _unrecorded(current: str, metadata: os.PathLike):
+  """ML Metadata's serving event (queries.ServingEvent) if it has no push
+  of version `current`, else None."""
+  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  snap = store.load(metadata)
+  if queries.push_recorded(snap, current):
+    return None
+  timeline = queries.serving_timeline(snap)
+  if not timeline:
+    raise TaxiDemandError(
+        f"the registry names version {current}, but ML Metadata records no "
+        "push yet (its Pusher did not finish); `python runner_local.py "
+        "--resume` finishes it")
+  return timeline[-1]
+
+
+def reconcile(models_dir: Models, metadata: os.PathLike) -> Optional[str]:
+  """Points CURRENT back at ML Metadata's serving version if it names a
+  version whose push was never recorded (see `recorded_version`); returns
+  the line saying so, or None. The daily run calls it as it starts."""
+  current = serving_version(models_dir)
+  if current is None or not os.path.isfile(metadata):
+    return None
+  try:
+    event = _unrecorded(current, metadata)
+    if event is None:
+      return None
+    set_serving(models_dir, event.version, event.span)
+  except TaxiDemandError:  # no push recorded, or its folder is gone:
+    return None            # --resume records the push again
+  return (f"registry: CURRENT named version {current}, whose push ML "
+          "Metadata never recorded (its Pusher was killed): version "
+          f"{event.version} serves again")
+
+
 def serving_span(models_dir: Models) -> Optional[int]:
   """The day of the push or rollback CURRENT records (None if unrecorded)."""
   return _pointer(models_dir)[1]

@@ -37,8 +37,8 @@ def rollback(home, to_version: Optional[str] = None) -> Dict[str, Any]:
   """
   snap = store.load(home.metadata)
   pushes = queries.pushes(snap)
-  current = registry.serving_version(home.models) or queries.serving_version(
-      snap)
+  current = registry.recorded_version(home.models, home.metadata) or (
+      queries.serving_version(snap))
   kept = registry.versions(home.models)
   target = (_previous(pushes, current, kept) if to_version is None
             else queries.push_of(snap, str(to_version)).version)
