@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.components import resolvers
 from taxi_demand import cli
+from taxi_demand import spans
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
@@ -106,14 +107,20 @@ def test_the_window_and_the_serving_model_read_a_small_part_of_the_store(
   assert read < SHARE * store_rows, (read, store_rows)
 
 
-def test_a_nodes_progress_line_reads_its_newest_execution(home, counted):
-  """The runner prints a line as each node finishes, with "ran" or
-  "cached" from ML Metadata: it must not read the store for each one."""
-  snap = store.load(home / "metadata.sqlite")
-  assert snap.latest_outcome(contract.PUSHER) == "ran"
-  assert snap.latest_outcome(contract.CURATED_SCHEMA) == "cached"
-  # Opening the store, the node contexts, then one execution per question.
-  assert counted() < 100, counted()
+def test_a_runs_progress_lines_read_that_run_alone(home, store_rows,
+                                                   counted):
+  """The runner's node lines come from the run's execution states, read
+  every half second while it runs: each read asks for that run's
+  executions, and each execution's node once, not for the store."""
+  run_id = f"{spans.day_of(FIRST + RUNS - 1).isoformat()}T06:00:00"
+  states = store.RunStates(store.connect(home / "metadata.sqlite"), run_id)
+  first = states.read()
+  assert first[contract.PUSHER].state == "COMPLETE"
+  assert first[contract.CURATED_SCHEMA].state == "CACHED"
+  assert counted() < SHARE * store_rows, (counted(), store_rows)
+  before = counted()
+  assert states.read().keys() == first.keys()
+  assert counted() - before <= 1 + len(first), counted() - before
 
 
 @pytest.mark.parametrize("argv", [

@@ -437,26 +437,6 @@ class Snapshot:
           found, key=lambda n: (n.start_ms, n.execution_id))
     return list(self._by_node[node_id])
 
-  def latest_outcome(self, node_id: str) -> str:
-    """"ran", "cached" or "failed" for the newest execution of a node.
-
-    Reads that one execution (the node context's newest), not the node's
-    history; asked afresh each time, as the runner asks while it writes.
-    """
-    ctx = self.node_contexts().get(node_id)
-    if ctx is None:  # a node that ran for the first time since first asked
-      self._node_contexts = None
-      ctx = self.node_contexts().get(node_id)
-    if ctx is None:
-      return "ran"
-    newest = self.store.get_executions_by_context(
-        ctx.id, list_options=_list_options(limit=1, order_by=_order("ID"),
-                                           is_asc=False))
-    if not newest:
-      return "ran"
-    state = _STATES.get(newest[0].last_known_state)
-    return {"CACHED": "cached", "FAILED": "failed"}.get(state, "ran")
-
   # --- runs ---------------------------------------------------------------------
 
   def _all_run_contexts(self) -> List[Any]:
