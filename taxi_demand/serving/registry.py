@@ -110,8 +110,11 @@ def recorded_version(models_dir: Models,
   recorded is a push not made yet, and its serving version
   (queries.serving_version) serves. The next daily run puts CURRENT back
   (`reconcile`); `--resume` runs the Pusher again, which records the same
-  version. Without a store (the 5-minute job on Google Cloud, where ML
-  Metadata is Vertex's), CURRENT is trusted.
+  version. CURRENT cannot simply move after TFX's record: the executor has
+  returned by then, and a node of its own to move it would leave the same
+  gap the other way round. Without a store (the 5-minute job on Google
+  Cloud, where ML Metadata is Vertex's), or with one that cannot be read,
+  CURRENT is trusted: the job keeps serving.
 
   Raises:
     TaxiDemandError: CURRENT names a version whose push was never recorded
@@ -126,10 +129,13 @@ def recorded_version(models_dir: Models,
 
 def _unrecorded(current: str, metadata: os.PathLike):
   """ML Metadata's serving event (queries.ServingEvent) if it has no push
-  of version `current`, else None."""
+  of version `current`; None if it has, or if the store cannot be read."""
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  snap = store.load(metadata)
+  try:
+    snap = store.load(metadata)
+  except TaxiDemandError:  # unreadable: the job keeps serving CURRENT, as
+    return None            # it would with no store (the next run says why)
   if queries.push_recorded(snap, current):
     return None
   timeline = queries.serving_timeline(snap)
