@@ -128,7 +128,7 @@ def copy_home(src, dst: Path):
 def outcome(home, span: int) -> dict:
   """The day's decision and the state checks, from ML Metadata and the
   registry."""
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
   from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top

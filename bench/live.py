@@ -10,7 +10,7 @@ steps, gates that only ask "better than naive"), whose push is the "first
 push": a model serves before the live day begins; then D-1's trips loaded in
 full, the first few as single 5-minute files to time one `taxi-demand load`.
 
-The live day (taxi_demand.live.LiveDay): D's simulated trips cut into 288
+The live day (taxi_demand.testing.live.LiveDay): D's simulated trips cut into 288
 five-minute Parquet files; a clock from D 00:00 running 86400 / (--minutes *
 60) times as fast as real time, so the day takes --minutes of wall time
 (--hours goes live with only the first hours of D; --quick: 6 hours at the
@@ -36,7 +36,7 @@ then before it is stopped.
 
 Prints one JSON object (progress goes to stderr):
   ticks_scheduled/served/lost/served_twice  5-minute ticks from D 00:00 to
-      the last tick before the stop (taxi_demand.live.audit), lost_ticks
+      the last tick before the stop (taxi_demand.testing.live.audit), lost_ticks
       (HH:MM, up to 20);
   trips_generated/in_warehouse/lost/duplicated  D's trips, simulated vs the
       warehouse (by unique_key);
@@ -132,7 +132,7 @@ def clear_workdir(root: Path) -> None:
 
 def timed_load(home, path: Path, logs: Path, name: str) -> float:
   """One `taxi-demand load` process, as the live day starts them."""
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   began = time.monotonic()
   with open(logs / f"{name}.out", "w") as out, \
       open(logs / f"{name}.err", "w") as err:
@@ -146,7 +146,7 @@ def timed_load(home, path: Path, logs: Path, name: str) -> float:
 
 def setup(args, root: Path) -> dict:
   """The home, the city, the first push and D-1's trips; the live chunks."""
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
   from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
   from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
@@ -390,7 +390,7 @@ def served_files(home, first_tick: int, last_tick: int) -> dict:
 
 def runs_json(home, logs: Path) -> list:
   """`taxi-demand runs --json`, as an operator would ask after the day."""
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   done = subprocess.run(live.cli(home, "runs", "--json"), capture_output=True,
                         text=True, check=False)
   (logs / "after-runs.json").write_text(done.stdout + done.stderr)
@@ -412,7 +412,7 @@ BACKLOG_GRACE_S = 120
 def backlog_served(home, first_tick: int, end: int) -> bool:
   """Whether every tick from `first_tick` to the last one due before `end`
   (see the audit's last tick) is in the served log."""
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
   last = (end - live.TICK_S) // live.TICK_S * live.TICK_S
   served = servelog.served_ticks(home.serving_log, sorted(
@@ -426,7 +426,7 @@ def target(value, goal=0) -> dict:
 
 def live_day(args, ready: dict, root: Path) -> dict:
   from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
   home, day = ready["home"], ready["day"]

@@ -62,7 +62,7 @@ def skew_detection(home, day: str, clean_days: int, progress) -> dict:
   from taxi_demand import features  # pylint: disable=g-import-not-at-top
   from taxi_demand import spans  # pylint: disable=g-import-not-at-top
   from taxi_demand.monitoring import skew  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import drills  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import drills  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import replay  # pylint: disable=g-import-not-at-top
   from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
   newest = spans.parse_span(day)

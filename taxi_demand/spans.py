@@ -86,11 +86,6 @@ def newest_complete_day(now: datetime.datetime, time_zone: str,
     day -= datetime.timedelta(days=1)
 
 
-def train_window(span: int, days: int) -> tuple:
-  """(first, last) span of the `days`-day training window before `span`."""
-  return int(span) - int(days), int(span) - 1
-
-
 def format_epoch(epoch: int) -> str:
   """Epoch seconds (naive Chicago wall clock) as 'YYYY-MM-DD HH:MM'."""
   return datetime.datetime.fromtimestamp(

@@ -281,7 +281,7 @@ def _build_city(root: Path) -> City:
                                  root / "examples" / str(span))
     statistics[span] = statistics_gen(examples[span], schema_dir,
                                       root / "statistics" / str(span))
-  first, last = spans.train_window(FIRST_SPAN, TRAIN_DAYS)
+  first, last = FIRST_SPAN - TRAIN_DAYS, FIRST_SPAN - 1   # the window
   return City(root=root, warehouse=warehouse, model_dir=model_dir,
               trained_on=[spans.day_of(first).isoformat(),
                           spans.day_of(last).isoformat()],
@@ -581,7 +581,7 @@ def log_day(home, version: str, day: datetime.date, transform=None):
                            data_age_s=0, predicted=predicted)
   if transform is not None:
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-    servelog.write_rows(path, transform(pq.read_table(path)))
+    pq.write_table(transform(pq.read_table(path)), path)  # a local log file
   return types.SimpleNamespace(log_files=[str(path)], features=served,
                                model_version=model.version)
 

@@ -64,7 +64,6 @@ def test_metrics():
   y, yhat = [0, 2, 4], [1, 2, 1]
   assert B.mae(y, yhat) == pytest.approx(4 / 3)
   assert B.rmse(y, yhat) == pytest.approx(math.sqrt(10 / 3))
-  assert B.mean_bias(y, yhat) == pytest.approx(-2 / 3)
 
 
 @pytest.mark.parametrize("y, yhat", [([1, 2], [1]), ([1], [float("nan")]),

@@ -169,6 +169,15 @@ def _recommend(capsys, home, *args):
   return code, out, err
 
 
+def _recorded_recommendations(home):
+  """Every recommendation `recommend` recorded under `home`, as one table."""
+  import pyarrow.dataset as ds
+  from taxi_demand.serving import recommend
+  files = sorted(str(p) for p in (home.root / recommend.GUIDANCE_DIR).glob(
+      "date=*/at-*.parquet"))
+  return ds.dataset(files, format="parquet").to_table()
+
+
 def test_recommend_json_ranks_cells_and_records_its_model(city_copy, capsys):
   from taxi_demand.serving import recommend
   from taxi_demand.serving import registry
@@ -189,7 +198,7 @@ def test_recommend_json_ranks_cells_and_records_its_model(city_copy, capsys):
   assert values == sorted(values, reverse=True)
   assert rec["to_cell"] == ranking[0]["cell"]
   assert rec["expected_pickups"] == ranking[0]["expected_pickups"]
-  records = recommend.read_records(city_copy)
+  records = _recorded_recommendations(city_copy)
   assert records.column("model_version").to_pylist() == [serving]
   assert records.column("to_cell").to_pylist() == [rec["to_cell"]]
 

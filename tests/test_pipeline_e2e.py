@@ -217,7 +217,7 @@ def test_the_next_day_runs_live_through_a_kill_and_trains_on_the_passed_window(
   Transform reuses its cache for the days it analysed before, and the
   Trainer reads the last three days that passed.
   """
-  from taxi_demand import live
+  from taxi_demand.testing import live
   from taxi_demand.lineage import contract
   before = store.load(home.metadata)
   # A Snapshot reads ML Metadata when asked: count the ingests now, before

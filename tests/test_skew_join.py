@@ -2,7 +2,7 @@
 same (cell, target slot, issued_at), by hand on tiny tables, against TFDV's
 DetectFeatureSkew, and end to end on the session's city served tick by tick
 (replays moved into the served log, as the live job writes it), with
-serving defects injected (taxi_demand.serving.drills)."""
+serving defects injected (taxi_demand.testing.drills)."""
 
 import datetime
 import json
@@ -17,7 +17,7 @@ from taxi_demand import features
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import store
 from taxi_demand.monitoring import skew
-from taxi_demand.serving import drills
+from taxi_demand.testing import drills
 from taxi_demand.serving import replay
 from taxi_demand.serving import servelog
 

@@ -118,9 +118,3 @@ def rmse(y_true, y_pred) -> float:
 def errors(y_true, y_pred) -> tuple[float, float]:
   """(MAE, RMSE): the pair every forecast here is judged by."""
   return mae(y_true, y_pred), rmse(y_true, y_pred)
-
-
-def mean_bias(y_true, y_pred) -> float:
-  """Mean of (forecast - actual): positive means over-forecasting."""
-  y_true, y_pred = _pair(y_true, y_pred)
-  return float(np.mean(y_pred - y_true))

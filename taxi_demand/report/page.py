@@ -9,7 +9,7 @@ import html
 import io
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 from taxi_demand import atomic
 from taxi_demand.errors import TaxiDemandError
@@ -295,7 +295,3 @@ def write(report, out_dir: os.PathLike,
     raise TaxiDemandError(f"cannot write the report to {out}: "
                           f"{e.strerror or e}") from None
   return final
-
-
-def section_titles() -> List[str]:
-  return [title for _, title in SECTIONS]

@@ -247,13 +247,3 @@ def write_record(home: Home, result: Guidance) -> Path:
   with atomic.replacing(final) as f:
     pq.write_table(table, f)
   return final
-
-
-def read_records(home: Home) -> pa.Table:
-  """Every recorded recommendation (for tests and audits)."""
-  import pyarrow.dataset as ds  # noqa: PLC0415
-  root = home.root / GUIDANCE_DIR
-  files = sorted(str(p) for p in root.glob("date=*/at-*.parquet"))
-  if not files:
-    return pa.table({})
-  return ds.dataset(files, format="parquet").to_table()

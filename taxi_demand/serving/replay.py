@@ -34,9 +34,18 @@ from taxi_demand import spans
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
-from taxi_demand.serving import drills
 from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
+
+
+# How a tick's features are served: (warehouse, config, tick, horizon) ->
+# (features, data age). Tests swap in a defect (taxi_demand.testing.drills).
+Serve = Callable[..., Tuple[pa.Table, int]]
+
+
+def honest(wh, cfg, tick: int, horizon: int) -> Tuple[pa.Table, int]:
+  """What the 5-minute job serves: features known at `tick`, data age."""
+  return wh.serving_features(cfg, tick, horizon), wh.data_age(cfg, tick)
 
 
 @dataclasses.dataclass
@@ -114,7 +123,7 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
            version: Optional[str] = None, record: bool = True,
            progress: Optional[Callable[[str], None]] = None,
            between: Tuple[int, int] = (0, features.SECONDS_PER_DAY),
-           serve: drills.Serve = drills.honest) -> ReplayResult:
+           serve: Serve = honest) -> ReplayResult:
   """Runs the 5-minute job over `date` as of each tick; scores it by lead.
 
   Args:
@@ -127,7 +136,8 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     progress: called with a short line now and then.
     between: only target slots starting in [from, to) seconds into the day
       (see parse_between); ticks run from 55 minutes before `from`.
-    serve: how a tick's features are served (drills.honest, or a drill).
+    serve: how a tick's features are served (`honest`, or a drill from
+      taxi_demand.testing.drills).
   """
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   if every_s <= 0 or every_s % demand_sql.TICK_SECONDS:

@@ -365,9 +365,3 @@ def _logged_days_hint(log_root: Location) -> str:
   shown = days if len(days) <= 3 else [days[0], "...", days[-1]]
   return f" (logged days: {', '.join(shown)})"
 
-
-def write_rows(path: Location, table: pa.Table) -> Address:
-  """Writes a log file as `append` would, for tools and tests that edit logs."""
-  parent, name = objectstore.split(path)
-  return _write_atomically(table, objectstore.at(parent), name)
-

@@ -30,7 +30,7 @@ from taxi_demand.data import sql as demand_sql
 from taxi_demand.home import Home
 
 TICK_S = demand_sql.TICK_SECONDS
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "runner_local.py"
 
 

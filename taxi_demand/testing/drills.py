@@ -16,18 +16,15 @@ the tests can check that `taxi-demand skew` names what is wrong:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Tuple
+from typing import Callable
 
 import pyarrow as pa
 
 from taxi_demand import features
+from taxi_demand.serving import replay
 
-Serve = Callable[..., Tuple[pa.Table, int]]
-
-
-def honest(wh, cfg, tick: int, horizon: int) -> Tuple[pa.Table, int]:
-  """What the 5-minute job serves: features known at `tick`, data age."""
-  return wh.serving_features(cfg, tick, horizon), wh.data_age(cfg, tick)
+Serve = replay.Serve
+honest = replay.honest
 
 
 def _rewrite(rewrite: Callable[[pa.Table], pa.Table]) -> Serve:

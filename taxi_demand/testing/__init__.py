@@ -1,0 +1,1 @@
+"""Test support: what the tests and the benches drive, never production code."""
