@@ -106,10 +106,6 @@ class Home:
     return Path(self.store_at) / name
 
   @property
-  def store_is_local(self) -> bool:
-    return not cloud.is_gcs(self.store_at)
-
-  @property
   def metadata(self) -> Path:
     return self.root / "metadata.sqlite"
 

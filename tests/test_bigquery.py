@@ -106,7 +106,6 @@ def test_training_rows_supply_and_requests_agree(local, cloud):
       "query_demand": lambda w: w.query_demand(cfg, span, lead_minutes=25),
       "every_lead": lambda w: w.every_lead_features(cfg, begin, end),
       "idle_at": lambda w: w.idle_at(cfg, at),
-      "idle_intervals": lambda w: w.idle_intervals(cfg, begin, end),
       "supply_at": lambda w: w.supply_at(cfg, at),
       "requests": lambda w: w.requests(cfg, begin, end),
       "coverage": lambda w: w.requests_coverage(cfg, begin, end),
@@ -165,7 +164,6 @@ def test_query_columns_are_what_the_queries_name():
         cfg, day, day + 86400), sql.serving_query_bigquery(cfg, day + 300),
               sql.newest_known_bigquery(cfg, day),
               sql.pickups_bigquery(cfg, day, day + 1),
-              sql.idle_intervals_bigquery(cfg, day, day + 1),
               sql.idle_at_bigquery(cfg, day),
               sql.requests_bigquery(cfg, day, day + 1),
               sql.requests_coverage_bigquery(cfg, day, day + 1)]

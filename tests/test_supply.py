@@ -5,7 +5,6 @@ import csv
 import pytest
 
 from taxi_demand import spans
-from taxi_demand import supply
 from taxi_demand.data import sql
 from taxi_demand.data.warehouse import Warehouse
 
@@ -48,55 +47,6 @@ def warehouse(tmp_path):
   assert report.loaded == len(TRIPS)
   yield w
   w.close()
-
-
-def test_a_taxi_waits_in_its_dropoff_cell_until_its_next_pickup(warehouse):
-  got = warehouse.idle_intervals(sql.QueryConfig(), BEGIN, BEGIN + 86_400)
-  rows = [(r["taxi_id"], r["cell"], r["idle_start"], r["idle_end"])
-          for r in got.to_pylist()]
-  assert rows == [
-      # A: dropped off in 32 at 08:20, picked up there at 08:50.
-      ("A", 32, at("08:20"), at("08:50")),
-      # A's 09:10 dropoff in 6 waits 3 h 50 min for 13:00: a shift's end,
-      # over the 2-hour cap, so no supply; 13:30 is its last trip.
-      ("B", 32, at("09:55"), at("10:15")),
-  ]
-
-
-def test_the_cap_and_the_window_decide_what_counts(warehouse):
-  cfg = sql.QueryConfig()
-  four_hours = warehouse.idle_intervals(cfg, BEGIN, BEGIN + 86_400,
-                                        max_idle_s=4 * 3600)
-  assert ("A", 6, at("09:10"), at("13:00")) in [
-      (r["taxi_id"], r["cell"], r["idle_start"], r["idle_end"])
-      for r in four_hours.to_pylist()]
-  # A window overlapping only B's wait; waits keep their own bounds.
-  got = warehouse.idle_intervals(cfg, at("10:00"), at("11:00"))
-  assert got.column("idle_start").to_pylist() == [at("09:55")]
-
-
-def test_idle_taxis_per_slot_counts_each_waits_share_of_the_slot(warehouse):
-  intervals = warehouse.idle_intervals(sql.QueryConfig(), BEGIN,
-                                       BEGIN + 86_400)
-  got = supply.idle_taxis_per_slot(intervals, BEGIN, BEGIN + 86_400, 1800)
-  assert got == {
-      (32, at("08:00")): 10 / 30,   # A, 08:20 .. 08:30
-      (32, at("08:30")): 20 / 30,   # A, 08:30 .. 08:50
-      (32, at("09:30")): 5 / 30,    # B, 09:55 .. 10:00
-      (32, at("10:00")): 15 / 30,   # B, 10:00 .. 10:15
-  }
-  # Clipped to the window asked for.
-  assert supply.idle_taxis_per_slot(intervals, at("08:30"), at("09:00"),
-                                    1800) == {(32, at("08:30")): 20 / 30}
-
-
-def test_the_same_query_reads_the_dropoff_grid_cell():
-  text = sql.idle_intervals_bigquery(
-      sql.QueryConfig(spatial_unit=sql.SpatialUnit.GRID), BEGIN,
-      BEGIN + 86_400)
-  assert "dropoff_latitude" in text and "pickup_latitude" not in text
-  assert "LEAD(UNIX_SECONDS(trip_start_timestamp)) OVER (PARTITION BY " \
-         "taxi_id" in text
 
 
 def _idle_at(warehouse, hhmm, cfg=None, **kwargs):

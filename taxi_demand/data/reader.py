@@ -36,7 +36,6 @@ PICKUPS_SCHEMA = pa.schema([
     ("longitude_sum", pa.float64())])
 IDLE_AT_SCHEMA = pa.schema([
     ("taxi_id", pa.string()), ("cell", pa.int64()), ("idle_start", pa.int64())])
-IDLE_INTERVALS_SCHEMA = IDLE_AT_SCHEMA.append(pa.field("idle_end", pa.int64()))
 REQUESTS_SCHEMA = pa.schema(
     [(c, pa.int64()) for c in ("pickup_at", "pickup_cell", "dropoff_cell",
                                "seconds")])
@@ -171,13 +170,6 @@ class Reader:
     (sql.pickups_bigquery; the report's demand and map)."""
     return self._read(demand_sql.pickups_bigquery(self._cfg(cfg), begin, end),
                       PICKUPS_SCHEMA)
-
-  def idle_intervals(self, cfg: demand_sql.QueryConfig, begin: int,
-                     end: int, max_idle_s: int = demand_sql.MAX_IDLE_SECONDS
-                     ) -> pa.Table:
-    """Idle taxis from trips (sql.idle_intervals_bigquery) over [begin, end)."""
-    return self._read(demand_sql.idle_intervals_bigquery(
-        self._cfg(cfg), begin, end, max_idle_s), IDLE_INTERVALS_SCHEMA)
 
   def idle_at(self, cfg: demand_sql.QueryConfig, at: int,
               max_idle_s: int = demand_sql.MAX_IDLE_SECONDS) -> pa.Table:

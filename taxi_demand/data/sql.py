@@ -511,41 +511,8 @@ def newest_trip_bigquery(before: int | None = None,
 # A taxi idle longer than this between a dropoff and its next pickup has
 # ended its shift (or paused it): the gap is not supply.
 MAX_IDLE_SECONDS = 2 * 3600
-# How long before a window a trip may start and still end inside it.
+# How long before a moment a trip may start and still end after it.
 _LONGEST_TRIP_SECONDS = 6 * 3600
-
-
-def idle_intervals_bigquery(cfg: QueryConfig, begin: int, end: int,
-                            max_idle_s: int = MAX_IDLE_SECONDS) -> str:
-  """Idle taxis from trips alone, as BigQuery Standard SQL.
-
-  Between a taxi's dropoff and its next pickup it waits, empty, in the
-  dropoff cell. One row per such wait that overlaps [begin, end): taxi_id,
-  cell, idle_start, idle_end (epoch seconds, not clipped to the window).
-  A gap longer than `max_idle_s` is a shift's end and no row; so is a
-  taxi's last trip (its next pickup is unknown). The dropoff time is
-  trip_end_timestamp, else the start plus trip_seconds.
-  """
-  _check_range(begin, end)
-  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
-  start = "UNIX_SECONDS(trip_start_timestamp)"
-  return (
-      "SELECT taxi_id, cell, idle_start, idle_end FROM (\n"
-      f"  SELECT taxi_id, {_cell_expr(cfg, 'dropoff')} AS cell,\n"
-      "    COALESCE(UNIX_SECONDS(trip_end_timestamp), "
-      f"{start} + trip_seconds) AS idle_start,\n"
-      f"    LEAD({start}) OVER (PARTITION BY taxi_id ORDER BY "
-      "trip_start_timestamp, unique_key) AS idle_end\n"
-      f"  FROM `{check_table(cfg.table)}`\n"
-      f"  WHERE taxi_id IS NOT NULL\n"
-      f"    AND {start} >= {begin - max_idle_s - _LONGEST_TRIP_SECONDS}\n"
-      f"    AND {start} < {end + max_idle_s}\n"
-      ")\n"
-      "WHERE cell IS NOT NULL AND idle_end IS NOT NULL\n"
-      f"  AND idle_end > idle_start AND idle_end - idle_start <= {max_idle_s}\n"
-      f"  AND idle_end > {begin} AND idle_start < {end}\n"
-      "ORDER BY taxi_id, idle_start")
-
 
 
 def idle_at_bigquery(cfg: QueryConfig, at: int,
@@ -556,7 +523,7 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
   Point in time: only trips that started by `at` and were known by then
   (the arrival rule, as in the demand query) are read. A taxi is idle when
   its newest such trip has ended, at most `max_idle_s` before `at` (longer
-  is a shift's end, as in `idle_intervals_bigquery`). Under an end-based
+  is a shift's end). Under an end-based
   rule a taxi whose trip is under way is not known to be busy: it shows
   where its last known trip left it, as the supply features count it.
   """

@@ -133,15 +133,6 @@ def abort_unfinished(store, reason: str) -> List[int]:
   return ids
 
 
-def executions_of_type(store, execution_type: str) -> List[Any]:
-  """Recorded checks of one type, oldest first."""
-  try:
-    found = store.get_executions_by_type(execution_type)
-  except Exception:  # pylint: disable=broad-except  (type not registered yet)
-    return []
-  return sorted(found, key=lambda e: (e.create_time_since_epoch, e.id))
-
-
 def find_artifact(store, type_name: str, uri: str) -> Optional[Any]:
   """An artifact of `type_name` at `uri`, if one was recorded."""
   try:

@@ -565,11 +565,6 @@ class Snapshot:
     self.prefetch_execution_events([execution_id])
     return list(self._outputs.get(execution_id, {}).get(key, []))
 
-  def consumer_ids(self, artifact_id: int) -> List[int]:
-    """The executions that read artifact `artifact_id` (none read)."""
-    self.prefetch_artifact_events([artifact_id])
-    return sorted(set(self._consumers.get(artifact_id, [])))
-
   def consumed_as(self, artifact_id: int) -> Dict[int, List[str]]:
     """{execution id: the input keys it read artifact `artifact_id` under}."""
     self.prefetch_artifact_events([artifact_id])

@@ -35,13 +35,11 @@ from taxi_demand.lineage.records import SkewRecord
 # about half an hour to reposition (NTT Docomo's AI Taxi forecasts 30
 # minutes ahead). The served lead nearest to it is taken per slot.
 SHOWN_LEAD_MINUTES = 30
-BUSIEST_SHOWN = 6       # cells in "predicted against actual"
 # A next-day result's names (queries.next_day_results gives its properties).
 _NEXT_DAY = NextDayRecord.names()
 _NEXT_DAY_SHOWN = (_NEXT_DAY.span, _NEXT_DAY.date, _NEXT_DAY.mae,
                    _NEXT_DAY.seasonal_naive_mae, _NEXT_DAY.alert,
                    _NEXT_DAY.reason, _NEXT_DAY.model_version)
-HEATMAP_CELLS = 40      # rows of the cell x hour heatmap, busiest first
 TREND_DAYS = 7          # next-day results the trend is fitted on
 CENTROID_DAYS = 7       # days of located pickups that place a cell
 

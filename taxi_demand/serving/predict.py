@@ -22,8 +22,6 @@ from taxi_demand.serving import servelog
 
 # Timestamps in the warehouse are Chicago wall clock read as UTC (demand.sql).
 CITY_TIME_ZONE = "America/Chicago"
-PREDICTION_COLUMNS = ("cell", "slot_start", "issued_at", "lead_minutes",
-                      "predicted_pickups", "model_version", "predicted_at")
 _EVERY = re.compile(r"(\d+)\s*(s|m|h)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
