@@ -66,8 +66,16 @@ def test_metrics():
   assert B.rmse(y, yhat) == pytest.approx(math.sqrt(10 / 3))
 
 
-@pytest.mark.parametrize("y, yhat", [([1, 2], [1]), ([1], [float("nan")]),
-                                     ([], [])])
-def test_metrics_reject_mismatched_missing_or_empty(y, yhat):
+@pytest.mark.parametrize("y, yhat", [([1, 2], [1]), ([float("nan")], [1])])
+def test_metrics_reject_mismatched_lengths_or_a_missing_actual(y, yhat):
   with pytest.raises(ValueError):
     B.mae(y, yhat)
+
+
+def test_one_missing_values_policy_a_missing_forecast_is_0_nothing_is_nan():
+  """The policy every error figure shares (ForecastGate, next-day, replay):
+  a forecast that could not be made counts as 0 pickups; no values, NaN."""
+  nan = float("nan")
+  mae, rmse = B.errors([1, 2, 4], [1, nan, 4])
+  assert mae == pytest.approx(2 / 3) and rmse == pytest.approx(math.sqrt(4 / 3))
+  assert all(math.isnan(v) for v in B.errors([], []))

@@ -79,6 +79,20 @@ def test_an_empty_eval_day_blesses_nothing():
   assert not any("too little evidence" in why for why in r["reasons"])
 
 
+def test_a_missing_naive_forecast_counts_as_the_other_scorers_count_it():
+  """A seasonal-naive forecast that could not be made (NaN) is scored as
+  next-day and replay score it, as 0 pickups, instead of failing the gate."""
+  from taxi_demand.modeling import baselines
+  naive = [12.0, float("nan"), 102.0, 118.0]
+  r = fg.decide(metrics(1.0, {1: 1.0, 2: 1.0}), CELLS, LABELS, naive,
+                evaluator_blessed=True, naive_margin=0.10, cell_margin=0.25,
+                min_cell_pickups=100, min_eval_pickups=100)
+  assert r["seasonal_naive_mae"] == pytest.approx((2 + 20 + 2 + 2) / 4)
+  assert r["seasonal_naive_mae"] == baselines.errors(LABELS, naive)[0]
+  assert r["cells"]["1"]["seasonal_naive_mae"] == pytest.approx(11.0)
+  assert r["blessed"]
+
+
 # --- the evidence floor -------------------------------------------------------
 
 

@@ -16,10 +16,12 @@ from taxi_demand.monitoring import nextday
 
 
 def test_errors_of_a_forecast():
-  mae, rmse = nextday.errors([1, 2, 3, 4], [1, 2, 3, 8])
-  assert mae == pytest.approx(1.0) and rmse == pytest.approx(2.0)
+  got = nextday.score([1, 2, 3, 4], [1, 2, 3, 8], [1, 2, float("nan"), 4])
+  assert got["mae"] == pytest.approx(1.0) and got["rmse"] == pytest.approx(2.0)
+  # The naive forecast missing for slot 3 counts as 0 (baselines.errors).
+  assert got["seasonal_naive_mae"] == pytest.approx(0.75)
   with pytest.raises(TaxiDemandError, match="no examples"):
-    nextday.errors([], [])
+    nextday.score([], [], [])
 
 
 def test_sudden_rule_uses_the_models_eval_mae_and_the_margin():

@@ -73,13 +73,6 @@ def tfma_metrics(evaluation_uri: str) -> Dict[Tuple[str, str, str], float]:
   return out
 
 
-def _errors(labels, forecasts):
-  """(MAE, RMSE): the same definitions every baseline is scored with."""
-  if len(labels) == 0:
-    return float("nan"), float("nan")
-  return baselines.errors(labels, forecasts)
-
-
 def too_little_evidence(pickups: float, min_eval_pickups: int
                         ) -> Optional[str]:
   """Why a day is too sparse to judge, or None if it is not.
@@ -103,7 +96,7 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
   `guidance` is GuidanceGate's result, where it ran. A check that could not measure the day refuses nothing: it is named
   in `unmeasured`, and `notes` says the decision was made without it.
   """
-  naive_mae, naive_rmse = _errors(labels, naive)
+  naive_mae, naive_rmse = baselines.errors(labels, naive)
   # One example per (cell, target slot): the labels sum to the day's pickups.
   pickups = sum(labels)
   model_mae = metrics.get(("", CANDIDATE, MAE))
@@ -133,7 +126,7 @@ def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,
     by_cell[c][1].append(p)
   cell_report = {}
   for c, (ys, ps) in sorted(by_cell.items()):
-    cell_naive_mae, _ = _errors(ys, ps)
+    cell_naive_mae, _ = baselines.errors(ys, ps)
     cell_model_mae = metrics.get((f"{features.CELL}={c}", CANDIDATE, MAE))
     busy = sum(ys) >= min_cell_pickups
     worse = (busy and cell_model_mae is not None and

@@ -90,28 +90,42 @@ def historical_mean(history: pd.DataFrame,
   return pd.Series(mean, index=index, name="historical_mean")
 
 
-def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+def _scored(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+  """Actuals and forecasts as scored, under the one missing-values policy.
+
+  Every error figure here (the gate's, next-day's, a replay's, the benches')
+  goes through this, so a missing value means the same everywhere:
+  * a missing forecast (NaN) counts as 0 pickups. It is a forecast that
+    could not be made, such as a seasonal-naive slot with no week of history;
+    demand.sql's own lags count an unseen slot as 0 the same way;
+  * a missing actual is an error (ValueError): every slot's demand is known,
+    the zero-demand slots included, so one missing is a bug upstream;
+  * nothing to score gives NaN figures: no error was measured. A caller that
+    must refuse an empty day says so itself (next-day does; the gate records
+    "the eval day has no examples").
+  """
   y_true = np.asarray(y_true, dtype=float).reshape(-1)
   y_pred = np.asarray(y_pred, dtype=float).reshape(-1)
   if y_true.shape != y_pred.shape:
     raise ValueError(f"shapes differ: {y_true.shape} vs {y_pred.shape}")
-  if y_true.size == 0:
-    raise ValueError("no values to score")
-  # A NaN forecast is a missing forecast; scoring it silently would hide it.
-  if np.isnan(y_true).any() or np.isnan(y_pred).any():
-    raise ValueError("NaN in values to score; drop or fill missing forecasts")
-  return y_true, y_pred
+  if np.isnan(y_true).any():
+    raise ValueError("NaN in the actual values to score")
+  return y_true, np.nan_to_num(y_pred, nan=0.0)
 
 
 def mae(y_true, y_pred) -> float:
-  """Mean absolute error."""
-  y_true, y_pred = _pair(y_true, y_pred)
+  """Mean absolute error (missing values: see `_scored`)."""
+  y_true, y_pred = _scored(y_true, y_pred)
+  if not y_true.size:
+    return float("nan")
   return float(np.mean(np.abs(y_pred - y_true)))
 
 
 def rmse(y_true, y_pred) -> float:
-  """Root mean squared error."""
-  y_true, y_pred = _pair(y_true, y_pred)
+  """Root mean squared error (missing values: see `_scored`)."""
+  y_true, y_pred = _scored(y_true, y_pred)
+  if not y_true.size:
+    return float("nan")
   return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
 
 

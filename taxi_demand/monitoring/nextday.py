@@ -68,19 +68,15 @@ class Rules:
                             f"{self.trend_slope}")
 
 
-def errors(labels: Sequence[float],
-           forecasts: Sequence[float]) -> Tuple[float, float]:
-  """(MAE, RMSE); NaN forecasts (no history) count as 0 pickups."""
+def score(labels, predictions, naive) -> Dict[str, float]:
+  """The model's and the seasonal-naive forecast's errors on one day
+  (missing forecasts as baselines.errors counts them); an empty day is
+  refused, not recorded as a NaN result."""
   from taxi_demand.modeling import baselines  # pylint: disable=g-import-not-at-top
   if len(labels) == 0:
     raise TaxiDemandError("no examples to score")
-  return baselines.errors(labels, np.nan_to_num(
-      np.asarray(forecasts, dtype=float)))
-
-
-def score(labels, predictions, naive) -> Dict[str, float]:
-  mae, rmse = errors(labels, predictions)
-  naive_mae, naive_rmse = errors(labels, naive)
+  mae, rmse = baselines.errors(labels, predictions)
+  naive_mae, naive_rmse = baselines.errors(labels, naive)
   return {"mae": mae, "rmse": rmse, "seasonal_naive_mae": naive_mae,
           "seasonal_naive_rmse": naive_rmse, "examples": len(labels)}
 
