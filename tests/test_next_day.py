@@ -24,6 +24,19 @@ def test_errors_of_a_forecast():
     nextday.score([], [], [])
 
 
+def test_one_hard_day_after_a_steady_week_is_no_trend():
+  """Least squares would read the last day's jump as a rising trend; the one
+  trend definition (Theil-Sen over the mean), which the report shows too,
+  does not, and neither does the alert."""
+  points = [(d, 1.0) for d in range(10, 14)] + [(14, 2.0)]
+  assert nextday.trend(points) == 0.0
+  alert, reason = nextday.judge(14, 2.0, None, points[:-1], nextday.Rules())
+  assert not alert and "trend +0.0%/day over 5 days" in reason
+  rising = [(d, 1.0 + 0.1 * (d - 10)) for d in range(10, 15)]
+  assert nextday.trend(rising) == pytest.approx(0.1 / 1.2)
+  assert nextday.trend(rising[1:]) is None   # fewer than the rule's 5 days
+
+
 def test_sudden_rule_uses_the_models_eval_mae_and_the_margin():
   rules = nextday.Rules(margin=0.25)
   assert nextday.judge(10, 2.49, 2.0, [], rules)[0] is False

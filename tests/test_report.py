@@ -141,6 +141,22 @@ def test_serving_shows_lineage_as_the_lineage_command_prints_it(
   assert sorted(map(int, by_lead)) == list(range(0, 60, 5))
 
 
+def test_the_pages_trend_is_the_one_the_gradual_alert_reads(report_home,
+                                                           gathered):
+  """The page shows the trend `next-day` judged the newest result by: one
+  definition (nextday.trend), over the same results, so the page cannot show
+  a trend the alert would not raise."""
+  from taxi_demand.monitoring import nextday
+  points = nextday.mae_points(queries.next_day_results(
+      store.load(report_home.metadata)))
+  shown = gathered.serving["trend_per_day"]
+  assert shown is not None and shown == nextday.trend(points)
+  *earlier, (span, mae) = sorted(points)
+  alert, reason = nextday.judge(span, mae, None, earlier, nextday.Rules())
+  assert f"{shown:+.1%}/day" in reason
+  assert alert == (shown > nextday.Rules().trend_slope)
+
+
 def test_demand_counts_the_days_trips_and_places_the_forecast(
     report_home, gathered):
   demand = gathered.demand

@@ -100,6 +100,23 @@ def relative_slope(points: Sequence[Tuple[int, float]]) -> Optional[float]:
   return float(np.median(slopes) / np.mean(y))
 
 
+def mae_points(results: Sequence[Mapping[str, Any]]
+               ) -> List[Tuple[int, float]]:
+  """(span, MAE) of every recorded next-day result that has an MAE: the
+  series the trend is read from, by the alert and by the report alike."""
+  return [(int(r["span"]), float(r["mae"])) for r in results
+          if r.get("mae") is not None]
+
+
+def trend(points: Sequence[Tuple[int, float]],
+          days: int = DEFAULT_TREND_DAYS) -> Optional[float]:
+  """The trend of next-day MAE: `relative_slope` over the newest `days`
+  (span, MAE) points, None with fewer. The one definition of a trend: the
+  gradual rule (`judge`) alerts on it and the report's page shows it."""
+  window = sorted(points)[-days:]
+  return relative_slope(window) if len(window) == days else None
+
+
 def judge(span: int, mae: float, eval_mae: Optional[float],
           history: Sequence[Tuple[int, float]],
           rules: Rules) -> Tuple[bool, str]:
@@ -121,7 +138,7 @@ def judge(span: int, mae: float, eval_mae: Optional[float],
     notes.append(f"trend needs {rules.trend_days} daily results, have "
                  f"{len(window)}")
   else:
-    slope = relative_slope(window)
+    slope = trend(window, rules.trend_days)
     if slope is not None and slope > rules.trend_slope:
       reasons.append(f"gradual: MAE rises {slope:+.1%}/day over the last "
                      f"{len(window)} days (limit {rules.trend_slope:+.1%})")
@@ -323,9 +340,8 @@ def find_subject(home, span: int) -> Subject:
   examples = queries.examples_of_span(snap, span)
   if examples is not None:
     ids[contract.EXAMPLES] = examples.id
-  history = [(int(r["span"]), float(r["mae"]))
-             for r in queries.next_day_results(snap)
-             if r.get("mae") is not None and int(r["span"]) < span]
+  history = [p for p in mae_points(queries.next_day_results(snap))
+             if p[0] < span]
   return Subject(span=span, version=push.version,
                  model_dir=model_dir_of(home.models, push), params=params,
                  eval_mae=eval_mae, history=history, artifact_ids=ids)

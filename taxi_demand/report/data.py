@@ -30,6 +30,7 @@ from taxi_demand.lineage import store as st
 from taxi_demand.lineage.records import DataGateRecord
 from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.lineage.records import SkewRecord
+from taxi_demand.monitoring import nextday
 
 # The lead whose forecasts "predicted against actual" shows: a driver needs
 # about half an hour to reposition (NTT Docomo's AI Taxi forecasts 30
@@ -40,7 +41,6 @@ _NEXT_DAY = NextDayRecord.names()
 _NEXT_DAY_SHOWN = (_NEXT_DAY.span, _NEXT_DAY.date, _NEXT_DAY.mae,
                    _NEXT_DAY.seasonal_naive_mae, _NEXT_DAY.alert,
                    _NEXT_DAY.reason, _NEXT_DAY.model_version)
-TREND_DAYS = 7          # next-day results the trend is fitted on
 CENTROID_DAYS = 7       # days of located pickups that place a cell
 
 
@@ -368,16 +368,6 @@ def _checks(snap: st.Snapshot, runs: Sequence[st.Run],
   return out
 
 
-def _trend(results: Sequence[Dict[str, Any]]) -> Optional[float]:
-  """Least-squares slope of next-day MAE per day over the newest results."""
-  pts = [(r["span"], r["mae"]) for r in results[-TREND_DAYS:]
-         if r.get("mae") is not None]
-  if len(pts) < 2:
-    return None
-  x, y = np.array(pts, dtype=float).T
-  return float(np.polyfit(x - x[0], y, 1)[0])
-
-
 def _serving(snap: st.Snapshot, version: Optional[str]
              ) -> Optional[Dict[str, Any]]:
   if version is None:
@@ -395,7 +385,9 @@ def _serving(snap: st.Snapshot, version: Optional[str]
           "blessing": tree["blessing"], "lineage": queries.version_lines(tree),
           "next_day": [{k: r.get(k) for k in _NEXT_DAY_SHOWN}
                        for r in results],
-          "trend_per_day": _trend(own),
+          # The trend the gradual alert reads (nextday.trend, default rules):
+          # a fraction of the mean MAE per day, over every model's results.
+          "trend_per_day": nextday.trend(nextday.mae_points(results)),
           "served_by_lead": scored and scored[_NEXT_DAY.served_by_lead],
           "served_by_lead_of": scored and {
               "date": scored.get(_NEXT_DAY.date),

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 from taxi_demand import atomic
 from taxi_demand.errors import TaxiDemandError
+from taxi_demand.monitoring.nextday import DEFAULT_TREND_SLOPE as TREND_ALERT
 from taxi_demand.report import plots
 
 SECTIONS = (("runs", "Runs over time"), ("serving", "The serving model"),
@@ -135,9 +136,10 @@ def _serving(report, figs) -> str:
           ("eval MAE", _e((s["blessing"] or {}).get("model_mae"))),
           ("next-day MAE", f'{_e(latest["mae"])} ({_e(latest["date"])})'
            if latest else "not scored yet"),
+          # Marked bad where the gradual alert (default rules) would raise.
           ("trend", "n/a" if trend is None else
-           f'<span class="{"bad" if trend > 0 else "good"}">'
-           f"{trend:+.3f}/day</span>")]
+           f'<span class="{"bad" if trend > TREND_ALERT else "good"}">'
+           f"{trend:+.1%}/day</span>")]
   out = ['<div>' + "".join(f'<span class="kpi">{k}<b>{v}</b></span>'
                            for k, v in kpis) + "</div>"]
   if figs.get("next_day"):
