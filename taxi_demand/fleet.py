@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from taxi_demand import guidance
+from taxi_demand import spans
 from taxi_demand.errors import CannotMeasure
 from taxi_demand.errors import TaxiDemandError
 
@@ -305,18 +306,15 @@ def load_day(warehouse, cfg, span: int,
              history_days: int = 7) -> Day:
   """Day `span`'s trips as requests, the cells' geometry and the hotspot
   history (the `history_days` before), and the simulator's truth if any."""
-  from taxi_demand import features  # noqa: PLC0415
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
-  begin = int(span) * features.SECONDS_PER_DAY
-  end = begin + features.SECONDS_PER_DAY
+  begin, end = spans.start_of(span), spans.start_of(int(span) + 1)
   geometry = recommend.geometry_of(warehouse, cfg, begin, speed_kmh)
   with open_reader(warehouse) as wh:
     asked = wh.requests(cfg, begin, end)
     coverage = (wh.requests_coverage(cfg, begin, end)
                 if asked.num_rows == 0 else None)
-    before = wh.requests(cfg, begin - history_days * features.SECONDS_PER_DAY,
-                         begin)
+    before = wh.requests(cfg, spans.start_of(int(span) - history_days), begin)
     truth = wh.truth(begin, end)
   if coverage is not None:
     raise CannotMeasure(no_requests_reason(coverage, span))

@@ -51,6 +51,11 @@ def span_of_epoch(seconds: float) -> int:
   return int(seconds) // SECONDS_PER_DAY
 
 
+def day_of_epoch(seconds: float) -> datetime.date:
+  """The calendar day that holds an epoch second (warehouse wall clock)."""
+  return day_of(span_of_epoch(seconds))
+
+
 def day_before(day: datetime.date) -> int:
   """The span of the day before `day`: a daily run's default day."""
   return span_of(day) - 1

@@ -9,13 +9,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from taxi_demand import spans
 from taxi_demand.data import simulate
 from taxi_demand.data.sql import QueryConfig
 from taxi_demand.data.warehouse import Warehouse
 from taxi_demand.errors import TaxiDemandError
 
 START = datetime.date(2024, 1, 1)
-DAY0 = (START - simulate.EPOCH).days
+DAY0 = spans.span_of(START)
 
 
 def test_checked_in_calibration_regenerates_from_the_sample(tmp_path):
@@ -72,7 +73,7 @@ def test_holidays_lower_demand(monkeypatch):
 def test_drift_grammar(spec, kind):
   [clause] = simulate.parse_drift(spec)
   assert clause.kind == kind
-  assert clause.start_day == (datetime.date(2024, 2, 5) - simulate.EPOCH).days
+  assert clause.start_day == spans.span_of(datetime.date(2024, 2, 5))
 
 
 @pytest.mark.parametrize("spec", [

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+from taxi_demand import spans
+
 # Columns of the warehouse `trips` table and their DuckDB types. Timestamps are
 # naive Chicago wall-clock time (the public sample's epoch seconds encode wall
 # clock; BigQuery TIMESTAMPs are used as they are, with no tz conversion).
@@ -125,7 +127,8 @@ COMMUNITY_AREAS = range(1, 78)  # Chicago's 77 community areas
 MONEY_COLUMNS = ("fare", "tips", "tolls", "extras", "trip_total")
 MAX_DOLLARS = 100_000.0            # |amount|: refunds may be negative
 MAX_TRIP_MILES = 5_000.0
-MAX_TRIP_SECONDS = 2 * 86_400      # the public table's longest: under a day
+# The public table's longest trip is under a day; two days is clearly wrong.
+MAX_TRIP_SECONDS = 2 * spans.SECONDS_PER_DAY
 
 # What a simulator truth file holds (taxi_demand.data.simulate): a Parquet
 # file with these columns, and no trip_start_timestamp, loads into `truth`,

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from taxi_demand import spans
 from taxi_demand.data import calendar
 from taxi_demand.data import contract
 from taxi_demand.errors import TaxiDemandError
@@ -35,7 +36,6 @@ from taxi_demand.errors import TaxiDemandError
 AREAS = len(contract.COMMUNITY_AREAS)
 QUARTERS_PER_DAY = 96
 QUARTER_SECONDS = 900
-EPOCH = datetime.date(1970, 1, 1)
 # Trips per day at scale 1.0: a dense city (Chicago ran ~70-100k/day in 2015).
 BASE_TRIPS_PER_DAY = 60_000
 CALIBRATION_FILE = "calibration.json"
@@ -51,7 +51,7 @@ _HOLIDAY_FACTOR = 0.75
 _RAIN_PROBABILITY = 0.25
 _RAIN_FACTOR = 1.15
 _TREND_PER_DAY = 0.0005          # +0.05 % a day from 2024-01-01
-_TREND_ORIGIN = (datetime.date(2024, 1, 1) - EPOCH).days
+_TREND_ORIGIN = spans.span_of(datetime.date(2024, 1, 1))
 _COORD_JITTER_DEG = 0.004
 
 
@@ -188,7 +188,7 @@ def parse_drift(spec: str | None) -> tuple[DriftClause, ...]:
       raise TaxiDemandError(f"bad drift clause {text!r}: no @DATE. "
                             f"{DRIFT_GRAMMAR}")
     try:
-      day = (datetime.date.fromisoformat(when) - EPOCH).days
+      day = spans.span_of(datetime.date.fromisoformat(when))
     except ValueError:
       raise TaxiDemandError(f"bad drift date {when!r} in {text!r}: expected "
                             "YYYY-MM-DD") from None
@@ -224,7 +224,7 @@ def parse_drift(spec: str | None) -> tuple[DriftClause, ...]:
 
 def _day_profile(cal: Calibration, day: int, swap_weekend: bool) -> np.ndarray:
   """The 96 quarter-hour multipliers of one day (hourly profile, repeated)."""
-  date = EPOCH + datetime.timedelta(days=day)
+  date = spans.day_of(day)
   weekday = date.weekday()
   how = cal.hour_of_week.reshape(7, 24)
   if swap_weekend:
@@ -248,7 +248,7 @@ def day_intensity(cal: Calibration, day: int, seed: int, scale: float,
   if rng.random() < _RAIN_PROBABILITY:
     weather *= _RAIN_FACTOR
   lam *= weather * (1.0 + _TREND_PER_DAY * (day - _TREND_ORIGIN))
-  if calendar.is_us_holiday(EPOCH + datetime.timedelta(days=day)):
+  if calendar.is_us_holiday(spans.day_of(day)):
     lam *= _HOLIDAY_FACTOR
   events = rng.random(len(VENUE_AREAS)) < _EVENT_PROBABILITY
   for area, event in zip(VENUE_AREAS, events):
@@ -281,7 +281,7 @@ def day_trips(cal: Calibration, day: int, seed: int, scale: float,
   n = int(counts.sum())
   cell = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
   area = cell // QUARTERS_PER_DAY
-  start = (day * 86_400 + (cell % QUARTERS_PER_DAY) * QUARTER_SECONDS +
+  start = (spans.start_of(day) + (cell % QUARTERS_PER_DAY) * QUARTER_SECONDS +
            rng.integers(0, QUARTER_SECONDS, n))
   mu, sd = cal.log_seconds
   seconds = np.maximum(60, rng.lognormal(mu, sd, n)).astype(np.int64)
@@ -494,14 +494,14 @@ def _day_number(start: datetime.date | str) -> int:
     except ValueError:
       raise TaxiDemandError(
           f"bad start date {start!r}: expected YYYY-MM-DD") from None
-  return (start - EPOCH).days
+  return spans.span_of(start)
 
 
 def _check_within_bounds(start, first: int, days: int) -> None:
   """Refuses days that `load` would quarantine (contract's timestamp
   bounds), before any date arithmetic overflows on them."""
-  lowest = (contract.EARLIEST_TIMESTAMP.date() - EPOCH).days
-  limit = (contract.TIMESTAMP_LIMIT.date() - EPOCH).days
+  lowest = spans.span_of(contract.EARLIEST_TIMESTAMP.date())
+  limit = spans.span_of(contract.TIMESTAMP_LIMIT.date())
   if first < lowest or first + days > limit:
     last = contract.TIMESTAMP_LIMIT.date() - datetime.timedelta(days=1)
     raise TaxiDemandError(
@@ -564,8 +564,8 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
     raise TaxiDemandError(f"--without: {e}") from None
   cal = Calibration.load()
   out = _output_folder(out_dir)
-  stem = (f"{(EPOCH + datetime.timedelta(days=first)):%Y%m%d}-"
-          f"{(EPOCH + datetime.timedelta(days=first + days - 1)):%Y%m%d}")
+  stem = (f"{spans.day_of(first):%Y%m%d}-"
+          f"{spans.day_of(first + days - 1):%Y%m%d}")
   trips_path = out / f"trips-{stem}-seed{seed}.parquet"
   truth_path = out / f"truth-{stem}-seed{seed}.parquet"
   probes_path = out / f"probes-{stem}-seed{seed}.parquet"
@@ -600,7 +600,8 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
       writer.close()
   lam = np.stack(lams)  # (days, 77, 96)
   area = np.broadcast_to(np.arange(1, AREAS + 1)[None, :, None], lam.shape)
-  slot = ((np.arange(first, first + days)[:, None, None] * 86_400) +
+  slot = ((np.arange(first, first + days)[:, None, None] *
+           spans.SECONDS_PER_DAY) +
           np.arange(QUARTERS_PER_DAY)[None, None, :] * QUARTER_SECONDS)
   slot = np.broadcast_to(slot, lam.shape)
   pq.write_table(pa.table({

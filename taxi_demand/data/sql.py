@@ -12,6 +12,7 @@ from importlib import resources
 from taxi_demand.data import contract
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand import features
+from taxi_demand import spans
 
 SPAN_BEGIN = "@span_begin_timestamp"
 SPAN_END = "@span_end_timestamp"
@@ -493,10 +494,10 @@ def span_range_bigquery(table: str = "trips") -> str:
 
 def trips_on_bigquery(span: int, table: str = "trips") -> str:
   """How many trips started on day `span`: trips."""
-  begin = check_span(span) * _SECONDS_PER_DAY
+  span = check_span(span)
   return (f"SELECT COUNT(*) AS trips FROM `{check_table(table)}` "
-          f"WHERE NOT {_starts_before(begin)} "
-          f"AND {_starts_before(begin + _SECONDS_PER_DAY)}")
+          f"WHERE NOT {_starts_before(spans.start_of(span))} "
+          f"AND {_starts_before(spans.start_of(span + 1))}")
 
 
 def newest_trip_bigquery(before: int | None = None,

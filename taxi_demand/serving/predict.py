@@ -16,6 +16,7 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand import features
+from taxi_demand import spans
 from taxi_demand.spans import format_epoch  # noqa: F401 - predict.format_epoch
 from taxi_demand.serving import registry
 from taxi_demand.serving import servelog
@@ -145,12 +146,12 @@ def check_history(wh, issued_at: int) -> None:
   A feed that merely stalled is not refused: each served row carries its
   data's age (`data_age_minutes`) and `skew` flags staleness.
   """
-  spans = wh.span_range()
-  if spans is None:
+  known = wh.span_range()
+  if known is None:
     raise TaxiDemandError(
         f"the warehouse {wh.path} has no trips; load some first "
         "(taxi-demand load or simulate)")
-  first = spans[0] * features.SECONDS_PER_DAY
+  first = spans.start_of(known[0])
   lookback = features.LOOKBACK_DAYS * features.SECONDS_PER_DAY
   newest = wh.newest_trip_epoch(before=issued_at)
   if issued_at - lookback < first or newest is None or (
@@ -294,9 +295,8 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
 def last_served_tick(home: Home, at_epoch: int) -> Optional[int]:
   """The newest issue time logged at or before `at_epoch` (file names only:
   a tick's slots start on its own day or the next)."""
-  day = int(at_epoch) // features.SECONDS_PER_DAY
-  days = [servelog.day_of_slot((day + d) * features.SECONDS_PER_DAY)
-          for d in (-1, 0, 1)]
+  day = spans.span_of_epoch(at_epoch)
+  days = [spans.day_of(day + d) for d in (-1, 0, 1)]
   ticks = [t for t in servelog.served_ticks(home.serving_log, days)
            if t <= at_epoch]
   return max(ticks, default=None)
@@ -333,9 +333,9 @@ def missing_ticks(home: Home, now: int, interval_s: int,
   """
   current = int(now) - int(now) % interval_s
   first = current - (catch_up_s // interval_s) * interval_s
-  day = features.SECONDS_PER_DAY
-  days = sorted({servelog.day_of_slot(t)
-                 for t in range(first - day, current + 2 * day, day)})
+  # A tick's slots start on its own day or the next.
+  days = [spans.day_of(d) for d in range(spans.span_of_epoch(first) - 1,
+                                         spans.span_of_epoch(current) + 2)]
   served = {t for t in servelog.served_ticks(home.serving_log, days)
             if t <= current}
   start = servelog.job_start(home.serving_log)

@@ -19,7 +19,6 @@ forecasts made them, to HOME/guidance/date=YYYY-MM-DD/ (Parquet).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
+from taxi_demand import spans
 from taxi_demand.spans import format_epoch
 
 GUIDANCE_DIR = "guidance"
@@ -224,7 +224,7 @@ def recommend(home: Home, at: int, cells: Sequence[int],
 def write_record(home: Home, result: Guidance) -> Path:
   """Appends a call's recommendations, with their model version, under
   HOME/guidance/date=YYYY-MM-DD/, written whole under a hidden name first."""
-  day = datetime.datetime.fromtimestamp(result.at, datetime.timezone.utc)
+  day = spans.day_of_epoch(result.at)
   folder = home.root / GUIDANCE_DIR / f"date={day:%Y-%m-%d}"
   folder.mkdir(parents=True, exist_ok=True)
   n = len(result.choices)

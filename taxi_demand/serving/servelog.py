@@ -60,7 +60,6 @@ _TICK_FILES = "part-i*-v*.parquet"
 # At the log's root: the first tick owed by the 5-minute job's deployment
 # (see `record_job_start`).
 _JOB_START = "job-start"
-_SECONDS_PER_DAY = features.SECONDS_PER_DAY
 # A local path, or a gs:// address (a str).
 Location = Union[os.PathLike, str]
 Address = Union[Path, str]
@@ -72,7 +71,7 @@ def day_of_slot(slot_start: int) -> datetime.date:
   slot_start is wall clock read as UTC epoch seconds (see demand.sql), so the
   UTC date is the local date.
   """
-  return spans.day_of(int(slot_start) // _SECONDS_PER_DAY)
+  return spans.day_of_epoch(slot_start)
 
 
 parse_date = spans.parse_day
@@ -122,8 +121,9 @@ def append(log_root: Location, served: pa.Table, model_version: str,
   table = table.append_column(PREDICTED, pa.nulls(n, pa.float64())
                               if predicted is None else pa.array(
                                   np.asarray(predicted, np.float64)))
+  # spans.span_of_epoch of each row, at once.
   days = pc.divide(table.column(features.SLOT_START),
-                   pa.scalar(_SECONDS_PER_DAY, pa.int64()))
+                   pa.scalar(spans.SECONDS_PER_DAY, pa.int64()))
   issued = (set(table.column(features.ISSUED_AT).to_pylist())
             if features.ISSUED_AT in table.column_names else set())
   stamp = (f"i{issued.pop()}" if len(issued) == 1
@@ -132,7 +132,7 @@ def append(log_root: Location, served: pa.Table, model_version: str,
   written = []
   for day_number in sorted(set(days.to_pylist())):
     part = table.filter(pc.equal(days, pa.scalar(day_number, pa.int64())))
-    folder = _partition_key(day_of_slot(day_number * _SECONDS_PER_DAY))
+    folder = _partition_key(spans.day_of(day_number))
     written.append(_write_atomically(
         part, store, f"{folder}/part-{stamp}-v{model_version}.parquet"))
   return written
@@ -224,14 +224,14 @@ def forecasts_between(log_root: Location, begin: int, end: int,
   Columns cell, slot_start, issued_at, lead_minutes, predicted_pickups,
   model_version; rows logged without a forecast (older logs) are left out.
   """
-  first = int(begin) // _SECONDS_PER_DAY
-  last = (int(end) - 1) // _SECONDS_PER_DAY
+  first = spans.span_of_epoch(begin)
+  last = spans.span_of_epoch(int(end) - 1)
   keep = [features.CELL, features.SLOT_START, features.ISSUED_AT,
           features.LEAD_MINUTES, PREDICTED, MODEL_VERSION]
   parts = []
   for day_number in range(first, last + 1):
     try:
-      log = read_day(log_root, day_of_slot(day_number * _SECONDS_PER_DAY))
+      log = read_day(log_root, spans.day_of(day_number))
     except TaxiDemandError:
       continue
     table = log.table
