@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 
+import dataclasses
 import json
+import types
 from typing import Any, Dict, List
 
+from pipeline.config import PipelineConfig
 from pipeline.config import Thresholds
 from taxi_demand.arguments import count
 from taxi_demand.arguments import number
@@ -21,35 +24,43 @@ def add_model_flags(group) -> None:
   Args:
     group: an argparse parser or argument group.
   """
-  group.add_argument("--train-days", type=count(1), default=28,
-                     help="rolling training window in days (default 28)")
+  # Each flag defaults to the PipelineConfig field it fills.
+  config = types.SimpleNamespace(**{f.name: f.default for f in
+                                    dataclasses.fields(PipelineConfig)})
+  group.add_argument("--train-days", type=count(1), default=config.train_days,
+                     help="rolling training window in days (default "
+                     "%(default)s)")
   group.add_argument("--train-steps", type=count(1), default=None,
                      help="training steps (default: the model's default)")
   group.add_argument("--warm-start-steps", type=int, default=None,
                      help="training steps when the Trainer warm-starts from "
                      "the serving model (incremental retraining on a window "
-                     "one day newer; default 1000; 0: as many as "
-                     "--train-steps)")
+                     f"one day newer; default {config.warm_start_steps}; "
+                     "0: as many as --train-steps)")
   group.add_argument("--hparam", action="append", default=[],
                      metavar="KEY=VALUE",
                      help="model hyperparameter, repeatable (e.g. "
                      "learning_rate=0.01); recorded in ML Metadata")
-  group.add_argument("--slot-minutes", type=int, default=30,
-                     choices=(15, 30, 60), help="slot length (default 30)")
-  group.add_argument("--spatial-unit", default="community_area",
+  group.add_argument("--slot-minutes", type=int,
+                     default=config.query.slot_minutes, choices=(15, 30, 60),
+                     help="slot length (default %(default)s)")
+  group.add_argument("--spatial-unit", default=config.query.spatial_unit.value,
                      choices=[u.value for u in SpatialUnit],
-                     help="what a cell is (default community_area)")
-  group.add_argument("--grid-metres", type=count(1), default=1000,
-                     help="grid cell side for --spatial-unit grid")
+                     help="what a cell is (default %(default)s)")
+  group.add_argument("--grid-metres", type=count(1),
+                     default=config.query.grid_metres,
+                     help="grid cell side for --spatial-unit grid (default "
+                     "%(default)s)")
   group.add_argument("--arrival", default="start",
                      metavar="start|end[+DELAY]",
                      help="when a trip is known to the 5-minute job, in "
                      "training and serving alike: 'start' (a probe-style "
                      "feed), 'end+5m' (a trips export, 5 minutes after the "
                      "trip ends); default start")
-  group.add_argument("--keep-versions", type=count(1), default=5,
-                     help="pushed model versions to keep (default 5)")
-  defaults = Thresholds()
+  group.add_argument("--keep-versions", type=count(1),
+                     default=config.keep_versions,
+                     help="pushed model versions to keep (default %(default)s)")
+  defaults = config.thresholds
   group.add_argument("--naive-margin", type=number(),
                      default=defaults.naive_margin,
                      help="push only if MAE beats the seasonal-naive forecast "

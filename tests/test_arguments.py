@@ -148,3 +148,54 @@ def test_help_is_still_the_whole_help_and_exit_0(capsys, main, argv):
   out, err = capsys.readouterr()
   assert out.startswith("usage: ") and len(out.splitlines()) > 10
   assert err == ""
+
+
+# --- flags default to the dataclasses they fill --------------------------------
+
+
+def _model_flags(argv=()):
+  import argparse
+  from pipeline import flags
+  parser = argparse.ArgumentParser()
+  flags.add_model_flags(parser)
+  return parser, parser.parse_args(list(argv))
+
+
+def test_runner_flags_left_out_build_the_default_config():
+  """No flag given: the config the runners build is PipelineConfig's own
+  default, thresholds and query included; --help names each default."""
+  from pipeline import flags
+  from pipeline.config import PipelineConfig
+  import dataclasses
+  import types
+  parser, args = _model_flags()
+  built = flags.model_config_kwargs(args)
+  default = types.SimpleNamespace(**{
+      f.name: f.default if f.default_factory is dataclasses.MISSING
+      else f.default_factory() for f in dataclasses.fields(PipelineConfig)})
+  for field, value in built.items():
+    assert value == getattr(default, field), field
+  text = parser.format_help()
+  for default_shown in (f"(default {default.train_days})",
+                        f"(default {default.keep_versions})",
+                        f"(default {default.query.grid_metres})",
+                        f"(default {default.thresholds.naive_margin})"):
+    assert default_shown in " ".join(text.split()), default_shown
+
+
+def test_forecast_gate_parameters_default_to_the_thresholds():
+  import dataclasses
+  from pipeline.components import forecast_gate
+  from pipeline.config import Thresholds
+  defaults = forecast_gate.ForecastGate.EXECUTOR_SPEC.executor_class._ARG_DEFAULTS
+  for field in dataclasses.fields(Thresholds):
+    if field.name in defaults:
+      assert defaults[field.name] == field.default, field.name
+
+
+def test_next_day_flags_default_to_its_rules(capsys):
+  from taxi_demand.monitoring import nextday
+  parser = cli.build_parser()
+  args = parser.parse_args(["next-day", "--date", "2024-02-10"])
+  assert nextday.Rules(margin=args.margin, trend_days=args.trend_days,
+                       trend_slope=args.trend_slope) == nextday.Rules()

@@ -28,6 +28,7 @@ from tfx.types import standard_artifacts
 
 from pipeline.components import examples_io
 from pipeline.components.guidance_gate import GuidanceResult
+from pipeline.config import Thresholds
 from taxi_demand.modeling import baselines
 from taxi_demand import features
 from taxi_demand.lineage import contract
@@ -45,6 +46,8 @@ MAE = "mean_absolute_error"
 RMSE = "root_mean_squared_error"
 MEAN_PREDICTION = "mean_prediction"
 MEAN_LABEL = "mean_label"
+# The parameters' defaults: PipelineConfig's thresholds, which fill them.
+_DEFAULTS = Thresholds()
 
 
 def read_eval_examples(examples_uri: str) -> Tuple[list, list, list]:
@@ -177,10 +180,10 @@ def ForecastGate(  # pylint: disable=invalid-name
     evaluator_blessing: InputArtifact[standard_artifacts.ModelBlessing],
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     guidance: InputArtifact[GuidanceResult] = None,
-    naive_margin: Parameter[float] = 0.10,
-    cell_margin: Parameter[float] = 0.25,
-    min_cell_pickups: Parameter[int] = 200,
-    min_eval_pickups: Parameter[int] = 1000,
+    naive_margin: Parameter[float] = _DEFAULTS.naive_margin,
+    cell_margin: Parameter[float] = _DEFAULTS.cell_margin,
+    min_cell_pickups: Parameter[int] = _DEFAULTS.min_cell_pickups,
+    min_eval_pickups: Parameter[int] = _DEFAULTS.min_eval_pickups,
 ) -> None:
   """Writes a ModelBlessing: blessed iff every deploy check passes."""
   cells, labels, naive = read_eval_examples(examples.uri)

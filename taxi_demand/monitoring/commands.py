@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from taxi_demand.monitoring import next_day_rules
+
 _NEXT_DAY_EPILOG = """\
 The model serving on day D is, per ML Metadata, the newest push (or rollback)
 that took effect before D: a push by the run for day S serves from S + 1,
@@ -250,14 +252,18 @@ def register(subparsers, parents) -> None:
       epilog=_NEXT_DAY_EPILOG, formatter_class=fmt)
   next_day.add_argument("--date", required=True, metavar="D",
                         help="the day, YYYY-MM-DD")
-  next_day.add_argument("--margin", type=float, default=0.25,
+  rules = next_day_rules.Rules()   # the flags' defaults are the rules'
+  next_day.add_argument("--margin", type=float, default=rules.margin,
                         help="sudden alert above eval MAE x (1 + margin) "
-                        "(default 0.25)")
-  next_day.add_argument("--trend-days", type=int, default=5, metavar="K",
-                        help="daily results in the trend (default 5)")
-  next_day.add_argument("--trend-slope", type=float, default=0.05,
+                        "(default %(default)s)")
+  next_day.add_argument("--trend-days", type=int, default=rules.trend_days,
+                        metavar="K",
+                        help="daily results in the trend (default "
+                        "%(default)s)")
+  next_day.add_argument("--trend-slope", type=float,
+                        default=rules.trend_slope,
                         help="gradual alert above this relative MAE rise "
-                        "per day (default 0.05)")
+                        "per day (default %(default)s)")
   next_day.add_argument("--no-record", action="store_true",
                         help="do not record the result in ML Metadata")
   next_day.set_defaults(handler=_next_day)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -34,38 +33,12 @@ from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import ForecastGateRecord
 from taxi_demand.lineage.records import NextDayRecord
+# The alert rules live apart, light enough for the CLI's parser to read.
+from taxi_demand.monitoring.next_day_rules import DEFAULT_MARGIN  # noqa: F401
+from taxi_demand.monitoring.next_day_rules import DEFAULT_TREND_DAYS
+from taxi_demand.monitoring.next_day_rules import DEFAULT_TREND_SLOPE  # noqa: F401
+from taxi_demand.monitoring.next_day_rules import Rules
 from taxi_demand.spans import date_of
-
-DEFAULT_MARGIN = 0.25
-DEFAULT_TREND_DAYS = 5
-DEFAULT_TREND_SLOPE = 0.05
-
-
-@dataclasses.dataclass(frozen=True)
-class Rules:
-  """When a next-day result is an alert.
-
-  Attributes:
-    margin: sudden drop if MAE > eval MAE x (1 + margin).
-    trend_days: K, how many daily results (today included) the trend spans.
-    trend_slope: gradual degradation if MAE rises faster than this fraction
-      of its mean per day over those K days.
-  """
-  margin: float = DEFAULT_MARGIN
-  trend_days: int = DEFAULT_TREND_DAYS
-  trend_slope: float = DEFAULT_TREND_SLOPE
-
-  def __post_init__(self):
-    # Comparisons with nan are all false: a nan limit would never alert.
-    if not 0 <= self.margin < math.inf:
-      raise TaxiDemandError(f"--margin must be a finite number >= 0, got "
-                            f"{self.margin}")
-    if self.trend_days < 2:
-      raise TaxiDemandError(f"--trend-days must be >= 2, got "
-                            f"{self.trend_days}")
-    if not math.isfinite(self.trend_slope):
-      raise TaxiDemandError(f"--trend-slope must be a finite number, got "
-                            f"{self.trend_slope}")
 
 
 def score(labels, predictions, naive) -> Dict[str, float]:
