@@ -124,6 +124,10 @@ class Run:
     self._nodes = nodes
     self._snap = snap
     self._first: Optional[Dict[str, NodeExecution]] = None
+    # node id -> `node`'s answer: final once given (every execution before
+    # it that might be of that node was asked), and a `runs` table asks
+    # each run for the same few nodes several times.
+    self._answers: Dict[str, Optional[NodeExecution]] = {}
 
   def __repr__(self) -> str:
     return f"Run({self.run_id!r}, {self.context_id})"
@@ -159,6 +163,11 @@ class Run:
 
   def node(self, node_id: str) -> Optional[NodeExecution]:
     """The run's first execution of `node_id`, or None."""
+    if node_id not in self._answers:
+      self._answers[node_id] = self._find(node_id)
+    return self._answers[node_id]
+
+  def _find(self, node_id: str) -> Optional[NodeExecution]:
     if self._first is None:
       self._first = {}
       for n in reversed(self.nodes):
