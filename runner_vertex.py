@@ -27,7 +27,7 @@ import os
 import sys
 import warnings
 
-import taxi_demand  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+import taxi_demand  # sets TF_USE_LEGACY_KERAS before TensorFlow
 from pipeline import flags
 from taxi_demand import arguments
 from taxi_demand import errors

@@ -341,7 +341,8 @@ class LoadKill:
 def load_phase(base: Path) -> str:
   """Where a killed load was, from its output: the progress line is
   printed inside the load's transaction, the report after its commit."""
-  read = lambda p: p.read_text() if p.exists() else ""
+  def read(p: Path) -> str:
+    return p.read_text() if p.exists() else ""
   if read(base.with_suffix(".out")).startswith("read "):
     return "after its commit"
   if "load 1/" in read(base.with_suffix(".err")):

@@ -455,7 +455,7 @@ def execute(pipeline, config, options, home: Home) -> RunResult:
   except Exception as e:  # the node's error; described below
     alert = _alert_in(e)
     progress.stop("ALERT" if alert else "FAILED")
-    raise (alert or e)
+    raise (alert or e)  # noqa: B904 - the alert is a cause of e, or e itself
   except BaseException:  # Ctrl-C: the node it stopped says so
     progress.stop("stopped")
     raise
@@ -510,8 +510,9 @@ def print_summary(home: Home, config, snap=None) -> dict:
   if last is None:
     return {}
   summary = queries.run_summary(snap, last)
-  fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float)
-                                           else str(v))
+  def fmt(v):
+    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float)
+                                    else str(v))
   say("summary")
   say(f"  run {summary['run_id']}  span {summary['span']} "
       f"({spans.date_of(summary['span']) if summary['span'] is not None else '?'})")
@@ -543,7 +544,7 @@ def headline(error: BaseException) -> str:
 
   TensorFlow's messages open with "in user code:" and end with the cause.
   """
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
   if not lines:
     return ""
   return lines[-1] if lines[0].endswith(":") else lines[0]

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-import taxi_demand  # noqa: F401  (must precede any TensorFlow import)
+import taxi_demand  # must precede any TensorFlow import
 from taxi_demand import features  # no TensorFlow
 from taxi_demand.lineage import contract  # no TensorFlow
 

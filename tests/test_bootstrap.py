@@ -56,9 +56,9 @@ def test_a_matching_stamp_skips_all_work(checkout):
 
 
 def test_the_lock_pins_every_package_exactly():
-  lines = [l.split("#")[0].strip() for l in
+  lines = [line.split("#")[0].strip() for line in
            (REPO / "requirements.lock").read_text().splitlines()]
-  reqs = [l for l in lines if l]
+  reqs = [line for line in lines if line]
   assert reqs and all("==" in r for r in reqs), [r for r in reqs
                                                  if "==" not in r]
   names = {r.split("==")[0].split("[")[0].lower() for r in reqs}

@@ -76,7 +76,7 @@ def test_a_cli_command_can_log_to_its_file_and_still_restore(
 
   def chatty(args, home):
     logging.getLogger("some.library").info("library chatter")
-    warnings.warn("a library warning", UserWarning)
+    warnings.warn("a library warning", UserWarning, stacklevel=2)
     return 0
 
   args = argparse.Namespace(command="chatty", handler=chatty, home=str(home))

@@ -10,7 +10,6 @@ import pytest
 from taxi_demand import cli
 from taxi_demand import features
 from taxi_demand import spans
-from taxi_demand.data.warehouse import Warehouse
 from taxi_demand.serving import predict
 from taxi_demand.serving import servelog
 

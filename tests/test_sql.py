@@ -337,8 +337,8 @@ def test_training_examples_are_issued_on_the_grid_at_every_lead(tiny):
   assert len(rows) == 77 * 48          # one lead per (cell, target slot)
   leads = [r["lead_minutes"] for r in rows]
   assert sorted(set(leads)) == list(sql.LEADS_MINUTES)
-  assert max(leads.count(l) for l in set(leads)) - min(
-      leads.count(l) for l in set(leads)) <= 77   # spread evenly
+  assert max(leads.count(lead) for lead in set(leads)) - min(
+      leads.count(lead) for lead in set(leads)) <= 77   # spread evenly
   for r in rows:
     assert r["issued_at"] % sql.TICK_SECONDS == 0
     assert r["slot_start"] - r["issued_at"] == 60 * r["lead_minutes"]

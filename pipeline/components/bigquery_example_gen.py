@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Optional, Union
 
 from tfx import types
 from tfx.components.example_gen import component as example_gen_component
-from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 from tfx.extensions.google_cloud_big_query.example_gen import executor as bq_executor

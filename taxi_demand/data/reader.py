@@ -10,7 +10,6 @@ address, once, at the edge.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Union

@@ -192,7 +192,7 @@ def parse_drift(spec: str | None) -> tuple[DriftClause, ...]:
     except ValueError:
       raise TaxiDemandError(f"bad drift date {when!r} in {text!r}: expected "
                             "YYYY-MM-DD") from None
-    for kind, pattern in _CLAUSES:
+    for kind, pattern in _CLAUSES:  # noqa: B007 - kind is read after the break
       match = pattern.fullmatch(head)
       if match:
         break

@@ -9,7 +9,7 @@ on the first figure: `taxi-demand report` draws in worker processes.
 from __future__ import annotations
 
 import datetime
-from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, Optional,
+from typing import (TYPE_CHECKING, Any, List, Mapping, Optional,
                     Sequence)
 
 import numpy as np
