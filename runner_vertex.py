@@ -36,10 +36,10 @@ from taxi_demand.lineage import contract
 ACTIONS = ("compile", "submit", "schedule")
 
 
-def _pipeline_flags() -> argparse.ArgumentParser:
+def _pipeline_flags() -> arguments.Parser:
   """Flags that shape the compiled spec; every action takes them."""
   from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
-  p = argparse.ArgumentParser(add_help=False)
+  p = arguments.Parser(add_help=False)
   g = p.add_argument_group("project and image")
   g.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
                  help="Google Cloud project (default: $GOOGLE_CLOUD_PROJECT; "
@@ -106,9 +106,9 @@ def _pipeline_flags() -> argparse.ArgumentParser:
   return p
 
 
-def _cloud_flags() -> argparse.ArgumentParser:
+def _cloud_flags() -> arguments.Parser:
   """Flags of the request itself: submit and schedule."""
-  p = argparse.ArgumentParser(add_help=False)
+  p = arguments.Parser(add_help=False)
   g = p.add_argument_group("the request")
   g.add_argument("--labels", help="run labels, KEY=VALUE[,KEY=VALUE...]")
   g.add_argument("--parameter", action="append", default=[],

@@ -48,7 +48,7 @@ def tfx_sample_csv() -> Path:
 def ensure_warehouse(home: Home, sample: bool = False) -> None:
   """Builds the default embedded warehouse when the home has none."""
   from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
-  if home.warehouse.exists():
+  if home.local_warehouse("the local run").exists():
     with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
       if warehouse.newest_span() is not None:
         return

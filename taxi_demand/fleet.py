@@ -23,7 +23,7 @@ No TensorFlow: forecasts arrive as arrays.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class Result:
   def empty_share(self) -> float:
     return self.empty_minutes / (self.taxi_hours * 60)
 
-  def to_dict(self) -> Dict[str, float]:
+  def to_dict(self) -> Dict[str, Any]:
     return {"policy": self.policy, "taxis": self.taxis,
             "passengers": self.passengers, "pickups": self.pickups,
             "unserved": self.unserved,
@@ -207,13 +207,13 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
       for t in here[:len(queue)]:
         _, q = queue.pop(0)
         trip = int(passengers.seconds[q])
-        start = max(now, int(passengers.pickup_at[q]))
-        free_at[t] = start + trip
-        idle_since[t] = start + trip
+        picked_up = max(now, int(passengers.pickup_at[q]))
+        free_at[t] = picked_up + trip
+        idle_since[t] = picked_up + trip
         decided_at[t] = begin - redecide_s     # decides again at dropoff
         cell[t] = passengers.dropoff[q]
         available[t] = False
-        busy_s += min(trip, end - start)
+        busy_s += min(trip, end - picked_up)
         pickups += 1
     # Decide: taxis just idle, or idle a while without a passenger.
     deciding = np.flatnonzero(available & (now - decided_at >= redecide_s))

@@ -233,7 +233,7 @@ def positions_with_gaps_filled(positions: Mapping[int, Tuple[float, float]],
   placed = sorted(int(c) for c in positions)
   if not placed:
     raise TaxiDemandError("no cell has a position to place the others by")
-  out = {int(c): tuple(positions[c]) for c in positions}
+  out = {int(c): (positions[c][0], positions[c][1]) for c in positions}
   for cell in cells:
     if int(cell) in out:
       continue

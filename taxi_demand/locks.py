@@ -147,10 +147,10 @@ class WarehouseLock:
         # flock would make this process wait for itself: share its lock
         # when DuckDB would share the file, else fail as DuckDB would.
         if held[0] != self.exclusive:
-          mode = "for writing" if held[0] else "read-only"
+          how = "for writing" if held[0] else "read-only"
           raise TaxiDemandError(
               f"cannot open warehouse {self.path.with_suffix('')}: this "
-              f"process has it open {mode}; close that first")
+              f"process has it open {how}; close that first")
         held[1] += 1
         self._fd = held[2]
         return self

@@ -317,7 +317,7 @@ class GcsStore(Store):
     except Exception as e:  # pylint: disable=broad-except  (filtered below)
       if not isinstance(e, _google_errors()):
         raise
-      raise cloud.one_line(e, self.child(key) if key else self.location
+      raise cloud.one_line(e, str(self.child(key) if key else self.location)
                            ) from None
 
   def _blob(self, key: str):

@@ -119,7 +119,7 @@ class BigQueryDouble:
     self.calls: list = []        # (method, path) of every request
     self.queries: list = []      # the BigQuery SQL of every job
     self._jobs: dict = {}
-    self._server = None
+    self._server: Optional[http.server.ThreadingHTTPServer] = None
 
   # ---- lifecycle -------------------------------------------------------
 
@@ -154,7 +154,8 @@ class BigQueryDouble:
   @property
   def url(self) -> str:
     host, port = self._server.server_address[:2]
-    return f"http://{host}:{port}"
+    # typeshed allows bytes for any socket family; an AF_INET host is a str.
+    return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]
 
   def reset(self) -> None:
     """No fault, every column shown, calls forgotten."""
@@ -250,7 +251,7 @@ class BigQueryDouble:
     if job is None:
       raise ApiError(404, "notFound", f"Not found: Job {self.project}:"
                      f"{LOCATION}.{job_id}")
-    status = {"state": "DONE"}
+    status: dict = {"state": "DONE"}
     if "error" in job["result"]:
       e = job["result"]["error"]
       status["errorResult"] = {"reason": e.reason, "message": e.message}
@@ -302,9 +303,10 @@ class BigQueryDouble:
     int64 = str(params.get("formatOptions.useInt64Timestamp", "")).lower() \
         == "true"
     page = rows[first:first + size]
-    out = {"schema": {"fields": [{"name": n, "type": k, "mode": "NULLABLE"}
-                                 for n, k in kinds]},
-           "totalRows": str(len(rows))}
+    out: dict = {
+        "schema": {"fields": [{"name": n, "type": k, "mode": "NULLABLE"}
+                              for n, k in kinds]},
+        "totalRows": str(len(rows))}
     if size:
       out["rows"] = [{"f": [{"v": cell(v, k, int64)}
                             for v, (_, k) in zip(row, kinds)]}

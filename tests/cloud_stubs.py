@@ -29,13 +29,17 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     del args
 
 
+class _StubServer(http.server.ThreadingHTTPServer):
+  answer = (500, "")  # (status, message) of every answer
+  requests = 0
+
+
 @contextlib.contextmanager
 def status_server(status: int, message: str):
   """A loopback HTTP server answering every request with `status`, as a
   Google API answers an error; `.requests` counts them."""
-  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+  server = _StubServer(("127.0.0.1", 0), _Stub)
   server.answer = (status, message)
-  server.requests = 0
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
   try:

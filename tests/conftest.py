@@ -36,13 +36,16 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import pytest
 
 import taxi_demand  # must precede any TensorFlow import
 from taxi_demand import features  # no TensorFlow
 from taxi_demand.lineage import contract  # no TensorFlow
+
+if TYPE_CHECKING:
+  from taxi_demand.home import Home
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata"
@@ -358,7 +361,7 @@ def _city(root: Path, given: bool) -> City:
 @dataclasses.dataclass(frozen=True)
 class CityHome:
   """A home of ten synthetic daily runs over the session's city."""
-  home: "object"          # taxi_demand.home.Home
+  home: "Home"
   versions: List[str]     # pushed versions, oldest first (one per run)
   run_ids: List[str]
 
@@ -399,7 +402,7 @@ def city_runs(city: City):
   runs = []
   for span in RUN_SPANS:
     figures = city.figures[span]
-    next_day = None
+    next_day: Optional[Dict[str, Any]] = None
     if span > FIRST_SPAN:  # the model pushed the day before serves today
       alert, reason = nextday.judge(
           span, figures["mae"], city.figures[span - 1]["mae"], [],

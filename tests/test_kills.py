@@ -138,7 +138,7 @@ def job(home: Home, at: str, ticks, crash: str = "") -> int:
 
 def rows_of(home: Home, tick: int):
   day = servelog.day_of_slot(tick)
-  files = [p for p in servelog.partition(home.serving_log, day).glob(
+  files = [p for p in Path(servelog.partition(home.serving_log, day)).glob(
       f"part-i{tick}-*.parquet")]
   assert len(files) == 1, files
   # Everything but when it was written (the wall clock of the writer).

@@ -122,7 +122,7 @@ class BigQueryWarehouse(reader.Reader):
     return self._client
 
   def _get_table(self, qualified: str):
-    with google_errors(self.path):
+    with google_errors(str(self.path)):
       return self.client.get_table(qualified,
                                    retry=self._retries()["retry"])
 
@@ -162,7 +162,7 @@ class BigQueryWarehouse(reader.Reader):
   def _rows(self, bigquery_sql: str) -> pa.Table:
     self._check_columns()
     retries = self._retries()
-    with google_errors(self.path):
+    with google_errors(str(self.path)):
       job = self.client.query(bigquery_sql, **retries)
       return job.result(**retries).to_arrow(create_bqstorage_client=False)
 

@@ -224,7 +224,7 @@ def open_reader(address: Address) -> Reader:
   """
   if cloud.is_bigquery(address):
     from taxi_demand.data.bigquery import BigQueryWarehouse  # noqa: PLC0415
-    return BigQueryWarehouse(address)
+    return BigQueryWarehouse(str(address))
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   return Warehouse(address, read_only=True)
 

@@ -801,12 +801,13 @@ def _out_of_range(column: str) -> str:
           f"{column} >= TIMESTAMP '{contract.TIMESTAMP_LIMIT}')")
 
 
-def _finder(columns: dict[str, str]):
+def _finder(columns: dict[str, str]
+            ) -> Callable[[str], tuple[str | None, str | None]]:
   """name -> (the source column of that name, case ignored, and its type),
   or (None, None)."""
   lower = {name.lower(): name for name in columns}
 
-  def col(name):
+  def col(name: str) -> tuple[str | None, str | None]:
     actual = lower.get(name)
     return actual, columns.get(actual) if actual else None
   return col

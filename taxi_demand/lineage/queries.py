@@ -883,7 +883,7 @@ def models_trained_on(snap: st.Snapshot, span: int) -> List[Dict[str, Any]]:
   candidates = snap.artifacts_of(contract.EXAMPLES_TYPE,
                                  f"properties.span.int_value = {int(span)}")
   made_by_gen = _made_by(snap, candidates, contract.EXAMPLE_GEN)
-  found = []
+  found: List[Dict[str, Any]] = []
   for examples in candidates:
     if examples.id not in made_by_gen or examples.span != span:
       continue
@@ -915,10 +915,10 @@ def warm_start_chain(snap: st.Snapshot, model_id: int) -> List[Dict[str, Any]]:
   models = {m.id: m for m in snap.artifacts_of(contract.MODEL_TYPE)}
   snap.prefetch_artifact_events(models)
   parent_of: Dict[int, int] = {}   # Trainer execution -> its base model
-  for model in models:
-    for execution_id, keys in snap.consumed_as(model).items():
+  for candidate in models:
+    for execution_id, keys in snap.consumed_as(candidate).items():
       if contract.BASE_MODEL in keys:
-        parent_of.setdefault(execution_id, model)
+        parent_of.setdefault(execution_id, candidate)
   producers = snap.producer_ids(models)
   version_of = {p.model_id: p.version for p in pushes(snap)
                 if p.model_id is not None}

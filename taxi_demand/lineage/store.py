@@ -36,7 +36,9 @@ class _ReadWhenAsked:
   """Properties made plain values when first read: a list of a thousand
   runs reads few of them, and a proto's map is slow to walk."""
 
-  __slots__ = ()
+  __slots__ = ("_properties", "_read_properties")
+  _properties: Optional[Dict[str, Any]]
+  _read_properties: Optional[Callable[[], Dict[str, Any]]]
 
   @property
   def properties(self) -> Dict[str, Any]:
@@ -212,8 +214,7 @@ class ArtifactView(_ReadWhenAsked):
   Its properties become plain values when first read (`read_properties`).
   """
 
-  __slots__ = ("id", "type_name", "uri", "create_ms", "_properties",
-               "_read_properties")
+  __slots__ = ("id", "type_name", "uri", "create_ms")
 
   def __init__(self, id: int, type_name: str, uri: str,  # pylint: disable=redefined-builtin
                properties: Optional[Dict[str, Any]] = None, create_ms: int = 0,

@@ -17,7 +17,7 @@ import dataclasses
 import enum
 import logging
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -66,7 +66,7 @@ class HParams:
   use_supply: bool = False
 
   @classmethod
-  def from_dict(cls, overrides: Optional[Mapping[str, object]]) -> "HParams":
+  def from_dict(cls, overrides: Optional[Mapping[str, Any]]) -> "HParams":
     """HParams defaults with `overrides` applied; unknown keys are an error."""
     overrides = dict(overrides or {})
     known = {f.name for f in dataclasses.fields(cls)}
@@ -344,9 +344,13 @@ def saved_weights(path: str) -> Dict[str, np.ndarray]:
   return {_variable_key(v): v.numpy() for v in loaded.variables}
 
 
+# For each row of a new cell-indexed layer, the old row it starts from.
+RowMap = Sequence[int] | np.ndarray
+
+
 def warm_start(model: tf.keras.Model,
                source: str | Mapping[str, np.ndarray],
-               row_maps: Optional[Mapping[str, Sequence[int]]] = None
+               row_maps: Optional[Mapping[str, RowMap]] = None
                ) -> List[str]:
   """Initialises `model`'s weights from a previous model where they match.
 
@@ -415,7 +419,7 @@ def train(model: tf.keras.Model,
           train_steps: Optional[int] = None,
           eval_steps: Optional[int] = None,
           warm_start_from: Optional[str] = None,
-          warm_start_row_maps: Optional[Mapping[str, Sequence[int]]] = None,
+          warm_start_row_maps: Optional[Mapping[str, RowMap]] = None,
           callbacks: Sequence[tf.keras.callbacks.Callback] = (),
           ) -> tf.keras.callbacks.History:
   """Trains `model` in place.

@@ -24,7 +24,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import pyarrow as pa
@@ -231,7 +232,7 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
                                        pa.array(naive, pa.float64()))
 
 
-def served_by_lead(serving_log: os.PathLike, span: int,
+def served_by_lead(serving_log: Union[str, os.PathLike], span: int,
                    truth: pa.Table) -> Dict[str, Any]:
   """How the forecasts actually served for day `span` scored, by lead.
 

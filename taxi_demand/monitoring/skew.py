@@ -39,7 +39,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -183,8 +183,9 @@ class FeatureSkew:
   control: Optional[float] = None
 
   def to_dict(self) -> Dict[str, Any]:
-    out = {"distance": self.distance, "threshold": self.threshold,
-           "control": self.control, "flagged": self.flagged}
+    out: Dict[str, Any] = {"distance": self.distance,
+                           "threshold": self.threshold,
+                           "control": self.control, "flagged": self.flagged}
     if self.note:
       out["note"] = self.note
     return out
@@ -239,10 +240,10 @@ class SkewResult:
       for name in self.join.flagged:
         if name == UNMATCHED_KEYS:
           continue
-        f = self.join.features[name]
+        diff = self.join.features[name]
         out.append(f"{name} differs from the training path on "
-                   f"{f.share:.0%} of served rows (mean relative difference "
-                   f"{f.mean_relative_difference:.2f})")
+                   f"{diff.share:.0%} of served rows (mean relative difference "
+                   f"{diff.mean_relative_difference:.2f})")
     for name in self.distribution_flagged:
       f = self.features[name]
       shown = "n/a" if f.distance is None else f"{f.distance:.3f}"
@@ -496,8 +497,8 @@ def _without_value_counts(stats) -> set:
   return out
 
 
-def write_report(path: os.PathLike, result: SkewResult,
-                 skipped: List[Tuple[str, str]] = ()) -> Path:
+def write_report(path: Union[str, os.PathLike], result: SkewResult,
+                 skipped: Sequence[Tuple[str, str]] = ()) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   body = {**result.to_dict(),
@@ -538,7 +539,7 @@ def training_ref(snap, version: str) -> TrainingRef:
                      schema=found["schema"])
 
 
-def _serving_log_artifact(store, folder: Path, day: datetime.date):
+def _serving_log_artifact(store, folder: Union[Path, str], day: datetime.date):
   """The ServingLog artifact of a day's partition, registered on first use."""
   from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   from taxi_demand.lineage import record  # noqa: PLC0415
@@ -555,7 +556,8 @@ def _serving_log_artifact(store, folder: Path, day: datetime.date):
 
 
 def record_check(metadata_path: os.PathLike, result: SkewResult,
-                 log_folder: Path, day: datetime.date, rows_files: int) -> None:
+                 log_folder: Union[Path, str], day: datetime.date,
+                 rows_files: int) -> None:
   """Records the check in MLMD: training statistics + serving log in, report
   out; sets result.execution_id."""
   from taxi_demand.lineage import record  # noqa: PLC0415
@@ -613,7 +615,7 @@ def history(snap, version: Optional[str] = None) -> List[Dict[str, Any]]:
 
 # ---- the check of one version's rows ---------------------------------------
 
-def recompute(warehouse_path: os.PathLike, cfg, served: pa.Table
+def recompute(warehouse_path: Union[str, os.PathLike], cfg, served: pa.Table
               ) -> Tuple[Optional[pa.Table], Optional[str]]:
   """The training path's rows at every lead for the served target slots.
 

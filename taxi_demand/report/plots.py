@@ -36,7 +36,9 @@ def _figure(height: float = 3.2, width: float = WIDTH, left: float = 0.8,
   return fig
 
 
-def _dates(values: Sequence[Optional[str]]) -> List[datetime.date]:
+# Any: matplotlib plots dates through its unit converters, which its stubs
+# do not know (they take only numbers and arrays).
+def _dates(values: Sequence[Optional[str]]) -> List[Any]:
   return [datetime.date.fromisoformat(v) for v in values]
 
 
@@ -70,7 +72,7 @@ def runs_over_time(runs: Sequence[Mapping[str, Any]]) -> Figure:
                color=GREEN, zorder=4, label="pushed")
   refused = [d for d, r in zip(x, dated) if r.get("status") == "REFUSED"]
   for i, day in enumerate(refused):
-    noon = datetime.datetime.combine(day, datetime.time(12))
+    noon: Any = datetime.datetime.combine(day, datetime.time(12))  # see _dates
     ax.axvspan(noon - datetime.timedelta(days=1), noon, color=RED, alpha=0.2,
                label="refused by DataGate" if i == 0 else None)
   _day_limits(ax, x)

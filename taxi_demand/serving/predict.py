@@ -188,7 +188,7 @@ class LoadedModel:
     self.version = path.name
     self.path = path
     self.cfg = query_config_of(home, self.version)
-    self._predictor = None
+    self._predictor: Any = None  # a saved_model.RawPredictor, loaded lazily
 
   def load(self) -> "LoadedModel":
     if self._predictor is None:

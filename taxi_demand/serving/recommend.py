@@ -22,7 +22,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -97,7 +97,8 @@ def forecasts_at(home: Home, at: int, version: Optional[str] = None,
                    model.version, "scored now", cfg.slot_seconds)
 
 
-def geometry_of(warehouse: os.PathLike, cfg: demand_sql.QueryConfig,
+def geometry_of(warehouse: Union[str, os.PathLike],
+                cfg: demand_sql.QueryConfig,
                 at: int, speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
                 travel_table: Optional[os.PathLike] = None
                 ) -> guidance.Geometry:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from taxi_demand import cloud
 from taxi_demand import faults
 from taxi_demand import objectstore
 from taxi_demand.errors import TaxiDemandError
@@ -220,7 +221,7 @@ def local_copy(models_dir: Models, version: Optional[str] = None) -> Path:
   """
   if not objectstore.is_gcs(models_dir):
     return Path(resolve(models_dir, version))
-  address = objectstore.at(models_dir).address
+  address = cloud.parse_gcs(str(models_dir))
   folder = cache_root() / "models" / address.bucket / address.prefix
   if version is not None and str(version).isdigit() and (
       folder / str(version)).is_dir():

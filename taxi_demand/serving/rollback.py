@@ -56,7 +56,7 @@ def rollback(home, to_version: Optional[str] = None) -> Dict[str, Any]:
               if e.span is not None), default=None)
   writable = record.open_writable(home.metadata)
   pushed_model = writable.get_artifacts_by_id([push.pushed_model.id])
-  props = {"from_version": current, "to_version": target}
+  props: Dict[str, Any] = {"from_version": current, "to_version": target}
   if span is not None:
     props["span"] = span
   ids = record.record_execution(writable, contract.ROLLBACK, props,
