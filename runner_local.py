@@ -62,9 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
-  from pipeline import local_run  # pylint: disable=g-import-not-at-top
-  from taxi_demand import logs  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from pipeline import local_run  # noqa: PLC0415
+  from taxi_demand import logs  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   # Outside guarded: a failure is logged to the run's log file before
   # logging is put back as the caller had it.
   with logs.preserved(), local_run.guarded(args.verbose) as outcome:

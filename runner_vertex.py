@@ -38,7 +38,7 @@ ACTIONS = ("compile", "submit", "schedule")
 
 def _pipeline_flags() -> arguments.Parser:
   """Flags that shape the compiled spec; every action takes them."""
-  from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
+  from pipeline import vertex_run  # noqa: PLC0415
   p = arguments.Parser(add_help=False)
   g = p.add_argument_group("project and image")
   g.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
@@ -120,7 +120,7 @@ def _cloud_flags() -> arguments.Parser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
+  from pipeline import vertex_run  # noqa: PLC0415
   parser = arguments.Parser(
       prog="runner_vertex.py",
       description=__doc__.split("\n")[0],
@@ -161,8 +161,8 @@ def main(argv=None) -> int:
     # Process-wide and kept: TensorFlow's C++ logging reads it once, when
     # TensorFlow loads (during this call), so undoing it would change nothing.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from pipeline import vertex_run  # pylint: disable=g-import-not-at-top
-  from taxi_demand import logs  # pylint: disable=g-import-not-at-top
+  from pipeline import vertex_run  # noqa: PLC0415
+  from taxi_demand import logs  # noqa: PLC0415
   # preserved(): the warnings filter and log levels quieting the SDKs below
   # last for this call only; tests call main in-process.
   with logs.preserved(), errors.exit_codes(
@@ -188,8 +188,8 @@ def _run(args, vertex_run) -> None:
     vertex_run.require_for_cloud(args, args.action)
   config = vertex_run.build_config(args)
   if not args.verbose:
-    import logging  # pylint: disable=g-import-not-at-top
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    import logging  # noqa: PLC0415
+    from absl import logging as absl_logging  # noqa: PLC0415
     absl_logging.set_verbosity(absl_logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
   job_spec = vertex_run.compile_pipeline(config, args.image, args.output)

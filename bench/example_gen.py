@@ -36,9 +36,9 @@ PATHS = ("rows", "arrow")
 
 def _row_path():
   """The input transform and serializer as they were before Arrow."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from tfx.extensions.google_cloud_big_query import utils as bigquery_utils  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import executor  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam  # noqa: PLC0415
+  from tfx.extensions.google_cloud_big_query import utils as bigquery_utils  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import executor  # noqa: PLC0415
 
   def read_examples(query, warehouse_path):
     for type_map, row in executor.query_rows(warehouse_path, query):
@@ -60,11 +60,11 @@ def _row_path():
 
 def _exec_properties(warehouse: str, span: int) -> dict:
   """What the query-based driver hands the executor for `span`."""
-  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import DuckDBExampleGen  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import input_config_for  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import range_config_for  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+  from tfx.utils import proto_utils  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import DuckDBExampleGen  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import input_config_for  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import range_config_for  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
   input_config = input_config_for(sql.QueryConfig(), TRAIN_DAYS)
   component = DuckDBExampleGen(warehouse, input_config, range_config_for(span))
   for split in input_config.splits:
@@ -81,12 +81,12 @@ def _exec_properties(warehouse: str, span: int) -> dict:
 
 def child(path: str, warehouse: str, out: str) -> dict:
   """Runs in the child: one path, the conversion alone, then Executor.Do."""
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import executor  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import warehouse as warehouse_lib  # pylint: disable=g-import-not-at-top
+  import taxi_demand  # noqa: F401,PLC0415
+  from tfx.proto import example_gen_pb2  # noqa: PLC0415
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from tfx.utils import proto_utils  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import executor  # noqa: PLC0415
+  from taxi_demand.data import warehouse as warehouse_lib  # noqa: PLC0415
   context = executor.Executor.Context(beam_pipeline_args=BEAM_ARGS,
                                       tmp_dir=os.path.join(out, ".tmp"))
   example_gen = executor.Executor(context)
@@ -118,8 +118,8 @@ def child(path: str, warehouse: str, out: str) -> dict:
 
 def same_examples(out_dirs: list[Path]) -> bool:
   """Both runs wrote the same examples, split by split, in any order."""
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import taxi_demand  # noqa: F401,PLC0415
+  import tensorflow as tf  # noqa: PLC0415
 
   def read(split_dir: Path) -> list:
     files = [str(f) for f in split_dir.iterdir()]
@@ -139,8 +139,8 @@ def same_examples(out_dirs: list[Path]) -> bool:
 
 def measure(work: Path, as_json: bool) -> int:
   """Both paths on `work`'s warehouse (built there if missing); prints JSON."""
-  from pipeline import local_run  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from pipeline import local_run  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   home = Home(work / "home")
   with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only
     local_run.ensure_warehouse(home)

@@ -46,11 +46,11 @@ def say(text: str) -> None:
 def build_home(root: Path, train_days: int):
   """A simulated city, and the daily run for its second-newest day; returns
   (Home, the newest day's span: the day guidance is measured on)."""
-  import runner_local  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  import runner_local  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   home = Home(root).ensure()
   with Warehouse(home.warehouse) as wh:
     simulate.simulate_into(wh, START, DAYS, seed=SEED, scale=SCALE)
@@ -78,19 +78,19 @@ def main(argv=None) -> int:
   parser.add_argument("--json", action="store_true", help="(always JSON)")
   args = parser.parse_args(argv)
 
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from taxi_demand import fleet  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import recommend  # pylint: disable=g-import-not-at-top
+  import numpy as np  # noqa: PLC0415
+  import taxi_demand  # noqa: F401,PLC0415
+  from taxi_demand import fleet  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import recommend  # noqa: PLC0415
 
   started = time.perf_counter()
   tmp = None
   if args.home:
     home = Home(Path(args.home))
-    from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+    from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
     with Warehouse(home.warehouse, read_only=True) as wh:
       span = wh.newest_span()
   else:

@@ -115,7 +115,7 @@ def runner(home, *args) -> list:
 
 
 def copy_home(src, dst: Path):
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
   if dst.exists():
     shutil.rmtree(dst)
   shutil.copytree(src.root, dst, symlinks=True)
@@ -128,10 +128,10 @@ def copy_home(src, dst: Path):
 def outcome(home, span: int) -> dict:
   """The day's decision and the state checks, from ML Metadata and the
   registry."""
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
   snap = store.load(home.metadata)
   runs = [r for r in snap.runs if queries.run_span(snap, r) == span]
   last = queries.run_summary(snap, runs[-1]) if runs else {}
@@ -159,8 +159,8 @@ def trained_on(snap, runs) -> list:
   """[[span, examples], ...]: the days the day's model was trained on, by
   the last Trainer that ran in `runs` (a resumed run's reused Trainer
   records no inputs), each with the examples DataGate counted in it."""
-  from taxi_demand.lineage import contract  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import contract  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
   ran = [n for r in runs for n in r.nodes
          if n.node_id == contract.TRAINER and n.state == "COMPLETE"]
   if not ran:
@@ -224,11 +224,11 @@ def setup(root: Path, reference: bool = True) -> dict:
   morning; the uninterrupted outcomes of both runs (D's only if
   `reference`). Kept in the workdir (setup.json) and reused by a later
   call on the same --workdir."""
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
   logs = root / "logs"
   logs.mkdir(parents=True, exist_ok=True)
   saved = root / "setup.json"
@@ -322,7 +322,7 @@ def keep(root: Path, result: dict) -> None:
 
 
 def warehouse_state(path: Path) -> dict:
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   with wh.Warehouse(path, read_only=True) as warehouse:
     con = warehouse.con
     return {
@@ -336,9 +336,9 @@ def warehouse_state(path: Path) -> dict:
 
 def load_points(root: Path) -> list:
   """A day's trips file into a warehouse that has the days before."""
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   base = Home(root / "load-base").ensure()
   with wh.Warehouse(base.warehouse) as warehouse:
     simulate.simulate_into(warehouse, START, 2, seed=SEED, scale=0.05)
@@ -368,9 +368,9 @@ def load_points(root: Path) -> list:
 def served_rows(home) -> dict:
   """{tick: digest of its rows} from the served log; and ticks served more
   than once."""
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  from taxi_demand import features  # noqa: PLC0415
   files = sorted(p for p in home.serving_log.rglob("*.parquet")
                  if not p.name.startswith("."))
   by_tick, twice = {}, []
@@ -396,8 +396,8 @@ def job_points(ready: dict, root: Path) -> list:
   clock, with the model D's uninterrupted run pushed; killed at the third
   tick's file, restarted two minutes after it (a restart's clock goes on
   from the crash), against a clean job's."""
-  import datetime  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  import datetime  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   at, ticks, crash_tick = f"{DAY_AFTER}T13:00", 6, 2
   restart = (datetime.datetime.fromisoformat(at) + datetime.timedelta(
       minutes=5 * crash_tick + 2)).isoformat()
@@ -442,8 +442,8 @@ def job(home, at: str, log: Path, crash: str, ticks: int,
   """`predict --every 5m` with its clock from `at` at 300x (a tick a
   second), stopped with Ctrl-C once the `ticks` ticks from `first` (default
   `at`) are in the log; its exit code (-9 when it was killed)."""
-  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   begin = predict.parse_at(first or at)
   wanted = {begin + 300 * i for i in range(ticks)}
   env = dict(os.environ)
@@ -500,7 +500,7 @@ def main(argv=None) -> int:
         f"{', '.join(GROUPS)}")
     return 1
   nodes = args.nodes.split(",") if args.nodes else list(NODES)
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # noqa: PLC0415
   tmp = None
   if args.workdir:
     root = Path(args.workdir).absolute()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from taxi_demand.lineage.synthetic import FIRST_SPAN, build  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+from taxi_demand.lineage.synthetic import FIRST_SPAN, build
 
 LIMIT_S = 1.0
 RESOLVE_LIMIT_S = 0.5
@@ -53,9 +53,9 @@ def time_resolve(home: Path, span: int, train_days: int, repeat: int) -> dict:
   """The next day's window and serving model, as its resolvers ask them:
   each strategy reads through a fresh reader of the open store TFX hands
   it (the candidates TFX passes in are left out: their cost is TFX's)."""
-  from pipeline.components import resolvers  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from pipeline.components import resolvers  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   walls = []
   for _ in range(repeat):
     raw = store.connect(home / "metadata.sqlite")

@@ -132,7 +132,7 @@ def clear_workdir(root: Path) -> None:
 
 def timed_load(home, path: Path, logs: Path, name: str) -> float:
   """One `taxi-demand load` process, as the live day starts them."""
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # noqa: PLC0415
   began = time.monotonic()
   with open(logs / f"{name}.out", "w") as out, \
       open(logs / f"{name}.err", "w") as err:
@@ -146,14 +146,14 @@ def timed_load(home, path: Path, logs: Path, name: str) -> float:
 
 def setup(args, root: Path) -> dict:
   """The home, the city, the first push and D-1's trips; the live chunks."""
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
   day = spans.parse_span(args.date)
   home = Home(root / "home").ensure()
   logs = root / "logs"
@@ -298,7 +298,7 @@ class RunKills:
 
   def nodes(self):
     """The day's runs' nodes ML Metadata shows RUNNING, and those finished."""
-    from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+    from taxi_demand.lineage import store  # noqa: PLC0415
     try:
       snap = store.load(self.home.metadata)
     except Exception:  # pylint: disable=broad-except  (mid-write)
@@ -369,9 +369,9 @@ class JobKill:
 
 def served_files(home, first_tick: int, last_tick: int) -> dict:
   """{tick: [(model version, predicted_at epoch)]} from the served log."""
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   days = {servelog.day_of_slot(t) for t in
           range(first_tick, last_tick + features.SECONDS_PER_DAY + 1,
                 features.SECONDS_PER_DAY)}
@@ -391,7 +391,7 @@ def served_files(home, first_tick: int, last_tick: int) -> dict:
 
 def runs_json(home, logs: Path) -> list:
   """`taxi-demand runs --json`, as an operator would ask after the day."""
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # noqa: PLC0415
   done = subprocess.run(live.cli(home, "runs", "--json"), capture_output=True,
                         text=True, check=False)
   (logs / "after-runs.json").write_text(done.stdout + done.stderr)
@@ -413,8 +413,8 @@ BACKLOG_GRACE_S = 120
 def backlog_served(home, first_tick: int, end: int) -> bool:
   """Whether every tick from `first_tick` to the last one due before `end`
   (see the audit's last tick) is in the served log."""
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand.testing import live  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   last = (end - live.TICK_S) // live.TICK_S * live.TICK_S
   served = servelog.served_ticks(home.serving_log, sorted(
       {servelog.day_of_slot(t) for t in (first_tick, last)}))
@@ -426,10 +426,10 @@ def target(value, goal=0) -> dict:
 
 
 def live_day(args, ready: dict, root: Path) -> dict:
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand.testing import live  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.testing import live  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   home, day = ready["home"], ready["day"]
   speed = features.SECONDS_PER_DAY / (args.minutes * 60)
   chunks = [c for c in ready["chunks"]
@@ -601,8 +601,8 @@ def live_day(args, ready: dict, root: Path) -> dict:
 def day_decision(home, span: int) -> dict:
   """What ML Metadata holds for day `span`'s newest run: pushed, or
   refused with a reason (DataGate's, or ForecastGate's not blessing)."""
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(home.metadata)
   runs = [r for r in snap.runs if queries.run_span(snap, r) == span]
   if not runs:

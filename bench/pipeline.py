@@ -107,7 +107,7 @@ class NodeRecorder(logging.Handler):
 
   def __init__(self):
     super().__init__(logging.INFO)
-    import psutil  # pylint: disable=g-import-not-at-top
+    import psutil  # noqa: PLC0415
     self._proc = psutil.Process()
     self.phase = "run"
     self.components = {"run": {}, "ingest": {}}
@@ -149,9 +149,9 @@ class NodeRecorder(logging.Handler):
 
 def _check_imports(repo: Path) -> dict:
   """Where runner_local, pipeline and taxi_demand come from; must be `repo`."""
-  import runner_local  # pylint: disable=g-import-not-at-top
-  import pipeline  # pylint: disable=g-import-not-at-top
-  import taxi_demand  # pylint: disable=g-import-not-at-top
+  import runner_local  # noqa: PLC0415
+  import pipeline  # noqa: PLC0415
+  import taxi_demand  # noqa: PLC0415
   found = {m.__name__: str(Path(m.__file__).resolve())
            for m in (runner_local, pipeline, taxi_demand)}
   for name, path in found.items():
@@ -162,8 +162,8 @@ def _check_imports(repo: Path) -> dict:
 
 def child_ours(home: str, runner_args: list, repo: Path) -> dict:
   imports = _check_imports(repo)
-  import runner_local  # pylint: disable=g-import-not-at-top
-  from pipeline import local_run  # pylint: disable=g-import-not-at-top
+  import runner_local  # noqa: PLC0415
+  from pipeline import local_run  # noqa: PLC0415
   recorder = NodeRecorder()
   logging.getLogger("absl").addHandler(recorder)
   ingests = []
@@ -184,8 +184,8 @@ def child_ours(home: str, runner_args: list, repo: Path) -> dict:
   runner_s = time.monotonic() - started
   if code != 0:
     raise SystemExit(f"runner_local.py {' '.join(runner_args)} exited {code}")
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(Path(home) / "metadata.sqlite")
   summary = queries.run_summary(snap, snap.run("last"))
   ingest_s = sum(i["wall_s"] for i in ingests)
@@ -212,10 +212,10 @@ def child_ours(home: str, runner_args: list, repo: Path) -> dict:
 
 def child_tfx(root: str, runner_args: list, repo: Path) -> dict:
   del runner_args, repo  # the example has its own settings
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  import absl.logging  # pylint: disable=g-import-not-at-top
-  from tfx.examples.chicago_taxi_pipeline import taxi_pipeline_native_keras as ex  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
+  import taxi_demand  # noqa: F401,PLC0415
+  import absl.logging  # noqa: PLC0415
+  from tfx.examples.chicago_taxi_pipeline import taxi_pipeline_native_keras as ex  # noqa: PLC0415
+  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # noqa: PLC0415
   absl.logging.set_verbosity(absl.logging.INFO)
   absl.logging.use_python_logging(quiet=True)
   logging.getLogger().removeHandler(absl.logging.get_absl_handler())
@@ -294,7 +294,7 @@ class Bench:
     Its stdout (the JSON) and stderr (the console and TensorFlow's noise)
     go to `name`.out and `name`.log beside `path`.
     """
-    import psutil  # pylint: disable=g-import-not-at-top
+    import psutil  # noqa: PLC0415
     path.parent.mkdir(parents=True, exist_ok=True)
     out_file = path.parent / f"{name}.out"
     err_file = path.parent / f"{name}.log"
@@ -397,11 +397,11 @@ class Bench:
 
   def warehouse(self, name: str, days: int) -> tuple[Path, dict]:
     """The simulated city `name` of `days` days, built once per work dir."""
-    from pipeline import local_run  # pylint: disable=g-import-not-at-top
-    from taxi_demand import features  # pylint: disable=g-import-not-at-top
-    from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-    from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-    from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+    from pipeline import local_run  # noqa: PLC0415
+    from taxi_demand import features  # noqa: PLC0415
+    from taxi_demand import spans  # noqa: PLC0415
+    from taxi_demand.data import simulate  # noqa: PLC0415
+    from taxi_demand.data import warehouse as wh  # noqa: PLC0415
     if features.LOOKBACK_DAYS != LOOKBACK_DAYS:
       raise BenchError(f"features.LOOKBACK_DAYS is {features.LOOKBACK_DAYS},"
                        f" the bench assumes {LOOKBACK_DAYS}")
@@ -484,7 +484,7 @@ class Bench:
 
 def _busy_cpu_s() -> float:
   """CPU seconds the whole machine has spent busy since boot."""
-  import psutil  # pylint: disable=g-import-not-at-top
+  import psutil  # noqa: PLC0415
   times = psutil.cpu_times()
   return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
@@ -556,7 +556,7 @@ def growth_city_days(windows) -> int:
 def run_phases(bench: Bench, only: list, result: dict,
                windows=GROWTH_WINDOWS) -> None:
   phases, targets = result["phases"], result["targets"]
-  from pipeline import local_run  # pylint: disable=g-import-not-at-top
+  from pipeline import local_run  # noqa: PLC0415
   if "default" in only or "grid" in only:
     city, info = bench.warehouse("default", local_run.DEFAULT_DAYS)
     result["warehouses"]["default"] = info

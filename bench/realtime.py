@@ -43,7 +43,7 @@ PIPELINE_RATIO_SLACK = 1.15
 def _skew(home, day):
   """`taxi-demand skew`'s check of one replayed day (the replay log, not
   recorded): (alert, flagged, reasons, report)."""
-  from taxi_demand.monitoring import skew  # pylint: disable=g-import-not-at-top
+  from taxi_demand.monitoring import skew  # noqa: PLC0415
   report = skew.check_day(home, day, log_root=home.replay_log, record=False)
   result = report.results[0]
   return {"alert": report.alert, "flagged": result.flagged,
@@ -57,14 +57,14 @@ def _skew(home, day):
 
 def skew_detection(home, day: str, clean_days: int, progress) -> dict:
   """Clean replayed days, then the newest day through each defect."""
-  import datetime  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.monitoring import skew  # pylint: disable=g-import-not-at-top
-  from taxi_demand.testing import drills  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import replay  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  import datetime  # noqa: PLC0415
+  import shutil  # noqa: PLC0415
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.monitoring import skew  # noqa: PLC0415
+  from taxi_demand.testing import drills  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   newest = spans.parse_span(day)
   clean = {}
   for span in range(newest - clean_days + 1, newest + 1):
@@ -110,7 +110,7 @@ def skew_detection(home, day: str, clean_days: int, progress) -> dict:
 
 def pipeline_cost(workdir) -> dict:
   """bench/pipeline.py's side-by-side run, in its own process."""
-  import subprocess  # pylint: disable=g-import-not-at-top
+  import subprocess  # noqa: PLC0415
   here = Path(__file__).resolve().parent
   out = subprocess.run(
       [sys.executable, str(here / "pipeline.py"), "--json",
@@ -136,13 +136,13 @@ def main(argv=None) -> int:
   parser.add_argument("--json", action="store_true",
                       help="accepted for `make bench`; the output is JSON")
   args = parser.parse_args(argv)
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  import runner_local  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import replay  # pylint: disable=g-import-not-at-top
+  import taxi_demand  # noqa: F401,PLC0415
+  import runner_local  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
 
   with tempfile.TemporaryDirectory() as tmp:
     root = Path(args.workdir) if args.workdir else Path(tmp)

@@ -35,15 +35,15 @@ LIMIT_S = 5.0
 
 def build_home(root: Path, runs: int, days: int = 14, scale: float = 0.3):
   """The bench home; returns (Home, the newest day's span)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  import numpy as np  # noqa: PLC0415
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   home = Home(root).ensure()
   with Warehouse(home.warehouse) as wh:
     simulate.simulate_into(wh, start=datetime.date(2024, 1, 1), days=days,

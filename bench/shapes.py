@@ -77,16 +77,16 @@ def say(message: str) -> None:
 
 def city_files(out: Path) -> list:
   """The simulated city's trips and truth files, written once."""
-  from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate  # noqa: PLC0415
   report = simulate.simulate_files(out, START, DAYS, seed=SEED, scale=SCALE)
   return report.files
 
 
 def shaped_files(files: list, out: Path, without, cut) -> list:
   """The city's files with columns left out and a day's hours cut."""
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import contract  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  from taxi_demand.data import contract  # noqa: PLC0415
   out.mkdir(parents=True, exist_ok=True)
   written = []
   for name in files:
@@ -116,9 +116,9 @@ def shaped_files(files: list, out: Path, without, cut) -> list:
 
 def decision(home) -> dict:
   """What ML Metadata recorded for the home's last run."""
-  from taxi_demand.lineage import contract  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import contract  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   if not home.metadata.exists():
     return {"status": None}
   snap = store.load(home.metadata)
@@ -127,7 +127,7 @@ def decision(home) -> dict:
     return {"status": None}
   summary = queries.run_summary(snap, run)
   guidance = snap.run_output(run, contract.GUIDANCE_GATE, contract.RESULT)
-  from taxi_demand.lineage.records import GuidanceRecord  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage.records import GuidanceRecord  # noqa: PLC0415
   gresult = GuidanceRecord.read(guidance) if guidance is not None else None
   failed = [n.node_id for n in run.nodes if n.state == "FAILED"]
   return {"status": summary["status"], "date": summary["date"],
@@ -145,8 +145,8 @@ def decision(home) -> dict:
 
 def run_shape(name: str, base_files: list, workdir: Path, train_steps: int
               ) -> dict:
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
   without, cut, flags, day = SHAPES[name]
   home = Home(workdir / name / "home")
   if home.root.exists():
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     say(f"bench/shapes.py: unknown shape {unknown[0]!r}; shapes: "
         f"{', '.join(SHAPES)}")
     return 1
-  import taxi_demand  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  import taxi_demand  # noqa: F401,PLC0415
   tmp = None
   if args.workdir:
     workdir = Path(args.workdir)

@@ -40,14 +40,14 @@ def say(message: str) -> None:
 
 def tfx_sample_csv() -> Path:
   """The 15k real Chicago trips that ship inside the tfx wheel."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
+  import importlib.util  # noqa: PLC0415
   tfx_dir = Path(importlib.util.find_spec("tfx").origin).parent
   return tfx_dir / "examples/chicago_taxi_pipeline/data/simple/data.csv"
 
 
 def ensure_warehouse(home: Home, sample: bool = False) -> None:
   """Builds the default embedded warehouse when the home has none."""
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   if home.local_warehouse("the local run").exists():
     with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
       if warehouse.newest_span() is not None:
@@ -62,7 +62,7 @@ def ensure_warehouse(home: Home, sample: bool = False) -> None:
     say(f"  read {report.read}, loaded {report.loaded}, quarantined "
         f"{report.quarantined}")
   else:
-    from taxi_demand.data import simulate  # pylint: disable=g-import-not-at-top
+    from taxi_demand.data import simulate  # noqa: PLC0415
     say(f"empty warehouse: simulating {DEFAULT_DAYS} days of a calibrated "
         f"city from {DEFAULT_START} (seed {DEFAULT_SEED}) into "
         f"{home.warehouse}")
@@ -75,7 +75,7 @@ def ensure_warehouse(home: Home, sample: bool = False) -> None:
 
 def spans_to_run(args, home: Home) -> List[int]:
   """The days this invocation runs, oldest first."""
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   if args.backfill:
     first, last = (spans.parse_span(d) for d in args.backfill)
     if last < first:
@@ -94,7 +94,7 @@ def spans_to_run(args, home: Home) -> List[int]:
 
 def build_config(args, home: Home, span: int):
   """Flags and home -> PipelineConfig. The one place paths are decided."""
-  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
+  from pipeline.config import PipelineConfig  # noqa: PLC0415
   if args.beam_workers < 1:
     raise TaxiDemandError("--beam-workers must be >= 1")
   beam_args = ["--direct_num_workers=%d" % args.beam_workers]
@@ -144,7 +144,7 @@ class Step:
     """
     if self.reuse is None:
       return self.options
-    from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+    from tfx.orchestration import pipeline as tfx_pipeline  # noqa: PLC0415
     rerun = [c.id for c in pipeline.components if c.id not in self.reuse]
     to_nodes = nodes.ingest_ends() if self.ingest else None
     if not rerun and not to_nodes:
@@ -160,7 +160,7 @@ def plan(args, home: Home, previous: Optional[dict] = None) -> List[Step]:
   lock (RunLock.previous): with --resume, its unfinished days follow the
   resumed run.
   """
-  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import pipeline as tfx_pipeline  # noqa: PLC0415
   if args.resume:
     return resume_plan(home, previous or {})
   spans = spans_to_run(args, home)
@@ -181,8 +181,8 @@ def resume_plan(home: Home, previous: dict) -> List[Step]:
   run), so finished nodes are not run again. A run that was ingesting a day
   of a later window stops at DataGate again.
   """
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(home.metadata) if home.metadata.exists() else None
   last = snap.last_run() if snap is not None else None
   unfinished = bool(previous.get("plan")) and not previous.get("done")
@@ -240,7 +240,7 @@ def rerun_whole(last, step: dict) -> Step:
 def hold(home: Home, argv: List[str]):
   """The home's run lock, to take with `with`: a second daily run is
   refused in one line."""
-  from taxi_demand import locks  # pylint: disable=g-import-not-at-top
+  from taxi_demand import locks  # noqa: PLC0415
   home.ensure()
   return locks.RunLock(home.run_lock, "runner_local.py " + " ".join(argv))
 
@@ -252,9 +252,9 @@ def mark_aborted(home: Home) -> List[str]:
   holding the run lock."""
   if not home.metadata.exists():
     return []
-  from taxi_demand.lineage import record  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import record  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
   ids = record.abort_unfinished(
       record.open_writable(home.metadata),
       f"its process died; found by pid {os.getpid()} at "
@@ -287,7 +287,7 @@ def mark_aborted(home: Home) -> List[str]:
 def run_all(args, home: Home, run_lock, argv: List[str]) -> None:
   """Plans and runs this invocation's days, keeping the run lock's record
   of where it is, so that `--resume` can go on after a crash."""
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from pipeline.pipeline import create_pipeline  # noqa: PLC0415
   previous = run_lock.previous
   steps = plan(args, home, previous)
   run_lock.note(plan=sorted({s.span for s in steps if not s.ingest}),
@@ -328,10 +328,10 @@ def window_to_ingest(home: Home, span: int, train_days: int,
   day and lookback) changed since, which its fingerprint tells, or it was
   made by another query (`key`, duckdb_example_gen.query_key).
   """
-  from pipeline.components import duckdb_example_gen  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from pipeline.components import duckdb_example_gen  # noqa: PLC0415
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
     known = warehouse.span_range()
     if known is None:
@@ -354,11 +354,11 @@ def window_to_ingest(home: Home, span: int, train_days: int,
 @contextlib.contextmanager
 def crash_points() -> Iterator[None]:
   """The kill matrix's node points (taxi_demand.faults), while armed."""
-  from taxi_demand import faults  # pylint: disable=g-import-not-at-top
+  from taxi_demand import faults  # noqa: PLC0415
   if not faults.armed().startswith("node."):
     yield
     return
-  from pipeline.progress import CrashPoints  # pylint: disable=g-import-not-at-top
+  from pipeline.progress import CrashPoints  # noqa: PLC0415
   handler, root = CrashPoints(), logging.getLogger()
   root.addHandler(handler)
   try:
@@ -371,13 +371,13 @@ def ingest_options():
   """The tfx RunOptions of a day's run up to DataGate: the node table's
   INGEST group (its nodes that no other ingest node reads, and all they
   read)."""
-  from tfx.orchestration import pipeline as tfx_pipeline  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import pipeline as tfx_pipeline  # noqa: PLC0415
   return tfx_pipeline.RunOptions(to_nodes=nodes.ingest_ends())
 
 
 def ingest(pipeline, home: Home, span: int) -> None:
   """Runs a day's pipeline up to DataGate: ingested, checked, one line."""
-  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # noqa: PLC0415
   started = time.monotonic()
   with crash_points():
     LocalDagRunner().run(pipeline, run_options=ingest_options())
@@ -388,7 +388,7 @@ def ingest(pipeline, home: Home, span: int) -> None:
 def ingest_verdict(home: Home) -> str:
   """What DataGate said of the last run's day: passed, or refused and
   why."""
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(home.metadata)
   report = snap.run_output(snap.last_run(), contract.DATA_GATE,
                            contract.REPORT)
@@ -404,10 +404,10 @@ def ingest_window(args, home: Home, span: int,
 
   `note` is told of each day before its run (RunLock.note), for --resume.
   """
-  from pipeline.components import duckdb_example_gen  # pylint: disable=g-import-not-at-top
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from pipeline.components import duckdb_example_gen  # noqa: PLC0415
+  from pipeline.pipeline import create_pipeline  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   key = duckdb_example_gen.query_key(duckdb_example_gen.input_config_for(
       build_config(args, home, span).query))
   todo = window_to_ingest(home, span, args.train_days, key)
@@ -427,7 +427,7 @@ def ingest_window(args, home: Home, span: int,
 
 
 def _refusal_lines(report_uri: str) -> List[str]:
-  from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
+  from pipeline.components import data_gate  # noqa: PLC0415
   return data_gate.verdict_lines(report_uri) or ["see the run's log"]
 
 
@@ -443,8 +443,8 @@ class RunResult:
 
 def execute(pipeline, config, options, home: Home) -> RunResult:
   """Runs one pipeline with a console line per node; never raises for alerts."""
-  from pipeline import progress as node_progress  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from pipeline import progress as node_progress  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   # Each node's line is read from its execution's state in ML Metadata.
   progress = node_progress.NodeProgress(home.metadata)
   say(f"run {config.pipeline_name} for {spans.date_of(config.span)} "
@@ -475,9 +475,9 @@ def refusal(home: Home, snap=None) -> Optional[AlertError]:
 
   `snap` is the step's reader (store.load of the home's metadata if None).
   """
-  from pipeline.components import data_gate  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from pipeline.components import data_gate  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = snap or store.load(home.metadata)
   last = snap.last_run()
   report = last and snap.run_output(last, contract.DATA_GATE, contract.REPORT)
@@ -503,8 +503,8 @@ def _alert_in(error: BaseException) -> Optional[AlertError]:
 def print_summary(home: Home, config, snap=None) -> dict:
   """The closing lines of a run, read back from ML Metadata (through the
   step's reader `snap`, if given)."""
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = snap or store.load(home.metadata)
   last = snap.last_run()
   if last is None:
@@ -516,7 +516,7 @@ def print_summary(home: Home, config, snap=None) -> dict:
   say("summary")
   say(f"  run {summary['run_id']}  span {summary['span']} "
       f"({spans.date_of(summary['span']) if summary['span'] is not None else '?'})")
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   with wh.Warehouse(home.warehouse, read_only=True) as warehouse:
     trips = warehouse.trips_on(config.span)
   say(f"  rows: {trips} trips on the day; examples: train "

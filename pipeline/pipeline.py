@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -137,11 +137,12 @@ def _bigquery_example_gen(config: PipelineConfig, days_before: int = 0):
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
   """custom_config keys that make TFX's cloud Trainer run a Vertex custom job."""
-  machine_spec = {"machine_type": vertex.training_machine_type}
+  machine_spec: Dict[str, Any] = {
+      "machine_type": vertex.training_machine_type}
   if vertex.accelerator_type:
     machine_spec.update(accelerator_type=vertex.accelerator_type,
                         accelerator_count=vertex.accelerator_count or 1)
-  job_spec = {
+  job_spec: Dict[str, Any] = {
       "project": vertex.project,
       "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
                              "container_spec": {"image_uri": vertex.image}}],

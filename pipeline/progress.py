@@ -9,7 +9,7 @@ import re
 import sys
 import threading
 import time
-from typing import AbstractSet, Dict, List, Optional, Sequence, TextIO
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence, TextIO
 
 from taxi_demand import faults
 
@@ -112,12 +112,12 @@ class NodeProgress:
 
   def _read(self):
     if self._states is None:
-      from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+      from taxi_demand.lineage import store  # noqa: PLC0415
       self._states = store.RunStates(store.connect(self._metadata),
                                      self._run_id)
     return self._states.read()
 
-  def _advance(self, states: Dict[str, object], over: bool) -> None:
+  def _advance(self, states: Dict[str, Any], over: bool) -> None:
     ran = [n for n in self._nodes if n not in self._skipped]
     while self._next < len(self._nodes):
       node = self._nodes[self._next]
@@ -169,10 +169,10 @@ def run(pipeline, run_options, progress: NodeProgress) -> None:
   it) and learns the node order and which nodes a partial run skips from
   TFX's own marking of a copy of the pipeline.
   """
-  from tfx.dsl.compiler import constants  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration.local import local_dag_runner  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration.portable import partial_run_utils  # pylint: disable=g-import-not-at-top
-  from tfx.orchestration.portable import runtime_parameter_utils  # pylint: disable=g-import-not-at-top
+  from tfx.dsl.compiler import constants  # noqa: PLC0415
+  from tfx.orchestration.local import local_dag_runner  # noqa: PLC0415
+  from tfx.orchestration.portable import partial_run_utils  # noqa: PLC0415
+  from tfx.orchestration.portable import runtime_parameter_utils  # noqa: PLC0415
 
   class Watched(local_dag_runner.LocalDagRunner):
 

@@ -227,9 +227,9 @@ def dataflow_beam_args(args) -> List[str]:
 
 def build_config(args):
   """Checked flags -> PipelineConfig for Platform.VERTEX. The one place."""
-  from pipeline.config import PipelineConfig  # pylint: disable=g-import-not-at-top
-  from pipeline.config import Platform  # pylint: disable=g-import-not-at-top
-  from pipeline.config import VertexConfig  # pylint: disable=g-import-not-at-top
+  from pipeline.config import PipelineConfig  # noqa: PLC0415
+  from pipeline.config import Platform  # noqa: PLC0415
+  from pipeline.config import VertexConfig  # noqa: PLC0415
   span = spans.parse_span(args.date) if args.date else AUTO_SPAN
   vertex = VertexConfig(
       project=args.project,
@@ -272,8 +272,8 @@ def compile_pipeline(config, image: str, output: str) -> dict:
   Returns:
     The pipeline job dict that was written.
   """
-  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2  # pylint: disable=g-import-not-at-top
-  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2  # noqa: PLC0415
+  from pipeline.pipeline import create_pipeline  # noqa: PLC0415
   path = Path(output)
   runner = v2.KubeflowV2DagRunner(
       config=v2.KubeflowV2DagRunnerConfig(
@@ -300,7 +300,7 @@ _BLESSING_QUERY_EXECUTOR = "LatestBlessedModel-model-blessing-resolver_executor"
 
 def gate_clause() -> str:
   """The filter clause that keeps a blessing query to ForecastGate's."""
-  from taxi_demand.lineage.records import ForecastGateRecord  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage.records import ForecastGateRecord  # noqa: PLC0415
   mark = ForecastGateRecord.names().forecast_gate
   return f" AND metadata.{mark}.number_value=1"
 
@@ -346,7 +346,7 @@ def pipeline_job(template_path: str, args, parameter_values: Mapping[str, Any],
     parameter_values: runtime parameter values.
     credentials: None for Application Default Credentials.
   """
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  from google.cloud import aiplatform  # noqa: PLC0415
   return aiplatform.PipelineJob(
       display_name=PIPELINE_NAME,
       template_path=template_path,
@@ -383,7 +383,7 @@ def job_parameter_values(args, job_spec: dict, scheduled: bool) -> Dict[str, Any
 
 def request_of(job, service_account: str, network: Optional[str]) -> dict:
   """What `job.submit(service_account, network)` would send, as a dict."""
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from google.protobuf import json_format  # noqa: PLC0415
   cls = type(job._gca_resource)  # pylint: disable=protected-access
   resource = cls.deserialize(cls.serialize(job._gca_resource))  # pylint: disable=protected-access
   resource.service_account = service_account
@@ -444,7 +444,7 @@ def schedule(args, template_path: str, job_spec: dict,
 def _dry_run_credentials(args, credentials):
   # A dry run sends nothing, so it must not need (or look for) credentials.
   if credentials is None and args.dry_run:
-    from google.auth import credentials as auth  # pylint: disable=g-import-not-at-top
+    from google.auth import credentials as auth  # noqa: PLC0415
     return auth.AnonymousCredentials()
   return credentials
 

@@ -158,7 +158,7 @@ def configure(log_dir: Path | None, verbose: bool = False,
 def _silence_absl_stderr() -> None:
   """absl may put its own stderr handler on the root logger; take it off."""
   try:
-    from absl import logging as absl_logging  # cheap: no TensorFlow
+    from absl import logging as absl_logging  # cheap: no TensorFlow  # noqa: PLC0415
   except ImportError:  # pragma: no cover - absl ships with TFX
     return
   handler = absl_logging.get_absl_handler()
@@ -171,7 +171,7 @@ def _silence_absl_stderr() -> None:
 def _absl_state():
   """absl's verbosity flag value and its logger's level, if absl is there."""
   try:
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    from absl import logging as absl_logging  # noqa: PLC0415
   except ImportError:  # pragma: no cover - absl ships with TFX
     return None
   flag = absl_logging.FLAGS["verbosity"]
@@ -182,7 +182,7 @@ def _absl_state():
 def _restore_absl(state) -> None:
   if state is None:
     return
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # noqa: PLC0415
   verbosity, using_default, level = state
   # The flag's own setter, as absl_logging.set_verbosity uses, which then
   # also marks the flag as set; put that mark back too.

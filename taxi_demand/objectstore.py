@@ -285,7 +285,6 @@ def _is_not_found(error: BaseException) -> bool:
 def _google_errors() -> Tuple[type, ...]:
   """What the client raises for a call that failed (not for a bug of ours,
   nor a full local disk, which keep their own messages)."""
-  # pylint: disable=g-import-not-at-top
   import requests  # noqa: PLC0415
   from google.api_core import exceptions as api  # noqa: PLC0415
   from google.auth import exceptions as auth  # noqa: PLC0415

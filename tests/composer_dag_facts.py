@@ -37,13 +37,13 @@ def parse(text):
 
 def load(folder: str):
   """The folder's DagBag, parsed afresh (its module is imported again)."""
-  from airflow.models.dagbag import DagBag  # pylint: disable=g-import-not-at-top
+  from airflow.models.dagbag import DagBag  # noqa: PLC0415
   return DagBag(dag_folder=folder, include_examples=False)
 
 
 def serialization_error(dag):
   """Why the DAG processor could not store the DAG, or None."""
-  from airflow.serialization.serialized_objects import SerializedDAG  # pylint: disable=g-import-not-at-top
+  from airflow.serialization.serialized_objects import SerializedDAG  # noqa: PLC0415
   try:
     SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
   except Exception as e:  # pylint: disable=broad-except
@@ -65,9 +65,9 @@ def task_facts(task) -> dict:
 
 def next_runs(dag, after: list) -> list:
   """The scheduled time (UTC ISO) of the run after each given time."""
-  from airflow.timetables.base import DataInterval  # pylint: disable=g-import-not-at-top
-  from airflow.timetables.base import TimeRestriction  # pylint: disable=g-import-not-at-top
-  import pendulum  # pylint: disable=g-import-not-at-top
+  from airflow.timetables.base import DataInterval  # noqa: PLC0415
+  from airflow.timetables.base import TimeRestriction  # noqa: PLC0415
+  import pendulum  # noqa: PLC0415
   runs = []
   for text in after:
     # As the scheduler passes it: a pendulum time.

@@ -63,7 +63,7 @@ TRAIN_HPARAMS = {"eval_steps": 1}
 
 
 def span_of(day) -> int:
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # noqa: PLC0415
   if isinstance(day, str):
     day = datetime.date.fromisoformat(day)
   return spans.span_of(day)
@@ -83,7 +83,7 @@ def train_days_of(span: int) -> int:
 @pytest.fixture
 def home(tmp_path, monkeypatch):
   """An empty TAXI_DEMAND_HOME for one test."""
-  from taxi_demand.home import Home
+  from taxi_demand.home import Home  # noqa: PLC0415
   root = tmp_path / "home"
   monkeypatch.setenv("TAXI_DEMAND_HOME", str(root))
   return Home(root)
@@ -94,8 +94,8 @@ def home(tmp_path, monkeypatch):
 
 def simulate(warehouse: Path, drift: Optional[str] = None) -> Path:
   """The session's city (optionally drifted) in a DuckDB file."""
-  from taxi_demand.data import simulate as sim  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate as sim  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   warehouse = Path(warehouse)
   warehouse.parent.mkdir(parents=True, exist_ok=True)
   with Warehouse(warehouse) as wh:
@@ -105,7 +105,7 @@ def simulate(warehouse: Path, drift: Optional[str] = None) -> Path:
 
 def pings(out: Path, day: str, every_s: int = 60) -> Path:
   """The city's fleet's pings of one day (as `simulate --pings`), a file."""
-  from taxi_demand.data import simulate as sim  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import simulate as sim  # noqa: PLC0415
   files = sim.simulate_files(out, day, 1, seed=SEED, scale=SCALE,
                              pings_every_s=every_s).files
   return Path(files[-1])
@@ -125,18 +125,18 @@ def train_model(warehouse: Path, span: int, days: int, workdir: Path) -> Path:
   reads; the pipeline's Transform materialises nothing either), then run_fn
   gets hand-made FnArgs over the raw days. Returns the SavedModel folder.
   """
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
-  from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
-  from tfx.components.trainer.fn_args_utils import DataAccessor  # pylint: disable=g-import-not-at-top
-  from tfx.components.trainer.fn_args_utils import FnArgs  # pylint: disable=g-import-not-at-top
-  from tfx.components.util import tfxio_utils  # pylint: disable=g-import-not-at-top
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx_bsl.tfxio import tf_example_record  # pylint: disable=g-import-not-at-top
-  from taxi_demand.modeling import preprocessing  # pylint: disable=g-import-not-at-top
-  from taxi_demand.modeling import trainer  # pylint: disable=g-import-not-at-top
+  import apache_beam as beam  # noqa: PLC0415
+  import tensorflow as tf  # noqa: PLC0415
+  import tensorflow_transform as tft  # noqa: PLC0415
+  import tensorflow_transform.beam as tft_beam  # noqa: PLC0415
+  from tensorflow_transform.tf_metadata import schema_utils  # noqa: PLC0415
+  from tfx.components.trainer.fn_args_utils import DataAccessor  # noqa: PLC0415
+  from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: PLC0415
+  from tfx.components.util import tfxio_utils  # noqa: PLC0415
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from tfx_bsl.tfxio import tf_example_record  # noqa: PLC0415
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  from taxi_demand.modeling import trainer  # noqa: PLC0415
 
   examples_dir = example_gen(warehouse, span, workdir / "examples",
                              days_before=days)
@@ -179,9 +179,9 @@ def train_model(warehouse: Path, span: int, days: int, workdir: Path) -> Path:
 
 def _load_predictor(model_dir: Path):
   try:
-    from taxi_demand.modeling.saved_model import load_for_serving  # pylint: disable=g-import-not-at-top
+    from taxi_demand.modeling.saved_model import load_for_serving  # noqa: PLC0415
   except ImportError:  # before the serving loader left trainer.py
-    from taxi_demand.modeling.trainer import load_for_serving  # pylint: disable=g-import-not-at-top
+    from taxi_demand.modeling.trainer import load_for_serving  # noqa: PLC0415
   return load_for_serving(str(model_dir))
 
 
@@ -190,9 +190,9 @@ def day_figures(model_dir: Path, warehouse: Path,
   """What the model scores on each day: ForecastGate's and next-day's MAE,
   RMSE and bias beside the seasonal-naive forecast's (same scoring as
   `nextday.score_day`, the model loaded once)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features as F  # pylint: disable=g-import-not-at-top
-  from taxi_demand.monitoring import nextday  # pylint: disable=g-import-not-at-top
+  import numpy as np  # noqa: PLC0415
+  from taxi_demand import features as F  # noqa: PLC0415
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
   predictor = _load_predictor(model_dir)
   out = {}
   for span in span_list:
@@ -212,13 +212,13 @@ def example_gen(warehouse: Path, span: int, out: Path,
   `days_before` > 0: the N days before it in one artifact instead (the
   form Vertex reads a window in).
   """
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import DuckDBExampleGen  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import executor  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import input_config_for  # pylint: disable=g-import-not-at-top
-  from pipeline.components.duckdb_example_gen import range_config_for  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from tfx.utils import proto_utils  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import DuckDBExampleGen  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import executor  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import input_config_for  # noqa: PLC0415
+  from pipeline.components.duckdb_example_gen import range_config_for  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
   input_config = input_config_for(_query_config(), days_before)
   component = DuckDBExampleGen(str(warehouse), input_config,
                                range_config_for(span))
@@ -240,9 +240,9 @@ def example_gen(warehouse: Path, span: int, out: Path,
 def statistics_gen(examples_dir: Path, schema_dir: Path, out: Path) -> Path:
   """TFX's StatisticsGen executor with the curated schema, as the pipeline
   runs it (so categorical ints get value counts)."""
-  from tfx.components.statistics_gen import executor  # pylint: disable=g-import-not-at-top
-  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
-  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from tfx.components.statistics_gen import executor  # noqa: PLC0415
+  from tfx.types import artifact_utils  # noqa: PLC0415
+  from tfx.types import standard_artifacts  # noqa: PLC0415
   examples = standard_artifacts.Examples()
   examples.uri = str(examples_dir)
   examples.split_names = artifact_utils.encode_split_names(
@@ -272,7 +272,7 @@ class City:
 
 
 def _build_city(root: Path) -> City:
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # noqa: PLC0415
   warehouse = simulate(root / "warehouse.duckdb")
   model_dir = train_model(warehouse, FIRST_SPAN, TRAIN_DAYS, root / "train")
   schema_dir = root / "schema"
@@ -331,7 +331,7 @@ def city(tmp_path_factory) -> City:
   Built once per session: a worker that needs it while another builds it
   waits for that one (an flock beside the folder) and reads its city.json.
   """
-  import fcntl  # pylint: disable=g-import-not-at-top
+  import fcntl  # noqa: PLC0415
   root = _city_root(tmp_path_factory)
   root.parent.mkdir(parents=True, exist_ok=True)
   with open(root.parent / f".{root.name}.lock", "w") as lock:
@@ -371,7 +371,7 @@ class CityHome:
 
   @property
   def kept(self) -> List[str]:
-    from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+    from taxi_demand.serving import registry  # noqa: PLC0415
     return registry.versions(self.home.models)
 
   @property
@@ -389,16 +389,16 @@ class CityHome:
 
     The pipeline artifacts' files stay links to the session's (read-only).
     """
-    from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+    from taxi_demand.home import Home  # noqa: PLC0415
     shutil.copytree(self.root, root, symlinks=True)
     return Home(root).ensure()
 
 
 def city_runs(city: City):
   """The ten runs' records: the one model, its real figures on each day."""
-  from taxi_demand.lineage import contract  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
-  from taxi_demand.monitoring import nextday  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import contract  # noqa: PLC0415
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
   runs = []
   for span in RUN_SPANS:
     figures = city.figures[span]
@@ -436,8 +436,8 @@ def city_home(city, tmp_path_factory) -> CityHome:
 
   Read-only: take `city_copy` to record, roll back, predict or log.
   """
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   root = tmp_path_factory.mktemp("city_home") / "home"
   records = synthetic.write_store(root, city_runs(city),
                                   model_dir=city.model_dir, link=True)
@@ -455,8 +455,8 @@ def report_home(city, tmp_path_factory):
 
   Read-only: the report test writes its page elsewhere.
   """
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   root = tmp_path_factory.mktemp("report_home") / "home"
   records = synthetic.write_store(
       root, synthetic.with_checks(city_runs(city), seed=3),
@@ -472,8 +472,8 @@ def standalone_city_home(city, tmp_path):
   """The city's ten runs in a home of its own, `tmp_path/original`: every
   file copied, none linked to the session's, its store recording its own
   paths. (Returns the Home and the pushed versions, oldest first.)"""
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   root = tmp_path / "original"
   records = synthetic.write_store(root, city_runs(city),
                                   model_dir=city.model_dir, link=False)
@@ -494,7 +494,7 @@ def city_copy(city_home, tmp_path):
 def bigquery_city(city):
   """The BigQuery REST double (tests/bigquery_double.py) serving the city's
   warehouse as `bq://test-project.city.trips`, for the session."""
-  from bigquery_double import BigQueryDouble  # pylint: disable=g-import-not-at-top
+  from bigquery_double import BigQueryDouble  # noqa: PLC0415
   with BigQueryDouble(city.warehouse) as double:
     yield double
 
@@ -503,7 +503,7 @@ def bigquery_city(city):
 def bigquery(bigquery_city, monkeypatch):
   """The double, no fault, with $TAXI_DEMAND_BIGQUERY_ENDPOINT pointing the
   real client at it for one test; `bigquery.address` is the bq:// address."""
-  from taxi_demand.data.bigquery import ENDPOINT_ENV_VAR  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.bigquery import ENDPOINT_ENV_VAR  # noqa: PLC0415
   monkeypatch.setenv(ENDPOINT_ENV_VAR, bigquery_city.url)
   bigquery_city.reset()
   yield bigquery_city
@@ -515,7 +515,7 @@ def bigquery(bigquery_city, monkeypatch):
 
 def write_old_layout_store(path: Path) -> None:
   """Runs written before DataGate, ForecastGate and recorded parameters."""
-  from taxi_demand.lineage import synthetic  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   w = synthetic.Writer(path)
   done = synthetic.COMPLETE
   for i in range(2):
@@ -554,8 +554,8 @@ LAGS = (features.LAG_1, features.LAG_2, features.LAG_3, features.LAG_1D,
 
 def shifted(table, factor: float = 3.0):
   """Lag features times `factor` for half the cells."""
-  import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.compute as pc  # noqa: PLC0415
   half = pc.less_equal(table.column(features.CELL), 38)
   cols = {c: table.column(c) for c in table.column_names}
   for c in LAGS:
@@ -569,11 +569,11 @@ def log_day(home, version: str, day: datetime.date, transform=None):
   every slot once, at the lead the training query samples for it (the day's
   examples, label aside, scored by the model), in one log file. Returns that
   file's path in `.log_files`. A `transform` rewrites the logged rows."""
-  import types  # pylint: disable=g-import-not-at-top
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  import types  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   model = predict.LoadedModel(home, version)
   with Warehouse(home.warehouse, read_only=True) as wh:
     served = wh.query_demand(model.cfg, spans.span_of(day)).drop(
@@ -583,7 +583,7 @@ def log_day(home, version: str, day: datetime.date, transform=None):
   [path] = servelog.append(home.serving_log, served, model.version, at,
                            data_age_s=0, predicted=predicted)
   if transform is not None:
-    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+    import pyarrow.parquet as pq  # noqa: PLC0415
     pq.write_table(transform(pq.read_table(path)), path)  # a local log file
   return types.SimpleNamespace(log_files=[str(path)], features=served,
                                model_version=model.version)
@@ -598,7 +598,7 @@ def serve_as_live(home, date: str, **replay_args):
   Tests only: the library never lets a replay write to the served log. A
   file the served log already has is never replaced (FileExistsError).
   """
-  from taxi_demand.serving import replay  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import replay  # noqa: PLC0415
   result = replay.replay(home, date, **replay_args)
   for folder in sorted(home.replay_log.glob("date=*")):
     target = home.serving_log / folder.name
@@ -612,7 +612,7 @@ def serve_as_live(home, date: str, **replay_args):
 @pytest.fixture
 def serving_log_tools():
   """log_day, serve_as_live, shifted and the serving tests' day and shift."""
-  import types  # pylint: disable=g-import-not-at-top
+  import types  # noqa: PLC0415
   return types.SimpleNamespace(log_day=log_day, serve_as_live=serve_as_live,
                                shifted=shifted, day=SERVED_DAY,
                                shift=SKEW_SHIFT, lags=LAGS)
@@ -625,7 +625,7 @@ def serving_log_tools():
 def gcs_emulator(tmp_path_factory):
   """The URL of a fake-gcs-server on 127.0.0.1, one per test session
   (tests/gcs_emulator.py). Tests get STORAGE_EMULATOR_HOST from `gcs_root`."""
-  from gcs_emulator import running  # pylint: disable=g-import-not-at-top
+  from gcs_emulator import running  # noqa: PLC0415
   with running(tmp_path_factory.mktemp("gcs-emulator")) as url:
     yield url
 
@@ -638,13 +638,13 @@ def gcs_root(gcs_emulator, monkeypatch, tmp_path) -> str:
   credentials), a short TAXI_DEMAND_CLOUD_RETRY_S, and a TAXI_DEMAND_CACHE
   of the test's own.
   """
-  import warnings  # pylint: disable=g-import-not-at-top
+  import warnings  # noqa: PLC0415
   monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
   monkeypatch.setenv("TAXI_DEMAND_CLOUD_RETRY_S", "5")
   monkeypatch.setenv("TAXI_DEMAND_CACHE", str(tmp_path / "cache"))
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+    from google.cloud import storage  # noqa: PLC0415
   bucket = f"test-{os.getpid()}-{next(_BUCKETS)}"
   storage.Client(project="test").create_bucket(bucket)
   return f"gs://{bucket}/root"

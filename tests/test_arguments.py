@@ -154,8 +154,8 @@ def test_help_is_still_the_whole_help_and_exit_0(capsys, main, argv):
 
 
 def _model_flags(argv=()):
-  import argparse
-  from pipeline import flags
+  import argparse  # noqa: PLC0415
+  from pipeline import flags  # noqa: PLC0415
   parser = argparse.ArgumentParser()
   flags.add_model_flags(parser)
   return parser, parser.parse_args(list(argv))
@@ -164,10 +164,10 @@ def _model_flags(argv=()):
 def test_runner_flags_left_out_build_the_default_config():
   """No flag given: the config the runners build is PipelineConfig's own
   default, thresholds and query included; --help names each default."""
-  from pipeline import flags
-  from pipeline.config import PipelineConfig
-  import dataclasses
-  import types
+  from pipeline import flags  # noqa: PLC0415
+  from pipeline.config import PipelineConfig  # noqa: PLC0415
+  import dataclasses  # noqa: PLC0415
+  import types  # noqa: PLC0415
   parser, args = _model_flags()
   built = flags.model_config_kwargs(args)
   default = types.SimpleNamespace(**{
@@ -184,9 +184,9 @@ def test_runner_flags_left_out_build_the_default_config():
 
 
 def test_forecast_gate_parameters_default_to_the_thresholds():
-  import dataclasses
-  from pipeline.components import forecast_gate
-  from pipeline.config import Thresholds
+  import dataclasses  # noqa: PLC0415
+  from pipeline.components import forecast_gate  # noqa: PLC0415
+  from pipeline.config import Thresholds  # noqa: PLC0415
   defaults = forecast_gate.ForecastGate.EXECUTOR_SPEC.executor_class._ARG_DEFAULTS
   for field in dataclasses.fields(Thresholds):
     if field.name in defaults:
@@ -194,7 +194,7 @@ def test_forecast_gate_parameters_default_to_the_thresholds():
 
 
 def test_next_day_flags_default_to_its_rules(capsys):
-  from taxi_demand.monitoring import nextday
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
   parser = cli.build_parser()
   args = parser.parse_args(["next-day", "--date", "2024-02-10"])
   assert nextday.Rules(margin=args.margin, trend_days=args.trend_days,

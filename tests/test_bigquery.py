@@ -193,10 +193,10 @@ def test_a_warm_tick_takes_well_under_two_seconds(local, cloud, capsys):
 
 
 def test_the_readers_take_a_bigquery_address(city, bigquery):
-  from taxi_demand.monitoring import nextday
-  from taxi_demand.monitoring import skew
-  from taxi_demand.serving import predict
-  from taxi_demand.serving import recommend
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
+  from taxi_demand.monitoring import skew  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  from taxi_demand.serving import recommend  # noqa: PLC0415
   cfg = CONFIGS["start"]
   at = tick("17:30")
   on_disk = types.SimpleNamespace(warehouse=city.warehouse)
@@ -297,7 +297,7 @@ def test_skew_fails_on_a_bigquery_failure_instead_of_checking_less(
   """A local warehouse without the day's history makes a check without
   the join; a BigQuery that does not answer fails, so that no lesser
   check is recorded for good."""
-  from taxi_demand.monitoring import skew
+  from taxi_demand.monitoring import skew  # noqa: PLC0415
   cfg = CONFIGS["start"]
   served = local.serving_features(cfg, tick("17:30"))
   _arrange(bigquery, monkeypatch, "forbidden")

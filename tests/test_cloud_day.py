@@ -72,8 +72,8 @@ def served_rows(log_root) -> pa.Table:
 def mirror_registry(local_models: Path, gs_models: str, snap) -> None:
   """Pushes every kept version to the bucket under its own name, with the
   run parameters its Pusher would write, and CURRENT as it is locally."""
-  from taxi_demand import objectstore  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand import objectstore  # noqa: PLC0415
+  from taxi_demand.lineage import queries  # noqa: PLC0415
   store = objectstore.at(gs_models)
   for version in registry.versions(local_models):
     params = queries.push_parameters(snap, version)
@@ -106,9 +106,9 @@ class Day:
 
 @pytest.fixture(scope="module")
 def day(city_home, bigquery_city, gcs_emulator, tmp_path_factory):
-  from taxi_demand.data.bigquery import ENDPOINT_ENV_VAR  # pylint: disable=g-import-not-at-top
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store as lineage  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.bigquery import ENDPOINT_ENV_VAR  # noqa: PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.lineage import store as lineage  # noqa: PLC0415
   root = tmp_path_factory.mktemp("cloud-day")
   local = city_home.copy(root / "local")
   # The readers' home: its ML Metadata (which run made which model, their
@@ -125,7 +125,7 @@ def day(city_home, bigquery_city, gcs_emulator, tmp_path_factory):
     for key, value in env.items():
       mp.setenv(key, value)
     bigquery_city.reset()
-    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+    from google.cloud import storage  # noqa: PLC0415
     storage.Client(project="test").create_bucket(f"cloud-day-{os.getpid()}")
     store = f"gs://cloud-day-{os.getpid()}/taxi"
     mirror_registry(local.models, Home(cloud.root, store_at=store).models,
@@ -154,7 +154,7 @@ def served(day):
 
 
 def test_the_container_serves_what_the_local_job_serves(day, served):
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
   cloud_log = Home(day.cloud.root, store_at=day.store).serving_log
   assert str(cloud_log).startswith("gs://")
   local_rows, cloud_rows = served_rows(day.local.serving_log), served_rows(
@@ -199,7 +199,7 @@ def test_replay_and_recommend_read_the_cloud_as_the_local(day, served, capsys):
   local, cloud = (_json(day.local_cli, capsys, *argv),
                   _json(day.cloud_cli, capsys, *argv))
   assert cloud["forecasts"] > 0 and figures(cloud) == figures(local)
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
   replayed = Home(day.cloud.root, store_at=day.store).replay_log
   assert servelog.logged_days(replayed) == [DAY]
   argv = ("recommend", "--at", "2024-02-10T08:12", "--cell", "8")
@@ -209,8 +209,8 @@ def test_replay_and_recommend_read_the_cloud_as_the_local(day, served, capsys):
 
 def test_the_report_draws_the_cloud_day_as_the_local_one(day, served,
                                                          tmp_path):
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
-  from taxi_demand.report import data  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.report import data  # noqa: PLC0415
   assert day.cloud_cli("report", "--out", str(tmp_path / "cloud")) == 0
   assert (tmp_path / "cloud" / "index.html").is_file()
   local = data.gather(day.local)
@@ -226,7 +226,7 @@ def test_the_report_draws_the_cloud_day_as_the_local_one(day, served,
 
 
 def _objects(day) -> list:
-  from google.cloud import storage  # pylint: disable=g-import-not-at-top
+  from google.cloud import storage  # noqa: PLC0415
   bucket = day.store[len("gs://"):].split("/")[0]
   return sorted(b.name for b in storage.Client(project="test").list_blobs(
       bucket))
@@ -241,7 +241,7 @@ def _one_failed_line(capsys, code: int) -> str:
 
 def test_each_bad_setting_is_one_line_and_writes_nothing(day, served, capsys,
                                                          monkeypatch):
-  from cloud_stubs import status_server  # pylint: disable=g-import-not-at-top
+  from cloud_stubs import status_server  # noqa: PLC0415
   at = ("predict", "--due", "--at", "2024-02-10T08:21")
   before = _objects(day)
 
@@ -292,7 +292,7 @@ def _double(day):
 def test_the_job_without_credentials_is_one_line(day, served, tmp_path):
   """No emulator, no endpoint, no credentials: the container's job says so
   in one line, quickly (the metadata server is a closed loopback port)."""
-  import socket  # pylint: disable=g-import-not-at-top
+  import socket  # noqa: PLC0415
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     closed = f"127.0.0.1:{s.getsockname()[1]}"

@@ -82,7 +82,7 @@ def test_an_empty_eval_day_blesses_nothing():
 def test_a_missing_naive_forecast_counts_as_the_other_scorers_count_it():
   """A seasonal-naive forecast that could not be made (NaN) is scored as
   next-day and replay score it, as 0 pickups, instead of failing the gate."""
-  from taxi_demand.modeling import baselines
+  from taxi_demand.modeling import baselines  # noqa: PLC0415
   naive = [12.0, float("nan"), 102.0, 118.0]
   r = fg.decide(metrics(1.0, {1: 1.0, 2: 1.0}), CELLS, LABELS, naive,
                 evaluator_blessed=True, naive_margin=0.10, cell_margin=0.25,
@@ -147,7 +147,7 @@ def test_a_lower_floor_lets_the_same_sparse_day_be_judged():
 
 
 def test_worse_guidance_refuses_an_otherwise_good_model():
-  from pipeline.components import guidance_gate
+  from pipeline.components import guidance_gate  # noqa: PLC0415
   passed, reason = guidance_gate.judge(2.0, 2.5, margin=0.02)
   assert not passed and reason.startswith("guidance:") and "2.450" in reason
   assert guidance_gate.judge(2.46, 2.5, margin=0.02) == (True, "")

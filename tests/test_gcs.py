@@ -39,7 +39,7 @@ def _writer(text):
 
 
 def test_the_client_is_anonymous_on_the_emulator(gcs_root, gcs_emulator):
-  from google.auth.credentials import AnonymousCredentials
+  from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
   client = objectstore._client()  # pylint: disable=protected-access
   assert isinstance(client._credentials, AnonymousCredentials)  # pylint: disable=protected-access
   assert client._connection.API_BASE_URL == gcs_emulator  # pylint: disable=protected-access

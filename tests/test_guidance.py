@@ -111,8 +111,8 @@ def test_a_passenger_takes_an_idle_taxi_in_the_cell_or_gives_up(tmp_path):
 
 
 def test_the_fleet_simulation_is_deterministic_for_a_seed(city):
-  from taxi_demand import spans
-  from taxi_demand.data import sql
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
   day = fleet.load_day(city.warehouse, sql.QueryConfig(),
                        spans.parse_span("2024-02-10"))
   runs = [fleet.simulate(day.geometry, day.passengers, 250,
@@ -141,10 +141,10 @@ def test_the_fleet_simulation_is_deterministic_for_a_seed(city):
 def test_following_the_model_beats_staying_and_the_hotspot(city):
   """On a day the model never trained on, with its forecasts as served at
   each tick (point in time), against the oracle's true intensity."""
-  from taxi_demand import spans
-  from taxi_demand.data import sql
-  from taxi_demand.modeling import saved_model
-  from taxi_demand.serving import predict
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
+  from taxi_demand.modeling import saved_model  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   cfg = sql.QueryConfig()
   day = fleet.load_day(city.warehouse, cfg, spans.parse_span("2024-02-10"))
   predictor = saved_model.load_for_serving(str(city.model_dir))
@@ -171,16 +171,15 @@ def _recommend(capsys, home, *args):
 
 def _recorded_recommendations(home):
   """Every recommendation `recommend` recorded under `home`, as one table."""
-  import pyarrow.dataset as ds
-  from taxi_demand.serving import recommend
+  import pyarrow.dataset as ds  # noqa: PLC0415
+  from taxi_demand.serving import recommend  # noqa: PLC0415
   files = sorted(str(p) for p in (home.root / recommend.GUIDANCE_DIR).glob(
       "date=*/at-*.parquet"))
   return ds.dataset(files, format="parquet").to_table()
 
 
 def test_recommend_json_ranks_cells_and_records_its_model(city_copy, capsys):
-  from taxi_demand.serving import recommend
-  from taxi_demand.serving import registry
+  from taxi_demand.serving import registry  # noqa: PLC0415
   code, out, err = _recommend(capsys, city_copy, "--at", "2024-02-10T08:02",
                               "--cell", "8", "--json", "--top", "5")
   assert code == 0, err
@@ -206,8 +205,8 @@ def test_recommend_json_ranks_cells_and_records_its_model(city_copy, capsys):
 def test_recommend_uses_the_served_tick_and_places_many_taxis(city_copy,
                                                               capsys,
                                                               tmp_path):
-  from taxi_demand import spans
-  from taxi_demand.serving import predict
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   at = spans.start_of(spans.parse_span("2024-02-10")) + 8 * 3600
   model = predict.LoadedModel(city_copy)
   # The job's default serves the next slot only: too short for the hour
@@ -241,8 +240,8 @@ def test_all_idle_taxis_from_trips_then_from_the_fleets_pings(city, city_copy,
                                                                capsys):
   """The city's fleet writes taxi_id on trips: --all-idle places every
   taxi they show idle. Loaded pings of that day then answer instead."""
-  from taxi_demand.data.warehouse import Warehouse
-  from taxi_demand.serving import predict
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   at = "2024-02-10T08:00"
   code, out, err = _recommend(capsys, city_copy, "--at", at, "--all-idle",
                               "--json")
@@ -286,8 +285,8 @@ def test_recommend_bad_input_is_one_line_exit_1(city_copy, capsys, args,
 
 
 def test_recommend_help_teaches():
-  import subprocess
-  import sys
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
   done = subprocess.run([sys.executable, "-m", "taxi_demand", "recommend",
                          "--help"], capture_output=True, text=True, check=True)
   assert "Examples:" in done.stdout and "--travel-times" in done.stdout

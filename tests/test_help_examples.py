@@ -66,7 +66,7 @@ def test_every_help_example_parses(capsys):
 
 
 def test_the_predict_examples_run(city_copy, capsys):
-  from taxi_demand.serving import registry
+  from taxi_demand.serving import registry  # noqa: PLC0415
   version = registry.serving_version(city_copy.models)
   runs = [argv for start, argv in _all_examples(capsys)
           if start == "taxi-demand" and argv[0] == "predict"

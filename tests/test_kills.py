@@ -72,7 +72,7 @@ def load_case(tmp_path_factory):
 
 
 def copy(home: Home, to: Path) -> Home:
-  import shutil
+  import shutil  # noqa: PLC0415
   shutil.copytree(home.root, to)
   return Home(to)
 

@@ -36,7 +36,7 @@ def synthetic_copy(synthetic, tmp_path):
   home, versions = synthetic
   copy = tmp_path / "home"
   shutil.copytree(home, copy)
-  from taxi_demand.home import Home
+  from taxi_demand.home import Home  # noqa: PLC0415
   return Home(copy), versions
 
 
@@ -184,7 +184,7 @@ def test_schema_features_parse_the_curated_schema():
 def _events_by_node(path, run_id):
   """{node id: {(event kind, key)}} of run `run_id` in the store at `path`,
   in the order the run's executions were written."""
-  from ml_metadata.proto import metadata_store_pb2 as pb
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   raw = store.connect(path)
   [run_ctx] = [ctx for ctx in raw.get_contexts_by_type(
       contract.PIPELINE_RUN_CONTEXT) if ctx.name == run_id]
@@ -301,7 +301,7 @@ def test_lineage_after_most_of_a_year_of_runs_is_one_runs_tree(tmp_path,
   lineage: 39.7 MB of JSON at 180 runs, a RecursionError from about 250.
   It is shown, not walked, like the warm-start model; the tree keeps its
   depth and size whatever the history behind it."""
-  from taxi_demand import cli
+  from taxi_demand import cli  # noqa: PLC0415
   sizes = {}
   for runs in (20, 260):
     home = tmp_path / str(runs)

@@ -24,7 +24,7 @@ from taxi_demand import logs
 
 
 def global_state() -> dict:
-  from absl import logging as absl_logging
+  from absl import logging as absl_logging  # noqa: PLC0415
   root = logging.getLogger()
   py_warnings = logging.getLogger("py.warnings")
   return {

@@ -208,7 +208,7 @@ def _stale_model_results(home, warehouse, rules):
   The silent-staleness case: every later candidate failed its gates, so the
   first pushed model keeps serving while the city drifts under it.
   """
-  from taxi_demand.modeling import saved_model
+  from taxi_demand.modeling import saved_model  # noqa: PLC0415
   snap = store.load(home.metadata)
   first = queries.pushes(snap)[0]
   # Loaded once: it is one model, day after day.
@@ -249,8 +249,8 @@ def test_the_pipeline_node_check_agrees_with_the_cli(city_copy,
   """Both score the model serving on D and, by lead, the forecasts actually
   served for D (here: D's morning served as the live job serves it, each
   tick as of its time)."""
-  from pipeline.components import next_day
-  from taxi_demand.serving import replay
+  from pipeline.components import next_day  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
   home = city_copy
   day = "2024-02-11"
   replayed = serving_log_tools.serve_as_live(
@@ -287,8 +287,8 @@ def test_the_pipeline_node_check_agrees_with_the_cli(city_copy,
 def test_the_next_day_node_runs_in_a_pipeline_and_records_a_result(
     city_home, tmp_path):
   """NextDayValidator on imported artifacts, run by LocalDagRunner."""
-  from tfx import v1 as tfx
-  from pipeline.components.next_day import NextDayValidator
+  from tfx import v1 as tfx  # noqa: PLC0415
+  from pipeline.components.next_day import NextDayValidator  # noqa: PLC0415
   home = city_home.home
   day = "2024-02-11"
   subject = nextday.find_subject(home, queries.span_of_date(day))
@@ -327,7 +327,7 @@ def test_a_day_without_trips_is_not_scored_nor_recorded(city_copy, capsys):
   """A day inside the warehouse's range whose trips never arrived: its
   demand is unknown, not zero. Scored as zeros it read "ok: MAE 0.5..."
   and went into ML Metadata, and from there into the trend rule."""
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   home = city_copy
   day = "2024-02-08"
   with Warehouse(home.warehouse) as wh:

@@ -25,7 +25,7 @@ def _code_cells(nb):
 
 
 def test_notebook_is_kept_without_outputs():
-  import nbformat
+  import nbformat  # noqa: PLC0415
   nb = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(nb)
   for cell in _code_cells(nb):
@@ -38,8 +38,8 @@ def _kernel_manager(tmp_path):
   A kernelspec in a temporary folder, found by a KernelSpecManager that looks
   nowhere else: a user-level "python3" kernelspec cannot hijack the run.
   """
-  from jupyter_client.kernelspec import KernelSpecManager
-  from jupyter_client.manager import KernelManager
+  from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
+  from jupyter_client.manager import KernelManager  # noqa: PLC0415
   spec_dir = tmp_path / "kernels" / KERNEL_NAME
   spec_dir.mkdir(parents=True)
   (spec_dir / "kernel.json").write_text(json.dumps({
@@ -52,8 +52,8 @@ def _kernel_manager(tmp_path):
 
 @pytest.mark.e2e
 def test_walkthrough_executes_headlessly(tmp_path):
-  import nbformat
-  from nbclient import NotebookClient
+  import nbformat  # noqa: PLC0415
+  from nbclient import NotebookClient  # noqa: PLC0415
   nb = nbformat.read(NOTEBOOK, as_version=4)
   client = NotebookClient(nb, km=_kernel_manager(tmp_path),
                           timeout=CELL_TIMEOUT_S,

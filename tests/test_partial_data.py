@@ -18,7 +18,6 @@ from taxi_demand.data import contract as data_contract
 from taxi_demand.data import simulate
 from taxi_demand.data.warehouse import Warehouse
 from taxi_demand.errors import CannotMeasure
-from taxi_demand.lineage import contract
 
 START, DAYS = "2024-03-01", 3          # the gate judges the last day
 DAY = "2024-03-03"
@@ -46,8 +45,8 @@ def whole(tmp_path_factory):
 def gate(tmp_path: Path, warehouse: Path, day: str, **exec_properties):
   """GuidanceGate's executor on hand-made Model and Examples artifacts;
   returns its result artifact."""
-  from tfx.types import standard_artifacts
-  from pipeline.components import guidance_gate
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from pipeline.components import guidance_gate  # noqa: PLC0415
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / "no_model_here")
   examples = standard_artifacts.Examples()

@@ -102,8 +102,8 @@ def test_a_served_day_is_joined_with_the_training_path_and_scored_by_lead(
   That run's Trainer then fails (an unknown hyperparameter) after the data
   side and its checks ran; the next test resumes it.
   """
-  import json
-  from taxi_demand.serving import replay
+  import json  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
   served = serving_log_tools.serve_as_live(
       home, "2024-03-10", between=replay.parse_between("07:00-08:00"))
   assert run(home, "--date", "2024-03-10", "--hparam", "no_such_knob=1") == 1
@@ -217,8 +217,8 @@ def test_the_next_day_runs_live_through_a_kill_and_trains_on_the_passed_window(
   Transform reuses its cache for the days it analysed before, and the
   Trainer reads the last three days that passed.
   """
-  from taxi_demand.testing import live
-  from taxi_demand.lineage import contract
+  from taxi_demand.testing import live  # noqa: PLC0415
+  from taxi_demand.lineage import contract  # noqa: PLC0415
   before = store.load(home.metadata)
   # A Snapshot reads ML Metadata when asked: count the ingests now, before
   # the live day adds its own.
@@ -323,9 +323,9 @@ def test_the_next_day_runs_live_through_a_kill_and_trains_on_the_passed_window(
 def test_a_reload_re_ingests_only_the_days_that_read_it(home):
   """Each day is keyed on the trips its query reads: its own and the 7 days
   before. A changed day 03-05 is read by 03-05 .. 03-12, not by 03-13."""
-  from pipeline import local_run
-  from pipeline.components import duckdb_example_gen as gen
-  from taxi_demand.data.sql import QueryConfig
+  from pipeline import local_run  # noqa: PLC0415
+  from pipeline.components import duckdb_example_gen as gen  # noqa: PLC0415
+  from taxi_demand.data.sql import QueryConfig  # noqa: PLC0415
   day = spans.parse_span("2024-03-14")
   key = gen.query_key(gen.input_config_for(QueryConfig()))
   assert local_run.window_to_ingest(home, day, 3, key) == []  # all there
@@ -351,7 +351,7 @@ def _layout(path):
   """Per node id: execution type names, exec property names, and each event
   (kind, key, artifact type) with the property names of the artifacts the
   node output under it."""
-  from ml_metadata.proto import metadata_store_pb2 as pb
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   raw = store.connect(path)
   exec_types = {t.id: t.name for t in raw.get_execution_types()}
   artifact_types = {t.id: t.name for t in raw.get_artifact_types()}
@@ -382,7 +382,7 @@ def test_synthetic_stores_are_laid_out_like_a_real_run(home, tmp_path):
   too (a real run writes more). Runs last: the module's runs by then
   include a first run, cached, unblessed, failed, resumed and refused ones.
   """
-  from taxi_demand.lineage import synthetic
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   synthetic.build(tmp_path / "synthetic", 3)
   real = _layout(home.metadata)
   fake = _layout(tmp_path / "synthetic" / "metadata.sqlite")
@@ -411,7 +411,7 @@ def test_synthetic_stores_are_laid_out_like_a_real_run(home, tmp_path):
 def test_the_report_reads_what_the_real_runs_left(home, tmp_path):
   """`taxi-demand report` on the module's real home: TFDV's own drift
   files, DataGate's and ForecastGate's reasons, the live day's forecasts."""
-  from taxi_demand.report import build
+  from taxi_demand.report import build  # noqa: PLC0415
   report, page = build.build(home, tmp_path / "report")
   snap = store.load(home.metadata)
   assert [r["run_id"] for r in report.runs] == [r.run_id for r in snap.runs]

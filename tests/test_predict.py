@@ -140,7 +140,7 @@ def test_empty_log_day_is_one_clear_error(store_root):
 @pytest.mark.slow
 def test_predictions_equal_the_saved_model_on_the_same_features(city_home,
                                                                 city_copy):
-  import tensorflow as tf
+  import tensorflow as tf  # noqa: PLC0415
   old = city_home.old
   model = predict.LoadedModel(city_copy, old)
   result = predict.run_job(city_copy, model, epoch("2024-02-10T17:10"))
@@ -160,7 +160,7 @@ def test_predictions_equal_the_saved_model_on_the_same_features(city_home,
 
 @pytest.mark.slow
 def test_served_features_equal_the_training_query_label_aside(city_home):
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   home = city_home.home
   model = predict.LoadedModel(home, city_home.old)
   slot = epoch("2024-02-05T08:30")  # inside the older model's training window
@@ -209,7 +209,7 @@ def test_no_history_and_empty_warehouse_are_refused(city_home, city_copy,
   with pytest.raises(TaxiDemandError, match="no history"):
     predict.run_job(city_copy, model, epoch("2024-01-20T08:00"))
   # Same models, empty warehouse: refused, never scored from zeros.
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   empty = Home(tmp_path / "empty")
   empty.ensure()
   os.symlink(city_copy.models / old, empty.models / old)
@@ -311,7 +311,7 @@ def test_a_job_killed_before_its_first_tick_serves_it_on_restart(
 @pytest.mark.slow
 def test_every_loads_once_and_reloads_only_on_a_new_push(city_home,
                                                         city_copy):
-  from taxi_demand.serving import registry
+  from taxi_demand.serving import registry  # noqa: PLC0415
   home = city_copy
   old, new = city_home.old, city_home.new
   registry.set_serving(home.models, old)
@@ -406,7 +406,7 @@ def test_due_serves_once_then_the_gaps_a_failed_run_left(city_home, city_copy,
   """`predict --due` (the container's job): a first run serves the current
   tick only; a run whose tick failed exits 1, and the next run serves that
   tick beside its own, each as of its own time, none twice."""
-  from taxi_demand import cli
+  from taxi_demand import cli  # noqa: PLC0415
   home = city_copy
   day = datetime.date(2024, 2, 10)
   at = epoch("2024-02-10T12:02")

@@ -88,8 +88,8 @@ def test_a_push_to_cloud_storage_carries_the_run_parameters(tmp_path,
   """On Vertex the same executor pushes to gs://: the version is complete
   when seen, serves, and holds the run's parameters with the blessing's
   day, which is all the 5-minute job reads."""
-  from taxi_demand.home import Home
-  from taxi_demand.serving import predict
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   params = contract.RunParameters(slot_minutes=60, spatial_unit="grid",
                                   grid_metres=500, arrival="end+5m")
   models = f"{gcs_root}/models"

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict, TypeGuard
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -105,7 +106,7 @@ def test_the_ingest_fingerprint_is_one_string_in_tfx_s_property():
 
 # The names and MLMD value kinds the stores written so far hold: a record
 # may add a property, never rename one or change its kind.
-STORED = {
+STORED: Dict[Any, Dict[str, str]] = {
     records.DataGateRecord: {"eval_examples": "int_value",
                              "anomaly_count": "int_value",
                              "drift_checked": "int_value",
@@ -146,8 +147,12 @@ STORED = {
 }
 
 
-@pytest.mark.parametrize("cls", sorted(STORED, key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+def _class_name(cls: Any) -> str:
+  return cls.__name__
+
+
+@pytest.mark.parametrize("cls", sorted(STORED, key=_class_name),
+                         ids=_class_name)
 def test_stored_names_and_kinds_are_those_older_stores_hold(cls):
   artifact = pb.Artifact()
   sample(cls).write(artifact)
@@ -211,7 +216,7 @@ def _holds_properties(node) -> bool:
   return text.endswith(("properties", "props"))
 
 
-def _named(node) -> bool:
+def _named(node) -> TypeGuard[ast.Constant]:
   return (isinstance(node, ast.Constant) and isinstance(node.value, str) and
           node.value in NAMES)
 

@@ -106,7 +106,7 @@ def test_current_follows_the_serving_timeline_rule(models, seed):
   """Random pushes and rollbacks: CURRENT is the event of the greatest day,
   the latest among equals, which is how ML Metadata's serving timeline
   (taxi_demand.lineage.queries.serving_timeline) orders them."""
-  import random
+  import random  # noqa: PLC0415
   rng = random.Random(seed)
   events = []  # (span, order, version)
   for order in range(12):
@@ -177,10 +177,10 @@ def test_a_push_killed_before_it_publishes_is_never_seen(models):
   """Killed with every file stored and nothing published: readers see the
   versions before it, and the next push sweeps it and never reuses its
   number."""
-  import os
-  import subprocess
-  import sys
-  from taxi_demand import faults
+  import os  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  from taxi_demand import faults  # noqa: PLC0415
   done = registry.push(models, _writer("done"), now=lambda: 100)
   env = dict(os.environ, **{faults.ENV_VAR: "registry.staged"})
   killed = subprocess.run(

@@ -38,7 +38,7 @@ def test_the_page_renders_every_section_in_chromium(report_home, tmp_path):
   if not os.access(CHROMIUM, os.X_OK):
     pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it "
                 "(tools/chromium.sh), or set CHROMIUM")
-  from playwright.sync_api import sync_playwright
+  from playwright.sync_api import sync_playwright  # noqa: PLC0415
   out = tmp_path / "report"
   assert cli.main(["--home", str(report_home.root), "report", "--out",
                    str(out)]) == 0
@@ -146,7 +146,7 @@ def test_the_pages_trend_is_the_one_the_gradual_alert_reads(report_home,
   """The page shows the trend `next-day` judged the newest result by: one
   definition (nextday.trend), over the same results, so the page cannot show
   a trend the alert would not raise."""
-  from taxi_demand.monitoring import nextday
+  from taxi_demand.monitoring import nextday  # noqa: PLC0415
   points = nextday.mae_points(queries.next_day_results(
       store.load(report_home.metadata)))
   shown = gathered.serving["trend_per_day"]
@@ -272,8 +272,8 @@ def test_an_empty_or_missing_store_is_one_line_exit_1(tmp_path, setup,
                                                       message):
   home = tmp_path / "home"
   if setup == "empty":
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+    from ml_metadata import metadata_store  # noqa: PLC0415
+    from ml_metadata.proto import metadata_store_pb2  # noqa: PLC0415
     home.mkdir()
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(home / "metadata.sqlite")
@@ -327,9 +327,9 @@ def test_parallel_and_serial_builds_write_the_same_page(report_home,
   TensorFlow; this test process has loaded it (report_home scores a day),
   so a build here must not fork: a forked child that frees a TensorFlow
   object hangs."""
-  import tensorflow  # noqa: F401  (already loaded; the point is it is)
-  from taxi_demand.home import Home
-  from taxi_demand.report import build
+  import tensorflow  # noqa: F401, PLC0415
+  from taxi_demand.home import Home  # noqa: PLC0415
+  from taxi_demand.report import build  # noqa: PLC0415
   home = Home(report_home.root)
   forked = subprocess.run(
       [sys.executable, "-c",
@@ -368,7 +368,7 @@ def test_links_planted_in_the_out_folder_are_never_written_through(
   temporary's old, predictable name and at index.html itself. The report
   replaces index.html with a file of its own and leaves both victims as
   they were."""
-  from taxi_demand.lineage import synthetic
+  from taxi_demand.lineage import synthetic  # noqa: PLC0415
   home = tmp_path / "home"
   synthetic.build(home, 3)
   out = tmp_path / "shared"

@@ -31,7 +31,7 @@ LOCAL_GRAPH = types.SimpleNamespace(components=[
 def killed(tmp_path):
   """Three synthetic runs; the last one's process died inside its Trainer:
   the Trainer still RUNNING, its model PENDING."""
-  from ml_metadata.proto import metadata_store_pb2 as pb
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   home = Home(tmp_path / "home")
   synthetic.build(home.root, 3)
   raw = record.open_writable(home.metadata)
@@ -62,7 +62,7 @@ def test_the_next_run_marks_a_dead_runs_node_aborted(killed, capsys):
       contract.ABORTED]
   assert queries.run_row(snap, last)["status"] == "ABORTED"
   # Its unpublished model is abandoned: no resolver or cache takes it.
-  from ml_metadata.proto import metadata_store_pb2 as pb
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   [model] = record.open_writable(home.metadata).get_artifacts_by_id([model_id])
   assert model.state == pb.Artifact.ABANDONED
   # Marked once: the next run finds nothing left RUNNING.
@@ -119,10 +119,10 @@ def test_a_run_killed_before_it_reached_ml_metadata_is_run_again(tmp_path):
 
 
 def test_a_second_daily_run_on_a_home_is_refused_in_one_line(tmp_path, capsys):
-  import subprocess
-  import sys
-  import textwrap
-  import runner_local
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  import textwrap  # noqa: PLC0415
+  import runner_local  # noqa: PLC0415
   home = Home(tmp_path / "home").ensure()
   holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
       import time
@@ -146,9 +146,9 @@ def test_a_second_daily_run_on_a_home_is_refused_in_one_line(tmp_path, capsys):
 
 def test_runs_shows_a_dead_run_aborted_before_anything_records_it(killed,
                                                                   capsys):
-  import subprocess
-  import sys
-  import textwrap
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  import textwrap  # noqa: PLC0415
   home, _, _ = killed
 
   def status():
@@ -179,7 +179,7 @@ def test_a_run_killed_before_it_recorded_its_day_runs_again_whole(tmp_path,
   """Killed inside ExampleGen's first second: ML Metadata holds a RUNNING
   ExampleGen with no span and no output. The run lock's step says which
   day it was; --resume runs that step again from its start."""
-  from ml_metadata.proto import metadata_store_pb2
+  from ml_metadata.proto import metadata_store_pb2  # noqa: PLC0415
   home = Home(tmp_path / "home")
   synthetic.build(home.root, 2)
   day = queries.run_span(store.load(home.metadata),
@@ -207,9 +207,9 @@ def test_a_resumed_ingest_that_is_refused_lets_its_day_run(tmp_path,
   """A resumed window day that DataGate refuses is left out of the window,
   as a fresh ingest's is: the invocation goes on to the day it was for,
   and the ingest prints its verdict, not a run's summary."""
-  from pipeline import pipeline as graph
-  from taxi_demand import spans
-  from taxi_demand.errors import AlertError
+  from pipeline import pipeline as graph  # noqa: PLC0415
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand.errors import AlertError  # noqa: PLC0415
   home = Home(tmp_path / "home").ensure()
   day = spans.parse_span("2024-03-08")
   steps = [local_run.Step(day - 3, window=False, ingest=True),
@@ -243,8 +243,8 @@ def test_a_resumed_ingest_that_is_refused_lets_its_day_run(tmp_path,
 def nodes_run(pipeline_, options) -> set:
   """The nodes LocalDagRunner runs of `pipeline_` with `options`: TFX's
   own partial-run marking of the compiled pipeline."""
-  from tfx.dsl.compiler import compiler
-  from tfx.orchestration.portable import partial_run_utils
+  from tfx.dsl.compiler import compiler  # noqa: PLC0415
+  from tfx.orchestration.portable import partial_run_utils  # noqa: PLC0415
   ir = compiler.Compiler().compile(pipeline_)
   if options is not None:
     partial_run_utils.mark_pipeline(ir, from_nodes=options.from_nodes,
@@ -261,7 +261,7 @@ def test_a_run_killed_off_the_training_path_resumes_all_it_had_not_run(
   feed it. A run killed in either is resumed from every node it had not
   finished, so it still trains, blesses and pushes; the nodes it finished
   are reused, not run twice."""
-  from pipeline.config import PipelineConfig
+  from pipeline.config import PipelineConfig  # noqa: PLC0415
   home = Home(tmp_path / "home")
   specs = synthetic.default_runs(3)
   specs[-1] = dataclasses.replace(specs[-1], killed_in=node)
@@ -298,8 +298,8 @@ def test_the_window_ingest_runs_the_node_tables_ingest_group(tmp_path,
                                                             monkeypatch):
   """A day of a later window runs the table's INGEST nodes and nothing
   else; an ingest check added to the table runs there too."""
-  from pipeline.config import PipelineConfig
-  from pipeline.pipeline import create_pipeline
+  from pipeline.config import PipelineConfig  # noqa: PLC0415
+  from pipeline.pipeline import create_pipeline  # noqa: PLC0415
   pipe = create_pipeline(PipelineConfig(
       pipeline_name=contract.PIPELINE_NAME, span=19757,
       pipeline_root=str(tmp_path / "root"),

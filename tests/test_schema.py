@@ -26,9 +26,9 @@ def test_label_is_absent_in_serving_and_every_column_is_described():
 @pytest.mark.slow
 def test_a_clean_simulated_day_has_no_anomalies_and_a_broken_one_drifts(
     tmp_path):
-  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import simulate, sql  # pylint: disable=g-import-not-at-top
-  from taxi_demand.data import warehouse as wh  # pylint: disable=g-import-not-at-top
+  import tensorflow_data_validation as tfdv  # noqa: PLC0415
+  from taxi_demand.data import simulate, sql  # noqa: PLC0415
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   schema = curate.build_schema()
   with wh.Warehouse(tmp_path / "w.duckdb") as w:
     simulate.simulate_into(w, start=datetime.date(2024, 1, 1), days=10,

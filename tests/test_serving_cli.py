@@ -91,7 +91,7 @@ def test_skew_corrupted_file_is_named_and_the_rest_count(
     fresh_log, city_home, serving_log_tools, capsys):
   t = serving_log_tools
   t.log_day(fresh_log, city_home.old, t.day)
-  from taxi_demand.serving import servelog
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   bad = servelog.partition(fresh_log.serving_log, t.day) / "part-0-bad.parquet"
   bad.write_bytes(b"PAR1\x00garbage")
   assert cli.main(["--home", str(fresh_log.root), "skew", "--date",
@@ -141,8 +141,8 @@ def test_skew_without_the_warehouse_is_one_line_and_records_nothing(
   """With no training path to join or to calibrate against, a partial day
   read as skewed by its hour mix alone: exit 3, seven features flagged, and
   a SKEW entry kept for good. Now: one line, exit 1, nothing recorded."""
-  from taxi_demand.lineage import store
-  from taxi_demand.monitoring import skew
+  from taxi_demand.lineage import store  # noqa: PLC0415
+  from taxi_demand.monitoring import skew  # noqa: PLC0415
   t = serving_log_tools
   t.log_day(fresh_log, city_home.old, t.day)
   fresh_log.warehouse.unlink()

@@ -29,11 +29,11 @@ def shifted(serving_log_tools):
 @pytest.fixture(scope="module")
 def day_tables():
   """A clean day of features from a tiny simulated warehouse, and its schema."""
-  from pipeline.schema import curate
-  from taxi_demand.data import simulate
-  from taxi_demand.data.sql import QueryConfig
-  from taxi_demand.data.warehouse import Warehouse
-  import tempfile
+  from pipeline.schema import curate  # noqa: PLC0415
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data.sql import QueryConfig  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  import tempfile  # noqa: PLC0415
   with tempfile.TemporaryDirectory() as d:
     with Warehouse(f"{d}/w.duckdb") as wh:
       simulate.simulate_into(wh, "2024-01-01", 10, seed=3, scale=0.3)

@@ -103,8 +103,8 @@ def test_limits_reject_nonsense():
 
 @pytest.fixture(scope="module")
 def small_warehouse(tmp_path_factory):
-  from taxi_demand.data import simulate
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data import simulate  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   path = tmp_path_factory.mktemp("wh") / "w.duckdb"
   with Warehouse(path) as wh:
     simulate.simulate_into(wh, "2024-01-01", 10, seed=3, scale=0.3)
@@ -113,8 +113,8 @@ def small_warehouse(tmp_path_factory):
 
 def _served_window(path, serve, begin, hours=1):
   """What `serve` served for the slots of [begin, begin + hours), every tick."""
-  from taxi_demand.data import sql
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data import sql  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   cfg = sql.QueryConfig()
   end = begin + hours * 3600
   parts = []
@@ -131,7 +131,7 @@ def _served_window(path, serve, begin, hours=1):
 
 
 def _to_examples(table):
-  import tensorflow as tf
+  import tensorflow as tf  # noqa: PLC0415
   out = []
   for row in table.to_pylist():
     feature = {}
@@ -149,11 +149,11 @@ def _to_examples(table):
 def test_differing_counts_agree_with_tfdv_detect_feature_skew(
     small_warehouse, tmp_path):
   """The share's numerator is DetectFeatureSkew's mismatch count."""
-  import apache_beam as beam
-  import tensorflow as tf
-  import tensorflow_data_validation as tfdv
-  from tensorflow_data_validation.api import validation_api
-  from tensorflow_data_validation.skew.protos import feature_skew_results_pb2
+  import apache_beam as beam  # noqa: PLC0415
+  import tensorflow as tf  # noqa: PLC0415
+  import tensorflow_data_validation as tfdv  # noqa: PLC0415
+  from tensorflow_data_validation.api import validation_api  # noqa: PLC0415
+  from tensorflow_data_validation.skew.protos import feature_skew_results_pb2  # noqa: PLC0415
   begin = 19732 * 86400 + 8 * 3600          # 2024-01-10 08:00
   served, training = _served_window(small_warehouse,
                                     drills.partial_slot_as_complete(), begin)

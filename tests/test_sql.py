@@ -405,7 +405,7 @@ def test_old_slots_count_settled_trips_whatever_the_lead(tiny):
 def test_serving_never_reads_a_trip_that_started_after_the_tick(tmp_path):
   # A trip at 10:40 and one at 11:40: at 10:45 the 11:30 slot's forecast
   # must not see the 11:40 trip, nor the 10:40 trip once it is unknown.
-  from taxi_demand.data.warehouse import Warehouse
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   csv = tmp_path / "t.csv"
   csv.write_text(
       "unique_key,trip_start_timestamp,trip_end_timestamp,trip_seconds,"
@@ -443,7 +443,7 @@ def test_bad_arrival_rules_are_one_line(text):
 def test_a_transpiled_template_serves_every_tick_as_a_fresh_transpile():
   """to_duckdb reuses one transpile for texts that differ only in epoch
   literals; what it returns must be what transpiling each text gives."""
-  from taxi_demand.data import sql as S
+  from taxi_demand.data import sql as S  # noqa: PLC0415
   cfg = S.QueryConfig()
   day = 19763 * 86400
   for issued in (day + 8 * 3600, day + 8 * 3600 + 300, day + 23 * 3600 + 55 * 60):

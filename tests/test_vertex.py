@@ -196,8 +196,8 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
     (the input_config TFX's BigQuery executor was given, the span written on
     the output Examples artifact).
   """
-  from tfx.components.example_gen import base_example_gen_executor
-  from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+  from tfx.components.example_gen import base_example_gen_executor  # noqa: PLC0415
+  from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor  # noqa: PLC0415
   params = _tasks(job)[task]["inputs"]["parameters"]
   output_file = tmp_path / "executor_output.json"
   executor_input = {
@@ -230,8 +230,8 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
                          "GenerateExamplesByBeam", generate), \
       mock.patch.object(sys, "argv", ["kubeflow_v2_run_executor"]):
     kubeflow_v2_run_executor._run_executor(flags, beam_args)
-  from tfx.proto import example_gen_pb2
-  from tfx.utils import proto_utils
+  from tfx.proto import example_gen_pb2  # noqa: PLC0415
+  from tfx.utils import proto_utils  # noqa: PLC0415
   input_config = proto_utils.json_to_proto(seen["input_config"],
                                            example_gen_pb2.Input())
   output = json.loads(output_file.read_text())
@@ -345,13 +345,13 @@ def test_auto_span_without_a_schedule_time_fails_clearly(compiled, tmp_path):
 
 
 def _anonymous():
-  from google.auth import credentials
+  from google.auth import credentials  # noqa: PLC0415
   return credentials.AnonymousCredentials()
 
 
 def test_compiled_json_loads_into_pipeline_job_offline(compiled):
   args, path, _ = compiled
-  from google.cloud import aiplatform
+  from google.cloud import aiplatform  # noqa: PLC0415
   job = aiplatform.PipelineJob(
       display_name="taxi-demand", template_path=str(path),
       credentials=_anonymous(), project=PROJECT, location="us-central1",
@@ -391,8 +391,8 @@ class FakePipelineService:
 
 @pytest.fixture
 def fake_service(monkeypatch):
-  from google.cloud.aiplatform import initializer
-  from google.cloud.aiplatform import pipeline_jobs
+  from google.cloud.aiplatform import initializer  # noqa: PLC0415
+  from google.cloud.aiplatform import pipeline_jobs  # noqa: PLC0415
   service = FakePipelineService()
   monkeypatch.setattr(initializer.global_config, "create_client",
                       lambda *a, **k: service)
@@ -546,7 +546,7 @@ def test_image_tfx_version_matches_the_lock():
                      re.M)
   assert base and locked
   assert base.group(1) == locked.group(1)
-  import tfx
+  import tfx  # noqa: PLC0415
   assert tfx.__version__ == locked.group(1)
 
 

@@ -307,7 +307,7 @@ def test_read_only_open_reads_and_refuses_writes(tmp_path):
 
 def test_an_old_predictions_table_is_left_as_it_was(tmp_path):
   """Forecasts now go to the served log; what the warehouse held stays."""
-  import duckdb
+  import duckdb  # noqa: PLC0415
   path = tmp_path / "old.duckdb"
   con = duckdb.connect(str(path))
   con.execute("CREATE TABLE predictions (cell BIGINT, slot_start BIGINT, "

@@ -80,8 +80,8 @@ def DataGate(  # pylint: disable=invalid-name
       absent on the first run, which then passes the drift check and says so.
     check_drift: 0 to skip the drift comparison.
   """
-  import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
-  from tensorflow_data_validation.utils import anomalies_util  # pylint: disable=g-import-not-at-top
+  import tensorflow_data_validation as tfdv  # noqa: PLC0415
+  from tensorflow_data_validation.utils import anomalies_util  # noqa: PLC0415
 
   schema_proto = tfdv.load_schema_text(
       os.path.join(schema.uri, "schema.pbtxt"))

@@ -16,7 +16,7 @@ NEW_DAY_SPLIT = contract.DAY_SPLIT
 def read_columns(examples_uri: str,
                  split: str = NEW_DAY_SPLIT) -> Dict[str, np.ndarray]:
   """The raw columns of one split of an Examples artifact."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # noqa: PLC0415
   files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
   columns = {c: [] for c in features.RAW_COLUMNS}
   for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):

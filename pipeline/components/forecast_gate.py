@@ -60,7 +60,7 @@ def read_eval_examples(examples_uri: str) -> Tuple[list, list, list]:
 
 def tfma_metrics(evaluation_uri: str) -> Dict[Tuple[str, str, str], float]:
   """{(slice, model_name, metric): value}; slice '' is the whole eval day."""
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  import tensorflow_model_analysis as tfma  # noqa: PLC0415
   out = {}
   for m in tfma.load_metrics(evaluation_uri):
     parts = []

@@ -72,10 +72,10 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
     CannotMeasure: the day has no trip a passenger could take (no dropoff
       areas, say), or fewer than `min_passengers`.
   """
-  from taxi_demand import fleet  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage.contract import RunParameters  # pylint: disable=g-import-not-at-top
-  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import predict  # pylint: disable=g-import-not-at-top
+  from taxi_demand import fleet  # noqa: PLC0415
+  from taxi_demand.lineage.contract import RunParameters  # noqa: PLC0415
+  from taxi_demand.modeling import saved_model  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
   cfg = (RunParameters.from_custom_config(query_config) or
          RunParameters()).query_config()
   day = fleet.load_day(warehouse_path, cfg, span)

@@ -65,7 +65,7 @@ def SkewValidator(  # pylint: disable=invalid-name
   served yet) or on a day nobody predicted; the report then says so and the
   node passes, as the drift check does on its first run.
   """
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import servelog  # noqa: PLC0415
 
   day = servelog.parse_date(date)
   SkewRecord(date=day.isoformat(), span=spans.span_of(day)).write(report)

@@ -184,7 +184,7 @@ class RunParameters:
     on Vertex); scoring or serving on this machine reads the local
     warehouse's `trips`, with the recorded slot length and spatial unit.
     """
-    from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+    from taxi_demand.data import sql  # noqa: PLC0415
     return sql.QueryConfig(slot_minutes=int(self.slot_minutes),
                            spatial_unit=sql.SpatialUnit(self.spatial_unit),
                            grid_metres=int(self.grid_metres),

@@ -704,8 +704,8 @@ def schema_of(snap: st.Snapshot, run: st.Run) -> Optional[st.ArtifactView]:
 
 def schema_features(uri: str) -> Optional[Dict[str, str]]:
   """{feature name: its definition as text} from a Schema artifact folder."""
-  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
-  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  from google.protobuf import text_format  # noqa: PLC0415
+  from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: PLC0415
   for name in ("schema.pbtxt", "Schema.pbtxt"):
     path = os.path.join(uri, name)
     if os.path.isfile(path):

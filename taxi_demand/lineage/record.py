@@ -28,12 +28,12 @@ class NewArtifact:
 
 def open_writable(path: os.PathLike):
   """The MLMD store at `path` for writing; it must exist already."""
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # noqa: PLC0415
   return store.connect(path, writable=True)
 
 
 def _type_id(store, kind: str, name: str) -> int:
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   if kind == "artifact":
     return store.put_artifact_type(pb.ArtifactType(name=name))
   if kind == "execution":
@@ -63,7 +63,7 @@ def record_execution(
   Returns:
     {"execution_id": int, "outputs": {key: [artifact ids]}}.
   """
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   execution = pb.Execution(
       type_id=_type_id(store, "execution", execution_type),
       last_known_state=pb.Execution.COMPLETE,
@@ -108,8 +108,8 @@ def abort_unfinished(store, reason: str) -> List[int]:
   CANCELED with `contract.ABORTED` = `reason`, and the outputs it had not
   published (PENDING) become ABANDONED, so no resolver or cache takes them.
   """
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
-  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
+  import ml_metadata as mlmd  # noqa: PLC0415
   # Asked by filter: the runner does this before every daily run, and the
   # store holds years of finished executions.
   unfinished = store.get_executions(list_options=mlmd.ListOptions(

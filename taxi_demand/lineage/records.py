@@ -84,7 +84,7 @@ def plain_properties(source) -> Mapping[str, Any]:
   if hasattr(source, "mlmd_artifact"):
     source = source.mlmd_artifact
   if hasattr(source, "custom_properties"):
-    from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+    from taxi_demand.lineage import store  # noqa: PLC0415
     return store.properties_of(source)
   if isinstance(source, Mapping):
     return source
@@ -133,13 +133,18 @@ def _decode(kind: str, value: Any, default: Any) -> Any:
   return str(value)
 
 
+def _fields(record: Any) -> Tuple[dataclasses.Field, ...]:
+  """A record class's (or instance's) fields: every subclass is a dataclass."""
+  return dataclasses.fields(record)
+
+
 class Record:
   """A custom output's properties: written and read only through here."""
 
   @classmethod
   def property_names(cls) -> Tuple[str, ...]:
     """The names this record stores, in declaration order."""
-    return tuple(f.name for f in dataclasses.fields(cls))
+    return tuple(f.name for f in _fields(cls))
 
   @classmethod
   def names(cls) -> types.SimpleNamespace:
@@ -150,7 +155,7 @@ class Record:
   def properties(self) -> Dict[str, Any]:
     """{name: stored value}, None left out: for writers taking a mapping."""
     out = {}
-    for f in dataclasses.fields(self):
+    for f in _fields(self):
       value = _encode(f.metadata["kind"], getattr(self, f.name))
       if value is not None:
         out[f.name] = value
@@ -170,7 +175,7 @@ class Record:
     props = plain_properties(source)
     return cls(**{f.name: _decode(f.metadata["kind"], props.get(f.name),
                                   f.default)
-                  for f in dataclasses.fields(cls)})
+                  for f in _fields(cls)})
 
 
 # --- the records ------------------------------------------------------------------

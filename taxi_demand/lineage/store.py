@@ -197,7 +197,7 @@ def value_of(v) -> Any:
   if kind == "proto_value":
     return None
   if kind == "struct_value":
-    from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+    from google.protobuf import json_format  # noqa: PLC0415
     return json_format.MessageToDict(v.struct_value)
   return getattr(v, kind)
 
@@ -244,7 +244,7 @@ class ArtifactView(_ReadWhenAsked):
 
 
 def _list_options(**kwargs):
-  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  import ml_metadata as mlmd  # noqa: PLC0415
   return mlmd.ListOptions(**kwargs)
 
 
@@ -727,7 +727,7 @@ class _RunOf:
 def associations(store, ids: Sequence[int]) -> List[tuple]:
   """(execution id, context id) of every context executions `ids` belong
   to, a hundred executions a request (get_lineage_subgraph's limit)."""
-  from ml_metadata.proto import metadata_store_pb2 as pb  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
   found = []
   ids = list(ids)
   for i in range(0, len(ids), _CHUNK):
@@ -786,7 +786,7 @@ class RunStates:
 
 
 def _order(name: str):
-  import ml_metadata as mlmd  # pylint: disable=g-import-not-at-top
+  import ml_metadata as mlmd  # noqa: PLC0415
   return getattr(mlmd.OrderByField, name)
 
 
@@ -799,8 +799,8 @@ def connect(path: os.PathLike, writable: bool = False):
   if not os.path.isfile(path):
     raise TaxiDemandError(f"no metadata store at {path}; run the pipeline "
                           "first (python runner_local.py)")
-  from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
-  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from ml_metadata import metadata_store  # noqa: PLC0415
+  from ml_metadata.proto import metadata_store_pb2  # noqa: PLC0415
   modes = metadata_store_pb2.SqliteMetadataSourceConfig
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
@@ -890,7 +890,7 @@ def relocate(snap: Snapshot, home_root: str) -> Optional[str]:
   Returns:
     The old home's path if paths were mapped, else None.
   """
-  from taxi_demand.home import Home  # pylint: disable=g-import-not-at-top
+  from taxi_demand.home import Home  # noqa: PLC0415
   recorded = recorded_pipeline_root(snap)
   if recorded is None:
     return None

@@ -34,7 +34,8 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -177,7 +178,7 @@ class Writer:
     _fill(ex.custom_properties, props or {})
     expected = self._next_id
     new_artifacts: List[pb.Artifact] = []
-    edges = []
+    edges: List[Tuple[int, Optional[int], Any]] = []
     for kind, arts in ((pb.Event.INPUT, inputs or {}),
                        (pb.Event.OUTPUT, outputs or {}),
                        (pb.Event.INTERNAL_OUTPUT, internal_outputs or {})):
@@ -188,7 +189,7 @@ class Writer:
           event.path.steps.add(index=i)
           if art.id:  # linked as it is, not written again
             event.artifact_id = art.id
-            edges.append((0, None, event))
+            edges.append((0, None, event))  # linked, not new
             continue
           if not art.uri:
             if self.pipeline_root is None:
@@ -291,7 +292,8 @@ class RunRecord:
   cache: Optional[pb.Artifact] = None   # Transform's updated analyzer cache
 
 
-def materialize(src: Optional[os.PathLike], dst: str, link: bool) -> None:
+def materialize(src: Optional[Union[str, os.PathLike]], dst: str,
+                link: bool) -> None:
   """Puts a copy of (or a link to) `src` at `dst`; nothing if no src."""
   if src is None:
     return
@@ -312,8 +314,8 @@ def _write_json(folder: str, name: str, content: Mapping[str, Any]) -> None:
 def _comparators(kind: str) -> Dict[str, tuple]:
   """{feature: (measure, threshold)} of the curated schema's `kind`
   ("drift" or "skew") comparators."""
-  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
-  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: PLC0415
+  from google.protobuf import text_format  # noqa: PLC0415
   schema = text_format.Parse(SCHEMA_FILE.read_text(), schema_pb2.Schema())
   out = {}
   for feature in schema.feature:
@@ -330,7 +332,7 @@ def _write_gate_report(uri: str, spec: RunSpec, previous_span: Optional[int],
                        eval_examples: int) -> None:
   """DataGate's files: its JSON summary and, with `spec.drift`, the drift
   anomalies as TFDV writes them (drift_skew_info per compared feature)."""
-  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # noqa: PLC0415
   lines = (list(spec.anomaly_lines) if spec.anomaly_lines is not None else
            [f"[day] schema: synthetic anomaly {i + 1}"
             for i in range(spec.anomaly_count)])
@@ -651,14 +653,18 @@ def _forecast_gate(r: Run) -> Record:
                         span=span,
                         reasons="" if spec.blessed else (
                             spec.reasons or "synthetic: not blessed"),
-                        **{k: float(v) for k, v in figures.items()}
-                    ).properties())
+                        **_figures(figures)).properties())
                 ]})
+
+
+def _figures(figures: Mapping[str, Any]) -> Dict[str, Any]:
+  """A blessing's metrics as floats (typed Any: they fill many fields)."""
+  return {k: float(v) for k, v in figures.items()}
 
 
 def _pusher(r: Run) -> Record:
   w, spec, home, version = r.w, r.spec, r.home, r.version
-  pushed_props = {c.PUSHED: int(spec.blessed)}
+  pushed_props: Dict[str, Any] = {c.PUSHED: int(spec.blessed)}
   if spec.blessed:
     pushed_props.update({c.PUSHED_VERSION: version, c.PUSHED_DESTINATION: str(
         home / "models" / version)})
@@ -711,7 +717,7 @@ def _write_node(r: Run, node: nodes.Node) -> None:
   if not node.resolver:
     outputs = {key: outputs.get(key) or [r.w.artifact(type_name)]
                for key, type_name in node.outputs.items()}
-  kwargs = dict(inputs=inputs, type_name=node.type)
+  kwargs: Dict[str, Any] = dict(inputs=inputs, type_name=node.type)
   kwargs["internal_outputs" if node.resolver else "outputs"] = outputs
   if node.id == r.spec.killed_in:
     for artifact in (a for arts in outputs.values() for a in arts):
@@ -885,7 +891,7 @@ def with_checks(specs: Sequence[RunSpec], seed: int = 0,
   and skew distances per feature, served MAE by lead on next-day results,
   a day DataGate refused (drift over its threshold) every `refuse_every`
   runs and an unblessed model every `unbless_every` (0: never)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np  # noqa: PLC0415
   rng = np.random.default_rng(seed)
   drift, skew = _comparators("drift"), _comparators("skew")
   out = []

@@ -46,7 +46,7 @@ def score(labels, predictions, naive) -> Dict[str, float]:
   """The model's and the seasonal-naive forecast's errors on one day
   (missing forecasts as baselines.errors counts them); an empty day is
   refused, not recorded as a NaN result."""
-  from taxi_demand.modeling import baselines  # pylint: disable=g-import-not-at-top
+  from taxi_demand.modeling import baselines  # noqa: PLC0415
   if len(labels) == 0:
     raise TaxiDemandError("no examples to score")
   mae, rmse = baselines.errors(labels, predictions)
@@ -129,7 +129,7 @@ def judge(span: int, mae: float, eval_mae: Optional[float],
 def day_columns(warehouse_path: os.PathLike, query_config,
                 span: int) -> Dict[str, np.ndarray]:
   """Day `span`'s examples (features and label) from the demand query."""
-  from taxi_demand.data import reader  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import reader  # noqa: PLC0415
   if not reader.warehouse_exists(warehouse_path):
     raise TaxiDemandError(f"no warehouse at {warehouse_path}")
   with reader.open_reader(warehouse_path) as wh:
@@ -153,7 +153,7 @@ def _require_trips(wh, span: int) -> None:
   arrived) would be scored as a day of no demand at all, recorded, and fed
   to the trend rule.
   """
-  from taxi_demand import spans as days  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans as days  # noqa: PLC0415
   if wh.trips_on(span) == 0:
     raise TaxiDemandError(
         f"the warehouse has no trips on {days.date_of(span)}: its demand is "
@@ -162,7 +162,7 @@ def _require_trips(wh, span: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _predictor(real_path: str):
-  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
+  from taxi_demand.modeling import saved_model  # noqa: PLC0415
   return saved_model.load_for_serving(real_path)
 
 
@@ -170,7 +170,7 @@ def predict(model_dir: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
   """The model's point forecasts. A model folder is written once and never
   changed (a pushed version, a Trainer's output), so a process that scores
   one model day after day (the trend rule, a backfill) loads it once."""
-  from taxi_demand.modeling import saved_model  # pylint: disable=g-import-not-at-top
+  from taxi_demand.modeling import saved_model  # noqa: PLC0415
   return np.asarray(_predictor(os.path.realpath(model_dir))(columns)[
       saved_model.PREDICTION_KEY], dtype=float)
 
@@ -178,7 +178,7 @@ def predict(model_dir: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 def score_day(model_dir: str, columns: Mapping[str, np.ndarray]
               ) -> Dict[str, float]:
   """MAE/RMSE of the model and of the seasonal-naive forecast on one day."""
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # noqa: PLC0415
   predictions = predict(model_dir, columns)
   return score(columns[features.LABEL], predictions,
                columns[features.SEASONAL_NAIVE])
@@ -189,7 +189,7 @@ def score_day(model_dir: str, columns: Mapping[str, np.ndarray]
 def truth_of(day: pa.Table) -> pa.Table:
   """(cell, slot_start) -> actual pickups and the seasonal-naive forecast,
   from the demand query's rows of a day (one per cell and slot)."""
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
+  from taxi_demand import features  # noqa: PLC0415
   return day.select([features.CELL, features.SLOT_START, features.LABEL,
                      features.SEASONAL_NAIVE])
 
@@ -207,9 +207,9 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
     ({lead: {"mae", "seasonal_naive_mae", "forecasts"}}, the forecasts with
     actual_pickups and seasonal_naive columns).
   """
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-  from taxi_demand import features  # pylint: disable=g-import-not-at-top
-  from taxi_demand.modeling import baselines  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # noqa: PLC0415
+  from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.modeling import baselines  # noqa: PLC0415
   keys = [features.CELL, features.SLOT_START]
   forecasts = forecasts.select(keys + [features.ISSUED_AT,
                                        features.LEAD_MINUTES,
@@ -243,9 +243,9 @@ def served_by_lead(serving_log: Union[str, os.PathLike], span: int,
   Returns {"served_by_lead": {lead: {...}} or None, "served_forecasts": n,
   "served_versions": "v1,v2", "served_note": why nothing was scored}.
   """
-  from taxi_demand import spans  # pylint: disable=g-import-not-at-top
-  from taxi_demand import objectstore  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import objectstore  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   if not serving_log or (not objectstore.is_gcs(serving_log)
                          and not Path(serving_log).is_dir()):
     return {"served_by_lead": None, "served_forecasts": 0,
@@ -282,7 +282,7 @@ class Subject:
 def model_dir_of(models_dir: os.PathLike, push) -> str:
   """The registry folder if still kept (on Cloud Storage, its local copy),
   else the Pusher's archived copy."""
-  from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+  from taxi_demand.serving import registry  # noqa: PLC0415
   if push.version in registry.versions(models_dir):
     return str(registry.local_copy(models_dir, push.version))
   if push.pushed_model.uri and Path(push.pushed_model.uri).is_dir():
@@ -294,8 +294,8 @@ def model_dir_of(models_dir: os.PathLike, push) -> str:
 
 def find_subject(home, span: int) -> Subject:
   """The model serving on day `span` and everything needed to judge it."""
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(home.metadata)
   event = queries.serving_on(snap, span)
   if event is None:
@@ -323,7 +323,7 @@ def find_subject(home, span: int) -> Subject:
 
 def result_of(subject: Subject, figures: Mapping[str, float],
               rules: Rules) -> Dict[str, Any]:
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
   alert, reason = judge(subject.span, figures["mae"], subject.eval_mae,
                         subject.history, rules)
   return {"date": queries.date_of(subject.span), "span": subject.span,
@@ -331,7 +331,11 @@ def result_of(subject: Subject, figures: Mapping[str, float],
           "eval_mae": subject.eval_mae, "alert": alert, "reason": reason}
 
 
-def validate(home, date: str, rules: Rules = Rules(),
+# Frozen: one shared default instance is safe.
+_DEFAULT_RULES = Rules()
+
+
+def validate(home, date: str, rules: Rules = _DEFAULT_RULES,
              warehouse_path: Optional[os.PathLike] = None,
              record: bool = True) -> Dict[str, Any]:
   """Scores the model serving on `date` on that day's demand; records it.
@@ -347,7 +351,7 @@ def validate(home, date: str, rules: Rules = Rules(),
     {"date", "model_version", "mae", "rmse", "seasonal_naive_mae", "alert",
      "reason", ...}.
   """
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
   subject = find_subject(home, queries.span_of_date(date))
   warehouse = warehouse_path or home.warehouse
   cfg = (subject.params or contract.RunParameters()).query_config()
@@ -362,7 +366,7 @@ def validate(home, date: str, rules: Rules = Rules(),
 
 def record_result(home, subject: Subject, result: Mapping[str, Any]) -> int:
   """One NextDayValidation execution: model (and D's examples) in, result out."""
-  from taxi_demand.lineage import record  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import record  # noqa: PLC0415
   folder = Path(home.pipeline_root) / "NextDayValidation"
   folder.mkdir(parents=True, exist_ok=True)
   path = folder / f"{result['date']}-{time.time_ns()}.json"

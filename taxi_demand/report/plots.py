@@ -29,7 +29,7 @@ def _figure(height: float = 3.2, width: float = WIDTH, left: float = 0.8,
   """A figure with fixed margins in inches: a layout engine would cost
   three times the drawing (the report's 5-second budget). matplotlib is
   imported here, by the process that draws."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # noqa: PLC0415
   fig = Figure(figsize=(width, height))
   fig.subplots_adjust(left=left / width, right=1 - right / width,
                       bottom=bottom / height, top=1 - top / height)
@@ -95,7 +95,7 @@ def _day_limits(ax, days: Sequence[datetime.date]) -> None:
 
 
 def _date_axis(ax) -> None:
-  from matplotlib import dates as mdates  # pylint: disable=g-import-not-at-top
+  from matplotlib import dates as mdates  # noqa: PLC0415
   locator = mdates.AutoDateLocator(maxticks=10)
   ax.xaxis.set_major_locator(locator)
   ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

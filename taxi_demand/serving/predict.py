@@ -17,7 +17,7 @@ from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand import features
 from taxi_demand import spans
-from taxi_demand.spans import format_epoch  # noqa: F401 - predict.format_epoch
+from taxi_demand.spans import format_epoch
 from taxi_demand.serving import registry
 from taxi_demand.serving import servelog
 

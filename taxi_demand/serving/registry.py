@@ -131,8 +131,8 @@ def recorded_version(models_dir: Models,
 def _unrecorded(current: str, metadata: os.PathLike):
   """ML Metadata's serving event (queries.ServingEvent) if it has no push
   of version `current`; None if it has, or if the store cannot be read."""
-  from taxi_demand.lineage import queries  # pylint: disable=g-import-not-at-top
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import queries  # noqa: PLC0415
+  from taxi_demand.lineage import store  # noqa: PLC0415
   try:
     snap = store.load(metadata)
   except TaxiDemandError:  # unreadable: the job keeps serving CURRENT, as

@@ -51,7 +51,7 @@ def other_units(feature: str = features.MEAN_3H, factor: float = 2.0
     raise ValueError(f"{feature} is not a float feature")
 
   def rewrite(table: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+    import pyarrow.compute as pc  # noqa: PLC0415
     i = table.column_names.index(feature)
     return table.set_column(i, feature, pc.multiply(table.column(feature),
                                                     float(factor)))
@@ -79,7 +79,7 @@ def stalled_feed(stopped_at: int, until: int) -> Serve:
 
 def _known_sql(cfg) -> str:
   """The arrival rule's known time as DuckDB SQL (see sql.ArrivalRule)."""
-  from taxi_demand.data import sql  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data import sql  # noqa: PLC0415
   return sql.to_duckdb(f"SELECT {cfg.arrival.known_expr()}").removeprefix(
       "SELECT ")
 

@@ -62,9 +62,9 @@ def write_chunks(trips_dir: Path, out: Path, day: int,
                  minutes: int = 5) -> List[tuple]:
   """Day `day`'s simulated trips, cut into one Parquet file per `minutes`
   of pickup time: [(end epoch, path, trips)], oldest first."""
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-  import pyarrow.dataset as ds  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # noqa: PLC0415
+  import pyarrow.dataset as ds  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
   table = ds.dataset(sorted(trips_dir.glob("trips-*.parquet"))).to_table()
   start = pc.cast(table.column("trip_start_timestamp"), "int64").to_numpy()
   unit = 1 if table.schema.field("trip_start_timestamp").type == "int64" \
@@ -160,7 +160,7 @@ def running_executions(home: Home) -> int:
   """Executions ML Metadata still shows NEW or RUNNING."""
   if not home.metadata.exists():
     return 0
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # noqa: PLC0415
   snap = store.load(home.metadata)
   return sum(1 for n in snap.executions.values()
              if n.state in ("NEW", "RUNNING"))
@@ -169,7 +169,7 @@ def running_executions(home: Home) -> int:
 def node_running(home: Home, node_id: str, after_run: int) -> bool:
   """Whether a run newer than the first `after_run` runs is executing
   `node_id` now."""
-  from taxi_demand.lineage import store  # pylint: disable=g-import-not-at-top
+  from taxi_demand.lineage import store  # noqa: PLC0415
   try:
     snap = store.load(home.metadata)
   except Exception:  # pylint: disable=broad-except  (being created)
@@ -181,8 +181,8 @@ def node_running(home: Home, node_id: str, after_run: int) -> bool:
 def audit(home: Home, chunks: List[tuple], first_tick: int, last_tick: int,
           interval_s: int = TICK_S) -> Dict[str, int]:
   """What a live stretch left behind: ticks and trips, scheduled vs kept."""
-  from taxi_demand.data.warehouse import Warehouse  # pylint: disable=g-import-not-at-top
-  from taxi_demand.serving import servelog  # pylint: disable=g-import-not-at-top
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
   days = sorted({servelog.day_of_slot(t) for t in
                  (first_tick - features.SECONDS_PER_DAY, first_tick,
                   last_tick, last_tick + features.SECONDS_PER_DAY)})
@@ -349,7 +349,7 @@ class LiveDay:
           pause_s: float = 0.05) -> None:
     """Steps until `until(self)`, then stops every process (the job and
     the reader with SIGKILL: how a live system stops is beside the point)."""
-    from taxi_demand.serving import registry  # pylint: disable=g-import-not-at-top
+    from taxi_demand.serving import registry  # noqa: PLC0415
     last = time.monotonic()
     gap_began = None  # when the current stretch without a model began
     try:
