@@ -2,7 +2,7 @@
 
 Writes, with ml_metadata only (no pipeline, no TensorFlow), the records a
 daily run leaves, laid out as LocalDagRunner writes them (see
-taxi_demand/lineage/synthetic.py): the pipeline, pipeline_run and node
+taxi_demand/testing/synthetic.py): the pipeline, pipeline_run and node
 contexts, one execution per node with TFX's event keys and properties, a
 pushed model per run and a next-day result per day. Then runs each command
 as a user would (a fresh `python -m taxi_demand` process) and prints JSON:
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from taxi_demand.lineage.synthetic import FIRST_SPAN, build
+from taxi_demand.testing.synthetic import FIRST_SPAN, build
 
 LIMIT_S = 1.0
 RESOLVE_LIMIT_S = 0.5

@@ -2,7 +2,7 @@
 
 The home holds what a season of operation leaves (no pipeline run, no
 TensorFlow): N runs in ML Metadata written as LocalDagRunner writes them
-(taxi_demand/lineage/synthetic.py), with DataGate's drift per feature, skew
+(taxi_demand/testing/synthetic.py), with DataGate's drift per feature, skew
 reports, refused and unblessed days and next-day results with served MAE by
 lead; a simulated warehouse; and the newest day's served log at every lead,
 forecast by seasonal naive (the `lag_7d` feature, point in time). Then it
@@ -41,7 +41,7 @@ def build_home(root: Path, runs: int, days: int = 14, scale: float = 0.3):
   from taxi_demand.data import sql  # noqa: PLC0415
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   from taxi_demand.home import Home  # noqa: PLC0415
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   from taxi_demand.serving import registry  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
   home = Home(root).ensure()

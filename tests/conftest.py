@@ -10,7 +10,7 @@ without running the pipeline:
   and real ExampleGen and StatisticsGen outputs (their executors called by
   hand) for the two newest days.
 * `city_home`: a home over that city whose metadata.sqlite is a synthetic
-  ML Metadata store (`taxi_demand.lineage.synthetic`) of ten daily runs
+  ML Metadata store (`taxi_demand.testing.synthetic`) of ten daily runs
   laid out as LocalDagRunner writes them, 2024-02-02 .. 2024-02-11 with a
   7-day window and a 6-day one for the last, each pushing the trained model
   with its real eval-day figures in ForecastGate's blessing; the registry
@@ -397,7 +397,7 @@ class CityHome:
 def city_runs(city: City):
   """The ten runs' records: the one model, its real figures on each day."""
   from taxi_demand.lineage import contract  # noqa: PLC0415
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   from taxi_demand.monitoring import nextday  # noqa: PLC0415
   runs = []
   for span in RUN_SPANS:
@@ -437,7 +437,7 @@ def city_home(city, tmp_path_factory) -> CityHome:
   Read-only: take `city_copy` to record, roll back, predict or log.
   """
   from taxi_demand.home import Home  # noqa: PLC0415
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   root = tmp_path_factory.mktemp("city_home") / "home"
   records = synthetic.write_store(root, city_runs(city),
                                   model_dir=city.model_dir, link=True)
@@ -456,7 +456,7 @@ def report_home(city, tmp_path_factory):
   Read-only: the report test writes its page elsewhere.
   """
   from taxi_demand.home import Home  # noqa: PLC0415
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   root = tmp_path_factory.mktemp("report_home") / "home"
   records = synthetic.write_store(
       root, synthetic.with_checks(city_runs(city), seed=3),
@@ -473,7 +473,7 @@ def standalone_city_home(city, tmp_path):
   file copied, none linked to the session's, its store recording its own
   paths. (Returns the Home and the pushed versions, oldest first.)"""
   from taxi_demand.home import Home  # noqa: PLC0415
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   root = tmp_path / "original"
   records = synthetic.write_store(root, city_runs(city),
                                   model_dir=city.model_dir, link=False)
@@ -515,7 +515,7 @@ def bigquery(bigquery_city, monkeypatch):
 
 def write_old_layout_store(path: Path) -> None:
   """Runs written before DataGate, ForecastGate and recorded parameters."""
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   w = synthetic.Writer(path)
   done = synthetic.COMPLETE
   for i in range(2):

@@ -12,7 +12,7 @@ from taxi_demand.lineage import contract
 from taxi_demand.lineage import nodes
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic as synth
+from taxi_demand.testing import synthetic as synth
 from taxi_demand.serving import registry
 from taxi_demand.serving import rollback
 

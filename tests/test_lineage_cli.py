@@ -10,7 +10,7 @@ import pytest
 from taxi_demand import cli
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 from taxi_demand.serving import registry
 
 _COMMANDS = (["runs", "--json"], ["show", "last"], ["diff", "2024-01-01T00:00:00",

@@ -375,14 +375,14 @@ def _layout(path):
 
 
 def test_synthetic_stores_are_laid_out_like_a_real_run(home, tmp_path):
-  """taxi_demand.lineage.synthetic writes what LocalDagRunner wrote here.
+  """taxi_demand.testing.synthetic writes what LocalDagRunner wrote here.
 
   Same node ids, the same execution types, the same input and output keys
   with the same artifact types; every property it writes, a real run writes
   too (a real run writes more). Runs last: the module's runs by then
   include a first run, cached, unblessed, failed, resumed and refused ones.
   """
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   synthetic.build(tmp_path / "synthetic", 3)
   real = _layout(home.metadata)
   fake = _layout(tmp_path / "synthetic" / "metadata.sqlite")

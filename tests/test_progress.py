@@ -12,7 +12,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline import progress
 from taxi_demand.lineage import contract as c
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 
 RUN = "2024-02-10T06:00:00.000001"
 NODES = [c.CURATED_SCHEMA, c.EXAMPLE_GEN, c.DATA_GATE, c.TRAINER, c.PUSHER]

@@ -18,7 +18,7 @@ from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 from taxi_demand.serving import predict
 from taxi_demand.serving import registry
 

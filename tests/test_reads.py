@@ -16,7 +16,7 @@ from taxi_demand import spans
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 
 RUNS = 30
 FIRST = synthetic.FIRST_SPAN             # 2023-12-09

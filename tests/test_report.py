@@ -368,7 +368,7 @@ def test_links_planted_in_the_out_folder_are_never_written_through(
   temporary's old, predictable name and at index.html itself. The report
   replaces index.html with a file of its own and leaves both victims as
   they were."""
-  from taxi_demand.lineage import synthetic  # noqa: PLC0415
+  from taxi_demand.testing import synthetic  # noqa: PLC0415
   home = tmp_path / "home"
   synthetic.build(home, 3)
   out = tmp_path / "shared"

@@ -8,7 +8,7 @@ from taxi_demand.home import Home
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 from taxi_demand.monitoring import nextday
 from taxi_demand.serving import registry
 from taxi_demand.serving import rollback

@@ -18,7 +18,7 @@ from taxi_demand.lineage import nodes
 from taxi_demand.lineage import queries
 from taxi_demand.lineage import record
 from taxi_demand.lineage import store
-from taxi_demand.lineage import synthetic
+from taxi_demand.testing import synthetic
 
 
 # The local pipeline's node ids, as run_options reads them off a tfx

@@ -4,7 +4,7 @@ Each node has an id, the execution type TFX records for it, its inputs (the
 output of another node each), its outputs (key -> artifact type), the
 platforms it runs on and its group. `pipeline/pipeline.py` attaches a
 component factory to each id and assembles the local and the Vertex graph
-from this table; the synthetic stores (`lineage/synthetic.py`) write each
+from this table; the synthetic stores (`testing/synthetic.py`) write each
 node's execution and events from it; the window ingest
 (`pipeline/local_run.py`) runs the INGEST group. Standard library only, like
 `contract`: the metadata commands read it without TFX or TensorFlow.
