@@ -367,14 +367,23 @@ class JobKill:
 # ---- after the day ----------------------------------------------------------
 
 
+def slot_days(first_tick: int, last_tick: int) -> list:
+  """The served log's day partitions holding ticks first..last: every day
+  between, and the day after the last (a tick's slots start on its own day
+  or the next). A busy machine stretches the live day over several."""
+  import datetime  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
+  first, last = servelog.day_of_slot(first_tick), servelog.day_of_slot(
+      last_tick)
+  return [first + datetime.timedelta(days=k)
+          for k in range((last - first).days + 2)]
+
+
 def served_files(home, first_tick: int, last_tick: int) -> dict:
   """{tick: [(model version, predicted_at epoch)]} from the served log."""
   import pyarrow.parquet as pq  # noqa: PLC0415
-  from taxi_demand import features  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
-  days = {servelog.day_of_slot(t) for t in
-          range(first_tick, last_tick + features.SECONDS_PER_DAY + 1,
-                features.SECONDS_PER_DAY)}
+  days = slot_days(first_tick, last_tick)
   out = {}
   for day in sorted(days):
     for path in servelog.partition(home.serving_log, day).glob(
@@ -416,8 +425,7 @@ def backlog_served(home, first_tick: int, end: int) -> bool:
   from taxi_demand.testing import live  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
   last = (end - live.TICK_S) // live.TICK_S * live.TICK_S
-  served = servelog.served_ticks(home.serving_log, sorted(
-      {servelog.day_of_slot(t) for t in (first_tick, last)}))
+  served = servelog.served_ticks(home.serving_log, slot_days(first_tick, last))
   return all(t in served for t in range(first_tick, last + 1, live.TICK_S))
 
 
@@ -502,9 +510,10 @@ def live_day(args, ready: dict, root: Path) -> dict:
   # written: the tick due at the very moment of the stop may be mid-write.
   last_tick = (stop - live.TICK_S) // live.TICK_S * live.TICK_S
   report = live.audit(home, chunks, first_tick, last_tick)
-  served = servelog.served_ticks(
-      home.serving_log, sorted({servelog.day_of_slot(t) for t in (
-          first_tick, last_tick, last_tick + features.SECONDS_PER_DAY)}))
+  # Every day between too: a stretch the load made longer than a day
+  # spans three partitions or more.
+  served = servelog.served_ticks(home.serving_log,
+                                 slot_days(first_tick, last_tick))
   lost = [t for t in range(first_tick, last_tick + 1, live.TICK_S)
           if t not in served]
   files = served_files(home, first_tick, last_tick)
