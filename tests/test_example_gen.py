@@ -222,7 +222,8 @@ def test_driver_fills_span_in_local_pipeline(warehouse_path, tmp_path):
         example_gen_utils.FINGERPRINT_PROPERTY_NAME].string_value == (
             duckdb_example_gen.ingest_fingerprint(
                 wh.span_fingerprint(SUNDAY),
-                duckdb_example_gen.query_key(input_config_for(HOURLY))))
+                duckdb_example_gen.query_key(input_config_for(HOURLY))
+            ).text())
   assert duckdb_example_gen.query_key(input_config_for(HOURLY)) != (
       duckdb_example_gen.query_key(input_config_for(sql.QueryConfig())))
   examples = standard_artifacts.Examples()

@@ -618,8 +618,13 @@ def _judged(r: Run) -> records.ForecastGateRecord:
 def _evaluator(r: Run) -> Record:
   w, spec, base = r.w, r.spec, r.base
   judged = dataclasses.replace(_judged(r), blessed=spec.blessed)
-  evaluator_blessing = w.artifact("ModelBlessing",
-                                  custom=judged.properties())
+  # TFX's Evaluator writes the verdict and the model judged, none of
+  # ForecastGate's own fields (an empty `unmeasured` included).
+  named = records.ForecastGateRecord.names()
+  evaluator_fields = {*records.BlessingRecord.property_names(),
+                      named.current_model, named.current_model_id}
+  evaluator_blessing = w.artifact("ModelBlessing", custom={
+      k: v for k, v in judged.properties().items() if k in evaluator_fields})
   if base is not None:
     _fill(evaluator_blessing.custom_properties, {
         "baseline_model": base.model.uri, "baseline_model_id": base.model.id})
