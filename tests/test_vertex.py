@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -15,6 +14,7 @@ import pytest
 
 import taxi_demand  # noqa: F401  (must precede any TensorFlow import)
 import runner_vertex
+import vertex_container
 from pipeline import vertex_run
 from taxi_demand.data import sql
 
@@ -66,13 +66,8 @@ def compiled(tmp_path_factory):
   return args, out, job
 
 
-def _tasks(job):
-  return job["pipelineSpec"]["root"]["dag"]["tasks"]
-
-
-def _executor(job, task):
-  return job["pipelineSpec"]["deploymentSpec"]["executors"][
-      f"{task}_executor"]["container"]
+_tasks = vertex_container.tasks
+_executor = vertex_container.executor
 
 
 # --- the compiled spec ------------------------------------------------------
@@ -177,17 +172,6 @@ def test_span_is_a_runtime_parameter(compiled):
 # --- the query ExampleGen runs ----------------------------------------------
 
 
-def _vertex_fill(value, run_parameters, schedule_time):
-  """What the Vertex backend does to a task input before the container runs."""
-  if "componentInputParameter" in value:
-    return run_parameters[value["componentInputParameter"]]
-  constant = value["runtimeValue"]["constant"]
-  if isinstance(constant, str):
-    constant = constant.replace("{{$.pipeline_job_schedule_time_utc}}",
-                                schedule_time)
-  return constant
-
-
 def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
                                task="ExampleGen"):
   """Runs an ExampleGen container entrypoint as Vertex would, minus BigQuery.
@@ -196,48 +180,11 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
     (the input_config TFX's BigQuery executor was given, the span written on
     the output Examples artifact).
   """
-  from tfx.components.example_gen import base_example_gen_executor  # noqa: PLC0415
-  from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor  # noqa: PLC0415
-  params = _tasks(job)[task]["inputs"]["parameters"]
-  output_file = tmp_path / "executor_output.json"
-  executor_input = {
-      "inputs": {"parameterValues": {
-          k: _vertex_fill(v, run_parameters, schedule_time)
-          for k, v in params.items()}},
-      "outputs": {
-          "artifacts": {"examples": {"artifacts": [{
-              "name": "projects/p/locations/l/metadataStores/default/"
-                      "artifacts/1",
-              "type": {"schemaTitle": "tfx.Examples"},
-              "uri": str(tmp_path / "examples")}]}},
-          "outputFile": str(output_file)},
-  }
-  container_args = [json.dumps(executor_input) if a == "{{$}}" else a
-                    for a in _executor(job, task)["args"]]
-  flags, beam_args = kubeflow_v2_run_executor._parse_flags(container_args)
   # Dataflow options make Beam look for credentials and GCS buckets; they are
   # checked in their own test. BigQuery's project is all the query needs.
-  beam_args = [a for a in beam_args if a.startswith("--project=")]
-  seen = {}
-
-  def generate(self, input_dict, exec_properties):
-    del self, input_dict
-    seen.update(exec_properties)
-    return {}  # no BigQuery here; the queries are what this test is about
-
-  # Beam executors parse sys.argv with absl; the container's argv is its own.
-  with mock.patch.object(base_example_gen_executor.BaseExampleGenExecutor,
-                         "GenerateExamplesByBeam", generate), \
-      mock.patch.object(sys, "argv", ["kubeflow_v2_run_executor"]):
-    kubeflow_v2_run_executor._run_executor(flags, beam_args)
-  from tfx.proto import example_gen_pb2  # noqa: PLC0415
-  from tfx.utils import proto_utils  # noqa: PLC0415
-  input_config = proto_utils.json_to_proto(seen["input_config"],
-                                           example_gen_pb2.Input())
-  output = json.loads(output_file.read_text())
-  artifact = output["artifacts"]["examples"]["artifacts"][0]
-  return ({s.name: s.pattern for s in input_config.splits},
-          artifact["metadata"]["span"])
+  return vertex_container.run_example_gen(
+      job, task, tmp_path, run_parameters, schedule_time,
+      keep_beam_arg=lambda a: a.startswith("--project="))
 
 
 def _expected_queries(span, days_before=0):
