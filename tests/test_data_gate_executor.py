@@ -126,16 +126,13 @@ def vertex_gate(tmp_path, store_root):
   run as its container runs it; returns gate(span, columns) -> (the
   report's recorded properties as a DataGateRecord, its JSON summary)."""
   import vertex_container  # noqa: PLC0415
-  from tfx.dsl.components.common.importer import Importer  # noqa: PLC0415
   from tfx.types import standard_artifacts  # noqa: PLC0415
   from pipeline.components.data_gate import DataGate  # noqa: PLC0415
-  imported = {key: Importer(source_uri=f"gs://bucket/{key}",
-                            artifact_type=kind).with_id(key)
-              for key, kind in (
-                  (contract.STATISTICS, standard_artifacts.ExampleStatistics),
-                  (contract.SCHEMA, standard_artifacts.Schema),
-                  (contract.ANOMALIES, standard_artifacts.ExampleAnomalies))}
-  node = DataGate(**{k: i.outputs["result"] for k, i in imported.items()},
+  imported = vertex_container.importers({
+      contract.STATISTICS: standard_artifacts.ExampleStatistics,
+      contract.SCHEMA: standard_artifacts.Schema,
+      contract.ANOMALIES: standard_artifacts.ExampleAnomalies})
+  node = DataGate(**vertex_container.outputs_of(imported),
                   verdicts_root=str(store_root),
                   query_key=QUERY_KEY).with_id(contract.DATA_GATE)
   job = vertex_container.compile_job([*imported.values(), node], tmp_path)

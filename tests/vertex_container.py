@@ -38,21 +38,30 @@ def vertex_fill(value: dict, run_parameters: Mapping[str, Any],
   return constant
 
 
-def _artifact_lists(artifacts: Mapping[str, List[Any]]) -> dict:
-  """TFX artifacts as the executor input's RuntimeArtifact lists."""
+def _artifact_lists(artifacts: Mapping[str, List[Any]],
+                    definitions: Mapping[str, dict]) -> dict:
+  """TFX artifacts as the executor input's RuntimeArtifact lists, typed as
+  the compiled component declares them (the container recovers each
+  artifact's class from that type)."""
   from google.protobuf import json_format  # noqa: PLC0415
   from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as utils  # noqa: PLC0415
   out = {}
   for key, found in artifacts.items():
     runtime = []
     for i, one in enumerate(found):
-      made = utils.to_runtime_artifact(one, {})
-      made.name = (f"projects/p/locations/l/metadataStores/default/"
-                   f"artifacts/{key}-{i}")
-      made.type.schema_title = f"tfx.{one.TYPE_NAME}"
-      runtime.append(json_format.MessageToDict(made))
+      made = json_format.MessageToDict(utils.to_runtime_artifact(one, {}))
+      made["name"] = (f"projects/p/locations/l/metadataStores/default/"
+                      f"artifacts/{key}-{i}")
+      made["type"] = definitions[key]["artifactType"]
+      runtime.append(made)
     out[key] = {"artifacts": runtime}
   return out
+
+
+def _definitions(job: dict, task: str, side: str) -> dict:
+  component = tasks(job)[task]["componentRef"]["name"]
+  return job["pipelineSpec"]["components"][component].get(
+      side, {}).get("artifacts", {})
 
 
 def run_task(job: dict, task: str, tmp_path: Path,
@@ -84,8 +93,10 @@ def run_task(job: dict, task: str, tmp_path: Path,
           "parameterValues": {
               k: vertex_fill(v, run_parameters or {}, schedule_time)
               for k, v in params.items()},
-          "artifacts": _artifact_lists(inputs or {})},
-      "outputs": {"artifacts": _artifact_lists(outputs or {}),
+          "artifacts": _artifact_lists(
+              inputs or {}, _definitions(job, task, "inputDefinitions"))},
+      "outputs": {"artifacts": _artifact_lists(
+          outputs or {}, _definitions(job, task, "outputDefinitions")),
                   "outputFile": str(output_file)},
   }
   container_args = [json.dumps(executor_input) if a == "{{$}}" else a
@@ -147,3 +158,28 @@ def run_example_gen(job: dict, task: str, tmp_path: Path,
                                            example_gen_pb2.Input())
   return ({s.name: s.pattern for s in input_config.splits},
           output["artifacts"]["examples"]["artifacts"][0]["metadata"]["span"])
+
+
+def importers(kinds: Mapping[str, type]) -> Dict[str, Any]:
+  """{channel key: an Importer of that artifact type}: stand-ins for the
+  upstream nodes of the one task under test (the test gives its inputs)."""
+  from tfx.dsl.components.common.importer import Importer  # noqa: PLC0415
+  return {key: Importer(source_uri=f"gs://bucket/{key}",
+                        artifact_type=kind).with_id(key)
+          for key, kind in kinds.items()}
+
+
+def outputs_of(made: Mapping[str, Any]) -> Dict[str, Any]:
+  """{channel key: its Importer's output}, to wire into the task."""
+  return {key: node.outputs["result"] for key, node in made.items()}
+
+
+def run_node(node, upstream: Mapping[str, Any], tmp_path: Path,
+             inputs: Mapping[str, List[Any]],
+             outputs: Mapping[str, List[Any]]) -> Dict[str, dict]:
+  """Compiles `node` after its `importers`, runs its container once, and
+  returns {output key: the properties recorded on its one artifact}."""
+  job = compile_job([*upstream.values(), node], tmp_path)
+  output = run_task(job, node.id, tmp_path, inputs=inputs, outputs=outputs)
+  return {key: output["artifacts"][key]["artifacts"][0]["metadata"]
+          for key in outputs}

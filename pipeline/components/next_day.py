@@ -18,7 +18,6 @@ from typing import Optional
 
 import pyarrow as pa
 
-from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
@@ -26,7 +25,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components.examples_io import read_columns
-from taxi_demand.lineage import contract
+from taxi_demand import artifacts
 from taxi_demand.lineage.records import ForecastGateRecord
 from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.lineage.queries import date_of
@@ -35,9 +34,8 @@ from taxi_demand.monitoring import nextday
 REPORT_FILE = "next_day.json"
 
 
-class NextDayResult(types.Artifact):
-  """How the model serving on a day did on that day's demand."""
-  TYPE_NAME = contract.NEXT_DAY_RESULT
+# Defined where Vertex's container finds it by its type name.
+NextDayResult = artifacts.NextDayResult
 
 
 def check(examples_uri: str, model_uri: str, span: int,
