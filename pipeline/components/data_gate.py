@@ -9,7 +9,7 @@ The runner reads the verdict back and exits 3 with one line per anomaly.
 
 import json
 import os
-from typing import List, Optional
+from typing import List
 
 from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
@@ -19,6 +19,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from pipeline.components import day_verdicts
 from taxi_demand.data import verdicts
 from taxi_demand.errors import AlertError
 from taxi_demand.errors import TaxiDemandError
@@ -47,20 +48,6 @@ def verdict_lines(report_uri: str) -> List[str]:
 
 def _split_file(artifact: types.Artifact, split: str, name: str) -> str:
   return os.path.join(artifact_utils.get_split_uri([artifact], split), name)
-
-
-def recorded_previous(store: verdicts.VerdictStore, query_key: str,
-                      span: int) -> Optional[types.Artifact]:
-  """The newest passed day before `span` on record in the day verdicts, as
-  the statistics artifact that day's DataGate read (None: no such day)."""
-  verdict = store.passed_before(query_key, span)
-  if verdict is None:
-    return None
-  previous = standard_artifacts.ExampleStatistics()
-  previous.uri = verdict.statistics_uri
-  previous.span = verdict.span
-  previous.split_names = artifact_utils.encode_split_names([NEW_DAY_SPLIT])
-  return previous
 
 
 def describe(anomalies) -> List[str]:
@@ -130,8 +117,8 @@ def DataGate(  # pylint: disable=invalid-name
                             "query_key")
     store = verdicts.VerdictStore(verdicts_root)
     if check_drift and previous_statistics is None:
-      previous_statistics = recorded_previous(store, query_key,
-                                              statistics.span)
+      previous_statistics = day_verdicts.previous_statistics(
+          store, query_key, statistics.span)
   if check_drift and previous_statistics is not None:
     current = tfdv.load_stats_binary(
         _split_file(statistics, NEW_DAY_SPLIT, contract.STATISTICS_FILE))
