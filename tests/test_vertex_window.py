@@ -115,3 +115,15 @@ def test_the_rule_is_the_local_resolvers():
   assert spans.window_days(10, 3, [6, 5, 4, 3]) == [4, 5, 6]
   assert spans.window_days(10, 3, [10, 11]) == []
   assert spans.window_days(10, 3, []) == []
+
+
+def test_a_broken_verdict_or_query_key_is_one_line(tmp_path):
+  root = tmp_path / "verdicts"
+  _record(root, {1: True})
+  (root / _key() / f"{D - 1}.json").write_text("{not json")
+  store = verdicts.VerdictStore(root)
+  with pytest.raises(TaxiDemandError, match=f"^unreadable day verdict "
+                     f".*{D - 1}.json: "):
+    store.window(_key(), D, TRAIN_DAYS)
+  with pytest.raises(TaxiDemandError, match="^bad query key '../x'"):
+    store.window("../x", D, TRAIN_DAYS)
