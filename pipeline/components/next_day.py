@@ -73,8 +73,9 @@ def NextDayValidator(  # pylint: disable=invalid-name
       the first run, which then records that nothing was serving.
     model_blessing: its ForecastGate blessing, for the eval MAE.
     margin: sudden alert if MAE > eval MAE x (1 + margin).
-    serving_log_dir: the local served log, which holds the forecasts
-      served for D ("" on Vertex: not scored, and the result says so).
+    serving_log_dir: the served log (a folder, or gs:// on Vertex), which
+      holds the forecasts served for D ("": not scored, and the result
+      says so).
   """
   span = int(examples.span)
   # The JSON report; the result records its NextDayRecord fields.
