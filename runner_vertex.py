@@ -51,7 +51,8 @@ def _pipeline_flags() -> arguments.Parser:
                  "gs://PROJECT-taxi-demand/pipeline)")
   g.add_argument("--serving-dir", metavar="GS_URI",
                  help="gs:// folder blessed models are pushed to (default: "
-                 "models/ in the pipeline root's bucket)")
+                 "models/ in the pipeline root's bucket); the served log "
+                 "is read from serving_log/ beside it")
   g.add_argument("--image", help="the pipeline image built from Dockerfile "
                  "(default REGION-docker.pkg.dev/PROJECT/taxi-demand/"
                  f"pipeline:{taxi_demand.__version__})")

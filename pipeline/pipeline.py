@@ -35,6 +35,7 @@ from pipeline.config import Platform
 from pipeline.config import VertexConfig
 from taxi_demand import spans
 from taxi_demand import features
+from taxi_demand.data import verdicts
 from taxi_demand.lineage import contract
 from taxi_demand.lineage import nodes
 
@@ -123,16 +124,29 @@ def _duckdb_example_gen(config: PipelineConfig):
                           range_config=range_config_for(config.span))
 
 
-def _bigquery_example_gen(config: PipelineConfig, days_before: int = 0):
-  """The same demand query on BigQuery: the run's day (`days_before` = 0),
-  or the window before it (Vertex's TrainingWindow)."""
+def _bigquery_example_gen(config: PipelineConfig, **window):
+  """The same demand query on BigQuery: the run's day, or with `window`
+  (window_days, verdicts_root) the window before it (Vertex's
+  TrainingWindow)."""
   # No query-based driver runs on Vertex, so range_config would be ignored:
   # the executor fills the span from this parameter (0: from the schedule).
   return SpanBigQueryExampleGen(
-      input_config=input_config_for(config.query, days_before),
+      input_config=input_config_for(config.query),
       span=tfx.dsl.experimental.RuntimeParameter(
           name=contract.SPAN_PARAMETER, ptype=int, default=config.span),
-      ready_after_hours=config.vertex.ready_after_hours)
+      ready_after_hours=config.vertex.ready_after_hours, **window)
+
+
+def _verdicts_root(config: PipelineConfig) -> str:
+  """Where DataGate keeps each day's verdict, for the nodes that on Vertex
+  cannot ask ML Metadata (taxi_demand.data.verdicts)."""
+  return verdicts.root_under(config.pipeline_root)
+
+
+def _query_key(config: PipelineConfig) -> str:
+  """The day query's key: the verdicts and the local window are kept by
+  it, so a changed query starts a new history."""
+  return query_key(input_config_for(config.query))
 
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
@@ -249,11 +263,16 @@ def _example_validator(config: PipelineConfig, **inputs):
 
 
 def _data_gate(config: PipelineConfig, **inputs):
-  # Without the previous span's statistics (Vertex compiles no custom
-  # resolver to find them) there is no drift to check.
   del config
-  return DataGate(**inputs, **({} if "previous_statistics" in inputs
-                               else {"check_drift": 0}))
+  return DataGate(**inputs)
+
+
+def _vertex_data_gate(config: PipelineConfig, **inputs):
+  # Vertex compiles no custom resolver to find the previous span's
+  # statistics: DataGate records each verdict and finds the newest passed
+  # day's statistics among them.
+  return DataGate(verdicts_root=_verdicts_root(config),
+                  query_key=_query_key(config), **inputs)
 
 
 def _on_the_day(strategy_class):
@@ -276,16 +295,18 @@ def _training_window(config: PipelineConfig, **channels):
       strategy_class=TrainingWindowStrategy,
       config={contract.SPAN: config.span,
               TRAIN_DAYS_KEY: config.train_days,
-              QUERY_KEY: query_key(input_config_for(config.query))},
+              QUERY_KEY: _query_key(config)},
       **channels)
 
 
 def _vertex_training_window(config: PipelineConfig, **channels):
   """Vertex compiles only TFX's latest-artifact resolvers, which cannot pick
   a window of spans, so there a second ExampleGen reads the window's days
-  from BigQuery again."""
+  from BigQuery again: the days DataGate passed, by the day verdicts and
+  the local resolver's rule (spans.window_days)."""
   del channels  # nothing is resolved
-  return _bigquery_example_gen(config, days_before=config.train_days)
+  return _bigquery_example_gen(config, window_days=config.train_days,
+                               verdicts_root=_verdicts_root(config))
 
 
 def _vertex_latest_blessed(config: PipelineConfig, **channels):
@@ -360,6 +381,22 @@ def _skew_validator(config: PipelineConfig, **inputs):
       **inputs)
 
 
+def _vertex_skew_validator(config: PipelineConfig, **inputs):
+  # No lineage-walking resolver on Vertex: the executor finds the serving
+  # version's training statistics from the registry and the day verdicts,
+  # and takes the day from the run's examples (a scheduled run's day is
+  # known only once ExampleGen ran). The trips are in BigQuery.
+  return SkewValidator(
+      serving_log_dir=config.serving_log_dir,
+      date="",
+      fail_on_skew=0,
+      warehouse_path=f"bq://{config.query.table}",
+      query_config=_query_config(config),
+      models_dir=config.serving_dir,
+      verdicts_root=_verdicts_root(config),
+      **inputs)
+
+
 Factory = Callable[..., Optional[base_node.BaseNode]]
 
 # The local graph: a factory for each node of the node table that runs
@@ -392,7 +429,9 @@ VERTEX_FACTORIES: Dict[str, Factory] = {
     **FACTORIES,
     contract.EXAMPLE_GEN: _bigquery_example_gen,
     contract.CURATED_SCHEMA: _vertex_curated_schema,
+    contract.DATA_GATE: _vertex_data_gate,
     contract.TRAINING_WINDOW: _vertex_training_window,
+    contract.SKEW_VALIDATOR: _vertex_skew_validator,
     contract.LATEST_BLESSED_MODEL: _vertex_latest_blessed,
     contract.ENDPOINT_PUSHER: _endpoint_pusher,
 }

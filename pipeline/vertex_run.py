@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from pipeline import flags
 from taxi_demand import __version__
+from taxi_demand import cloud
 from taxi_demand import spans
 from taxi_demand.lineage import contract
 from taxi_demand.data import contract as data_contract
@@ -225,6 +226,15 @@ def dataflow_beam_args(args) -> List[str]:
   return flags
 
 
+def serving_log_beside(serving_dir: str) -> str:
+  """The served log of the store that holds `serving_dir`: the 5-minute job
+  (`--store gs://BUCKET[/PREFIX]`) keeps models/ and serving_log/ side by
+  side, and the pipeline pushes to that models/."""
+  models = cloud.parse_gcs(serving_dir, "--serving-dir")
+  store = cloud.GcsAddress(models.bucket, models.prefix.rpartition("/")[0])
+  return str(store.child("serving_log"))
+
+
 def build_config(args):
   """Checked flags -> PipelineConfig for Platform.VERTEX. The one place."""
   from pipeline.config import PipelineConfig  # noqa: PLC0415
@@ -253,6 +263,8 @@ def build_config(args):
         span=span,
         platform=Platform.VERTEX,
         serving_dir=args.serving_dir,
+        # NextDayValidator and SkewValidator read what the job served.
+        serving_log_dir=serving_log_beside(args.serving_dir),
         # Nodes outside Dataflow (ImportSchemaGen, DataGate, ...) run Beam, if
         # at all, in their own container; BigQuery needs a project and a
         # temp location either way.

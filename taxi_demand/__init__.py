@@ -12,3 +12,14 @@ import os as _os
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+  """`taxi_demand.SkewReport` and the other custom artifact types, loaded
+  on first use: their type names are the import paths Vertex's container
+  entrypoint recovers them by (see taxi_demand/artifacts.py)."""
+  if name[:1].isupper():
+    from taxi_demand import artifacts  # noqa: PLC0415
+    if name in artifacts.BY_NAME:
+      return artifacts.BY_NAME[name]
+  raise AttributeError(f"module 'taxi_demand' has no attribute {name!r}")

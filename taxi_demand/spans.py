@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Optional
+from typing import Iterable, List, Optional
 
 from taxi_demand.errors import TaxiDemandError
 
@@ -89,6 +89,29 @@ def newest_complete_day(now: datetime.datetime, time_zone: str,
     if end.astimezone(datetime.timezone.utc) + lag <= now:
       return span_of(day) - 1
     day -= datetime.timedelta(days=1)
+
+
+def window_start(span: int, days: int) -> int:
+  """The oldest day a `days`-day training window for `span` may hold.
+
+  A refused day is replaced by one further back, but a model is never
+  silently trained on a month-old window: 2 x `days` back at most.
+  """
+  return int(span) - 2 * int(days)
+
+
+def window_days(span: int, days: int, passed: Iterable[int]) -> List[int]:
+  """THE window rule: the last `days` of the `passed` days before `span`.
+
+  Oldest first, never before `window_start`. Only days that were ingested
+  and passed DataGate may be given as `passed`: a day without a verdict
+  was never checked, so it is not trained on. Both platforms ask it: the
+  local resolver of its ML Metadata records, Vertex's window ExampleGen of
+  the day verdicts (`taxi_demand.data.verdicts`).
+  """
+  first = window_start(span, days)
+  ok = sorted({int(d) for d in passed if first <= int(d) < int(span)})
+  return ok[max(len(ok) - int(days), 0):]
 
 
 def format_epoch(epoch: int) -> str:

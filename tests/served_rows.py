@@ -1,6 +1,6 @@
-"""One tick of served rows, appended to a served log: shared by test_gcs.py
-and the child processes it kills mid-append (which import this module, not
-a test module)."""
+"""Served rows appended to a served log: one tick of made-up rows (test_gcs.py
+and the child processes it kills mid-append, which import this module, not
+a test module), or the city's own serving features at a few ticks."""
 
 import datetime
 
@@ -34,3 +34,21 @@ def serve(root, issued, version="7", predicted=1.5):
   return servelog.append(root, table, version,
                          datetime.datetime.utcfromtimestamp(issued),
                          data_age_s=60, predicted=[predicted] * table.num_rows)
+
+
+def city_ticks(root, warehouse, day: datetime.date, ticks, version: str,
+               forecast_column: str = "") -> None:
+  """The 5-minute job's ticks at `ticks` ("HH:MM") of `day`: the
+  warehouse's own serving features, every cell, two slots ahead; scored
+  with the `forecast_column` feature as the forecast, if given."""
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  from taxi_demand.lineage import contract  # noqa: PLC0415
+  with Warehouse(warehouse, read_only=True) as wh:
+    for hhmm in ticks:
+      at = datetime.datetime.fromisoformat(f"{day}T{hhmm}")
+      issued = int(at.replace(tzinfo=datetime.timezone.utc).timestamp())
+      rows = wh.serving_features(contract.RunParameters().query_config(),
+                                 issued, 2)
+      servelog.append(root, rows, version, at, data_age_s=60, predicted=(
+          rows.column(forecast_column).to_pylist() if forecast_column
+          else None))

@@ -113,3 +113,86 @@ def test_a_day_not_compared_passes_and_says_why(tmp_path, previous,
   assert _verdict(report).passed is True
   assert _verdict(report).drift_checked is False
   assert summary["drift_note"] == note
+
+
+# --- on Vertex: the previous passed day from the day verdicts -----------------
+
+QUERY_KEY = "0123456789abcdef"
+
+
+@pytest.fixture
+def vertex_gate(tmp_path, store_root):
+  """DataGate compiled for Vertex with a verdicts root (local, then gs://),
+  run as its container runs it; returns gate(span, columns) -> (the
+  report's recorded properties as a DataGateRecord, its JSON summary)."""
+  import vertex_container  # noqa: PLC0415
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from pipeline.components.data_gate import DataGate  # noqa: PLC0415
+  imported = vertex_container.importers({
+      contract.STATISTICS: standard_artifacts.ExampleStatistics,
+      contract.SCHEMA: standard_artifacts.Schema,
+      contract.ANOMALIES: standard_artifacts.ExampleAnomalies})
+  node = DataGate(**vertex_container.outputs_of(imported),
+                  verdicts_root=str(store_root),
+                  query_key=QUERY_KEY).with_id(contract.DATA_GATE)
+  job = vertex_container.compile_job([*imported.values(), node], tmp_path)
+
+  def gate_day(span: int, columns: dict):
+    folder = tmp_path / str(span)
+    statistics = art.statistics(folder / "stats", columns, span, SCHEMA)
+    schema = art.schema(folder / "schema", SCHEMA)
+    report = art.artifact(standard_artifacts.ExampleAnomalies,
+                          folder / "report")
+    output = vertex_container.run_task(
+        job, contract.DATA_GATE, folder,
+        inputs={contract.STATISTICS: [statistics],
+                contract.SCHEMA: [schema],
+                contract.ANOMALIES: [_anomalies(folder, statistics)]},
+        outputs={contract.REPORT: [report]})
+    (recorded,) = output["artifacts"][contract.REPORT]["artifacts"]
+    return DataGateRecord.read(recorded["metadata"]), json.loads(
+        (folder / "report" / contract.DATA_GATE_FILE).read_text())
+
+  return gate_day
+
+
+def test_on_vertex_a_drifted_day_is_refused_against_the_newest_passed_day(
+    vertex_gate, store_root):
+  from taxi_demand.data import verdicts  # noqa: PLC0415
+  first, _ = vertex_gate(SPAN - 3, EVEN)
+  assert first.passed is True
+  assert first.drift_checked is False
+  # Refused against SPAN - 3, so never the reference of a later day.
+  refused, _ = vertex_gate(SPAN - 2, SKEWED)
+  assert refused.passed is False
+  props, summary = vertex_gate(SPAN, SKEWED)
+  assert props.passed is False
+  assert props.drift_checked is True
+  assert summary["previous_span"] == SPAN - 3
+  (line,) = summary["lines"]
+  assert line.startswith("[drift vs 2024-02-07] cell: ")
+  # A like day passes against the same reference.
+  props, summary = vertex_gate(SPAN + 1, EVEN)
+  assert props.passed is True
+  assert summary["previous_span"] == SPAN - 3
+  # Each verdict is on record for the window and the next day's gate.
+  recorded = verdicts.VerdictStore(store_root).read(
+      QUERY_KEY, range(SPAN - 3, SPAN + 2))
+  assert {d: v.passed for d, v in recorded.items()} == {
+      SPAN - 3: True, SPAN - 2: False, SPAN: False, SPAN + 1: True}
+  assert recorded[SPAN].reasons == (line,)
+  assert recorded[SPAN].statistics_uri.endswith(f"{SPAN}/stats")
+
+
+def test_on_vertex_the_first_day_on_record_passes_and_says_why(vertex_gate):
+  props, summary = vertex_gate(SPAN, SKEWED)
+  assert props.passed is True
+  assert summary["drift_note"] == ("no previous span in the day verdicts; "
+                                   "drift not checked")
+
+
+def test_verdicts_without_a_query_key_are_one_line(tmp_path):
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  with pytest.raises(TaxiDemandError, match="^DataGate: verdicts_root needs "
+                     "the day query's query_key$"):
+    gate(tmp_path, EVEN, verdicts_root=str(tmp_path / "verdicts"))

@@ -70,6 +70,31 @@ def test_the_window_skips_a_refused_day_and_reaches_back(
   assert queries.training_window(snap, FIRST + 4, 2, "another") == []
 
 
+def test_the_day_verdicts_answer_as_ml_metadata(four_days_one_refused,
+                                                 store_root):
+  """Vertex's answers, from the verdicts DataGate records, are the local
+  resolvers' on the same days."""
+  from taxi_demand.data import verdicts  # noqa: PLC0415
+  raw, records = four_days_one_refused
+  snap = store.Snapshot.load(raw)
+  key = "0123456789abcdef"
+  recorded = verdicts.VerdictStore(store_root)
+  for r in records:
+    recorded.write(verdicts.DayVerdict(
+        span=r.spec.span, passed=not r.spec.anomaly_count, query_key=key,
+        statistics_uri=f"/stats/{r.spec.span}"))
+  for span, days in ((FIRST + 4, 2), (FIRST + 3, 3), (FIRST + 9, 2),
+                     (FIRST + 4, 1), (FIRST, 2)):
+    assert recorded.window(key, span, days) == [
+        a.span for a in queries.training_window(snap, span, days)]
+  candidates = [stats(r.statistics.id, r.spec.span) for r in records]
+  for span in range(FIRST, FIRST + 5):
+    local = resolvers.PreviousSpanStrategy(span=span).resolve_artifacts(
+        raw, {"statistics": candidates})["statistics"]
+    found = recorded.passed_before(key, span)
+    assert ([found.span] if found else []) == [a.span for a in local]
+
+
 @pytest.fixture
 def three_days(tmp_path):
   """Runs for FIRST..FIRST+2, all pushed; the middle one's blessing refused

@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -15,6 +14,7 @@ import pytest
 
 import taxi_demand  # noqa: F401  (must precede any TensorFlow import)
 import runner_vertex
+import vertex_container
 from pipeline import vertex_run
 from taxi_demand.data import sql
 
@@ -66,13 +66,14 @@ def compiled(tmp_path_factory):
   return args, out, job
 
 
-def _tasks(job):
-  return job["pipelineSpec"]["root"]["dag"]["tasks"]
+_tasks = vertex_container.tasks
+_executor = vertex_container.executor
+VERDICTS_ROOT = f"gs://{PROJECT}-bucket/pipeline/day_verdicts"
 
 
-def _executor(job, task):
-  return job["pipelineSpec"]["deploymentSpec"]["executors"][
-      f"{task}_executor"]["container"]
+def _constant(job: dict, task: str, parameter: str):
+  return _tasks(job)[task]["inputs"]["parameters"][parameter][
+      "runtimeValue"]["constant"]
 
 
 # --- the compiled spec ------------------------------------------------------
@@ -129,10 +130,33 @@ def test_vertex_only_uses_builtin_resolvers(compiled):
       'schema_title="tfx.ModelBlessing" AND state=LIVE AND '
       "metadata.blessed.number_value=1 AND "
       "metadata.forecast_gate.number_value=1")
-  assert tasks["DataGate"]["inputs"]["parameters"]["check_drift"][
-      "runtimeValue"]["constant"] == 0
-  assert "previous_statistics" not in tasks["DataGate"]["inputs"].get(
-      "artifacts", {})
+  # Drift is checked on Vertex too, against the day verdicts DataGate
+  # records (no resolver): the previous span's statistics are no input.
+  gate = tasks["DataGate"]["inputs"]
+  assert "check_drift" not in gate["parameters"]
+  assert "previous_statistics" not in gate.get("artifacts", {})
+  assert _constant(job, "DataGate", "verdicts_root") == VERDICTS_ROOT
+  # SkewValidator finds the serving model's training statistics the same
+  # way: from the registry and the day verdicts.
+  skew = tasks["SkewValidator"]["inputs"]
+  assert set(skew["artifacts"]) == {"examples", "schema"}
+  assert _constant(job, "SkewValidator", "verdicts_root") == VERDICTS_ROOT
+  assert _constant(job, "SkewValidator", "models_dir") == (
+      f"gs://{PROJECT}-bucket/models")
+  assert _constant(job, "SkewValidator", "warehouse_path") == (
+      f"bq://{vertex_run.DEFAULT_TABLE}")
+
+
+def test_the_monitors_read_the_5_minute_jobs_served_log(compiled):
+  """The job's store (`--store gs://BUCKET`) keeps models/ and serving_log/
+  side by side; the pipeline pushes to that models/."""
+  _, _, job = compiled
+  for task in ("NextDayValidator", "SkewValidator"):
+    assert _constant(job, task, "serving_log_dir") == (
+        f"gs://{PROJECT}-bucket/serving_log")
+  assert vertex_run.serving_log_beside("gs://bkt/a/models") == (
+      "gs://bkt/a/serving_log")
+  assert vertex_run.serving_log_beside("gs://bkt") == "gs://bkt/serving_log"
 
 
 def test_vertex_training_and_endpoint_push(compiled):
@@ -177,17 +201,6 @@ def test_span_is_a_runtime_parameter(compiled):
 # --- the query ExampleGen runs ----------------------------------------------
 
 
-def _vertex_fill(value, run_parameters, schedule_time):
-  """What the Vertex backend does to a task input before the container runs."""
-  if "componentInputParameter" in value:
-    return run_parameters[value["componentInputParameter"]]
-  constant = value["runtimeValue"]["constant"]
-  if isinstance(constant, str):
-    constant = constant.replace("{{$.pipeline_job_schedule_time_utc}}",
-                                schedule_time)
-  return constant
-
-
 def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
                                task="ExampleGen"):
   """Runs an ExampleGen container entrypoint as Vertex would, minus BigQuery.
@@ -196,54 +209,16 @@ def _run_example_gen_container(job, tmp_path, run_parameters, schedule_time,
     (the input_config TFX's BigQuery executor was given, the span written on
     the output Examples artifact).
   """
-  from tfx.components.example_gen import base_example_gen_executor  # noqa: PLC0415
-  from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor  # noqa: PLC0415
-  params = _tasks(job)[task]["inputs"]["parameters"]
-  output_file = tmp_path / "executor_output.json"
-  executor_input = {
-      "inputs": {"parameterValues": {
-          k: _vertex_fill(v, run_parameters, schedule_time)
-          for k, v in params.items()}},
-      "outputs": {
-          "artifacts": {"examples": {"artifacts": [{
-              "name": "projects/p/locations/l/metadataStores/default/"
-                      "artifacts/1",
-              "type": {"schemaTitle": "tfx.Examples"},
-              "uri": str(tmp_path / "examples")}]}},
-          "outputFile": str(output_file)},
-  }
-  container_args = [json.dumps(executor_input) if a == "{{$}}" else a
-                    for a in _executor(job, task)["args"]]
-  flags, beam_args = kubeflow_v2_run_executor._parse_flags(container_args)
   # Dataflow options make Beam look for credentials and GCS buckets; they are
   # checked in their own test. BigQuery's project is all the query needs.
-  beam_args = [a for a in beam_args if a.startswith("--project=")]
-  seen = {}
-
-  def generate(self, input_dict, exec_properties):
-    del self, input_dict
-    seen.update(exec_properties)
-    return {}  # no BigQuery here; the queries are what this test is about
-
-  # Beam executors parse sys.argv with absl; the container's argv is its own.
-  with mock.patch.object(base_example_gen_executor.BaseExampleGenExecutor,
-                         "GenerateExamplesByBeam", generate), \
-      mock.patch.object(sys, "argv", ["kubeflow_v2_run_executor"]):
-    kubeflow_v2_run_executor._run_executor(flags, beam_args)
-  from tfx.proto import example_gen_pb2  # noqa: PLC0415
-  from tfx.utils import proto_utils  # noqa: PLC0415
-  input_config = proto_utils.json_to_proto(seen["input_config"],
-                                           example_gen_pb2.Input())
-  output = json.loads(output_file.read_text())
-  artifact = output["artifacts"]["examples"]["artifacts"][0]
-  return ({s.name: s.pattern for s in input_config.splits},
-          artifact["metadata"]["span"])
+  return vertex_container.run_example_gen(
+      job, task, tmp_path, run_parameters, schedule_time,
+      keep_beam_arg=lambda a: a.startswith("--project="))
 
 
-def _expected_queries(span, days_before=0):
+def _expected_queries(span):
   cfg = sql.QueryConfig(table=vertex_run.DEFAULT_TABLE)
-  return {"day": sql.substitute_span(
-      sql.render_bigquery(cfg, days_before=days_before), span)}
+  return {"day": sql.substitute_span(sql.render_bigquery(cfg), span)}
 
 
 def test_submitted_span_reaches_the_bigquery_query(compiled, tmp_path):
@@ -259,17 +234,37 @@ def test_submitted_span_reaches_the_bigquery_query(compiled, tmp_path):
 
 
 def test_the_window_is_read_for_the_same_span_on_vertex(compiled, tmp_path):
-  """Vertex compiles no window resolver: TrainingWindow reads the 28 days
-  before the run's day from BigQuery, for the same span parameter."""
+  """Vertex compiles no window resolver: TrainingWindow reads, for the same
+  span parameter, the 28 days before the run's day that DataGate passed,
+  from the verdicts DataGate records (same root, same query key); it runs
+  after DataGate, on a passed day only."""
+  from pipeline.components import bigquery_example_gen  # noqa: PLC0415
+  from taxi_demand.data import verdicts  # noqa: PLC0415
   _, _, job = compiled
+  assert _constant(job, "TrainingWindow", "verdicts_root") == VERDICTS_ROOT
+  assert _constant(job, "TrainingWindow", "window_days") == 28
+  assert "DataGate" in _tasks(job)["TrainingWindow"]["dependentTasks"]
+  assert "condition" in _tasks(job)["TrainingWindow"]["triggerPolicy"]
+  # The compiled root is on Cloud Storage; the same verdicts, in a folder.
+  job = copy.deepcopy(job)
+  root = tmp_path / "day_verdicts"
+  _tasks(job)["TrainingWindow"]["inputs"]["parameters"]["verdicts_root"][
+      "runtimeValue"]["constant"] = str(root)
+  key = _constant(job, "DataGate", "query_key")
+  store = verdicts.VerdictStore(root)
+  for day in range(SPAN_2024_02_04 - 30, SPAN_2024_02_04):
+    store.write(verdicts.DayVerdict(
+        span=day, passed=day != SPAN_2024_02_04 - 2, query_key=key,
+        statistics_uri=f"/stats/{day}"))
   queries, span = _run_example_gen_container(
       job, tmp_path, {"span": SPAN_2024_02_04}, schedule_time="",
       task="TrainingWindow")
   assert span == SPAN_2024_02_04
-  assert queries == _expected_queries(SPAN_2024_02_04, days_before=28)
-  begin = int(datetime.datetime(2024, 2, 4, tzinfo=datetime.timezone.utc)
-              .timestamp())
-  assert f"< {begin}" in queries["day"] and "@span_" not in queries["day"]
+  days = [d for d in range(SPAN_2024_02_04 - 29, SPAN_2024_02_04)
+          if d != SPAN_2024_02_04 - 2]
+  cfg = sql.QueryConfig(table=vertex_run.DEFAULT_TABLE)
+  assert queries == {"day": bigquery_example_gen.window_query(
+      sql.render_bigquery(cfg), days)}
 
 
 def test_scheduled_run_takes_the_newest_city_day_that_has_ended(compiled,

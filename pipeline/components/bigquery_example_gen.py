@@ -15,6 +15,11 @@ into the executor, which runs in the container on every platform:
 The executor fills the split queries with exactly TFX's substitution
 (`taxi_demand.data.sql.substitute_span`), records the span on the Examples
 artifact, and hands over to TFX's BigQuery executor unchanged.
+
+The window form (`window_days`) reads, in one artifact, the days a model
+for the span trains on: the local resolver's rule (`spans.window_days`)
+asked of the day verdicts DataGate records under `verdicts_root`, since
+Vertex compiles no resolver that could ask ML Metadata.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from pipeline.components.duckdb_example_gen import query_key
 from taxi_demand import spans
 from taxi_demand.data import contract as data_contract
+from taxi_demand.data import verdicts
 from taxi_demand.lineage import contract
 from taxi_demand.data import sql
 from taxi_demand.errors import TaxiDemandError
@@ -44,6 +51,10 @@ from taxi_demand.errors import TaxiDemandError
 SPAN_KEY = contract.SPAN_PARAMETER
 SCHEDULE_TIME_KEY = "schedule_time"
 READY_AFTER_HOURS_KEY = contract.READY_AFTER_HOURS
+# The window form: the last `window_days` days before the span that
+# DataGate passed, as recorded under `verdicts_root` (verdicts.VerdictStore).
+WINDOW_DAYS_KEY = "window_days"
+VERDICTS_ROOT_KEY = "verdicts_root"
 # Day 0 (1970-01-01) holds no taxi trips, so it is free to mean "derive the
 # day from the schedule"; sql.check_span still accepts it as a day number.
 AUTO_SPAN = contract.AUTO_SPAN
@@ -64,6 +75,10 @@ class SpanBigQueryExampleGenSpec(
           type=str, optional=True),
       READY_AFTER_HOURS_KEY: component_spec.ExecutionParameter(
           type=float, optional=True),
+      WINDOW_DAYS_KEY: component_spec.ExecutionParameter(
+          type=int, optional=True),
+      VERDICTS_ROOT_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
   }
 
 
@@ -108,15 +123,51 @@ def resolve_span(exec_properties: Dict[str, Any]) -> int:
   return sql.check_span(span)
 
 
+def window_query(pattern: str, days: List[int]) -> str:
+  """The day query of each of `days`, one after the other (UNION ALL).
+
+  Each day exactly as its own run ingests it (the same rows: a range read
+  in one query would, for one, emit zero-demand rows for every cell seen
+  anywhere in the range), so a window holds what the local one does.
+  """
+  return "\nUNION ALL\n".join(
+      f"SELECT * FROM (\n{sql.substitute_span(pattern, day)}\n)"
+      for day in days)
+
+
+def window_spans(exec_properties: Dict[str, Any],
+                 input_config: example_gen_pb2.Input, span: int) -> List[int]:
+  """The days the window holds: `spans.window_days` of the day verdicts."""
+  days = int(exec_properties[WINDOW_DAYS_KEY])
+  root = exec_properties.get(VERDICTS_ROOT_KEY) or ""
+  if not root:
+    raise TaxiDemandError(
+        f"a {days}-day window needs {VERDICTS_ROOT_KEY}: where DataGate "
+        "records which days it passed")
+  chosen = verdicts.VerdictStore(root).window(query_key(input_config), span,
+                                              days)
+  if not chosen:
+    raise TaxiDemandError(
+        f"no day before {spans.date_of(span)} has passed data validation "
+        f"on record at {root} (the window looks back {2 * days} days at "
+        "most); run the pipeline for the days before it first")
+  return chosen
+
+
 def resolve_input_config(exec_properties: Dict[str, Any]
                          ) -> example_gen_pb2.Input:
-  """The split queries with the span filled in, exactly as TFX's driver would."""
+  """The split queries with the span filled in, exactly as TFX's driver
+  would; in the window form, the queries of the window's days."""
   span = resolve_span(exec_properties)
   input_config = example_gen_pb2.Input()
   proto_utils.json_to_proto(
       exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+  days = None
+  if exec_properties.get(WINDOW_DAYS_KEY):
+    days = window_spans(exec_properties, input_config, span)
   for split in input_config.splits:
-    split.pattern = sql.substitute_span(split.pattern, span)
+    split.pattern = (sql.substitute_span(split.pattern, span) if days is None
+                     else window_query(split.pattern, days))
   return input_config
 
 
@@ -151,6 +202,8 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
       schedule_time: Optional[str] = SCHEDULE_TIME_PLACEHOLDER,
       ready_after_hours: float = contract.DEFAULT_READY_AFTER_HOURS,
       output_config: Optional[example_gen_pb2.Output] = None,
+      window_days: Optional[int] = None,
+      verdicts_root: Optional[str] = None,
   ):
     """Constructs a SpanBigQueryExampleGen.
 
@@ -164,6 +217,11 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
       ready_after_hours: the table's freshness lag (`scheduled_span`).
       output_config: defaults to the input splits, unchanged (never a random
         re-split).
+      window_days: the window form: the last `window_days` days before the
+        span that DataGate passed, at most 2 x `window_days` back (give the
+        day's `input_config`, days_before 0); None for the span's own day.
+      verdicts_root: where DataGate records its day verdicts
+        (`verdicts.root_under(pipeline_root)`); the window form needs it.
     """
     # Empty: the input's splits, unchanged. TFX's default would hash a
     # single split into a random train and eval.
@@ -178,5 +236,7 @@ class SpanBigQueryExampleGen(example_gen_component.QueryBasedExampleGen):
         span=span,
         schedule_time=schedule_time,
         ready_after_hours=float(ready_after_hours),
+        window_days=window_days,
+        verdicts_root=verdicts_root,
         examples=channel.Channel(type=standard_artifacts.Examples))
     base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -19,7 +19,10 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from pipeline.components import day_verdicts
+from taxi_demand.data import verdicts
 from taxi_demand.errors import AlertError
+from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import DataGateRecord
 from taxi_demand.spans import date_of
@@ -68,6 +71,8 @@ def DataGate(  # pylint: disable=invalid-name
     previous_statistics: InputArtifact[
         standard_artifacts.ExampleStatistics] = None,
     check_drift: Parameter[int] = 1,
+    verdicts_root: Parameter[str] = "",
+    query_key: Parameter[str] = "",
 ) -> None:
   """Records whether the new day is fit to train on (`passed`), and why not.
 
@@ -79,6 +84,12 @@ def DataGate(  # pylint: disable=invalid-name
     previous_statistics: the previous span's statistics, from ML Metadata;
       absent on the first run, which then passes the drift check and says so.
     check_drift: 0 to skip the drift comparison.
+    verdicts_root: where day verdicts are kept (Vertex: its resolvers cannot
+      ask ML Metadata): the verdict is recorded there, and without a
+      `previous_statistics` channel the newest passed day before this one
+      on record there is the drift reference. "" for neither.
+    query_key: the day query's key (duckdb_example_gen.query_key), which
+      the verdicts are kept under; required with `verdicts_root`.
   """
   import tensorflow_data_validation as tfdv  # noqa: PLC0415
   from tensorflow_data_validation.utils import anomalies_util  # noqa: PLC0415
@@ -99,6 +110,15 @@ def DataGate(  # pylint: disable=invalid-name
   report.span = statistics.span
   report.split_names = artifact_utils.encode_split_names([NEW_DAY_SPLIT])
   drift_lines: List[str] = []
+  store = None
+  if verdicts_root:
+    if not query_key:
+      raise TaxiDemandError("DataGate: verdicts_root needs the day query's "
+                            "query_key")
+    store = verdicts.VerdictStore(verdicts_root)
+    if check_drift and previous_statistics is None:
+      previous_statistics = day_verdicts.previous_statistics(
+          store, query_key, statistics.span)
   if check_drift and previous_statistics is not None:
     current = tfdv.load_stats_binary(
         _split_file(statistics, NEW_DAY_SPLIT, contract.STATISTICS_FILE))
@@ -118,8 +138,10 @@ def DataGate(  # pylint: disable=invalid-name
   else:
     summary.update(drift_checked=False, previous_span=None,
                    drift_anomalies=0,
-                   drift_note="no previous span in ML Metadata; drift not "
-                   "checked" if check_drift else "drift check disabled")
+                   drift_note=(f"no previous span in "
+                               f"{'the day verdicts' if store else 'ML Metadata'}"
+                               "; drift not checked") if check_drift
+                   else "drift check disabled")
   summary["lines"] = lines + drift_lines
   summary["passed"] = not summary["lines"]
   # `passed` is what the Cond around the training nodes reads.
@@ -129,3 +151,8 @@ def DataGate(  # pylint: disable=invalid-name
                  passed=summary["passed"]).write(report)
   with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
     json.dump(summary, f, indent=2)
+  if store is not None:
+    store.write(verdicts.DayVerdict(
+        span=int(statistics.span), passed=summary["passed"],
+        query_key=query_key, statistics_uri=statistics.uri,
+        reasons=tuple(summary["lines"])))

@@ -18,7 +18,6 @@ from typing import Optional
 
 import pyarrow as pa
 
-from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
@@ -26,7 +25,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline.components.examples_io import read_columns
-from taxi_demand.lineage import contract
+from taxi_demand import artifacts
 from taxi_demand.lineage.records import ForecastGateRecord
 from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.lineage.queries import date_of
@@ -35,9 +34,8 @@ from taxi_demand.monitoring import nextday
 REPORT_FILE = "next_day.json"
 
 
-class NextDayResult(types.Artifact):
-  """How the model serving on a day did on that day's demand."""
-  TYPE_NAME = contract.NEXT_DAY_RESULT
+# Defined where Vertex's container finds it by its type name.
+NextDayResult = artifacts.NextDayResult
 
 
 def check(examples_uri: str, model_uri: str, span: int,
@@ -75,8 +73,9 @@ def NextDayValidator(  # pylint: disable=invalid-name
       the first run, which then records that nothing was serving.
     model_blessing: its ForecastGate blessing, for the eval MAE.
     margin: sudden alert if MAE > eval MAE x (1 + margin).
-    serving_log_dir: the local served log, which holds the forecasts
-      served for D ("" on Vertex: not scored, and the result says so).
+    serving_log_dir: the served log (a folder, or gs:// on Vertex), which
+      holds the forecasts served for D ("": not scored, and the result
+      says so).
   """
   span = int(examples.span)
   # The JSON report; the result records its NextDayRecord fields.

@@ -2,13 +2,14 @@
 
 import json
 import os
-from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import day_verdicts
+from taxi_demand import artifacts
 from taxi_demand import spans
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import SkewRecord
@@ -19,10 +20,8 @@ from taxi_demand.errors import TaxiDemandError
 REPORT_FILE = contract.SKEW_REPORT_FILE
 
 
-class SkewReport(types.Artifact):
-  """A skew check's JSON report; the same MLMD type the CLI records."""
-
-  TYPE_NAME = skew.REPORT_TYPE
+# Defined where Vertex's container finds it by its type name.
+SkewReport = artifacts.SkewReport
 
 
 class SkewAlert(AlertError):
@@ -33,13 +32,16 @@ class SkewAlert(AlertError):
 def SkewValidator(  # pylint: disable=invalid-name
     report: OutputArtifact[SkewReport],
     serving_log_dir: Parameter[str],
-    date: Parameter[str],
+    date: Parameter[str] = "",
+    examples: InputArtifact[standard_artifacts.Examples] = None,
     statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
     schema: InputArtifact[standard_artifacts.Schema] = None,
     model_version: Parameter[str] = "",
     fail_on_skew: Parameter[int] = 1,
     warehouse_path: Parameter[str] = "",
     query_config: Parameter[str] = "",
+    models_dir: Parameter[str] = "",
+    verdicts_root: Parameter[str] = "",
 ) -> None:
   """Compares one day of the serving log with training statistics.
 
@@ -53,13 +55,21 @@ def SkewValidator(  # pylint: disable=invalid-name
     schema: the schema with the skew comparators.
     report: receives skew_report.json and alert/flagged properties.
     serving_log_dir: Home.serving_log (date=YYYY-MM-DD partitions).
-    date: the slot day to check, YYYY-MM-DD.
+    date: the slot day to check, YYYY-MM-DD; "" for the span of `examples`
+      (Vertex: a scheduled run's day is known only once ExampleGen ran).
+    examples: the run's examples, whose span is the day when `date` is "".
     model_version: only this version's rows; "" checks all rows of the day.
     fail_on_skew: 1 raises SkewAlert (stopping downstream nodes) on skew.
-    warehouse_path: the local warehouse, where the training path recomputes
-      the served keys for the join ("": distribution skew only).
+    warehouse_path: the warehouse (a DuckDB file, or bq://PROJECT.DATASET.
+      TABLE on Vertex), where the training path recomputes the served keys
+      for the join ("": distribution skew only).
     query_config: the run's parameters as JSON (contract.RunParameters):
       the slot length, cells and arrival rule the training path uses.
+    models_dir, verdicts_root: without a `statistics` channel (Vertex,
+      whose resolvers cannot walk lineage), the training statistics of the
+      version that served the day are found from the registry (the day of
+      the run that pushed it) and the day verdicts
+      (day_verdicts.training_statistics).
 
   In a daily pipeline there is nothing to compare on the first day (no model
   served yet) or on a day nobody predicted; the report then says so and the
@@ -67,16 +77,23 @@ def SkewValidator(  # pylint: disable=invalid-name
   """
   from taxi_demand.serving import servelog  # noqa: PLC0415
 
-  day = servelog.parse_date(date)
+  if not date and examples is None:
+    raise TaxiDemandError("SkewValidator needs a date or the run's examples")
+  day = servelog.parse_date(date) if date else spans.day_of(examples.span)
   SkewRecord(date=day.isoformat(), span=spans.span_of(day)).write(report)
   note = None
-  if statistics is None or schema is None:
+  recorded = bool(models_dir and verdicts_root)
+  if schema is None or (statistics is None and not recorded):
     note = "no model served before this day; nothing to compare"
   else:
     try:
       log = servelog.read_day(serving_log_dir, day)
     except TaxiDemandError as e:
       note = str(e)
+  if note is None and statistics is None:
+    statistics, note = day_verdicts.training_statistics(
+        models_dir, verdicts_root, model_version or log.versions()[0][0])
+    note = note or None
   if note is not None:
     SkewRecord(checked=False, alert=False).write(report)
     with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
@@ -86,7 +103,7 @@ def SkewValidator(  # pylint: disable=invalid-name
   table = log.rows_of(model_version) if model_version else log.table
   if table.num_rows == 0:
     raise TaxiDemandError(f"model version {model_version} served no rows on "
-                          f"{date}; versions in the log: "
+                          f"{day}; versions in the log: "
                           f"{', '.join(v for v, _ in log.versions())}")
   schema_proto = skew.load_schema(schema.uri)
   cfg = (contract.RunParameters.from_custom_config(query_config) or

@@ -13,7 +13,7 @@ node's execution and events from it; the window ingest
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, FrozenSet, List, Mapping
+from typing import Any, Dict, FrozenSet, List, Mapping
 
 from taxi_demand.lineage import contract as c
 from taxi_demand.lineage import records
@@ -61,6 +61,9 @@ class Node:
     gated: it runs only on a day the gate passed.
     base_type: the system base type of its execution type, as TFX
       registers it (ML Metadata's ExecutionType.SystemDefinedBaseType).
+    on_vertex: the fields (of these) that differ on Vertex, which compiles
+      only TFX's built-in resolvers: a node that resolves or reads a
+      local-only node there reads otherwise (`for_platform`).
   """
   id: str
   type: str
@@ -71,6 +74,13 @@ class Node:
   resolver: bool = False
   gated: bool = False
   base_type: str = "UNSET"
+  on_vertex: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def for_platform(self, platform: str) -> "Node":
+    """The node as it runs on `platform`."""
+    if platform != VERTEX or not self.on_vertex:
+      return self
+    return dataclasses.replace(self, on_vertex={}, **self.on_vertex)
 
   def upstream(self) -> List[str]:
     """The nodes this one waits for in a run: producers and the gate."""
@@ -122,9 +132,12 @@ TABLE: List[Node] = [
                  "previous_statistics": _in(c.PREVIOUS_STATISTICS,
                                             c.STATISTICS)},
          outputs={c.REPORT: "ExampleAnomalies"}),
-    # On Vertex a second ExampleGen reads the window's days again.
+    # On Vertex a second ExampleGen reads the window's days again, the days
+    # DataGate passed (the day verdicts). It runs after the gate: on a new
+    # pipeline root no verdict exists before DataGate writes the first.
     Node(c.TRAINING_WINDOW, _RESOLVER, TRAIN, inputs=_DAY,
-         outputs={c.EXAMPLES: c.EXAMPLES_TYPE}, resolver=True),
+         outputs={c.EXAMPLES: c.EXAMPLES_TYPE}, resolver=True,
+         on_vertex={"resolver": False, "inputs": {}, "gated": True}),
     Node(c.LATEST_ANALYZER_CACHE, _RESOLVER, TRAIN,
          inputs={"cache": _in(c.TRANSFORM, c.UPDATED_ANALYZER_CACHE)},
          outputs={"cache": "TransformCache"}, platforms=LOCAL_ONLY,
@@ -180,7 +193,11 @@ TABLE: List[Node] = [
          MONITOR,
          inputs={c.STATISTICS: _in(c.SERVING_MODEL_TRAINING, c.STATISTICS),
                  c.SCHEMA: _in(c.SERVING_MODEL_TRAINING, c.SCHEMA)},
-         outputs={c.REPORT: c.SKEW_REPORT}, platforms=LOCAL_ONLY),
+         outputs={c.REPORT: c.SKEW_REPORT},
+         # On Vertex the executor finds the serving version's training
+         # statistics itself (registry and day verdicts), and the day from
+         # the run's examples: a scheduled run's day is known only there.
+         on_vertex={"inputs": {**_DAY, **_SCHEMA}}),
     # Vertex with an endpoint only: deploys blessed models there too.
     Node(c.ENDPOINT_PUSHER, "tfx.extensions.google_cloud_ai_platform.pusher."
          "component.Pusher", TRAIN, inputs=_TO_PUSH,
@@ -190,8 +207,8 @@ TABLE: List[Node] = [
 
 
 def on(platform: str) -> List[Node]:
-  """The nodes that run on `platform`, in table order."""
-  return [n for n in TABLE if platform in n.platforms]
+  """The nodes that run on `platform`, as they run there, in table order."""
+  return [n.for_platform(platform) for n in TABLE if platform in n.platforms]
 
 
 def run_order(platform: str = LOCAL) -> List[Node]:

@@ -466,13 +466,14 @@ def training_window(snap: st.Snapshot, span: int, days: int,
   is not silently trained on a month-old window. With `query_key`, only
   days made by that query: another slot length or grid is another dataset.
   Reads those 2 x `days` days' records, whatever the store holds besides.
+  The rule is `spans.window_days`, which Vertex's window asks too.
   """
-  newest = ingested_spans(snap, query_key, span - 2 * days, span)
-  reports = data_gate_reports(snap, list(newest.values()), span - 2 * days,
-                              span)
-  days_ok = [s for s in sorted(newest)
-             if verdict_passed(reports.get(newest[s].id))]
-  return [newest[s] for s in days_ok[-days:]]
+  first = spans.window_start(span, days)
+  newest = ingested_spans(snap, query_key, first, span)
+  reports = data_gate_reports(snap, list(newest.values()), first, span)
+  return [newest[s] for s in spans.window_days(
+      span, days, [s for s in newest
+                   if verdict_passed(reports.get(newest[s].id))])]
 
 
 def training_inputs(snap: st.Snapshot, model_id: int) -> Dict[str, Any]:

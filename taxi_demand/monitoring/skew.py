@@ -311,13 +311,20 @@ def serving_statistics(table: pa.Table, schema=None):
   return tfdv.generate_statistics_from_dataframe(frame, options)
 
 
+def _is_file(path: str) -> bool:
+  """Through TensorFlow's file layer, as TFDV reads it: on Vertex an
+  artifact's uri is gs://, which os.path knows nothing of."""
+  import tensorflow as tf  # noqa: PLC0415
+  return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
 def load_training_statistics(statistics_uri: str,
                              split: str = TRAINING_SPLIT):
   """The FeatureStats.pb of one split of an ExampleStatistics artifact."""
   import tensorflow_data_validation as tfdv  # noqa: PLC0415
   path = os.path.join(statistics_uri,
                       contract.SPLIT_FOLDER.format(split=split), STATS_FILE)
-  if not os.path.isfile(path):
+  if not _is_file(path):
     raise TaxiDemandError(f"no {split} statistics at {path}")
   return tfdv.load_stats_binary(path)
 
@@ -326,7 +333,7 @@ def load_schema(schema_uri: str):
   import tensorflow_data_validation as tfdv  # noqa: PLC0415
   path = schema_uri if schema_uri.endswith(".pbtxt") else os.path.join(
       schema_uri, SCHEMA_FILE)
-  if not os.path.isfile(path):
+  if not _is_file(path):
     raise TaxiDemandError(f"no schema at {path}")
   return tfdv.load_schema_text(path)
 
