@@ -7,7 +7,6 @@ The runner reads the verdict back and exits 3 with one line per anomaly.
 """
 
 
-import json
 import os
 from typing import List
 
@@ -19,6 +18,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from pipeline.components import artifact_files
 from pipeline.components import day_verdicts
 from taxi_demand.data import verdicts
 from taxi_demand.errors import AlertError
@@ -39,11 +39,8 @@ class DataValidationAlert(AlertError):
 
 def verdict_lines(report_uri: str) -> List[str]:
   """The anomaly lines a report recorded (its JSON summary)."""
-  path = os.path.join(report_uri, REPORT_FILE)
-  if not os.path.isfile(path):
-    return []
-  with open(path) as f:
-    return list(json.load(f).get("lines") or [])
+  summary = artifact_files.read_json(report_uri, REPORT_FILE) or {}
+  return list(summary.get("lines") or [])
 
 
 def _split_file(artifact: types.Artifact, split: str, name: str) -> str:
@@ -127,10 +124,9 @@ def DataGate(  # pylint: disable=invalid-name
                     contract.STATISTICS_FILE))
     drift = tfdv.validate_statistics(current, schema_proto,
                                      previous_statistics=previous)
-    out_dir = artifact_utils.get_split_uri([report], NEW_DAY_SPLIT)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, contract.ANOMALIES_FILE), "wb") as f:
-      f.write(drift.SerializeToString())
+    artifact_files.write_bytes(
+        artifact_utils.get_split_uri([report], NEW_DAY_SPLIT),
+        contract.ANOMALIES_FILE, drift.SerializeToString())
     drift_lines = [f"[drift vs {date_of(previous_statistics.span)}] {line}"
                    for line in describe(drift)]
     summary.update(drift_checked=True, previous_span=previous_statistics.span,
@@ -149,8 +145,7 @@ def DataGate(  # pylint: disable=invalid-name
                  anomaly_count=len(lines) + len(drift_lines),
                  drift_checked=summary["drift_checked"],
                  passed=summary["passed"]).write(report)
-  with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
-    json.dump(summary, f, indent=2)
+  artifact_files.write_json(report.uri, REPORT_FILE, summary, sort_keys=False)
   if store is not None:
     store.write(verdicts.DayVerdict(
         span=int(statistics.span), passed=summary["passed"],

@@ -1,11 +1,10 @@
 """Reading an Examples artifact's split back as columns, for the gates and checks."""
 
-import glob
-import os
 from typing import Dict
 
 import numpy as np
 
+from pipeline.components import artifact_files
 from taxi_demand import features
 from taxi_demand.lineage import contract
 
@@ -17,7 +16,8 @@ def read_columns(examples_uri: str,
                  split: str = NEW_DAY_SPLIT) -> Dict[str, np.ndarray]:
   """The raw columns of one split of an Examples artifact."""
   import tensorflow as tf  # noqa: PLC0415
-  files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+  files = artifact_files.split_files(
+      examples_uri, contract.SPLIT_FOLDER.format(split=split))
   columns = {c: [] for c in features.RAW_COLUMNS}
   for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
     feature = tf.train.Example.FromString(raw.numpy()).features.feature

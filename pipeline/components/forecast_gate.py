@@ -16,8 +16,6 @@ reads them from ML Metadata without TensorFlow.
 
 import collections
 import dataclasses
-import json
-import os
 from typing import Dict, Optional, Tuple
 
 from tfx.dsl.component.experimental.annotations import InputArtifact
@@ -26,6 +24,7 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import artifact_files
 from pipeline.components import examples_io
 from pipeline.components.guidance_gate import GuidanceResult
 from pipeline.config import Thresholds
@@ -193,10 +192,9 @@ def ForecastGate(  # pylint: disable=invalid-name
       naive_margin=naive_margin, cell_margin=cell_margin,
       min_cell_pickups=min_cell_pickups, min_eval_pickups=min_eval_pickups,
       guidance=None if guidance is None else GuidanceRecord.read(guidance))
-  with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
-    json.dump(result, f, indent=2, sort_keys=True)
+  artifact_files.write_json(blessing.uri, REPORT_FILE, result)
   marker = "BLESSED" if result["blessed"] else "NOT_BLESSED"
-  open(os.path.join(blessing.uri, marker), "w").close()
+  artifact_files.write_bytes(blessing.uri, marker, b"")
   # The properties the resolvers, the Pusher and the lineage queries read.
   # The Evaluator's blessing carries `blessed` too; on Vertex the baseline
   # resolver's query keeps only blessings with ForecastGate's mark.

@@ -32,6 +32,7 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import artifact_files
 from taxi_demand.errors import CannotMeasure
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import GuidanceRecord
@@ -151,7 +152,6 @@ def GuidanceGate(  # pylint: disable=invalid-name
                            figures["baseline_pickups_per_taxi_hour"], margin)
     figures.update(measured=True, passed=passed, reason=reason)
   figures.update(span=span, margin=margin, min_passengers=min_passengers)
-  with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
-    json.dump(figures, f, indent=2, sort_keys=True)
+  artifact_files.write_json(result.uri, REPORT_FILE, figures)
   # The figures the JSON holds are the record's fields.
   GuidanceRecord.read(figures).write(result)

@@ -12,8 +12,6 @@ needs earlier results, which a node cannot query, so it stays in the CLI
 (`taxi-demand next-day`); the node applies the sudden rule.
 """
 
-import json
-import os
 from typing import Optional
 
 import pyarrow as pa
@@ -24,6 +22,7 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import artifact_files
 from pipeline.components.examples_io import read_columns
 from taxi_demand import artifacts
 from taxi_demand.lineage.records import ForecastGateRecord
@@ -87,6 +86,5 @@ def NextDayValidator(  # pylint: disable=invalid-name
                 ForecastGateRecord.read(model_blessing).model_mae)
     figures.update(check(examples.uri, model.uri, span, eval_mae, margin,
                        serving_log_dir), model_id=model.id)
-  with open(os.path.join(result.uri, REPORT_FILE), "w") as f:
-    json.dump(figures, f, indent=2, sort_keys=True)
+  artifact_files.write_json(result.uri, REPORT_FILE, figures)
   NextDayRecord.read(figures).write(result)

@@ -1,6 +1,5 @@
 """SkewValidator: the `taxi-demand skew` check of one serving-log day as a pipeline node."""
 
-import json
 import os
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -8,6 +7,7 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from pipeline.components import artifact_files
 from pipeline.components import day_verdicts
 from taxi_demand import artifacts
 from taxi_demand import spans
@@ -96,9 +96,10 @@ def SkewValidator(  # pylint: disable=invalid-name
     note = note or None
   if note is not None:
     SkewRecord(checked=False, alert=False).write(report)
-    with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
-      json.dump({"date": day.isoformat(), "checked": False, "alert": False,
-                 "note": note}, f, indent=2)
+    artifact_files.write_json(
+        report.uri, REPORT_FILE, {"date": day.isoformat(), "checked": False,
+                                  "alert": False, "note": note},
+        sort_keys=False)
     return
   table = log.rows_of(model_version) if model_version else log.table
   if table.num_rows == 0:

@@ -45,10 +45,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from taxi_demand import atomic
+from taxi_demand import features
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
-from taxi_demand import features
+from taxi_demand import objectstore
 from taxi_demand import spans
 from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import ServingLogRecord
@@ -505,13 +505,14 @@ def _without_value_counts(stats) -> set:
 
 
 def write_report(path: Union[str, os.PathLike], result: SkewResult,
-                 skipped: Sequence[Tuple[str, str]] = ()) -> Path:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
+                 skipped: Sequence[Tuple[str, str]] = ()) -> None:
+  """Writes the report whole, to a local path or a gs:// address (the
+  SkewValidator's artifact on Vertex)."""
   body = {**result.to_dict(),
           "skipped_files": [{"file": f, "reason": r} for f, r in skipped]}
-  return atomic.write_text(path, json.dumps(body, indent=2, sort_keys=True)
-                           + "\n")
+  folder, name = objectstore.split(path)
+  objectstore.at(folder).write_bytes(
+      name, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
 
 
 # ---- lineage -------------------------------------------------------------
