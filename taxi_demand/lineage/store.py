@@ -203,28 +203,44 @@ def value_of(v) -> Any:
 
 
 def properties_of(message) -> Dict[str, Any]:
+  """{name: plain value} of a proto's properties and custom properties
+  (a custom property wins over a property of the same name)."""
   out = {k: value_of(v) for k, v in message.properties.items()}
   out.update({k: value_of(v) for k, v in message.custom_properties.items()})
   return out
 
 
+def property_of(message, name: str) -> Any:
+  """`properties_of(message).get(name)`, without reading the others."""
+  if name in message.custom_properties:
+    return value_of(message.custom_properties[name])
+  if name in message.properties:
+    return value_of(message.properties[name])
+  return None
+
+
 class ArtifactView(_ReadWhenAsked):
   """One artifact: its type name, URI and (custom) properties.
 
-  Its properties become plain values when first read (`read_properties`).
+  Its properties become plain values when first read (`read_properties`);
+  its span alone is read without them (`read_one`): a question over a
+  thousand blessings or examples that asks only their days need not make
+  sixteen properties each plain values.
   """
 
-  __slots__ = ("id", "type_name", "uri", "create_ms")
+  __slots__ = ("id", "type_name", "uri", "create_ms", "_read_one")
 
   def __init__(self, id: int, type_name: str, uri: str,  # pylint: disable=redefined-builtin
                properties: Optional[Dict[str, Any]] = None, create_ms: int = 0,
-               read_properties: Optional[Callable[[], Dict[str, Any]]] = None):
+               read_properties: Optional[Callable[[], Dict[str, Any]]] = None,
+               read_one: Optional[Callable[[str], Any]] = None):
     self.id = id
     self.type_name = type_name
     self.uri = uri
     self.create_ms = create_ms
     self._properties = properties
     self._read_properties = read_properties
+    self._read_one = read_one
 
   def __eq__(self, other) -> bool:
     return isinstance(other, ArtifactView) and (
@@ -239,13 +255,50 @@ class ArtifactView(_ReadWhenAsked):
 
   @property
   def span(self) -> Optional[int]:
-    span = self.properties.get("span")
+    span = (self._read_one(contract.SPAN) if self._properties is None and
+            self._read_one is not None else self.properties.get(contract.SPAN))
     return None if span in (None, "") else int(span)
 
 
 def _list_options(**kwargs):
   import ml_metadata as mlmd  # noqa: PLC0415
   return mlmd.ListOptions(**kwargs)
+
+
+# --- filter queries (ML Metadata's syntax): written here only --------------------
+
+
+def _literal(value: Any) -> str:
+  if isinstance(value, str):
+    return "'" + value.replace("'", "\\'") + "'"
+  return str(int(value) if isinstance(value, bool) else value)
+
+
+def _value_field(value: Any) -> str:
+  if isinstance(value, (bool, int)):
+    return "int_value"
+  return "double_value" if isinstance(value, float) else "string_value"
+
+
+def custom_filter(name: str, op: str, value: Any) -> str:
+  """One term on custom property `name` (typed by `value`), e.g.
+  custom_filter("pushed", "=", 1)."""
+  return f"custom_properties.{name}.{_value_field(value)} {op} {_literal(value)}"
+
+
+def custom_in(name: str, values: Sequence[Any]) -> str:
+  """Custom property `name` is one of `values` (all of one type)."""
+  listed = ", ".join(_literal(v) for v in values)
+  return f"custom_properties.{name}.{_value_field(values[0])} IN ({listed})"
+
+
+def pushed_filter(version: Optional[str] = None) -> str:
+  """PushedModels a Pusher published (TFX sets `pushed` and the version
+  only as it records its success); of `version` alone if given."""
+  terms = [custom_filter(contract.PUSHED, "=", 1)]
+  if version is not None:
+    terms.insert(0, custom_filter(contract.PUSHED_VERSION, "=", str(version)))
+  return " AND ".join(terms)
 
 
 def _key(event) -> str:
@@ -626,7 +679,8 @@ class Snapshot:
       self._artifacts[a.id] = ArtifactView(
           id=a.id, type_name=a.type or self._type_name("artifact", a.type_id),
           uri=self._moved(a.uri), create_ms=a.create_time_since_epoch,
-          read_properties=lambda: self._moved_properties(properties_of(a)))
+          read_properties=lambda: self._moved_properties(properties_of(a)),
+          read_one=lambda name: self._moved(property_of(a, name)))
     return self._artifacts[a.id]
 
   def prefetch_artifacts(self, ids: Iterable[int]) -> None:
