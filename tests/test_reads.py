@@ -190,6 +190,8 @@ def test_runs_last_reads_only_the_next_day_results_of_the_versions_shown(
   assert all(r["next_day"] for r in last[:1])
   read = _artifacts_read(opened, contract.NEXT_DAY_RESULT)
   assert 0 < read <= 4, f"read {read} of {RUNS} next-day results"
+  read = _artifacts_read(opened, contract.PUSHED_MODEL_TYPE)
+  assert 0 < read <= 4, f"read {read} of {RUNS} pushes"
 
 
 def test_a_push_is_found_by_its_version_without_reading_every_push(

@@ -588,15 +588,17 @@ def next_day_history(snap: st.Snapshot, versions: Optional[List[str]] = None
   """{model version: its rows of `next_day_results(snap)`, oldest first}.
 
   With `versions`, theirs alone: ML Metadata is asked for those versions'
-  results, then for every result of the same days (the newest of a day is
-  its row, whichever version it scored), not for every day's.
+  pushes and their models' pushes, those versions' results, then every
+  result of the same days (the newest of a day is its row, whichever
+  version it scored); not for every push or every day's result.
   """
-  if versions is None:
+  wanted = None if versions is None else {str(v) for v in versions}
+  if wanted is None:
     results = next_day_results(snap)
   else:
-    version_of_model = _version_of_model(snap)
+    version_of_model = _version_of_models(snap, wanted)
     days = sorted({NextDayRecord.read(a).span for a in _next_day_artifacts(
-        snap, {str(v) for v in versions}, version_of_model)} - {None})
+        snap, wanted, version_of_model)} - {None})
     results = _next_day_rows(snap.artifacts_of(
         contract.NEXT_DAY_RESULT,
         st.custom_in(NextDayRecord.names().span, days)) if days else [],
@@ -604,8 +606,30 @@ def next_day_history(snap: st.Snapshot, versions: Optional[List[str]] = None
   history: Dict[str, List[Dict[str, Any]]] = {}
   version_key = NextDayRecord.names().model_version
   for result in results:
-    history.setdefault(str(result.get(version_key)), []).append(result)
+    version = str(result.get(version_key))
+    if wanted is None or version in wanted:
+      history.setdefault(version, []).append(result)
   return history
+
+
+def _version_of_models(snap: st.Snapshot, versions: set) -> Dict[int, str]:
+  """`_version_of_model(snap)` for the models pushed as `versions` alone:
+  asks for those versions' PushedModels, then for every push of their
+  models (a model's newest push names it)."""
+  if not versions:
+    return {}
+  models = sorted({p.model_id for p in _read_pushes(snap, snap.artifacts_of(
+      contract.PUSHED_MODEL_TYPE, st.pushed_filter(sorted(versions))))
+                   if p.model_id is not None})
+  snap.prefetch_artifact_events(models)
+  readers = sorted({ex for m in models for ex, keys in
+                    snap.consumed_as(m).items() if contract.MODEL in keys})
+  snap.prefetch_execution_events(readers)
+  pushed = [i for ex in readers
+            for i in snap.output_ids(ex, contract.PUSHED_MODEL)]
+  snap.prefetch_artifacts(pushed)
+  return {p.model_id: p.version for p in _read_pushes(
+      snap, [snap.artifact(i) for i in pushed]) if p.model_id in models}
 
 
 def _version_of_model(snap: st.Snapshot) -> Dict[int, str]:

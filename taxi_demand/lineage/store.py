@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union)
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
@@ -130,6 +131,7 @@ class Run:
     # it that might be of that node was asked), and a `runs` table asks
     # each run for the same few nodes several times.
     self._answers: Dict[str, Optional[NodeExecution]] = {}
+    self._status: Optional[str] = None
 
   def __repr__(self) -> str:
     return f"Run({self.run_id!r}, {self.context_id})"
@@ -154,6 +156,14 @@ class Run:
 
   @property
   def status(self) -> str:
+    # A run read from a store is read once, so its status is found once
+    # (a `runs` row asks it three times); a run made of given nodes is not
+    # kept, as they may change.
+    if self._status is None or self._snap is None:
+      self._status = self._find_status()
+    return self._status
+
+  def _find_status(self) -> str:
     states = {n.state for n in self.nodes}
     if any(n.aborted for n in self.nodes):
       return "ABORTED"
@@ -292,12 +302,15 @@ def custom_in(name: str, values: Sequence[Any]) -> str:
   return f"custom_properties.{name}.{_value_field(values[0])} IN ({listed})"
 
 
-def pushed_filter(version: Optional[str] = None) -> str:
+def pushed_filter(version: Union[None, str, Sequence[str]] = None) -> str:
   """PushedModels a Pusher published (TFX sets `pushed` and the version
-  only as it records its success); of `version` alone if given."""
+  only as it records its success); of `version` (or versions) if given."""
   terms = [custom_filter(contract.PUSHED, "=", 1)]
-  if version is not None:
-    terms.insert(0, custom_filter(contract.PUSHED_VERSION, "=", str(version)))
+  if isinstance(version, str):
+    terms.insert(0, custom_filter(contract.PUSHED_VERSION, "=", version))
+  elif version is not None:
+    terms.insert(0, custom_in(contract.PUSHED_VERSION,
+                              [str(v) for v in version]))
   return " AND ".join(terms)
 
 
@@ -409,9 +422,10 @@ class Snapshot:
     """The one view of execution proto `ex`, made or updated."""
     view = self._executions.get(ex.id)
     if view is None:
+      state = ex.last_known_state
       view = NodeExecution(
           node_id=None, execution_id=ex.id,
-          state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
+          state=_STATES[state] if state in _STATES else str(state),
           start_ms=ex.create_time_since_epoch,
           end_ms=ex.last_update_time_since_epoch, type_id=ex.type_id,
           resolve=self._resolve_node,
