@@ -7,7 +7,11 @@ contexts, one execution per node with TFX's event keys and properties, a
 pushed model per run and a next-day result per day. Then runs each command
 as a user would (a fresh `python -m taxi_demand` process) and prints JSON:
 
-  .venv/bin/python bench/lineage.py [--runs 100] [--repeat 3]
+  .venv/bin/python bench/lineage.py [--runs 100] [--repeat 3] [--home DIR]
+
+With `--home DIR` the store is built in DIR once and reused by later calls
+with the same `--runs` (building 1,000 runs takes minutes); what `rollback`
+writes is undone after each call, so every call times the same store.
 
 Each command must answer in under 1 s (`ok`), the median of `--repeat`
 runs. `resolve` times what the next day's run asks of the store before it
@@ -19,21 +23,27 @@ store as TFX hands it to a resolver; limit 0.5 s for both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from taxi_demand.testing.synthetic import FIRST_SPAN, build
 
 LIMIT_S = 1.0
 RESOLVE_LIMIT_S = 0.5
+# Beside a kept home's store: the runs it holds and the versions pushed.
+BUILT_FILE = "bench_lineage.json"
+# What `rollback` changes in a home: restored after each timed call.
+MUTABLE = ("metadata.sqlite", "models/CURRENT")
 
 
 def time_command(home: Path, argv: List[str], repeat: int) -> dict:
@@ -75,19 +85,47 @@ def time_resolve(home: Path, span: int, train_days: int, repeat: int) -> dict:
           "ok": median < RESOLVE_LIMIT_S and bool(window) and bool(serving)}
 
 
+@contextlib.contextmanager
+def bench_home(kept: Optional[Path], runs: int) -> Iterator[tuple]:
+  """(home, pushed versions, seconds spent building): a fresh temporary
+  home, or `kept`, built there once for `runs` and restored afterwards."""
+  with tempfile.TemporaryDirectory() as tmp:
+    home = kept or Path(tmp) / "home"
+    built = home / BUILT_FILE
+    started = time.monotonic()
+    if built.is_file() and json.loads(built.read_text())["runs"] == runs:
+      versions = json.loads(built.read_text())["versions"]
+    else:
+      if home.exists() and not built.is_file() and any(home.iterdir()):
+        sys.exit(f"{home} holds something else than a bench home: not reused")
+      if home.exists():
+        shutil.rmtree(home)
+      versions = build(home, runs)
+      built.write_text(json.dumps({"runs": runs, "versions": versions}))
+    build_s = time.monotonic() - started
+    saved = Path(tmp) / "saved"
+    for name in MUTABLE:
+      (saved / name).parent.mkdir(parents=True, exist_ok=True)
+      shutil.copy2(home / name, saved / name)
+    try:
+      yield home, versions, build_s
+    finally:
+      for name in MUTABLE:
+        shutil.copy2(saved / name, home / name)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--runs", type=int, default=100)
   parser.add_argument("--repeat", type=int, default=3,
-                      help="runs per command; the best is reported")
+                      help="runs per command; the median is reported")
   parser.add_argument("--json", action="store_true",
                       help="accepted for `make bench`; the output is JSON")
+  parser.add_argument("--home", type=Path,
+                      help="build the store here once and reuse it (same "
+                      "--runs); rollback's writes are undone after each call")
   args = parser.parse_args(argv)
-  with tempfile.TemporaryDirectory() as tmp:
-    home = Path(tmp) / "home"
-    started = time.monotonic()
-    versions = build(home, args.runs)
-    build_s = time.monotonic() - started
+  with bench_home(args.home, args.runs) as (home, versions, build_s):
     first, last = (f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}"
                    for i in (0, args.runs - 1))
     commands = {

@@ -6,6 +6,7 @@ them with what the store holds: a reader whose cost grows with the years of
 runs behind it fails here long before it is slow.
 """
 
+import collections
 import json
 
 import pytest
@@ -39,11 +40,14 @@ def _rows(answer) -> int:
 
 
 class Counting:
-  """An MLMD store that counts the rows its get_* calls return."""
+  """An MLMD store that counts the rows its get_* calls return, and the
+  artifacts among them by type name (`artifacts`)."""
 
   def __init__(self, raw):
     self._raw = raw
     self.rows = 0
+    self.artifacts: collections.Counter = collections.Counter()
+    self._type_names = {t.id: t.name for t in raw.get_artifact_types()}
 
   def __getattr__(self, name):
     attr = getattr(self._raw, name)
@@ -53,6 +57,9 @@ class Counting:
     def counted(*args, **kwargs):
       answer = attr(*args, **kwargs)
       self.rows += _rows(answer)
+      if name.startswith("get_artifacts") and isinstance(answer, list):
+        self.artifacts.update(self._type_names.get(a.type_id, "?")
+                              for a in answer)
       return answer
     return counted
 
@@ -78,16 +85,26 @@ def store_rows(home):
 
 
 @pytest.fixture
-def counted(monkeypatch):
-  """Every store the lineage reader opens, counted."""
-  opened = []
+def opened(monkeypatch):
+  """Every store the lineage reader opens in the test, counting."""
+  found = []
   connect = store.connect
 
   def counting_connect(path, writable=False):
-    opened.append(Counting(connect(path, writable)))
-    return opened[-1]
+    found.append(Counting(connect(path, writable)))
+    return found[-1]
   monkeypatch.setattr(store, "connect", counting_connect)
+  return found
+
+
+@pytest.fixture
+def counted(opened):
+  """The rows read so far by every store the lineage reader opened."""
   return lambda: sum(c.rows for c in opened)
+
+
+def _artifacts_read(opened, type_name: str) -> int:
+  return sum(c.artifacts[type_name] for c in opened)
 
 
 def test_the_window_and_the_serving_model_read_a_small_part_of_the_store(
@@ -157,3 +174,46 @@ def test_lineage_shows_the_warm_start_chain_each_model_once(home, capsys):
   text = capsys.readouterr().out
   assert f"warm-start chain ({RUNS} models, newest first)" in text
   assert text.count(f"<- base model #{chain[1]['model_id']}") == 1
+
+
+# --- what a question about a few versions reads of the store's pushes ---------
+
+
+def test_runs_last_reads_only_the_next_day_results_of_the_versions_shown(
+    home, opened, capsys):
+  assert cli.main(["--home", str(home), "runs", "--json"]) == 0
+  every = json.loads(capsys.readouterr().out)
+  opened.clear()
+  assert cli.main(["--home", str(home), "runs", "--last", "2", "--json"]) == 0
+  last = json.loads(capsys.readouterr().out)
+  assert last == every[-2:]
+  assert all(r["next_day"] for r in last[:1])
+  read = _artifacts_read(opened, contract.NEXT_DAY_RESULT)
+  assert 0 < read <= 4, f"read {read} of {RUNS} next-day results"
+  read = _artifacts_read(opened, contract.PUSHED_MODEL_TYPE)
+  assert 0 < read <= 4, f"read {read} of {RUNS} pushes"
+
+
+def test_a_push_is_found_by_its_version_without_reading_every_push(
+    home, opened):
+  whole = queries.pushes(store.load(home / "metadata.sqlite"))
+  opened.clear()
+  push = queries.push_of(store.load(home / "metadata.sqlite"),
+                         whole[3].version)
+  assert _artifacts_read(opened, contract.PUSHED_MODEL_TYPE) == 1
+  assert (push.version, push.span, push.model_id, push.execution_id) == (
+      whole[3].version, whole[3].span, whole[3].model_id,
+      whole[3].execution_id)
+
+
+def test_a_version_s_lineage_reads_its_next_day_results_alone(home, opened):
+  snap = store.load(home / "metadata.sqlite")
+  version = queries.pushes(snap)[5].version
+  every = queries.next_day_results(snap)
+  opened.clear()
+  tree = queries.lineage_of_version(store.load(home / "metadata.sqlite"),
+                                    version)
+  assert tree["next_day"] == [r for r in every
+                              if r["model_version"] == version]
+  assert tree["next_day"]
+  assert _artifacts_read(opened, contract.NEXT_DAY_RESULT) <= 2

@@ -70,19 +70,21 @@ def _runs(args, home) -> int:
   snap = _snapshot(home)
   runs = snap.runs[-args.last:] if args.last else snap.runs
   queries.prefetch_rows(snap, runs)
-  history = {}
-  for result in queries.next_day_results(snap):
-    history.setdefault(str(result.get("model_version")), []).append(
-        {k: result.get(k) for k in ("date", "mae", "alert")})
   rows = []
   alive = _daily_run_alive(home)
   for run in runs:
     row = queries.run_row(snap, run)
     if row["status"] == "RUNNING" and alive is False:
       row["status"] = "ABORTED"
-    row["next_day"] = history.get(str(row["pushed_version"]), []) if row[
-        "pushed_version"] else []
     rows.append(row)
+  # With --last, the next-day results of the versions shown, not of all.
+  history = queries.next_day_history(snap, [
+      r["pushed_version"] for r in rows if r["pushed_version"]]
+                                     if args.last else None)
+  for row in rows:
+    row["next_day"] = [{k: r.get(k) for k in ("date", "mae", "alert")}
+                       for r in history.get(str(row["pushed_version"]), [])
+                       ] if row["pushed_version"] else []
   if args.json:
     cli.print_json(rows)
     return 0

@@ -167,28 +167,50 @@ class Push:
 
   Attributes:
     version: the version's name.
-    span: the pushing run's day; it serves from span + 1.
+    span: the pushing run's day; it serves from span + 1. Read when first
+      asked: the day is on the push's blessing, and a question about
+      versions alone (which model each version is) need not read a
+      thousand blessings (`prefetch_spans` reads many in one request).
     at_ms: when the Pusher finished.
     pushed_model: the Pusher's output.
     execution_id: the Pusher's execution.
     model_id: the Model it pushed (None if unrecorded).
+    blessing_id: the blessing the Pusher read (None if unrecorded).
     run_id, model: the pushing run's id and the Model's view, read when
       first asked.
   """
 
-  def __init__(self, snap: st.Snapshot, version: str, span: Optional[int],
-               at_ms: int, pushed_model: st.ArtifactView, execution_id: int,
-               model_id: Optional[int]):
+  _UNREAD = object()
+
+  def __init__(self, snap: st.Snapshot, version: str, at_ms: int,
+               pushed_model: st.ArtifactView, execution_id: int,
+               model_id: Optional[int], blessing_id: Optional[int]):
     self._snap = snap
     self.version = version
-    self.span = span
+    self._span: Any = self._UNREAD
     self.at_ms = at_ms
     self.pushed_model = pushed_model
     self.execution_id = execution_id
     self.model_id = model_id
+    self.blessing_id = blessing_id
 
   def __repr__(self) -> str:
     return f"Push({self.version!r}, span={self.span})"
+
+  @property
+  def span(self) -> Optional[int]:
+    """The day its blessing judged (ForecastGate's carries the run's
+    span), else its run's."""
+    if self._span is self._UNREAD:
+      blessing = (None if self.blessing_id is None else
+                  self._snap.artifact(self.blessing_id))
+      span = None if blessing is None else blessing.span
+      if span is None:
+        run_id = self.run_id
+        span = None if run_id is None else run_span(
+            self._snap, run_by_id(self._snap, run_id))
+      self._span = span
+    return self._span
 
   @property
   def run_id(self) -> Optional[str]:
@@ -198,6 +220,13 @@ class Push:
   def model(self) -> Optional[st.ArtifactView]:
     return (None if self.model_id is None else
             self._snap.artifact(self.model_id))
+
+
+def prefetch_spans(snap: st.Snapshot, found: List[Push]) -> List[Push]:
+  """`found`, their blessings (which carry their days) read in one request."""
+  snap.prefetch_artifacts(p.blessing_id for p in found
+                          if p.blessing_id is not None)
+  return found
 
 
 @dataclasses.dataclass
@@ -213,16 +242,20 @@ class ServingEvent:
 def pushes(snap: st.Snapshot) -> List[Push]:
   """Every successful push, oldest first.
 
-  Asks for the PushedModel artifacts and keeps those a completed Pusher
-  wrote with `pushed` set; the day is the one its blessing judged
-  (ForecastGate's blessing carries the run's span), else its run's.
+  Asks for the PushedModel artifacts and keeps those with `pushed` set
+  that a completed Pusher wrote; each one's day is read when first asked (see
+  `Push.span`).
   """
-  return snap.memo("pushes", lambda: _read_pushes(snap))
+  # By type, not by filter: ML Metadata answers a filter a hundred rows a
+  # request, running it again for each, and most PushedModels are pushed.
+  return snap.memo("pushes", lambda: _read_pushes(
+      snap, snap.artifacts_of(contract.PUSHED_MODEL_TYPE)))
 
 
-def _read_pushes(snap: st.Snapshot) -> List[Push]:
-  pushed = [a for a in snap.artifacts_of(contract.PUSHED_MODEL_TYPE)
-            if a.properties.get(contract.PUSHED)]
+def _read_pushes(snap: st.Snapshot,
+                 pushed: List[st.ArtifactView]) -> List[Push]:
+  """The pushes that wrote `pushed` (PushedModel artifacts), oldest first."""
+  pushed = [a for a in pushed if a.properties.get(contract.PUSHED)]
   producers = snap.producer_ids(a.id for a in pushed)
   snap.prefetch_executions(producers.values())
   snap.prefetch_execution_events(producers.values())
@@ -234,24 +267,16 @@ def _read_pushes(snap: st.Snapshot) -> List[Push]:
         node.node_id != contract.PUSHER):
       continue
     found.append((node, artifact))
-  blessings = {n.execution_id: snap.input_ids(n.execution_id,
-                                              contract.MODEL_BLESSING)
-               for n, _ in found}
-  snap.prefetch_artifacts(i for ids in blessings.values() for i in ids[:1])
   out = []
   for node, artifact in sorted(found, key=lambda f: (f[0].start_ms,
                                                      f[0].execution_id)):
-    blessing = blessings[node.execution_id]
-    span = snap.artifact(blessing[0]).span if blessing else None
-    if span is None:
-      run_id = snap.run_of.get(node.execution_id)
-      span = None if run_id is None else run_span(snap,
-                                                   run_by_id(snap, run_id))
+    blessing = snap.input_ids(node.execution_id, contract.MODEL_BLESSING)
     model = snap.input_ids(node.execution_id, contract.MODEL)
     out.append(Push(snap, version=str(artifact.properties.get(
-        contract.PUSHED_VERSION)), span=span, at_ms=node.end_ms,
-                    pushed_model=artifact, execution_id=node.execution_id,
-                    model_id=model[0] if model else None))
+        contract.PUSHED_VERSION)), at_ms=node.end_ms, pushed_model=artifact,
+                    execution_id=node.execution_id,
+                    model_id=model[0] if model else None,
+                    blessing_id=blessing[0] if blessing else None))
   return out
 
 
@@ -263,7 +288,11 @@ def run_by_id(snap: st.Snapshot, run_id: str) -> st.Run:
 
 
 def push_of(snap: st.Snapshot, version: str) -> Push:
-  for push in pushes(snap):
+  """The first push of `version`, asked of ML Metadata by its version (a
+  version no push recorded reads every push, to name the known ones)."""
+  found = _read_pushes(snap, snap.artifacts_of(
+      contract.PUSHED_MODEL_TYPE, st.pushed_filter(str(version))))
+  for push in found or pushes(snap):
     if push.version == str(version):
       return push
   known = ", ".join(p.version for p in pushes(snap)) or "none"
@@ -276,10 +305,7 @@ def push_recorded(snap: st.Snapshot, version: str) -> bool:
   question (TFX writes a PushedModel's version and `pushed` only as it
   records its Pusher's success)."""
   return str(version).isdigit() and bool(snap.artifacts_of(
-      contract.PUSHED_MODEL_TYPE,
-      f"custom_properties.{contract.PUSHED_VERSION}.string_value = "
-      f"'{version}' AND custom_properties.{contract.PUSHED}.int_value "
-      "= 1"))
+      contract.PUSHED_MODEL_TYPE, st.pushed_filter(str(version))))
 
 
 def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
@@ -292,7 +318,8 @@ def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
   schedule would have produced.
   """
   events = [ServingEvent("push", p.version, p.span, p.at_ms,
-                         p.pushed_model.id) for p in pushes(snap)]
+                         p.pushed_model.id)
+            for p in prefetch_spans(snap, pushes(snap))]
   for node in snap.executions_of(contract.ROLLBACK):
     if node.state != "COMPLETE":
       continue
@@ -550,10 +577,73 @@ def resolve_version(snap: st.Snapshot, version: Optional[str]) -> str:
 def next_day_results(snap: st.Snapshot,
                      version: Optional[str] = None) -> List[Dict[str, Any]]:
   """Recorded next-day results, one per day (the newest), oldest day first."""
+  version_of_model = _version_of_model(snap)
+  wanted = None if version is None else {str(version)}
+  return _next_day_rows(_next_day_artifacts(snap, wanted, version_of_model),
+                        wanted, version_of_model)
+
+
+def next_day_history(snap: st.Snapshot, versions: Optional[List[str]] = None
+                     ) -> Dict[str, List[Dict[str, Any]]]:
+  """{model version: its rows of `next_day_results(snap)`, oldest first}.
+
+  With `versions`, theirs alone: ML Metadata is asked for those versions'
+  pushes and their models' pushes, those versions' results, then every
+  result of the same days (the newest of a day is its row, whichever
+  version it scored); not for every push or every day's result.
+  """
+  wanted = None if versions is None else {str(v) for v in versions}
+  if wanted is None:
+    results = next_day_results(snap)
+  else:
+    version_of_model = _version_of_models(snap, wanted)
+    days = sorted({NextDayRecord.read(a).span for a in _next_day_artifacts(
+        snap, wanted, version_of_model)} - {None})
+    results = _next_day_rows(snap.artifacts_of(
+        contract.NEXT_DAY_RESULT,
+        st.custom_in(NextDayRecord.names().span, days)) if days else [],
+                             None, version_of_model)
+  history: Dict[str, List[Dict[str, Any]]] = {}
+  version_key = NextDayRecord.names().model_version
+  for result in results:
+    version = str(result.get(version_key))
+    if wanted is None or version in wanted:
+      history.setdefault(version, []).append(result)
+  return history
+
+
+def _version_of_models(snap: st.Snapshot, versions: set) -> Dict[int, str]:
+  """`_version_of_model(snap)` for the models pushed as `versions` alone:
+  asks for those versions' PushedModels, then for every push of their
+  models (a model's newest push names it)."""
+  if not versions:
+    return {}
+  models = sorted({p.model_id for p in _read_pushes(snap, snap.artifacts_of(
+      contract.PUSHED_MODEL_TYPE, st.pushed_filter(sorted(versions))))
+                   if p.model_id is not None})
+  snap.prefetch_artifact_events(models)
+  readers = sorted({ex for m in models for ex, keys in
+                    snap.consumed_as(m).items() if contract.MODEL in keys})
+  snap.prefetch_execution_events(readers)
+  pushed = [i for ex in readers
+            for i in snap.output_ids(ex, contract.PUSHED_MODEL)]
+  snap.prefetch_artifacts(pushed)
+  return {p.model_id: p.version for p in _read_pushes(
+      snap, [snap.artifact(i) for i in pushed]) if p.model_id in models}
+
+
+def _version_of_model(snap: st.Snapshot) -> Dict[int, str]:
+  """{model id: the version its newest push published it as}."""
+  return {p.model_id: p.version for p in pushes(snap)
+          if p.model_id is not None}
+
+
+def _next_day_rows(artifacts: List[st.ArtifactView], versions: Optional[set],
+                   version_of_model: Dict[int, str]) -> List[Dict[str, Any]]:
+  """`next_day_results`' rows from NextDayResult `artifacts` (oldest
+  first): the newest of each day, of `versions` only if given."""
   by_span: Dict[int, Dict[str, Any]] = {}
-  version_of_model = {p.model_id: p.version for p in pushes(snap)
-                      if p.model_id is not None}
-  for art in snap.artifacts_of(contract.NEXT_DAY_RESULT):
+  for art in artifacts:
     result = NextDayRecord.read(art)
     if result.span is None:
       continue
@@ -561,7 +651,7 @@ def next_day_results(snap: st.Snapshot,
     if model_version is None and result.model_id:
       # The pipeline node knows the model, not the version it was pushed as.
       model_version = version_of_model.get(result.model_id)
-    if version is not None and str(model_version) != str(version):
+    if versions is not None and str(model_version) not in versions:
       continue
     # As recorded, with the version found, the alert a flag and the served
     # forecasts by lead parsed from their JSON.
@@ -573,6 +663,30 @@ def next_day_results(snap: st.Snapshot,
     row["artifact_id"] = art.id
     by_span[result.span] = row  # artifacts_of is oldest first
   return [by_span[s] for s in sorted(by_span)]
+
+
+def _next_day_artifacts(snap: st.Snapshot, versions: Optional[set],
+                        version_of_model: Dict[int, str]
+                        ) -> List[st.ArtifactView]:
+  """NextDayResult artifacts, oldest first: every one, or with `versions`
+  those that may be theirs (asked of ML Metadata by filter): recorded with
+  one of those versions, or with a model pushed as one (the node records
+  the model, not the version). The caller checks each as it does the
+  others.
+  """
+  if versions is None:
+    return snap.artifacts_of(contract.NEXT_DAY_RESULT)
+  names = NextDayRecord.names()
+  wanted = sorted(versions)
+  if not wanted:
+    return []
+  found = {a.id: a for a in snap.artifacts_of(
+      contract.NEXT_DAY_RESULT, st.custom_in(names.model_version, wanted))}
+  models = sorted(m for m, v in version_of_model.items() if v in versions)
+  if models:  # a second question: "A OR B" drops artifacts lacking A
+    found.update((a.id, a) for a in snap.artifacts_of(
+        contract.NEXT_DAY_RESULT, st.custom_in(names.model_id, models)))
+  return sorted(found.values(), key=lambda a: (a.create_ms, a.id))
 
 
 # --- show -----------------------------------------------------------------------

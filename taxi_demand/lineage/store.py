@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union)
 
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract
@@ -130,6 +131,7 @@ class Run:
     # it that might be of that node was asked), and a `runs` table asks
     # each run for the same few nodes several times.
     self._answers: Dict[str, Optional[NodeExecution]] = {}
+    self._status: Optional[str] = None
 
   def __repr__(self) -> str:
     return f"Run({self.run_id!r}, {self.context_id})"
@@ -154,6 +156,14 @@ class Run:
 
   @property
   def status(self) -> str:
+    # A run read from a store is read once, so its status is found once
+    # (a `runs` row asks it three times); a run made of given nodes is not
+    # kept, as they may change.
+    if self._status is None or self._snap is None:
+      self._status = self._find_status()
+    return self._status
+
+  def _find_status(self) -> str:
     states = {n.state for n in self.nodes}
     if any(n.aborted for n in self.nodes):
       return "ABORTED"
@@ -203,28 +213,44 @@ def value_of(v) -> Any:
 
 
 def properties_of(message) -> Dict[str, Any]:
+  """{name: plain value} of a proto's properties and custom properties
+  (a custom property wins over a property of the same name)."""
   out = {k: value_of(v) for k, v in message.properties.items()}
   out.update({k: value_of(v) for k, v in message.custom_properties.items()})
   return out
 
 
+def property_of(message, name: str) -> Any:
+  """`properties_of(message).get(name)`, without reading the others."""
+  if name in message.custom_properties:
+    return value_of(message.custom_properties[name])
+  if name in message.properties:
+    return value_of(message.properties[name])
+  return None
+
+
 class ArtifactView(_ReadWhenAsked):
   """One artifact: its type name, URI and (custom) properties.
 
-  Its properties become plain values when first read (`read_properties`).
+  Its properties become plain values when first read (`read_properties`);
+  its span alone is read without them (`read_one`): a question over a
+  thousand blessings or examples that asks only their days need not make
+  sixteen properties each plain values.
   """
 
-  __slots__ = ("id", "type_name", "uri", "create_ms")
+  __slots__ = ("id", "type_name", "uri", "create_ms", "_read_one")
 
   def __init__(self, id: int, type_name: str, uri: str,  # pylint: disable=redefined-builtin
                properties: Optional[Dict[str, Any]] = None, create_ms: int = 0,
-               read_properties: Optional[Callable[[], Dict[str, Any]]] = None):
+               read_properties: Optional[Callable[[], Dict[str, Any]]] = None,
+               read_one: Optional[Callable[[str], Any]] = None):
     self.id = id
     self.type_name = type_name
     self.uri = uri
     self.create_ms = create_ms
     self._properties = properties
     self._read_properties = read_properties
+    self._read_one = read_one
 
   def __eq__(self, other) -> bool:
     return isinstance(other, ArtifactView) and (
@@ -239,13 +265,53 @@ class ArtifactView(_ReadWhenAsked):
 
   @property
   def span(self) -> Optional[int]:
-    span = self.properties.get("span")
+    span = (self._read_one(contract.SPAN) if self._properties is None and
+            self._read_one is not None else self.properties.get(contract.SPAN))
     return None if span in (None, "") else int(span)
 
 
 def _list_options(**kwargs):
   import ml_metadata as mlmd  # noqa: PLC0415
   return mlmd.ListOptions(**kwargs)
+
+
+# --- filter queries (ML Metadata's syntax): written here only --------------------
+
+
+def _literal(value: Any) -> str:
+  if isinstance(value, str):
+    return "'" + value.replace("'", "\\'") + "'"
+  return str(int(value) if isinstance(value, bool) else value)
+
+
+def _value_field(value: Any) -> str:
+  if isinstance(value, (bool, int)):
+    return "int_value"
+  return "double_value" if isinstance(value, float) else "string_value"
+
+
+def custom_filter(name: str, op: str, value: Any) -> str:
+  """One term on custom property `name` (typed by `value`), e.g.
+  custom_filter("pushed", "=", 1)."""
+  return f"custom_properties.{name}.{_value_field(value)} {op} {_literal(value)}"
+
+
+def custom_in(name: str, values: Sequence[Any]) -> str:
+  """Custom property `name` is one of `values` (all of one type)."""
+  listed = ", ".join(_literal(v) for v in values)
+  return f"custom_properties.{name}.{_value_field(values[0])} IN ({listed})"
+
+
+def pushed_filter(version: Union[None, str, Sequence[str]] = None) -> str:
+  """PushedModels a Pusher published (TFX sets `pushed` and the version
+  only as it records its success); of `version` (or versions) if given."""
+  terms = [custom_filter(contract.PUSHED, "=", 1)]
+  if isinstance(version, str):
+    terms.insert(0, custom_filter(contract.PUSHED_VERSION, "=", version))
+  elif version is not None:
+    terms.insert(0, custom_in(contract.PUSHED_VERSION,
+                              [str(v) for v in version]))
+  return " AND ".join(terms)
 
 
 def _key(event) -> str:
@@ -356,9 +422,10 @@ class Snapshot:
     """The one view of execution proto `ex`, made or updated."""
     view = self._executions.get(ex.id)
     if view is None:
+      state = ex.last_known_state
       view = NodeExecution(
           node_id=None, execution_id=ex.id,
-          state=_STATES.get(ex.last_known_state, str(ex.last_known_state)),
+          state=_STATES[state] if state in _STATES else str(state),
           start_ms=ex.create_time_since_epoch,
           end_ms=ex.last_update_time_since_epoch, type_id=ex.type_id,
           resolve=self._resolve_node,
@@ -626,7 +693,8 @@ class Snapshot:
       self._artifacts[a.id] = ArtifactView(
           id=a.id, type_name=a.type or self._type_name("artifact", a.type_id),
           uri=self._moved(a.uri), create_ms=a.create_time_since_epoch,
-          read_properties=lambda: self._moved_properties(properties_of(a)))
+          read_properties=lambda: self._moved_properties(properties_of(a)),
+          read_one=lambda name: self._moved(property_of(a, name)))
     return self._artifacts[a.id]
 
   def prefetch_artifacts(self, ids: Iterable[int]) -> None:
