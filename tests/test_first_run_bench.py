@@ -1,16 +1,10 @@
 """bench/first_run.py cuts a first run's console into its phases."""
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "first_run.py"
+from taxi_demand.testing import benches
 
 
 def _bench():
-  spec = importlib.util.spec_from_file_location("first_run", BENCH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return benches.load("first_run")
 
 
 # What runner_local.py printed on a new home (pipeline/local_run.py), with

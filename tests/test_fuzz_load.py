@@ -1,19 +1,13 @@
 """A bounded fuzz of `taxi-demand load` (bench/fuzz_load.py, fewer files):
 hostile files lose no row, forge no line and never end "unexpected"."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "fuzz_load.py"
+from taxi_demand.testing import benches
 
 
 def _bench():
-  spec = importlib.util.spec_from_file_location("fuzz_load", BENCH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return benches.load("fuzz_load")
 
 
 @pytest.mark.slow

@@ -1,0 +1,55 @@
+"""bench/operation.py judges a month of operation from its per-day table."""
+
+from taxi_demand.testing import benches
+
+
+def _bench():
+  return benches.load("operation")
+
+
+def _day(date, age, ratio, blessed=True, reasons=None):
+  return {"date": date, "blessed": blessed, "reasons": reasons,
+          "serving_age_days": age, "next_day_over_naive": ratio}
+
+
+def _cells(*wins):
+  return [{"cell": i, "days_beating_naive": w} for i, w in enumerate(wins)]
+
+
+def test_a_clean_fortnight_meets_every_target():
+  days = [_day(f"2024-02-{12 + i}", 1, 0.7) for i in range(14)]
+  targets = _bench().targets({"days": days, "busy_cells": _cells(14, 12)},
+                             14)
+  assert all(t["ok"] for t in targets.values()), targets
+  assert targets["busy_cells_min_days_beating_naive"]["limit"] == 12
+
+
+def test_a_stale_model_a_bad_day_and_an_unexplained_refusal_each_fail():
+  days = [_day("2024-02-12", 1, 0.7),
+          _day("2024-02-13", 2, 0.8, blessed=False, reasons=""),
+          _day("2024-02-14", 3, 0.7, blessed=False,
+               reasons="cell 8: MAE 32.9 is 42% above its naive 23.2")]
+  targets = _bench().targets({"days": days, "busy_cells": _cells(3, 1)}, 3)
+  assert targets["serving_age_max_days"] == {"value": 3, "limit": 2,
+                                             "ok": False}
+  assert targets["next_day_over_naive_max"]["ok"] is False
+  assert targets["refusals_without_cause"]["value"] == ["2024-02-13"]
+  # 12 of 14 days, as a share of 3 days: 3 (ceil of 2.57).
+  assert targets["busy_cells_min_days_beating_naive"] == {
+      "value": 1, "limit": 3, "ok": False}
+
+
+def test_a_day_with_no_serving_model_is_not_a_met_target():
+  targets = _bench().targets(
+      {"days": [_day("2024-02-12", None, None)], "busy_cells": []}, 1)
+  assert not targets["serving_age_max_days"]["ok"]
+  assert not targets["next_day_over_naive_max"]["ok"]
+  assert not targets["busy_cells_min_days_beating_naive"]["ok"]
+
+
+def test_a_data_refusal_names_the_anomalies():
+  cause = _bench()._refusal_cause({
+      "status": "REFUSED", "reasons": "", "data_lines": [
+          "fare: out of range", "[drift vs 2024-02-11] trip_seconds: L-inf"]})
+  assert cause == ("data validation: fare: out of range; [drift vs "
+                   "2024-02-11] trip_seconds: L-inf")
