@@ -13,8 +13,10 @@ Minute by minute over one day:
 
 Policies (`Policy`): stay where the last passenger left; go to the
 historically busiest cell nearby (`hotspot`); follow `guidance` on a
-forecast (`recommend` on the model's forecasts as served; the oracle on the
-simulator's true intensity).
+forecast (`recommend` on the model's forecasts as served;
+`greedy_on_true_intensity`, the same greedy placement on the simulator's
+true intensity: not an upper bound, since the placement is greedy and the
+passengers still arrive at random; `taxi_demand.fleet_bound` computes one).
 
 Deterministic: the only random draw is where the taxis start, from `seed`.
 No TensorFlow: forecasts arrive as arrays.
@@ -39,6 +41,9 @@ DEFAULT_REDECIDE_S = 900
 # is sized so that taxis that stay put are (calibrate_fleet).
 TARGET_EMPTY_SHARE = 0.5
 HOTSPOT_NEARBY_MINUTES = 15.0
+# Following guidance on the simulator's true intensity. Once called "the
+# oracle"; it is a greedy placement on the mean, not the most a fleet can do.
+GREEDY_ON_TRUTH = "greedy_on_true_intensity"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +113,7 @@ def following(geometry: guidance.Geometry,
               ) -> Policy:
   """Follow `guidance.recommend_all` on `forecast_at(epoch)` -> ((n, k)
   expected pickups, k slot starts): the model's forecasts as served at the
-  newest tick, or the oracle's true intensity."""
+  newest tick, or the simulator's true intensity."""
   def policy(at, taxis, cells, idle):
     del taxis
     grid, starts = forecast_at(at)
@@ -385,10 +390,10 @@ def model_forecasts(warehouse, cfg, day: Day,
 
 def truth_forecasts(day: Day, quarters: int = 5) -> Callable[[int], tuple]:
   """forecast_at(epoch) from the simulator's true intensity: the quarter
-  hours from the current one on (the oracle)."""
+  hours from the current one on (for greedy_on_true_intensity)."""
   if day.truth is None:
-    raise TaxiDemandError("no simulator truth in this warehouse: the oracle "
-                          "needs a simulated city")
+    raise TaxiDemandError("no simulator truth in this warehouse: following "
+                          "the true intensity needs a simulated city")
 
   def forecast_at(at):
     q = (int(at) - day.begin) // 900
@@ -412,10 +417,11 @@ def evaluate(day: Day, policies: Dict[str, Policy], *,
 
 def policies(day: Day, forecast_at: Optional[Callable] = None
              ) -> Dict[str, Policy]:
-  """stay, hotspot, recommend (if `forecast_at`) and oracle (if truth)."""
+  """stay, hotspot, recommend (if `forecast_at`) and
+  greedy_on_true_intensity (if truth)."""
   out = {"stay": stay(), "hotspot": hotspot(day.geometry, day.busiest_by_hour)}
   if forecast_at is not None:
     out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds)
   if day.truth is not None:
-    out["oracle"] = following(day.geometry, truth_forecasts(day), 900)
+    out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900)
   return out
