@@ -288,6 +288,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--warm-start-steps", type=int,
                       help="steps of the warm-started daily runs (default: "
                            "the runner's)")
+  parser.add_argument("--json", action="store_true",
+                      help="(the output is always one JSON object; for "
+                           "`make bench`)")
   parser.add_argument("--replay-every", default="5m",
                       help="the replay's tick interval (default 5m, as the "
                            "5-minute job)")

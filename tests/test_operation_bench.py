@@ -53,3 +53,9 @@ def test_a_data_refusal_names_the_anomalies():
           "fare: out of range", "[drift vs 2024-02-11] trip_seconds: L-inf"]})
   assert cause == ("data validation: fare: out of range; [drift vs "
                    "2024-02-11] trip_seconds: L-inf")
+
+
+def test_make_bench_can_call_it_as_it_calls_every_bench():
+  # `make bench` runs each bench with --json.
+  args = _bench().parse_args(["--json"])
+  assert args.days == 14 and args.replay_every == "5m"
