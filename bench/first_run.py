@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from taxi_demand.testing import benches  # noqa: E402  (after the path)
 TARGET_S = 120.0  # issue 30: a fresh `make run` in two minutes on 2 cores
 
 # The runner's console lines that open a phase (pipeline/local_run.py).
@@ -73,7 +74,7 @@ def run_timed(argv: List[str], repo: Path) -> dict:
   """Runs `argv`, stamping each stdout line with its arrival (seconds from
   the start). Returns {"lines": [(t, line)], "seconds", "cpu_s" (its
   CPU time, children included), "exit_code"}."""
-  started, cpu_before = time.monotonic(), _children_cpu()
+  started, cpu_before = time.monotonic(), benches.children_cpu_s()
   lines = []
   proc = subprocess.Popen(argv, cwd=repo, env=_child_env(repo),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -83,13 +84,7 @@ def run_timed(argv: List[str], repo: Path) -> dict:
     lines.append((time.monotonic() - started, line.rstrip("\n")))
   code = proc.wait()
   return {"lines": lines, "seconds": time.monotonic() - started,
-          "cpu_s": _children_cpu() - cpu_before, "exit_code": code}
-
-
-def _children_cpu() -> float:
-  """User + system CPU seconds of this process's finished children."""
-  used = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return used.ru_utime + used.ru_stime
+          "cpu_s": benches.children_cpu_s() - cpu_before, "exit_code": code}
 
 
 def phases(lines: List[tuple], total: float) -> dict:
@@ -129,7 +124,6 @@ def nodes_by_run(metadata: Path) -> dict:
   """The home's runs by node, from ML Metadata: the last run's (the day's)
   seconds per node, and the median per node of the runs before it (the
   window's ingests)."""
-  sys.path.insert(0, str(REPO))
   from taxi_demand.lineage import store  # noqa: PLC0415  (no TensorFlow)
   *ingests, last = store.load(metadata).runs or [None]
   per_node: Dict[str, List[float]] = {}

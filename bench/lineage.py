@@ -14,7 +14,11 @@ with the same `--runs` (building 1,000 runs takes minutes); what `rollback`
 writes is undone after each call, so every call times the same store.
 
 Each command must answer in under 1 s (`ok`), the median of `--repeat`
-runs. `resolve` times what the next day's run asks of the store before it
+runs. `runs` shows its default page (the newest 60); `runs_all` (every run,
+`runs --all`) is timed beside it but is outside the limit: reading a
+thousand runs' membership is a thousand questions to ML Metadata. Each
+command's `cpu_s` (the process's user + system time) sits beside its wall
+time, as a shared machine's load stretches the wall time and not the CPU. `resolve` times what the next day's run asks of the store before it
 trains: its training window (TrainingWindowStrategy) and the model serving
 on its day (ServingModelStrategy), each through a fresh reader of an open
 store as TFX hands it to a resolver; limit 0.5 s for both.
@@ -36,10 +40,13 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from taxi_demand.testing import benches
 from taxi_demand.testing.synthetic import FIRST_SPAN, build
 
 LIMIT_S = 1.0
 RESOLVE_LIMIT_S = 0.5
+# Timed and reported, outside the limit: every run of the history.
+UNLIMITED = ("runs_all",)
 # Beside a kept home's store: the runs it holds and the versions pushed.
 BUILT_FILE = "bench_lineage.json"
 # What `rollback` changes in a home: restored after each timed call.
@@ -47,16 +54,19 @@ MUTABLE = ("metadata.sqlite", "models/CURRENT")
 
 
 def time_command(home: Path, argv: List[str], repeat: int) -> dict:
-  walls, rc, size = [], None, 0
+  walls, cpus, rc, size = [], [], None, 0
   for _ in range(repeat):
-    started = time.monotonic()
+    started, cpu = time.monotonic(), benches.children_cpu_s()
     proc = subprocess.run([sys.executable, "-m", "taxi_demand", "--home",
                            str(home), *argv], capture_output=True, text=True,
                           check=False)
     walls.append(time.monotonic() - started)
+    cpus.append(benches.children_cpu_s() - cpu)
     rc, size = proc.returncode, len(proc.stdout.encode())
   return {"argv": " ".join(argv), "seconds": round(statistics.median(walls), 3),
-          "min_s": round(min(walls), 3), "exit_code": rc, "stdout_bytes": size}
+          "min_s": round(min(walls), 3),
+          "cpu_s": round(statistics.median(cpus), 3), "exit_code": rc,
+          "stdout_bytes": size}
 
 
 def time_resolve(home: Path, span: int, train_days: int, repeat: int) -> dict:
@@ -130,6 +140,7 @@ def main(argv=None) -> int:
                    for i in (0, args.runs - 1))
     commands = {
         "runs": ["runs", "--json"],
+        "runs_all": ["runs", "--all", "--json"],
         "runs_last_10": ["runs", "--last", "10", "--json"],
         "show": ["show", "last", "--json"],
         "diff": ["diff", first, last, "--json"],
@@ -149,7 +160,8 @@ def main(argv=None) -> int:
       "load_average": list(os.getloadavg()),
       "ok": resolve["ok"] and all(r["seconds"] < LIMIT_S and
                                   r["exit_code"] == 0
-                                  for r in results.values())}, indent=2))
+                                  for name, r in results.items()
+                                  if name not in UNLIMITED)}, indent=2))
   return 0
 
 

@@ -44,6 +44,10 @@ AT = ["--at", "2024-02-10T08:00"]
      "--horizon: expected an integer >= 1, got 'x'"),
     (["predict", "--horizon", "0"], "argument --horizon: must be an integer "
      ">= 1, got '0'"),
+    (["runs", "--all", "--last", "2"], "taxi-demand runs: error: argument "
+     "--last: not allowed with argument --all"),
+    (["report", "--last", "2", "--all"], "taxi-demand report: error: argument "
+     "--all: not allowed with argument --last"),
     (["runs", "--last"], "taxi-demand runs: error: argument --last: expected "
      "one argument"),
     (["recommend", *AT], "one of the arguments --cell --idle --all-idle is "

@@ -73,6 +73,24 @@ def test_runs_json_has_one_object_per_run_with_the_contract_keys(
   assert code == 0 and len(out.strip().splitlines()) == 5  # header + 4
 
 
+def test_runs_shows_a_page_of_the_newest_runs_and_all_on_request(
+    synthetic_home, capsys, monkeypatch):
+  """A long history shows its newest page (and says so); --all every run;
+  the next-day history of a shown version is whole either way."""
+  from taxi_demand.lineage import commands  # noqa: PLC0415
+  home, versions = synthetic_home
+  monkeypatch.setattr(commands, "RUNS_PAGE", 2)
+  _, out, _ = _run(capsys, home, "runs", "--json")
+  paged = json.loads(out)
+  _, out, _ = _run(capsys, home, "runs", "--all", "--json")
+  every = json.loads(out)
+  assert len(every) == 4 and paged == every[-2:]
+  _, out, _ = _run(capsys, home, "runs")
+  lines = out.strip().splitlines()
+  assert len(lines) == 4  # header, 2 runs, the footer
+  assert lines[-1] == "the newest 2 of 4 runs; --all lists every one"
+
+
 def test_runs_shows_the_degradation_history_of_a_version(synthetic_home,
                                                          capsys):
   home, versions = synthetic_home

@@ -194,6 +194,24 @@ def test_last_n_limits_runs_and_checks(report_home):
   assert len(report.checks) == 3 and report.demand is None
 
 
+def test_the_report_shows_its_newest_page_of_runs_unless_told(
+    report_home, tmp_path, capsys, monkeypatch):
+  """A history longer than the page shows its newest runs and says how many
+  it left out, in the console line and on the page; --all shows every one."""
+  from taxi_demand import cli  # noqa: PLC0415
+  from taxi_demand.report import commands  # noqa: PLC0415
+  total = len(data.gather(report_home, with_demand=False).runs)
+  monkeypatch.setattr(commands, "REPORT_PAGE", 3)
+  argv = ["--home", str(report_home.root), "report", "--out"]
+  assert cli.main([*argv, str(tmp_path / "paged")]) == 0
+  out = capsys.readouterr().out
+  assert f"report: the newest 3 of {total} runs up to 2024-02-11" in out
+  page = (tmp_path / "paged" / "index.html").read_text()
+  assert f"the newest 3 of {total} runs" in page
+  assert cli.main([*argv, str(tmp_path / "all"), "--all"]) == 0
+  assert f"report: {total} runs up to 2024-02-11" in capsys.readouterr().out
+
+
 # --- the pieces, on hand-made rows ------------------------------------------------
 
 

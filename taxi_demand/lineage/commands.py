@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 
+# The runs shown unless --last or --all says otherwise: two months of daily
+# runs, read in a few hundred milliseconds however long the history is.
+RUNS_PAGE = 60
+
 _RUNS_EPILOG = """\
 Columns: run id, day (span), status, wall time, the model's MAE on its eval
 day against the seasonal-naive MAE, blessed, the version pushed, and the
@@ -21,10 +25,14 @@ mid-node (kill -9, power loss). A run left RUNNING with no daily run alive
 on the home shows ABORTED at once; the next daily run records it so in ML
 Metadata, and `runner_local.py --resume` continues it.
 
+Shows the newest {page} runs unless told otherwise, oldest first, as a long
+history makes the full table slow to read and to ask for: --last N shows the
+newest N, --all every run.
+
 Examples:
   taxi-demand runs --last 5
-  taxi-demand runs --json
-"""
+  taxi-demand runs --all --json
+""".format(page=RUNS_PAGE)
 
 _LINEAGE_EPILOG = """\
 Walks ML Metadata upstream from a pushed model: Trainer, Transform (graph,
@@ -68,7 +76,10 @@ def _runs(args, home) -> int:
   if args.last is not None and args.last < 1:
     raise TaxiDemandError(f"--last must be >= 1, got {args.last}")
   snap = _snapshot(home)
-  runs = snap.runs[-args.last:] if args.last else snap.runs
+  last = None if args.all else (
+      RUNS_PAGE if args.last is None else args.last)
+  every = snap.runs
+  runs = every[-last:] if last else every
   queries.prefetch_rows(snap, runs)
   rows = []
   alive = _daily_run_alive(home)
@@ -80,7 +91,7 @@ def _runs(args, home) -> int:
   # With --last, the next-day results of the versions shown, not of all.
   history = queries.next_day_history(snap, [
       r["pushed_version"] for r in rows if r["pushed_version"]]
-                                     if args.last else None)
+                                     if len(runs) < len(every) else None)
   for row in rows:
     row["next_day"] = [{k: r.get(k) for k in ("date", "mae", "alert")}
                        for r in history.get(str(row["pushed_version"]), [])
@@ -98,6 +109,9 @@ def _runs(args, home) -> int:
           for r in rows],
          ["run", "day (span)", "status", "wall", "MAE", "naive MAE",
           "blessed", "pushed", "next-day MAE"])
+  if len(runs) < len(every):
+    print(f"the newest {len(runs)} of {len(every)} runs; --all lists every "
+          "one")
   if any(r["unmeasured"] for r in rows):
     print("* decided without the checks named: the day lacked what they "
           "need (`taxi-demand show RUN` says what)")
@@ -248,10 +262,14 @@ def register(subparsers, parents) -> None:
 
   runs = subparsers.add_parser(
       "runs", parents=with_json, help="table of pipeline runs from ML Metadata",
-      description="Every pipeline run, oldest first.", epilog=_RUNS_EPILOG,
-      formatter_class=fmt)
-  runs.add_argument("--last", type=int, metavar="N", default=None,
-                    help="only the newest N runs")
+      description="Pipeline runs, oldest first: the newest "
+      f"{RUNS_PAGE} unless --last or --all says otherwise.",
+      epilog=_RUNS_EPILOG, formatter_class=fmt)
+  shown = runs.add_mutually_exclusive_group()
+  shown.add_argument("--last", type=int, metavar="N", default=None,
+                     help=f"only the newest N runs (default {RUNS_PAGE})")
+  shown.add_argument("--all", action="store_true",
+                     help="every run in ML Metadata")
   runs.set_defaults(handler=_runs, writes_logs=False)
 
   show = subparsers.add_parser(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 from pathlib import Path
@@ -320,6 +321,7 @@ class Report:
   compare: Optional[Dict[str, Any]]
   notes: Dict[str, str] = dataclasses.field(default_factory=dict)
   params: Optional[contract.RunParameters] = None  # the serving model's
+  total_runs: int = 0   # in ML Metadata; `runs` holds the newest of them
 
 
 def _run_rows(snap: st.Snapshot, runs: Sequence[st.Run]) -> List[Dict]:
@@ -398,16 +400,19 @@ def _serving(snap: st.Snapshot, version: Optional[str]
 def _default_pair(snap: st.Snapshot, runs: Sequence[st.Run]):
   """The newest run that trained, against the one that pushed the serving
   model (or the trained run before it)."""
-  trained = [r for r in runs if r.node(contract.TRAINER) is not None]
+  # Newest first, stopping at the second: a long history's older runs are
+  # not read (each run's nodes are a question to ML Metadata).
+  trained = list(itertools.islice(
+      (r for r in reversed(runs) if r.node(contract.TRAINER) is not None), 2))
   if len(trained) < 2:
     return None
-  newest = trained[-1]
+  newest = trained[0]
   serving = queries.serving_version(snap)
   if serving is not None:
     push = queries.push_of(snap, serving)
     if push.run_id and push.run_id != newest.run_id:
       return queries.run_by_id(snap, push.run_id), newest
-  return trained[-2], newest
+  return trained[1], newest
 
 
 def _compare(snap: st.Snapshot, a: st.Run, b: st.Run) -> Dict[str, Any]:
@@ -531,7 +536,7 @@ def gather(home, last: Optional[int] = None,
       runs=rows, serving=_serving(snap, version),
       checks=_checks(snap, runs, rows), demand=None, plane=None,
       compare=_compare(snap, *pair) if pair else None, notes=notes,
-      params=params)
+      params=params, total_runs=len(snap.runs))
   if with_demand:
     report.demand, report.plane, more = gather_demand(home, rows, params)
     report.notes.update(more)

@@ -274,11 +274,15 @@ def render(report, figs: Optional[Dict[str, str]] = None) -> str:
   sections = "".join(f'<section id="{key}"><h2>{title}</h2>{bodies[key]}'
                      "</section>" for key, title in SECTIONS)
   newest = report.runs[-1]["date"] if report.runs else None
+  shown = (f"the newest {len(report.runs)} of {report.total_runs} runs "
+           "(<code>taxi-demand report --all</code> shows every one)"
+           if len(report.runs) < report.total_runs else
+           f"{len(report.runs)} runs")
   return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           "<meta name=\"viewport\" content=\"width=device-width\">"
           f"<title>taxi_demand report {_e(newest)}</title>"
           f"<style>{_CSS}</style></head><body><header><h1>taxi_demand "
-          f"report</h1><p>{len(report.runs)} runs up to {_e(newest)} · home "
+          f"report</h1><p>{shown} up to {_e(newest)} · home "
           f"{_e(report.home)} · generated {_e(report.generated_at)}</p>"
           f"</header><nav>{nav}</nav><main>{sections}</main></body></html>\n")
 

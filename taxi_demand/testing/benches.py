@@ -1,10 +1,12 @@
-"""The bench scripts, loaded by name, for the tests of their own logic.
+"""The bench scripts, loaded by name, for the tests of their own logic, and
+what the scripts share.
 
 bench/*.py are scripts run from a checkout, not a package, so a test reaches
 one through its file (the repository's bench folder beside this package).
 """
 
 import importlib.util
+import resource
 from pathlib import Path
 from types import ModuleType
 
@@ -19,3 +21,10 @@ def load(name: str) -> ModuleType:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def children_cpu_s() -> float:
+  """User + system CPU seconds of this process's finished children: beside a
+  wall time on a shared machine, whose load stretches the wall, not this."""
+  used = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return used.ru_utime + used.ru_stime
