@@ -89,6 +89,29 @@ def test_serving_on_day_is_the_newest_push_of_an_earlier_span(synthetic):
   assert queries.serving_version(snap) == versions[-1]
 
 
+@pytest.mark.parametrize("recent", [2, 32])
+def test_an_older_push_of_a_later_day_outranks_the_newest_pushes(
+    tmp_path, monkeypatch, recent):
+  """A backfill that ran later days before earlier ones: what serves on
+  each day is the push of the greatest earlier day, however few of the
+  newest pushes are read first (they fall back to every push when an
+  older blessed day outranks them)."""
+  first = synth.FIRST_SPAN
+  order = [5, 6, 1, 2, 3, 4]
+  specs = [synth.RunSpec(span=first + d, blessed=d != 4,
+                         run_id=f"2024-01-01T00:00:0{i}")
+           for i, d in enumerate(order)]
+  home = tmp_path / "home"
+  versions = synth.build(home, specs)
+  monkeypatch.setattr(queries, "RECENT_PUSHES", recent)
+  by_day = {d: v for d, v in zip([d for d in order if d != 4], versions)}
+  assert queries.serving_version(_snap(home / "metadata.sqlite")) == by_day[6]
+  for day, expected in [(1, None), (2, 1), (4, 3), (5, 3), (6, 5), (7, 6),
+                        (9, 6)]:
+    event = queries.serving_on(_snap(home / "metadata.sqlite"), first + day)
+    assert (event and event.version) == (expected and by_day[expected]), day
+
+
 def test_rollback_serves_the_previous_version_and_is_recorded(synthetic_copy):
   home, versions = synthetic_copy
   done = rollback.rollback(home)

@@ -217,3 +217,18 @@ def test_a_version_s_lineage_reads_its_next_day_results_alone(home, opened):
                               if r["model_version"] == version]
   assert tree["next_day"]
   assert _artifacts_read(opened, contract.NEXT_DAY_RESULT) <= 2
+
+
+def test_what_serves_now_and_on_a_day_reads_the_newest_pushes(
+    home, opened, monkeypatch):
+  """The newest pushes say what serves, checked against the blessings of
+  the days after them; a year of daily pushes is not read to find it."""
+  snap = store.load(home / "metadata.sqlite")
+  timeline = queries.serving_timeline(snap)
+  monkeypatch.setattr(queries, "RECENT_PUSHES", 5)
+  opened.clear()
+  fresh = store.load(home / "metadata.sqlite")
+  assert queries.serving_version(fresh) == timeline[-1].version
+  assert queries.serving_on(fresh, FIRST + RUNS - 1).version == [
+      e for e in timeline if e.span < FIRST + RUNS - 1][-1].version
+  assert _artifacts_read(opened, contract.PUSHED_MODEL_TYPE) <= 5

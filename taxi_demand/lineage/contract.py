@@ -82,6 +82,7 @@ GUIDANCE = "guidance"                   # ForecastGate's GuidanceGate input
 EXAMPLES_TYPE = "Examples"
 MODEL_TYPE = "Model"
 PUSHED_MODEL_TYPE = "PushedModel"
+MODEL_BLESSING_TYPE = "ModelBlessing"
 
 # --- artifact and execution properties ----------------------------------------
 # The properties of this pipeline's own outputs (DataGate's report, the

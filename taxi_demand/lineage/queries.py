@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from typing import Any, Dict, FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from taxi_demand import features
 from taxi_demand import spans
@@ -317,9 +317,13 @@ def serving_timeline(snap: st.Snapshot) -> List[ServingEvent]:
   backfill, where every push happens "now", it is the order a daily
   schedule would have produced.
   """
+  return _timeline(snap, prefetch_spans(snap, pushes(snap)))
+
+
+def _timeline(snap: st.Snapshot, found: List[Push]) -> List[ServingEvent]:
+  """Pushes `found` and every rollback, in `serving_timeline`'s order."""
   events = [ServingEvent("push", p.version, p.span, p.at_ms,
-                         p.pushed_model.id)
-            for p in prefetch_spans(snap, pushes(snap))]
+                         p.pushed_model.id) for p in found]
   for node in snap.executions_of(contract.ROLLBACK):
     if node.state != "COMPLETE":
       continue
@@ -337,14 +341,70 @@ def _max_span(events: List[ServingEvent]) -> int:
   return max((e.span for e in events if e.span is not None), default=0)
 
 
+# The newest pushes read first to say what serves: a year of daily pushes
+# need not be read to find the newest (see _recent_in_force).
+RECENT_PUSHES = 32
+
+
+def _recent_pushes(snap: st.Snapshot) -> Tuple[list, List[Push]]:
+  """(the newest RECENT_PUSHES pushed PushedModels, their pushes)."""
+  newest = snap.newest_artifacts_of(contract.PUSHED_MODEL_TYPE,
+                                    st.pushed_filter(), RECENT_PUSHES)
+  return newest, prefetch_spans(snap, _read_pushes(snap, newest))
+
+
+def _recent_in_force(snap: st.Snapshot, span: Optional[int]
+                     ) -> Tuple[bool, Optional[ServingEvent]]:
+  """(known, the event in force on day `span`, or now if None) from the
+  newest RECENT_PUSHES pushes and every rollback.
+
+  `known` is False where those cannot show it: no push among them took
+  effect before `span`, one has no ForecastGate blessing (an older
+  layout's push, whose day is its run's), or a blessed ForecastGate
+  blessing of a day between the answer and `span` belongs to none of them
+  (an older push that outranks the newest, as a backfill of later days
+  before earlier ones leaves). An older push of the answer's own day
+  finished before it, so it sorts before it, as in `serving_timeline`.
+  """
+  newest, recent = snap.memo(f"recent_pushes_{RECENT_PUSHES}",
+                             lambda: _recent_pushes(snap))
+  if any(p.blessing_id is None for p in recent):
+    return False, None
+  events = _timeline(snap, recent)
+  before = [e for e in events if e.span is not None and
+            (span is None or e.span < span)]
+  if len(newest) < RECENT_PUSHES:  # every push there is
+    return True, before[-1] if before else None
+  if not any(e.kind == "push" for e in before):
+    return False, None
+  floor = max(e.span for e in before if e.kind == "push")
+  name = ForecastGateRecord.names()
+  above = [st.custom_filter(name.forecast_gate, "=", 1),
+           st.custom_filter(name.blessed, "=", 1),
+           st.custom_filter(name.span, ">", floor)]
+  if span is not None:
+    above.append(st.custom_filter(name.span, "<", span))
+  known = {p.blessing_id for p in recent}
+  outranking = [a for a in snap.artifacts_of(contract.MODEL_BLESSING_TYPE,
+                                             " AND ".join(above))
+                if a.id not in known]
+  return (False, None) if outranking else (True, before[-1])
+
+
 def serving_version(snap: st.Snapshot) -> Optional[str]:
   """The version serving now according to ML Metadata."""
-  timeline = serving_timeline(snap)
-  return timeline[-1].version if timeline else None
+  known, event = _recent_in_force(snap, None)
+  if not known:
+    timeline = serving_timeline(snap)
+    event = timeline[-1] if timeline else None
+  return None if event is None else event.version
 
 
 def serving_on(snap: st.Snapshot, span: int) -> Optional[ServingEvent]:
   """The push or rollback in force on day `span` (it took effect before)."""
+  known, event = _recent_in_force(snap, span)
+  if known:
+    return event
   before = [e for e in serving_timeline(snap)
             if e.span is not None and e.span < span]
   return before[-1] if before else None
@@ -971,7 +1031,7 @@ def lineage_of_version(snap: st.Snapshot, version: str) -> Dict[str, Any]:
   tree = upstream(snap, push.model)
   blessing = blessing_of_model(snap, push.model.id)
   rollbacks = [{"to_version": e.version, "at": _iso(e.at_ms)}
-               for e in serving_timeline(snap)
+               for e in _timeline(snap, [])  # the rollbacks alone
                if e.kind == "rollback" and e.version == push.version]
   return {
       "version": push.version,

@@ -726,6 +726,19 @@ class Snapshot:
                                   key=lambda a: (a.create_ms, a.id))
     return list(self._by_type[key])
 
+  def newest_artifacts_of(self, type_name: str, filter_query: str,
+                          limit: int) -> List[ArtifactView]:
+    """The newest `limit` artifacts of a type passing `filter_query` (at
+    most a hundred: one request), oldest first."""
+    try:
+      raw = self.store.get_artifacts(list_options=_list_options(
+          filter_query=f"type = '{type_name}' AND ({filter_query})",
+          limit=limit, order_by=_order("ID"), is_asc=False))
+    except Exception:  # pylint: disable=broad-except  (no such type yet)
+      raw = []
+    return sorted((self._artifact(a) for a in raw),
+                  key=lambda a: (a.create_ms, a.id))
+
   # --- the whole store, for tools and tests ---------------------------------------
 
   @property
