@@ -1,0 +1,156 @@
+"""The supply forecast's flow balance (taxi_demand.supply), pinned by hand on
+a three-taxi, six-trip day, point in time."""
+
+import math
+
+import numpy as np
+import pytest
+
+from taxi_demand import spans
+from taxi_demand import supply
+from taxi_demand.data import sql
+from taxi_demand.data.warehouse import Warehouse
+from taxi_days import write_trips
+
+DAY = "2024-02-05"
+BEGIN = spans.start_of(spans.parse_span(DAY))
+CELLS = np.array([1, 2, 3])
+M = 60
+
+
+def at(hhmm: str) -> int:
+  h, m = map(int, hhmm.split(":"))
+  return BEGIN + 3600 * h + 60 * m
+
+
+# (taxi, pickup, dropoff, from cell, to cell)
+SIX_TRIPS = [
+    ("A", "08:00", "08:20", 1, 2),
+    ("A", "08:30", "08:50", 2, 3),
+    ("B", "08:10", "08:40", 1, 3),
+    ("B", "09:00", "09:20", 3, 1),
+    ("C", "08:05", "08:25", 2, 2),
+    ("C", "08:45", "09:15", 2, 1),
+]
+# The day as idle spells (a dropoff to the taxi's next pickup, at most 2 h):
+#   cell 1: B 09:20-11:20 and C 09:15-11:15 (their last trips): 2 spells, 240 min
+#   cell 2: A 08:20-08:30, C 08:25-08:45:                       2 spells,  30 min
+#   cell 3: B 08:40-09:00, A 08:50-10:50 (its last trip):       2 spells, 140 min
+
+
+def _trips(rows=SIX_TRIPS) -> supply.TaxiTrips:
+  taxi, start, end, a, b = zip(*rows)
+  return supply.TaxiTrips.of(CELLS, taxi, [at(s) for s in start],
+                             [at(e) for e in end], a, b)
+
+
+def test_rates_learned_from_the_day():
+  rates = supply.Rates.fit(_trips(), 3, at("00:00"), at("24:00"))
+  # Leave rate = (spells + 5) / (idle minutes + 5 x the city's mean spell,
+  # 410 min / 6 spells).
+  city = 410 / 6
+  for i, (count, minutes) in enumerate([(2, 240), (2, 30), (2, 140)]):
+    assert rates.leave_per_s[i] * M == pytest.approx(
+        (count + 5) / (minutes + 5 * city))
+  # Trip minutes per pickup x dropoff pair, 3 pseudo-trips of the day's
+  # mean (20+20+30+20+20+30 = 140 / 6 min) behind each: 1 -> 3 saw one
+  # 30-minute trip, 3 -> 2 none.
+  mean = 140 / 6
+  assert rates.trip_mean_s[0, 2] / M == pytest.approx((30 + 3 * mean) / 4)
+  assert rates.trip_mean_s[2, 1] / M == pytest.approx(mean)
+  # Dropoffs per hour: cell 1 had two at 09:xx on its only Monday, none at
+  # 09:00 on the other days of the week it has not seen: the hour of the
+  # week (2 dropoffs, seen once) leans on one pseudo-week of the hour of day
+  # (2 dropoffs over one day seen) -> (2 + 1 x 2) / (1 + 1) = 2 per hour.
+  monday_9 = int(supply._hour_of_week(at("09:00")))
+  assert rates.dropoffs_per_s[0, monday_9] * 3600 == pytest.approx(2.0)
+  assert rates.dropoffs_per_s[0, monday_9 + 1] * 3600 == 0
+
+
+def _rates_by_hand() -> supply.Rates:
+  """Every trip takes exactly its pair's mean; cells 1 and 3 keep their
+  idle taxis, cell 2 halves them every 10 minutes; 6 dropoffs an hour in
+  cell 1 from trips of exactly 20 minutes, none elsewhere."""
+  mean = np.full((3, 3), 20.0 * M)
+  mean[0, 2] = 40.0 * M
+  per_hour = np.zeros((3, supply.HOURS_PER_WEEK))
+  per_hour[0] = 6 / 3600
+  return supply.Rates(np.array([0.0, math.log(2) / (10 * M), 0.0]), mean,
+                      np.array([1.0]), np.array([20.0 * M]), per_hour)
+
+
+def _state(tmp_path, rows=SIX_TRIPS, cfg=sql.QueryConfig(), when="08:30"):
+  write_trips(tmp_path / "day.csv", DAY,
+              [(t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in rows])
+  with Warehouse(tmp_path / f"w{len(list(tmp_path.iterdir()))}.duckdb") as w:
+    assert w.load([tmp_path / "day.csv"]).loaded == len(rows)
+    table = w.taxis_at(cfg, at(when))
+  return supply.State.from_taxis(CELLS, table, at(when))
+
+
+def test_the_state_at_0830_is_what_was_known_then(tmp_path):
+  state = _state(tmp_path)
+  # C dropped off in 2 at 08:25: idle. A left 2 for 3 at 08:30, B left 1
+  # for 3 at 08:10: under way, to 3, their ends not read.
+  assert state.idle.tolist() == [0, 1, 0]
+  assert sorted(zip(state.trip_pickup.tolist(), state.trip_dropoff.tolist(),
+                    state.trip_start.tolist())) == [
+                        (0, 2, at("08:10")), (1, 2, at("08:30"))]
+
+
+def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
+    tmp_path):
+  rates = _rates_by_hand()
+  starts = np.array([at("08:30"), at("09:00")])
+  honest = supply.forecast(rates, _state(tmp_path), starts, 30 * M)
+  # A's recorded end moves from 08:50 to 09:40, after the issue time
+  # either way: what was known at 08:30 did not change, nor the forecast.
+  later = [r if r[:2] != ("A", "08:30") else ("A", "08:30", "09:40", 2, 3)
+           for r in SIX_TRIPS]
+  assert supply.forecast(rates, _state(tmp_path, later), starts,
+                         30 * M) == pytest.approx(honest)
+  # Under a trips export (known at the trip's end) neither trip under way
+  # is known: A shows in 2, where its 08:20 dropoff left it; B not at all.
+  export = sql.QueryConfig(arrival=sql.ArrivalRule.parse("end"))
+  state = _state(tmp_path, cfg=export)
+  assert state.idle.tolist() == [0, 2, 0] and len(state.trip_dropoff) == 0
+
+
+def test_the_flow_balance_by_hand(tmp_path):
+  """Issued at 08:30 for the slots 08:30-09:00 and 09:00-09:30 (minutes 0-29
+  and 30-59), with `_rates_by_hand`. A taxi idle by a minute's middle
+  counts in all of it.
+
+  Cell 1: no taxi idle or headed there; 0.1 dropoffs a minute from trips
+    that take 20 minutes, so none before 08:50 (minute 20): x = 0.1, 0.2,
+    ..., 1.0 in minutes 20-29 (sum 5.5), 1.1 ... 4.0 in 30-59 (mean 2.55).
+  Cell 2: C, idle now, halves every 10 minutes: x(m) = 2^-(m+1)/10; over
+    minutes 0-29 the mean is r (1 - r^30) / (1 - r) / 30, r = 2^-0.1,
+    and the next slot 2^-3 of that.
+  Cell 3: A (2 -> 3, 20 min, from 08:30) and B (1 -> 3, 40 min, from
+    08:10) both end at 08:50 (minute 20) and stay: 2 taxis for 10 of the
+    first slot's 30 minutes, 2 all the second.
+  """
+  rates = _rates_by_hand()
+  starts = np.array([at("08:30"), at("09:00")])
+  got = supply.forecast(rates, _state(tmp_path), starts, 30 * M)
+  r = 2 ** -0.1
+  cell_2 = r * (1 - r ** 30) / (1 - r) / 30
+  assert got == pytest.approx(np.array([[5.5 / 30, 2.55],
+                                        [cell_2, cell_2 / 8],
+                                        [20 / 30, 2.0]]))
+  # The day as it happened (the spells above): 08:30-09:00 C idles in 2
+  # for 15 minutes, B and A in 3 for 20 and 10; 09:00-09:30 C and B idle
+  # in 1 for 15 and 10 minutes, A in 3 for all 30.
+  truth = supply.actual(_trips(), 3, starts, 30 * M)
+  assert truth == pytest.approx(np.array([[0, 25 / 30], [0.5, 0],
+                                          [1.0, 1.0]]))
+  # Better than idle now carried forward ([0, 1, 0] both slots): its
+  # errors 0+0.5+1 and 0.83+1+1; the flow balance's 0.18+0.09+0.33 and
+  # 1.72+0.05+1.
+  naive = np.array([[0, 0], [1, 1], [0, 0]])
+  assert np.abs(got - truth).mean() < 0.8 * np.abs(naive - truth).mean()
+  # Over the next hour, a driver sent to a cell shares it with the mean
+  # of those taxis over the hour.
+  assert supply.over(rates, _state(tmp_path), 3600) == pytest.approx(
+      got.mean(axis=1))
