@@ -5,10 +5,10 @@ A per-cell flow balance with rates learned from history. Minute by minute
 from the issue time t, the expected idle taxis in cell c are
 
     x_c(t)          = the taxis idle in c now
-    x_c(u + 1 min)  = x_c(u) x exp(-leave_c x 60 s) + inflow_c(u)
+    x_c(u + 1 min)  = x_c(u) x exp(-leave_c(u) x 60 s) + inflow_c(u)
 
-where leave_c is the rate at which an idle taxi in c stops being idle
-there (its next pickup, or its shift's end), and inflow_c(u) the taxis
+where leave_c(u) is the rate at which an idle taxi in c stops being idle
+there (its next pickup, or its shift's end) at u's hour of the week, and inflow_c(u) the taxis
 expected to become idle in c during minute u:
 
 * each trip under way at t whose destination is c (`sql.taxis_at_bigquery`:
@@ -45,6 +45,11 @@ HOURS_PER_WEEK = 168
 # idle a few times must not get a leave rate of zero or infinity.
 PRIOR_SPELLS = 5.0
 PRIOR_TRIPS = 3.0
+# How far back the spells that set a cell's current leave rate reach: waits
+# swing within the hour (0.5 h beat 1 h and 2 h on a replay).
+RECENT_SECONDS = 1800
+# Four weeks of history give each hour of the week four samples.
+HISTORY_DAYS = 28
 # One pseudo-week of the hour of day's rate behind each hour of the week:
 # a week or two of history has one or two samples per hour of the week.
 PRIOR_WEEKS = 1.0
@@ -81,7 +86,8 @@ class TaxiTrips:
     col = table.column
     return cls.of(cells, col("taxi_id").to_pylist(),
                   col("pickup_at").to_numpy(),
-                  col("dropoff_at").to_numpy(zero_copy_only=False),
+                  [np.nan if v is None else v
+                   for v in col("dropoff_at").to_pylist()],
                   col("pickup_cell").to_pylist(),
                   col("dropoff_cell").to_pylist())
 
@@ -130,7 +136,9 @@ def _hour_of_week(epoch) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class Rates:
   """What the flow balance learns from history, per cell (index)."""
-  leave_per_s: np.ndarray        # (n,) 1 / mean idle spell
+  leave_per_s: np.ndarray        # (n, 168) 1 / mean idle spell, by the
+  #                                hour of the week it begins
+  spell_ratios: np.ndarray       # sorted idle spells x their leave rate
   trip_mean_s: np.ndarray        # (n, n) mean trip seconds, pickup x dropoff
   trip_ratios: np.ndarray        # sorted trip seconds / their pair's mean
   trip_seconds: np.ndarray       # sorted trip seconds
@@ -146,11 +154,22 @@ class Rates:
     """Rates from the trips of [begin, end) (epoch seconds, whole hours)
     over `n` cells."""
     spells = idle_spells(trips, until=end, max_idle_s=max_idle_s)
-    count = np.bincount(spells.cell, minlength=n).astype(float)
-    seconds = np.bincount(spells.cell, spells.end - spells.begin,
-                          minlength=n)
-    city = seconds.sum() / count.sum() if count.sum() else max_idle_s / 2
+    # By the hour of the week the spell begins: a taxi waits minutes at a
+    # weekday's morning peak, most of an hour at night or on a Sunday
+    # morning.
+    at = (spells.cell, _hour_of_week(spells.begin))
+    count = np.zeros((n, HOURS_PER_WEEK))
+    seconds = np.zeros((n, HOURS_PER_WEEK))
+    np.add.at(count, at, 1.0)
+    np.add.at(seconds, at, (spells.end - spells.begin).astype(float))
+    overall = seconds.sum() / count.sum() if count.sum() else max_idle_s / 2
+    city = np.where(count.sum(axis=0) > 0, seconds.sum(axis=0) /
+                    np.maximum(count.sum(axis=0), 1.0), overall)
     leave = (count + PRIOR_SPELLS) / (seconds + PRIOR_SPELLS * city)
+    # How spells spread around their mean: many of a few minutes, some
+    # the whole cap (a shift's end), so a taxi idle a while stays longer.
+    spread = np.sort((spells.end - spells.begin) * leave[at]) \
+        if len(spells.cell) else np.ones(1)
 
     span = trips.dropoff_at - trips.pickup_at
     ok = (trips.pickup >= 0) & (trips.dropoff >= 0) & (span > 0)
@@ -174,7 +193,7 @@ class Rates:
     per_hour_of_day = by_day / np.maximum(seen_day, 1.0)        # (n, 24)
     prior = np.tile(per_hour_of_day, 7)                          # (n, 168)
     per_hour = (by_week + PRIOR_WEEKS * prior) / (seen_week + PRIOR_WEEKS)
-    return cls(leave, mean,
+    return cls(leave, spread, mean,
                np.sort(ratios) if len(ratios) else np.ones(1),
                np.sort(span[ok]).astype(float) if ok.any()
                else np.array([typical]),
@@ -187,14 +206,16 @@ class State:
 
   Attributes:
     at: the issue time, epoch seconds.
-    idle: (n,) taxis idle in each cell now.
+    idle_cell, idle_since: the taxis idle now, and since when.
     trip_pickup, trip_dropoff, trip_start: the trips under way whose
       destination is known (pickup -1: unknown).
     arrive_cell, arrive_at: taxis known to become idle at a known time
       (driving empty to a cell they were sent to).
+    recent: the spells of the hour before `at`, if known.
   """
   at: int
-  idle: np.ndarray
+  idle_cell: np.ndarray
+  idle_since: np.ndarray
   trip_pickup: np.ndarray
   trip_dropoff: np.ndarray
   trip_start: np.ndarray
@@ -202,6 +223,12 @@ class State:
       default_factory=lambda: np.zeros(0, np.int64))
   arrive_at: np.ndarray = dataclasses.field(
       default_factory=lambda: np.zeros(0, np.int64))
+  recent: Optional["Recent"] = None
+
+  def idle(self, n: int) -> np.ndarray:
+    """(n,) taxis idle now per cell: idle now, carried forward, is the
+    naive supply forecast."""
+    return np.bincount(self.idle_cell, minlength=n).astype(float)
 
   @classmethod
   def from_taxis(cls, cells: np.ndarray, table, at: int,
@@ -211,15 +238,79 @@ class State:
     ids = np.asarray(table.column("taxi_id").to_pylist(), object)
     keep = ~np.isin(ids.astype(str), np.asarray(list(leave_out), str))
     cell = cell_index(cells, table.column("cell").to_pylist())
-    idle = np.array([v is not None for v in
-                     table.column("idle_start").to_pylist()], bool)
-    now = keep & idle & (cell >= 0)
-    going = keep & ~idle & (cell >= 0)
-    return cls(int(at), np.bincount(cell[now], minlength=len(cells))
-               .astype(float),
+    since = np.array([-1 if v is None else v for v in
+                      table.column("idle_start").to_pylist()], np.int64)
+    now = keep & (since >= 0) & (cell >= 0)
+    going = keep & (since < 0) & (cell >= 0)
+    return cls(int(at), cell[now], since[now],
                cell_index(cells, table.column("pickup_cell").to_pylist())
                [going], cell[going],
                table.column("trip_start").to_numpy()[going].astype(np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recent:
+  """Idle spells in the `RECENT_SECONDS` before an issue time, per cell:
+  how many ended (a pickup, or a move), and the idle seconds they and the
+  spells still going spent there."""
+  ended: np.ndarray
+  seconds: np.ndarray
+
+  @classmethod
+  def of(cls, n: int, cell, begin, end, going, at: int,
+         window: Optional[int] = None) -> "Recent":
+    """From spells (cell index, begin, end, still going at `at`)."""
+    window = RECENT_SECONDS if window is None else window
+    cell = np.asarray(cell, np.int64)
+    begin, end = np.asarray(begin, np.int64), np.asarray(end, np.int64)
+    going = np.asarray(going, bool)
+    stop = np.where(going, at, np.minimum(end, at))
+    seconds = np.clip(stop - np.maximum(begin, at - window), 0, None)
+    ended = ~going & (end >= at - window)
+    return cls(np.bincount(cell[ended], minlength=n).astype(float),
+               np.bincount(cell, seconds.astype(float), minlength=n))
+
+  @classmethod
+  def from_trips(cls, n: int, trips: TaxiTrips, at: int) -> "Recent":
+    """From the trips known at `at` (`Reader.taxi_trips` with `known_by`):
+    a dropoff after `at` is the future and is not read."""
+    future = trips.dropoff_at > at
+    seen = dataclasses.replace(
+        trips, dropoff=np.where(future, -1, trips.dropoff),
+        dropoff_at=np.where(future, at, trips.dropoff_at))
+    # A pickup at `at` ends a spell; a spell reaching past `at` goes on.
+    spells = idle_spells(seen, until=at + 1)
+    return cls.of(n, spells.cell, spells.begin, spells.end,
+                  spells.end > at, at)
+
+
+def leave_now(rates: Rates, state: State) -> np.ndarray:
+  """(n,) leave rate per cell at the issue time: the hour of the week's
+  from history, pulled toward the hour before's where spells were seen
+  (a cell's waits swing from seconds to an hour between days: a queue of
+  taxis builds, or of passengers)."""
+  history = rates.leave_per_s[:, int(_hour_of_week(state.at))]
+  if state.recent is None:
+    return history
+  # A cell that never lets a taxi go (rate 0) weighs as infinitely long.
+  prior = np.divide(PRIOR_SPELLS, history, out=np.full_like(history, np.inf),
+                    where=history > 0)
+  return (state.recent.ended + PRIOR_SPELLS) / (state.recent.seconds + prior)
+
+
+def rates_before(reader, cfg, cells: np.ndarray, begin: int,
+                 days: int = HISTORY_DAYS) -> Optional[Rates]:
+  """Rates from the trips of the `days` days before `begin` (epoch
+  seconds) in a warehouse reader; None if none carries a taxi_id."""
+  start = begin - days * 24 * 3600
+  known = reader.span_range()
+  if known is not None:    # hours before the first trip are not history
+    start = max(start, known[0] * 24 * 3600)
+  table = reader.taxi_trips(cfg, start, begin)
+  if table.num_rows == 0:
+    return None
+  return Rates.fit(TaxiTrips.from_table(cells, table), len(cells), start,
+                   begin)
 
 
 def _cdf(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -261,16 +352,36 @@ def inflow(rates: Rates, state: State, minutes: int) -> np.ndarray:
   return out
 
 
+def _survival(sorted_values: np.ndarray, x) -> np.ndarray:
+  return 1.0 - _cdf(sorted_values, x)
+
+
 def path(rates: Rates, state: State, minutes: int) -> np.ndarray:
   """(n, minutes): expected idle taxis in each cell during each minute
-  from `state.at` (the flow balance)."""
-  keep = np.exp(-rates.leave_per_s * MINUTE)
+  from `state.at` (the flow balance).
+
+  A spell in cell c lasts spell_ratios / leave_c(hour of the week of
+  `state.at`): a taxi idle since a while ago is weighed by its chance of
+  lasting that long more, one becoming idle by its chance from the start.
+  """
+  n = rates.n
+  scale = leave_now(rates, state)
+  lag = MINUTE * (np.arange(minutes) + 0.5)
+  out = np.zeros((n, minutes))
+  if len(state.idle_cell):
+    c = state.idle_cell
+    age = (state.at - state.idle_since).astype(float)
+    was = _survival(rates.spell_ratios, age * scale[c])
+    will = _survival(rates.spell_ratios,
+                     (age[:, None] + lag[None, :]) * scale[c][:, None])
+    np.add.at(out, c, np.where(was[:, None] > 0,
+                               will / np.maximum(was, 1e-12)[:, None], 0.0))
   flow = inflow(rates, state, minutes)
-  out = np.empty_like(flow)
-  x = np.asarray(state.idle, float)
-  for m in range(minutes):
-    x = x * keep + flow[:, m]
-    out[:, m] = x
+  # Becoming idle in minute j, still idle in minute m >= j.
+  kernel = _survival(rates.spell_ratios,
+                     MINUTE * np.arange(minutes)[None, :] * scale[:, None])
+  for c in np.flatnonzero(flow.any(axis=1)):
+    out[c] += np.convolve(flow[c], kernel[c])[:minutes]
   return out
 
 
@@ -310,7 +421,55 @@ def actual(trips: TaxiTrips, n: int, starts: np.ndarray, slot_seconds: int,
   return out
 
 
-def score_by_lead(errors: Dict[int, list]) -> Dict[int, float]:
-  """{lead minutes: mean absolute error} from {lead: [abs errors arrays]}."""
-  return {lead: float(np.mean(np.concatenate(parts)))
-          for lead, parts in sorted(errors.items())}
+def state_at(reader, cfg, cells: np.ndarray, at: int,
+             leave_out: Sequence[str] = ()) -> State:
+  """The fleet as known at `at` from a warehouse reader: the taxis idle
+  and under way (`Reader.taxis_at`) and the spells of the hour before
+  (`Reader.taxi_trips` known by then)."""
+  state = State.from_taxis(cells, reader.taxis_at(cfg, at), at, leave_out)
+  known = TaxiTrips.from_table(cells, reader.taxi_trips(
+      cfg, at - RECENT_SECONDS - MAX_IDLE_SECONDS - 6 * 3600, at + 1,
+      known_by=at))
+  return dataclasses.replace(state,
+                             recent=Recent.from_trips(len(cells), known, at))
+
+
+def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
+           end: int, tick_seconds: int = 300,
+           max_lead_minutes: int = 55) -> Dict[int, Dict[str, float]]:
+  """The supply forecast issued at every tick of [begin, end), point in
+  time (each tick reads only the trips known then, `Reader.taxis_at`),
+  scored on the slots at leads 0..`max_lead_minutes` against the day as it
+  happened, beside idle now carried forward.
+
+  Returns:
+    {lead minutes: {"forecast": MAE, "naive": MAE, "cells_x_slots": count}},
+    MAE per cell and slot in mean idle taxis.
+  """
+  from taxi_demand.data import sql  # noqa: PLC0415
+  slot = cfg.slot_seconds
+  # Afterwards: every trip of the day, and of the hours either side that
+  # start or end its spells.
+  trips = TaxiTrips.from_table(cells, reader.taxi_trips(
+      cfg, begin - 6 * 3600, end + MAX_IDLE_SECONDS))
+  slots = np.arange(begin, end, slot)
+  truth = actual(trips, len(cells), slots, slot)
+  errors: Dict[int, Dict[str, list]] = {}
+  for tick in range(begin, end, tick_seconds):
+    state = state_at(reader, cfg, cells, tick)
+    first = sql.first_target(cfg, tick)
+    starts = np.arange(first, min(end, tick + max_lead_minutes * 60 + 1),
+                       slot)
+    if len(starts) == 0:
+      continue
+    got = forecast(rates, state, starts, slot)
+    want = truth[:, (starts - begin) // slot]
+    for k, start in enumerate(starts):
+      lead = int(start - tick) // 60
+      by = errors.setdefault(lead, {"forecast": [], "naive": []})
+      by["forecast"].append(np.abs(got[:, k] - want[:, k]))
+      by["naive"].append(np.abs(state.idle(len(cells)) - want[:, k]))
+  return {lead: {"forecast": float(np.mean(np.concatenate(e["forecast"]))),
+                 "naive": float(np.mean(np.concatenate(e["naive"]))),
+                 "cells_x_slots": int(sum(len(a) for a in e["naive"]))}
+          for lead, e in sorted(errors.items())}

@@ -1,8 +1,6 @@
 """The supply forecast's flow balance (taxi_demand.supply), pinned by hand on
 a three-taxi, six-trip day, point in time."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -46,11 +44,17 @@ def _trips(rows=SIX_TRIPS) -> supply.TaxiTrips:
 
 def test_rates_learned_from_the_day():
   rates = supply.Rates.fit(_trips(), 3, at("00:00"), at("24:00"))
-  # Leave rate = (spells + 5) / (idle minutes + 5 x the city's mean spell,
-  # 410 min / 6 spells).
-  city = 410 / 6
-  for i, (count, minutes) in enumerate([(2, 240), (2, 30), (2, 140)]):
-    assert rates.leave_per_s[i] * M == pytest.approx(
+  # Leave rate = (spells + 5) / (idle minutes + 5 x the city's mean spell)
+  # by the hour of the week the spell begins: Monday 8:00 cells 2 and 3,
+  # 170 min over 4 spells; 9:00 cell 1, 240 min over 2; other hours the
+  # day's mean, 410 min over 6.
+  eight, nine, three = 170 / 4, 240 / 2, 410 / 6
+  for cell, hour, count, minutes, city in [
+      (0, "09:00", 2, 240, nine), (1, "08:00", 2, 30, eight),
+      (2, "08:00", 2, 140, eight), (0, "08:00", 0, 0, eight),
+      (1, "03:00", 0, 0, three)]:
+    how = int(supply._hour_of_week(at(hour)))
+    assert rates.leave_per_s[cell, how] * M == pytest.approx(
         (count + 5) / (minutes + 5 * city))
   # Trip minutes per pickup x dropoff pair, 3 pseudo-trips of the day's
   # mean (20+20+30+20+20+30 = 140 / 6 min) behind each: 1 -> 3 saw one
@@ -68,14 +72,17 @@ def test_rates_learned_from_the_day():
 
 
 def _rates_by_hand() -> supply.Rates:
-  """Every trip takes exactly its pair's mean; cells 1 and 3 keep their
-  idle taxis, cell 2 halves them every 10 minutes; 6 dropoffs an hour in
-  cell 1 from trips of exactly 20 minutes, none elsewhere."""
+  """Every trip takes exactly its pair's mean, and every idle spell its
+  cell's: cells 1 and 3 keep their idle taxis (leave rate 0), cell 2 for
+  20 minutes; 6 dropoffs an hour in cell 1 from trips of exactly 20
+  minutes, none elsewhere."""
   mean = np.full((3, 3), 20.0 * M)
   mean[0, 2] = 40.0 * M
   per_hour = np.zeros((3, supply.HOURS_PER_WEEK))
   per_hour[0] = 6 / 3600
-  return supply.Rates(np.array([0.0, math.log(2) / (10 * M), 0.0]), mean,
+  leave = np.repeat([[0.0], [1 / (20 * M)], [0.0]],
+                    supply.HOURS_PER_WEEK, axis=1)
+  return supply.Rates(leave, np.array([1.0]), mean,
                       np.array([1.0]), np.array([20.0 * M]), per_hour)
 
 
@@ -92,10 +99,29 @@ def test_the_state_at_0830_is_what_was_known_then(tmp_path):
   state = _state(tmp_path)
   # C dropped off in 2 at 08:25: idle. A left 2 for 3 at 08:30, B left 1
   # for 3 at 08:10: under way, to 3, their ends not read.
-  assert state.idle.tolist() == [0, 1, 0]
+  assert state.idle(3).tolist() == [0, 1, 0]
+  assert state.idle_since.tolist() == [at("08:25")]
   assert sorted(zip(state.trip_pickup.tolist(), state.trip_dropoff.tolist(),
                     state.trip_start.tolist())) == [
                         (0, 2, at("08:10")), (1, 2, at("08:30"))]
+
+
+def test_a_cells_leave_rate_leans_on_the_half_hour_before(tmp_path):
+  write_trips(tmp_path / "day.csv", DAY, [
+      (t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in SIX_TRIPS])
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    state = supply.state_at(w, sql.QueryConfig(), CELLS, at("08:30"))
+  # 08:00-08:30, known at 08:30: A idled in 2 from 08:20 to its 08:30
+  # pickup (ended), C idles there since 08:25 (going on); B's and A's
+  # trips under way end in the future, unread.
+  assert state.recent.ended.tolist() == [0, 1, 0]
+  assert state.recent.seconds.tolist() == [0, 15 * M, 0]
+  # Cell 2's leave rate: (1 spell + 5) / (15 min + 5 spells of its
+  # history's mean); the others keep their history's.
+  rates = _rates_by_hand()
+  assert supply.leave_now(rates, state) * M == pytest.approx(
+      [0.0, 6 / (15 + 5 * 20), 0.0])
 
 
 def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
@@ -113,7 +139,7 @@ def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
   # is known: A shows in 2, where its 08:20 dropoff left it; B not at all.
   export = sql.QueryConfig(arrival=sql.ArrivalRule.parse("end"))
   state = _state(tmp_path, cfg=export)
-  assert state.idle.tolist() == [0, 2, 0] and len(state.trip_dropoff) == 0
+  assert state.idle(3).tolist() == [0, 2, 0] and len(state.trip_dropoff) == 0
 
 
 def test_the_flow_balance_by_hand(tmp_path):
@@ -124,9 +150,8 @@ def test_the_flow_balance_by_hand(tmp_path):
   Cell 1: no taxi idle or headed there; 0.1 dropoffs a minute from trips
     that take 20 minutes, so none before 08:50 (minute 20): x = 0.1, 0.2,
     ..., 1.0 in minutes 20-29 (sum 5.5), 1.1 ... 4.0 in 30-59 (mean 2.55).
-  Cell 2: C, idle now, halves every 10 minutes: x(m) = 2^-(m+1)/10; over
-    minutes 0-29 the mean is r (1 - r^30) / (1 - r) / 30, r = 2^-0.1,
-    and the next slot 2^-3 of that.
+  Cell 2: C, idle since 08:25, has 15 of its 20 minutes left: idle in
+    minutes 0-14, half the first slot.
   Cell 3: A (2 -> 3, 20 min, from 08:30) and B (1 -> 3, 40 min, from
     08:10) both end at 08:50 (minute 20) and stay: 2 taxis for 10 of the
     first slot's 30 minutes, 2 all the second.
@@ -134,10 +159,8 @@ def test_the_flow_balance_by_hand(tmp_path):
   rates = _rates_by_hand()
   starts = np.array([at("08:30"), at("09:00")])
   got = supply.forecast(rates, _state(tmp_path), starts, 30 * M)
-  r = 2 ** -0.1
-  cell_2 = r * (1 - r ** 30) / (1 - r) / 30
   assert got == pytest.approx(np.array([[5.5 / 30, 2.55],
-                                        [cell_2, cell_2 / 8],
+                                        [0.5, 0.0],
                                         [20 / 30, 2.0]]))
   # The day as it happened (the spells above): 08:30-09:00 C idles in 2
   # for 15 minutes, B and A in 3 for 20 and 10; 09:00-09:30 C and B idle
@@ -146,8 +169,8 @@ def test_the_flow_balance_by_hand(tmp_path):
   assert truth == pytest.approx(np.array([[0, 25 / 30], [0.5, 0],
                                           [1.0, 1.0]]))
   # Better than idle now carried forward ([0, 1, 0] both slots): its
-  # errors 0+0.5+1 and 0.83+1+1; the flow balance's 0.18+0.09+0.33 and
-  # 1.72+0.05+1.
+  # errors 0+0.5+1 and 0.83+1+1; the flow balance's 0.18+0+0.33 and
+  # 1.72+0+1.
   naive = np.array([[0, 0], [1, 1], [0, 0]])
   assert np.abs(got - truth).mean() < 0.8 * np.abs(naive - truth).mean()
   # Over the next hour, a driver sent to a cell shares it with the mean

@@ -191,11 +191,12 @@ class Reader:
         self._cfg(cfg), at, max_idle_s), TAXIS_AT_SCHEMA)
 
   def taxi_trips(self, cfg: demand_sql.QueryConfig, begin: int,
-                 end: int) -> pa.Table:
-    """Trips with a taxi_id starting in [begin, end), each taxi's in order
-    (sql.taxi_trips_bigquery; the supply forecast's history)."""
-    return self._read(demand_sql.taxi_trips_bigquery(self._cfg(cfg), begin,
-                                                     end), TAXI_TRIPS_SCHEMA)
+                 end: int, known_by: int | None = None) -> pa.Table:
+    """Trips with a taxi_id starting in [begin, end), each taxi's in order,
+    known by `known_by` if given (sql.taxi_trips_bigquery; the supply
+    forecast's history)."""
+    return self._read(demand_sql.taxi_trips_bigquery(
+        self._cfg(cfg), begin, end, known_by), TAXI_TRIPS_SCHEMA)
 
   def idle_at_probes(self, cfg: demand_sql.QueryConfig, at: int,
                      max_idle_s: int = demand_sql.MAX_IDLE_SECONDS

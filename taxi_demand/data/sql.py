@@ -578,12 +578,17 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
       "ORDER BY taxi_id")
 
 
-def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
+def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
+                        known_by: int | None = None) -> str:
   """Trips with a taxi_id starting in [begin, end), in each taxi's order,
-  for fitting the supply forecast's rates: taxi_id, pickup_at, dropoff_at,
-  pickup_cell, dropoff_cell (NULL where the trip lacks them)."""
+  for the supply forecast's rates: taxi_id, pickup_at, dropoff_at,
+  pickup_cell, dropoff_cell (NULL where the trip lacks them); with
+  `known_by`, only the trips known by then under the arrival rule."""
   _check_range(begin, end)
   start = "UNIX_SECONDS(trip_start_timestamp)"
+  known = "" if known_by is None else (
+      f"  AND {cfg.arrival.known_expr()} <= "
+      f"{_check_int('known_by', known_by, bounds=(0, 10**11))}\n")
   return (
       f"SELECT taxi_id, {start} AS pickup_at,\n"
       "  COALESCE(UNIX_SECONDS(trip_end_timestamp), "
@@ -592,6 +597,7 @@ def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
       f"  {_cell_expr(cfg, 'dropoff')} AS dropoff_cell\n"
       f"FROM `{check_table(cfg.table)}`\n"
       f"WHERE taxi_id IS NOT NULL AND {start} >= {begin} AND {start} < {end}\n"
+      + known +
       "ORDER BY taxi_id, pickup_at, dropoff_at, pickup_cell, dropoff_cell")
 
 
