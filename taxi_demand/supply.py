@@ -48,6 +48,10 @@ PRIOR_TRIPS = 3.0
 # How far back the spells that set a cell's current leave rate reach: waits
 # swing within the hour (0.5 h beat 1 h and 2 h on a replay).
 RECENT_SECONDS = 1800
+# How soon a taxi must be expected idle in a cell to count as competing
+# there for a driver sent now: 20 minutes beat 10 and 40 (and the mean idle
+# over the hour) on the guidance bench's fleet.
+GUIDANCE_WINDOW_SECONDS = 20 * 60
 # Four weeks of history give each hour of the week four samples.
 HISTORY_DAYS = 28
 # One pseudo-week of the hour of day's rate behind each hour of the week:
@@ -400,11 +404,14 @@ def forecast(rates: Rates, state: State, starts: np.ndarray,
   return np.stack([x[:, f:f + width].mean(axis=1) for f in first], axis=1)
 
 
-def over(rates: Rates, state: State, seconds: float) -> np.ndarray:
-  """(n,): mean idle taxis per cell over the `seconds` from `state.at`:
-  the taxis a driver sent there shares its pickups with."""
+def expected_there(rates: Rates, state: State,
+                   seconds: int = GUIDANCE_WINDOW_SECONDS) -> np.ndarray:
+  """(n,): the taxis a driver sent to each cell shares its pickups with:
+  those idle there now, and those expected to become idle there within
+  `seconds` (trips under way by their expected end, empty drives, learned
+  arrivals)."""
   minutes = max(1, int(round(seconds / MINUTE)))
-  return path(rates, state, minutes).mean(axis=1)
+  return state.idle(rates.n) + inflow(rates, state, minutes).sum(axis=1)
 
 
 def actual(trips: TaxiTrips, n: int, starts: np.ndarray, slot_seconds: int,

@@ -173,7 +173,38 @@ def test_the_flow_balance_by_hand(tmp_path):
   # 1.72+0+1.
   naive = np.array([[0, 0], [1, 1], [0, 0]])
   assert np.abs(got - truth).mean() < 0.8 * np.abs(naive - truth).mean()
-  # Over the next hour, a driver sent to a cell shares it with the mean
-  # of those taxis over the hour.
-  assert supply.over(rates, _state(tmp_path), 3600) == pytest.approx(
-      got.mean(axis=1))
+  # A driver sent now shares a cell with the taxis idle there now and
+  # those expected idle within (here) 30 minutes: C in 2; A and B in 3;
+  # one learned arrival in 1 (0.1 a minute over minutes 20-29).
+  assert supply.expected_there(rates, _state(tmp_path), 30 * M) == \
+      pytest.approx([1.0, 1.0, 2.0])
+
+
+def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
+  """Cells 1, 2, 3 on a line (10 minutes 1-2 and 2-3, 20 minutes 1-3). A
+  taxi idle in 1 at 0:00 weighs 2 and 3, each forecast 3 pickups a
+  quarter hour: from its arrival to the hour's end, 3 x 50/15 = 10 in 2
+  and 3 x 40/15 = 8 in 3. Nobody is idle in either, so with idle-now
+  supply it goes to 2. But a taxi left 1 for 2 five minutes ago (trips of
+  20 minutes): it will be idle in 2 at 0:15, so with forecast supply 2 is
+  worth 10 / 2 = 5 a taxi, and the taxi goes to 3."""
+  from taxi_demand import fleet  # noqa: PLC0415
+  from taxi_demand import guidance  # noqa: PLC0415
+  geo = guidance.Geometry(CELLS, np.array([[0, 10, 20], [10, 0, 10],
+                                           [20, 10, 0]], float))
+  t = BEGIN + 8 * 3600
+  starts = t + 900 * np.arange(5)
+  grid = np.array([[0.0] * 5, [3.0] * 5, [3.0] * 5])
+  zeros = np.zeros((3, supply.HOURS_PER_WEEK))
+  rates = supply.Rates(zeros, np.array([1.0]), np.full((3, 3), 20.0 * M),
+                       np.array([1.0]), np.array([20.0 * M]), zeros)
+  empty = np.zeros(0, np.int64)
+  known = fleet.Known(np.array([0]), np.array([0]), np.array([t]),
+                      np.array([0]), np.array([1]), np.array([t - 5 * M]),
+                      empty, empty, supply.Recent(np.zeros(3), np.zeros(3)))
+  ask = (t, np.array([0]), np.array([0]), np.array([1.0, 0, 0]), known)
+  idle_now = fleet.following(geo, lambda at: (grid, starts), 900)
+  forecast = fleet.following(geo, lambda at: (grid, starts), 900,
+                             rates=rates)
+  assert CELLS[idle_now(*ask)].tolist() == [2]
+  assert CELLS[forecast(*ask)].tolist() == [3]
