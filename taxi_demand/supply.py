@@ -33,6 +33,8 @@ No TensorFlow, no warehouse: trips and states as arrays in, numpy out;
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -57,6 +59,13 @@ HISTORY_DAYS = 28
 # One pseudo-week of the hour of day's rate behind each hour of the week:
 # a week or two of history has one or two samples per hour of the week.
 PRIOR_WEEKS = 1.0
+
+
+class Basis(enum.Enum):
+  """What `recommend` shares a cell's pickups with."""
+
+  FORECAST = "forecast"    # idle now, and expected idle there soon
+  IDLE_NOW = "idle-now"    # idle now only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,23 +95,28 @@ class TaxiTrips:
 
   @classmethod
   def from_table(cls, cells: np.ndarray, table) -> "TaxiTrips":
-    """From a `Reader.taxi_trips` Arrow table."""
+    """From a `Reader.taxi_trips` Arrow table (weeks of trips: read by
+    column, not row by row)."""
+    import pyarrow.compute as pc  # noqa: PLC0415
     col = table.column
-    return cls.of(cells, col("taxi_id").to_pylist(),
-                  col("pickup_at").to_numpy(),
-                  [np.nan if v is None else v
-                   for v in col("dropoff_at").to_pylist()],
-                  col("pickup_cell").to_pylist(),
-                  col("dropoff_cell").to_pylist())
+    at = col("pickup_at").to_numpy()
+    off = pc.coalesce(col("dropoff_at"), col("pickup_at")).to_numpy()
+    taxi = pc.dictionary_encode(col("taxi_id")).combine_chunks()
+    order = np.lexsort((off, at, taxi.indices.to_numpy()))
+    cell = lambda c: cell_index(  # noqa: E731
+        cells, pc.fill_null(col(c), -1).to_numpy())
+    return cls(taxi.indices.to_numpy()[order], at[order], off[order],
+               cell("pickup_cell")[order], cell("dropoff_cell")[order])
 
   def __len__(self) -> int:
     return len(self.taxi)
 
 
 def cell_index(cells: np.ndarray, values) -> np.ndarray:
-  """Indices of `values` (cell ids, None for unknown) in sorted `cells`;
-  -1 where a value is unknown or not among them."""
-  raw = np.array([-1 if v is None else v for v in values], np.int64)
+  """Indices of `values` (cell ids, None or -1 for unknown) in sorted
+  `cells`; -1 where a value is unknown or not among them."""
+  raw = np.array([-1 if v is None else v for v in values], np.int64) \
+      if not isinstance(values, np.ndarray) else values.astype(np.int64)
   if len(cells) == 0:
     return np.full(len(raw), -1, np.int64)
   idx = np.clip(np.searchsorted(cells, raw), 0, len(cells) - 1)
@@ -302,6 +316,16 @@ def leave_now(rates: Rates, state: State) -> np.ndarray:
   return (state.recent.ended + PRIOR_SPELLS) / (state.recent.seconds + prior)
 
 
+@functools.lru_cache(maxsize=8)
+def cached_rates(address: str, cfg, cells: tuple, day_begin: int
+                 ) -> Optional[Rates]:
+  """`rates_before` a day, read once per process: `recommend` asks again
+  and again on one day, and history does not change under it."""
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  with open_reader(address) as reader:
+    return rates_before(reader, cfg, np.asarray(cells, np.int64), day_begin)
+
+
 def rates_before(reader, cfg, cells: np.ndarray, begin: int,
                  days: int = HISTORY_DAYS) -> Optional[Rates]:
   """Rates from the trips of the `days` days before `begin` (epoch
@@ -404,14 +428,20 @@ def forecast(rates: Rates, state: State, starts: np.ndarray,
   return np.stack([x[:, f:f + width].mean(axis=1) for f in first], axis=1)
 
 
-def expected_there(rates: Rates, state: State,
-                   seconds: int = GUIDANCE_WINDOW_SECONDS) -> np.ndarray:
-  """(n,): the taxis a driver sent to each cell shares its pickups with:
-  those idle there now, and those expected to become idle there within
+def arriving(rates: Rates, state: State,
+             seconds: int = GUIDANCE_WINDOW_SECONDS) -> np.ndarray:
+  """(n,): the taxis expected to become idle in each cell within
   `seconds` (trips under way by their expected end, empty drives, learned
   arrivals)."""
   minutes = max(1, int(round(seconds / MINUTE)))
-  return state.idle(rates.n) + inflow(rates, state, minutes).sum(axis=1)
+  return inflow(rates, state, minutes).sum(axis=1)
+
+
+def expected_there(rates: Rates, state: State,
+                   seconds: int = GUIDANCE_WINDOW_SECONDS) -> np.ndarray:
+  """(n,): the taxis a driver sent to each cell shares its pickups with:
+  those idle there now, and those `arriving` within `seconds`."""
+  return state.idle(rates.n) + arriving(rates, state, seconds)
 
 
 def actual(trips: TaxiTrips, n: int, starts: np.ndarray, slot_seconds: int,
