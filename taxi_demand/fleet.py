@@ -509,7 +509,7 @@ def policies(day: Day, forecast_at: Optional[Callable] = None
   """stay, hotspot, recommend and recommend_idle_now (if `forecast_at`;
   recommend shares each cell with the forecast supply where the day has
   supply rates, else with the idle taxis, as recommend_idle_now does) and
-  greedy_on_true_intensity (if truth)."""
+  greedy_on_true_intensity (if truth; recommend's rule on the truth)."""
   out = {"stay": stay(), "hotspot": hotspot(day.geometry, day.busiest_by_hour)}
   if forecast_at is not None:
     out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds,
@@ -517,5 +517,7 @@ def policies(day: Day, forecast_at: Optional[Callable] = None
     out[RECOMMEND_IDLE_NOW] = following(day.geometry, forecast_at,
                                         day.slot_seconds)
   if day.truth is not None:
-    out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900)
+    # The same greedy placement as recommend, supply rule included.
+    out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900,
+                                     rates=day.supply_rates)
   return out
