@@ -3,9 +3,11 @@
 A fleet (taxi_demand.fleet) replays one simulated day in which idle taxis
 follow a policy: stay where they dropped off, go to the historically
 busiest cell nearby (hotspot), follow `recommend` on the serving model's
-forecasts as served at each tick, or greedy_on_true_intensity (the same
-greedy ranking on the simulator's true intensity; once called "the oracle",
-it is no ceiling). The fleet is sized so that staying taxis are empty half
+forecasts as served at each tick (sharing each cell with the taxis idle
+there and those the supply forecast expects idle soon;
+`recommend_idle_now` with the idle ones only), or greedy_on_true_intensity
+(the same greedy ranking on the simulator's true intensity; once called
+"the oracle", it is no ceiling). The fleet is sized so that staying taxis are empty half
 of their time (DiDi's figure), and that share is printed.
 
 The ceiling is `upper_bound` (taxi_demand.fleet_bound): the most pickups the
@@ -24,9 +26,16 @@ taxi of the simulator's own fleet idle at 08:00.
 
   .venv/bin/python bench/guidance.py [--home H] [--date D] [--seed 0]
 
+The supply forecast (taxi_demand.supply) is replayed on the same day, point
+in time: issued at every 5-minute tick from what the warehouse knew then,
+scored per cell and slot at leads 0..55 minutes against the idle taxis as
+they were, beside idle now carried forward (`supply_replay`).
+
 Targets: recommend >= +15% pickups per taxi-hour against stay, >= +5%
 against hotspot, within 10% of greedy_on_true_intensity, >= 70% of the
-upper bound; 2,000 taxis in < 1 s warm.
+upper bound; with forecast supply >= +5% over recommend_idle_now and >= +20%
+over stay; the supply forecast's MAE <= 0.8x the naive one's at every lead;
+2,000 taxis in < 1 s warm.
 
 JSON keys renamed with issue #32: `policies.oracle` is now
 `policies.greedy_on_true_intensity`, `recommend_of_oracle` is
@@ -50,6 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TARGETS = {"vs_stay": 0.15, "vs_hotspot": 0.05,
            "of_greedy_on_true_intensity": 0.90, "of_upper_bound": 0.70,
+           "forecast_supply_over_idle_now": 0.05,
+           "forecast_supply_vs_stay": 0.20,
+           "supply_mae_of_naive": 0.80,
            "bulk_2000_warm_s": 1.0}
 START, DAYS, SEED, SCALE = datetime.date(2024, 1, 18), 29, 7, 0.3
 
@@ -98,6 +110,8 @@ def main(argv=None) -> int:
   from taxi_demand import fleet  # noqa: PLC0415
   from taxi_demand import fleet_bound  # noqa: PLC0415
   from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.home import Home  # noqa: PLC0415
   from taxi_demand.serving import predict  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
@@ -126,8 +140,30 @@ def main(argv=None) -> int:
                                   seed=args.seed)
   fleet_s = time.perf_counter() - mark
   rate = {k: r.pickups_per_taxi_hour for k, r in results.items()}
+  idle_now = fleet.RECOMMEND_IDLE_NOW
   ratios = {"vs_stay": rate["recommend"] / rate["stay"] - 1,
-            "vs_hotspot": rate["recommend"] / rate["hotspot"] - 1}
+            "vs_hotspot": rate["recommend"] / rate["hotspot"] - 1,
+            "forecast_supply_over_idle_now":
+                rate["recommend"] / rate[idle_now] - 1,
+            "idle_now_vs_stay": rate[idle_now] / rate["stay"] - 1}
+  say(f"fleet: {taxis} taxis, {fleet_s:.0f} s; recommend "
+      f"{ratios['forecast_supply_over_idle_now']:+.1%} over {idle_now}")
+
+  # The supply forecast replayed on the day, point in time.
+  mark = time.perf_counter()
+  if day.supply_rates is None:
+    replay = {}
+  else:
+    with open_reader(home.warehouse) as wh:
+      replay = supply.replay(wh, cfg, day.geometry.cells, day.supply_rates,
+                             day.begin, day.end)
+  for figures in replay.values():
+    figures["of_naive"] = round(figures["forecast"] / figures["naive"], 4)
+    figures["forecast"] = round(figures["forecast"], 4)
+    figures["naive"] = round(figures["naive"], 4)
+  worst = max((f["of_naive"] for f in replay.values()), default=float("nan"))
+  say(f"supply replay: MAE at most {worst:.2f}x naive's "
+      f"({time.perf_counter() - mark:.0f} s)")
   greedy = fleet.GREEDY_ON_TRUTH
   if greedy in rate:
     ratios["of_" + greedy] = rate["recommend"] / rate[greedy]
@@ -171,6 +207,15 @@ def main(argv=None) -> int:
       "policies": fleet.summary(list(results.values())),
       "recommend_vs_stay": round(ratios["vs_stay"], 4),
       "recommend_vs_hotspot": round(ratios["vs_hotspot"], 4),
+      "recommend_forecast_supply_over_idle_now": round(
+          ratios["forecast_supply_over_idle_now"], 4),
+      "recommend_forecast_supply_vs_stay": round(ratios["vs_stay"], 4),
+      "recommend_idle_now_vs_stay": round(ratios["idle_now_vs_stay"], 4),
+      "supply_replay": {
+          "what": "MAE per cell and slot of mean idle taxis, by lead "
+                  "minutes: the flow balance vs idle now carried forward",
+          "leads": {str(k): v for k, v in replay.items()},
+          "worst_of_naive": worst},
       f"recommend_of_{greedy}": round(ratios.get("of_" + greedy,
                                                   float("nan")), 4),
       "upper_bound": bound.to_dict(),
@@ -187,6 +232,12 @@ def main(argv=None) -> int:
                            TARGETS["of_" + greedy]),
           "of_upper_bound": (ratios["of_upper_bound"] >=
                              TARGETS["of_upper_bound"]),
+          "forecast_supply_over_idle_now": (
+              ratios["forecast_supply_over_idle_now"] >=
+              TARGETS["forecast_supply_over_idle_now"]),
+          "forecast_supply_vs_stay": (ratios["vs_stay"] >=
+                                      TARGETS["forecast_supply_vs_stay"]),
+          "supply_mae_of_naive": worst <= TARGETS["supply_mae_of_naive"],
           "bulk_2000_warm": bulk[-1] < TARGETS["bulk_2000_warm_s"],
       },
       "setup_s": round(setup_s, 1),

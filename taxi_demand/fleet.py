@@ -13,10 +13,17 @@ Minute by minute over one day:
 
 Policies (`Policy`): stay where the last passenger left; go to the
 historically busiest cell nearby (`hotspot`); follow `guidance` on a
-forecast (`recommend` on the model's forecasts as served;
+forecast (`recommend` on the model's forecasts as served, sharing each
+cell with the taxis idle there now and those the supply forecast expects
+to become idle there soon, `recommend_idle_now` with those idle now only;
 `greedy_on_true_intensity`, the same greedy placement on the simulator's
 true intensity: not an upper bound, since the placement is greedy and the
 passengers still arrive at random; `taxi_demand.fleet_bound` computes one).
+
+The supply forecast (`taxi_demand.supply`) sees the fleet as a dispatcher
+would: the taxis idle now, each trip under way with its pickup, destination
+and start (never when it will really end), and each taxi driving empty to
+the cell it was sent to, with its arrival.
 
 Deterministic: the only random draw is where the taxis start, from `seed`.
 No TensorFlow: forecasts arrive as arrays.
@@ -31,6 +38,7 @@ import numpy as np
 
 from taxi_demand import guidance
 from taxi_demand import spans
+from taxi_demand import supply
 from taxi_demand.errors import CannotMeasure
 from taxi_demand.errors import TaxiDemandError
 
@@ -44,6 +52,8 @@ HOTSPOT_NEARBY_MINUTES = 15.0
 # Following guidance on the simulator's true intensity. Once called "the
 # oracle"; it is a greedy placement on the mean, not the most a fleet can do.
 GREEDY_ON_TRUTH = "greedy_on_true_intensity"
+# Following recommend with only the taxis idle now as each cell's supply.
+RECOMMEND_IDLE_NOW = "recommend_idle_now"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +89,32 @@ class Passengers:
     return len(self.pickup_at)
 
 
+@dataclasses.dataclass(frozen=True)
+class Known:
+  """The fleet at a minute as a dispatcher knows it (cell indices): the
+  idle taxis and since when, the trips under way, the empty drives to a
+  cell with their arrival, and the idle spells of the half hour before."""
+  idle_taxi: np.ndarray
+  idle_cell: np.ndarray
+  idle_since: np.ndarray
+  trip_pickup: np.ndarray
+  trip_dropoff: np.ndarray
+  trip_start: np.ndarray
+  drive_to: np.ndarray
+  drive_until: np.ndarray
+  recent: supply.Recent
+
+
 # A policy: (minute's epoch, indices of the taxis deciding, their cells,
-# idle taxis per cell) -> the cell index each should wait in.
-Policy = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# idle taxis per cell, what is known of the fleet) -> the cell index each
+# should wait in.
+Policy = Callable[[int, np.ndarray, np.ndarray, np.ndarray, Known],
+                  np.ndarray]
 
 
 def stay() -> Policy:
-  def policy(at, taxis, cells, idle):
-    del at, taxis, idle
+  def policy(at, taxis, cells, idle, known):
+    del at, taxis, idle, known
     return cells
   return policy
 
@@ -98,8 +126,8 @@ def hotspot(geometry: guidance.Geometry, busiest_by_hour: np.ndarray,
   day, from days before the simulated one). Blind to other taxis."""
   near = geometry.minutes <= nearby_minutes
 
-  def policy(at, taxis, cells, idle):
-    del taxis, idle
+  def policy(at, taxis, cells, idle, known):
+    del taxis, idle, known
     hour = (int(at) // 3600) % 24
     value = np.where(near[cells], busiest_by_hour[hour][None, :], -np.inf)
     return np.argmax(value, axis=1)
@@ -109,19 +137,40 @@ def hotspot(geometry: guidance.Geometry, busiest_by_hour: np.ndarray,
 def following(geometry: guidance.Geometry,
               forecast_at: Callable[[int], tuple],
               slot_seconds: int,
-              horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES
-              ) -> Policy:
+              horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES,
+              rates: Optional[supply.Rates] = None) -> Policy:
   """Follow `guidance.recommend_all` on `forecast_at(epoch)` -> ((n, k)
   expected pickups, k slot starts): the model's forecasts as served at the
-  newest tick, or the simulator's true intensity."""
-  def policy(at, taxis, cells, idle):
-    del taxis
+  newest tick, or the simulator's true intensity.
+
+  Each cell's pickups are shared with the taxis idle there now, or with
+  `rates` those and the taxis the supply forecast expects to become idle
+  there soon (`supply.expected_there`).
+  """
+  def policy(at, taxis, cells, idle, known):
     grid, starts = forecast_at(at)
     reach = guidance.reachable_pickups(grid, starts, slot_seconds, at,
                                        geometry.minutes, horizon_minutes)
+    if rates is not None:
+      idle = expected_supply(rates, at, taxis, cells, known)
     choices = guidance.recommend_all(geometry, reach, idle, cells)
     return np.searchsorted(geometry.cells, [c.to_cell for c in choices])
   return policy
+
+
+def expected_supply(rates: supply.Rates, at: int, taxis: np.ndarray,
+                    cells: np.ndarray, known: Known) -> np.ndarray:
+  """(n,): the taxis deciding (one each, where they are, as
+  `guidance.recommend_all` counts them) plus the others the supply
+  forecast expects there (`supply.expected_there`)."""
+  n = rates.n
+  others = ~np.isin(known.idle_taxi, taxis)
+  state = supply.State(int(at), known.idle_cell[others],
+                       known.idle_since[others], known.trip_pickup,
+                       known.trip_dropoff, known.trip_start, known.drive_to,
+                       known.drive_until, known.recent)
+  return (np.bincount(cells, minlength=n).astype(float) +
+          supply.expected_there(rates, state))
 
 
 @dataclasses.dataclass
@@ -182,6 +231,12 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
   cell = (np.array(start, np.int64) if start is not None
           else start_cells(passengers, n, taxis, seed))
   free_at = np.full(taxis, begin, np.int64)     # busy or driving until then
+  # What a dispatcher knows of a busy taxi: the trip's pickup cell and
+  # time (-1: driving empty, its arrival free_at is its own decision).
+  trip_from = np.full(taxis, -1, np.int64)
+  trip_start = np.zeros(taxis, np.int64)
+  # Idle spells ended lately: (cell, since, until), for the supply forecast.
+  ended: list = []
   idle_since = np.full(taxis, begin, np.int64)
   decided_at = np.full(taxis, begin - redecide_s, np.int64)
   busy_s = 0
@@ -213,8 +268,10 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
         _, q = queue.pop(0)
         trip = int(passengers.seconds[q])
         picked_up = max(now, int(passengers.pickup_at[q]))
+        ended.append((c, int(idle_since[t]), picked_up))
         free_at[t] = picked_up + trip
         idle_since[t] = picked_up + trip
+        trip_from[t], trip_start[t] = c, picked_up
         decided_at[t] = begin - redecide_s     # decides again at dropoff
         cell[t] = passengers.dropoff[q]
         available[t] = False
@@ -224,13 +281,19 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
     deciding = np.flatnonzero(available & (now - decided_at >= redecide_s))
     if len(deciding):
       idle = np.bincount(cell[available], minlength=n).astype(float)
-      go = np.asarray(policy(now, deciding, cell[deciding], idle), np.int64)
+      ended = [e for e in ended if e[2] >= now - supply.RECENT_SECONDS]
+      known = _known(now, n, available, cell, idle_since, free_at, trip_from,
+                     trip_start, ended)
+      go = np.asarray(policy(now, deciding, cell[deciding], idle, known),
+                      np.int64)
       decided_at[deciding] = now
       moving = go != cell[deciding]
       for t, dest in zip(deciding[moving], go[moving]):
         travel = int(round(geometry.minutes[cell[t], dest] * 60))
+        ended.append((int(cell[t]), int(idle_since[t]), now))
         free_at[t] = now + max(travel, STEP_S)
         idle_since[t] = free_at[t]
+        trip_from[t] = -1
         cell[t] = dest
         moves += 1
   asked = int(np.sum((passengers.pickup_at >= begin) &
@@ -239,6 +302,26 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
                 unserved=asked - pickups, taxi_hours=taxis * (end - begin) / 3600,
                 empty_minutes=(taxis * (end - begin) - busy_s) / 60,
                 moves=moves)
+
+
+def _known(now: int, n: int, available: np.ndarray, cell: np.ndarray,
+           idle_since: np.ndarray, free_at: np.ndarray,
+           trip_from: np.ndarray, trip_start: np.ndarray,
+           ended: list) -> Known:
+  """The fleet as a dispatcher knows it: `free_at` only for the empty
+  drives (the trips' ends are the future)."""
+  busy = ~available
+  trip = busy & (trip_from >= 0)
+  drive = busy & (trip_from < 0)
+  idle = np.flatnonzero(available)
+  was = np.array(ended, np.int64).reshape(-1, 3)
+  recent = supply.Recent.of(
+      n, np.r_[was[:, 0], cell[idle]], np.r_[was[:, 1], idle_since[idle]],
+      np.r_[was[:, 2], np.full(len(idle), now)],
+      np.r_[np.zeros(len(was), bool), np.ones(len(idle), bool)], now)
+  return Known(idle, cell[idle], idle_since[idle], trip_from[trip],
+               cell[trip], trip_start[trip], cell[drive], free_at[drive],
+               recent)
 
 
 def calibrate_fleet(geometry: guidance.Geometry, passengers: Passengers,
@@ -304,13 +387,18 @@ class Day:
   busiest_by_hour: np.ndarray     # (24, n), the days before
   truth: Optional[np.ndarray]     # (n, 96) intensity per quarter hour
   slot_seconds: int
+  # The supply forecast's rates, from the days before (None: no trip
+  # there carries a taxi_id).
+  supply_rates: Optional[supply.Rates] = None
 
 
 def load_day(warehouse, cfg, span: int,
              speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
-             history_days: int = 7) -> Day:
+             history_days: int = 7,
+             supply_days: int = supply.HISTORY_DAYS) -> Day:
   """Day `span`'s trips as requests, the cells' geometry and the hotspot
-  history (the `history_days` before), and the simulator's truth if any."""
+  history (the `history_days` before), the supply forecast's rates (the
+  `supply_days` before), and the simulator's truth if any."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
   begin, end = spans.start_of(span), spans.start_of(int(span) + 1)
@@ -321,6 +409,7 @@ def load_day(warehouse, cfg, span: int,
                 if asked.num_rows == 0 else None)
     before = wh.requests(cfg, spans.start_of(int(span) - history_days), begin)
     truth = wh.truth(begin, end)
+    rates = supply.rates_before(wh, cfg, geometry.cells, begin, supply_days)
   if coverage is not None:
     raise CannotMeasure(no_requests_reason(coverage, span))
   col = lambda t, c: t.column(c).to_numpy()  # noqa: E731
@@ -338,7 +427,7 @@ def load_day(warehouse, cfg, span: int,
     quarter = (col(truth, "slot_start")[known] - begin) // 900
     grid[rows, quarter] = col(truth, "intensity")[known]
   return Day(begin, end, geometry, passengers, busiest, grid,
-             cfg.slot_seconds)
+             cfg.slot_seconds, rates)
 
 
 def no_requests_reason(coverage: Dict[str, int], span: int) -> str:
@@ -417,11 +506,18 @@ def evaluate(day: Day, policies: Dict[str, Policy], *,
 
 def policies(day: Day, forecast_at: Optional[Callable] = None
              ) -> Dict[str, Policy]:
-  """stay, hotspot, recommend (if `forecast_at`) and
-  greedy_on_true_intensity (if truth)."""
+  """stay, hotspot, recommend and recommend_idle_now (if `forecast_at`;
+  recommend shares each cell with the forecast supply where the day has
+  supply rates, else with the idle taxis, as recommend_idle_now does) and
+  greedy_on_true_intensity (if truth; recommend's rule on the truth)."""
   out = {"stay": stay(), "hotspot": hotspot(day.geometry, day.busiest_by_hour)}
   if forecast_at is not None:
-    out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds)
+    out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds,
+                                 rates=day.supply_rates)
+    out[RECOMMEND_IDLE_NOW] = following(day.geometry, forecast_at,
+                                        day.slot_seconds)
   if day.truth is not None:
-    out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900)
+    # The same greedy placement as recommend, supply rule included.
+    out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900,
+                                     rates=day.supply_rates)
   return out

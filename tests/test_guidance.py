@@ -203,6 +203,35 @@ def test_recommend_json_ranks_cells_and_records_its_model(city_copy, capsys):
   assert records.column("to_cell").to_pylist() == [rec["to_cell"]]
 
 
+def test_recommend_counts_the_taxis_expected_idle_soon(city_copy, capsys):
+  """By default a cell's idle taxis are joined by those the supply
+  forecast expects there within 20 minutes (at 08:00 the city's fleet has
+  trips under way); --supply idle-now counts the idle ones only."""
+  ask = ("--at", "2024-02-10T08:00", "--cell", "8", "--json", "--top", "77")
+  code, out, err = _recommend(capsys, city_copy, *ask)
+  assert code == 0, err
+  forecast = json.loads(out)
+  code, out, err = _recommend(capsys, city_copy, *ask, "--supply", "idle-now")
+  assert code == 0, err
+  idle_now = json.loads(out)
+  assert forecast["supply_basis"] == "forecast"
+  assert idle_now["supply_basis"] == "idle-now"
+  assert idle_now["taxis_arriving_soon"] == 0
+  soon = {r["cell"]: r["arriving_soon"] for r in forecast["ranking"]}
+  assert forecast["taxis_arriving_soon"] == pytest.approx(
+      sum(soon.values()), abs=0.5)
+  assert forecast["taxis_arriving_soon"] > 1
+  # The same idle taxis either way; a cell with taxis arriving is worth
+  # less a taxi than with idle-now supply, one without them the same.
+  same = {r["cell"]: r for r in idle_now["ranking"]}
+  for row in forecast["ranking"]:
+    assert row["idle_taxis"] == same[row["cell"]]["idle_taxis"]
+    if row["arriving_soon"] >= 0.5 and same[row["cell"]]["expected_pickups"]:
+      assert row["expected_pickups"] < same[row["cell"]]["expected_pickups"]
+    elif row["arriving_soon"] == 0:
+      assert row["expected_pickups"] == same[row["cell"]]["expected_pickups"]
+
+
 def test_recommend_uses_the_served_tick_and_places_many_taxis(city_copy,
                                                               capsys,
                                                               tmp_path):

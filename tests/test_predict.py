@@ -158,6 +158,41 @@ def test_predictions_equal_the_saved_model_on_the_same_features(city_home,
   assert direct.numpy().max() > 10
 
 
+def test_the_supply_forecast_is_served_beside_the_demand_forecast(
+    city_home, city_copy):
+  """Each served row carries the supply forecast for its cell and slot,
+  made from what the warehouse knew at the tick; a log file from before
+  the column still reads, with it null."""
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  model = predict.LoadedModel(city_copy, city_home.old)
+  at = epoch("2024-02-10T17:10")
+  result = predict.run_job(city_copy, model, at)
+  log = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  idle = np.asarray(log.table.column(servelog.PREDICTED_IDLE).to_pylist(),
+                    float)
+  assert len(idle) == 77 and (idle >= 0).all() and idle.sum() > 10
+  # The same as the forecast made by hand at the tick, cell by cell.
+  cells = log.table.column(features.CELL).to_numpy()
+  day = at - at % 86400
+  rates = supply.cached_rates(str(city_copy.warehouse), model.cfg,
+                              tuple(int(c) for c in np.unique(cells)), day)
+  with open_reader(city_copy.warehouse) as wh:
+    state = supply.state_at(wh, model.cfg, np.unique(cells), result.issued_at)
+  by_hand = supply.forecast(rates, state, [result.slot_start],
+                            model.cfg.slot_seconds)[:, 0]
+  np.testing.assert_allclose(idle[np.argsort(cells)], by_hand)
+  # An older file, without the column, beside it.
+  old = log.table.drop([servelog.PREDICTED_IDLE])
+  pq.write_table(old, servelog.partition(city_copy.serving_log,
+                                         datetime.date(2024, 2, 10)) /
+                 "part-older.parquet")
+  both = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  assert both.table.num_rows == 154 and not both.skipped
+  assert both.table.column(servelog.PREDICTED_IDLE).null_count == 77
+
+
 @pytest.mark.slow
 def test_served_features_equal_the_training_query_label_aside(city_home):
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415

@@ -7,6 +7,7 @@ import pytest
 from taxi_demand import spans
 from taxi_demand.data import sql
 from taxi_demand.data.warehouse import Warehouse
+from taxi_days import write_trips
 
 DAY = "2024-02-05"
 BEGIN = spans.start_of(spans.parse_span(DAY))
@@ -32,16 +33,7 @@ TRIPS = [
 @pytest.fixture
 def warehouse(tmp_path):
   path = tmp_path / "trips.csv"
-  with open(path, "w", newline="") as f:
-    out = csv.writer(f)
-    out.writerow(["unique_key", "taxi_id", "trip_start_timestamp",
-                  "trip_end_timestamp", "trip_seconds", "trip_miles",
-                  "pickup_community_area", "dropoff_community_area",
-                  "pickup_latitude", "pickup_longitude"])
-    for i, (taxi, start, end, seconds, a, b) in enumerate(TRIPS):
-      out.writerow([f"k{i}", taxi, f"{DAY} {start}:00",
-                    f"{DAY} {end}:00" if end else "", seconds, 1.0, a, b,
-                    41.88, -87.63])
+  write_trips(path, DAY, TRIPS)
   w = Warehouse(tmp_path / "w.duckdb")
   report = w.load([path])
   assert report.loaded == len(TRIPS)

@@ -35,6 +35,13 @@ PICKUPS_SCHEMA = pa.schema([
     ("longitude_sum", pa.float64())])
 IDLE_AT_SCHEMA = pa.schema([
     ("taxi_id", pa.string()), ("cell", pa.int64()), ("idle_start", pa.int64())])
+TAXIS_AT_SCHEMA = pa.schema([
+    ("taxi_id", pa.string()), ("pickup_cell", pa.int64()), ("cell", pa.int64()),
+    ("trip_start", pa.int64()), ("idle_start", pa.int64())])
+TAXI_TRIPS_SCHEMA = pa.schema(
+    [("taxi_id", pa.string())] +
+    [(c, pa.int64()) for c in ("pickup_at", "dropoff_at", "pickup_cell",
+                               "dropoff_cell")])
 REQUESTS_SCHEMA = pa.schema(
     [(c, pa.int64()) for c in ("pickup_at", "pickup_cell", "dropoff_cell",
                                "seconds")])
@@ -175,6 +182,21 @@ class Reader:
     """The taxis idle at `at`, known then (sql.idle_at_bigquery)."""
     return self._read(demand_sql.idle_at_bigquery(
         self._cfg(cfg), at, max_idle_s), IDLE_AT_SCHEMA)
+
+  def taxis_at(self, cfg: demand_sql.QueryConfig, at: int,
+               max_idle_s: int = demand_sql.MAX_IDLE_SECONDS) -> pa.Table:
+    """Every taxi idle or under way at `at`, known then
+    (sql.taxis_at_bigquery: a future trip end never leaves the query)."""
+    return self._read(demand_sql.taxis_at_bigquery(
+        self._cfg(cfg), at, max_idle_s), TAXIS_AT_SCHEMA)
+
+  def taxi_trips(self, cfg: demand_sql.QueryConfig, begin: int,
+                 end: int, known_by: int | None = None) -> pa.Table:
+    """Trips with a taxi_id starting in [begin, end), each taxi's in order,
+    known by `known_by` if given (sql.taxi_trips_bigquery; the supply
+    forecast's history)."""
+    return self._read(demand_sql.taxi_trips_bigquery(
+        self._cfg(cfg), begin, end, known_by), TAXI_TRIPS_SCHEMA)
 
   def idle_at_probes(self, cfg: demand_sql.QueryConfig, at: int,
                      max_idle_s: int = demand_sql.MAX_IDLE_SECONDS

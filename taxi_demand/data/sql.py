@@ -516,6 +516,47 @@ MAX_IDLE_SECONDS = 2 * 3600
 _LONGEST_TRIP_SECONDS = 6 * 3600
 
 
+def _taxis_at_select(cfg: QueryConfig, at: int, max_idle_s: int) -> str:
+  """Each taxi's newest trip that started by `at` and was known by then,
+  with its end as recorded (`taxis_at_bigquery` hides a future one)."""
+  _check_int("at", at, bounds=(0, 10**11))
+  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  return (
+      f"  SELECT taxi_id, {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
+      f"    {_cell_expr(cfg, 'dropoff')} AS cell, {start} AS trip_start,\n"
+      "    COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+      f"{start} + trip_seconds) AS idle_start,\n"
+      "    ROW_NUMBER() OVER (PARTITION BY taxi_id ORDER BY "
+      "trip_start_timestamp DESC, unique_key DESC) AS newest\n"
+      f"  FROM `{check_table(cfg.table)}`\n"
+      f"  WHERE taxi_id IS NOT NULL AND {start} <= {at}\n"
+      f"    AND {cfg.arrival.known_expr()} <= {at}\n"
+      f"    AND {start} >= {at - max_idle_s - _LONGEST_TRIP_SECONDS}\n")
+
+
+def taxis_at_bigquery(cfg: QueryConfig, at: int,
+                      max_idle_s: int = MAX_IDLE_SECONDS) -> str:
+  """Every taxi idle or under way at `at`, from trips known then, as
+  BigQuery Standard SQL: taxi_id, pickup_cell, cell (where its newest trip
+  drops it off), trip_start, idle_start (NULL while the trip is under way).
+
+  The supply forecast's state (taxi_demand.supply). Point in time: a trip
+  under way at `at` shows that it has not ended and where it is going (a
+  feed that logs trips at their start carries the destination), never its
+  recorded end, which lies in the future. Taxis idle longer than
+  `max_idle_s` (a shift's end) are left out, as in `idle_at_bigquery`.
+  """
+  return (
+      "SELECT taxi_id, pickup_cell, cell, trip_start,\n"
+      f"  IF(idle_start <= {at}, idle_start, NULL) AS idle_start FROM (\n"
+      + _taxis_at_select(cfg, at, max_idle_s) +
+      ")\n"
+      "WHERE newest = 1 AND cell IS NOT NULL\n"
+      f"  AND idle_start >= {at - max_idle_s}\n"
+      "ORDER BY taxi_id")
+
+
 def idle_at_bigquery(cfg: QueryConfig, at: int,
                      max_idle_s: int = MAX_IDLE_SECONDS) -> str:
   """The taxis idle at `at` from trips alone, as BigQuery Standard SQL:
@@ -528,24 +569,36 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
   rule a taxi whose trip is under way is not known to be busy: it shows
   where its last known trip left it, as the supply features count it.
   """
-  _check_int("at", at, bounds=(0, 10**11))
-  _check_int("max_idle_s", max_idle_s, bounds=(60, 24 * 3600))
-  start = "UNIX_SECONDS(trip_start_timestamp)"
   return (
       "SELECT taxi_id, cell, idle_start FROM (\n"
-      f"  SELECT taxi_id, {_cell_expr(cfg, 'dropoff')} AS cell,\n"
-      "    COALESCE(UNIX_SECONDS(trip_end_timestamp), "
-      f"{start} + trip_seconds) AS idle_start,\n"
-      "    ROW_NUMBER() OVER (PARTITION BY taxi_id ORDER BY "
-      "trip_start_timestamp DESC, unique_key DESC) AS newest\n"
-      f"  FROM `{check_table(cfg.table)}`\n"
-      f"  WHERE taxi_id IS NOT NULL AND {start} <= {at}\n"
-      f"    AND {cfg.arrival.known_expr()} <= {at}\n"
-      f"    AND {start} >= {at - max_idle_s - _LONGEST_TRIP_SECONDS}\n"
+      + _taxis_at_select(cfg, at, max_idle_s) +
       ")\n"
       "WHERE newest = 1 AND cell IS NOT NULL\n"
       f"  AND idle_start <= {at} AND idle_start >= {at - max_idle_s}\n"
       "ORDER BY taxi_id")
+
+
+def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
+                        known_by: int | None = None) -> str:
+  """Trips with a taxi_id starting in [begin, end), in each taxi's order,
+  for the supply forecast's rates: taxi_id, pickup_at, dropoff_at,
+  pickup_cell, dropoff_cell (NULL where the trip lacks them); with
+  `known_by`, only the trips known by then under the arrival rule."""
+  _check_range(begin, end)
+  start = "UNIX_SECONDS(trip_start_timestamp)"
+  known = "" if known_by is None else (
+      f"  AND {cfg.arrival.known_expr()} <= "
+      f"{_check_int('known_by', known_by, bounds=(0, 10**11))}\n")
+  return (
+      f"SELECT taxi_id, {start} AS pickup_at,\n"
+      "  COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+      f"{start} + trip_seconds) AS dropoff_at,\n"
+      f"  {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
+      f"  {_cell_expr(cfg, 'dropoff')} AS dropoff_cell\n"
+      f"FROM `{check_table(cfg.table)}`\n"
+      f"WHERE taxi_id IS NOT NULL AND {start} >= {begin} AND {start} < {end}\n"
+      + known +
+      "ORDER BY taxi_id, pickup_at, dropoff_at, pickup_cell, dropoff_cell")
 
 
 

@@ -267,6 +267,9 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   mark = time.perf_counter()
   predicted = model.score(table)
   seconds["score"] = time.perf_counter() - mark
+  mark = time.perf_counter()
+  idle = supply_forecast_for(home, cfg, table)
+  seconds["supply"] = time.perf_counter() - mark
   predicted_at = datetime.datetime.now(datetime.timezone.utc).replace(
       tzinfo=None)
   n = table.num_rows
@@ -282,7 +285,8 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
 
   mark = time.perf_counter()
   files = servelog.append(home.serving_log, table, model.version, predicted_at,
-                          data_age_s=age, predicted=predicted)
+                          data_age_s=age, predicted=predicted,
+                          predicted_idle=idle)
   seconds["write"] = time.perf_counter() - mark
   seconds["total"] = time.perf_counter() - started
   return JobResult(model_version=model.version, slot_start=slot_start,
@@ -290,6 +294,32 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
                    horizon=horizon, predicted_at=predicted_at, features=table,
                    predictions=predictions, log_files=[str(f) for f in files],
                    seconds=seconds)
+
+
+def supply_forecast_for(home: Home, cfg, table: pa.Table
+                        ) -> Optional[np.ndarray]:
+  """The supply forecast (taxi_demand.supply: mean idle taxis) for each
+  served row's cell and slot, from what the warehouse knew at the rows'
+  issue time; None where no trip of the weeks before carries a taxi_id."""
+  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  if table.num_rows == 0:
+    return None
+  issued = int(table.column(features.ISSUED_AT)[0].as_py())
+  row_cells = table.column(features.CELL).to_numpy()
+  row_slots = table.column(features.SLOT_START).to_numpy()
+  cells = np.unique(row_cells)
+  rates = supply.cached_rates(
+      str(home.warehouse), cfg, tuple(int(c) for c in cells),
+      issued - issued % features.SECONDS_PER_DAY)
+  if rates is None:
+    return None
+  with open_reader(home.warehouse) as wh:
+    state = supply.state_at(wh, cfg, cells, issued)
+  starts = np.unique(row_slots)
+  grid = supply.forecast(rates, state, starts, cfg.slot_seconds)
+  return grid[np.searchsorted(cells, row_cells),
+              np.searchsorted(starts, row_slots)]
 
 
 def last_served_tick(home: Home, at_epoch: int) -> Optional[int]:

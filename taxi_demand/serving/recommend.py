@@ -8,7 +8,11 @@ known at a moment, through `taxi_demand.guidance`, recorded.
 * Supply: the taxis idle at `--at`, from probe pings where they cover that
   moment (`sql.idle_at_probes_bigquery`: the newest ping, fresh and
   unoccupied), else from trips alone (`sql.idle_at_bigquery`: a dropoff and
-  no pickup since); trips without a taxi_id give none.
+  no pickup since); trips without a taxi_id give none. With the forecast
+  basis (the default), also the taxis the supply forecast expects to become
+  idle in each cell soon (`taxi_demand.supply.arriving`: trips under way to
+  it by their expected end, and arrivals learned from the four weeks
+  before `--at`'s day), as known at `--at`.
 * Travel: straight-line minutes between the cells' mean located pickup
   positions over the week before, or a travel-time table.
 
@@ -30,6 +34,7 @@ import pyarrow as pa
 from taxi_demand import atomic
 from taxi_demand import features
 from taxi_demand import guidance
+from taxi_demand import supply as supply_forecast
 from taxi_demand.data import contract as data_contract
 from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import CannotMeasure
@@ -149,6 +154,8 @@ class Guidance:
   seconds: float
   record: Optional[Path] = None
   supply: str = "trips"             # where idle_known came from
+  basis: supply_forecast.Basis = supply_forecast.Basis.FORECAST
+  arriving: float = 0.0             # taxis expected idle soon, all cells
 
   def to_dict(self) -> dict:
     out = {
@@ -158,6 +165,8 @@ class Guidance:
         "forecasts": self.forecasts.source,
         "idle_taxis_known": self.idle_known,
         "supply": self.supply,
+        "supply_basis": self.basis.value,
+        "taxis_arriving_soon": round(self.arriving, 2),
         "recommendations": [
             {"taxi_id": t, **c.to_dict()}
             for t, c in zip(self.taxi_ids, self.choices)],
@@ -173,12 +182,15 @@ def recommend(home: Home, at: int, cells: Sequence[int],
               speed_kmh: float = guidance.DEFAULT_SPEED_KMH,
               travel_table: Optional[os.PathLike] = None,
               horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES,
-              top: int = 0, record: bool = True) -> Guidance:
+              top: int = 0, record: bool = True,
+              basis: supply_forecast.Basis = supply_forecast.Basis.FORECAST
+              ) -> Guidance:
   """Recommendations for idle taxis in `cells` at `at` (epoch seconds).
 
   The other idle taxis known at `at` (from probes or trips) count as
   competition; the taxis asked about are added to them where the warehouse
-  does not know them.
+  does not know them. With the forecast `basis`, so do the taxis expected
+  to become idle in each cell soon (`arriving_at`).
   With `top` > 0 (one taxi), the `top` best cells are ranked too.
   """
   started = time.perf_counter()
@@ -200,6 +212,10 @@ def recommend(home: Home, at: int, cells: Sequence[int],
   asked = set(ids)
   others = [c for t, c in zip(known_ids, known_cells) if t not in asked]
   idle = guidance.idle_counts(geometry, list(others) + [int(c) for c in cells])
+  soon = np.zeros(len(geometry.cells))
+  if basis is supply_forecast.Basis.FORECAST:
+    soon = arriving_at(home, cfg, geometry, at, asked)
+  idle = idle + soon
   grid, starts = guidance.forecast_grid(forecasts.cells, forecasts.slots,
                                         forecasts.values, geometry)
   reach = guidance.reachable_pickups(grid, starts, forecasts.slot_seconds,
@@ -213,13 +229,33 @@ def recommend(home: Home, at: int, cells: Sequence[int],
     ranking = [{"cell": int(geometry.cells[i]),
                 "travel_minutes": round(float(geometry.minutes[o, i]), 1),
                 "expected_pickups": round(float(value[i]), 3),
-                "idle_taxis": int(idle[i] - (i == o))} for i in order]
+                "idle_taxis": int(round(idle[i] - soon[i])) - (i == o),
+                "arriving_soon": round(float(soon[i]), 2)} for i in order]
   choices = guidance.recommend_all(geometry, reach, idle, origins)
   out = Guidance(at, forecasts, ids, choices, ranking, len(known_ids),
-                 time.perf_counter() - started, supply=supply)
+                 time.perf_counter() - started, supply=supply, basis=basis,
+                 arriving=float(soon.sum()))
   if record:
     out.record = write_record(home, out)
   return out
+
+
+def arriving_at(home: Home, cfg: demand_sql.QueryConfig,
+                geometry: guidance.Geometry, at: int,
+                leave_out: Sequence[str] = ()) -> np.ndarray:
+  """(n,): taxis expected to become idle in each geometry cell within
+  `supply.GUIDANCE_WINDOW_SECONDS` of `at`, from what the warehouse knew
+  at `at` (without the taxis in `leave_out`: they are being placed);
+  zeros where no trip of the four weeks before carries a taxi_id."""
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  day = spans.start_of(int(at) // features.SECONDS_PER_DAY)
+  rates = supply_forecast.cached_rates(
+      str(home.warehouse), cfg, tuple(int(c) for c in geometry.cells), day)
+  if rates is None:
+    return np.zeros(len(geometry.cells))
+  with open_reader(home.warehouse) as wh:
+    state = supply_forecast.state_at(wh, cfg, geometry.cells, at, leave_out)
+  return supply_forecast.arriving(rates, state)
 
 
 def write_record(home: Home, result: Guidance) -> Path:

@@ -10,9 +10,12 @@ For an idle taxi in CELL at --at, every reachable cell is ranked by the
 pickups forecast there between the taxi's arrival and --horizon minutes
 ahead, shared with the idle taxis already there. Those are known from probe
 pings where the warehouse has pings near --at (the newest fresh ping is
-unoccupied), else from trips (dropped off, not picked up since). Driving
-time counts against a cell: a far one must be worth more. The taxi stays
-unless another cell is.
+unoccupied), else from trips (dropped off, not picked up since). With
+--supply forecast (the default) the taxis expected to become idle there
+within 20 minutes count too: trips under way to the cell by their expected
+end, and arrivals learned from the four weeks before; --supply idle-now
+counts the idle taxis only. Driving time counts against a cell: a far one
+must be worth more. The taxi stays unless another cell is.
 
 Forecasts are those the 5-minute job served at the newest tick at or before
 --at when they cover every slot of --horizon (serve with `predict --every
@@ -81,17 +84,20 @@ def _recommend(args, home) -> int:
       raise TaxiDemandError(
           f"no taxi is known idle at {predict.format_epoch(at)} ({supply}: "
           f"{why}); pass --cell or --idle")
+  from taxi_demand import supply  # noqa: PLC0415
   result = recommend.recommend(
       home, at, cells, ids, version=args.model, speed_kmh=args.speed,
       travel_table=args.travel_times, horizon_minutes=args.horizon,
-      top=args.top if args.cell is not None else 0)
+      top=args.top if args.cell is not None else 0,
+      basis=supply.Basis(args.supply))
   if args.json:
     print_json(result.to_dict())
     return 0
   f = result.forecasts
   print(f"forecasts issued {predict.format_epoch(f.issued_at)} by "
         f"{f.model_version} ({f.source}); {result.idle_known} idle taxis "
-        f"known from {result.supply}")
+        f"known from {result.supply}, {result.arriving:.1f} expected idle "
+        "soon")
   if result.ranking is not None:
     print(f"  {'cell':>6}  {'drive min':>9}  {'pickups/taxi':>12}  idle")
     for row in result.ranking:
@@ -132,6 +138,11 @@ def register(subparsers, parents) -> None:
                  help="with --cell: rank the K best cells (default 5)")
   p.add_argument("--horizon", type=int, default=60, metavar="MINUTES",
                  help="how far ahead pickups count (default 60)")
+  p.add_argument("--supply", choices=("forecast", "idle-now"),
+                 default="forecast",
+                 help="share a cell's pickups with the taxis idle there and "
+                 "those expected idle soon (forecast, the default), or with "
+                 "those idle now only")
   p.add_argument("--speed", type=number(positive=True), default=20.0,
                  metavar="KMH",
                  help="straight-line driving speed (default 20 km/h)")

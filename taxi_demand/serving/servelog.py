@@ -47,14 +47,20 @@ PREDICTED = "predicted_pickups"
 # Seconds from the newest trip known at the issue time to the issue time: a
 # stalled feed shows here (and `skew` flags it).
 DATA_AGE_S = "data_age_s"
+# The supply forecast for the row's cell and slot, issued with the demand
+# forecast: mean idle taxis there (taxi_demand.supply). Null in logs from
+# before it, and where no trip of the weeks before carries a taxi_id.
+PREDICTED_IDLE = "predicted_idle_taxis"
 # What the log adds to the served feature columns.
-EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S, PREDICTED)
+EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S, PREDICTED,
+                 PREDICTED_IDLE)
 # Columns that logs written before forecasts carried their issue time (or
 # their forecast, or supply features) lack; such files still read, with these
 # null (and DayLog.has_issue_times False without issue times).
 _ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
                   features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
-_NEWER_COLUMNS = _ISSUE_COLUMNS + (PREDICTED,) + features.SUPPLY_FEATURES
+_NEWER_COLUMNS = (_ISSUE_COLUMNS + (PREDICTED, PREDICTED_IDLE) +
+                  features.SUPPLY_FEATURES)
 _PARTITION = "date="
 _TICK_FILES = "part-i*-v*.parquet"
 # At the log's root: the first tick owed by the 5-minute job's deployment
@@ -89,7 +95,7 @@ def partition(log_root: Location, day: datetime.date) -> Address:
 def append(log_root: Location, served: pa.Table, model_version: str,
            predicted_at: datetime.datetime,
            data_age_s: Optional[int] = None,
-           predicted=None) -> List[Address]:
+           predicted=None, predicted_idle=None) -> List[Address]:
   """Writes one tick's served rows (and forecasts), one file per slot day.
 
   Rows are partitioned by the day of their slot, not of `predicted_at`: the
@@ -105,6 +111,8 @@ def append(log_root: Location, served: pa.Table, model_version: str,
     predicted_at: when, as a naive UTC datetime.
     data_age_s: the age of the newest trip known at the issue time.
     predicted: the forecast for each row (predicted_pickups), if scored.
+    predicted_idle: the supply forecast for each row (predicted_idle_taxis),
+      if made.
 
   Returns:
     The files written (gs:// strs on Cloud Storage).
@@ -118,9 +126,11 @@ def append(log_root: Location, served: pa.Table, model_version: str,
       PREDICTED_AT, pa.array([predicted_at] * n, pa.timestamp("us")))
   table = table.append_column(
       DATA_AGE_S, pa.array([data_age_s] * n, pa.int64()))
-  table = table.append_column(PREDICTED, pa.nulls(n, pa.float64())
-                              if predicted is None else pa.array(
-                                  np.asarray(predicted, np.float64)))
+  for name, values in ((PREDICTED, predicted),
+                       (PREDICTED_IDLE, predicted_idle)):
+    table = table.append_column(name, pa.nulls(n, pa.float64())
+                                if values is None else pa.array(
+                                    np.asarray(values, np.float64)))
   # spans.span_of_epoch of each row, at once.
   days = pc.divide(table.column(features.SLOT_START),
                    pa.scalar(spans.SECONDS_PER_DAY, pa.int64()))
@@ -347,7 +357,8 @@ def _unify(table: pa.Table) -> pa.Table:
   fields += [pa.field(MODEL_VERSION, pa.string()),
              pa.field(PREDICTED_AT, pa.timestamp("us")),
              pa.field(DATA_AGE_S, pa.int64()),
-             pa.field(PREDICTED, pa.float64())]
+             pa.field(PREDICTED, pa.float64()),
+             pa.field(PREDICTED_IDLE, pa.float64())]
   return table.cast(pa.schema(fields))
 
 

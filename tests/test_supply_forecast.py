@@ -1,0 +1,210 @@
+"""The supply forecast's flow balance (taxi_demand.supply), pinned by hand on
+a three-taxi, six-trip day, point in time."""
+
+import numpy as np
+import pytest
+
+from taxi_demand import spans
+from taxi_demand import supply
+from taxi_demand.data import sql
+from taxi_demand.data.warehouse import Warehouse
+from taxi_days import write_trips
+
+DAY = "2024-02-05"
+BEGIN = spans.start_of(spans.parse_span(DAY))
+CELLS = np.array([1, 2, 3])
+M = 60
+
+
+def at(hhmm: str) -> int:
+  h, m = map(int, hhmm.split(":"))
+  return BEGIN + 3600 * h + 60 * m
+
+
+# (taxi, pickup, dropoff, from cell, to cell)
+SIX_TRIPS = [
+    ("A", "08:00", "08:20", 1, 2),
+    ("A", "08:30", "08:50", 2, 3),
+    ("B", "08:10", "08:40", 1, 3),
+    ("B", "09:00", "09:20", 3, 1),
+    ("C", "08:05", "08:25", 2, 2),
+    ("C", "08:45", "09:15", 2, 1),
+]
+# The day as idle spells (a dropoff to the taxi's next pickup, at most 2 h):
+#   cell 1: B 09:20-11:20 and C 09:15-11:15 (their last trips): 2 spells, 240 min
+#   cell 2: A 08:20-08:30, C 08:25-08:45:                       2 spells,  30 min
+#   cell 3: B 08:40-09:00, A 08:50-10:50 (its last trip):       2 spells, 140 min
+
+
+def _trips(rows=SIX_TRIPS) -> supply.TaxiTrips:
+  taxi, start, end, a, b = zip(*rows)
+  return supply.TaxiTrips.of(CELLS, taxi, [at(s) for s in start],
+                             [at(e) for e in end], a, b)
+
+
+def test_rates_learned_from_the_day():
+  rates = supply.Rates.fit(_trips(), 3, at("00:00"), at("24:00"))
+  # Leave rate = (spells + 5) / (idle minutes + 5 x the city's mean spell)
+  # by the hour of the week the spell begins: Monday 8:00 cells 2 and 3,
+  # 170 min over 4 spells; 9:00 cell 1, 240 min over 2; other hours the
+  # day's mean, 410 min over 6.
+  eight, nine, three = 170 / 4, 240 / 2, 410 / 6
+  for cell, hour, count, minutes, city in [
+      (0, "09:00", 2, 240, nine), (1, "08:00", 2, 30, eight),
+      (2, "08:00", 2, 140, eight), (0, "08:00", 0, 0, eight),
+      (1, "03:00", 0, 0, three)]:
+    how = int(supply._hour_of_week(at(hour)))
+    assert rates.leave_per_s[cell, how] * M == pytest.approx(
+        (count + 5) / (minutes + 5 * city))
+  # Trip minutes per pickup x dropoff pair, 3 pseudo-trips of the day's
+  # mean (20+20+30+20+20+30 = 140 / 6 min) behind each: 1 -> 3 saw one
+  # 30-minute trip, 3 -> 2 none.
+  mean = 140 / 6
+  assert rates.trip_mean_s[0, 2] / M == pytest.approx((30 + 3 * mean) / 4)
+  assert rates.trip_mean_s[2, 1] / M == pytest.approx(mean)
+  # Dropoffs per hour: cell 1 had two at 09:xx on its only Monday, none at
+  # 09:00 on the other days of the week it has not seen: the hour of the
+  # week (2 dropoffs, seen once) leans on one pseudo-week of the hour of day
+  # (2 dropoffs over one day seen) -> (2 + 1 x 2) / (1 + 1) = 2 per hour.
+  monday_9 = int(supply._hour_of_week(at("09:00")))
+  assert rates.dropoffs_per_s[0, monday_9] * 3600 == pytest.approx(2.0)
+  assert rates.dropoffs_per_s[0, monday_9 + 1] * 3600 == 0
+
+
+def _rates_by_hand() -> supply.Rates:
+  """Every trip takes exactly its pair's mean, and every idle spell its
+  cell's: cells 1 and 3 keep their idle taxis (leave rate 0), cell 2 for
+  20 minutes; 6 dropoffs an hour in cell 1 from trips of exactly 20
+  minutes, none elsewhere."""
+  mean = np.full((3, 3), 20.0 * M)
+  mean[0, 2] = 40.0 * M
+  per_hour = np.zeros((3, supply.HOURS_PER_WEEK))
+  per_hour[0] = 6 / 3600
+  leave = np.repeat([[0.0], [1 / (20 * M)], [0.0]],
+                    supply.HOURS_PER_WEEK, axis=1)
+  return supply.Rates(leave, np.array([1.0]), mean,
+                      np.array([1.0]), np.array([20.0 * M]), per_hour)
+
+
+def _state(tmp_path, rows=SIX_TRIPS, cfg=sql.QueryConfig(), when="08:30"):
+  write_trips(tmp_path / "day.csv", DAY,
+              [(t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in rows])
+  with Warehouse(tmp_path / f"w{len(list(tmp_path.iterdir()))}.duckdb") as w:
+    assert w.load([tmp_path / "day.csv"]).loaded == len(rows)
+    table = w.taxis_at(cfg, at(when))
+  return supply.State.from_taxis(CELLS, table, at(when))
+
+
+def test_the_state_at_0830_is_what_was_known_then(tmp_path):
+  state = _state(tmp_path)
+  # C dropped off in 2 at 08:25: idle. A left 2 for 3 at 08:30, B left 1
+  # for 3 at 08:10: under way, to 3, their ends not read.
+  assert state.idle(3).tolist() == [0, 1, 0]
+  assert state.idle_since.tolist() == [at("08:25")]
+  assert sorted(zip(state.trip_pickup.tolist(), state.trip_dropoff.tolist(),
+                    state.trip_start.tolist())) == [
+                        (0, 2, at("08:10")), (1, 2, at("08:30"))]
+
+
+def test_a_cells_leave_rate_leans_on_the_half_hour_before(tmp_path):
+  write_trips(tmp_path / "day.csv", DAY, [
+      (t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in SIX_TRIPS])
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    state = supply.state_at(w, sql.QueryConfig(), CELLS, at("08:30"))
+  # 08:00-08:30, known at 08:30: A idled in 2 from 08:20 to its 08:30
+  # pickup (ended), C idles there since 08:25 (going on); B's and A's
+  # trips under way end in the future, unread.
+  assert state.recent.ended.tolist() == [0, 1, 0]
+  assert state.recent.seconds.tolist() == [0, 15 * M, 0]
+  # Cell 2's leave rate: (1 spell + 5) / (15 min + 5 spells of its
+  # history's mean); the others keep their history's.
+  rates = _rates_by_hand()
+  assert supply.leave_now(rates, state) * M == pytest.approx(
+      [0.0, 6 / (15 + 5 * 20), 0.0])
+
+
+def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
+    tmp_path):
+  rates = _rates_by_hand()
+  starts = np.array([at("08:30"), at("09:00")])
+  honest = supply.forecast(rates, _state(tmp_path), starts, 30 * M)
+  # A's recorded end moves from 08:50 to 09:40, after the issue time
+  # either way: what was known at 08:30 did not change, nor the forecast.
+  later = [r if r[:2] != ("A", "08:30") else ("A", "08:30", "09:40", 2, 3)
+           for r in SIX_TRIPS]
+  assert supply.forecast(rates, _state(tmp_path, later), starts,
+                         30 * M) == pytest.approx(honest)
+  # Under a trips export (known at the trip's end) neither trip under way
+  # is known: A shows in 2, where its 08:20 dropoff left it; B not at all.
+  export = sql.QueryConfig(arrival=sql.ArrivalRule.parse("end"))
+  state = _state(tmp_path, cfg=export)
+  assert state.idle(3).tolist() == [0, 2, 0] and len(state.trip_dropoff) == 0
+
+
+def test_the_flow_balance_by_hand(tmp_path):
+  """Issued at 08:30 for the slots 08:30-09:00 and 09:00-09:30 (minutes 0-29
+  and 30-59), with `_rates_by_hand`. A taxi idle by a minute's middle
+  counts in all of it.
+
+  Cell 1: no taxi idle or headed there; 0.1 dropoffs a minute from trips
+    that take 20 minutes, so none before 08:50 (minute 20): x = 0.1, 0.2,
+    ..., 1.0 in minutes 20-29 (sum 5.5), 1.1 ... 4.0 in 30-59 (mean 2.55).
+  Cell 2: C, idle since 08:25, has 15 of its 20 minutes left: idle in
+    minutes 0-14, half the first slot.
+  Cell 3: A (2 -> 3, 20 min, from 08:30) and B (1 -> 3, 40 min, from
+    08:10) both end at 08:50 (minute 20) and stay: 2 taxis for 10 of the
+    first slot's 30 minutes, 2 all the second.
+  """
+  rates = _rates_by_hand()
+  starts = np.array([at("08:30"), at("09:00")])
+  got = supply.forecast(rates, _state(tmp_path), starts, 30 * M)
+  assert got == pytest.approx(np.array([[5.5 / 30, 2.55],
+                                        [0.5, 0.0],
+                                        [20 / 30, 2.0]]))
+  # The day as it happened (the spells above): 08:30-09:00 C idles in 2
+  # for 15 minutes, B and A in 3 for 20 and 10; 09:00-09:30 C and B idle
+  # in 1 for 15 and 10 minutes, A in 3 for all 30.
+  truth = supply.actual(_trips(), 3, starts, 30 * M)
+  assert truth == pytest.approx(np.array([[0, 25 / 30], [0.5, 0],
+                                          [1.0, 1.0]]))
+  # Better than idle now carried forward ([0, 1, 0] both slots): its
+  # errors 0+0.5+1 and 0.83+1+1; the flow balance's 0.18+0+0.33 and
+  # 1.72+0+1.
+  naive = np.array([[0, 0], [1, 1], [0, 0]])
+  assert np.abs(got - truth).mean() < 0.8 * np.abs(naive - truth).mean()
+  # A driver sent now shares a cell with the taxis idle there now and
+  # those expected idle within (here) 30 minutes: C in 2; A and B in 3;
+  # one learned arrival in 1 (0.1 a minute over minutes 20-29).
+  assert supply.expected_there(rates, _state(tmp_path), 30 * M) == \
+      pytest.approx([1.0, 1.0, 2.0])
+
+
+def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
+  """Cells 1, 2, 3 on a line (10 minutes 1-2 and 2-3, 20 minutes 1-3). A
+  taxi idle in 1 at 0:00 weighs 2 and 3, each forecast 3 pickups a
+  quarter hour: from its arrival to the hour's end, 3 x 50/15 = 10 in 2
+  and 3 x 40/15 = 8 in 3. Nobody is idle in either, so with idle-now
+  supply it goes to 2. But a taxi left 1 for 2 five minutes ago (trips of
+  20 minutes): it will be idle in 2 at 0:15, so with forecast supply 2 is
+  worth 10 / 2 = 5 a taxi, and the taxi goes to 3."""
+  from taxi_demand import fleet  # noqa: PLC0415
+  from taxi_demand import guidance  # noqa: PLC0415
+  geo = guidance.Geometry(CELLS, np.array([[0, 10, 20], [10, 0, 10],
+                                           [20, 10, 0]], float))
+  t = BEGIN + 8 * 3600
+  starts = t + 900 * np.arange(5)
+  grid = np.array([[0.0] * 5, [3.0] * 5, [3.0] * 5])
+  zeros = np.zeros((3, supply.HOURS_PER_WEEK))
+  rates = supply.Rates(zeros, np.array([1.0]), np.full((3, 3), 20.0 * M),
+                       np.array([1.0]), np.array([20.0 * M]), zeros)
+  empty = np.zeros(0, np.int64)
+  known = fleet.Known(np.array([0]), np.array([0]), np.array([t]),
+                      np.array([0]), np.array([1]), np.array([t - 5 * M]),
+                      empty, empty, supply.Recent(np.zeros(3), np.zeros(3)))
+  ask = (t, np.array([0]), np.array([0]), np.array([1.0, 0, 0]), known)
+  idle_now = fleet.following(geo, lambda at: (grid, starts), 900)
+  forecast = fleet.following(geo, lambda at: (grid, starts), 900,
+                             rates=rates)
+  assert CELLS[idle_now(*ask)].tolist() == [2]
+  assert CELLS[forecast(*ask)].tolist() == [3]
