@@ -95,9 +95,13 @@ class WindowCacheStrategy(resolver.ResolverStrategy):
   (`reuse_executions`): if a Transform already finished on exactly this
   window, the cache it read is resolved again (none, for a first day), so
   Transform, Trainer and every node after them come from TFX's cache
-  instead of running again. With no cache holding a day of the window (a
-  new home's first day): an empty channel, which Transform reads as "none
-  yet". The window is `TrainingWindowStrategy`'s (same config keys).
+  instead of running again. (Should TFX's cache miss all the same, e.g. a
+  home or checkout at another path re-imports the schema, that Transform
+  analyses what its first run did: the whole window, for a home's first
+  day. A resolver cannot tell beforehand; --no-cache turns this off.)
+  With no cache holding a day of the window (a new home's first day): an
+  empty channel, which Transform reads as "none yet". The window is
+  `TrainingWindowStrategy`'s (same config keys).
   """
 
   def __init__(self, span: int, train_days: int, query_key: str = "",
