@@ -23,12 +23,13 @@ from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import RUN_PARAMETERS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
-from pipeline.components.resolvers import EarlierDayCacheStrategy
 from pipeline.components.resolvers import PreviousSpanStrategy
-from pipeline.components.resolvers import ServingModelStrategy
 from pipeline.components.resolvers import QUERY_KEY
+from pipeline.components.resolvers import REUSE_EXECUTIONS_KEY
+from pipeline.components.resolvers import ServingModelStrategy
 from pipeline.components.resolvers import TRAIN_DAYS_KEY
 from pipeline.components.resolvers import TrainingWindowStrategy
+from pipeline.components.resolvers import WindowCacheStrategy
 from pipeline.components.skew_validator import SkewValidator
 from pipeline.config import PipelineConfig
 from pipeline.config import Platform
@@ -291,11 +292,24 @@ def _training_window(config: PipelineConfig, **channels):
   earlier run, resolved from ML Metadata (TrainingWindowStrategy: the last
   `train_days` days that DataGate passed).
   """
+  return tfx.dsl.Resolver(strategy_class=TrainingWindowStrategy,
+                          config=_window_config(config), **channels)
+
+
+def _window_config(config: PipelineConfig) -> dict:
+  """The config of the resolvers that ask for the run's window."""
+  return {contract.SPAN: config.span, TRAIN_DAYS_KEY: config.train_days,
+          QUERY_KEY: _query_key(config)}
+
+
+def _analyzer_cache(config: PipelineConfig, **channels):
+  """Transform's analyzer cache that holds the most of the run's window,
+  any run's (WindowCacheStrategy); the one a finished Transform of this
+  very window read when TFX's cache is on, so a rerun is served from it."""
   return tfx.dsl.Resolver(
-      strategy_class=TrainingWindowStrategy,
-      config={contract.SPAN: config.span,
-              TRAIN_DAYS_KEY: config.train_days,
-              QUERY_KEY: _query_key(config)},
+      strategy_class=WindowCacheStrategy,
+      config={**_window_config(config),
+              REUSE_EXECUTIONS_KEY: config.enable_cache},
       **channels)
 
 
@@ -410,7 +424,7 @@ FACTORIES: Dict[str, Factory] = {
     contract.PREVIOUS_STATISTICS: _on_the_day(PreviousSpanStrategy),
     contract.DATA_GATE: _data_gate,
     contract.TRAINING_WINDOW: _training_window,
-    contract.LATEST_ANALYZER_CACHE: _on_the_day(EarlierDayCacheStrategy),
+    contract.LATEST_ANALYZER_CACHE: _analyzer_cache,
     contract.TRANSFORM: _transform,
     # The model serving on this day.
     contract.LATEST_BLESSED_MODEL: _on_the_day(ServingModelStrategy),

@@ -5,8 +5,10 @@ import builtins
 import os
 
 import pytest
+from tfx.dsl.components.common import resolver
 
 from pipeline import flags
+from pipeline.components import resolvers
 from pipeline import pipeline as p
 from pipeline.config import PipelineConfig, Thresholds
 from taxi_demand.errors import TaxiDemandError
@@ -132,6 +134,18 @@ def test_training_reads_the_resolved_window_and_evaluation_the_day(tmp_path):
   transform = nodes[ids.TRANSFORM]
   assert transform.inputs["analyzer_cache"].producer_component_id == (
       ids.LATEST_ANALYZER_CACHE)
+  # The cache is the one holding the most of the same window; a rerun
+  # resolves its first run's only while TFX's cache can serve it.
+  for enable_cache in (True, False):
+    built = {c.id: c for c in p.create_pipeline(config(
+        tmp_path, train_days=14, enable_cache=enable_cache)).components}
+    cache = built[ids.LATEST_ANALYZER_CACHE].exec_properties
+    window = built[ids.TRAINING_WINDOW].exec_properties
+    assert cache[resolver.RESOLVER_STRATEGY_CLASS] is (
+        resolvers.WindowCacheStrategy)
+    assert cache[resolver.RESOLVER_CONFIG] == {
+        **window[resolver.RESOLVER_CONFIG],
+        resolvers.REUSE_EXECUTIONS_KEY: enable_cache}
   # The guidance gate compares the candidate with the serving model, and
   # only ForecastGate's blessing, which weighs it, reaches the Pusher.
   guidance = nodes[ids.GUIDANCE_GATE]

@@ -1,4 +1,7 @@
-"""Resolver strategies: the previous span, and the model serving on a day."""
+"""Resolver strategies: the previous span, the window's analyzer cache, and
+the model serving on a day."""
+
+import dataclasses
 
 import pytest
 from tfx.types import standard_artifacts
@@ -162,3 +165,67 @@ def test_the_serving_model_brings_its_own_training_statistics(three_days):
   # Run FIRST + 1's model serves on FIRST + 2; it trained on day FIRST.
   assert ids[contract.STATISTICS] == records[0].statistics.id
   assert ids[contract.SCHEMA] is not None
+
+
+def _two_day_windows(days, **spec):
+  """Runs of `days` (offsets from FIRST) with a 2-day window."""
+  params = dataclasses.replace(synthetic.RunSpec(span=FIRST).parameters(),
+                               train_days=2)
+  return [synthetic.RunSpec(span=FIRST + i, params=params, **spec)
+          for i in days]
+
+
+@pytest.fixture
+def four_daily_runs(tmp_path):
+  """Runs for FIRST..FIRST+3 on 2-day windows, each Transform reading the
+  cache of the run before (FIRST's window is empty: its cache holds no
+  day). Returns (raw store, [RunRecord])."""
+  home = Home(tmp_path / "home")
+  records = synthetic.write_store(home.root, _two_day_windows(range(4)))
+  return store.connect(home.metadata), records
+
+
+def _cache_of(raw, span, records, reuse):
+  """The cache ids WindowCacheStrategy resolves for a run of `span`."""
+  candidates = []
+  for r in records:
+    a = standard_artifacts.TransformCache()
+    a.id = r.cache.id
+    candidates.append(a)
+  got = resolvers.WindowCacheStrategy(
+      span=span, train_days=2, reuse_executions=reuse).resolve_artifacts(
+          raw, {"cache": candidates})
+  return [a.id for a in got["cache"]]
+
+
+def test_a_rerun_of_an_earlier_day_resolves_a_cache_holding_its_window(
+    four_daily_runs):
+  """Rerun of FIRST + 2 (window FIRST, FIRST + 1) once FIRST + 3 ran:
+  the newest earlier-day cache (FIRST + 1's) holds one of its two days;
+  its own first run's cache holds both, and Transform analyses nothing."""
+  raw, records = four_daily_runs
+  caches = [r.cache.id for r in records]
+  assert _cache_of(raw, FIRST + 2, records, reuse=False) == [caches[2]]
+  # A later run's cache serves as well as an earlier one's: FIRST + 1's
+  # one day is in FIRST + 1's and in FIRST + 2's, the newest of the two.
+  assert _cache_of(raw, FIRST + 1, records, reuse=False) == [caches[2]]
+  # The first day has no window (and no cache holds a day of it).
+  assert _cache_of(raw, FIRST, records, reuse=False) == []
+
+
+def test_a_rerun_on_the_same_window_resolves_what_its_first_run_read(
+    four_daily_runs, tmp_path):
+  """With TFX's cache on, a rerun on an unchanged window resolves the cache
+  its first run's Transform read, so TFX serves Transform and all after it
+  from its cache; once a day of the window was ingested again (late trips),
+  no Transform analysed that window and the most covering cache wins."""
+  raw, records = four_daily_runs
+  caches = [r.cache.id for r in records]
+  assert _cache_of(raw, FIRST + 2, records, reuse=True) == [caches[1]]
+  # FIRST + 1 ingested again: FIRST + 3's window is new, and only its
+  # first run's cache holds one of its days (FIRST + 2); the newest
+  # earlier-day cache, the re-ingest run's, holds none.
+  records += synthetic.write_store(
+      Home(tmp_path / "home").root,
+      _two_day_windows([1], run_id="late-trips", blessed=False))
+  assert _cache_of(raw, FIRST + 3, records, reuse=True) == [caches[3]]

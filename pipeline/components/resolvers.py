@@ -9,7 +9,7 @@ served, not merely the newest blessed one.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import ml_metadata as mlmd
 from tfx import types
@@ -20,9 +20,11 @@ from taxi_demand.lineage import queries
 from taxi_demand.lineage import store as lineage_store
 
 
-# TrainingWindowStrategy's config keys (its other one is contract.SPAN).
+# TrainingWindowStrategy's and WindowCacheStrategy's config keys (their
+# other one is contract.SPAN).
 TRAIN_DAYS_KEY = "train_days"
 QUERY_KEY = "query_key"
+REUSE_EXECUTIONS_KEY = "reuse_executions"
 
 
 def artifact_span(artifact: types.Artifact) -> int:
@@ -80,18 +82,64 @@ class PreviousSpanStrategy(_NewestOfAnEarlierDay):
     return span if passed else None
 
 
-class EarlierDayCacheStrategy(_NewestOfAnEarlierDay):
-  """Transform's analyzer cache from the newest run of an earlier day.
+class WindowCacheStrategy(resolver.ResolverStrategy):
+  """Transform's analyzer cache that holds the most of this run's window.
 
-  Not simply the newest cache: a rerun of day D would then read the cache
-  its own first run wrote, a new input, and Transform, Trainer and every
-  node after them would run again instead of coming from the cache. Keyed
-  on the day, a rerun resolves what its first run resolved. The first day
-  has no cache: an empty channel, which Transform reads as "none yet".
+  Transform's cache is kept per day (by each day's examples), and an
+  analyzer sees only the days of its own window, so any run's cache serves,
+  older or newer than `span`: a rerun of an earlier day finds its days in
+  the cache of the day after it, or of its own first run. Transform reads
+  from it only the window's days and ignores the rest.
+
+  Not simply the most covering cache when TFX's execution cache is on
+  (`reuse_executions`): if a Transform already finished on exactly this
+  window, the cache it read is resolved again (none, for a first day), so
+  Transform, Trainer and every node after them come from TFX's cache
+  instead of running again. (Should TFX's cache miss all the same, e.g. a
+  home or checkout at another path re-imports the schema, that Transform
+  analyses what its first run did: the whole window, for a home's first
+  day. A resolver cannot tell beforehand; --no-cache turns this off.)
+  With no cache holding a day of the window (a new home's first day): an
+  empty channel, which Transform reads as "none yet". The window is
+  `TrainingWindowStrategy`'s (same config keys).
   """
 
-  def day_of(self, snap, artifact):
-    return queries.producer_span(snap, artifact.id)
+  def __init__(self, span: int, train_days: int, query_key: str = "",
+               reuse_executions: bool = True):
+    self._span = int(span)
+    self._days = int(train_days)
+    self._query_key = query_key or None
+    self._reuse = bool(reuse_executions)
+
+  def resolve_artifacts(
+      self, store: mlmd.MetadataStore,
+      input_dict: Dict[str, List[types.Artifact]]
+  ) -> Optional[Dict[str, List[types.Artifact]]]:
+    snap = lineage_store.Snapshot.load(store)
+    found = queries.window_caches(snap, queries.training_window(
+        snap, self._span, self._days, self._query_key))
+    result = {}
+    for key, artifacts in input_dict.items():
+      by_id = {a.id: a for a in artifacts}
+      result[key] = [by_id[i] for i in best_cache(found, by_id, self._reuse)]
+    return result
+
+
+def best_cache(found: queries.WindowCaches, candidates: Iterable[int],
+               reuse: bool) -> List[int]:
+  """The cache to resolve among `candidates` (ids): [] or one id.
+
+  With `reuse`, what a Transform on exactly this window read, if it is
+  still there; else the one holding the most of the window's days, the
+  newest of equals.
+  """
+  candidates = set(candidates)
+  again = found.read_on_window
+  if reuse and again is not None and set(again) <= candidates:
+    return list(again)
+  ranked = [(days, i) for i, days in found.covered.items()
+            if days > 0 and i in candidates]
+  return [max(ranked)[1]] if ranked else []
 
 
 class TrainingWindowStrategy(resolver.ResolverStrategy):

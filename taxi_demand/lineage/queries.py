@@ -539,8 +539,14 @@ def _made_by(snap: st.Snapshot, artifacts: List[st.ArtifactView],
   producers = snap.producer_ids(a.id for a in artifacts)
   snap.prefetch_executions(producers.values())
   return {a for a, ex in producers.items()
-          if snap.may_be(snap.execution(ex), node_id) and
-          snap.execution(ex).node_id == node_id}
+          if _is_node(snap, snap.execution(ex), node_id)}
+
+
+def _is_node(snap: st.Snapshot, execution: Optional[st.NodeExecution],
+             node_id: str) -> bool:
+  """Whether `execution` is one of node `node_id`'s."""
+  return (execution is not None and snap.may_be(execution, node_id) and
+          execution.node_id == node_id)
 
 
 def training_window(snap: st.Snapshot, span: int, days: int,
@@ -561,6 +567,52 @@ def training_window(snap: st.Snapshot, span: int, days: int,
   return [newest[s] for s in spans.window_days(
       span, days, [s for s in newest
                    if verdict_passed(reports.get(newest[s].id))])]
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowCaches:
+  """What the analyzer caches of earlier Transforms hold of a window.
+
+  Transform keys its cache by dataset (each day's examples, by URI) and
+  its output cache holds every day its window had, so an earlier
+  Transform's examples inputs say which of a window's days its cache holds.
+
+  Attributes:
+    covered: {updated analyzer cache id: how many of the window's days it
+      holds}, for every cache that holds one at least.
+    read_on_window: the analyzer caches (ids; [] for none) that the newest
+      finished Transform of exactly this window read, or None if no
+      Transform finished on it: what a rerun resolves to be TFX-cached.
+  """
+  covered: Dict[int, int]
+  read_on_window: Optional[List[int]]
+
+
+def window_caches(snap: st.Snapshot,
+                  window: List[st.ArtifactView]) -> WindowCaches:
+  """The caches of the Transforms that analysed any day of `window`.
+
+  Asks for the window's consumers and their events only: its cost grows
+  with the runs whose windows overlap this one, not with the store.
+  """
+  days = {a.id for a in window}
+  snap.prefetch_artifact_events(days)
+  read_by = {day: snap.consumed_as(day) for day in days}
+  snap.prefetch_executions(ex for found in read_by.values() for ex in found)
+  transforms = sorted({
+      ex for found in read_by.values() for ex, keys in found.items()
+      if contract.EXAMPLES in keys and _is_node(
+          snap, snap.execution(ex), contract.TRANSFORM)})
+  snap.prefetch_execution_events(transforms)
+  covered: Dict[int, int] = {}
+  read_on_window = None
+  for ex in transforms:  # oldest first
+    analysed = set(snap.input_ids(ex, contract.EXAMPLES))
+    for cache in snap.output_ids(ex, contract.UPDATED_ANALYZER_CACHE):
+      covered[cache] = len(analysed & days)
+    if analysed == days and snap.execution(ex).finished:
+      read_on_window = snap.input_ids(ex, contract.ANALYZER_CACHE)
+  return WindowCaches(covered=covered, read_on_window=read_on_window)
 
 
 def training_inputs(snap: st.Snapshot, model_id: int) -> Dict[str, Any]:

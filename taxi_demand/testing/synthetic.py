@@ -412,8 +412,9 @@ class Run:
   and ServingModelTraining resolve: the model serving on `spec.span`),
   `previous` the run of the previous span (PreviousSpanStatistics),
   `window` the earlier days' examples it trains on (TrainingWindow) and
-  `cache` the newest analyzer cache (LatestAnalyzerCache). `out` holds, per
-  node id, the outputs (or a resolver's results) written so far.
+  `cache` the previous run's analyzer cache (what LatestAnalyzerCache
+  resolves on consecutive days: it holds the most of the window). `out`
+  holds, per node id, the outputs (or a resolver's results) written so far.
   """
   w: Writer
   spec: RunSpec
