@@ -26,7 +26,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Collection, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -242,7 +242,7 @@ def recommend(home: Home, at: int, cells: Sequence[int],
 
 def arriving_at(home: Home, cfg: demand_sql.QueryConfig,
                 geometry: guidance.Geometry, at: int,
-                leave_out: Sequence[str] = ()) -> np.ndarray:
+                leave_out: Collection[str] = ()) -> np.ndarray:
   """(n,): taxis expected to become idle in each geometry cell within
   `supply.GUIDANCE_WINDOW_SECONDS` of `at`, from what the warehouse knew
   at `at` (without the taxis in `leave_out`: they are being placed);
@@ -254,7 +254,8 @@ def arriving_at(home: Home, cfg: demand_sql.QueryConfig,
   if rates is None:
     return np.zeros(len(geometry.cells))
   with open_reader(home.warehouse) as wh:
-    state = supply_forecast.state_at(wh, cfg, geometry.cells, at, leave_out)
+    state = supply_forecast.state_at(wh, cfg, geometry.cells, at,
+                                     sorted(leave_out))
   return supply_forecast.arriving(rates, state)
 
 

@@ -84,12 +84,12 @@ def _recommend(args, home) -> int:
       raise TaxiDemandError(
           f"no taxi is known idle at {predict.format_epoch(at)} ({supply}: "
           f"{why}); pass --cell or --idle")
-  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand import supply as supply_forecast  # noqa: PLC0415
   result = recommend.recommend(
       home, at, cells, ids, version=args.model, speed_kmh=args.speed,
       travel_table=args.travel_times, horizon_minutes=args.horizon,
       top=args.top if args.cell is not None else 0,
-      basis=supply.Basis(args.supply))
+      basis=supply_forecast.Basis(args.supply))
   if args.json:
     print_json(result.to_dict())
     return 0
