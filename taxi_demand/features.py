@@ -34,7 +34,9 @@ DAY_OF_WEEK = "day_of_week"    # 1..7, 1 = Sunday (BigQuery's meaning)
 IS_HOLIDAY = "is_holiday"      # 0/1, US federal holidays by rule
 
 # Demand history (FLOAT64), known at the issue time. "The slot under way" is
-# the slot that holds the issue time (at lead 0, the target slot itself).
+# the slot that holds the second before the issue time: at a slot boundary,
+# the slot that has just ended, complete. Every tick of a slot then sees the
+# same lags, and lead 0 holds lead 5's features and 5 minutes more.
 LAG_1 = "lag_1"                # the last complete slot before the one under way
 LAG_2 = "lag_2"                # the one before that
 LAG_3 = "lag_3"                # and the one before that
@@ -47,7 +49,7 @@ MEAN_SAME_SLOT_7D = "mean_same_slot_7d"  # the target slot, past 7 days (settled
 # The slot under way (FLOAT64): its own feature, never a lag that changes
 # meaning. Pickups known so far, and the share of the slot gone by.
 NOW_PICKUPS = "now_pickups"
-NOW_ELAPSED = "now_elapsed"    # 0 at a slot boundary .. < 1
+NOW_ELAPSED = "now_elapsed"    # > 0 .. 1 at a slot boundary (complete)
 
 # City-wide demand history (FLOAT64), all cells summed, strictly before the
 # slot: the day's city-wide level (weather) shows in these long before it

@@ -109,8 +109,8 @@ def test_same_rows_same_examples_as_bigquery_converter(warehouse_path):
   assert got == want
   busy = [e for e in got
           if e.features.feature["pickups"].int64_list.value[0] == 3]
-  assert busy[0].features.feature["mean_3h"].float_list.value[0] == \
-      pytest.approx(1 / 3)
+  assert busy[0].features.feature["mean_24h"].float_list.value[0] == \
+      pytest.approx(1 / 24)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def _rows(n: int = 1024, seed: int = 0):
   for name in M.HISTORY_XF:
     features[name] = np.log1p(rng.poisson(rate)).astype(np.float32)
   # The slot under way: a share of it gone by, and its pickups so far.
-  elapsed = rng.integers(0, 6, n) / 6
+  elapsed = rng.integers(1, 7, n) / 6  # 1: at a boundary, complete
   features[M.NOW_ELAPSED_XF] = elapsed.astype(np.float32)
   features[M.NOW_XF] = np.log1p(rng.poisson(rate * elapsed)).astype(
       np.float32)

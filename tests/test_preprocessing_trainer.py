@@ -36,7 +36,7 @@ def _raw_rows(cells, n_slots=12, seed=0):
              F.ISSUED_AT: start - 60 * lead, F.LEAD_MINUTES: lead,
              F.HOUR: (start % F.SECONDS_PER_DAY) // 3600, F.DAY_OF_WEEK: 5,
              F.IS_HOLIDAY: int(slot == 3), F.LABEL: int(rng.poisson(cell)),
-             F.NOW_ELAPSED: ((30 - lead % 30) % 30) / 30,
+             F.NOW_ELAPSED: (30 - lead % 30) / 30,  # 1 at a boundary
              F.NOW_PICKUPS: float(rng.poisson(cell / 2)),
              F.IDLE_NOW: float(rng.poisson(3)),
              F.IDLE_1H: float(rng.uniform(0, 5))}

@@ -58,8 +58,8 @@ def test_columns_and_types_are_the_contract(tiny):
 
 
 def test_fixture_numbers_match_hand_computation(tiny):
-  # Issued at each slot's start (lead 0): the recent lags are then the
-  # complete slots just before the target.
+  # Issued at each slot's start (lead 0): the slot under way is then the
+  # one that has just ended, complete, and the lags are the slots before it.
   table = tiny.query_demand(HOURLY, SUNDAY, lead_minutes=0)
   # Every area x every hour of the span, zero-demand slots included.
   assert table.num_rows == 77 * 24
@@ -67,16 +67,19 @@ def test_fixture_numbers_match_hand_computation(tiny):
   assert sum(r["pickups"] for r in rows.values()) == 5  # a1-a4, a8
   ten = rows[(8, _epoch("2024-01-07T10:00:00"))]
   assert ten["pickups"] == 3 and ten["hour"] == 10
-  assert (ten["lag_1"], ten["lag_2"], ten["lag_3"]) == (1.0, 0.0, 0.0)
+  assert (ten["now_pickups"], ten["now_elapsed"]) == (1.0, 1.0)  # a4, 09h
+  assert (ten["lag_1"], ten["lag_2"], ten["lag_3"]) == (0.0, 0.0, 0.0)
   assert ten["lag_1d"] == 1.0          # a5, yesterday 10:15
   assert ten["lag_7d"] == 2.0          # a6, a7, last Sunday
-  assert ten["mean_3h"] == pytest.approx(1 / 3)   # 07, 08, 09h: 0, 0, 1
-  assert ten["mean_24h"] == pytest.approx(2 / 24)  # a5 and a4
+  assert ten["mean_3h"] == 0.0         # 06, 07, 08h
+  assert ten["mean_24h"] == pytest.approx(1 / 24)  # a5 (09h on Jan 6 ..)
   assert ten["mean_same_slot_7d"] == pytest.approx(3 / 7)
   eleven = rows[(8, _epoch("2024-01-07T11:00:00"))]  # zero-demand slot
   assert eleven["pickups"] == 0
-  assert (eleven["lag_1"], eleven["lag_2"]) == (3.0, 1.0)
-  assert eleven["mean_3h"] == pytest.approx(4 / 3)
+  assert (eleven["now_pickups"], eleven["now_elapsed"]) == (3.0, 1.0)
+  assert (eleven["lag_1"], eleven["lag_2"]) == (1.0, 0.0)
+  assert eleven["mean_3h"] == pytest.approx(1 / 3)  # 07, 08, 09h: 0, 0, 1
+  assert eleven["mean_24h"] == pytest.approx(2 / 24)  # a5 and a4
   late = rows[(32, _epoch("2024-01-07T23:00:00"))]
   assert late["pickups"] == 1 and late["hour"] == 23
   # a9 is 8 days back, beyond the lookback: nothing for area 32 at noon.
@@ -87,17 +90,18 @@ def test_fixture_numbers_match_hand_computation(tiny):
 
 def test_city_features_match_hand_computation(tiny):
   rows = _rows(tiny.query_demand(HOURLY, SUNDAY, lead_minutes=0))
-  ten, eleven = _epoch("2024-01-07T10:00:00"), _epoch("2024-01-07T11:00:00")
+  # The 3 hours before the slot under way (at lead 0, the hour just ended).
+  eleven, noon = _epoch("2024-01-07T11:00:00"), _epoch("2024-01-07T12:00:00")
   # City-wide, so the same for every cell: 07-09h holds a4 only.
-  assert rows[(8, ten)]["city_3h"] == 1.0
-  assert rows[(1, ten)]["city_3h"] == 1.0
+  assert rows[(8, eleven)]["city_3h"] == 1.0
+  assert rows[(1, eleven)]["city_3h"] == 1.0
   # 08-10h: a4 at 09h, a1-a3 at 10h.
-  assert rows[(8, eleven)]["city_3h"] == 4.0
+  assert rows[(8, noon)]["city_3h"] == 4.0
   # The same 08-10h on Jan 1..6 hold a5 (Jan 6) only: 1 over 6 days. Dec 31
   # (a6, a7), 7 days back, is not one of the 6 previous days.
-  assert rows[(8, eleven)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
-  assert rows[(1, eleven)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
-  assert rows[(8, ten)]["city_3h_prev_6d"] == 0.0
+  assert rows[(8, noon)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
+  assert rows[(1, noon)]["city_3h_prev_6d"] == pytest.approx(1 / 6)
+  assert rows[(8, eleven)]["city_3h_prev_6d"] == 0.0
   # Only before the slot: 20-22h are empty, and a8 (23:59) is in the 23h
   # slot itself, so it is no part of that slot's features.
   late = rows[(32, _epoch("2024-01-07T23:00:00"))]
@@ -105,8 +109,8 @@ def test_city_features_match_hand_computation(tiny):
 
 
 def test_city_features_in_serving_match_the_training_query(tiny):
-  eleven = _epoch("2024-01-07T11:00:00")
-  served = _rows(tiny.serving_features(HOURLY, eleven))[(5, eleven)]
+  noon = _epoch("2024-01-07T12:00:00")
+  served = _rows(tiny.serving_features(HOURLY, noon))[(5, noon)]
   assert served["city_3h"] == 4.0
   assert served["city_3h_prev_6d"] == pytest.approx(1 / 6)
 
@@ -279,7 +283,10 @@ def test_serving_features_for_next_slot(tiny):
   table = tiny.serving_features(HOURLY, start)
   rows = _rows(table)
   assert table.num_rows == 77
-  assert rows[(8, start)]["lag_1"] == 3.0
+  # At a slot boundary the slot under way is the one just ended, complete.
+  assert rows[(8, start)]["now_pickups"] == 3.0
+  assert rows[(8, start)]["now_elapsed"] == 1.0
+  assert rows[(8, start)]["lag_1"] == 1.0
   assert rows[(8, start)]["lead_minutes"] == 0
   with pytest.raises(TaxiDemandError, match="tick grid"):
     tiny.serving_features(HOURLY, start + 60)
@@ -313,12 +320,13 @@ def test_a_trip_is_in_the_features_of_the_ticks_after_it_only(tiny):
 
 
 def test_one_second_either_side_of_the_cut(tiny):
-  # a3 starts 10:59:59: one second before the 11:00 tick, so in its lag_1
-  # (the slot 10:30-11:00) under "known at its start" ...
-  assert _cell8(tiny, "2024-01-07T11:00:00")["lag_1"] == 1.0
+  # a3 starts 10:59:59: one second before the 11:00 tick, so in its slot
+  # under way (10:30-11:00, just ended) under "known at its start" ...
+  at_11 = _cell8(tiny, "2024-01-07T11:00:00")
+  assert (at_11["now_pickups"], at_11["now_elapsed"]) == (1.0, 1.0)
   # ... and not when it is known 2 s after it starts (11:00:01 > 11:00).
   late = QueryConfig(arrival=sql.ArrivalRule.parse("start+2s"))
-  assert _cell8(tiny, "2024-01-07T11:00:00", late)["lag_1"] == 0.0
+  assert _cell8(tiny, "2024-01-07T11:00:00", late)["now_pickups"] == 0.0
   assert _cell8(tiny, "2024-01-07T11:05:00", late)["lag_1"] == 1.0
 
 

@@ -20,6 +20,12 @@
 -- slots a day or more back count the trips known within settle_seconds of
 -- their slot's start, which is always before t: "settled" counts that mean
 -- the same at every lead. The label is the target slot's full count.
+-- The slot under way at t is the one holding the second before t: at a slot
+-- boundary, the slot that has just ended (now_elapsed 1), not the one just
+-- starting. So every tick of a slot sees the same lags: lead 0 holds what
+-- lead 5 holds and the 5 minutes since, in the same features, where a slot
+-- that had only started would shift every lag by one slot at boundary ticks
+-- alone (a twelfth of the examples), which the model fits worst.
 -- Timestamps are naive Chicago wall clock read as UTC epoch seconds, so every
 -- calendar field below is computed in UTC, which is the wall clock.
 WITH
@@ -58,10 +64,11 @@ targets AS (
   FROM UNNEST(GENERATE_ARRAY({emit_begin}, {emit_end} - {slot_seconds},
                             {slot_seconds})) AS slot_start
 ),
--- (cell, target slot, issue time) rows; `anchor` starts the slot under way.
+-- (cell, target slot, issue time) rows; `anchor` starts the slot under way,
+-- the one holding the second before the tick (see above).
 issues AS (
   SELECT cell, slot_start, issued_at,
-    issued_at - MOD(issued_at, {slot_seconds}) AS anchor
+    (issued_at - 1) - MOD(issued_at - 1, {slot_seconds}) AS anchor
   FROM (
     SELECT cells.cell AS cell, targets.slot_start AS slot_start,
       {issued_at_expr} AS issued_at
