@@ -125,7 +125,7 @@ class NowResidual(tf.keras.layers.Layer):
 
   The slot under way has run for a share `elapsed` of its length, so the
   seasonal expectation of its count so far is exp(seasonal) x elapsed; at a
-  slot boundary (elapsed 0) both sides are 0 and the term says nothing.
+  slot boundary it is the slot just ended (elapsed 1), its count complete.
   """
 
   def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -294,10 +294,12 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
   return model
 
 
-# Knots of the lead basis, in minutes: the tick at a slot boundary (0, 30:
-# nothing of the slot under way known yet) and the one after it (5, 35) are
-# regimes of their own; the leads between vary smoothly.
-LEAD_KNOTS_MINUTES = (0, 5, 30, 35, 55)
+# Knots of the lead basis, in minutes, for the default 30-minute slots. The
+# ticks from a slot boundary (0, 30: the slot just ended is complete) to the
+# last one before the next (25, 55) share one slot under way and the same
+# lags, and vary smoothly between; from 25 to 30 the slot under way and
+# every lag move one slot back, a regime of its own.
+LEAD_KNOTS_MINUTES = (0, 25, 30, 55)
 
 
 def lead_basis() -> np.ndarray:
