@@ -361,6 +361,26 @@ def test_training_examples_are_issued_on_the_grid_at_every_lead(tiny):
     assert [{k: v for k, v in pick.items() if k != "pickups"}] == served
 
 
+@pytest.mark.parametrize("minutes", [30, 60])
+def test_each_cell_and_time_of_day_is_trained_at_every_lead(tiny, minutes):
+  # A day holds a multiple of 12 slots, so a lead drawn from the cell and the
+  # slot's index alone was the same every day at a given time of day: the
+  # busiest cell saw lead 0 at 02:00, 08:00, 14:00 and 20:00 and at no other
+  # time. Over 12 days every (cell, time of day) must see every lead, and
+  # each (cell, hour of the week) a new lead from one week to the next.
+  cfg = QueryConfig(slot_minutes=minutes)
+  rows = tiny.query_demand(cfg, SUNDAY, days_before=14).to_pylist()
+  leads, weekly = {}, {}
+  for r in rows:
+    day, time_of_day = divmod(r["slot_start"], 86_400)
+    leads.setdefault((r["cell"], time_of_day), set()).add(r["lead_minutes"])
+    weekly.setdefault((r["cell"], day % 7, time_of_day), []).append(
+        r["lead_minutes"])
+  assert len(leads) == 77 * cfg.slots_per_day
+  assert all(seen == set(sql.LEADS_MINUTES) for seen in leads.values())
+  assert all(len(set(two)) == 2 for two in weekly.values())
+
+
 def test_every_lead_form_is_the_serving_form_at_every_tick(tiny):
   """The training path the skew check joins with: for the target slots in
   [begin, end), every lead 0..55 of every cell, each row equal to what

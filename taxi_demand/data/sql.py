@@ -49,9 +49,16 @@ LEADS_MINUTES = tuple(range(0, MAX_LEAD_MINUTES + 1,
 # within this long of their slot's start ("settled"), always before the issue.
 SETTLE_SECONDS = 12 * 3600
 _MAX_ARRIVAL_DELAY_SECONDS = 6 * 3600
-# Spreads the sampled lead over cells and slots: for one cell consecutive
-# slots step through every lead, and so do the cells of one slot.
-_LEAD_MIX_CELL, _LEAD_MIX_SLOT = 7919, 104729
+# Spreads the sampled lead over cells, slots and days: for one cell
+# consecutive slots step through every lead, and so do the cells of one slot.
+# A day holds a multiple of 12 slots at every slot length, so without the day
+# term a cell's slot at a given time of day had the same lead on every day:
+# each (cell, time of day) was trained at one lead only (the busiest cell saw
+# lead 0 at 02:00, 08:00, 14:00 and 20:00 alone), and its forecasts at the
+# other leads were guesses. One step a day turns every lead through each
+# (cell, time of day) in 12 days, and 7 steps a week through each (cell,
+# hour of the week) too.
+_LEAD_MIX_CELL, _LEAD_MIX_SLOT, _LEAD_MIX_DAY = 7919, 104729, 1
 
 
 class ArrivalBasis(enum.Enum):
@@ -226,7 +233,8 @@ def _sampled_issue_time(cfg: QueryConfig) -> str:
   """
   return (f"targets.slot_start - {TICK_SECONDS} * MOD(cells.cell * "
           f"{_LEAD_MIX_CELL} + DIV(targets.slot_start, {cfg.slot_seconds}) * "
-          f"{_LEAD_MIX_SLOT}, {len(LEADS_MINUTES)})")
+          f"{_LEAD_MIX_SLOT} + DIV(targets.slot_start, {_SECONDS_PER_DAY}) * "
+          f"{_LEAD_MIX_DAY}, {len(LEADS_MINUTES)})")
 
 
 def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
