@@ -193,6 +193,26 @@ def test_the_supply_forecast_is_served_beside_the_demand_forecast(
   assert both.table.column(servelog.PREDICTED_IDLE).null_count == 77
 
 
+def test_a_failing_supply_forecast_never_costs_the_demand_forecast(
+    city_home, city_copy, monkeypatch, capsys):
+  """The tick still serves and logs its demand forecast, the supply column
+  null, and says why in one line."""
+  from taxi_demand import supply  # noqa: PLC0415
+
+  def broken(*args, **kwargs):
+    raise ValueError("no dropoff column")
+  monkeypatch.setattr(supply, "state_at", broken)
+  model = predict.LoadedModel(city_copy, city_home.old)
+  predict.run_job(city_copy, model, epoch("2024-02-10T17:10"))
+  log = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  assert log.table.num_rows == 77
+  assert log.table.column(servelog.PREDICTED).null_count == 0
+  assert log.table.column(servelog.PREDICTED_IDLE).null_count == 77
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["warning: no supply forecast at 2024-02-10 17:10: "
+                 "ValueError: no dropoff column"]
+
+
 @pytest.mark.slow
 def test_served_features_equal_the_training_query_label_aside(city_home):
   from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415

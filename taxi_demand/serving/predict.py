@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -268,7 +269,15 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   predicted = model.score(table)
   seconds["score"] = time.perf_counter() - mark
   mark = time.perf_counter()
-  idle = supply_forecast_for(home, cfg, table)
+  try:
+    idle = supply_forecast_for(home, cfg, table)
+  except Exception as e:  # pylint: disable=broad-except
+    # The supply forecast rides beside the demand forecast: a failure of
+    # its own (a city whose trips it cannot read) logs it null, one line
+    # said, and never costs the tick its demand forecast.
+    print(f"warning: no supply forecast at {format_epoch(issued_at)}: "
+          f"{type(e).__name__}: {e}", file=sys.stderr)
+    idle = None
   seconds["supply"] = time.perf_counter() - mark
   predicted_at = datetime.datetime.now(datetime.timezone.utc).replace(
       tzinfo=None)
