@@ -23,6 +23,7 @@ from pipeline.components.next_day import NextDayValidator
 from pipeline.components.pusher import KEEP_VERSIONS_KEY
 from pipeline.components.pusher import RUN_PARAMETERS_KEY
 from pipeline.components.pusher import VersionedPusherExecutor
+from pipeline.components.pusher import WAREHOUSE_KEY
 from pipeline.components.resolvers import PreviousSpanStrategy
 from pipeline.components.resolvers import QUERY_KEY
 from pipeline.components.resolvers import REUSE_EXECUTIONS_KEY
@@ -210,7 +211,15 @@ def _endpoint_pusher(config: PipelineConfig, **inputs):
   })
 
 
-def _pusher(config: PipelineConfig, **inputs):
+def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
+  custom_config = {KEEP_VERSIONS_KEY: config.keep_versions,
+                   RUN_PARAMETERS_KEY: run_parameters(
+                       config).to_custom_config()}
+  if warehouse:
+    # Locally the Pusher fits the supply forecast's rates from the training
+    # window's trips into the version (pusher.record_supply_rates); Vertex's
+    # has no warehouse of its own, and the 5-minute job fits them there.
+    custom_config[WAREHOUSE_KEY] = warehouse
   kwargs = dict(
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
@@ -218,9 +227,7 @@ def _pusher(config: PipelineConfig, **inputs):
       # The run's parameters travel with the version, so the 5-minute job
       # (which may read no ML Metadata: Vertex's) serves with the slot
       # length, cells and arrival rule the model was trained with.
-      custom_config={KEEP_VERSIONS_KEY: config.keep_versions,
-                     RUN_PARAMETERS_KEY: run_parameters(
-                         config).to_custom_config()},
+      custom_config=custom_config,
       # The same registry on every platform: versions, CURRENT and the run
       # parameters, on disk or under gs:// (taxi_demand.serving.registry).
       custom_executor_spec=executor_spec.ExecutorClassSpec(
@@ -377,6 +384,10 @@ def _forecast_gate(config: PipelineConfig, **inputs):
       **inputs)
 
 
+def _local_pusher(config: PipelineConfig, **inputs):
+  return _pusher(config, warehouse=str(config.warehouse_path), **inputs)
+
+
 def _next_day_validator(config: PipelineConfig, **inputs):
   # The model that served on this day, scored on this day's data (the
   # newest day is ExampleGen's eval split). It records, never blocks.
@@ -432,7 +443,7 @@ FACTORIES: Dict[str, Factory] = {
     contract.EVALUATOR: _evaluator,
     contract.GUIDANCE_GATE: _guidance_gate,
     contract.FORECAST_GATE: _forecast_gate,
-    contract.PUSHER: _pusher,
+    contract.PUSHER: _local_pusher,
     contract.NEXT_DAY_VALIDATOR: _next_day_validator,
     contract.SERVING_MODEL_TRAINING: _on_the_day(ServingModelStrategy),
     contract.SKEW_VALIDATOR: _skew_validator,
@@ -447,6 +458,7 @@ VERTEX_FACTORIES: Dict[str, Factory] = {
     contract.TRAINING_WINDOW: _vertex_training_window,
     contract.SKEW_VALIDATOR: _vertex_skew_validator,
     contract.LATEST_BLESSED_MODEL: _vertex_latest_blessed,
+    contract.PUSHER: _pusher,
     contract.ENDPOINT_PUSHER: _endpoint_pusher,
 }
 # Dataflow for the Beam-heavy nodes; the rest run in their own container.

@@ -209,8 +209,59 @@ def test_a_failing_supply_forecast_never_costs_the_demand_forecast(
   assert log.table.column(servelog.PREDICTED).null_count == 0
   assert log.table.column(servelog.PREDICTED_IDLE).null_count == 77
   err = capsys.readouterr().err.strip().splitlines()
-  assert err == ["warning: no supply forecast at 2024-02-10 17:10: "
+  assert err == [NO_RATES.format(version=model.version),
+                 "warning: no supply forecast at 2024-02-10 17:10: "
                  "ValueError: no dropoff column"]
+
+
+NO_RATES = ("warning: model {version} has no recorded supply rates (pushed "
+            "before they were): its supply forecast fits them from the four "
+            "weeks before each serving day (fit-at-serving)")
+
+
+def test_the_job_serves_the_supply_rates_recorded_with_its_model(
+    city_home, city_copy, capsys):
+  """A version pushed with supply rates serves its supply forecast from
+  them, not from a fit at serving, and its rows say so by the file's
+  digest; a version pushed before them still serves, fitting them, with
+  one warning line however many ticks it serves."""
+  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  from supply_models import push_with_rates  # noqa: PLC0415
+  version = push_with_rates(city_copy, city_home.old)
+  model = predict.LoadedModel(city_copy, version)
+  at = epoch("2024-02-10T17:10")
+  result = predict.run_job(city_copy, model, at)
+  log = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  recorded = supply_rates.recorded(model.path)
+  assert recorded.tag.startswith("recorded:")
+  assert set(log.table.column(servelog.SUPPLY_RATES).to_pylist()) == {
+      recorded.tag}
+  cells = log.table.column(features.CELL).to_numpy()
+  with open_reader(city_copy.warehouse) as wh:
+    state = supply.state_at(wh, model.cfg, np.unique(cells), result.issued_at)
+  by_hand = supply.forecast(recorded.for_cells(np.unique(cells)), state,
+                            [result.slot_start], model.cfg.slot_seconds)[:, 0]
+  idle = np.asarray(log.table.column(servelog.PREDICTED_IDLE).to_pylist())
+  np.testing.assert_allclose(idle[np.argsort(cells)], by_hand)
+  # Not the fit at serving: other rates, other forecasts.
+  fitted = supply.cached_rates(str(city_copy.warehouse), model.cfg,
+                               tuple(int(c) for c in np.unique(cells)),
+                               at - at % 86400)
+  assert not np.allclose(by_hand, supply.forecast(
+      fitted, state, [result.slot_start], model.cfg.slot_seconds)[:, 0])
+  assert capsys.readouterr().err == ""
+  old = predict.LoadedModel(city_copy, city_home.old)
+  for tick in ("2024-02-10T17:15", "2024-02-10T17:20"):
+    predict.run_job(city_copy, old, epoch(tick))
+  log = servelog.read_day(city_copy.serving_log, datetime.date(2024, 2, 10))
+  old_rows = log.rows_of(city_home.old)
+  assert set(old_rows.column(servelog.SUPPLY_RATES).to_pylist()) == {
+      supply_rates.FIT_AT_SERVING}
+  assert old_rows.column(servelog.PREDICTED_IDLE).null_count == 0
+  assert capsys.readouterr().err.strip().splitlines() == [
+      NO_RATES.format(version=city_home.old)]
 
 
 @pytest.mark.slow

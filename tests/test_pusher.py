@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import taxi_demand  # noqa: F401  (before TensorFlow)
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as keys
@@ -162,3 +163,78 @@ def test_a_pusher_killed_between_its_two_writes_serves_what_is_recorded(
   assert lines[-1].startswith(f"registry: CURRENT named version {moved},")
   assert registry.serving_version(home.models) == recorded
   assert local_run.mark_aborted(home) == []
+
+
+def _trips_warehouse(path, days):
+  """A warehouse of {day: [(taxi, start, end, seconds, from, to)]}."""
+  from taxi_days import write_trips  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
+  files = []
+  for day, rows in days.items():
+    files.append(path.parent / f"{path.stem}-{day}.csv")
+    write_trips(files[-1], day, rows)
+  with Warehouse(path) as wh:
+    wh.load(files)
+  return path
+
+
+WINDOW_TRIPS = {
+    "2024-02-03": [("A", "08:00", "08:20", 1200, 1, 2),
+                   ("A", "08:30", "08:50", 1200, 2, 3),
+                   ("B", "09:10", "09:40", 1800, 1, 3)],
+    # B's last trip of the window ends after it: under way at its end.
+    "2024-02-04": [("B", "18:00", "18:30", 1800, 3, 1),
+                   ("C", "20:05", "20:25", 1200, 2, 2),
+                   ("B", "23:50", "", 3600, 1, 2)],
+}
+
+
+def test_a_push_records_the_supply_rates_of_its_training_window(tmp_path):
+  """The version holds the supply forecast's rates fitted from its training
+  window's trips (the train_days before the run's day), as known at the
+  window's end: the run's own day and a trip's end after the window never
+  enter them."""
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  span = spans.parse_span("2024-02-05")
+  eval_day = {"2024-02-05": [("A", "07:00", "07:40", 2400, 3, 1),
+                             ("C", "07:10", "07:20", 600, 2, 4)]}
+  warehouse = _trips_warehouse(tmp_path / "w.duckdb",
+                               {**WINDOW_TRIPS, **eval_day})
+  params = contract.RunParameters(train_days=2)
+  pushed = _push(tmp_path, "day5", span=span, custom={
+      "keep_versions": 5, "run_parameters": params.to_custom_config(),
+      "warehouse": str(warehouse)})
+  found = supply_rates.recorded(tmp_path / "models" / _version(pushed))
+  assert (found.begin, found.end) == (spans.start_of(span - 2),
+                                      spans.start_of(span))
+  assert found.cells.tolist() == [1, 2, 3]   # cell 4: the run's day only
+  # The same rates from the window's trips alone, B's last trip never
+  # ending: what was known at the window's end.
+  known = dict(WINDOW_TRIPS)
+  known["2024-02-04"] = known["2024-02-04"][:-1] + [
+      ("B", "23:50", "", 99999, 1, 2)]
+  with open_reader(_trips_warehouse(tmp_path / "known.duckdb", known)) as wh:
+    alone = supply_rates.fit_window(wh, params.query_config(), found.begin,
+                                    found.end)
+  for name in ("leave_per_s", "spell_ratios", "trip_mean_s", "trip_ratios",
+               "trip_seconds", "dropoffs_per_s"):
+    np.testing.assert_array_equal(getattr(found.rates, name),
+                                  getattr(alone.rates, name), err_msg=name)
+  # A cell first seen after the window gets the city's rates.
+  rates = found.for_cells(np.array([2, 4]))
+  assert rates.dropoffs_per_s[1].sum() == 0
+  np.testing.assert_array_equal(rates.leave_per_s[1],
+                                found.rates.leave_per_s[-1])
+
+
+def test_a_push_without_a_warehouse_records_no_supply_rates(tmp_path):
+  """Vertex's Pusher has no warehouse: the version has no rates, and the
+  5-minute job fits them when serving."""
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  pushed = _push(tmp_path, "day5", span=19757, custom={
+      "keep_versions": 5, "run_parameters": contract.RunParameters(
+          train_days=2).to_custom_config()})
+  assert supply_rates.recorded(
+      tmp_path / "models" / _version(pushed)) is None

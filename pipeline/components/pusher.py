@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+from absl import logging
 
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher
@@ -25,6 +27,11 @@ KEEP_VERSIONS_KEY = "keep_versions"
 # custom_config key: the run's parameters (contract.RunParameters), written
 # into the version as the registry's run_parameters.json.
 RUN_PARAMETERS_KEY = "run_parameters"
+# custom_config key: the warehouse the run's trips are in (a DuckDB file),
+# from which the version's supply rates are fitted over the training
+# window; absent (Vertex), the version has none and the 5-minute job fits
+# them when serving.
+WAREHOUSE_KEY = "warehouse"
 
 
 class VersionedPusherExecutor(tfx_pusher.Executor):
@@ -60,10 +67,6 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
       custom_config = json.loads(custom_config or "{}") or {}
     keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
 
-    def write(folder: Path) -> None:
-      # TFX's file layer: the model is a gs:// artifact on Vertex.
-      io_utils.copy_dir(model_path, str(folder))
-
     # The run's day, from ForecastGate's blessing: an older day's rerun
     # publishes a version but does not take over from a newer model.
     blessing = artifact_utils.get_single_instance(
@@ -73,6 +76,12 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
         custom_config.get(RUN_PARAMETERS_KEY))
     if parameters is not None and span is not None:
       parameters = dataclasses.replace(parameters, span=span)
+
+    def write(folder: Path) -> None:
+      # TFX's file layer: the model is a gs:// artifact on Vertex.
+      io_utils.copy_dir(model_path, str(folder))
+      record_supply_rates(folder, custom_config.get(WAREHOUSE_KEY),
+                          parameters)
     version = registry.push(
         base, write, keep=keep, span=span, source=str(model_path),
         parameters=None if parameters is None
@@ -87,3 +96,37 @@ class VersionedPusherExecutor(tfx_pusher.Executor):
     self._MarkPushed(model_push,
                      pushed_destination=str(objectstore.join(base, version)),
                      pushed_version=version)
+
+
+def record_supply_rates(folder: Path, warehouse: Optional[str],
+                        parameters: Optional[contract.RunParameters]
+                        ) -> Optional[Path]:
+  """Writes the supply forecast's rates into the version being pushed,
+  fitted from the trips of its training window (the `train_days` days
+  before the run's day, as known at the window's end).
+
+  Here rather than in the Trainer: the model's code stays free of TFX and
+  of the warehouse, and only a blessed model costs the fit. Without a
+  warehouse (Vertex: no key) or a window (a push without run parameters),
+  or with no trip there carrying a taxi_id, the version gets none and the
+  5-minute job fits them when serving, saying so.
+  """
+  if not warehouse or parameters is None or parameters.span is None \
+      or not parameters.train_days:
+    return None
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  from taxi_demand.errors import TaxiDemandError  # noqa: PLC0415
+  span = int(parameters.span)
+  try:
+    path = supply_rates.record(
+        folder, warehouse, parameters.query_config(),
+        spans.start_of(span - int(parameters.train_days)),
+        spans.start_of(span))
+  except TaxiDemandError as e:  # the warehouse moved or went: push anyway
+    logging.warning("no supply rates recorded with the model: %s", e)
+    return None
+  if path is None:
+    logging.warning("no supply rates recorded with the model: no trip of "
+                    "its training window carries a taxi_id")
+  return path

@@ -190,6 +190,21 @@ class LoadedModel:
     self.path = path
     self.cfg = query_config_of(home, self.version)
     self._predictor: Any = None  # a saved_model.RawPredictor, loaded lazily
+    self._said_no_rates = False
+
+  def supply_rates(self):
+    """The supply rates recorded with this version
+    (`supply_rates.RecordedRates`), or None for a version pushed without
+    them: the job then fits them at serving, and says so once."""
+    from taxi_demand import supply_rates  # noqa: PLC0415
+    found = supply_rates.recorded(self.path)
+    if found is None and not self._said_no_rates:
+      self._said_no_rates = True
+      print(f"warning: model {self.version} has no recorded supply rates "
+            f"(pushed before they were): its supply forecast fits them from "
+            f"the four weeks before each serving day "
+            f"({supply_rates.FIT_AT_SERVING})", file=sys.stderr)
+    return found
 
   def load(self) -> "LoadedModel":
     if self._predictor is None:
@@ -270,14 +285,15 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   seconds["score"] = time.perf_counter() - mark
   mark = time.perf_counter()
   try:
-    idle = supply_forecast_for(home, cfg, table)
+    idle, supply_tag = supply_forecast_for(home.warehouse, cfg, table,
+                                           model.supply_rates())
   except Exception as e:  # pylint: disable=broad-except
     # The supply forecast rides beside the demand forecast: a failure of
     # its own (a city whose trips it cannot read) logs it null, one line
     # said, and never costs the tick its demand forecast.
     print(f"warning: no supply forecast at {format_epoch(issued_at)}: "
           f"{type(e).__name__}: {e}", file=sys.stderr)
-    idle = None
+    idle, supply_tag = None, None
   seconds["supply"] = time.perf_counter() - mark
   predicted_at = datetime.datetime.now(datetime.timezone.utc).replace(
       tzinfo=None)
@@ -295,7 +311,7 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   mark = time.perf_counter()
   files = servelog.append(home.serving_log, table, model.version, predicted_at,
                           data_age_s=age, predicted=predicted,
-                          predicted_idle=idle)
+                          predicted_idle=idle, supply_rates=supply_tag)
   seconds["write"] = time.perf_counter() - mark
   seconds["total"] = time.perf_counter() - started
   return JobResult(model_version=model.version, slot_start=slot_start,
@@ -305,30 +321,47 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
                    seconds=seconds)
 
 
-def supply_forecast_for(home: Home, cfg, table: pa.Table
-                        ) -> Optional[np.ndarray]:
+def supply_forecast_for(warehouse, cfg, table: pa.Table, recorded=None
+                        ) -> Tuple[Optional[np.ndarray], Optional[str]]:
   """The supply forecast (taxi_demand.supply: mean idle taxis) for each
   served row's cell and slot, from what the warehouse knew at the rows'
-  issue time; None where no trip of the weeks before carries a taxi_id."""
+  issue time, and the tag of the rates that made it.
+
+  The one path that makes a served supply forecast: the 5-minute job calls
+  it at the tick, skew again afterwards with the rates the row's tag names.
+
+  Args:
+    warehouse: the warehouse address (a DuckDB file or bq://...).
+    cfg: the model's QueryConfig.
+    table: one tick's serving feature rows.
+    recorded: the model's `supply_rates.RecordedRates`; None fits the
+      rates from the four weeks before the tick's day (a model pushed
+      without them).
+
+  Returns:
+    (forecast per row, tag), or (None, None) where no trip of the rates'
+    weeks carries a taxi_id.
+  """
   from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   if table.num_rows == 0:
-    return None
+    return None, None
   issued = int(table.column(features.ISSUED_AT)[0].as_py())
   row_cells = table.column(features.CELL).to_numpy()
   row_slots = table.column(features.SLOT_START).to_numpy()
   cells = np.unique(row_cells)
-  rates = supply.cached_rates(
-      str(home.warehouse), cfg, tuple(int(c) for c in cells),
+  rates, tag = supply_rates.rates_for(
+      recorded, warehouse, cfg, cells,
       issued - issued % features.SECONDS_PER_DAY)
   if rates is None:
-    return None
-  with open_reader(home.warehouse) as wh:
+    return None, None
+  with open_reader(warehouse) as wh:
     state = supply.state_at(wh, cfg, cells, issued)
   starts = np.unique(row_slots)
   grid = supply.forecast(rates, state, starts, cfg.slot_seconds)
   return grid[np.searchsorted(cells, row_cells),
-              np.searchsorted(starts, row_slots)]
+              np.searchsorted(starts, row_slots)], tag
 
 
 def last_served_tick(home: Home, at_epoch: int) -> Optional[int]:

@@ -7,6 +7,9 @@ gs://BUCKET/PREFIX/models):
     run_parameters.json   the run parameters the model was trained with
                     (slot length, cells, arrival rule...), when the push
                     gave them: the 5-minute job needs nothing else
+    supply_rates.npz      the supply forecast's rates, fitted from the
+                    training window by a Pusher that had the warehouse
+                    (taxi_demand.supply_rates)
     .pushed_from    where the model was pushed from (idempotent pushes)
   CURRENT           the serving version's name, then the day (span) from
                     which it serves, minus one; replaced whole by a push

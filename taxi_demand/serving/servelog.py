@@ -51,15 +51,20 @@ DATA_AGE_S = "data_age_s"
 # forecast: mean idle taxis there (taxi_demand.supply). Null in logs from
 # before it, and where no trip of the weeks before carries a taxi_id.
 PREDICTED_IDLE = "predicted_idle_taxis"
+# Which rates made the row's supply forecast (taxi_demand.supply_rates):
+# "recorded:<digest>", those pushed with model_version, or "fit-at-serving".
+# Null with no supply forecast, and in logs from before it.
+SUPPLY_RATES = "supply_rates"
 # What the log adds to the served feature columns.
 EXTRA_COLUMNS = (MODEL_VERSION, PREDICTED_AT, DATA_AGE_S, PREDICTED,
-                 PREDICTED_IDLE)
+                 PREDICTED_IDLE, SUPPLY_RATES)
 # Columns that logs written before forecasts carried their issue time (or
 # their forecast, or supply features) lack; such files still read, with these
 # null (and DayLog.has_issue_times False without issue times).
 _ISSUE_COLUMNS = (features.ISSUED_AT, features.LEAD_MINUTES,
                   features.NOW_PICKUPS, features.NOW_ELAPSED, DATA_AGE_S)
-_NEWER_COLUMNS = (_ISSUE_COLUMNS + (PREDICTED, PREDICTED_IDLE) +
+_NEWER_COLUMNS = (_ISSUE_COLUMNS + (PREDICTED, PREDICTED_IDLE,
+                                     SUPPLY_RATES) +
                   features.SUPPLY_FEATURES)
 _PARTITION = "date="
 _TICK_FILES = "part-i*-v*.parquet"
@@ -95,7 +100,8 @@ def partition(log_root: Location, day: datetime.date) -> Address:
 def append(log_root: Location, served: pa.Table, model_version: str,
            predicted_at: datetime.datetime,
            data_age_s: Optional[int] = None,
-           predicted=None, predicted_idle=None) -> List[Address]:
+           predicted=None, predicted_idle=None,
+           supply_rates: Optional[str] = None) -> List[Address]:
   """Writes one tick's served rows (and forecasts), one file per slot day.
 
   Rows are partitioned by the day of their slot, not of `predicted_at`: the
@@ -113,6 +119,8 @@ def append(log_root: Location, served: pa.Table, model_version: str,
     predicted: the forecast for each row (predicted_pickups), if scored.
     predicted_idle: the supply forecast for each row (predicted_idle_taxis),
       if made.
+    supply_rates: the tag of the rates that made `predicted_idle`
+      (SUPPLY_RATES).
 
   Returns:
     The files written (gs:// strs on Cloud Storage).
@@ -131,6 +139,8 @@ def append(log_root: Location, served: pa.Table, model_version: str,
     table = table.append_column(name, pa.nulls(n, pa.float64())
                                 if values is None else pa.array(
                                     np.asarray(values, np.float64)))
+  table = table.append_column(SUPPLY_RATES, pa.array(
+      [supply_rates if predicted_idle is not None else None] * n, pa.string()))
   # spans.span_of_epoch of each row, at once.
   days = pc.divide(table.column(features.SLOT_START),
                    pa.scalar(spans.SECONDS_PER_DAY, pa.int64()))
@@ -358,7 +368,8 @@ def _unify(table: pa.Table) -> pa.Table:
              pa.field(PREDICTED_AT, pa.timestamp("us")),
              pa.field(DATA_AGE_S, pa.int64()),
              pa.field(PREDICTED, pa.float64()),
-             pa.field(PREDICTED_IDLE, pa.float64())]
+             pa.field(PREDICTED_IDLE, pa.float64()),
+             pa.field(SUPPLY_RATES, pa.string())]
   return table.cast(pa.schema(fields))
 
 
