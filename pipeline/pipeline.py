@@ -403,6 +403,7 @@ def _skew_validator(config: PipelineConfig, **inputs):
       fail_on_skew=0,
       warehouse_path=config.warehouse_path,
       query_config=_query_config(config),
+      models_dir=config.serving_dir,
       **inputs)
 
 

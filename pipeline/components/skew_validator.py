@@ -65,7 +65,9 @@ def SkewValidator(  # pylint: disable=invalid-name
       for the join ("": distribution skew only).
     query_config: the run's parameters as JSON (contract.RunParameters):
       the slot length, cells and arrival rule the training path uses.
-    models_dir, verdicts_root: without a `statistics` channel (Vertex,
+    models_dir: the registry, where the supply rates recorded with the
+      version that served are read (the supply forecast's skew).
+    verdicts_root: with `models_dir`, without a `statistics` channel (Vertex,
       whose resolvers cannot walk lineage), the training statistics of the
       version that served the day are found from the registry (the day of
       the run that pushed it) and the day verdicts
@@ -110,6 +112,10 @@ def SkewValidator(  # pylint: disable=invalid-name
   cfg = (contract.RunParameters.from_custom_config(query_config) or
          contract.RunParameters()).query_config()
   training_rows, why = skew.recompute(warehouse_path, cfg, table)
+  supply, why_not_supply = skew.supply_skew(
+      warehouse_path, cfg, table,
+      lambda version: skew.recorded_rates(models_dir, version)
+      if models_dir else None)
   result = skew.SkewResult(
       date=day.isoformat(),
       model_version=model_version or ",".join(v for v, _ in log.versions()),
@@ -121,7 +127,9 @@ def SkewValidator(  # pylint: disable=invalid-name
       training_statistics_uri=statistics.uri,
       training_statistics_id=statistics.id,
       schema_uri=schema.uri,
-      report_uri=os.path.join(report.uri, REPORT_FILE))
+      report_uri=os.path.join(report.uri, REPORT_FILE), supply=supply)
+  if why_not_supply:
+    result.notes.append(f"supply forecast not checked: {why_not_supply}")
   skew.write_report(result.report_uri, result,
                     [(str(p), r) for p, r in log.skipped])
   SkewRecord(checked=True, model_version=result.model_version,

@@ -35,7 +35,7 @@ Examples:
 
 
 _SKEW_EPILOG = """\
-Three signals, for the rows `predict` served for slots of D (the served
+Four signals, for the rows `predict` served for slots of D (the served
 log; a `replay` records elsewhere), each model version on its own:
 
   join          every served row is keyed (cell, target slot, issued_at);
@@ -59,6 +59,12 @@ log; a `replay` records elsewhere), each model version on its own:
                 its hour mix alone, so a feature is flagged only beyond the
                 schema's threshold and beyond the control's distance by half
                 that threshold.
+  predicted_idle_taxis
+                the supply forecast served beside each demand forecast is
+                made again at each served tick from the warehouse, by the
+                serving code, with the rates its rows name (those recorded
+                with the model version, or the fit at serving); flagged if
+                more than --max-differing of the rows differ.
 
 A log written before served rows carried their issue time cannot be joined:
 its check is distribution skew only, and says so. Once the warehouse no
@@ -237,7 +243,9 @@ def register(subparsers, parents) -> None:
                  help="list recorded skew checks instead of running one")
   p.add_argument("--max-differing", type=float, default=None, metavar="SHARE",
                  help="join skew: flag a feature if more than this share of "
-                 "served rows differ from the training path (default 0.05)")
+                 "served rows differ from the training path, and the supply "
+                 "forecast if more than this share differ from its "
+                 "recomputation (default 0.05)")
   p.add_argument("--max-data-age", default=None, metavar="INTERVAL",
                  help="flag a tick that served data whose newest trip "
                  "arrived longer ago than this, e.g. 15m, 1h (default 15m)")

@@ -39,7 +39,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +68,11 @@ SCHEMA_FILE = "schema.pbtxt"
 JOINED_FEATURES = tuple(c for c in features.SERVING_COLUMNS
                         if c not in features.KEYS)
 STALENESS = "data_age"    # what a stale feed is flagged as
+SUPPLY = servelog.PREDICTED_IDLE  # a served supply forecast not reproduced
+# A served supply forecast matches its recomputation within this many idle
+# taxis (or this share of it): the same code on the same trips gives the
+# same floats, up to float64 noise.
+SUPPLY_TOLERANCE = 1e-6
 UNMATCHED_KEYS = "keys"   # served keys the training path does not emit
 DEFAULT_MAX_DIFFERING = 0.05
 DEFAULT_MAX_DATA_AGE_S = 15 * 60
@@ -169,6 +175,39 @@ class Staleness:
 
 
 @dataclasses.dataclass
+class SupplySkew:
+  """The served supply forecast against its recomputation at each served
+  tick, from the warehouse, with the rates its rows name (the version's
+  recorded ones, or the fit at serving), through the serving path
+  (`predict.supply_forecast_for`)."""
+  ticks: int
+  compared: int              # served rows with a supply forecast
+  differing: int
+  max_abs_difference: float
+  max_differing: float
+
+  @property
+  def share(self) -> float:
+    return self.differing / self.compared if self.compared else 0.0
+
+  @property
+  def flagged(self) -> bool:
+    return self.share > self.max_differing
+
+  def reason(self) -> str:
+    return (f"{SUPPLY}: the served supply forecast differs from its "
+            f"recomputation with the rates it names on {self.share:.0%} of "
+            f"{self.compared} served rows (up to "
+            f"{self.max_abs_difference:.2f} idle taxis)")
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"ticks": self.ticks, "compared": self.compared,
+            "differing": self.differing, "share": round(self.share, 6),
+            "max_abs_difference": round(self.max_abs_difference, 6),
+            "max_differing": self.max_differing, "flagged": self.flagged}
+
+
+@dataclasses.dataclass
 class FeatureSkew:
   """One feature's skew comparator outcome.
 
@@ -205,6 +244,7 @@ class SkewResult:
   join: Optional[JoinSkew] = None
   staleness: Optional[Staleness] = None
   notes: List[str] = dataclasses.field(default_factory=list)
+  supply: Optional[SupplySkew] = None
   training_statistics_uri: str = ""
   training_statistics_id: Optional[int] = None
   schema_uri: str = ""
@@ -227,6 +267,8 @@ class SkewResult:
       found.update(self.join.flagged)
     if self.staleness is not None and self.staleness.flagged:
       found.add(STALENESS)
+    if self.supply is not None and self.supply.flagged:
+      found.add(SUPPLY)
     return sorted(found)
 
   def reasons(self) -> List[str]:
@@ -253,6 +295,8 @@ class SkewResult:
       out.append(f"{STALENESS}: {st.stale_ticks} of {st.ticks} ticks served "
                  f"data older than {st.limit_s // 60} min (up to "
                  f"{st.max_age_s // 60} min)")
+    if self.supply is not None and self.supply.flagged:
+      out.append(self.supply.reason())
     return out
 
   def to_dict(self) -> Dict[str, Any]:
@@ -263,6 +307,7 @@ class SkewResult:
             "join": None if self.join is None else self.join.to_dict(),
             "staleness": (None if self.staleness is None
                           else self.staleness.to_dict()),
+            "supply": None if self.supply is None else self.supply.to_dict(),
             "notes": list(self.notes),
             "training_statistics_uri": self.training_statistics_uri,
             "schema_uri": self.schema_uri, "report_uri": self.report_uri,
@@ -709,7 +754,80 @@ def evaluate(rows: pa.Table, training_stats, schema,
           "join": join, "staleness": stale, "notes": notes}
 
 
+def supply_skew(warehouse_path, cfg, served: pa.Table, rates_of: Callable,
+                max_differing: float = DEFAULT_MAX_DIFFERING
+                ) -> Tuple[Optional[SupplySkew], Optional[str]]:
+  """The served supply forecast, tick by tick, against the same forecast
+  made again from the warehouse with the rates each tick's rows name.
+
+  Args:
+    warehouse_path: the warehouse the 5-minute job read.
+    cfg: the serving version's QueryConfig.
+    served: served rows of a day (servelog columns).
+    rates_of: version -> its recorded rates
+      (`supply_rates.RecordedRates`) or None; asked only for a version
+      whose rows name recorded rates.
+    max_differing: flagged above this share of differing rows.
+
+  Returns:
+    (SupplySkew, None), or (None, why not checked).
+  """
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  from taxi_demand.data import reader  # noqa: PLC0415
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  rows = served.filter(pc.and_(
+      pc.is_valid(served.column(servelog.PREDICTED_IDLE)),
+      pc.is_valid(served.column(features.ISSUED_AT))))
+  if rows.num_rows == 0:
+    return None, "no served row carries a supply forecast and its issue time"
+  if not reader.warehouse_exists(warehouse_path):
+    return None, f"no warehouse at {warehouse_path or '(none given)'}"
+  # Logs from before the tag were served with the fit at serving.
+  tags = np.array([t or supply_rates.FIT_AT_SERVING for t in
+                   rows.column(servelog.SUPPLY_RATES).to_pylist()], object)
+  versions = np.array(rows.column(servelog.MODEL_VERSION).to_pylist(), object)
+  ticks = rows.column(features.ISSUED_AT).to_numpy()
+  again = np.full(rows.num_rows, np.nan)
+  for key in sorted(set(zip(versions, tags, ticks))):
+    version, tag, tick = key
+    recorded = None
+    if tag != supply_rates.FIT_AT_SERVING:
+      recorded = rates_of(version)
+      if recorded is None:
+        return None, (f"the rows of version {version} name supply rates "
+                      "recorded with it, and its folder holds none (pruned, "
+                      "or copied by hand)")
+    at = np.flatnonzero((versions == version) & (tags == tag) &
+                        (ticks == tick))
+    values, _ = predict.supply_forecast_for(
+        warehouse_path, cfg, rows.take(pa.array(at)), recorded)
+    if values is not None:
+      again[at] = values
+  served_idle = rows.column(servelog.PREDICTED_IDLE).to_numpy()
+  difference = np.abs(served_idle - again)
+  # A forecast not made again at all (no taxi_id in the warehouse now)
+  # differs too.
+  differs = ~(difference <= SUPPLY_TOLERANCE * np.maximum(1.0,
+                                                          np.abs(again)))
+  worst = np.nanmax(difference) if np.isfinite(difference).any() else np.inf
+  return SupplySkew(ticks=len(np.unique(ticks)), compared=rows.num_rows,
+                    differing=int(differs.sum()),
+                    max_abs_difference=float(worst),
+                    max_differing=max_differing), None
+
+
 # ---- the day check ---------------------------------------------------------
+
+def recorded_rates(models_dir, version: str):
+  """The supply rates recorded with a pushed version
+  (`supply_rates.recorded`), or None if it has none or its folder is gone."""
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  from taxi_demand.serving import registry  # noqa: PLC0415
+  try:
+    return supply_rates.recorded(registry.local_copy(models_dir, version))
+  except TaxiDemandError:  # pruned: only ML Metadata remembers it
+    return None
+
 
 def report_path(home: Home, date: str, version: str) -> Path:
   stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -767,8 +885,12 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
     ref = refs[v]
     rows = log.rows_of(v)
     schema = load_schema(ref.schema.uri)
-    training_rows, why = recompute(
-        home.warehouse, predict.query_config_of(home, v, snap), rows)
+    cfg = predict.query_config_of(home, v, snap)
+    training_rows, why = recompute(home.warehouse, cfg, rows)
+    supply, why_not_supply = supply_skew(
+        home.warehouse, cfg, rows,
+        lambda version: recorded_rates(home.models, version),
+        limits.max_differing)
     result = SkewResult(
         date=day.isoformat(), model_version=v, rows=count,
         **evaluate(rows, load_training_statistics(ref.statistics.uri),
@@ -776,7 +898,9 @@ def check_day(home: Home, day: datetime.date, version: Optional[str] = None,
                    why_no_training=why, limits=limits),
         training_statistics_uri=ref.statistics.uri,
         training_statistics_id=ref.statistics.id,
-        schema_uri=ref.schema.uri)
+        schema_uri=ref.schema.uri, supply=supply)
+    if why_not_supply:
+      result.notes.append(f"supply forecast not checked: {why_not_supply}")
     if record:
       result.report_uri = str(report_path(home, result.date, v))
       record_check(home.metadata, result, log.folder, day, len(log.files))
