@@ -394,6 +394,13 @@ def _next_day_validator(config: PipelineConfig, **inputs):
   return NextDayValidator(serving_log_dir=config.serving_log_dir, **inputs)
 
 
+def _local_next_day_validator(config: PipelineConfig, **inputs):
+  # Where the warehouse is, the supply forecasts served for the day are
+  # scored on its trips too.
+  return _next_day_validator(config, warehouse_path=config.warehouse_path,
+                             query_config=_query_config(config), **inputs)
+
+
 def _skew_validator(config: PipelineConfig, **inputs):
   # Where a serving log exists: training-serving skew against the serving
   # model's own training statistics, found through lineage.
@@ -445,7 +452,7 @@ FACTORIES: Dict[str, Factory] = {
     contract.GUIDANCE_GATE: _guidance_gate,
     contract.FORECAST_GATE: _forecast_gate,
     contract.PUSHER: _local_pusher,
-    contract.NEXT_DAY_VALIDATOR: _next_day_validator,
+    contract.NEXT_DAY_VALIDATOR: _local_next_day_validator,
     contract.SERVING_MODEL_TRAINING: _on_the_day(ServingModelStrategy),
     contract.SKEW_VALIDATOR: _skew_validator,
 }
@@ -460,6 +467,7 @@ VERTEX_FACTORIES: Dict[str, Factory] = {
     contract.SKEW_VALIDATOR: _vertex_skew_validator,
     contract.LATEST_BLESSED_MODEL: _vertex_latest_blessed,
     contract.PUSHER: _pusher,
+    contract.NEXT_DAY_VALIDATOR: _next_day_validator,
     contract.ENDPOINT_PUSHER: _endpoint_pusher,
 }
 # Dataflow for the Beam-heavy nodes; the rest run in their own container.

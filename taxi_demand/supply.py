@@ -458,6 +458,19 @@ def actual(trips: TaxiTrips, n: int, starts: np.ndarray, slot_seconds: int,
   return out
 
 
+def idle_at(trips: TaxiTrips, n: int, ticks: np.ndarray,
+            max_idle_s: int = MAX_IDLE_SECONDS) -> np.ndarray:
+  """(n, k): taxis idle per cell at each tick, from the trips as they
+  happened: idle now, carried forward, is the naive supply forecast issued
+  at a tick (a taxi idle at t dropped off before t, which was known then)."""
+  spells = idle_spells(trips, max_idle_s=max_idle_s)
+  out = np.zeros((n, len(ticks)))
+  for k, tick in enumerate(np.asarray(ticks, np.int64)):
+    now = (spells.begin <= tick) & (spells.end > tick)
+    out[:, k] = np.bincount(spells.cell[now], minlength=n)
+  return out
+
+
 def state_at(reader, cfg, cells: np.ndarray, at: int,
              leave_out: Sequence[str] = ()) -> State:
   """The fleet as known at `at` from a warehouse reader: the taxis idle

@@ -25,6 +25,7 @@ from tfx.types import standard_artifacts
 from pipeline.components import artifact_files
 from pipeline.components.examples_io import read_columns
 from taxi_demand import artifacts
+from taxi_demand.lineage import contract
 from taxi_demand.lineage.records import ForecastGateRecord
 from taxi_demand.lineage.records import NextDayRecord
 from taxi_demand.lineage.queries import date_of
@@ -39,19 +40,26 @@ NextDayResult = artifacts.NextDayResult
 
 def check(examples_uri: str, model_uri: str, span: int,
           eval_mae: Optional[float], margin: float,
-          serving_log_dir: str = "") -> dict:
+          serving_log_dir: str = "", warehouse_path: str = "",
+          query_config: str = "") -> dict:
   """Scores the model on the examples' new day; applies the sudden rule;
   scores the forecasts served for that day by lead (from the served log,
-  where there is one)."""
+  where there is one), and the supply forecasts served beside them (from
+  the warehouse's trips, where there is one)."""
   columns = read_columns(examples_uri)
   figures = nextday.score_day(model_uri, columns)
-  alert, reason = nextday.judge(
-      span, figures["mae"], eval_mae, history=[],
-      rules=nextday.Rules(margin=margin))
+  rules = nextday.Rules(margin=margin)
+  alert, reason = nextday.judge(span, figures["mae"], eval_mae, history=[],
+                                rules=rules)
   served = nextday.served_by_lead(serving_log_dir, span,
                                   nextday.truth_of(pa.table(columns)))
-  return {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason,
-          **served}
+  cfg = (contract.RunParameters.from_custom_config(query_config) or
+         contract.RunParameters()).query_config()
+  return nextday.with_supply(
+      {**figures, "eval_mae": eval_mae, "alert": alert, "reason": reason,
+       **served},
+      nextday.served_supply_by_lead(serving_log_dir, warehouse_path, cfg,
+                                    span, rules))
 
 
 @component
@@ -62,6 +70,8 @@ def NextDayValidator(  # pylint: disable=invalid-name
     model_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
     margin: Parameter[float] = nextday.DEFAULT_MARGIN,
     serving_log_dir: Parameter[str] = "",
+    warehouse_path: Parameter[str] = "",
+    query_config: Parameter[str] = "",
 ) -> None:
   """Writes a NextDayResult for the model that served on the examples' day.
 
@@ -75,6 +85,11 @@ def NextDayValidator(  # pylint: disable=invalid-name
     serving_log_dir: the served log (a folder, or gs:// on Vertex), which
       holds the forecasts served for D ("": not scored, and the result
       says so).
+    warehouse_path: the warehouse with D's trips, which the supply
+      forecasts served for D are scored on ("": not scored, and the result
+      says so: Vertex).
+    query_config: the run's parameters as JSON (contract.RunParameters):
+      the cells and slot length of the served supply forecasts.
   """
   span = int(examples.span)
   # The JSON report; the result records its NextDayRecord fields.
@@ -85,6 +100,7 @@ def NextDayValidator(  # pylint: disable=invalid-name
     eval_mae = (None if model_blessing is None else
                 ForecastGateRecord.read(model_blessing).model_mae)
     figures.update(check(examples.uri, model.uri, span, eval_mae, margin,
-                       serving_log_dir), model_id=model.id)
+                         serving_log_dir, warehouse_path, query_config),
+                   model_id=model.id)
   artifact_files.write_json(result.uri, REPORT_FILE, figures)
   NextDayRecord.read(figures).write(result)

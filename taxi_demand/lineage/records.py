@@ -276,6 +276,12 @@ class NextDayRecord(Record):
   served_versions: Optional[str] = _field(_TEXT)
   served_note: Optional[str] = _field(_TEXT)
   served_by_lead: Any = _field(_JSON)         # {lead: figures}, as JSON
+  # The supply forecast served beside it (predicted_idle_taxis), against
+  # the idle taxis of the day and idle now carried forward.
+  served_supply_mae: Optional[float] = _field(_FLOAT)
+  served_supply_naive_mae: Optional[float] = _field(_FLOAT)
+  served_supply_note: Optional[str] = _field(_TEXT)
+  served_supply_by_lead: Any = _field(_JSON)  # {lead: figures}, as JSON
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,10 @@ Alerts (exit 3):
   sudden   MAE > the model's own eval MAE x (1 + --margin)
   gradual  over the last --trend-days daily results, MAE rises faster than
            --trend-slope (a fraction of its mean) per day
+  supply   the supply forecasts served for D (predicted_idle_taxis), scored
+           on D's idle taxis from its trips, have an MAE over the day above
+           idle now carried forward's x (1 + --supply-margin); a day whose
+           trips carry no taxi_id is "not scored", never an alert
 
 The defaults are meant to fire when a model goes stale. On the simulated
 full-size city, a model left serving for a week without a retrain reached
@@ -194,12 +198,28 @@ def _served(result) -> None:
   cli.print_by_lead(result["served_by_lead"])
 
 
+def _served_supply(result) -> None:
+  """The supply forecasts served for the day, by lead, beside naive."""
+  by_lead = result.get("served_supply_by_lead")
+  if not by_lead:
+    print(f"served supply forecasts: {result.get('served_supply_note')}")
+    return
+  print(f"served supply forecasts (idle taxis): MAE "
+        f"{result['served_supply_mae']:.3f} against naive (idle now) "
+        f"{result['served_supply_naive_mae']:.3f}, by lead:")
+  print(f"  {'lead':>4}  {'MAE':>7}  {'naive':>7}  forecasts")
+  for lead, row in by_lead.items():
+    print(f"  {lead:>4}  {row['mae']:7.3f}  {row['naive_mae']:7.3f}"
+          f"  {row['forecasts']}")
+
+
 def _next_day(args, home) -> int:
   from taxi_demand import cli  # noqa: PLC0415
   from taxi_demand.errors import EXIT_ALERT  # noqa: PLC0415
   from taxi_demand.monitoring import nextday  # noqa: PLC0415
   rules = nextday.Rules(margin=args.margin, trend_days=args.trend_days,
-                        trend_slope=args.trend_slope)
+                        trend_slope=args.trend_slope,
+                        supply_margin=args.supply_margin)
   result = nextday.validate(home, args.date, rules,
                             warehouse_path=None,
                             record=not args.no_record)
@@ -208,7 +228,8 @@ def _next_day(args, home) -> int:
         "date", "model_version", "mae", "rmse", "seasonal_naive_mae",
         "seasonal_naive_rmse", "eval_mae", "examples", "alert", "reason",
         "served_by_lead", "served_forecasts", "served_versions",
-        "served_note")})
+        "served_note", "served_supply_by_lead", "served_supply_mae",
+        "served_supply_naive_mae", "served_supply_note", "supply_alert")})
   else:
     print(f"{result['date']}: model {result['model_version']} MAE "
           f"{result['mae']:.4f} RMSE {result['rmse']:.4f}; seasonal naive MAE "
@@ -217,6 +238,7 @@ def _next_day(args, home) -> int:
           f"{'n/a' if result['eval_mae'] is None else format(result['eval_mae'], '.4f')}")
     print(("ALERT: " if result["alert"] else "") + result["reason"])
     _served(result)
+    _served_supply(result)
   return EXIT_ALERT if result["alert"] else 0
 
 
@@ -272,6 +294,11 @@ def register(subparsers, parents) -> None:
                         default=rules.trend_slope,
                         help="gradual alert above this relative MAE rise "
                         "per day (default %(default)s)")
+  next_day.add_argument("--supply-margin", type=float,
+                        default=rules.supply_margin,
+                        help="alert if the served supply forecast's MAE over "
+                        "the day exceeds idle now carried forward's x (1 + "
+                        "this) (default %(default)s)")
   next_day.add_argument("--no-record", action="store_true",
                         help="do not record the result in ML Metadata")
   next_day.set_defaults(handler=_next_day)

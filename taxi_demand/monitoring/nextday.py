@@ -41,6 +41,9 @@ from taxi_demand.monitoring.next_day_rules import DEFAULT_TREND_SLOPE  # noqa: F
 from taxi_demand.monitoring.next_day_rules import Rules
 from taxi_demand.spans import date_of
 
+# Frozen: one shared default instance is safe.
+_DEFAULT_RULES = Rules()
+
 
 def score(labels, predictions, naive) -> Dict[str, float]:
   """The model's and the seasonal-naive forecast's errors on one day
@@ -232,6 +235,14 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
                                        pa.array(naive, pa.float64()))
 
 
+def _log_exists(serving_log) -> bool:
+  """Whether there may be a served log at `serving_log` (a folder that is
+  there, or any gs:// address)."""
+  from taxi_demand import objectstore  # noqa: PLC0415
+  return bool(serving_log) and (objectstore.is_gcs(serving_log)
+                                or Path(serving_log).is_dir())
+
+
 def served_by_lead(serving_log: Union[str, os.PathLike], span: int,
                    truth: pa.Table) -> Dict[str, Any]:
   """How the forecasts actually served for day `span` scored, by lead.
@@ -244,10 +255,8 @@ def served_by_lead(serving_log: Union[str, os.PathLike], span: int,
   "served_versions": "v1,v2", "served_note": why nothing was scored}.
   """
   from taxi_demand import spans  # noqa: PLC0415
-  from taxi_demand import objectstore  # noqa: PLC0415
   from taxi_demand.serving import servelog  # noqa: PLC0415
-  if not serving_log or (not objectstore.is_gcs(serving_log)
-                         and not Path(serving_log).is_dir()):
+  if not _log_exists(serving_log):
     return {"served_by_lead": None, "served_forecasts": 0,
             "served_note": f"no served log at {serving_log or '(none)'}; "
                            "served forecasts not scored"}
@@ -262,6 +271,106 @@ def served_by_lead(serving_log: Union[str, os.PathLike], span: int,
   return {"served_by_lead": {str(k): v for k, v in by_lead.items()},
           "served_forecasts": served.num_rows,
           "served_versions": ",".join(versions), "served_note": None}
+
+
+# --- the supply forecast served on the day, by lead ---------------------------
+
+
+def _not_scored(why: str) -> Dict[str, Any]:
+  return {"served_supply_by_lead": None, "served_supply_mae": None,
+          "served_supply_naive_mae": None,
+          "served_supply_note": f"not scored: {why}",
+          "supply_alert": False, "supply_reason": ""}
+
+
+def judge_supply(mae: float, naive_mae: float,
+                 rules: Rules) -> Tuple[bool, str]:
+  """(alert, reason): the served supply forecast over the day against idle
+  now carried forward (`Rules.supply_margin`)."""
+  limit = naive_mae * (1 + rules.supply_margin)
+  if mae > limit:
+    return True, (f"supply: served supply forecast MAE {mae:.4f} > naive "
+                  f"(idle now) MAE {naive_mae:.4f} x "
+                  f"{1 + rules.supply_margin:g} = {limit:.4f}")
+  return False, (f"supply forecast MAE {mae:.4f} against naive "
+                 f"{naive_mae:.4f}")
+
+
+def served_supply_by_lead(serving_log, warehouse_path, cfg, span: int,
+                          rules: Rules = _DEFAULT_RULES) -> Dict[str, Any]:
+  """How the supply forecasts served for day `span` (predicted_idle_taxis)
+  scored, by lead: MAE against the idle taxis of each slot as the day's
+  trips show them (`supply.actual`), beside idle now carried forward (the
+  taxis idle at the issue time, `supply.idle_at`). Never fails: a day that
+  cannot be scored (no served supply forecast, no warehouse, no trip with
+  a taxi_id) says why.
+
+  Returns:
+    {"served_supply_by_lead": {lead: {"mae", "naive_mae", "forecasts"}} or
+    None, "served_supply_mae", "served_supply_naive_mae" (over the day),
+    "served_supply_note", "supply_alert", "supply_reason"}.
+  """
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply  # noqa: PLC0415
+  from taxi_demand.data import reader  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
+  from taxi_demand.serving import servelog  # noqa: PLC0415
+  begin, end = spans.start_of(span), spans.start_of(span + 1)
+  if not _log_exists(serving_log):
+    return _not_scored(f"no served log at {serving_log or '(none)'}")
+  served = servelog.forecasts_between(serving_log, begin, end,
+                                      value=servelog.PREDICTED_IDLE)
+  if served.num_rows == 0:
+    return _not_scored(f"no supply forecast served for {spans.date_of(span)}")
+  if not reader.warehouse_exists(warehouse_path):
+    return _not_scored(f"no warehouse at {warehouse_path or '(none)'}")
+  col = lambda c: served.column(c).to_numpy()  # noqa: E731
+  cells = np.unique(col("cell"))
+  with reader.open_reader(warehouse_path) as wh:
+    # The day's trips, and those of the hours before that start or end
+    # its spells (as supply.replay reads them).
+    table = wh.taxi_trips(cfg, begin - 6 * 3600,
+                          end + sql.MAX_IDLE_SECONDS)
+  if table.num_rows == 0:
+    return _not_scored(f"no trip around {spans.date_of(span)} carries a "
+                       "taxi_id: the idle taxis are unknown")
+  trips = supply.TaxiTrips.from_table(cells, table)
+  slots = np.unique(col("slot_start"))
+  ticks = np.unique(col("issued_at"))
+  cell = np.searchsorted(cells, col("cell"))
+  actual = supply.actual(trips, len(cells), slots, cfg.slot_seconds)[
+      cell, np.searchsorted(slots, col("slot_start"))]
+  naive = supply.idle_at(trips, len(cells), ticks)[
+      cell, np.searchsorted(ticks, col("issued_at"))]
+  forecast = col(servelog.PREDICTED_IDLE)
+  leads = col("lead_minutes")
+  by_lead = {}
+  for lead in sorted(set(leads.tolist())):
+    at = leads == lead
+    by_lead[str(int(lead))] = {
+        "mae": round(float(np.mean(np.abs(forecast[at] - actual[at]))), 4),
+        "naive_mae": round(float(np.mean(np.abs(naive[at] - actual[at]))), 4),
+        "forecasts": int(at.sum())}
+  mae = float(np.mean(np.abs(forecast - actual)))
+  naive_mae = float(np.mean(np.abs(naive - actual)))
+  alert, reason = judge_supply(mae, naive_mae, rules)
+  return {"served_supply_by_lead": by_lead,
+          "served_supply_mae": round(mae, 4),
+          "served_supply_naive_mae": round(naive_mae, 4),
+          "served_supply_note": None, "supply_alert": alert,
+          "supply_reason": reason}
+
+
+def with_supply(result: Dict[str, Any], supply: Mapping[str, Any]
+                ) -> Dict[str, Any]:
+  """A next-day result with the supply forecast's figures; its alert, if
+  any, is the result's alert too, and its reason joins the result's."""
+  out = {**result, **supply}
+  if supply.get("supply_alert"):
+    out["reason"] = (f"{result['reason']}; {supply['supply_reason']}"
+                     if result.get("alert") else supply["supply_reason"])
+    out["alert"] = True
+  return out
 
 
 # --- the whole check, against a home ------------------------------------------
@@ -331,10 +440,6 @@ def result_of(subject: Subject, figures: Mapping[str, float],
           "eval_mae": subject.eval_mae, "alert": alert, "reason": reason}
 
 
-# Frozen: one shared default instance is safe.
-_DEFAULT_RULES = Rules()
-
-
 def validate(home, date: str, rules: Rules = _DEFAULT_RULES,
              warehouse_path: Optional[os.PathLike] = None,
              record: bool = True) -> Dict[str, Any]:
@@ -359,6 +464,8 @@ def validate(home, date: str, rules: Rules = _DEFAULT_RULES,
   result = result_of(subject, score_day(subject.model_dir, columns), rules)
   result.update(served_by_lead(home.serving_log, subject.span,
                                truth_of(pa.table(columns))))
+  result = with_supply(result, served_supply_by_lead(
+      home.serving_log, warehouse, cfg, subject.span, rules))
   if record:
     result["artifact_id"] = record_result(home, subject, result)
   return result

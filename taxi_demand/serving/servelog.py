@@ -238,16 +238,18 @@ def record_job_start(log_root: Location, tick: int) -> None:
 
 
 def forecasts_between(log_root: Location, begin: int, end: int,
-                      version: Optional[str] = None) -> pa.Table:
+                      version: Optional[str] = None,
+                      value: str = PREDICTED) -> pa.Table:
   """Served forecasts for target slots in [begin, end), oldest first.
 
-  Columns cell, slot_start, issued_at, lead_minutes, predicted_pickups,
-  model_version; rows logged without a forecast (older logs) are left out.
+  Columns cell, slot_start, issued_at, lead_minutes, `value` (the demand
+  forecast, PREDICTED, or the supply forecast, PREDICTED_IDLE),
+  model_version; rows logged without it (older logs) are left out.
   """
   first = spans.span_of_epoch(begin)
   last = spans.span_of_epoch(int(end) - 1)
   keep = [features.CELL, features.SLOT_START, features.ISSUED_AT,
-          features.LEAD_MINUTES, PREDICTED, MODEL_VERSION]
+          features.LEAD_MINUTES, value, MODEL_VERSION]
   parts = []
   for day_number in range(first, last + 1):
     try:
@@ -258,7 +260,7 @@ def forecasts_between(log_root: Location, begin: int, end: int,
     mask = pc.and_(pc.and_(
         pc.greater_equal(table.column(features.SLOT_START), int(begin)),
         pc.less(table.column(features.SLOT_START), int(end))),
-        pc.is_valid(table.column(PREDICTED)))
+        pc.is_valid(table.column(value)))
     if version is not None:
       mask = pc.and_(mask, pc.equal(table.column(MODEL_VERSION), str(version)))
     parts.append(table.filter(mask).select(keep))
@@ -266,7 +268,7 @@ def forecasts_between(log_root: Location, begin: int, end: int,
                       (features.SLOT_START, pa.int64()),
                       (features.ISSUED_AT, pa.int64()),
                       (features.LEAD_MINUTES, pa.int64()),
-                      (PREDICTED, pa.float64()), (MODEL_VERSION, pa.string())])
+                      (value, pa.float64()), (MODEL_VERSION, pa.string())])
   table = (pa.concat_tables([p.cast(schema) for p in parts]) if parts
            else schema.empty_table())
   return table.sort_by([(features.SLOT_START, "ascending"),
