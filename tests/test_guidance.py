@@ -216,6 +216,15 @@ def test_recommend_counts_the_taxis_expected_idle_soon(city_copy, capsys):
   idle_now = json.loads(out)
   assert forecast["supply_basis"] == "forecast"
   assert idle_now["supply_basis"] == "idle-now"
+  # The record of each call says which supply rule made it, as does the
+  # console's first line.
+  records = _recorded_recommendations(city_copy)
+  assert sorted(records.column("supply_basis").to_pylist()) == [
+      "forecast", "idle-now"]
+  code, out, err = _recommend(capsys, city_copy, "--at", "2024-02-10T08:00",
+                              "--cell", "8", "--supply", "idle-now")
+  assert code == 0, err
+  assert out.splitlines()[0].endswith("soon (supply: idle-now)")
   assert idle_now["taxis_arriving_soon"] == 0
   soon = {r["cell"]: r["arriving_soon"] for r in forecast["ranking"]}
   assert forecast["taxis_arriving_soon"] == pytest.approx(

@@ -54,6 +54,9 @@ def test_a_candidate_that_guides_as_well_as_the_serving_model_passes(
   assert result.get_int_custom_property(contract.SPAN) == spans.parse_span(
       DATE)
   assert result.get_float_custom_property("margin") == 0.0
+  # Which supply rule the fleets followed, as `recommend --supply` names it.
+  assert result.get_string_custom_property("supply_basis") == "idle-now"
+  assert body["supply_basis"] == "idle-now"
   # The per-policy table is the JSON's; properties hold figures only.
   assert set(body["policies"]) == {"stay", "candidate", "baseline"}
   assert not result.has_custom_property("policies")

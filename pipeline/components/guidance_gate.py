@@ -74,6 +74,7 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
       areas, say), or fewer than `min_passengers`.
   """
   from taxi_demand import fleet  # noqa: PLC0415
+  from taxi_demand import supply  # noqa: PLC0415
   from taxi_demand.lineage.contract import RunParameters  # noqa: PLC0415
   from taxi_demand.modeling import saved_model  # noqa: PLC0415
   from taxi_demand.serving import predict  # noqa: PLC0415
@@ -101,12 +102,15 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
                                             scorer(baseline_uri)),
         day.slot_seconds)
   taxis, results = fleet.evaluate(day, policies, seed=seed)
+  # Both models' fleets share each cell with the taxis idle there now
+  # (`fleet.following` without rates), as `recommend --supply idle-now`.
   rate = {k: r.pickups_per_taxi_hour for k, r in results.items()}
   return {"taxis": taxis, "passengers": results["stay"].passengers,
           "stay_empty_share": results["stay"].empty_share,
           "stay_pickups_per_taxi_hour": rate["stay"],
           "candidate_pickups_per_taxi_hour": rate["candidate"],
           "baseline_pickups_per_taxi_hour": rate.get("baseline"),
+          "supply_basis": supply.Basis.IDLE_NOW.value,
           "policies": fleet.summary(list(results.values()))}
 
 

@@ -300,6 +300,9 @@ class GuidanceRecord(Record):
   stay_pickups_per_taxi_hour: Optional[float] = _field(_FLOAT)
   candidate_pickups_per_taxi_hour: Optional[float] = _field(_FLOAT)
   baseline_pickups_per_taxi_hour: Optional[float] = _field(_FLOAT)
+  # What the fleet shared a cell's pickups with (supply.Basis: "forecast"
+  # or "idle-now"), as `recommend --supply` names it.
+  supply_basis: Optional[str] = _field(_TEXT)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -279,6 +279,8 @@ def write_record(home: Home, result: Guidance) -> Path:
       "model_version": pa.array([result.forecasts.model_version] * n,
                                 pa.string()),
       "forecasts": pa.array([result.forecasts.source] * n, pa.string()),
+      # What each cell's pickups were shared with (`--supply`).
+      "supply_basis": pa.array([result.basis.value] * n, pa.string()),
   })
   import pyarrow.parquet as pq  # noqa: PLC0415
   final = folder / f"at-{result.at}-{os.getpid()}-{time.time_ns()}.parquet"

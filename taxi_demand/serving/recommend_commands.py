@@ -97,7 +97,7 @@ def _recommend(args, home) -> int:
   print(f"forecasts issued {predict.format_epoch(f.issued_at)} by "
         f"{f.model_version} ({f.source}); {result.idle_known} idle taxis "
         f"known from {result.supply}, {result.arriving:.1f} expected idle "
-        "soon")
+        f"soon (supply: {result.basis.value})")
   if result.ranking is not None:
     print(f"  {'cell':>6}  {'drive min':>9}  {'pickups/taxi':>12}  idle")
     for row in result.ranking:
