@@ -216,9 +216,8 @@ def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
                    RUN_PARAMETERS_KEY: run_parameters(
                        config).to_custom_config()}
   if warehouse:
-    # Locally the Pusher fits the supply forecast's rates from the training
-    # window's trips into the version (pusher.record_supply_rates); Vertex's
-    # has no warehouse of its own, and the 5-minute job fits them there.
+    # The Pusher fits the supply forecast's rates from the training window's
+    # trips into the version (pusher.record_supply_rates).
     custom_config[WAREHOUSE_KEY] = warehouse
   kwargs = dict(
       push_destination=tfx.proto.PushDestination(
@@ -388,6 +387,12 @@ def _local_pusher(config: PipelineConfig, **inputs):
   return _pusher(config, warehouse=str(config.warehouse_path), **inputs)
 
 
+def _vertex_pusher(config: PipelineConfig, **inputs):
+  # The trips are in BigQuery, which the Pusher's container reads as the
+  # SkewValidator's does.
+  return _pusher(config, warehouse=f"bq://{config.query.table}", **inputs)
+
+
 def _next_day_validator(config: PipelineConfig, **inputs):
   # The model that served on this day, scored on this day's data (the
   # newest day is ExampleGen's eval split). It records, never blocks.
@@ -395,9 +400,14 @@ def _next_day_validator(config: PipelineConfig, **inputs):
 
 
 def _local_next_day_validator(config: PipelineConfig, **inputs):
-  # Where the warehouse is, the supply forecasts served for the day are
-  # scored on its trips too.
+  # The supply forecasts served for the day are scored on its trips too.
   return _next_day_validator(config, warehouse_path=config.warehouse_path,
+                             query_config=_query_config(config), **inputs)
+
+
+def _vertex_next_day_validator(config: PipelineConfig, **inputs):
+  return _next_day_validator(config,
+                             warehouse_path=f"bq://{config.query.table}",
                              query_config=_query_config(config), **inputs)
 
 
@@ -466,8 +476,8 @@ VERTEX_FACTORIES: Dict[str, Factory] = {
     contract.TRAINING_WINDOW: _vertex_training_window,
     contract.SKEW_VALIDATOR: _vertex_skew_validator,
     contract.LATEST_BLESSED_MODEL: _vertex_latest_blessed,
-    contract.PUSHER: _pusher,
-    contract.NEXT_DAY_VALIDATOR: _next_day_validator,
+    contract.PUSHER: _vertex_pusher,
+    contract.NEXT_DAY_VALIDATOR: _vertex_next_day_validator,
     contract.ENDPOINT_PUSHER: _endpoint_pusher,
 }
 # Dataflow for the Beam-heavy nodes; the rest run in their own container.

@@ -238,3 +238,22 @@ def test_a_push_without_a_warehouse_records_no_supply_rates(tmp_path):
           train_days=2).to_custom_config()})
   assert supply_rates.recorded(
       tmp_path / "models" / _version(pushed)) is None
+
+
+def test_vertex_pushes_record_the_same_supply_rates_from_bigquery(
+    tmp_path, city, bigquery):
+  """Vertex's Pusher reads the window's trips from BigQuery (here the REST
+  double over the city's warehouse): the same rates as from the DuckDB
+  file."""
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  params = contract.RunParameters(train_days=7).to_custom_config()
+  span = spans.parse_span("2024-02-10")
+  found = {}
+  for name, warehouse in (("duckdb", str(city.warehouse)),
+                          ("bigquery", bigquery.address)):
+    pushed = _push(tmp_path, name, span=span, base=tmp_path / name, custom={
+        "keep_versions": 5, "run_parameters": params, "warehouse": warehouse})
+    found[name] = supply_rates.recorded(tmp_path / name / _version(pushed))
+  assert found["bigquery"].cells.tolist() == found["duckdb"].cells.tolist()
+  assert found["bigquery"].to_bytes() == found["duckdb"].to_bytes()

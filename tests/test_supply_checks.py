@@ -193,7 +193,7 @@ def test_next_day_reports_the_served_supply_forecast_beside_demand(
     city_copy, capsys):
   """The CLI (JSON and console) and the pipeline node alike score the
   supply forecasts served for D by lead; the node without a warehouse
-  (Vertex) says so."""
+  says so."""
   from pipeline.components import next_day  # noqa: PLC0415
   from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store  # noqa: PLC0415
@@ -223,7 +223,7 @@ def test_next_day_reports_the_served_supply_forecast_beside_demand(
                         serving_log_dir=str(city_copy.serving_log),
                         warehouse_path=str(city_copy.warehouse))
   assert node["served_supply_by_lead"] == by_lead
-  vertex = next_day.check(examples.uri, subject.model_dir, subject.span,
-                          subject.eval_mae, nextday.DEFAULT_MARGIN,
-                          serving_log_dir=str(city_copy.serving_log))
-  assert vertex["served_supply_note"] == "not scored: no warehouse at (none)"
+  bare = next_day.check(examples.uri, subject.model_dir, subject.span,
+                        subject.eval_mae, nextday.DEFAULT_MARGIN,
+                        serving_log_dir=str(city_copy.serving_log))
+  assert bare["served_supply_note"] == "not scored: no warehouse at (none)"

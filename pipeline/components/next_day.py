@@ -86,8 +86,8 @@ def NextDayValidator(  # pylint: disable=invalid-name
       holds the forecasts served for D ("": not scored, and the result
       says so).
     warehouse_path: the warehouse with D's trips, which the supply
-      forecasts served for D are scored on ("": not scored, and the result
-      says so: Vertex).
+      forecasts served for D are scored on (a DuckDB file, or bq://... on
+      Vertex; "": not scored, and the result says so).
     query_config: the run's parameters as JSON (contract.RunParameters):
       the cells and slot length of the served supply forecasts.
   """

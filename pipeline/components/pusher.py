@@ -27,10 +27,10 @@ KEEP_VERSIONS_KEY = "keep_versions"
 # custom_config key: the run's parameters (contract.RunParameters), written
 # into the version as the registry's run_parameters.json.
 RUN_PARAMETERS_KEY = "run_parameters"
-# custom_config key: the warehouse the run's trips are in (a DuckDB file),
-# from which the version's supply rates are fitted over the training
-# window; absent (Vertex), the version has none and the 5-minute job fits
-# them when serving.
+# custom_config key: the warehouse the run's trips are in (a DuckDB file,
+# or bq://PROJECT.DATASET.TABLE on Vertex), from which the version's supply
+# rates are fitted over the training window; absent, the version has none
+# and the 5-minute job fits them when serving.
 WAREHOUSE_KEY = "warehouse"
 
 
@@ -107,7 +107,7 @@ def record_supply_rates(folder: Path, warehouse: Optional[str],
 
   Here rather than in the Trainer: the model's code stays free of TFX and
   of the warehouse, and only a blessed model costs the fit. Without a
-  warehouse (Vertex: no key) or a window (a push without run parameters),
+  warehouse (no key) or a window (a push without run parameters),
   or with no trip there carrying a taxi_id, the version gets none and the
   5-minute job fits them when serving, saying so.
   """
