@@ -326,14 +326,19 @@ def cached_rates(address: str, cfg, cells: tuple, day_begin: int
     return rates_before(reader, cfg, np.asarray(cells, np.int64), day_begin)
 
 
+def observed_from(reader, start: int) -> int:
+  """`start`, or the warehouse's first day if later: hours before the
+  first trip are not history (counted, they would dilute the learned
+  dropoff rates with hours nobody saw)."""
+  known = reader.span_range()
+  return start if known is None else max(start, known[0] * 24 * 3600)
+
+
 def rates_before(reader, cfg, cells: np.ndarray, begin: int,
                  days: int = HISTORY_DAYS) -> Optional[Rates]:
   """Rates from the trips of the `days` days before `begin` (epoch
   seconds) in a warehouse reader; None if none carries a taxi_id."""
-  start = begin - days * 24 * 3600
-  known = reader.span_range()
-  if known is not None:    # hours before the first trip are not history
-    start = max(start, known[0] * 24 * 3600)
+  start = observed_from(reader, begin - days * 24 * 3600)
   table = reader.taxi_trips(cfg, start, begin)
   if table.num_rows == 0:
     return None

@@ -90,7 +90,9 @@ def fit_window(reader, cfg, begin: int, end: int) -> Optional[RecordedRates]:
   """The rates of the trips of [begin, end) in a warehouse reader, as known
   at `end`: a trip that ends after `end` counts as under way (its end is
   the future), and one not known by `end` under the arrival rule is not
-  read. None if no trip of the window carries a taxi_id."""
+  read. A window reaching before the warehouse's first day starts there.
+  None if no trip of the window carries a taxi_id."""
+  begin = supply.observed_from(reader, begin)
   table = reader.taxi_trips(cfg, begin, end, known_by=end)
   if table.num_rows == 0:
     return None

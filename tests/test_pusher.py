@@ -257,3 +257,24 @@ def test_vertex_pushes_record_the_same_supply_rates_from_bigquery(
     found[name] = supply_rates.recorded(tmp_path / name / _version(pushed))
   assert found["bigquery"].cells.tolist() == found["duckdb"].cells.tolist()
   assert found["bigquery"].to_bytes() == found["duckdb"].to_bytes()
+
+
+def test_a_window_reaching_before_the_first_trips_starts_at_them(tmp_path):
+  """A first run's window reaches back before the warehouse's first day:
+  those days were never seen, and counted as history they would dilute
+  the learned arrival rates. The rates are those of the days there are."""
+  from taxi_demand import spans  # noqa: PLC0415
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  span = spans.parse_span("2024-02-05")
+  warehouse = str(_trips_warehouse(tmp_path / "w.duckdb", WINDOW_TRIPS))
+  found = {}
+  for days in (2, 9):
+    pushed = _push(tmp_path, f"days{days}", span=span,
+                   base=tmp_path / f"days{days}", custom={
+                       "keep_versions": 5, "warehouse": warehouse,
+                       "run_parameters": contract.RunParameters(
+                           train_days=days).to_custom_config()})
+    found[days] = supply_rates.recorded(
+        tmp_path / f"days{days}" / _version(pushed))
+  assert found[9].begin == spans.start_of(spans.parse_span("2024-02-03"))
+  assert found[9].to_bytes() == found[2].to_bytes()
