@@ -227,3 +227,42 @@ def test_next_day_reports_the_served_supply_forecast_beside_demand(
                         subject.eval_mae, nextday.DEFAULT_MARGIN,
                         serving_log_dir=str(city_copy.serving_log))
   assert bare["served_supply_note"] == "not scored: no warehouse at (none)"
+
+
+def test_the_skew_node_checks_the_supply_forecast_by_the_registry(
+    tmp_path, city, city_home, city_copy):
+  """The SkewValidator reads the serving version's recorded rates from the
+  registry (models_dir) and flags a served supply forecast they do not
+  make; without the registry it says the supply forecast went unchecked."""
+  import executor_artifacts as art  # noqa: PLC0415
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  from pipeline.components import skew_validator  # noqa: PLC0415
+  from supply_models import push_with_rates  # noqa: PLC0415
+  from taxi_demand.lineage import contract  # noqa: PLC0415
+  version = push_with_rates(city_copy, city_home.old)
+  _serve(city_copy, version, TICKS[:2])
+  _tamper(city_copy, 1.5)
+  statistics = city.statistics[spans.span_of(DAY) - 2]
+  schema = art.schema(tmp_path / "schema")
+
+  def node(name, **models_dir):
+    art.run(skew_validator.SkewValidator, {
+        contract.SCHEMA: [schema], contract.STATISTICS: [art.artifact(
+            standard_artifacts.ExampleStatistics, statistics)]},
+            {contract.REPORT: [art.artifact(skew_validator.SkewReport,
+                                            tmp_path / name)]},
+            serving_log_dir=str(city_copy.serving_log),
+            date=DAY.isoformat(), fail_on_skew=0,
+            warehouse_path=str(city_copy.warehouse),
+            query_config=json.dumps(
+                contract.RunParameters().to_custom_config()), **models_dir)
+    return json.loads((tmp_path / name / contract.SKEW_REPORT_FILE)
+                      .read_text())
+
+  found = node("with", models_dir=str(city_copy.models))
+  assert skew.SUPPLY in found["flagged"] and found["supply"]["compared"] == 154
+  bare = node("bare")
+  assert bare["supply"] is None and skew.SUPPLY not in bare["flagged"]
+  assert any(n.startswith("supply forecast not checked: the rows of version "
+                          f"{version} name supply rates recorded with it")
+             for n in bare["notes"])
