@@ -163,3 +163,79 @@ def test_warm_start_copies_matching_weights_and_remaps_cell_rows(tmp_path):
   assert "hidden_0/kernel" not in copied
   assert {"cell_embedding/embeddings", "hour_of_week_bias/embeddings",
           "lag_linear/kernel", "cell_lag_weights/embeddings"} <= set(copied)
+
+
+def _night_rows(n: int = 6144, seed: int = 2):
+  """Rows whose recent slots show the target's own day, except at night.
+
+  Each day has a level of its own (weather, a venue's evening crowd). A
+  target between midnight and 04:00 follows its own day, but its recent
+  slots (the 3 hours before it) belong mostly to the day before, whose
+  level is another: there, what the recent slots show does not carry.
+  """
+  rng = np.random.default_rng(seed)
+  cell = rng.integers(0, _N_CELLS, n)
+  hour = rng.integers(0, 24, n)
+  how = rng.integers(0, 7, n) * 24 + hour
+  base = np.array([5.0, 10.0, 20.0, 40.0, 80.0])[cell]
+  today, yesterday = rng.normal(0.0, 0.4, n), rng.normal(0.0, 0.4, n)
+  recent = np.where(hour < 4, yesterday, today)
+  features = _recent_features(cell, how, base * np.exp(recent), base, rng)
+  return features, rng.poisson(base * np.exp(today)).astype(np.float32)
+
+
+def _recent_features(cell, how, recent_rate, base_rate, rng):
+  """Transformed features at lead 0: the recent slots (and the city's last
+  3 hours) at `recent_rate`, the settled history at `base_rate`."""
+  n = len(cell)
+  recent = {M.CELL_XF: cell.astype(np.int64),
+            M.HOUR_OF_WEEK_XF: how.astype(np.int64),
+            M.SLOT_OF_WEEK_XF: (how * 4).astype(np.int64),
+            M.IS_HOLIDAY_XF: np.zeros(n, np.float32),
+            M.CITY_LEVEL_XF: np.log(recent_rate / base_rate).astype(
+                np.float32),
+            M.CITY_3H_XF: np.log(recent_rate / base_rate).astype(np.float32),
+            M.NOW_ELAPSED_XF: np.ones(n, np.float32),
+            M.LEAD_XF: np.zeros(n, np.int64)}
+  for name in M.SUPPLY_XF:
+    recent[name] = np.zeros(n, np.float32)
+  near = (M.NOW_XF,) + tuple(
+      M.F.transformed_name(k) for k in (M.F.LAG_1, M.F.LAG_2, M.F.LAG_3,
+                                        M.F.MEAN_3H))
+  for name in near + M.HISTORY_XF:
+    rate = recent_rate if name in near else base_rate
+    recent[name] = np.log1p(rng.poisson(rate)).astype(np.float32)
+  return recent
+
+
+@pytest.mark.slow
+def test_recent_slots_carry_by_day_but_not_across_the_night():
+  """A surge in the slots before midnight (a venue's evening crowd) must not
+  carry into the night's first hours, where the recent slots are another
+  day's: measured before, the busiest cell's forecast at 00:00 after an
+  evening event was 406 pickups against 193 (its seasonal naive: off by
+  33), because one weight per history feature served every hour."""
+  features, labels = _night_rows()
+  hp = dataclasses.replace(_FAST, train_steps=400, epochs=4)
+  model = M.build_model(_N_CELLS, hp)
+  M.train(model, _dataset(features, labels, 128), None, hp)
+  rng = np.random.default_rng(3)
+
+  def carried(hour: int) -> float:
+    """log(forecast after a 2.5x surge in the recent slots / without)."""
+    cell = np.repeat(np.arange(_N_CELLS), 200)
+    how = np.full(cell.shape, 2 * 24 + hour)
+    base = np.array([5.0, 10.0, 20.0, 40.0, 80.0])[cell]
+    surge, usual = (model.predict(_recent_features(
+        cell, how, base * factor, base, rng), verbose=0).mean()
+                    for factor in (2.5, 1.0))
+    return float(np.log(surge / usual))
+
+  night = np.mean([carried(hour) for hour in range(4)])
+  day = np.mean([carried(hour) for hour in range(10, 16)])
+  # By day the surge carries (the level is the day's: up to log 2.5 =
+  # 0.92); at night it should barely move the forecast. Measured: night
+  # about 0.12 against 0.95 by day; 0.30 against 0.92 when one weight per
+  # residual served every hour.
+  assert day > 0.5, (night, day)
+  assert night < 0.18 * day, (night, day)
