@@ -200,8 +200,15 @@ def test_a_window_ingested_in_one_pass_records_what_per_day_runs_do(
   (half / "examples" / f"Split-{contract.DAY_SPLIT}").mkdir(parents=True)
   (half / "examples" / f"Split-{contract.DAY_SPLIT}" /
    "data_tfrecord-00000-of-00001.gz").write_bytes(b"half")
+  moved = []  # each executor's adoption: its day's files moved, or not
+  real_move = staged_ingest._move_splits  # pylint: disable=protected-access
+  monkeypatch.setattr(staged_ingest, "_move_splits",
+                      lambda *a: moved.append(real_move(*a)) or moved[-1])
   _ingest(new)
   out = capsys.readouterr().out
+  # Both Beam nodes of every day took their staged files, the half-written
+  # day's recomputed ones too: no Beam ran in the days' runs.
+  assert moved == [True] * 2 * TRAIN_DAYS
   assert f"staged {TRAIN_DAYS} day(s)' examples and statistics in one pass" \
       in out
   # Every staged day was adopted: nothing is left staged.
