@@ -411,18 +411,23 @@ def ingest_window(args, home: Home, span: int,
   `note` is told of each day before its run (RunLock.note), for --resume.
   """
   from pipeline.components import duckdb_example_gen  # noqa: PLC0415
+  from pipeline.components import staged_ingest  # noqa: PLC0415
   from pipeline.pipeline import create_pipeline  # noqa: PLC0415
   from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store  # noqa: PLC0415
+  config = build_config(args, home, span)
   key = duckdb_example_gen.query_key(duckdb_example_gen.input_config_for(
-      build_config(args, home, span).query))
+      config.query))
   todo = window_to_ingest(home, span, args.train_days, key)
   if todo:
     say(f"window of {spans.date_of(span)}: ingesting {len(todo)} day(s) "
         f"{spans.date_of(todo[0])} .. {spans.date_of(todo[-1])}, once each")
+  staged = stage_window(config, todo, key)
   for day in todo:
     note(Step(day, ingest=True).record(span))
     ingest(create_pipeline(build_config(args, home, day)), home, day)
+  # What a day's run took from elsewhere (TFX's cache) stays staged.
+  staged_ingest.discard(config.pipeline_root, staged.items())
   window = queries.training_window(store.load(home.metadata), span,
                                    args.train_days, key)
   if not window:
@@ -430,6 +435,34 @@ def ingest_window(args, home: Home, span: int,
         f"no day before {spans.date_of(span)} has passed data validation "
         f"(the window looks back {2 * args.train_days} days at most); load "
         "trips for the days before it, or pick a later --date")
+
+
+def stage_window(config, todo: List[int], key: str) -> Dict[int, Any]:
+  """Stages the examples and statistics of the window days `todo` in one
+  Beam pass (staged_ingest.stage), when there are several: their runs
+  adopt them. Returns {day: its IngestFingerprint} of the days staged.
+
+  A single day (the marginal day's window) is left to its run: one pass
+  or its own, the Beam start-up is the same, and adopting adds nothing.
+  """
+  if len(todo) < 2:
+    return {}
+  from pipeline.components import duckdb_example_gen  # noqa: PLC0415
+  from pipeline.components import staged_ingest  # noqa: PLC0415
+  from pipeline.pipeline import SCHEMA_FILE  # noqa: PLC0415
+  from taxi_demand.data import warehouse as wh  # noqa: PLC0415
+  with wh.Warehouse(config.warehouse_path, read_only=True) as warehouse:
+    days = {day: duckdb_example_gen.ingest_fingerprint(
+        warehouse.span_fingerprint(day), key) for day in todo}
+  started = time.monotonic()
+  done = staged_ingest.stage(
+      config.pipeline_root, config.warehouse_path,
+      duckdb_example_gen.input_config_for(config.query), days, SCHEMA_FILE,
+      config.beam_pipeline_args)
+  say(f"  staged {len(done)} day(s)' examples and statistics in one pass "
+      f"({time.monotonic() - started:.1f} s)" if done else
+      "  their examples and statistics were staged already")
+  return days
 
 
 def _refusal_lines(report_uri: str) -> List[str]:

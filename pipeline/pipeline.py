@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.base import executor_spec
 
+from pipeline.components import statistics_gen
 from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
 from pipeline.components.data_gate import DataGate
 from pipeline.components.duckdb_example_gen import DuckDBExampleGen
@@ -42,6 +43,7 @@ from taxi_demand.lineage import contract
 from taxi_demand.lineage import nodes
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
+SCHEMA_FILE = os.path.join(SCHEMA_DIR, "schema.pbtxt")
 PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
 RUN_FN = "taxi_demand.modeling.trainer.run_fn"
 
@@ -243,7 +245,7 @@ def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
 def _curated_schema(config: PipelineConfig):
   del config  # the checked-in schema
   return tfx.components.ImportSchemaGen(
-      schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+      schema_file=SCHEMA_FILE)
 
 
 def _vertex_curated_schema(config: PipelineConfig):
@@ -251,12 +253,22 @@ def _vertex_curated_schema(config: PipelineConfig):
   return tfx.components.ImportSchemaGen(schema_file=config.vertex.schema_file)
 
 
-def _statistics_gen(config: PipelineConfig, **inputs):
+def _vertex_statistics_gen(config: PipelineConfig, **inputs):
   # With the schema, StatisticsGen counts the values of the categorical int
   # features (cell, hour); without it, their L-infinity drift and skew
   # comparators would always measure 0.
   del config
   return tfx.components.StatisticsGen(**inputs)
+
+
+def _statistics_gen(config: PipelineConfig, **inputs):
+  # TFX's StatisticsGen (its execution type and properties), with an
+  # executor that adopts a day the window's one-pass ingest staged
+  # (pipeline/components/staged_ingest.py) instead of computing it again.
+  component = _vertex_statistics_gen(config, **inputs)
+  component.executor_spec = executor_spec.BeamExecutorSpec(
+      statistics_gen.Executor)
+  return component
 
 
 def _schema_gen(config: PipelineConfig, **inputs):
@@ -471,6 +483,7 @@ FACTORIES: Dict[str, Factory] = {
 VERTEX_FACTORIES: Dict[str, Factory] = {
     **FACTORIES,
     contract.EXAMPLE_GEN: _bigquery_example_gen,
+    contract.STATISTICS_GEN: _vertex_statistics_gen,
     contract.CURATED_SCHEMA: _vertex_curated_schema,
     contract.DATA_GATE: _vertex_data_gate,
     contract.TRAINING_WINDOW: _vertex_training_window,

@@ -102,7 +102,7 @@ def test_same_rows_same_examples_as_bigquery_converter(warehouse_path):
   # The types BigQuery reports for the demand query's columns.
   bigquery_types = {c: "INTEGER" if c in features.INT_COLUMNS else "FLOAT"
                     for c in features.RAW_COLUMNS}
-  got = _parsed(executor._read_examples(query, warehouse_path))  # pylint: disable=protected-access
+  got = _parsed(executor.read_examples(query, warehouse_path))
   rows = [row for _, row in executor.query_rows(warehouse_path, query)]
   want = [bigquery_utils.row_to_example(bigquery_types, row) for row in rows]
   assert len(got) == 77 * 24
@@ -145,7 +145,7 @@ ORDER BY unique_key
 
 
 def test_arrow_examples_equal_row_to_example_with_nulls(simulated_path):
-  got = list(executor._read_examples(_EVERY_TYPE_QUERY, simulated_path))  # pylint: disable=protected-access
+  got = list(executor.read_examples(_EVERY_TYPE_QUERY, simulated_path))
   # BigQuery would report these columns' types as bigquery_type maps them.
   want = [bigquery_utils.row_to_example(types, row) for types, row in
           executor.query_rows(simulated_path, _EVERY_TYPE_QUERY)]
@@ -174,7 +174,7 @@ def test_demand_query_on_a_simulated_city_equals_row_to_example(
   query = sql.substitute_span(sql.render_bigquery(cfg), span)
   bigquery_types = {c: "INTEGER" if c in features.INT_COLUMNS else "FLOAT"
                     for c in features.RAW_COLUMNS}
-  got = _parsed(executor._read_examples(query, simulated_path))  # pylint: disable=protected-access
+  got = _parsed(executor.read_examples(query, simulated_path))
   want = [bigquery_utils.row_to_example(bigquery_types, row)
           for _, row in executor.query_rows(simulated_path, query)]
   assert len(got) == len(want) == 77 * 96
@@ -184,7 +184,7 @@ def test_demand_query_on_a_simulated_city_equals_row_to_example(
 def test_unsupported_column_type_is_an_error(simulated_path):
   with pytest.raises(RuntimeError,
                      match="TIMESTAMP has no BigQuery equivalent"):
-    list(executor._read_examples(  # pylint: disable=protected-access
+    list(executor.read_examples(
         "SELECT trip_start_timestamp FROM trips LIMIT 1", simulated_path))
 
 

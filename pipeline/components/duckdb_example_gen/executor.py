@@ -21,8 +21,10 @@ import pyarrow as pa
 from tfx.components.example_gen import base_example_gen_executor
 from tfx_bsl.coders import example_coder
 
+from pipeline.components import staged_ingest
 from taxi_demand.data import sql
 from taxi_demand.data import warehouse as warehouse_lib
+from taxi_demand.lineage.records import IngestFingerprint
 
 # DuckDB result types -> the BigQuery legacy type names that
 # bigquery_utils.row_to_example switches on, so both paths share one mapping.
@@ -108,7 +110,7 @@ def query_record_batches(warehouse_path: str,
           names=batch.schema.names)
 
 
-def _read_examples(bigquery_sql: str, warehouse_path: str) -> Iterator[bytes]:
+def read_examples(bigquery_sql: str, warehouse_path: str) -> Iterator[bytes]:
   """Serialized tf.Examples of the query's rows, in the query's order."""
   encoder = example_coder.RecordBatchToExamplesEncoder()
   for batch in query_record_batches(warehouse_path, bigquery_sql):
@@ -128,11 +130,14 @@ def _DuckDBToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  
   return (pipeline
           | "Query" >> beam.Create([split_pattern])
           | "ToTFExample" >> beam.FlatMap(
-              _read_examples, exec_properties["warehouse_path"]))
+              read_examples, exec_properties["warehouse_path"]))
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-  """Generic query-based ExampleGen executor on DuckDB."""
+class Executor(staged_ingest.AdoptsStaged,
+               base_example_gen_executor.BaseExampleGenExecutor):
+  """Generic query-based ExampleGen executor on DuckDB; a day staged by the
+  window's one-pass ingest (staged_ingest.stage) is adopted, not queried
+  again."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _DuckDBToExample
@@ -145,4 +150,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     if span is not None:
       for examples in output_dict.get("examples", []):
         examples.span = int(span)
-    super().Do(input_dict, output_dict, exec_properties)
+    [examples] = output_dict["examples"]
+    staged = staged_ingest.staged_for(
+        examples.uri, None if span is None else int(span),
+        IngestFingerprint.read(exec_properties))
+    self.run_adopting(staged, staged_ingest.EXAMPLES_DIR, examples.uri,
+                      super().Do, input_dict, output_dict, exec_properties)
