@@ -16,7 +16,9 @@ time the code before a change with the same environment).
 Phases are cut where the runner's console says a phase begins or ends,
 timed as each line arrives: `startup` (imports, up to the home line),
 `simulate_load` (the empty warehouse filled), `window_ingest` (its days,
-with each day's seconds as the runner printed them), `day_run` (the day's
+with each day's seconds as the runner printed them, and within it
+`staging_pass_s`, the one Beam pass that staged their examples and
+statistics for those days' runs to adopt), `day_run` (the day's
 own pipeline run, up to the runner's exit) and `report`. The day's run is
 broken down by node from ML Metadata (each execution's recorded start to
 its last update), and so are the ingests: each node's median over the
@@ -59,6 +61,9 @@ _MARKS = {
     "day_run": re.compile(r"^run \S+ for \S+ \(span "),
 }
 _INGESTED_DAY = re.compile(r"^  ingest (\S+): .*\((\d+(?:\.\d+)?) s\)$")
+# The window's one Beam pass (local_run.stage_window), inside window_ingest.
+_STAGED = re.compile(r"^  staged (\d+) day\(s\)' .* in one pass "
+                     r"\((\d+(?:\.\d+)?) s\)$")
 
 
 def _child_env(repo: Path) -> Dict[str, str]:
@@ -91,6 +96,7 @@ def phases(lines: List[tuple], total: float) -> dict:
   """The runner's phases in seconds, cut at the lines that open them."""
   opened: Dict[str, float] = {}
   days: List[float] = []
+  staged: Optional[tuple] = None
   for at, line in lines:
     for name, mark in _MARKS.items():
       if name not in opened and mark.match(line):
@@ -98,6 +104,9 @@ def phases(lines: List[tuple], total: float) -> dict:
     found = _INGESTED_DAY.match(line)
     if found:
       days.append(float(found.group(2)))
+    found = _STAGED.match(line)
+    if found:
+      staged = (int(found.group(1)), float(found.group(2)))
   order = [name for name in _MARKS if name in opened]
   out: Dict[str, Optional[float]] = {"startup": opened.get("home")}
   for name, following in zip(order, order[1:] + [None]):
@@ -108,6 +117,10 @@ def phases(lines: List[tuple], total: float) -> dict:
   del out["home"]
   result = {k: (None if v is None else round(v, 1)) for k, v in out.items()}
   result["window_days"] = len(days)
+  # Of window_ingest: the one pass that staged the days' examples and
+  # statistics, and the days' runs that adopted them (ingest_day_s).
+  result["staged_days"] = staged[0] if staged else 0
+  result["staging_pass_s"] = staged[1] if staged else None
   result["ingest_day_s"] = ({
       "min": min(days), "median": statistics.median(days), "max": max(days)}
       if days else None)
