@@ -45,7 +45,12 @@ PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
 RUN_FN = "taxi_demand.modeling.trainer.run_fn"
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-  """MAE, RMSE and bias, overall and by hour, day of week and cell.
+  """MAE, RMSE and bias, overall and by hour and cell.
+
+  The eval split is one day, so a slice by day of week would repeat the
+  whole day's row: it is not computed. The models are plain SavedModels
+  called through their serving signature (TF_GENERIC): left to guess, TFMA
+  tries to load each one (candidate and baseline) as a Keras model first.
 
   The TFMA thresholds are "not worse than the last blessed model" (ignored on
   the first run, when there is no baseline) and "the eval day is not empty",
@@ -68,12 +73,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1}))
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
+          model_type=tfma.TF_GENERIC,
           signature_name="serving_default",
           label_key=features.LABEL,
           prediction_key="predicted_pickups")],
       slicing_specs=whole_day + [
           tfma.SlicingSpec(feature_keys=[features.HOUR]),
-          tfma.SlicingSpec(feature_keys=[features.DAY_OF_WEEK]),
           tfma.SlicingSpec(feature_keys=[features.CELL]),
       ],
       metrics_specs=[tfma.MetricsSpec(metrics=[

@@ -11,6 +11,7 @@ from pipeline import flags
 from pipeline.components import resolvers
 from pipeline import pipeline as p
 from pipeline.config import PipelineConfig, Thresholds
+from taxi_demand import features
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.lineage import contract as ids
 from taxi_demand.lineage import nodes
@@ -183,4 +184,6 @@ def test_tfma_thresholds_judge_the_whole_day_not_every_slice(tmp_path):
     assert not metric.HasField("threshold")
     (per_slice,) = metric.per_slice_thresholds
     assert [str(s) for s in per_slice.slicing_specs] == [""]  # overall only
-  assert len(cfg.slicing_specs) == 4  # still reported by hour, day, cell
+  # Still reported by hour and cell (the eval day is one day of the week).
+  assert [list(s.feature_keys) for s in cfg.slicing_specs] == [
+      [], [features.HOUR], [features.CELL]]
