@@ -369,9 +369,19 @@ def _variable_key(variable: tf.Variable) -> str:
 
 
 def saved_weights(path: str) -> Dict[str, np.ndarray]:
-  """Variable values of a Keras model saved as a SavedModel, by name."""
+  """Variable values of a Keras model saved as a SavedModel, by name.
+
+  A model saved with Keras's layer traces (tf.saved_model.save, as models
+  were before trainer.export) loads as a Keras-like object that lists its
+  variables; one saved without them is a plain object whose variables are
+  found by walking what it tracks.
+  """
   loaded = tf.saved_model.load(path)
-  return {_variable_key(v): v.numpy() for v in loaded.variables}
+  variables = getattr(loaded, "variables", None)
+  if variables is None:
+    variables = [v for v in tf.train.TrackableView(loaded).descendants()
+                 if isinstance(v, tf.Variable)]
+  return {_variable_key(v): v.numpy() for v in variables}
 
 
 # For each row of a new cell-indexed layer, the old row it starts from.
