@@ -7,9 +7,24 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# TFX's own modules, not its `tfx.v1` facade: importing that imports every
+# extension, the Vertex AI SDK among them (several seconds of every local
+# run's start-up); the Vertex-only nodes import it where they are built.
+from tfx import components as tfx_components
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
+from tfx.orchestration import metadata
+from tfx.orchestration.data_types import RuntimeParameter
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2
+from tfx.proto import trainer_pb2
+from tfx.proto import transform_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from pipeline.components import statistics_gen
 from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
@@ -48,7 +63,12 @@ PREPROCESSING_FN = "taxi_demand.modeling.preprocessing.preprocessing_fn"
 RUN_FN = "taxi_demand.modeling.trainer.run_fn"
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-  """MAE, RMSE and bias, overall and by hour, day of week and cell.
+  """MAE, RMSE and bias, overall and by hour and cell.
+
+  The eval split is one day, so a slice by day of week would repeat the
+  whole day's row: it is not computed. The models are plain SavedModels
+  called through their serving signature (TF_GENERIC): left to guess, TFMA
+  tries to load each one (candidate and baseline) as a Keras model first.
 
   The TFMA thresholds are "not worse than the last blessed model" (ignored on
   the first run, when there is no baseline) and "the eval day is not empty",
@@ -71,12 +91,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1}))
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
+          model_type=tfma.TF_GENERIC,
           signature_name="serving_default",
           label_key=features.LABEL,
           prediction_key="predicted_pickups")],
       slicing_specs=whole_day + [
           tfma.SlicingSpec(feature_keys=[features.HOUR]),
-          tfma.SlicingSpec(feature_keys=[features.DAY_OF_WEEK]),
           tfma.SlicingSpec(feature_keys=[features.CELL]),
       ],
       metrics_specs=[tfma.MetricsSpec(metrics=[
@@ -136,7 +156,7 @@ def _bigquery_example_gen(config: PipelineConfig, **window):
   # the executor fills the span from this parameter (0: from the schedule).
   return SpanBigQueryExampleGen(
       input_config=input_config_for(config.query),
-      span=tfx.dsl.experimental.RuntimeParameter(
+      span=RuntimeParameter(
           name=contract.SPAN_PARAMETER, ptype=int, default=config.span),
       ready_after_hours=config.vertex.ready_after_hours, **window)
 
@@ -151,6 +171,13 @@ def _query_key(config: PipelineConfig) -> str:
   """The day query's key: the verdicts and the local window are kept by
   it, so a changed query starts a new history."""
   return query_key(input_config_for(config.query))
+
+
+def _vertex_extension():
+  """TFX's Vertex AI extension (its Trainer, Pusher and keys), imported
+  only for the Vertex graph: it imports the Vertex AI SDK."""
+  from tfx.v1.extensions import google_cloud_ai_platform  # noqa: PLC0415
+  return google_cloud_ai_platform
 
 
 def _vertex_training_config(vertex: VertexConfig) -> dict:
@@ -171,7 +198,7 @@ def _vertex_training_config(vertex: VertexConfig) -> dict:
     job_spec["network"] = vertex.network
   if vertex.kms_key:
     job_spec["encryption_spec"] = {"kms_key_name": vertex.kms_key}
-  gcp = tfx.extensions.google_cloud_ai_platform
+  gcp = _vertex_extension()
   return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: vertex.region,
           gcp.TRAINING_ARGS_KEY: job_spec}
 
@@ -180,17 +207,17 @@ def _trainer(config: PipelineConfig, **inputs):
   """Trains on the window, warm-started from the serving model."""
   kwargs = dict(
       run_fn=RUN_FN,
-      train_args=tfx.proto.TrainArgs(splits=[contract.DAY_SPLIT],
+      train_args=trainer_pb2.TrainArgs(splits=[contract.DAY_SPLIT],
                                      num_steps=config.train_steps),
-      eval_args=tfx.proto.EvalArgs(splits=[contract.DAY_SPLIT],
+      eval_args=trainer_pb2.EvalArgs(splits=[contract.DAY_SPLIT],
                                    num_steps=config.eval_steps),
       custom_config=run_parameters(config).to_custom_config(),
       **inputs)
   if config.vertex is not None and config.vertex.vertex_training:
     kwargs["custom_config"] = {**kwargs["custom_config"],
                                **_vertex_training_config(config.vertex)}
-    return tfx.extensions.google_cloud_ai_platform.Trainer(**kwargs)
-  return tfx.components.Trainer(**kwargs)
+    return _vertex_extension().Trainer(**kwargs)
+  return tfx_components.Trainer(**kwargs)
 
 
 def _endpoint_pusher(config: PipelineConfig, **inputs):
@@ -199,7 +226,7 @@ def _endpoint_pusher(config: PipelineConfig, **inputs):
   vertex = config.vertex
   if not vertex.endpoint:
     return None
-  gcp = tfx.extensions.google_cloud_ai_platform
+  gcp = _vertex_extension()
   serving_args = {"project_id": vertex.project,
                   "endpoint_name": vertex.endpoint,
                   "machine_type": vertex.serving_machine_type}
@@ -222,8 +249,8 @@ def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
     # trips into the version (pusher.record_supply_rates).
     custom_config[WAREHOUSE_KEY] = warehouse
   kwargs = dict(
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
+      push_destination=pusher_pb2.PushDestination(
+          filesystem=pusher_pb2.PushDestination.Filesystem(
               base_directory=config.serving_dir)),
       # The run's parameters travel with the version, so the 5-minute job
       # (which may read no ML Metadata: Vertex's) serves with the slot
@@ -234,7 +261,7 @@ def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           VersionedPusherExecutor),
       **inputs)
-  return tfx.components.Pusher(**kwargs)
+  return tfx_components.Pusher(**kwargs)
 
 
 # --- one factory per node: (config, **inputs) -> component -----------------
@@ -244,13 +271,12 @@ def _pusher(config: PipelineConfig, warehouse: str = "", **inputs):
 
 def _curated_schema(config: PipelineConfig):
   del config  # the checked-in schema
-  return tfx.components.ImportSchemaGen(
-      schema_file=SCHEMA_FILE)
+  return ImportSchemaGen(schema_file=SCHEMA_FILE)
 
 
 def _vertex_curated_schema(config: PipelineConfig):
   # On Vertex the file is read inside the image, not on the compiling host.
-  return tfx.components.ImportSchemaGen(schema_file=config.vertex.schema_file)
+  return ImportSchemaGen(schema_file=config.vertex.schema_file)
 
 
 def _vertex_statistics_gen(config: PipelineConfig, **inputs):
@@ -258,7 +284,7 @@ def _vertex_statistics_gen(config: PipelineConfig, **inputs):
   # features (cell, hour); without it, their L-infinity drift and skew
   # comparators would always measure 0.
   del config
-  return tfx.components.StatisticsGen(**inputs)
+  return tfx_components.StatisticsGen(**inputs)
 
 
 def _statistics_gen(config: PipelineConfig, **inputs):
@@ -273,12 +299,12 @@ def _statistics_gen(config: PipelineConfig, **inputs):
 
 def _schema_gen(config: PipelineConfig, **inputs):
   del config
-  return tfx.components.SchemaGen(infer_feature_shape=True, **inputs)
+  return tfx_components.SchemaGen(infer_feature_shape=True, **inputs)
 
 
 def _example_validator(config: PipelineConfig, **inputs):
   del config
-  return tfx.components.ExampleValidator(**inputs)
+  return tfx_components.ExampleValidator(**inputs)
 
 
 def _data_gate(config: PipelineConfig, **inputs):
@@ -298,7 +324,7 @@ def _on_the_day(strategy_class):
   """The factory of a resolver that `strategy_class` answers for the run's
   day."""
   def resolver(config: PipelineConfig, **channels):
-    return tfx.dsl.Resolver(strategy_class=strategy_class,
+    return Resolver(strategy_class=strategy_class,
                             config={contract.SPAN: config.span}, **channels)
   return resolver
 
@@ -310,7 +336,7 @@ def _training_window(config: PipelineConfig, **channels):
   earlier run, resolved from ML Metadata (TrainingWindowStrategy: the last
   `train_days` days that DataGate passed).
   """
-  return tfx.dsl.Resolver(strategy_class=TrainingWindowStrategy,
+  return Resolver(strategy_class=TrainingWindowStrategy,
                           config=_window_config(config), **channels)
 
 
@@ -324,7 +350,7 @@ def _analyzer_cache(config: PipelineConfig, **channels):
   """Transform's analyzer cache that holds the most of the run's window,
   any run's (WindowCacheStrategy); the one a finished Transform of this
   very window read when TFX's cache is on, so a rerun is served from it."""
-  return tfx.dsl.Resolver(
+  return Resolver(
       strategy_class=WindowCacheStrategy,
       config={**_window_config(config),
               REUSE_EXECUTIONS_KEY: config.enable_cache},
@@ -347,8 +373,9 @@ def _vertex_latest_blessed(config: PipelineConfig, **channels):
   # vertex_run.only_gate_blessings narrows its compiled query to
   # ForecastGate's blessings). Locally: the model serving on this day.
   del config
-  return tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+  return Resolver(
+      strategy_class=(
+          latest_blessed_model_strategy.LatestBlessedModelStrategy),
       config={}, **channels)
 
 
@@ -360,16 +387,16 @@ def _transform(config: PipelineConfig, **inputs):
   # analysed once, in the first window that holds it (locally; on Vertex
   # the window is one new artifact a day, which no cache matches).
   del config
-  return tfx.components.Transform(
+  return tfx_components.Transform(
       preprocessing_fn=PREPROCESSING_FN,
-      splits_config=tfx.proto.SplitsConfig(analyze=[contract.DAY_SPLIT]),
+      splits_config=transform_pb2.SplitsConfig(analyze=[contract.DAY_SPLIT]),
       materialize=False,
       disable_statistics=True,
       **inputs)
 
 
 def _evaluator(config: PipelineConfig, **inputs):
-  return tfx.components.Evaluator(example_splits=[contract.DAY_SPLIT],
+  return tfx_components.Evaluator(example_splits=[contract.DAY_SPLIT],
                                   eval_config=eval_config(config), **inputs)
 
 
@@ -502,8 +529,8 @@ DATAFLOW_NODES = (contract.EXAMPLE_GEN, contract.TRAINING_WINDOW,
 def _resolved_channels(node: nodes.Node) -> dict:
   """What a resolver node asks ML Metadata for: its inputs' outputs of
   earlier runs, as channels of their artifact types."""
-  return {key: tfx.dsl.Channel(
-      type=getattr(tfx.types.standard_artifacts, node.outputs[key]),
+  return {key: Channel(
+      type=getattr(standard_artifacts, node.outputs[key]),
       producer_component_id=source.producer, output_key=source.key)
           for key, source in node.inputs.items()}
 
@@ -537,14 +564,14 @@ def assemble(config: PipelineConfig,
       build(node)
   verdict = built[nodes.GATE].outputs[nodes.GATE_OUTPUT].future()[
       0].custom_property(nodes.GATE_PROPERTY)
-  with tfx.dsl.Cond(verdict == 1):
+  with Cond(verdict == 1):
     for node in table:
       if node.gated:
         build(node)
   return [built[node.id] for node in table if node.id in built]
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig) -> Pipeline:
   """The daily graph for `config.span`: validate, train, evaluate, push.
 
   The one platform branch: the local graph, or the Vertex one (its own
@@ -553,7 +580,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   metadata_config = None
   if config.platform is Platform.LOCAL:
     components = assemble(config, FACTORIES)
-    metadata_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+    metadata_config = metadata.sqlite_metadata_connection_config(
         config.metadata_path)
   else:
     components = assemble(config, VERTEX_FACTORIES)
@@ -561,7 +588,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       if component.id in DATAFLOW_NODES:
         component.with_beam_pipeline_args(
             list(config.vertex.dataflow_beam_args))
-  return tfx.dsl.Pipeline(
+  return Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=components,

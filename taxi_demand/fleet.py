@@ -112,11 +112,23 @@ Policy = Callable[[int, np.ndarray, np.ndarray, np.ndarray, Known],
                   np.ndarray]
 
 
+# Set on a policy that decides without `known`: `simulate` then skips
+# building what the dispatcher knows of the fleet every minute (most of a
+# stay run's time, and the GuidanceGate sizes its fleet by bisecting on
+# stay runs).
+_IGNORES_KNOWN = "ignores_known"
+
+
+def _ignoring_known(policy: Policy) -> Policy:
+  setattr(policy, _IGNORES_KNOWN, True)
+  return policy
+
+
 def stay() -> Policy:
   def policy(at, taxis, cells, idle, known):
     del at, taxis, idle, known
     return cells
-  return policy
+  return _ignoring_known(policy)
 
 
 def hotspot(geometry: guidance.Geometry, busiest_by_hour: np.ndarray,
@@ -131,7 +143,7 @@ def hotspot(geometry: guidance.Geometry, busiest_by_hour: np.ndarray,
     hour = (int(at) // 3600) % 24
     value = np.where(near[cells], busiest_by_hour[hour][None, :], -np.inf)
     return np.argmax(value, axis=1)
-  return policy
+  return _ignoring_known(policy)
 
 
 def following(geometry: guidance.Geometry,
@@ -237,6 +249,7 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
   trip_start = np.zeros(taxis, np.int64)
   # Idle spells ended lately: (cell, since, until), for the supply forecast.
   ended: list = []
+  blind = getattr(policy, _IGNORES_KNOWN, False)  # it never reads `known`
   idle_since = np.full(taxis, begin, np.int64)
   decided_at = np.full(taxis, begin - redecide_s, np.int64)
   busy_s = 0
@@ -281,9 +294,11 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
     deciding = np.flatnonzero(available & (now - decided_at >= redecide_s))
     if len(deciding):
       idle = np.bincount(cell[available], minlength=n).astype(float)
-      ended = [e for e in ended if e[2] >= now - supply.RECENT_SECONDS]
-      known = _known(now, n, available, cell, idle_since, free_at, trip_from,
-                     trip_start, ended)
+      known = None
+      if not blind:
+        ended = [e for e in ended if e[2] >= now - supply.RECENT_SECONDS]
+        known = _known(now, n, available, cell, idle_since, free_at,
+                       trip_from, trip_start, ended)
       go = np.asarray(policy(now, deciding, cell[deciding], idle, known),
                       np.int64)
       decided_at[deciding] = now

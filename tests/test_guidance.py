@@ -329,3 +329,21 @@ def test_recommend_help_teaches():
   done = subprocess.run([sys.executable, "-m", "taxi_demand", "recommend",
                          "--help"], capture_output=True, text=True, check=True)
   assert "Examples:" in done.stdout and "--travel-times" in done.stdout
+
+
+def test_a_policy_blind_to_the_fleet_is_simulated_without_building_its_view(
+    tmp_path, monkeypatch):
+  """Sizing the GuidanceGate's fleet bisects on stay runs: building what a
+  dispatcher knows every minute, which stay never reads, was most of it."""
+  geo = _geometry(tmp_path)
+  passengers = fleet.Passengers.of(
+      geo, list(range(0, 7200, 120)), [1, 2, 3] * 20, [2, 3, 1] * 20,
+      [600] * 60)
+  expected = fleet.calibrate_fleet(geo, passengers, 0, 7200, target=0.5)
+
+  def built(*args, **kwargs):
+    raise AssertionError("the fleet's view was built for a blind policy")
+
+  monkeypatch.setattr(fleet, "_known", built)
+  assert fleet.calibrate_fleet(geo, passengers, 0, 7200,
+                               target=0.5) == expected

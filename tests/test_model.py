@@ -77,6 +77,40 @@ def test_training_lowers_poisson_loss_and_predicts_non_negative_rates():
           model.predict(quiet, verbose=0).mean())
 
 
+def _without_tf_keras_rule(rules):
+  from tensorflow.python.autograph.core import config as autograph_config  # noqa: PLC0415
+  return tuple(r for r in rules if not (
+      isinstance(r, autograph_config.DoNotConvert) and r.matches("tf_keras")))
+
+
+@pytest.mark.slow
+def test_keras_runs_unconverted_by_autograph_and_trains_the_same(
+    monkeypatch):
+  """AutoGraph rewrote all of tf_keras at every trace (half the Trainer's
+  wall time); left as written, as Keras 2 was, it trains the same weights."""
+  from tensorflow.python.autograph.core import config as autograph_config  # noqa: PLC0415
+  from tensorflow.python.autograph.impl import conversion  # noqa: PLC0415
+  features, labels = _rows(256)
+  hparams = dataclasses.replace(_FAST, train_steps=20, epochs=1)
+
+  def trained_weights():
+    model = M.build_model(_N_CELLS, hparams)
+    M.train(model, _dataset(features, labels), None, hparams)
+    return [w.numpy() for w in model.weights]
+
+  monkeypatch.setattr(autograph_config, "CONVERSION_RULES",
+                      _without_tf_keras_rule(autograph_config.CONVERSION_RULES))
+  with monkeypatch.context() as converting:
+    converting.setattr(M, "keep_autograph_out_of_keras", lambda: None,
+                       raising=False)
+    converted = trained_weights()
+    assert not conversion.is_allowlisted(tf.keras.Model.train_step)
+  as_written = trained_weights()
+  assert conversion.is_allowlisted(tf.keras.Model.train_step)
+  for a, b in zip(converted, as_written):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_rate_stays_finite_for_extreme_inputs():
   model = M.build_model(_N_CELLS, _FAST)
   lag_linear = model.get_layer("lag_linear").kernel

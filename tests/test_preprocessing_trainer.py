@@ -170,8 +170,10 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
   trainer.run_fn(args)
 
   loaded = tf.saved_model.load(args.serving_model_dir)
-  assert {"serving_default", "transform_features", "predict_raw"} <= set(
-      loaded.signatures)
+  # The signatures the readers call, and only those (each costs tracing
+  # at export and time at every load).
+  assert set(loaded.signatures) == {trainer.SERVING_SIGNATURE,
+                                    trainer.PREDICT_RAW_SIGNATURE}
   serialized = tf.constant([_serialize(r, with_label=False) for r in rows])
   from_examples = loaded.signatures["serving_default"](examples=serialized)
   assert list(from_examples) == [trainer.PREDICTION_KEY]
@@ -191,14 +193,11 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
              for c in (1, 5)]
   assert by_cell[0] < by_cell[1]
 
-  # A label in the examples does not change serving predictions, and the
-  # transform signature returns the transformed label for TFMA.
+  # A label in the examples does not change serving predictions.
   with_label = tf.constant([_serialize(r) for r in rows])
   np.testing.assert_array_equal(
       loaded.signatures["serving_default"](examples=with_label)[
           trainer.PREDICTION_KEY], point)
-  xf = loaded.signatures["transform_features"](examples=with_label)
-  np.testing.assert_array_equal(xf[M.LABEL_XF], [r[F.LABEL] for r in rows])
 
   # Day 2: a new cell joins, which reorders the vocabulary. With a zero
   # learning rate the warm-started weights are the exported ones, so each
@@ -239,6 +238,23 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
     with pytest.raises(Counted):
       trainer.run_fn(args3)
   assert steps == [7, 30]
+
+
+def test_exported_and_keras_saved_models_give_the_same_warm_start_weights(
+    tmp_path):
+  """The next warm start reads an export without Keras's layer traces as
+  it reads models saved with them (those pushed before it)."""
+  model = M.build_model(5, M.HParams(hidden_units=(4,)))
+  for i, variable in enumerate(model.weights):
+    variable.assign(np.full(variable.shape, i, variable.dtype.as_numpy_dtype))
+  tf.saved_model.save(model, str(tmp_path / "keras"))
+  trainer.export(model, str(tmp_path / "export"))
+  expected = {v.name.split(":")[0]: v.numpy() for v in model.weights}
+  for path in ("keras", "export"):
+    weights = M.saved_weights(str(tmp_path / path))
+    assert sorted(weights) == sorted(expected)
+    for name, value in expected.items():
+      np.testing.assert_array_equal(weights[name], value)
 
 
 def test_cell_row_map_matches_tokens_and_oov_buckets():

@@ -109,3 +109,20 @@ def test_better_overall_but_worse_in_one_cell_is_blessed(tmp_path):
       pytest.approx(0.2))
   assert metrics[("cell=3", "candidate", "mean_absolute_error")] > metrics[
       ("cell=3", "baseline", "mean_absolute_error")]
+
+
+def test_the_models_load_as_saved_models_never_as_keras(tmp_path,
+                                                         monkeypatch):
+  """Left to guess the model type, TFMA loads each model (candidate and
+  baseline) as a Keras model first: seconds each, and a Keras model that
+  did load would be called through Keras, not the serving signature."""
+  import tensorflow as tf  # noqa: PLC0415
+  tried = []
+  monkeypatch.setattr(tf.keras.models, "load_model",
+                      lambda *args, **kwargs: tried.append(args))
+  blessed, metrics = evaluate(tmp_path, {c: 0.1 for c in CELLS},
+                              {c: 0.3 for c in CELLS})
+  assert tried == []
+  assert blessed == 1
+  assert metrics[("", "candidate", "mean_absolute_error")] == (
+      pytest.approx(0.1))

@@ -152,6 +152,33 @@ class LagResiduals(tf.keras.layers.Layer):
     return history - expected
 
 
+# Keras 2's package under TF_USE_LEGACY_KERAS (see keep_autograph_out_of_keras).
+_TF_KERAS = "tf_keras"
+
+
+def keep_autograph_out_of_keras() -> None:
+  """Lets AutoGraph call Keras's own code as written, as it did for Keras 2.
+
+  AutoGraph leaves modules named "keras" unconverted, and Keras 2 was
+  written to run unconverted. Through tf_keras (TF_USE_LEGACY_KERAS) the
+  same code lives in a module AutoGraph does not know, so every trace of a
+  train, test or serving function rewrote Keras's train_step, losses,
+  metrics, optimizer and functional graph runner: about half of the
+  Trainer's wall time on a warm-started day. The graphs, hence the
+  trained weights, are the same either way. Idempotent; without the
+  private rules module (a TF release that moved it) traces are only slower.
+  """
+  try:
+    from tensorflow.python.autograph.core import config as autograph_config  # noqa: PLC0415
+  except ImportError:  # pragma: no cover - a TF release that moved it
+    return
+  rules = tuple(autograph_config.CONVERSION_RULES)
+  if not any(isinstance(rule, autograph_config.DoNotConvert) and
+             rule.matches(_TF_KERAS) for rule in rules):
+    autograph_config.CONVERSION_RULES = (
+        autograph_config.DoNotConvert(_TF_KERAS),) + rules
+
+
 def build_model(cell_vocab_size: int, hparams: HParams = HParams()
                 ) -> tf.keras.Model:
   """Builds and compiles the Poisson demand model.
@@ -176,6 +203,7 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams()
     A compiled Keras model mapping the transformed feature dict to the
     predicted rate λ̂, shape [batch, 1], float32, >= 0.
   """
+  keep_autograph_out_of_keras()
   tf.keras.utils.set_random_seed(hparams.seed)
   inputs = {
       CELL_XF: tf.keras.Input(shape=(), name=CELL_XF, dtype=tf.int64),
@@ -353,9 +381,19 @@ def _variable_key(variable: tf.Variable) -> str:
 
 
 def saved_weights(path: str) -> Dict[str, np.ndarray]:
-  """Variable values of a Keras model saved as a SavedModel, by name."""
+  """Variable values of a Keras model saved as a SavedModel, by name.
+
+  A model saved with Keras's layer traces (tf.saved_model.save, as models
+  were before trainer.export) loads as a Keras-like object that lists its
+  variables; one saved without them is a plain object whose variables are
+  found by walking what it tracks.
+  """
   loaded = tf.saved_model.load(path)
-  return {_variable_key(v): v.numpy() for v in loaded.variables}
+  variables = getattr(loaded, "variables", None)
+  if variables is None:
+    variables = [v for v in tf.train.TrackableView(loaded).descendants()
+                 if isinstance(v, tf.Variable)]
+  return {_variable_key(v): v.numpy() for v in variables}
 
 
 # For each row of a new cell-indexed layer, the old row it starts from.

@@ -18,7 +18,6 @@ from taxi_demand import features as F
 PREDICTION_KEY = "predicted_pickups"
 RATE_KEY = "predicted_rate"
 SERVING_SIGNATURE = "serving_default"
-TRANSFORM_SIGNATURE = "transform_features"
 PREDICT_RAW_SIGNATURE = "predict_raw"
 # Where TFX's Trainer puts the serving model inside a Model artifact.
 SERVING_SUBDIR = "Format-Serving"

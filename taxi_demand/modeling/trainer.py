@@ -1,12 +1,10 @@
 """TFX Trainer run_fn: adapts FnArgs to `model.train` and exports signatures.
 
-The exported SavedModel has three signatures:
+The exported SavedModel has the two signatures its readers call:
 
 * `serving_default(examples: string[batch])`: serialized tf.Examples (label
   absent or present) -> {"predicted_pickups": float32[batch]}. TFMA's Evaluator
   uses it; it is the only output, so no `prediction_key` is needed.
-* `transform_features(examples: string[batch])`: serialized tf.Examples ->
-  the transformed feature dict (as in the TFX taxi example), for TFMA.
 * `predict_raw(**columns)`: one rank-1 tensor per `features.SERVING_COLUMNS`
   entry, int64 for `features.INT_COLUMNS` and float32 for
   `features.FLOAT_COLUMNS` -> {"predicted_pickups": float32[batch],
@@ -21,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -38,7 +36,6 @@ from taxi_demand.modeling.saved_model import PREDICT_RAW_SIGNATURE
 from taxi_demand.modeling.saved_model import PREDICTION_KEY
 from taxi_demand.modeling.saved_model import RATE_KEY
 from taxi_demand.modeling.saved_model import SERVING_SIGNATURE
-from taxi_demand.modeling.saved_model import TRANSFORM_SIGNATURE
 from taxi_demand.modeling.saved_model import load_for_serving  # noqa: F401
 from taxi_demand.modeling.saved_model import raw_input_dtype
 from taxi_demand.modeling.saved_model import resolve_saved_model
@@ -136,7 +133,12 @@ def _signatures(model: tf.keras.Model,
                 tf_transform_output: tft.TFTransformOutput,
                 forecast: model_lib.PointForecast
                 ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-  """The three serving signatures described in the module docstring."""
+  """The serving signatures described in the module docstring.
+
+  No `transform_features` signature: TFMA looks for one named
+  "transformed_features", and no other reader called it, while tracing and
+  loading it cost a third of the signatures' time.
+  """
   # The layer must be tracked by the model to be saved with it.
   model.tft_layer = tf_transform_output.transform_features_layer()
   serving_spec = _serving_raw_spec(tf_transform_output)
@@ -154,13 +156,6 @@ def _signatures(model: tf.keras.Model,
     _, point = predict_transformed(raw)
     return {PREDICTION_KEY: point}
 
-  @tf.function(input_signature=[
-      tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
-  def transform_features_fn(serialized):
-    raw = tf.io.parse_example(serialized,
-                              tf_transform_output.raw_feature_spec())
-    return model.tft_layer(raw)
-
   @tf.function(input_signature=[{
       c: tf.TensorSpec(shape=[None], dtype=raw_input_dtype(c), name=c)
       for c in F.SERVING_COLUMNS}])
@@ -172,9 +167,23 @@ def _signatures(model: tf.keras.Model,
 
   return {
       SERVING_SIGNATURE: serve_tf_examples_fn.get_concrete_function(),
-      TRANSFORM_SIGNATURE: transform_features_fn.get_concrete_function(),
       PREDICT_RAW_SIGNATURE: predict_raw_fn.get_concrete_function(),
   }
+
+
+def export(model: tf.keras.Model, path: str,
+           signatures: Optional[Dict[str, Any]] = None) -> None:
+  """Saves the model's variables and `signatures` as a SavedModel at `path`.
+
+  Every reader calls a signature (serving, TFMA, next-day scoring, the
+  fleet) or reads the variables by name (the next warm start). Keras's
+  own traces of each layer's call, which tf.saved_model.save adds for a
+  Keras model, are read by none: tracing them made half of the export,
+  and loading them slowed every load of the model (the Evaluator's two,
+  the GuidanceGate's two, next-day scoring, the next warm start).
+  """
+  model.save(path, save_format="tf", include_optimizer=False,
+             save_traces=False, signatures=signatures)
 
 
 def _read_vocabulary(path: str) -> Optional[List[str]]:
@@ -250,7 +259,7 @@ def run_fn(fn_args: FnArgs) -> None:
                   callbacks=callbacks)
 
   signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
-  tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
+  export(model, fn_args.serving_model_dir, signatures)
   vocab_file = os.path.join(fn_args.serving_model_dir, CELL_VOCABULARY_FILE)
   tf.io.gfile.makedirs(os.path.dirname(vocab_file))
   with tf.io.gfile.GFile(vocab_file, "w") as f:
