@@ -411,7 +411,7 @@ def ingest_window(args, home: Home, span: int,
   `note` is told of each day before its run (RunLock.note), for --resume.
   """
   from pipeline.components import duckdb_example_gen  # noqa: PLC0415
-  from pipeline.components import staged_ingest  # noqa: PLC0415
+  from pipeline import staged_ingest  # noqa: PLC0415
   from pipeline.pipeline import create_pipeline  # noqa: PLC0415
   from taxi_demand.lineage import queries  # noqa: PLC0415
   from taxi_demand.lineage import store  # noqa: PLC0415
@@ -448,7 +448,7 @@ def stage_window(config, todo: List[int], key: str) -> Dict[int, Any]:
   if len(todo) < 2:
     return {}
   from pipeline.components import duckdb_example_gen  # noqa: PLC0415
-  from pipeline.components import staged_ingest  # noqa: PLC0415
+  from pipeline import staged_ingest  # noqa: PLC0415
   from pipeline.pipeline import SCHEMA_FILE  # noqa: PLC0415
   from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   with wh.Warehouse(config.warehouse_path, read_only=True) as warehouse:

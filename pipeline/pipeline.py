@@ -290,7 +290,7 @@ def _vertex_statistics_gen(config: PipelineConfig, **inputs):
 def _statistics_gen(config: PipelineConfig, **inputs):
   # TFX's StatisticsGen (its execution type and properties), with an
   # executor that adopts a day the window's one-pass ingest staged
-  # (pipeline/components/staged_ingest.py) instead of computing it again.
+  # (pipeline/staged_ingest.py) instead of computing it again.
   component = _vertex_statistics_gen(config, **inputs)
   component.executor_spec = executor_spec.BeamExecutorSpec(
       statistics_gen.Executor)

@@ -1,7 +1,7 @@
 """A window ingested in one Beam pass records, per day, what per-day runs record.
 
 The window's days are staged by one Beam pipeline (examples and
-statistics, pipeline/components/staged_ingest.py) and each day's partial run
+statistics, pipeline/staged_ingest.py) and each day's partial run
 adopts its day. One home ingests a small window that way, another the old
 way (one-pass switched off), over copies of one warehouse: ML Metadata
 (executions, artifacts, properties, events, contexts), DataGate's verdicts,
@@ -22,7 +22,7 @@ import pytest
 import runner_local
 from pipeline import local_run
 from pipeline.components import duckdb_example_gen
-from pipeline.components import staged_ingest
+from pipeline import staged_ingest
 from taxi_demand import spans
 from taxi_demand.data import simulate
 from taxi_demand.data import warehouse as wh

@@ -8,7 +8,7 @@ from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from pipeline.components import staged_ingest
+from pipeline import staged_ingest
 from taxi_demand.lineage.records import IngestFingerprint
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 from tfx.components.example_gen import base_example_gen_executor
 from tfx_bsl.coders import example_coder
 
-from pipeline.components import staged_ingest
+from pipeline import staged_ingest
 from taxi_demand.data import sql
 from taxi_demand.data import warehouse as warehouse_lib
 from taxi_demand.lineage.records import IngestFingerprint

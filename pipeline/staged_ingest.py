@@ -17,6 +17,10 @@ and file format, span, the statistics' custom properties) is still set by
 their own code: they run with a pipeline that drops what is applied to it
 (`UnrunPipeline`). A day without its completion mark (a killed pass) is
 computed again; a day whose staged files are gone is run by Beam as before.
+
+It is local only (a Vertex node's outputs are gs:// URIs, and `staged_for`
+finds nothing there), so it lives beside the local runner rather than among
+the nodes, which reach their artifacts through artifact_files alone.
 """
 
 from __future__ import annotations
