@@ -1,5 +1,6 @@
 """preprocessing_fn through tft_beam, then run_fn on its output, then serving."""
 
+import functools
 import os
 
 import numpy as np
@@ -287,9 +288,8 @@ def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   def stream(ids, training):
     files = [_day_files(day, str(tmp_path / "examples"), str(i))
              for day, i in zip(days, ids)]
-    args = _fn_args(str(tmp_path), tft_dir, files[0], "unused")
-    dataset = trainer._input_fn(files, args.data_accessor, output,
-                                batch_size=8, training=training, seed=7)
+    dataset = trainer._input_fn(files, output, batch_size=8,
+                                training=training, seed=7)
     return np.concatenate([label.numpy() for _, label in dataset.take(9)])
 
   for training in (True, False):
@@ -301,3 +301,59 @@ def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
     return set(np.round(stream([1, 2, 3], training)[:8] / 100))
   assert len(days_in_first_batch(True)) > 1
   assert days_in_first_batch(False) == {0}
+
+
+def _tfx_readers_stream(files, output, batch_size, training, seed,
+                        max_batches=None):
+  """The reference: one TFX reader per day (the data accessor the Trainer
+  hands run_fn), each parsing its own batches, mixed as _window_days
+  documents. The parsing of that reader was traced once per day."""
+  from tfx_bsl.tfxio import dataset_options  # noqa: PLC0415
+  examples = standard_artifacts.Examples()
+  examples.uri = os.path.dirname(files[0])
+  factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
+  days = [factory([pattern], dataset_options.TensorFlowDatasetOptions(
+      batch_size=batch_size, shuffle=training, shuffle_seed=seed,
+      num_epochs=1), output.raw_metadata.schema) for pattern in files]
+  if training:
+    raw = tf.data.Dataset.sample_from_datasets(
+        [d.unbatch() for d in days], seed=seed).batch(batch_size)
+  else:
+    raw = functools.reduce(tf.data.Dataset.concatenate, days)
+  if max_batches:
+    raw = raw.take(max_batches)
+  layer = output.transform_features_layer()
+  dataset = raw.map(lambda raw: (lambda t: (t, t.pop(M.LABEL_XF)))(layer(raw)))
+  if not training:
+    return dataset
+  return dataset.cache().shuffle(1024, seed=seed,
+                                 reshuffle_each_iteration=True).repeat()
+
+
+def test_the_window_is_read_as_tfx_readers_read_it_one_parse_for_all(
+    tmp_path):
+  """Parsing the mixed window once gives the batches one TFX reader per
+  day gave, value for value, in training and in evaluation: the same
+  data, hence the same weights."""
+  days = [_raw_rows([3 * k + 1, 3 * k + 2], n_slots=40, seed=k)
+          for k in range(4)]
+  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
+  output = tft.TFTransformOutput(tft_dir)
+  files = [_day_files(day, str(tmp_path / "examples"), str(i))
+           for i, day in enumerate(days)]
+  # 320 examples, 20 batches a pass: training goes into its second pass.
+  for training, max_batches, batches in ((True, None, 30), (False, None, 20),
+                                         (False, 7, 7)):
+    ours = trainer._input_fn(files, output, batch_size=16,
+                             training=training, seed=3,
+                             max_batches=max_batches)
+    reference = _tfx_readers_stream(files, output, 16, training, 3,
+                                    max_batches)
+    got = list(ours.take(batches + 1))
+    want = list(reference.take(batches + 1))
+    assert len(got) == len(want) == (batches + 1 if training else batches)
+    for (features, label), (expected, expected_label) in zip(got, want):
+      np.testing.assert_array_equal(label, expected_label)
+      assert sorted(features) == sorted(expected)
+      for key, value in features.items():
+        np.testing.assert_array_equal(value, expected[key])
