@@ -111,6 +111,37 @@ def test_keras_runs_unconverted_by_autograph_and_trains_the_same(
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
+def test_the_train_step_is_traced_once_and_trains_the_same():
+  """The optimizer's slots are made before fit: made by the first step,
+  they made tf.function trace the whole step twice (seconds a run). The
+  weights are those of the optimizer left to make them itself."""
+  features, labels = _rows(256)
+  hparams = dataclasses.replace(_FAST, train_steps=20, epochs=1)
+
+  def trained(model):
+    M.train(model, _dataset(features, labels), None, hparams)
+    return model.train_function.experimental_get_tracing_count(), [
+        w.numpy() for w in model.weights]
+
+  traces, weights = trained(M.build_model(_N_CELLS, hparams))
+  assert traces == 1
+  lazy = M.build_model(_N_CELLS, hparams)
+  build = lazy.optimizer.build
+  calls = []
+
+  def left_to_the_first_step(var_list):
+    calls.append(len(var_list))
+    if len(calls) > 1:  # the train step's own, as before
+      build(var_list)
+
+  lazy.optimizer.build = left_to_the_first_step
+  lazy_traces, lazy_weights = trained(lazy)
+  assert len(calls) > 1 and lazy_traces == 2  # the reference: the old way
+  for a, b in zip(weights, lazy_weights):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_rate_stays_finite_for_extreme_inputs():
   model = M.build_model(_N_CELLS, _FAST)
   lag_linear = model.get_layer("lag_linear").kernel

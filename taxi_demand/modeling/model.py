@@ -503,6 +503,11 @@ def train(model: tf.keras.Model,
   eval_steps = eval_steps or hparams.eval_steps
   if eval_ds is not None and not eval_steps:
     eval_steps = _count_batches(eval_ds)
+  # The optimizer's slots, made now rather than by the first train step:
+  # variables made while tf.function traces that step make it trace the
+  # whole step again (the second trace may not create any), several
+  # seconds a run. The same zeros either way, so the same weights.
+  model.optimizer.build(model.trainable_variables)
   return model.fit(
       train_ds.repeat(),
       epochs=epochs,
