@@ -112,6 +112,11 @@ Policy = Callable[[int, np.ndarray, np.ndarray, np.ndarray, Known],
                   np.ndarray]
 
 
+# Set on the stay policy: `evaluate` reuses the stay run that sized the
+# fleet instead of simulating the same day again.
+_STAYS = "stays"
+
+
 # Set on a policy that decides without `known`: `simulate` then skips
 # building what the dispatcher knows of the fleet every minute (most of a
 # stay run's time, and the GuidanceGate sizes its fleet by bisecting on
@@ -128,6 +133,7 @@ def stay() -> Policy:
   def policy(at, taxis, cells, idle, known):
     del at, taxis, idle, known
     return cells
+  setattr(policy, _STAYS, True)
   return _ignoring_known(policy)
 
 
@@ -167,7 +173,9 @@ def following(geometry: guidance.Geometry,
       idle = expected_supply(rates, at, taxis, cells, known)
     choices = guidance.recommend_all(geometry, reach, idle, cells)
     return np.searchsorted(geometry.cells, [c.to_cell for c in choices])
-  return policy
+  # Sharing with the taxis idle now only, it never reads the dispatcher's
+  # view: building it every minute was a third of such a run.
+  return policy if rates is not None else _ignoring_known(policy)
 
 
 def expected_supply(rates: supply.Rates, at: int, taxis: np.ndarray,
@@ -268,15 +276,17 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
         queue.pop(0)  # gave up: unserved
     available = free_at <= now
     # Match: each cell's waiting passengers take its idle taxis, the ones
-    # idle longest first.
+    # idle longest first (ties in taxi order). The idle taxis are grouped
+    # and ordered so once a minute, not cell by cell: a taxi matched below
+    # leaves only its own cell's group, so the groups stay exact.
+    idle_now = np.flatnonzero(available)
+    idle_now = idle_now[np.lexsort((idle_since[idle_now], cell[idle_now]))]
+    bounds = np.searchsorted(cell[idle_now], np.arange(n + 1))
     for c in range(n):
       queue = waiting[c]
       if not queue:
         continue
-      here = np.flatnonzero(available & (cell == c))
-      if len(here) == 0:
-        continue
-      here = here[np.argsort(idle_since[here], kind="stable")]
+      here = idle_now[bounds[c]:bounds[c + 1]]
       for t in here[:len(queue)]:
         _, q = queue.pop(0)
         trip = int(passengers.seconds[q])
@@ -399,11 +409,11 @@ class Day:
   end: int
   geometry: guidance.Geometry
   passengers: Passengers
-  busiest_by_hour: np.ndarray     # (24, n), the days before
+  busiest_by_hour: Optional[np.ndarray]  # (24, n), the days before
   truth: Optional[np.ndarray]     # (n, 96) intensity per quarter hour
   slot_seconds: int
   # The supply forecast's rates, from the days before (None: no trip
-  # there carries a taxi_id).
+  # there carries a taxi_id, or not asked for).
   supply_rates: Optional[supply.Rates] = None
 
 
@@ -413,7 +423,12 @@ def load_day(warehouse, cfg, span: int,
              supply_days: int = supply.HISTORY_DAYS) -> Day:
   """Day `span`'s trips as requests, the cells' geometry and the hotspot
   history (the `history_days` before), the supply forecast's rates (the
-  `supply_days` before), and the simulator's truth if any."""
+  `supply_days` before), and the simulator's truth if any.
+
+  `history_days=0` or `supply_days=0` skips reading that history (the
+  GuidanceGate's fleets use neither): `busiest_by_hour` or
+  `supply_rates` is then None.
+  """
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
   begin, end = spans.start_of(span), spans.start_of(int(span) + 1)
@@ -422,17 +437,20 @@ def load_day(warehouse, cfg, span: int,
     asked = wh.requests(cfg, begin, end)
     coverage = (wh.requests_coverage(cfg, begin, end)
                 if asked.num_rows == 0 else None)
-    before = wh.requests(cfg, spans.start_of(int(span) - history_days), begin)
+    before = (wh.requests(cfg, spans.start_of(int(span) - history_days),
+                          begin) if history_days else None)
     truth = wh.truth(begin, end)
-    rates = supply.rates_before(wh, cfg, geometry.cells, begin, supply_days)
+    rates = (supply.rates_before(wh, cfg, geometry.cells, begin, supply_days)
+             if supply_days else None)
   if coverage is not None:
     raise CannotMeasure(no_requests_reason(coverage, span))
   col = lambda t, c: t.column(c).to_numpy()  # noqa: E731
   passengers = Passengers.of(geometry, col(asked, "pickup_at"),
                              col(asked, "pickup_cell"),
                              col(asked, "dropoff_cell"), col(asked, "seconds"))
-  busiest = busiest_by_hour(geometry, col(before, "pickup_at"),
-                            col(before, "pickup_cell"), history_days)
+  busiest = None if before is None else busiest_by_hour(
+      geometry, col(before, "pickup_at"), col(before, "pickup_cell"),
+      history_days)
   grid = None
   if truth.num_rows:
     grid = np.zeros((len(geometry.cells), 96))
@@ -467,11 +485,25 @@ def model_forecasts(warehouse, cfg, day: Day,
   """forecast_at(epoch) from a model: the training path's rows at every
   lead for the day's slots (what the 5-minute job serves at each tick, as
   `skew` checks), scored once by `score(table) -> predictions`."""
-  from taxi_demand import features  # noqa: PLC0415
+  return models_forecasts(warehouse, cfg, day, {None: score})[None]
+
+
+def models_forecasts(warehouse, cfg, day: Day,
+                     scores: Dict[Any, Callable]
+                     ) -> Dict[Any, Callable[[int], tuple]]:
+  """`model_forecasts` for each of `scores` ({key: score}), from one read
+  of the day's rows (the longest query of a fleet comparison)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   with open_reader(warehouse) as wh:
     rows = wh.every_lead_features(cfg, day.begin, day.end)
-  values = np.asarray(score(rows), float)
+  return {key: _forecasts_of(rows, day, np.asarray(score(rows), float))
+          for key, score in scores.items()}
+
+
+def _forecasts_of(rows, day: Day, values: np.ndarray
+                  ) -> Callable[[int], tuple]:
+  """forecast_at(epoch) from every-lead `rows` and their `values`."""
+  from taxi_demand import features  # noqa: PLC0415
   issued = rows.column(features.ISSUED_AT).to_numpy()
   cells = rows.column(features.CELL).to_numpy()
   slots = rows.column(features.SLOT_START).to_numpy()
@@ -511,12 +543,20 @@ def evaluate(day: Day, policies: Dict[str, Policy], *,
              ) -> tuple:
   """(fleet size, {policy: Result}). Without `taxis`, the fleet is sized
   so that taxis staying put are empty TARGET_EMPTY_SHARE of the time."""
+  stayed = None
   if taxis is None:
-    taxis, _ = calibrate_fleet(day.geometry, day.passengers, day.begin,
-                               day.end, seed=seed)
-  return taxis, {name: simulate(day.geometry, day.passengers, taxis, policy,
-                                day.begin, day.end, name=name, seed=seed)
-                 for name, policy in policies.items()}
+    # Its last run is the stay policy's on this fleet: the same day, seed
+    # and rules, so the same Result.
+    taxis, stayed = calibrate_fleet(day.geometry, day.passengers, day.begin,
+                                    day.end, seed=seed)
+  results = {}
+  for name, policy in policies.items():
+    if stayed is not None and getattr(policy, _STAYS, False):
+      results[name] = dataclasses.replace(stayed, policy=name)
+    else:
+      results[name] = simulate(day.geometry, day.passengers, taxis, policy,
+                               day.begin, day.end, name=name, seed=seed)
+  return taxis, results
 
 
 def policies(day: Day, forecast_at: Optional[Callable] = None

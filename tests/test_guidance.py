@@ -347,3 +347,69 @@ def test_a_policy_blind_to_the_fleet_is_simulated_without_building_its_view(
   monkeypatch.setattr(fleet, "_known", built)
   assert fleet.calibrate_fleet(geo, passengers, 0, 7200,
                                target=0.5) == expected
+
+
+def _small_day(tmp_path):
+  """Two hours of passengers on the three-cell line, as fleet.Day."""
+  geo = _geometry(tmp_path)
+  passengers = fleet.Passengers.of(
+      geo, list(range(0, 7200, 90)), [1, 2, 3, 3] * 20, [2, 3, 1, 2] * 20,
+      [600, 900, 300, 1200] * 20)
+  return fleet.Day(0, 7200, geo, passengers, None, None, 1800)
+
+
+def _busy_cell_3(at):
+  """A forecast that always expects cell 3 to be the busiest."""
+  starts = np.array([(int(at) // 1800) * 1800 + 1800 * k for k in range(3)])
+  return np.tile(np.array([[1.0], [2.0], [9.0]]), (1, 3)), starts
+
+
+def test_following_with_the_taxis_idle_now_never_builds_the_view(
+    tmp_path, monkeypatch):
+  """The GuidanceGate's fleets share each cell with the taxis idle there
+  now: building what a dispatcher knows every minute, which they never
+  read, was a third of each run."""
+  day = _small_day(tmp_path)
+
+  def run():
+    return fleet.simulate(day.geometry, day.passengers, 4,
+                          fleet.following(day.geometry, _busy_cell_3, 1800),
+                          day.begin, day.end, name="follow")
+
+  expected = run()
+  assert expected.moves > 0  # it does follow the forecast
+
+  def built(*args, **kwargs):
+    raise AssertionError("the fleet's view was built for a policy blind "
+                         "to it")
+
+  monkeypatch.setattr(fleet, "_known", built)
+  assert run() == expected
+
+
+def test_evaluate_reuses_the_stay_run_that_sized_the_fleet(tmp_path,
+                                                           monkeypatch):
+  """Each policy's figures are those of its own simulation; the stay run
+  that sized the fleet is not simulated a second time."""
+  day = _small_day(tmp_path)
+  taxis, _ = fleet.calibrate_fleet(day.geometry, day.passengers, day.begin,
+                                   day.end)
+  policies = {"stay": fleet.stay(),
+              "follow": fleet.following(day.geometry, _busy_cell_3, 1800)}
+  expected = {name: fleet.simulate(day.geometry, day.passengers, taxis,
+                                   policy, day.begin, day.end, name=name)
+              for name, policy in policies.items()}
+  runs = []
+  simulate = fleet.simulate
+
+  def counted(*args, **kwargs):
+    runs.append(kwargs.get("name"))
+    return simulate(*args, **kwargs)
+
+  monkeypatch.setattr(fleet, "simulate", counted)
+  assert fleet.evaluate(day, policies) == (taxis, expected)
+  assert runs.count("follow") == 1
+  sizing = len(runs) - 1
+  runs.clear()
+  fleet.calibrate_fleet(day.geometry, day.passengers, day.begin, day.end)
+  assert len(runs) == sizing  # evaluate ran no stay beyond the sizing's

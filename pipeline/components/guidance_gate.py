@@ -80,7 +80,10 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
   from taxi_demand.serving import predict  # noqa: PLC0415
   cfg = (RunParameters.from_custom_config(query_config) or
          RunParameters()).query_config()
-  day = fleet.load_day(warehouse_path, cfg, span)
+  # Neither the hotspot history nor the supply rates: the fleets here
+  # stay or follow a model with the taxis idle now.
+  day = fleet.load_day(warehouse_path, cfg, span, history_days=0,
+                       supply_days=0)
   if len(day.passengers) < min_passengers:
     raise CannotMeasure(
         f"{len(day.passengers)} trips with a pickup and a dropoff area on "
@@ -91,16 +94,16 @@ def simulate(warehouse_path: str, query_config: dict, span: int,
     return lambda t: predictor(predict.columns_of(t))[
         saved_model.PREDICTION_KEY]
 
-  policies = {"stay": fleet.stay(),
-              "candidate": fleet.following(
-                  day.geometry, fleet.model_forecasts(
-                      warehouse_path, cfg, day, scorer(candidate_uri)),
-                  day.slot_seconds)}
+  models = {"candidate": candidate_uri}
   if baseline_uri:
-    policies["baseline"] = fleet.following(
-        day.geometry, fleet.model_forecasts(warehouse_path, cfg, day,
-                                            scorer(baseline_uri)),
-        day.slot_seconds)
+    models["baseline"] = baseline_uri
+  forecasts = fleet.models_forecasts(
+      warehouse_path, cfg, day,
+      {name: scorer(uri) for name, uri in models.items()})
+  policies = {"stay": fleet.stay()}
+  for name in models:
+    policies[name] = fleet.following(day.geometry, forecasts[name],
+                                     day.slot_seconds)
   taxis, results = fleet.evaluate(day, policies, seed=seed)
   # Both models' fleets share each cell with the taxis idle there now
   # (`fleet.following` without rates), as `recommend --supply idle-now`.
