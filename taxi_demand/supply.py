@@ -498,8 +498,11 @@ def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
   happened, beside idle now carried forward.
 
   Returns:
-    {lead minutes: {"forecast": MAE, "naive": MAE, "cells_x_slots": count}},
-    MAE per cell and slot in mean idle taxis.
+    {lead minutes: {"forecast": MAE, "naive": MAE, "forecast_bias": mean
+    error, "naive_bias": mean error, "cells_x_slots": count}}, per cell
+    and slot in mean idle taxis; an error is forecast minus truth, so a
+    bias below 0 says the forecast expects too few idle taxis (an MAE alone
+    cannot tell an overshoot from noise).
   """
   from taxi_demand.data import sql  # noqa: PLC0415
   slot = cfg.slot_seconds
@@ -522,9 +525,17 @@ def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
     for k, start in enumerate(starts):
       lead = int(start - tick) // 60
       by = errors.setdefault(lead, {"forecast": [], "naive": []})
-      by["forecast"].append(np.abs(got[:, k] - want[:, k]))
-      by["naive"].append(np.abs(state.idle(len(cells)) - want[:, k]))
-  return {lead: {"forecast": float(np.mean(np.concatenate(e["forecast"]))),
-                 "naive": float(np.mean(np.concatenate(e["naive"]))),
-                 "cells_x_slots": int(sum(len(a) for a in e["naive"]))}
-          for lead, e in sorted(errors.items())}
+      by["forecast"].append(got[:, k] - want[:, k])
+      by["naive"].append(state.idle(len(cells)) - want[:, k])
+  return {lead: _scores(e) for lead, e in sorted(errors.items())}
+
+
+def _scores(errors: Dict[str, list]) -> Dict[str, float]:
+  """MAE and bias (mean signed error) of the forecast and naive errors."""
+  out: Dict[str, float] = {}
+  for name in ("forecast", "naive"):
+    error = np.concatenate(errors[name])
+    out[name] = float(np.mean(np.abs(error)))
+    out[name + "_bias"] = float(np.mean(error))
+  out["cells_x_slots"] = int(sum(len(a) for a in errors["naive"]))
+  return out

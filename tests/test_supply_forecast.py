@@ -208,3 +208,24 @@ def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
                              rates=rates)
   assert CELLS[idle_now(*ask)].tolist() == [2]
   assert CELLS[forecast(*ask)].tolist() == [3]
+
+
+def test_the_replay_scores_error_and_bias_by_hand(tmp_path):
+  """Replayed on 08:30-09:00 in 30-minute slots (one tick, one slot at
+  lead 0) with `_rates_by_hand`, point in time: cell 2's leave rate leans
+  on the half hour before, 6 / (15 + 5 x 20) a minute, so C (idle since
+  08:25) stays until 115 / 6 minutes of age: minutes 0-13, 14 of 30.
+  Forecast [5.5, 14, 20] / 30 against the day's [0, 15, 30] / 30: errors
+  +5.5, -1, -10 (/ 30). Idle now, [0, 1, 0]: errors 0, +15, -30 (/ 30).
+  The bias tells an overshoot from noise, where the MAE cannot."""
+  write_trips(tmp_path / "day.csv", DAY, [
+      (t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in SIX_TRIPS])
+  cfg = sql.QueryConfig(slot_minutes=30)
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    got = supply.replay(w, cfg, CELLS, _rates_by_hand(), at("08:30"),
+                        at("09:00"))
+  assert list(got) == [0]
+  assert got[0] == pytest.approx({
+      "forecast": 16.5 / 90, "forecast_bias": -5.5 / 90,
+      "naive": 45 / 90, "naive_bias": -15 / 90, "cells_x_slots": 3})
