@@ -161,6 +161,8 @@ def main(argv=None) -> int:
     figures["of_naive"] = round(figures["forecast"] / figures["naive"], 4)
     figures["forecast"] = round(figures["forecast"], 4)
     figures["naive"] = round(figures["naive"], 4)
+    figures["forecast_bias"] = round(figures["forecast_bias"], 4)
+    figures["naive_bias"] = round(figures["naive_bias"], 4)
   worst = max((f["of_naive"] for f in replay.values()), default=float("nan"))
   say(f"supply replay: MAE at most {worst:.2f}x naive's "
       f"({time.perf_counter() - mark:.0f} s)")
@@ -213,7 +215,8 @@ def main(argv=None) -> int:
       "recommend_idle_now_vs_stay": round(ratios["idle_now_vs_stay"], 4),
       "supply_replay": {
           "what": "MAE per cell and slot of mean idle taxis, by lead "
-                  "minutes: the flow balance vs idle now carried forward",
+                  "minutes: the flow balance vs idle now carried forward; "
+                  "*_bias: mean of forecast minus truth",
           "leads": {str(k): v for k, v in replay.items()},
           "worst_of_naive": worst},
       f"recommend_of_{greedy}": round(ratios.get("of_" + greedy,

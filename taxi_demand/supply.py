@@ -18,7 +18,11 @@ expected to become idle in c during minute u:
   from history. Never its recorded end: that lies after t;
 * trips not started at t: c's dropoffs per second at u's hour of the week
   (history) x the chance a trip started after t has ended by u (history's
-  trip times). Under the arrival rule a trip not yet known is one of these.
+  trip times) x today's demand level: the city's pickups known in the hour
+  before t over history's for that hour of the week (a Sunday with a fifth
+  fewer passengers than the Sundays before fills no cell with the taxis
+  those would have brought). Under the arrival rule a trip not yet known
+  is one of these.
 
 A slot's forecast is the mean of x over its minutes: taxi-minutes idle in
 the cell over slot minutes, as `actual` measures it from the day's trips
@@ -59,6 +63,11 @@ HISTORY_DAYS = 28
 # One pseudo-week of the hour of day's rate behind each hour of the week:
 # a week or two of history has one or two samples per hour of the week.
 PRIOR_WEEKS = 1.0
+# Today's demand level: the city's pickups in the hour before the issue
+# time against history's, each with this many pseudo-pickups (a quiet
+# hour's few trips must not halve the learned arrivals).
+LEVEL_SECONDS = 3600
+PRIOR_PICKUPS = 200.0
 
 
 class Basis(enum.Enum):
@@ -161,6 +170,9 @@ class Rates:
   trip_ratios: np.ndarray        # sorted trip seconds / their pair's mean
   trip_seconds: np.ndarray       # sorted trip seconds
   dropoffs_per_s: np.ndarray     # (n, 168) by hour of the week
+  # (n, 168) by hour of the week; None in rates recorded before it was
+  # learned (their arrivals are not scaled to today's demand level).
+  pickups_per_s: Optional[np.ndarray] = None
 
   @property
   def n(self) -> int:
@@ -198,24 +210,30 @@ class Rates:
     mean = (total + PRIOR_TRIPS * typical) / (many + PRIOR_TRIPS)
     ratios = span[ok] / mean[trips.pickup[ok], trips.dropoff[ok]]
 
-    hours = np.arange(begin // 3600, -(-end // 3600))
-    seen_week = np.bincount(hours % HOURS_PER_WEEK,
-                            minlength=HOURS_PER_WEEK).astype(float)
-    seen_day = seen_week.reshape(7, 24).sum(axis=0)
-    off = (trips.dropoff >= 0) & (trips.dropoff_at >= begin) & \
-        (trips.dropoff_at < end)
-    how = _hour_of_week(trips.dropoff_at[off])
-    by_week = np.zeros((n, HOURS_PER_WEEK))
-    np.add.at(by_week, (trips.dropoff[off], how), 1.0)
-    by_day = by_week.reshape(n, 7, 24).sum(axis=1)
-    per_hour_of_day = by_day / np.maximum(seen_day, 1.0)        # (n, 24)
-    prior = np.tile(per_hour_of_day, 7)                          # (n, 168)
-    per_hour = (by_week + PRIOR_WEEKS * prior) / (seen_week + PRIOR_WEEKS)
     return cls(leave, spread, mean,
                np.sort(ratios) if len(ratios) else np.ones(1),
                np.sort(span[ok]).astype(float) if ok.any()
                else np.array([typical]),
-               per_hour / 3600.0)
+               _per_second(trips.dropoff, trips.dropoff_at, n, begin, end),
+               _per_second(trips.pickup, trips.pickup_at, n, begin, end))
+
+
+def _per_second(cell: np.ndarray, when: np.ndarray, n: int, begin: int,
+                end: int) -> np.ndarray:
+  """(n, 168): events per second in each cell (index, -1: none) by the
+  hour of the week, from those of [begin, end) (whole hours)."""
+  hours = np.arange(begin // 3600, -(-end // 3600))
+  seen_week = np.bincount(hours % HOURS_PER_WEEK,
+                          minlength=HOURS_PER_WEEK).astype(float)
+  seen_day = seen_week.reshape(7, 24).sum(axis=0)
+  on = (cell >= 0) & (when >= begin) & (when < end)
+  by_week = np.zeros((n, HOURS_PER_WEEK))
+  np.add.at(by_week, (cell[on], _hour_of_week(when[on])), 1.0)
+  by_day = by_week.reshape(n, 7, 24).sum(axis=1)
+  per_hour_of_day = by_day / np.maximum(seen_day, 1.0)        # (n, 24)
+  prior = np.tile(per_hour_of_day, 7)                          # (n, 168)
+  per_hour = (by_week + PRIOR_WEEKS * prior) / (seen_week + PRIOR_WEEKS)
+  return per_hour / 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +248,8 @@ class State:
     arrive_cell, arrive_at: taxis known to become idle at a known time
       (driving empty to a cell they were sent to).
     recent: the spells of the hour before `at`, if known.
+    recent_pickups: the city's pickups in the `LEVEL_SECONDS` up to `at`
+      (known then), if known: today's demand level.
   """
   at: int
   idle_cell: np.ndarray
@@ -242,6 +262,7 @@ class State:
   arrive_at: np.ndarray = dataclasses.field(
       default_factory=lambda: np.zeros(0, np.int64))
   recent: Optional["Recent"] = None
+  recent_pickups: Optional[float] = None
 
   def idle(self, n: int) -> np.ndarray:
     """(n,) taxis idle now per cell: idle now, carried forward, is the
@@ -346,6 +367,20 @@ def rates_before(reader, cfg, cells: np.ndarray, begin: int,
                    begin)
 
 
+def demand_level(rates: Rates, state: State) -> float:
+  """Today's demand over history's: the city's pickups in the
+  `LEVEL_SECONDS` up to `state.at` against the hour of the week's learned
+  rate over those seconds, both with `PRIOR_PICKUPS`; 1 where either is
+  unknown."""
+  if rates.pickups_per_s is None or state.recent_pickups is None:
+    return 1.0
+  minutes = state.at - LEVEL_SECONDS + MINUTE * np.arange(
+      LEVEL_SECONDS // MINUTE) + MINUTE // 2
+  expected = float(rates.pickups_per_s[:, _hour_of_week(minutes)].sum()
+                   * MINUTE)
+  return (state.recent_pickups + PRIOR_PICKUPS) / (expected + PRIOR_PICKUPS)
+
+
 def _cdf(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
   return np.searchsorted(sorted_values, x, side="right") / len(sorted_values)
 
@@ -378,10 +413,10 @@ def inflow(rates: Rates, state: State, minutes: int) -> np.ndarray:
     soon = when < minutes
     np.add.at(out, (state.arrive_cell[soon], when[soon]), 1.0)
   # Not started yet: dropoffs at this hour of the week, of trips short
-  # enough to have started after `at`.
+  # enough to have started after `at`, at today's demand level.
   started_after = _cdf(rates.trip_seconds, middle - at)
   out += (rates.dropoffs_per_s[:, _hour_of_week(middle)] * MINUTE *
-          started_after[None, :])
+          started_after[None, :] * demand_level(rates, state))
   return out
 
 
@@ -479,14 +514,17 @@ def idle_at(trips: TaxiTrips, n: int, ticks: np.ndarray,
 def state_at(reader, cfg, cells: np.ndarray, at: int,
              leave_out: Sequence[str] = ()) -> State:
   """The fleet as known at `at` from a warehouse reader: the taxis idle
-  and under way (`Reader.taxis_at`) and the spells of the hour before
-  (`Reader.taxi_trips` known by then)."""
+  and under way (`Reader.taxis_at`), the spells of the hour before and the
+  city's pickups in the `LEVEL_SECONDS` up to `at` (`Reader.taxi_trips`
+  known by then)."""
   state = State.from_taxis(cells, reader.taxis_at(cfg, at), at, leave_out)
   known = TaxiTrips.from_table(cells, reader.taxi_trips(
-      cfg, at - RECENT_SECONDS - MAX_IDLE_SECONDS - 6 * 3600, at + 1,
-      known_by=at))
-  return dataclasses.replace(state,
-                             recent=Recent.from_trips(len(cells), known, at))
+      cfg, at - max(RECENT_SECONDS + MAX_IDLE_SECONDS + 6 * 3600,
+                    LEVEL_SECONDS), at + 1, known_by=at))
+  lately = (known.pickup >= 0) & (known.pickup_at > at - LEVEL_SECONDS)
+  return dataclasses.replace(
+      state, recent=Recent.from_trips(len(cells), known, at),
+      recent_pickups=float(lately.sum()))
 
 
 def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
@@ -498,8 +536,11 @@ def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
   happened, beside idle now carried forward.
 
   Returns:
-    {lead minutes: {"forecast": MAE, "naive": MAE, "cells_x_slots": count}},
-    MAE per cell and slot in mean idle taxis.
+    {lead minutes: {"forecast": MAE, "naive": MAE, "forecast_bias": mean
+    error, "naive_bias": mean error, "cells_x_slots": count}}, per cell
+    and slot in mean idle taxis; an error is forecast minus truth, so a
+    bias below 0 says the forecast expects too few idle taxis (an MAE alone
+    cannot tell an overshoot from noise).
   """
   from taxi_demand.data import sql  # noqa: PLC0415
   slot = cfg.slot_seconds
@@ -522,9 +563,17 @@ def replay(reader, cfg, cells: np.ndarray, rates: Rates, begin: int,
     for k, start in enumerate(starts):
       lead = int(start - tick) // 60
       by = errors.setdefault(lead, {"forecast": [], "naive": []})
-      by["forecast"].append(np.abs(got[:, k] - want[:, k]))
-      by["naive"].append(np.abs(state.idle(len(cells)) - want[:, k]))
-  return {lead: {"forecast": float(np.mean(np.concatenate(e["forecast"]))),
-                 "naive": float(np.mean(np.concatenate(e["naive"]))),
-                 "cells_x_slots": int(sum(len(a) for a in e["naive"]))}
-          for lead, e in sorted(errors.items())}
+      by["forecast"].append(got[:, k] - want[:, k])
+      by["naive"].append(state.idle(len(cells)) - want[:, k])
+  return {lead: _scores(e) for lead, e in sorted(errors.items())}
+
+
+def _scores(errors: Dict[str, list]) -> Dict[str, float]:
+  """MAE and bias (mean signed error) of the forecast and naive errors."""
+  out: Dict[str, float] = {}
+  for name in ("forecast", "naive"):
+    error = np.concatenate(errors[name])
+    out[name] = float(np.mean(np.abs(error)))
+    out[name + "_bias"] = float(np.mean(error))
+  out["cells_x_slots"] = int(sum(len(a) for a in errors["naive"]))
+  return out

@@ -61,7 +61,9 @@ class RecordedRates:
     r = self.rates
     return dataclasses.replace(
         r, leave_per_s=r.leave_per_s[idx], dropoffs_per_s=r.dropoffs_per_s[idx],
-        trip_mean_s=r.trip_mean_s[np.ix_(idx, idx)])
+        trip_mean_s=r.trip_mean_s[np.ix_(idx, idx)],
+        pickups_per_s=(None if r.pickups_per_s is None
+                       else r.pickups_per_s[idx]))
 
   def to_bytes(self) -> bytes:
     # Compressed: the sorted spell and trip arrays hold one value per spell
@@ -70,13 +72,17 @@ class RecordedRates:
     sink = io.BytesIO()
     np.savez_compressed(
         sink, cells=self.cells, window=np.array([self.begin, self.end]),
-        **{name: getattr(self.rates, name) for name in _FIELDS})
+        **{name: getattr(self.rates, name) for name in _FIELDS
+           if getattr(self.rates, name) is not None})
     return sink.getvalue()
 
   @classmethod
   def from_bytes(cls, data: bytes) -> "RecordedRates":
     with np.load(io.BytesIO(data)) as saved:
-      rates = supply.Rates(**{name: saved[name] for name in _FIELDS})
+      # A field missing from a file written before it was learned keeps
+      # its default (`Rates.pickups_per_s`: None): old versions serve.
+      rates = supply.Rates(**{name: saved[name] for name in _FIELDS
+                              if name in saved.files})
       begin, end = (int(v) for v in saved["window"])
       return cls(saved["cells"], rates, begin, end, tag_of(data))
 

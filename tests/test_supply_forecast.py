@@ -1,6 +1,8 @@
 """The supply forecast's flow balance (taxi_demand.supply), pinned by hand on
 a three-taxi, six-trip day, point in time."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,13 @@ def test_rates_learned_from_the_day():
   monday_9 = int(supply._hour_of_week(at("09:00")))
   assert rates.dropoffs_per_s[0, monday_9] * 3600 == pytest.approx(2.0)
   assert rates.dropoffs_per_s[0, monday_9 + 1] * 3600 == 0
+  # Pickups likewise: cell 2 had three at 08:xx (C 08:05, A 08:30, C
+  # 08:45) -> (3 + 1 x 3) / (1 + 1) = 3 an hour; cell 3 one at 09:00.
+  monday_8 = int(supply._hour_of_week(at("08:00")))
+  assert rates.pickups_per_s[:, monday_8] * 3600 == pytest.approx(
+      [2.0, 3.0, 0.0])
+  assert rates.pickups_per_s[:, monday_9] * 3600 == pytest.approx(
+      [0.0, 0.0, 1.0])
 
 
 def _rates_by_hand() -> supply.Rates:
@@ -208,3 +217,71 @@ def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
                              rates=rates)
   assert CELLS[idle_now(*ask)].tolist() == [2]
   assert CELLS[forecast(*ask)].tolist() == [3]
+
+
+def test_the_replay_scores_error_and_bias_by_hand(tmp_path):
+  """Replayed on 08:30-09:00 in 30-minute slots (one tick, one slot at
+  lead 0) with `_rates_by_hand`, point in time: cell 2's leave rate leans
+  on the half hour before, 6 / (15 + 5 x 20) a minute, so C (idle since
+  08:25) stays until 115 / 6 minutes of age: minutes 0-13, 14 of 30.
+  Forecast [5.5, 14, 20] / 30 against the day's [0, 15, 30] / 30: errors
+  +5.5, -1, -10 (/ 30). Idle now, [0, 1, 0]: errors 0, +15, -30 (/ 30).
+  The bias tells an overshoot from noise, where the MAE cannot."""
+  write_trips(tmp_path / "day.csv", DAY, [
+      (t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in SIX_TRIPS])
+  cfg = sql.QueryConfig(slot_minutes=30)
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    got = supply.replay(w, cfg, CELLS, _rates_by_hand(), at("08:30"),
+                        at("09:00"))
+  assert list(got) == [0]
+  assert got[0] == pytest.approx({
+      "forecast": 16.5 / 90, "forecast_bias": -5.5 / 90,
+      "naive": 45 / 90, "naive_bias": -15 / 90, "cells_x_slots": 3})
+
+
+def test_learned_arrivals_follow_todays_demand_level(tmp_path):
+  """The hour before 08:30 saw the city's pickups at twice history's rate
+  (with 200 pseudo-pickups each): the arrivals from trips not yet started
+  double; the taxis idle or under way do not change."""
+  write_trips(tmp_path / "day.csv", DAY, [
+      (t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in SIX_TRIPS])
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    known = supply.state_at(w, sql.QueryConfig(), CELLS, at("08:30"))
+  # Known at 08:30, in the hour up to it: A 08:00, C 08:05, B 08:10 and
+  # A's 08:30 pickups.
+  assert known.recent_pickups == 4
+  history = np.zeros((3, supply.HOURS_PER_WEEK))
+  history[0] = 6 / 3600                      # 6 in the hour before
+  rates = dataclasses.replace(_rates_by_hand(), pickups_per_s=history)
+  state = dataclasses.replace(_state(tmp_path),
+                              recent_pickups=2 * 206 - 200)
+  assert supply.demand_level(rates, state) == pytest.approx(2.0)
+  starts = np.array([at("08:30"), at("09:00")])
+  got = supply.forecast(rates, state, starts, 30 * M)
+  assert got == pytest.approx(np.array([[11 / 30, 5.1], [0.5, 0.0],
+                                        [20 / 30, 2.0]]))
+  # Rates recorded before pickups were learned: today's level unknown,
+  # the arrivals as history has them (the flow balance by hand above).
+  assert supply.forecast(_rates_by_hand(), state, starts, 30 * M) == \
+      pytest.approx(np.array([[5.5 / 30, 2.55], [0.5, 0.0], [20 / 30, 2.0]]))
+
+
+def test_rates_recorded_before_pickups_were_learned_still_serve(tmp_path):
+  """A version pushed with a rates file that has no pickups_per_s loads,
+  round trips without it, and forecasts without the demand level."""
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  rates = supply.Rates.fit(_trips(), 3, at("00:00"), at("24:00"))
+  now = supply_rates.RecordedRates(CELLS, rates, at("00:00"), at("24:00"))
+  assert supply_rates.RecordedRates.from_bytes(now.to_bytes()) \
+      .rates.pickups_per_s == pytest.approx(rates.pickups_per_s)
+  old = dataclasses.replace(now, rates=dataclasses.replace(
+      rates, pickups_per_s=None))
+  loaded = supply_rates.RecordedRates.from_bytes(old.to_bytes())
+  assert loaded.rates.pickups_per_s is None
+  served = loaded.for_cells(CELLS)
+  state = dataclasses.replace(_state(tmp_path), recent_pickups=50.0)
+  assert supply.demand_level(served, state) == 1.0
+  assert supply.forecast(served, state, [at("08:30")], 30 * M).shape == \
+      (3, 1)
