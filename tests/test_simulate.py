@@ -1,7 +1,9 @@
 """Simulator: calibration reproducible from the sample, seeded output, truth,
 drift grammar and effects, and loading into a usable warehouse."""
 
+import collections
 import datetime
+import heapq
 import json
 
 import numpy as np
@@ -222,3 +224,46 @@ def test_trips_and_pings_agree_on_who_is_idle(fleet_city):
     assert by_trips and by_trips <= by_pings
     # Pings also see taxis driving empty to a pickup not yet made.
     assert len(by_pings - by_trips) <= 0.15 * len(by_pings)
+
+
+def _assign_taxis_reference(start, end, pickup, dropoff, minutes,
+                            reach_minutes=simulate.FLEET_REACH_MINUTES):
+  """The fleet rule, written plainly (the simulator's first version): the
+  fast loop must give every trip the same taxi."""
+  order = np.argsort(start, kind="stable")
+  near = [[int(b) for b in np.argsort(minutes[a], kind="stable")
+           if minutes[a, b] <= reach_minutes] for a in range(simulate.AREAS)]
+  drive = np.rint(minutes * 60).astype(np.int64)
+  idle = [collections.deque() for _ in range(simulate.AREAS)]
+  busy, taxi_of, fleet = [], np.empty(len(start), np.int64), 0
+  for i in order:
+    t, a = start[i], pickup[i] - 1
+    while busy and busy[0][0] <= t:
+      free, taxi, where = heapq.heappop(busy)
+      idle[where].append((free, taxi))
+    chosen = None
+    for b in near[a]:
+      if idle[b] and idle[b][0][0] + drive[b, a] <= t:
+        chosen = idle[b].popleft()[1]
+        break
+    if chosen is None:
+      chosen, fleet = fleet, fleet + 1
+    taxi_of[i] = chosen
+    heapq.heappush(busy, (end[i], chosen, dropoff[i] - 1))
+  return taxi_of
+
+
+def test_the_fast_fleet_assigns_each_trip_the_taxi_the_plain_rule_does():
+  cal = simulate.Calibration.load()
+  table, _ = simulate.day_trips(cal, DAY0 + 3, 11, 0.3, ())
+  minutes = simulate.area_minutes(simulate.area_positions(cal))
+  start = table.column("trip_start_timestamp").cast("int64").to_numpy() // 10**6
+  end = table.column("trip_end_timestamp").cast("int64").to_numpy() // 10**6
+  pickup = table.column("pickup_community_area").to_numpy()
+  dropoff = table.column("dropoff_community_area").to_numpy()
+  fast = simulate.assign_taxis(start, end, pickup, dropoff, minutes)
+  np.testing.assert_array_equal(
+      fast, _assign_taxis_reference(start, end, pickup, dropoff, minutes))
+  trips, _ = simulate.with_fleet(table, DAY0 + 3, 11, None, minutes)
+  assert trips.column("taxi_id").to_pylist() == [
+      f"s11-{DAY0 + 3}-t{k}" for k in fast.tolist()]

@@ -360,30 +360,35 @@ def assign_taxis(start: np.ndarray, end: np.ndarray, pickup: np.ndarray,
   import collections  # noqa: PLC0415
   import heapq  # noqa: PLC0415
   order = np.argsort(start, kind="stable")
-  near = [[int(b) for b in np.argsort(minutes[a], kind="stable")
-           if minutes[a, b] <= reach_minutes] for a in range(AREAS)]
   drive = np.rint(minutes * 60).astype(np.int64)
+  # Per pickup area: (area, seconds to drive from it) of the areas within
+  # reach, nearest first, as plain ints: the loop below runs once a trip
+  # (millions), where numpy indexing costs more than the rule itself.
+  near = [[(int(b), int(drive[b, a]))
+           for b in np.argsort(minutes[a], kind="stable")
+           if minutes[a, b] <= reach_minutes] for a in range(AREAS)]
   idle = [collections.deque() for _ in range(AREAS)]  # (free since, taxi)
   busy: list = []                                      # (free at, taxi, area)
-  taxi_of = np.empty(len(start), np.int64)
+  chosen_of = [0] * len(start)
   fleet = 0
   starts, ends = start.tolist(), end.tolist()
   pickups, dropoffs = (pickup - 1).tolist(), (dropoff - 1).tolist()
+  heappop, heappush = heapq.heappop, heapq.heappush
   for i in order.tolist():
-    t, a = starts[i], pickups[i]
+    t = starts[i]
     while busy and busy[0][0] <= t:
-      free, taxi, where = heapq.heappop(busy)
+      free, taxi, where = heappop(busy)
       idle[where].append((free, taxi))
-    chosen = None
-    for b in near[a]:
+    for b, seconds in near[pickups[i]]:
       queue = idle[b]
-      if queue and queue[0][0] + drive[b, a] <= t:
+      if queue and queue[0][0] + seconds <= t:
         chosen = queue.popleft()[1]
         break
-    if chosen is None:
+    else:
       chosen, fleet = fleet, fleet + 1
-    taxi_of[i] = chosen
-    heapq.heappush(busy, (ends[i], chosen, dropoffs[i]))
+    chosen_of[i] = chosen
+    heappush(busy, (ends[i], chosen, dropoffs[i]))
+  taxi_of = np.array(chosen_of, np.int64)
   return taxi_of
 
 
@@ -444,6 +449,15 @@ def _seconds(column) -> np.ndarray:
   return column.cast(pa.int64()).to_numpy() // 1_000_000
 
 
+def _taxi_names(seed: int, day: int, taxi: np.ndarray):
+  """Taxi ids 's{seed}-{day}-t{k}' as an Arrow string array (Arrow's string
+  kernels: numpy's char.add is a Python loop over millions of pings)."""
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.compute as pc  # noqa: PLC0415
+  return pc.binary_join_element_wise(
+      f"s{seed}-{day}-t", pc.cast(pa.array(taxi, pa.int64()), pa.string()), "")
+
+
 def with_fleet(table, day: int, seed: int, positions: np.ndarray,
                minutes: np.ndarray, pings_every_s: int | None = None):
   """(the day's trips with taxi_id, its pings as a table or None)."""
@@ -453,16 +467,13 @@ def with_fleet(table, day: int, seed: int, positions: np.ndarray,
   pickup = table.column("pickup_community_area").to_numpy()
   dropoff = table.column("dropoff_community_area").to_numpy()
   taxi = assign_taxis(start, end, pickup, dropoff, minutes)
-  names = np.char.add(f"s{seed}-{day}-t", taxi.astype(str))
-  trips = table.add_column(1, "taxi_id", pa.array(names, pa.string()))
+  trips = table.add_column(1, "taxi_id", _taxi_names(seed, day, taxi))
   if not pings_every_s:
     return trips, None
   p = fleet_pings(taxi, start, end, pickup, dropoff, positions, minutes,
                   pings_every_s)
   pings = pa.table({
-      "vehicle_id": pa.array(
-          np.char.add(f"s{seed}-{day}-t", p["vehicle"].astype(str)),
-          pa.string()),
+      "vehicle_id": _taxi_names(seed, day, p["vehicle"]),
       "ping_timestamp": pa.array(p["ping_s"] * 1_000_000, pa.int64()).cast(
           pa.timestamp("us")),
       "latitude": p["latitude"],
@@ -542,6 +553,7 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
   """
   import time  # noqa: PLC0415
   import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.compute as pc  # noqa: PLC0415
   import pyarrow.parquet as pq  # noqa: PLC0415
   began = time.perf_counter()
   first = _day_number(start)
@@ -591,7 +603,8 @@ def simulate_files(out_dir: str | Path, start: datetime.date | str, days: int,
         write(probes_path, pings)
         pinged += pings.num_rows
       total += table.num_rows
-      taxis = max(taxis, len(set(table.column("taxi_id").to_pylist())))
+      # Distinct taxis, counted by Arrow (not a Python set of 65k ids).
+      taxis = max(taxis, pc.count_distinct(table.column("taxi_id")).as_py())
       lams.append(lam.astype(np.float32))
       if progress and (i + 1) % 7 == 0:
         progress(f"simulate: {i + 1}/{days} days, {total:,} trips")
