@@ -27,6 +27,7 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 
 from pipeline.components import statistics_gen
+from pipeline.components import transform
 from pipeline.components.bigquery_example_gen import SpanBigQueryExampleGen
 from pipeline.components.data_gate import DataGate
 from pipeline.components.duckdb_example_gen import DuckDBExampleGen
@@ -395,6 +396,16 @@ def _transform(config: PipelineConfig, **inputs):
       **inputs)
 
 
+def _local_transform(config: PipelineConfig, **inputs):
+  # TFX's Transform (its execution type and properties), with an executor
+  # that writes each analyzer cache entry in one Beam step: a new home's
+  # first Transform caches 28 days (pipeline/components/transform.py).
+  component = _transform(config, **inputs)
+  component.executor_spec = executor_spec.BeamExecutorSpec(
+      transform.Executor)
+  return component
+
+
 def _evaluator(config: PipelineConfig, **inputs):
   return tfx_components.Evaluator(example_splits=[contract.DAY_SPLIT],
                                   eval_config=eval_config(config), **inputs)
@@ -493,7 +504,7 @@ FACTORIES: Dict[str, Factory] = {
     contract.DATA_GATE: _data_gate,
     contract.TRAINING_WINDOW: _training_window,
     contract.LATEST_ANALYZER_CACHE: _analyzer_cache,
-    contract.TRANSFORM: _transform,
+    contract.TRANSFORM: _local_transform,
     # The model serving on this day.
     contract.LATEST_BLESSED_MODEL: _on_the_day(ServingModelStrategy),
     contract.TRAINER: _trainer,
@@ -511,6 +522,7 @@ VERTEX_FACTORIES: Dict[str, Factory] = {
     **FACTORIES,
     contract.EXAMPLE_GEN: _bigquery_example_gen,
     contract.STATISTICS_GEN: _vertex_statistics_gen,
+    contract.TRANSFORM: _transform,
     contract.CURATED_SCHEMA: _vertex_curated_schema,
     contract.DATA_GATE: _vertex_data_gate,
     contract.TRAINING_WINDOW: _vertex_training_window,
