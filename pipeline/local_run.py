@@ -450,6 +450,7 @@ def stage_window(config, todo: List[int], key: str) -> Dict[int, Any]:
   from pipeline.components import duckdb_example_gen  # noqa: PLC0415
   from pipeline import staged_ingest  # noqa: PLC0415
   from pipeline.pipeline import SCHEMA_FILE  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
   from taxi_demand.data import warehouse as wh  # noqa: PLC0415
   with wh.Warehouse(config.warehouse_path, read_only=True) as warehouse:
     days = {day: duckdb_example_gen.ingest_fingerprint(
@@ -458,7 +459,8 @@ def stage_window(config, todo: List[int], key: str) -> Dict[int, Any]:
   done = staged_ingest.stage(
       config.pipeline_root, config.warehouse_path,
       duckdb_example_gen.input_config_for(config.query), days, SCHEMA_FILE,
-      config.beam_pipeline_args)
+      config.beam_pipeline_args,
+      one_query=sql.range_independent(config.query))
   say(f"  staged {len(done)} day(s)' examples and statistics in one pass "
       f"({time.monotonic() - started:.1f} s)" if done else
       "  their examples and statistics were staged already")

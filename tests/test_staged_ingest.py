@@ -260,3 +260,42 @@ def test_an_executor_adopts_a_staged_day_only_if_marked_complete(tmp_path,
   assert ran == [marked]
   assert (output / "Split-day" / "data").exists() is marked
   assert split.exists() is not marked
+
+
+
+def test_one_query_over_consecutive_days_gives_each_day_its_own_rows(
+    warehouse_file, tmp_path, monkeypatch):
+  from pipeline.components.duckdb_example_gen import executor  # noqa: PLC0415
+  from pipeline.pipeline import SCHEMA_FILE  # noqa: PLC0415
+  from taxi_demand.data import sql  # noqa: PLC0415
+  config = duckdb_example_gen.input_config_for(sql.QueryConfig())
+  days = [DAY - 3, DAY - 2, DAY - 1]
+  alone = [staged_ingest._day_records(  # noqa: SLF001
+      config.splits[0].pattern, [day], str(warehouse_file))[0]
+      for day in days]
+  queries_run = []
+  read = executor.query_record_batches
+  monkeypatch.setattr(executor, "query_record_batches",
+                      lambda *a: queries_run.append(a) or read(*a))
+  fingerprints = {day: IngestFingerprint(trips=str(day), query="q")
+                  for day in days}
+  root = tmp_path / "root"
+  assert staged_ingest.stage(str(root), str(warehouse_file), config,
+                             fingerprints, SCHEMA_FILE,
+                             one_query=True) == days
+  assert len(queries_run) == 1  # one query read the three days
+  from tensorflow.core.example import example_pb2  # noqa: PLC0415
+  for day, rows in zip(days, alone):
+    folder = staged_ingest.day_dir(str(root), day, fingerprints[day])
+    assert rows and _examples(str(folder / "examples")) == sorted(
+        example_pb2.Example.FromString(r).SerializeToString(
+            deterministic=True) for r in rows)
+
+
+def test_only_a_query_whose_days_do_not_depend_on_its_range_reads_many():
+  from taxi_demand.data import sql  # noqa: PLC0415
+  assert sql.range_independent(sql.QueryConfig())
+  assert not sql.range_independent(sql.QueryConfig(
+      spatial_unit=sql.SpatialUnit.GRID, grid_metres=500))
+  assert staged_ingest.consecutive([3, 4, 5, 7, 9, 10]) == [
+      [3, 4, 5], [7], [9, 10]]

@@ -220,6 +220,15 @@ def _cells_query(cfg: QueryConfig) -> str:
   return "SELECT DISTINCT cell FROM trip_slots WHERE cell IS NOT NULL"
 
 
+def range_independent(cfg: QueryConfig) -> bool:
+  """Whether the query's rows for a day are the same run over that day
+  alone or over a range of days holding it, so that one query may read
+  many days (staged_ingest). Every feature is as of its issue time; the
+  one exception is a grid's cells, those with a pickup in the read window,
+  which a longer range widens."""
+  return cfg.spatial_unit is SpatialUnit.COMMUNITY_AREA
+
+
 def _emit_range(days_before: int) -> tuple[str, str]:
   if days_before == 0:
     return SPAN_BEGIN, SPAN_END
