@@ -398,8 +398,9 @@ def _transform(config: PipelineConfig, **inputs):
 
 def _local_transform(config: PipelineConfig, **inputs):
   # TFX's Transform (its execution type and properties), with an executor
-  # that writes each analyzer cache entry in one Beam step: a new home's
-  # first Transform caches 28 days (pipeline/components/transform.py).
+  # that analyses the days no cache holds in process and writes each
+  # analyzer cache entry in one Beam step: a new home's first Transform
+  # caches 28 days (pipeline/components/transform.py).
   component = _transform(config, **inputs)
   component.executor_spec = executor_spec.BeamExecutorSpec(
       transform.Executor)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Dict, List
 
@@ -92,13 +93,34 @@ def _transform(executor_class, root: Path, examples) -> Path:
 
 
 def _cache(root: Path) -> Dict[str, Dict[str, List[bytes]]]:
-  """{dataset key: {cache entry key: its values, sorted}}."""
+  """{dataset key: {cache entry key: its values, sorted}} of the
+  TransformCache artifact at `root`."""
+  return _cache_of(root / "cache")
+
+
+def _cache_of(folder: Path) -> Dict[str, Dict[str, List[bytes]]]:
   found = {}
-  for dataset in sorted((root / "cache").iterdir()):
+  for dataset in sorted(folder.iterdir()):
     manifest = pickle.loads((dataset / "MANIFEST").read_bytes())
     found[dataset.name] = {key: _read(f"{dataset}/{index}")
                            for key, index in manifest.items()}
   return found
+
+
+def _assert_same_cache(ours, theirs) -> None:
+  """Equal caches, the mean's accumulators to float32 rounding."""
+  import json  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+  assert {d: set(e) for d, e in ours.items()} == {
+      d: set(e) for d, e in theirs.items()}
+  for dataset, entries in ours.items():
+    for key, values in entries.items():
+      if b"CacheableCombineAccumulate[mean" in key:
+        [mine], [tfts] = values, theirs[dataset][key]
+        np.testing.assert_allclose(json.loads(mine), json.loads(tfts),
+                                   rtol=1e-5)
+      else:
+        assert values == theirs[dataset][key]
 
 
 @pytest.mark.e2e
@@ -111,9 +133,11 @@ def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path):
           for d in (19750, 19751, 19752)]
   tfxs = _transform(tfx_transform.Executor, tmp_path / "tfx", days)
   ours = _transform(transform.Executor, tmp_path / "ours", days)
-  # One dataset per day, each entry's values the same.
+  # One dataset per day, under TFX's keys, each entry's values the same:
+  # the vocabulary's counts exactly, the mean's float32 sums to a rounding
+  # (TFT adds the batches Beam sizes as it reads, day_cache a day at once).
   assert len(_cache(ours)) == 3
-  assert _cache(ours) == _cache(tfxs)
+  _assert_same_cache(_cache(ours), _cache(tfxs))
   out = {name: tft.TFTransformOutput(str(root / "graph"))
          for name, root in (("ours", ours), ("tfx", tfxs))}
   assert (out["ours"].vocabulary_by_name(F.CELL_VOCABULARY) ==
@@ -125,4 +149,158 @@ def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path):
                      else np.int64) for c in F.RAW_COLUMNS
           if c != F.LABEL}, **raw})[city].numpy()
           for name, o in out.items()}
-  np.testing.assert_array_equal(mean["ours"], mean["tfx"])
+  np.testing.assert_allclose(mean["ours"], mean["tfx"], rtol=0, atol=1e-6)
+
+
+# ---- a day's analysis in process (day_cache), against TFT's own ----------
+
+def _tfxio(examples, columns=None):
+  """The day's examples as TFX's Transform reads them (curated schema)."""
+  from google.protobuf import text_format  # noqa: PLC0415
+  from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: PLC0415
+  from tfx_bsl.tfxio import tf_example_record  # noqa: PLC0415
+  schema = text_format.Parse(
+      (Path(art.__file__).resolve().parent.parent / "pipeline" / "schema" /
+       "schema.pbtxt").read_text(), schema_pb2.Schema())
+  made = tf_example_record.TFExampleRecord(
+      f"{examples.uri}/{contract.SPLIT_FOLDER.format(split=art.DAY)}/*",
+      schema=schema)
+  return made.Project(columns) if columns else made
+
+
+def _known(preprocessing_fn):
+  from pipeline.components import day_cache  # noqa: PLC0415
+  return day_cache.known_entries(preprocessing_fn, _typespecs(),
+                                 force_tf_compat_v1=False)
+
+
+def _typespecs():
+  from tfx.types import standard_artifacts  # noqa: PLC0415
+  fake = standard_artifacts.Examples()
+  fake.uri = "/nonexistent"
+  return _tfxio(fake).TensorAdapter().OriginalTypeSpecs()
+
+
+def _tfts_own_cache(root: Path, days: Dict[str, object], columns) -> None:
+  """TFT's own analysis of `days` (name -> Examples), each day handed over
+  as one record batch, its cache written by TFT's own sink."""
+  import apache_beam as beam  # noqa: PLC0415
+  import tensorflow_transform.beam as tft_beam  # noqa: PLC0415
+  from tensorflow_transform.beam import analyzer_cache  # noqa: PLC0415
+  from tfx_bsl.tfxio import dataset_options  # noqa: PLC0415
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  batches = {}
+  for name, examples in days.items():
+    [batches[name]] = _tfxio(examples, columns).RecordBatches(
+        dataset_options.RecordBatchesOptions(batch_size=10_000, num_epochs=1,
+                                             shuffle=False))
+  config = _tfxio(next(iter(days.values())), columns).TensorAdapterConfig()
+  with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
+    data = {analyzer_cache.DatasetKey(name): p | f"Day{name}" >> beam.Create(
+        [batch], reshuffle=False) for name, batch in batches.items()}
+    _, cache = ((data, {}, config) | tft_beam.AnalyzeDatasetWithCache(
+        preprocessing.preprocessing_fn, pipeline=p))
+    _ = cache | analyzer_cache.WriteAnalysisCacheToFS(p, str(root / "cache"))
+
+
+def test_a_days_cache_computed_in_process_is_tfts_own(tmp_path):
+  import tensorflow_transform as tft  # noqa: PLC0415
+  from pipeline.components import day_cache  # noqa: PLC0415
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  days = {str(d): art.examples(tmp_path / "examples" / str(d), _rows(d),
+                               span=d) for d in (19750, 19751)}
+  columns = tft.get_analyze_input_columns(
+      preprocessing.preprocessing_fn, _typespecs(), force_tf_compat_v1=False)
+  _tfts_own_cache(tmp_path / "tft", days, columns)
+  entries = _known(preprocessing.preprocessing_fn)
+  assert entries is not None and len(entries) == 2
+  for name, examples in days.items():
+    day_cache.write_day(str(tmp_path / "ours" / "cache" / name),
+                        _tfxio(examples, columns), entries)
+  # Every entry under TFT's key, byte for byte: each day is one batch here,
+  # as day_cache reads it (TFT's own batches are sized by Beam as it goes,
+  # which moves the mean's float32 sums by a rounding; see day_cache).
+  assert _cache(tmp_path / "ours") == _cache(tmp_path / "tft")
+  for name in days:
+    assert ((tmp_path / "ours" / "cache" / name / "METADATA-00000-of-00001")
+            .read_bytes() == (tmp_path / "tft" / "cache" / name /
+                              "METADATA-00000-of-00001").read_bytes())
+    assert (pickle.loads((tmp_path / "ours" / "cache" / name / "MANIFEST")
+                         .read_bytes()) ==
+            pickle.loads((tmp_path / "tft" / "cache" / name / "MANIFEST")
+                         .read_bytes()))
+
+
+def _with_a_new_analyzer(inputs):
+  import tensorflow_transform as tft  # noqa: PLC0415
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  outputs = preprocessing.preprocessing_fn(inputs)
+  outputs["hour_max"] = tft.max(inputs[F.HOUR])
+  return outputs
+
+
+def _city_mean_otherwise(inputs):
+  """The same two analyzers, the mean fed otherwise."""
+  import tensorflow as tf  # noqa: PLC0415
+  import tensorflow_transform as tft  # noqa: PLC0415
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  return {"cell": tft.compute_and_apply_vocabulary(
+      preprocessing.cell_token(inputs), vocab_filename=F.CELL_VOCABULARY),
+          "city": tft.mean(tf.sqrt(preprocessing.city_now(inputs)))}
+
+
+@pytest.mark.parametrize("preprocessing_fn", [_with_a_new_analyzer,
+                                              _city_mean_otherwise])
+def test_an_analyzer_the_in_process_analysis_does_not_know_falls_back(
+    preprocessing_fn):
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  assert _known(preprocessing.preprocessing_fn) is not None
+  assert _known(preprocessing_fn) is None
+
+
+def _completed_cache(tmp_path: Path, days, preprocessing_fn, input_cache):
+  """What the local Transform hands TFT as its input cache."""
+  from tfx.components.transform import labels  # noqa: PLC0415
+  from tfx.proto import example_gen_pb2  # noqa: PLC0415
+  from pipeline.components import transform  # noqa: PLC0415
+  schema = art.schema(tmp_path / "schema")
+  split = contract.SPLIT_FOLDER.format(split=art.DAY)
+  inputs = {
+      labels.EXAMPLES_DATA_FORMAT_LABEL: example_gen_pb2.FORMAT_TF_EXAMPLE,
+      labels.SCHEMA_PATH_LABEL: f"{schema.uri}/schema.pbtxt",
+      labels.DATA_VIEW_LABEL: None,
+      labels.ANALYZE_DATA_PATHS_LABEL: [f"{d.uri}/{split}/*" for d in days],
+      labels.ANALYZE_PATHS_FILE_FORMATS_LABEL: [
+          labels.FORMAT_TFRECORD] * len(days),
+      labels.PREPROCESSING_FN: preprocessing_fn,
+      labels.FORCE_TF_COMPAT_V1_LABEL: False,
+      **({labels.CACHE_INPUT_PATH_LABEL: str(input_cache)}
+         if input_cache else {})}
+  outputs = {labels.CACHE_OUTPUT_PATH_LABEL: str(tmp_path / "out"),
+             labels.TEMP_OUTPUT_LABEL: str(tmp_path / "temp")}
+  return transform._Processor()._CompletedCache(inputs, outputs)  # noqa: SLF001
+
+
+def test_the_local_transform_hands_tft_every_day_cached(tmp_path):
+  from taxi_demand.modeling import preprocessing  # noqa: PLC0415
+  days = [art.examples(tmp_path / "examples" / str(d), _rows(d), span=d)
+          for d in (19750, 19751, 19752)]
+  fn = preprocessing.preprocessing_fn
+  # A cold start: no input cache, every day computed in process.
+  cold = _completed_cache(tmp_path / "cold", days, fn, None)
+  assert cold is not None and len(os.listdir(cold)) == 3
+  # A later run: two days cached (whichever run made them), one new; the
+  # cached days are handed over as they were.
+  earlier = tmp_path / "earlier"
+  kept = sorted(os.listdir(cold))[:2]
+  for name in kept:
+    shutil.copytree(Path(cold) / name, earlier / name)
+  later = _completed_cache(tmp_path / "later", days, fn, earlier)
+  assert _cache_of(Path(later)) == _cache_of(Path(cold))
+  for name in kept:
+    assert ((Path(later) / name / "MANIFEST").read_bytes() ==
+            (earlier / name / "MANIFEST").read_bytes())
+  # Every day cached, or an analyzer it does not know: TFT as it is.
+  assert _completed_cache(tmp_path / "rerun", days, fn, Path(cold)) is None
+  assert _completed_cache(tmp_path / "new", days, _with_a_new_analyzer,
+                          None) is None

@@ -1,28 +1,25 @@
-"""Transform's executor, locally: TFX's own, writing its analyzer cache in one Beam step an entry."""
+"""Transform's executor, locally: TFX's own, its uncached days analysed in process and its cache written in one Beam step an entry."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from typing import Iterable, Iterator
+import time
+from typing import Any, Iterator, Mapping, Optional
 
 import apache_beam as beam
 from tfx.components.transform import executor as tfx_transform
+from tfx.components.transform import labels
+from tfx.components.util import value_utils
+from tfx.proto import example_gen_pb2
 
-# The one shard TFT's default cache sink (beam.io.WriteToTFRecord of
-# PREFIX, suffix .gz) writes for an entry, which its reader globs as
-# PREFIX-*-of-* and decompresses by the suffix.
-_SHARD = "-00000-of-00001.gz"
+from pipeline.components import day_cache
 
-
-def write_entry(path: str, values: Iterable[bytes]) -> None:
-  """Writes a cache entry's encoded values as one gzipped TFRecord file."""
-  import tensorflow as tf  # noqa: PLC0415
-  tf.io.gfile.makedirs(os.path.dirname(path))  # gs:// as well as local
-  with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(
-      compression_type="GZIP")) as out:
-    for value in values:
-      out.write(value)
+_LOG = logging.getLogger(__name__)
+# Where the run's input cache, completed, is assembled: TFX's temp folder
+# for this execution, deleted when it succeeds.
+_COMPLETED_CACHE = "completed_analyzer_cache"
 
 
 class WriteCacheEntry(beam.PTransform):
@@ -40,21 +37,81 @@ class WriteCacheEntry(beam.PTransform):
 
   def __init__(self, file_path_prefix: str):
     super().__init__()
-    self._path = file_path_prefix + _SHARD
+    self._path = file_path_prefix + day_cache.SHARD
 
   def expand(self, values: beam.PCollection) -> beam.PCollection:
     return (values.pipeline
             | "Path" >> beam.Create([self._path], reshuffle=False)
-            | "WriteFile" >> beam.Map(write_entry,
+            | "WriteFile" >> beam.Map(day_cache.write_entry,
                                       beam.pvalue.AsList(values)))
 
 
 class _Processor(tfx_transform.TransformProcessor):
-  """TFX's Transform with the one-step cache sink (its own hook)."""
+  """TFX's Transform with the one-step cache sink (its own hook), and its
+  input cache completed in process before TFT reads it."""
 
   @staticmethod
   def _GetCacheSink():
     return WriteCacheEntry
+
+  def Transform(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any],
+                status_file: Optional[str] = None) -> None:
+    completed = self._CompletedCache(inputs, outputs)
+    if completed is not None:
+      inputs = {**inputs, labels.CACHE_INPUT_PATH_LABEL: completed}
+    super().Transform(inputs, outputs, status_file)
+
+  def _CompletedCache(self, inputs: Mapping[str, Any],
+                      outputs: Mapping[str, Any]) -> Optional[str]:
+    """The run's input cache with every analysed day in it: the days it
+    held, copied, and the others' entries computed in process
+    (day_cache). None when TFT is to run as it would: no cache is kept,
+    the examples are not plain tf.Examples, the preprocessing_fn has an
+    analyzer day_cache does not know, or every day is cached already."""
+    get = value_utils.GetSoleValue
+    input_cache = get(inputs, labels.CACHE_INPUT_PATH_LABEL, strict=False)
+    data_format = get(inputs, labels.EXAMPLES_DATA_FORMAT_LABEL)
+    if (get(outputs, labels.CACHE_OUTPUT_PATH_LABEL, strict=False) is None or
+        data_format != example_gen_pb2.FORMAT_TF_EXAMPLE or
+        get(inputs, labels.DATA_VIEW_LABEL, strict=False) is not None):
+      return None
+    schema = self._ReadMetadata(
+        data_format, get(inputs, labels.SCHEMA_PATH_LABEL)).schema
+    # TFX's own datasets and keys, as its Transform makes them.
+    datasets = self._MakeDatasetList(
+        value_utils.GetValues(inputs, labels.ANALYZE_DATA_PATHS_LABEL),
+        value_utils.GetValues(inputs, labels.ANALYZE_PATHS_FILE_FORMATS_LABEL),
+        data_format, None, can_process_jointly=False)
+    for dataset in datasets:
+      dataset.tfxio = self._CreateTFXIO(dataset, schema)
+    typespecs = datasets[0].tfxio.TensorAdapter().OriginalTypeSpecs()
+    preprocessing_fn = inputs[labels.PREPROCESSING_FN]
+    force_tf_compat_v1 = get(inputs, labels.FORCE_TF_COMPAT_V1_LABEL)
+    entries = day_cache.known_entries(preprocessing_fn, typespecs,
+                                      force_tf_compat_v1)
+    if entries is None:
+      return None
+    uncached = [d for d in datasets if not day_cache.holds(
+        input_cache, d.dataset_key.key, entries)]
+    if not uncached:
+      return None
+    started = time.monotonic()
+    import tensorflow_transform as tft  # noqa: PLC0415
+    columns = tft.get_analyze_input_columns(
+        preprocessing_fn, typespecs, force_tf_compat_v1=force_tf_compat_v1)
+    completed = os.path.join(get(outputs, labels.TEMP_OUTPUT_LABEL),
+                             _COMPLETED_CACHE)
+    for dataset in datasets:
+      day_dir = os.path.join(completed, dataset.dataset_key.key)
+      if dataset in uncached:
+        day_cache.write_day(day_dir, dataset.tfxio.Project(columns), entries)
+      else:
+        self._CopyCache(os.path.join(input_cache, dataset.dataset_key.key),
+                        day_dir)
+    _LOG.info("Transform: %d of %d days' analyzer cache computed in process "
+              "(%.1f s)", len(uncached), len(datasets),
+              time.monotonic() - started)
+    return completed
 
 
 @contextlib.contextmanager
@@ -71,8 +128,11 @@ def _processed_by(processor: type) -> Iterator[None]:
 
 
 class Executor(tfx_transform.Executor):
-  """TFX's Transform executor; its analyzer cache entries are written in one
-  Beam step each (WriteCacheEntry), files as TFT's own sink writes them."""
+  """TFX's Transform executor. The window's days that no input cache holds
+  are analysed in process (day_cache) before TFT runs, so TFT finds every
+  day cached and only merges and applies; its analyzer cache entries are
+  written in one Beam step each (WriteCacheEntry), files as TFT's own sink
+  writes them. Vertex runs TFX's own executor."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     with _processed_by(_Processor):

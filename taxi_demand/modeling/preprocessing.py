@@ -32,6 +32,26 @@ def _dense(x: _Tensor) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
+def _log1p_count(x: _Tensor) -> tf.Tensor:
+  return tf.math.log1p(tf.maximum(tf.cast(_dense(x), tf.float32), 0.0))
+
+
+# The analyzers' inputs, each one function that preprocessing_fn and the
+# local Transform's in-process analysis (pipeline/components/day_cache.py)
+# both call: TFT keys a day's cached analysis by the graph that computes
+# the analyzer's input, so the two cannot drift apart unnoticed.
+
+
+def cell_token(inputs: Dict[str, _Tensor]) -> tf.Tensor:
+  """The cell vocabulary's input: the cell id as a decimal string."""
+  return tf.strings.as_string(_dense(inputs[F.CELL]))
+
+
+def city_now(inputs: Dict[str, _Tensor]) -> tf.Tensor:
+  """The city's 3-hour count on the log1p scale, the mean's input."""
+  return _log1p_count(inputs[F.CITY_3H])
+
+
 def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
   """tf.Transform callback: maps raw features to the model's inputs.
 
@@ -54,12 +74,11 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
     Dense rank-1 tensors keyed by `features.transformed_name(...)`.
   """
   outputs = {}
-  cell = _dense(inputs[F.CELL])
   # The vocabulary is ordered by frequency; each span has one row per cell and
   # slot, so in practice ties are broken by the token. The trainer remaps
   # embedding rows by token when warm-starting, so order changes are safe.
   outputs[F.transformed_name(F.CELL)] = tft.compute_and_apply_vocabulary(
-      tf.strings.as_string(cell),
+      cell_token(inputs),
       num_oov_buckets=F.CELL_OOV_BUCKETS,
       vocab_filename=F.CELL_VOCABULARY)
 
@@ -79,8 +98,7 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
       tf.clip_by_value(_dense(inputs[F.IS_HOLIDAY]), 0, 1), tf.float32)
 
   def log1p_count(key: str) -> tf.Tensor:
-    return tf.math.log1p(
-        tf.maximum(tf.cast(_dense(inputs[key]), tf.float32), 0.0))
+    return _log1p_count(inputs[key])
 
   for key in F.HISTORY_FEATURES:
     outputs[F.transformed_name(key)] = log1p_count(key)
@@ -102,10 +120,10 @@ def preprocessing_fn(inputs: Dict[str, _Tensor]) -> Dict[str, tf.Tensor]:
   # the span's mean, which the model's hour-of-week terms turn into "against
   # this hour's usual level" over the whole training window, whose weather
   # averages out better than 6 days'.
-  city_now = log1p_count(F.CITY_3H)
+  city = city_now(inputs)
   outputs[F.transformed_name(F.CITY_LEVEL)] = (
-      city_now - log1p_count(F.CITY_3H_PREV_6D))
-  outputs[F.transformed_name(F.CITY_3H)] = city_now - tft.mean(city_now)
+      city - log1p_count(F.CITY_3H_PREV_6D))
+  outputs[F.transformed_name(F.CITY_3H)] = city - tft.mean(city)
 
   if F.LABEL in inputs:
     outputs[F.transformed_name(F.LABEL)] = tf.cast(
