@@ -156,16 +156,23 @@ def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path):
 
 def _tfxio(examples, columns=None):
   """The day's examples as TFX's Transform reads them (curated schema)."""
+  from tfx_bsl.tfxio import tf_example_record  # noqa: PLC0415
+  made = tf_example_record.TFExampleRecord(_pattern(examples),
+                                           schema=_schema())
+  return made.Project(columns) if columns else made
+
+
+def _schema():
+  """The curated schema, as Transform is given it."""
   from google.protobuf import text_format  # noqa: PLC0415
   from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: PLC0415
-  from tfx_bsl.tfxio import tf_example_record  # noqa: PLC0415
-  schema = text_format.Parse(
+  return text_format.Parse(
       (Path(art.__file__).resolve().parent.parent / "pipeline" / "schema" /
        "schema.pbtxt").read_text(), schema_pb2.Schema())
-  made = tf_example_record.TFExampleRecord(
-      f"{examples.uri}/{contract.SPLIT_FOLDER.format(split=art.DAY)}/*",
-      schema=schema)
-  return made.Project(columns) if columns else made
+
+
+def _pattern(examples) -> str:
+  return f"{examples.uri}/{contract.SPLIT_FOLDER.format(split=art.DAY)}/*"
 
 
 def _known(preprocessing_fn):
@@ -215,8 +222,9 @@ def test_a_days_cache_computed_in_process_is_tfts_own(tmp_path):
   entries = _known(preprocessing.preprocessing_fn)
   assert entries is not None and len(entries) == 2
   for name, examples in days.items():
-    day_cache.write_day(str(tmp_path / "ours" / "cache" / name),
-                        _tfxio(examples, columns), entries)
+    day_cache.write_day(
+        str(tmp_path / "ours" / "cache" / name), _pattern(examples),
+        day_cache.DayReader(_schema(), _tfxio(examples), columns), entries)
   # Every entry under TFT's key, byte for byte: each day is one batch here,
   # as day_cache reads it (TFT's own batches are sized by Beam as it goes,
   # which moves the mean's float32 sums by a rounding; see day_cache).
@@ -264,12 +272,11 @@ def _completed_cache(tmp_path: Path, days, preprocessing_fn, input_cache):
   from tfx.proto import example_gen_pb2  # noqa: PLC0415
   from pipeline.components import transform  # noqa: PLC0415
   schema = art.schema(tmp_path / "schema")
-  split = contract.SPLIT_FOLDER.format(split=art.DAY)
   inputs = {
       labels.EXAMPLES_DATA_FORMAT_LABEL: example_gen_pb2.FORMAT_TF_EXAMPLE,
       labels.SCHEMA_PATH_LABEL: f"{schema.uri}/schema.pbtxt",
       labels.DATA_VIEW_LABEL: None,
-      labels.ANALYZE_DATA_PATHS_LABEL: [f"{d.uri}/{split}/*" for d in days],
+      labels.ANALYZE_DATA_PATHS_LABEL: [_pattern(d) for d in days],
       labels.ANALYZE_PATHS_FILE_FORMATS_LABEL: [
           labels.FORMAT_TFRECORD] * len(days),
       labels.PREPROCESSING_FN: preprocessing_fn,

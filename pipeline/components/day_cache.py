@@ -19,13 +19,11 @@ from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple,
 
 _LOG = logging.getLogger(__name__)
 
-# Far more examples than a day holds: a day is one batch. The entries are
-# then TFT's own for a day read as one batch, bit for bit (the tests check
-# it). TFT's reader batches by Beam's BatchElements, sized by time as it
+# A day is read as one batch: its entries are then TFT's own for a day
+# read as one batch, bit for bit (the tests check it). TFT's reader batches by Beam's BatchElements, sized by time as it
 # reads (1, 2, 4, ... up to 1000 rows), so TFT's own mean accumulator of a
 # day is itself a sum of float32 batch means that varies by a float32
 # rounding from run to run; the vocabulary's counts never vary.
-_ONE_BATCH = 1 << 24
 
 Inputs = Dict[str, object]  # feature name -> tf.Tensor / SparseTensor / ...
 
@@ -156,27 +154,60 @@ def known_entries(preprocessing_fn, typespecs, force_tf_compat_v1: bool,
   return known
 
 
-def _day_batches(tfxio) -> Tuple[List[Inputs], int]:
-  """A day's examples as the tensors TFT's analysis graph is fed, one
-  batch, and their Arrow size (TFT's dataset metadata)."""
-  from tfx_bsl.tfxio import dataset_options  # noqa: PLC0415
-  adapter = tfxio.TensorAdapter()
-  record_batches = list(tfxio.RecordBatches(
-      dataset_options.RecordBatchesOptions(
-          batch_size=_ONE_BATCH, drop_final_batch=False, num_epochs=1,
-          shuffle=False)))
-  return ([adapter.ToBatchTensors(rb) for rb in record_batches],
-          sum(rb.nbytes for rb in record_batches))
+def _records(file_pattern: str) -> List[bytes]:
+  """The serialized examples of a day's files, as Beam's ReadFromTFRecord
+  reads them (compression by the file's suffix), but without tf.data,
+  whose set-up per dataset cost more than a day's data."""
+  import tensorflow as tf  # noqa: PLC0415
+  records = []
+  for path in sorted(tf.io.gfile.glob(file_pattern)):
+    options = tf.io.TFRecordOptions(
+        compression_type="GZIP" if path.endswith(".gz") else "")
+    records.extend(tf.compat.v1.io.tf_record_iterator(path, options))
+  return records
 
 
-def write_day(day_dir: str, tfxio, entries: Mapping[bytes, Analyzer]) -> None:
+class DayReader:
+  """Reads a day's examples as TFX's Beam source of a projected TFXIO
+  reads them for TFT (tfx_bsl's ExamplesToRecordBatchDecoder of the
+  projected schema), in one batch, into the tensors TFT's graph is fed.
+
+  Args:
+    schema: the examples' TFMD schema.
+    tfxio: TFX's TFXIO of any day (the days share their schema).
+    columns: the analysed columns (tft.get_analyze_input_columns).
+  """
+
+  def __init__(self, schema, tfxio, columns: List[str]):
+    from tfx_bsl.coders import example_coder  # noqa: PLC0415
+    from tfx_bsl.tfxio import tensor_representation_util  # noqa: PLC0415
+    projected = (
+        tensor_representation_util.ProjectTensorRepresentationsInSchema(
+            schema, columns))
+    self._decoder = example_coder.ExamplesToRecordBatchDecoder(
+        projected.SerializeToString())
+    self._adapter = tfxio.Project(columns).TensorAdapter()
+
+  def batches(self, file_pattern: str) -> Tuple[List[Inputs], int]:
+    """A day's batches (one; none for an empty day) and their Arrow size
+    (TFT's dataset metadata)."""
+    records = _records(file_pattern)
+    if not records:
+      return [], 0
+    record_batch = self._decoder.DecodeBatch(records)
+    return ([self._adapter.ToBatchTensors(record_batch)],
+            record_batch.nbytes)
+
+
+def write_day(day_dir: str, file_pattern: str, reader: DayReader,
+              entries: Mapping[bytes, Analyzer]) -> None:
   """Computes one day's cache entries (`entries`: key -> its analyzer) from
-  its examples (`tfxio`, projected on the analysed columns) and writes them
-  in `day_dir` as TFT's WriteAnalysisCacheToFS does: an entry a file, the
+  its examples (`file_pattern`, read by `reader`) and writes them in
+  `day_dir` as TFT's WriteAnalysisCacheToFS does: an entry a file, the
   dataset's metadata, and the MANIFEST of key -> file index."""
   import tensorflow as tf  # noqa: PLC0415
   from tensorflow_transform.beam import analyzer_cache  # noqa: PLC0415
-  batches, size = _day_batches(tfxio)
+  batches, size = reader.batches(file_pattern)
   manifest = {}
   for index, (key, analyzer) in enumerate(entries.items()):
     write_entry(os.path.join(day_dir, str(index)) + SHARD,

@@ -99,12 +99,13 @@ class _Processor(tfx_transform.TransformProcessor):
     import tensorflow_transform as tft  # noqa: PLC0415
     columns = tft.get_analyze_input_columns(
         preprocessing_fn, typespecs, force_tf_compat_v1=force_tf_compat_v1)
+    reader = day_cache.DayReader(schema, datasets[0].tfxio, columns)
     completed = os.path.join(get(outputs, labels.TEMP_OUTPUT_LABEL),
                              _COMPLETED_CACHE)
     for dataset in datasets:
       day_dir = os.path.join(completed, dataset.dataset_key.key)
       if dataset in uncached:
-        day_cache.write_day(day_dir, dataset.tfxio.Project(columns), entries)
+        day_cache.write_day(day_dir, dataset.file_pattern, reader, entries)
       else:
         self._CopyCache(os.path.join(input_cache, dataset.dataset_key.key),
                         day_dir)
