@@ -1,6 +1,7 @@
-"""The local Transform writes its analyzer cache in one Beam step an entry,
-files that TFT's own reader reads as it reads TFT's own, with the same
-content and the same transform graph as TFX's Transform."""
+"""The local Transform analyses uncached days in process, as TFT would, and
+reads and writes its analyzer cache in one Beam step an entry, files that
+TFT's own reader reads as it reads TFT's own, with the same content and
+the same transform graph as TFX's Transform."""
 
 from __future__ import annotations
 
@@ -42,6 +43,24 @@ def test_a_cache_entry_written_in_one_step_reads_back_as_tfts_own(tmp_path,
   assert _read(str(ours)) == _read(str(tfts)) == sorted(values)
 
 
+def test_cache_entries_read_off_one_impulse_are_tfts_own(tmp_path):
+  import apache_beam as beam  # noqa: PLC0415
+  from apache_beam.testing import util  # noqa: PLC0415
+  from tensorflow_transform.beam import analyzer_cache  # noqa: PLC0415
+  from pipeline.components import transform  # noqa: PLC0415
+  entries = {"0": [b"\x00a", b"bc"], "1": [b"d" * 300], "2": []}
+  for name, values in entries.items():
+    _write(analyzer_cache._WriteToTFRecordGzip, values,  # noqa: SLF001
+           str(tmp_path / name))
+  with beam.Pipeline() as p:
+    for name, values in entries.items():
+      pattern = f"{tmp_path / name}-*-of-*"
+      ours = p | f"Ours{name}" >> transform.ReadCacheEntry(pattern)
+      tfts = p | f"Tft{name}" >> beam.io.ReadFromTFRecord(pattern)
+      util.assert_that(ours, util.equal_to(values), label=f"Ours{name}Eq")
+      util.assert_that(tfts, util.equal_to(values), label=f"Tft{name}Eq")
+
+
 def test_the_local_transform_writes_its_cache_with_the_one_step_sink():
   from pipeline.components import transform  # noqa: PLC0415
   from pipeline.pipeline import FACTORIES, VERTEX_FACTORIES  # noqa: PLC0415
@@ -59,6 +78,8 @@ def test_the_local_transform_writes_its_cache_with_the_one_step_sink():
   with transform._processed_by(transform._Processor):  # noqa: SLF001
     assert (tfx_transform.TransformProcessor._GetCacheSink()  # noqa: SLF001
             is transform.WriteCacheEntry)
+    assert (tfx_transform.TransformProcessor._GetCacheSource()  # noqa: SLF001
+            is transform.ReadCacheEntry)
   assert tfx_transform.TransformProcessor._GetCacheSink() is None  # noqa: SLF001
 
 

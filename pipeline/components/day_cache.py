@@ -154,6 +154,11 @@ def known_entries(preprocessing_fn, typespecs, force_tf_compat_v1: bool,
   return known
 
 
+def read_entry(pattern: str) -> List[bytes]:
+  """A cache entry's encoded values (`pattern`: PREFIX-*-of-*)."""
+  return _records(pattern)
+
+
 def _records(file_pattern: str) -> List[bytes]:
   """The serialized examples of a day's files, as Beam's ReadFromTFRecord
   reads them (compression by the file's suffix), but without tf.data,

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import time
+import weakref
 from typing import Any, Iterator, Mapping, Optional
 
 import apache_beam as beam
@@ -46,6 +47,38 @@ class WriteCacheEntry(beam.PTransform):
                                       beam.pvalue.AsList(values)))
 
 
+# Each pipeline's one Impulse that every cache entry is read from.
+_ENTRY_ROOTS: "weakref.WeakKeyDictionary[beam.Pipeline, beam.PCollection]" = (
+    weakref.WeakKeyDictionary())
+
+
+class ReadCacheEntry(beam.PTransform):
+  """An analyzer cache entry's values, read as TFT's default source reads
+  them (PATTERN: PREFIX-*-of-*, decompressed by the suffix), in one step
+  off the pipeline's one shared Impulse.
+
+  TFT reads every entry of every day of the window through
+  beam.io.ReadFromTFRecord, a splittable source of its own stages, so 28
+  cached days cost 56 sources. Reading the entries (a few kilobytes each)
+  in steps that hang off one Impulse lets Beam fuse them into one stage.
+  """
+
+  def __init__(self, file_pattern: str):
+    super().__init__()
+    self._pattern = file_pattern
+
+  def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    pipeline = pbegin.pipeline
+    if pipeline not in _ENTRY_ROOTS:
+      _ENTRY_ROOTS[pipeline] = pipeline | "CacheEntries" >> beam.Impulse()
+    return _ENTRY_ROOTS[pipeline] | "Values" >> beam.FlatMap(
+        _read_entry, self._pattern)
+
+
+def _read_entry(unused_impulse: bytes, pattern: str):
+  return day_cache.read_entry(pattern)
+
+
 class _Processor(tfx_transform.TransformProcessor):
   """TFX's Transform with the one-step cache sink (its own hook), and its
   input cache completed in process before TFT reads it."""
@@ -53,6 +86,10 @@ class _Processor(tfx_transform.TransformProcessor):
   @staticmethod
   def _GetCacheSink():
     return WriteCacheEntry
+
+  @staticmethod
+  def _GetCacheSource():
+    return ReadCacheEntry
 
   def Transform(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any],
                 status_file: Optional[str] = None) -> None:
