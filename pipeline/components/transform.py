@@ -1,4 +1,4 @@
-"""Transform's executor, locally: TFX's own, its uncached days analysed in process and its cache written in one Beam step an entry."""
+"""Transform's executor, locally: TFX's own, its uncached days analysed in process, its cache read and written in one Beam step an entry."""
 
 from __future__ import annotations
 
@@ -169,8 +169,9 @@ class Executor(tfx_transform.Executor):
   """TFX's Transform executor. The window's days that no input cache holds
   are analysed in process (day_cache) before TFT runs, so TFT finds every
   day cached and only merges and applies; its analyzer cache entries are
-  written in one Beam step each (WriteCacheEntry), files as TFT's own sink
-  writes them. Vertex runs TFX's own executor."""
+  read off one Impulse (ReadCacheEntry) and written in one Beam step each
+  (WriteCacheEntry), files as TFT's own sink writes them. Vertex runs
+  TFX's own executor."""
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
     with _processed_by(_Processor):
