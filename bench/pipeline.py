@@ -44,11 +44,12 @@ child's process tree, sampled every 0.2 s. Phases (--only):
 Prints one JSON object: per phase and run, the wall time, the in-process
 runner time, CPU time, CPU time other processes used meanwhile (other
 work stretches wall times: run it on an idle machine), the window ingestion
-(days, time, per node), per-node wall time and peak RSS of the day's own
-run, and examples; and "targets" of the phases run, each with its value,
-limit and whether it is met (null for tfx's without `default`). Progress
-goes to stderr. Exit 0 whether or not targets are met; 1 on an error (e.g. the
-baseline revision is missing, or a run failed: its log tail is printed).
+(days, time, per node), per-node wall time, CPU time (not stretched by
+other work) and peak RSS of the day's own run, and examples; and "targets"
+of the phases run, each with its value, limit and whether it is met
+(null for tfx's without `default`). Progress goes to stderr. Exit 0
+whether or not targets are met; 1 on an error (e.g. the baseline revision
+is missing, or a run failed: its log tail is printed).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class NodeRecorder(logging.Handler):
     self.components = {"run": {}, "ingest": {}}
     self._node = None
     self._start = 0.0
+    self._cpu_start = 0.0
     self._peak = 0
     self._stop = threading.Event()
     threading.Thread(target=self._sample, daemon=True).start()
@@ -148,12 +150,18 @@ class NodeRecorder(logging.Handler):
     if m := _RUNNING.match(message):
       self._node, self._start, self._peak = m.group(1), time.monotonic(), \
           self._rss()
+      # CPU time, all threads (Beam's too): unlike the wall time, not
+      # stretched by other work on the machine.
+      self._cpu_start = _own_cpu_s()
     elif (m := _FINISHED.match(message)) and self._node == m.group(1):
       wall = time.monotonic() - self._start
+      cpu = _own_cpu_s() - self._cpu_start
       peak = max(self._peak, self._rss()) / 2**20
       seen = self.components[self.phase].setdefault(
-          self._node, {"wall_s": 0.0, "peak_rss_mb": 0.0, "runs": 0})
+          self._node, {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0,
+                       "runs": 0})
       seen["wall_s"] = round(seen["wall_s"] + wall, 2)
+      seen["cpu_s"] = round(seen["cpu_s"] + cpu, 2)
       seen["peak_rss_mb"] = round(max(seen["peak_rss_mb"], peak), 1)
       seen["runs"] += 1
       self._node = None
@@ -207,7 +215,7 @@ def child_ours(home: str, runner_args: list, repo: Path) -> dict:
       "ingest": {"days": len(ingests), "wall_s": round(ingest_s, 2),
                  "per_day_s": [i["wall_s"] for i in ingests],
                  "components": recorder.components["ingest"]},
-      "components": {node: {"wall_s": c["wall_s"],
+      "components": {node: {"wall_s": c["wall_s"], "cpu_s": c["cpu_s"],
                             "peak_rss_mb": c["peak_rss_mb"]}
                      for node, c in recorder.components["run"].items()},
       "train_examples": summary.get("train_examples"),

@@ -10,6 +10,7 @@ from taxi_demand.lineage import contract
 
 # ExampleGen's one split is the run's day.
 NEW_DAY_SPLIT = contract.DAY_SPLIT
+_BATCH = 4096
 
 
 def read_columns(examples_uri: str,
@@ -19,10 +20,14 @@ def read_columns(examples_uri: str,
   files = artifact_files.split_files(
       examples_uri, contract.SPLIT_FOLDER.format(split=split))
   columns = {c: [] for c in features.RAW_COLUMNS}
-  for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-    feature = tf.train.Example.FromString(raw.numpy()).features.feature
-    for c in features.RAW_COLUMNS:
-      values = (feature[c].int64_list.value if c in features.INT_COLUMNS
-                else feature[c].float_list.value)
-      columns[c].append(values[0] if values else np.nan)
+  # Records in batches: one eager step per record cost ~0.2 ms, 10 s of a
+  # 500 m grid's day (58k examples).
+  records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+  for batch in records.batch(_BATCH).as_numpy_iterator():
+    for raw in batch:
+      feature = tf.train.Example.FromString(raw).features.feature
+      for c in features.RAW_COLUMNS:
+        values = (feature[c].int64_list.value if c in features.INT_COLUMNS
+                  else feature[c].float_list.value)
+        columns[c].append(values[0] if values else np.nan)
   return {c: np.asarray(v) for c, v in columns.items()}
