@@ -242,7 +242,7 @@ def run_fn(fn_args: FnArgs) -> None:
   if base and custom_config.get(WARM_START_STEPS_KEY):
     # Incremental retraining: the serving model already knows all but the
     # newest day of the window.
-    overrides["train_steps"] = int(custom_config[WARM_START_STEPS_KEY])
+    overrides["warm_start_steps"] = int(custom_config[WARM_START_STEPS_KEY])
   if fn_args.eval_steps:
     overrides["eval_steps"] = int(fn_args.eval_steps)
   hparams = model_lib.HParams.from_dict(overrides)
@@ -265,7 +265,8 @@ def run_fn(fn_args: FnArgs) -> None:
       rows = cell_row_map(vocab, old_vocab)
       row_maps = {name: rows for name in model_lib.CELL_INDEXED_LAYERS}
 
-  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams)
+  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams,
+                                warm_started=bool(base))
   callbacks = []
   if fn_args.model_run_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(
