@@ -173,6 +173,8 @@ def test_hparams_from_dict_overrides_defaults_and_rejects_unknown_keys():
   assert hp.batch_size == M.HParams().batch_size
   with pytest.raises(ValueError, match="lerning_rate"):
     M.HParams.from_dict({"lerning_rate": 0.1})
+  with pytest.raises(ValueError, match="average_last_fraction"):
+    M.HParams.from_dict({"average_last_fraction": 1.5})
 
 
 def test_a_warm_start_continues_the_cold_schedules_tail():
@@ -192,6 +194,49 @@ def test_a_warm_start_continues_the_cold_schedules_tail():
                                  "warm_start_schedule": "restart"})
   assert float(M.learning_rate_schedule(restart, True)(0)) == pytest.approx(
       hp.learning_rate)
+
+
+def _recorded_run(average_last_fraction: float, steps: int = 20):
+  """Trains a few one-step executions; returns (the weights after each
+  step, the model's weights after the run)."""
+  features, labels = _rows(256)
+  hp = dataclasses.replace(_FAST, train_steps=steps, epochs=1,
+                           steps_per_execution=1,
+                           average_last_fraction=average_last_fraction)
+  model = M.build_model(_N_CELLS, hp)
+  after_each_step = []
+
+  class Record(tf.keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      after_each_step.append([w.numpy() for w in model.trainable_weights])
+
+  M.train(model, _dataset(features, labels), None, hp, callbacks=[Record()])
+  return after_each_step, [w.numpy() for w in model.trainable_weights]
+
+
+@pytest.mark.slow
+def test_the_trained_weights_are_the_mean_of_the_last_steps():
+  """One step's weights carry the last batches' noise; the model keeps the
+  mean over the last quarter of its steps, here 5 of 20: a fraction, so
+  that a short run averages its own tail, not its starting weights."""
+  steps, final = _recorded_run(0.25)
+  assert len(steps) == 20
+  for i, weight in enumerate(final):
+    np.testing.assert_allclose(
+        weight, np.mean([step[i] for step in steps[-5:]], axis=0),
+        rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(w, last) for w, last in zip(final, steps[-1]))
+  unaveraged, final = _recorded_run(0.0)
+  for weight, last in zip(final, unaveraged[-1]):
+    np.testing.assert_array_equal(weight, last)
+  # The window is the cold schedule's low-rate tail: a warm start that runs
+  # in that tail averages all its steps; one restarted, its own last share.
+  hp = M.HParams(train_steps=4000, warm_start_steps=1000,
+                 average_last_fraction=0.25)
+  assert M.averaged_steps(hp) == 1000
+  assert M.averaged_steps(hp, warm_started=True) == 1000
+  assert M.averaged_steps(dataclasses.replace(
+      hp, warm_start_schedule=M.WarmStartSchedule.RESTART), True) == 250
 
 
 def test_supply_moves_the_forecast_only_when_asked(tmp_path):
