@@ -186,7 +186,8 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
   np.testing.assert_array_equal(raw[trainer.PREDICTION_KEY], point)
   assert point.shape == (len(rows),)
   assert np.all(point >= 0) and np.all(raw[trainer.RATE_KEY] > 0)
-  # Default point forecast: the Poisson median of the predicted rate.
+  # Default point forecast: the Poisson median of the predicted rate (these
+  # cells are too quiet for a MedianShift: see test_model.py).
   np.testing.assert_array_equal(
       point, M.poisson_median(raw[trainer.RATE_KEY]).numpy())
   # The model learnt that busier cells have more pickups.
@@ -217,18 +218,20 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
   for i, token in enumerate(vocab1):
     np.testing.assert_array_equal(new[list(vocab2).index(token)], old[i])
 
-  # Incremental retraining: a warm start trains `warm_start_steps` steps; a
-  # cold start the Trainer's own count, whatever the run parameter says.
-  # Training stops at its step count: nothing is exported, which is the
-  # slow part of run_fn and not what this checks.
-  steps = []
+  # Incremental retraining: a warm start trains `warm_start_steps` steps,
+  # from the cold schedule's tail (it fine-tunes); a cold start the
+  # Trainer's own count, from the peak rate, whatever the run parameter
+  # says. Training stops at its step count: nothing is exported, which is
+  # the slow part of run_fn and not what this checks.
+  steps, first_rates = [], []
 
   class Counted(Exception):
     pass
 
   def train(model, train_ds, eval_ds, hparams, **kwargs):
-    del model, train_ds, eval_ds, kwargs
-    steps.append(hparams.train_steps)
+    del train_ds, eval_ds
+    steps.append(hparams.steps(bool(kwargs["warm_start_from"])))
+    first_rates.append(float(model.optimizer.learning_rate))
     raise Counted
 
   monkeypatch.setattr(M, "train", train)
@@ -239,6 +242,10 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
     with pytest.raises(Counted):
       trainer.run_fn(args3)
   assert steps == [7, 30]
+  cold_schedule = M.learning_rate_schedule(M.HParams.from_dict(
+      {**args3.custom_config["hparams"], "train_steps": 30}))
+  assert first_rates[0] == pytest.approx(float(cold_schedule(30 - 7)))
+  assert first_rates[1] == pytest.approx(float(cold_schedule(0)))
 
 
 def test_exported_and_keras_saved_models_give_the_same_warm_start_weights(

@@ -12,7 +12,9 @@ The exported SavedModel has the two signatures its readers call:
   with no tf.Example round trip; use `load_for_serving(path)` from Python.
 
 "predicted_pickups" is the point forecast chosen by `HParams.point_forecast`
-(the Poisson median by default); "predicted_rate" is the expected pickups λ̂.
+(by default the Poisson median of λ̂ corrected per cell and hour of day by
+`model.MedianShift`, fitted on the window after training); "predicted_rate"
+is the expected pickups λ̂.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def _signatures(model: tf.keras.Model,
     transformed = model.tft_layer(raw_features)
     inputs = {k: transformed[k] for k in model_lib.INPUT_NAMES}
     rate = tf.reshape(model(inputs), [-1])
-    return rate, model_lib.point_forecast(rate, forecast)
+    return rate, model_lib.served_point(model, inputs, rate, forecast)
 
   # Without AutoGraph: no Python control flow here depends on a tensor, so
   # the graphs are the same, and converting this code (and the transform
@@ -242,7 +244,7 @@ def run_fn(fn_args: FnArgs) -> None:
   if base and custom_config.get(WARM_START_STEPS_KEY):
     # Incremental retraining: the serving model already knows all but the
     # newest day of the window.
-    overrides["train_steps"] = int(custom_config[WARM_START_STEPS_KEY])
+    overrides["warm_start_steps"] = int(custom_config[WARM_START_STEPS_KEY])
   if fn_args.eval_steps:
     overrides["eval_steps"] = int(fn_args.eval_steps)
   hparams = model_lib.HParams.from_dict(overrides)
@@ -265,7 +267,8 @@ def run_fn(fn_args: FnArgs) -> None:
       rows = cell_row_map(vocab, old_vocab)
       row_maps = {name: rows for name in model_lib.CELL_INDEXED_LAYERS}
 
-  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams)
+  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams,
+                                warm_started=bool(base))
   callbacks = []
   if fn_args.model_run_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(
@@ -273,6 +276,12 @@ def run_fn(fn_args: FnArgs) -> None:
   model_lib.train(model, train_ds, eval_ds, hparams,
                   warm_start_from=base, warm_start_row_maps=row_maps,
                   callbacks=callbacks)
+  # After training (and whatever it does to the weights): the shift is
+  # read against the final λ̂, on one pass over the window.
+  if hparams.point_forecast is model_lib.PointForecast.MEDIAN:
+    model_lib.fit_median_shift(model, _input_fn(
+        fn_args.train_files, tf_transform_output, hparams.batch_size, False,
+        hparams.seed), hparams)
 
   signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
   export(model, fn_args.serving_model_dir, signatures)
