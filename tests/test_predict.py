@@ -214,6 +214,22 @@ def test_a_failing_supply_forecast_never_costs_the_demand_forecast(
                  "ValueError: no dropoff column"]
 
 
+def test_ctrl_c_in_the_supply_query_stops_the_tick(
+    city_home, city_copy, monkeypatch, capsys):
+  """DuckDB answers a Ctrl-C that lands mid-query with RuntimeError "Query
+  interrupted": in the supply forecast that is a stop, not a supply failure
+  to log and serve past (`predict --every` kept serving through Ctrl-C)."""
+  from taxi_demand import supply  # noqa: PLC0415
+
+  def interrupted(*args, **kwargs):
+    raise RuntimeError("Query interrupted")
+  monkeypatch.setattr(supply, "state_at", interrupted)
+  model = predict.LoadedModel(city_copy, city_home.old)
+  with pytest.raises(KeyboardInterrupt):
+    predict.run_job(city_copy, model, epoch("2024-02-10T17:10"))
+  assert "no supply forecast" not in capsys.readouterr().err
+
+
 NO_RATES = ("warning: model {version} has no recorded supply rates (pushed "
             "before they were): its supply forecast fits them from the four "
             "weeks before each serving day (fit-at-serving)")

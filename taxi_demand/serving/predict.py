@@ -288,6 +288,11 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
     idle, supply_tag = supply_forecast_for(home.warehouse, cfg, table,
                                            model.supply_rates())
   except Exception as e:  # pylint: disable=broad-except
+    from taxi_demand.data import warehouse  # noqa: PLC0415
+    if warehouse.interrupted(e):
+      # Ctrl-C landed in the supply query: DuckDB answered it with an
+      # exception of its own, which is a stop, not a supply failure.
+      raise KeyboardInterrupt from e
     # The supply forecast rides beside the demand forecast: a failure of
     # its own (a city whose trips it cannot read) logs it null, one line
     # said, and never costs the tick its demand forecast.
