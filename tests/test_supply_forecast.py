@@ -285,3 +285,76 @@ def test_rates_recorded_before_pickups_were_learned_still_serve(tmp_path):
   assert supply.demand_level(served, state) == 1.0
   assert supply.forecast(served, state, [at("08:30")], 30 * M).shape == \
       (3, 1)
+
+
+def _many_trips(count: int, seed: int = 0) -> supply.TaxiTrips:
+  """`count` trips of 40 taxis over four weeks, random cells and lengths."""
+  rng = np.random.default_rng(seed)
+  taxi = rng.integers(0, 40, count)
+  start = BEGIN + rng.integers(0, 28 * 24 * 3600, count)
+  return supply.TaxiTrips.of(
+      CELLS, [f"T{t}" for t in taxi], start,
+      start + rng.lognormal(6.5, 0.6, count).astype(np.int64),
+      rng.integers(1, 4, count), rng.integers(1, 4, count))
+
+
+def test_recorded_rates_do_not_grow_with_the_windows_trips():
+  """A pushed version's rates hold each distribution as a bounded set of
+  points with their CDF, not one value per spell and trip of the window:
+  ten times the trips, about the same file; the CDFs as the window's
+  within 1 / DISTRIBUTION_POINTS, exact at each point; a few trips' are
+  kept whole."""
+  from taxi_demand import supply_rates  # noqa: PLC0415
+  sizes = {}
+  for count in (20_000, 200_000):
+    trips = _many_trips(count)
+    rates = supply.Rates.fit(trips, 3, BEGIN, BEGIN + 28 * 24 * 3600)
+    sizes[count] = len(supply_rates.RecordedRates(
+        CELLS, rates, BEGIN, BEGIN + 28 * 24 * 3600).to_bytes())
+  # Every value would be ten times the file (the points fill in toward
+  # their bound, then stop).
+  assert sizes[200_000] < 2 * sizes[20_000], sizes
+  bound = supply.DISTRIBUTION_POINTS + 2 * supply.TAIL_POINTS
+  for name in ("spell_ratios", "trip_ratios", "trip_seconds"):
+    assert len(getattr(rates, name)) <= bound, name
+  # The trip seconds' CDF against every trip's (one pair of cells per trip).
+  span = trips.dropoff_at - trips.pickup_at
+  every = np.sort(span[(trips.pickup >= 0) & (trips.dropoff >= 0)])
+  x = np.unique(np.r_[every, rates.trip_seconds])
+  want = np.searchsorted(every, x, side="right") / len(every)
+  got = supply._cdf(rates.trip_seconds, rates.trip_seconds_cdf, x)
+  assert np.abs(got - want).max() <= 1 / supply.DISTRIBUTION_POINTS
+  points = np.searchsorted(x, rates.trip_seconds)
+  np.testing.assert_array_equal(got[points], want[points])
+  # A day's few spells and trips: every value, equally weighted, as before.
+  day = supply.Rates.fit(_trips(), 3, at("00:00"), at("24:00"))
+  assert day.trip_seconds.tolist() == [1200.0] * 4 + [1800.0] * 2
+  assert day.trip_seconds_cdf is None
+
+
+def test_trips_read_in_any_order_fit_the_same_rates(tmp_path):
+  """The warehouse returns a window's trips unsorted (sorting millions by
+  taxi id cost the Pusher seconds): `from_table` orders them itself, the
+  same whatever order they come in, ties on taxi and times included."""
+  import pyarrow as pa  # noqa: PLC0415
+  # B's two trips start and end together, to different cells: which
+  # comes last decides which cell gets its last spell.
+  rows = [("A", at("08:00"), at("08:20"), 1, 2),
+          ("B", at("08:10"), at("08:40"), 1, 3),
+          ("B", at("08:10"), at("08:40"), 1, 2),
+          ("A", at("08:30"), None, 2, None)]
+  names = ("taxi_id", "pickup_at", "dropoff_at", "pickup_cell",
+           "dropoff_cell")
+  found = []
+  for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 3, 0, 1]):
+    table = pa.table({name: [rows[i][k] for i in order]
+                      for k, name in enumerate(names)},
+                     schema=pa.schema([("taxi_id", pa.string())] + [
+                         (name, pa.int64()) for name in names[1:]]))
+    found.append(supply.TaxiTrips.from_table(CELLS, table))
+  for trips in found[1:]:
+    for field in dataclasses.fields(trips):
+      np.testing.assert_array_equal(getattr(trips, field.name),
+                                    getattr(found[0], field.name))
+  # As the query once sorted them: the lower dropoff cell last.
+  assert found[0].dropoff.tolist() == [1, -1, 1, 2]

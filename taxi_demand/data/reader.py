@@ -192,9 +192,9 @@ class Reader:
 
   def taxi_trips(self, cfg: demand_sql.QueryConfig, begin: int,
                  end: int, known_by: int | None = None) -> pa.Table:
-    """Trips with a taxi_id starting in [begin, end), each taxi's in order,
-    known by `known_by` if given (sql.taxi_trips_bigquery; the supply
-    forecast's history)."""
+    """Trips with a taxi_id starting in [begin, end), in no order (read
+    them through `supply.TaxiTrips.from_table`), known by `known_by` if
+    given (sql.taxi_trips_bigquery; the supply forecast's history)."""
     return self._read(demand_sql.taxi_trips_bigquery(
         self._cfg(cfg), begin, end, known_by), TAXI_TRIPS_SCHEMA)
 
