@@ -280,6 +280,36 @@ def _day_files(rows, root, name):
   return os.path.join(root, name, "*.gz")
 
 
+def test_the_median_shift_reads_training_s_pass_not_the_disk_again(
+    tmp_path, monkeypatch):
+  """After training, the median shift is fitted on the window's pass that
+  training cached in memory: the window's days are read from disk once
+  (and the eval days once), not again for the shift, which is the one a
+  fresh pass over the days gives. (No training here: the shift is read
+  against the freshly built model; the export is skipped.)"""
+  tft_dir, files = _transform(_raw_rows([1, 2, 3, 4, 5]), str(tmp_path))
+  args = _fn_args(str(tmp_path), tft_dir, files, "model", hparams={
+      "median_shift_min_rate": 0.0, "median_shift_min_examples": 1})
+  args.eval_files = [files.replace("*.gz", "-0.gz")]
+  reads, models = [], []
+  read_days = trainer._window_days
+  monkeypatch.setattr(trainer, "_window_days",
+                      lambda pattern, *a: reads.append(pattern) or
+                      read_days(pattern, *a))
+  monkeypatch.setattr(M, "train", lambda model, *a, **k: None)
+  monkeypatch.setattr(trainer, "export",
+                      lambda model, *a, **k: models.append(model))
+  trainer.run_fn(args)
+  assert reads == [args.train_files, args.eval_files]
+  fitted = models[0].median_shift.shift.numpy()
+  assert np.any(fitted != 0)
+  hparams = M.HParams.from_dict(args.custom_config["hparams"])
+  again = M.fit_median_shift(models[0], trainer._input_fn(
+      args.train_files, tft.TFTransformOutput(tft_dir), hparams.batch_size,
+      False, hparams.seed), hparams)
+  np.testing.assert_allclose(fitted, again, rtol=1e-6)
+
+
 def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   """A day ingested again after a kill gets a new path; the model must not.
 

@@ -54,7 +54,19 @@ def _input_fn(file_pattern: List[str],
               tf_transform_output: tft.TFTransformOutput, batch_size: int,
               training: bool, seed: int,
               max_batches: Optional[int] = None) -> tf.data.Dataset:
-  """Batches of (transformed features, label) from the window's raw days.
+  """Batches of (transformed features, label) from the window's raw days:
+  `_window_pass`, and for training `_shuffled_forever` over it."""
+  window = _window_pass(file_pattern, tf_transform_output, batch_size,
+                        training, seed, max_batches)
+  return _shuffled_forever(window, seed) if training else window
+
+
+def _window_pass(file_pattern: List[str],
+                 tf_transform_output: tft.TFTransformOutput, batch_size: int,
+                 training: bool, seed: int,
+                 max_batches: Optional[int] = None) -> tf.data.Dataset:
+  """One pass of batches of (transformed features, label) from the
+  window's raw days, each example once.
 
   Transform materialises nothing: each day's examples were written once, by
   the run that ingested it, and today's graph is applied here as they are
@@ -62,7 +74,8 @@ def _input_fn(file_pattern: List[str],
   and mean. One transformed pass is cached in memory (about 100k small
   examples): later epochs cost no decompression, parsing or transforming.
   Training repeats forever in a freshly shuffled batch order; evaluation is
-  one pass of at most `max_batches`.
+  one pass of at most `max_batches`. With `training`, the days are mixed
+  (`_window_days`).
   """
   raw = _window_days(file_pattern, batch_size, training, seed)
   if max_batches:
@@ -78,11 +91,14 @@ def _input_fn(file_pattern: List[str],
     label = transformed.pop(model_lib.LABEL_XF)
     return transformed, label
 
-  dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
-  if not training:
-    return dataset
-  return dataset.shuffle(1024, seed=seed,
-                         reshuffle_each_iteration=True).repeat()
+  return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def _shuffled_forever(window: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+  """Training's stream: the window's cached pass, repeated forever in a
+  freshly shuffled batch order."""
+  return window.shuffle(1024, seed=seed,
+                        reshuffle_each_iteration=True).repeat()
 
 
 def _window_days(file_pattern: List[str], batch_size: int, training: bool,
@@ -252,8 +268,11 @@ def run_fn(fn_args: FnArgs) -> None:
 
   vocab = [t.decode() if isinstance(t, bytes) else str(t)
            for t in tf_transform_output.vocabulary_by_name(F.CELL_VOCABULARY)]
-  train_ds = _input_fn(fn_args.train_files, tf_transform_output, hparams.batch_size, True,
-                       hparams.seed)
+  # One pass over the window, transformed and cached in memory as training
+  # reads it; the median shift below reads it again from there.
+  window = _window_pass(fn_args.train_files, tf_transform_output,
+                        hparams.batch_size, True, hparams.seed)
+  train_ds = _shuffled_forever(window, hparams.seed)
   eval_ds = _input_fn(fn_args.eval_files, tf_transform_output, hparams.batch_size, False,
                       hparams.seed, max_batches=hparams.eval_steps)
 
@@ -277,11 +296,12 @@ def run_fn(fn_args: FnArgs) -> None:
                   warm_start_from=base, warm_start_row_maps=row_maps,
                   callbacks=callbacks)
   # After training (and whatever it does to the weights): the shift is
-  # read against the final λ̂, on one pass over the window.
+  # read against the final λ̂, on one pass over the window: the pass
+  # training cached in memory, the same examples in another order (the
+  # median does not depend on it), where reading and transforming every
+  # day from disk again took seconds per four weeks of window.
   if hparams.point_forecast is model_lib.PointForecast.MEDIAN:
-    model_lib.fit_median_shift(model, _input_fn(
-        fn_args.train_files, tf_transform_output, hparams.batch_size, False,
-        hparams.seed), hparams)
+    model_lib.fit_median_shift(model, window, hparams)
 
   signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
   export(model, fn_args.serving_model_dir, signatures)
