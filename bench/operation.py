@@ -11,7 +11,9 @@ the real daily run (ingest, validate, train, gate, push) in its own child
 process. It then reads ML Metadata and the warehouse, and prints one JSON:
 
   days        per day: blessed or refused, with the run's reasons; the
-              serving model's version and age on that day (the day minus
+              candidate's and the serving model's MAE on the eval day, their
+              difference and its noise (ForecastGate's paired comparison);
+              the serving model's version and age on that day (the day minus
               the day whose run pushed it: 1 when every run pushes); the
               next-day MAE of the model serving on that day against the
               seasonal-naive forecast (same slot last week)
@@ -185,7 +187,13 @@ def judge_days(home: Path, first: int, last: int) -> Dict[str, Any]:
         "blessed": summary.get("blessed"),
         "pushed_version": summary.get("pushed_version"),
         "reasons": _refusal_cause(summary) if not summary.get("blessed")
-        else None}
+        else None,
+        # The candidate against the serving model on the eval day: MAE
+        # difference and its noise (ForecastGate's paired comparison).
+        "eval_mae": summary.get("mae"),
+        "eval_serving_mae": summary.get("baseline_model_mae"),
+        "change_mae": summary.get("change_mae"),
+        "change_noise": summary.get("change_noise")}
     event = queries.serving_on(snap, span)
     if event is None:
       row.update(serving_version=None, serving_age_days=None)

@@ -22,8 +22,14 @@ class Thresholds:
   Attributes:
     naive_margin: the model's MAE must be at least this fraction below the
       seasonal-naive MAE (same slot last week) on the eval day.
-    change_tolerance: how much worse (absolute MAE) than the last blessed model
-      a candidate may be; 0 means "not worse".
+    change_tolerance: an extra allowance (absolute MAE) by which a candidate
+      may be worse than the last blessed model, on top of the day's noise;
+      0 for none.
+    change_z: the day's noise, in standard errors: a candidate is refused
+      as worse than the last blessed model only when its whole-day MAE
+      exceeds that model's by more than change_tolerance plus change_z
+      standard errors of the paired difference over cells (ForecastGate's
+      `paired_change`).
     cell_margin: no busy cell may have an MAE more than this fraction above its
       own seasonal-naive MAE.
     min_cell_pickups: a cell is "busy" with at least this many pickups on the
@@ -34,6 +40,14 @@ class Thresholds:
   """
   naive_margin: float = 0.10
   change_tolerance: float = 0.0
+  # One day's MAE moves by about 1% with what the day held, and a candidate
+  # trained a day later cannot help which holidays and events its window
+  # holds: with zero tolerance, the loop refused on noise and the serving
+  # model went 9 days stale (bench/operation.py). Two standard errors of
+  # the paired difference: an equally good candidate is refused on about
+  # 2.5% of days (one-sided), a clearly worse one still is. Fixed, not
+  # fitted to any day.
+  change_z: float = 2.0
   cell_margin: float = 0.25
   min_cell_pickups: int = 200
   # A day's pickups spread over 77 areas x 48 slots (3,696 cells and slots)

@@ -71,12 +71,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   called through their serving signature (TF_GENERIC): left to guess, TFMA
   tries to load each one (candidate and baseline) as a Keras model first.
 
-  The TFMA thresholds are "not worse than the last blessed model" (ignored on
-  the first run, when there is no baseline) and "the eval day is not empty",
-  both on the whole eval day only: a plain `threshold` would apply to every
-  slice, and no model beats its predecessor in each of 77 cells and 24 hours
-  on one day of counts. The comparison with the seasonal-naive forecast,
-  overall and per busy cell, happens in ForecastGate.
+  The one TFMA threshold is "the eval day is not empty", on the whole eval
+  day. The candidate and the baseline (the last blessed model, when there
+  is one) are both scored, by cell too, and ForecastGate judges them: a
+  TFMA change threshold compares one day's MAE with a fixed tolerance,
+  blind to that day's noise, and refused candidates within it day after
+  day. ForecastGate refuses a candidate as worse only beyond the noise of
+  the paired difference over cells, and judges it against the
+  seasonal-naive forecast, overall and per busy cell.
   """
   whole_day = [tfma.SlicingSpec()]
 
@@ -84,10 +86,6 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return [tfma.PerSliceMetricThreshold(slicing_specs=whole_day,
                                          threshold=threshold)]
 
-  not_worse = tfma.MetricThreshold(
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.LOWER_IS_BETTER,
-          absolute={"value": config.thresholds.change_tolerance}))
   not_empty = tfma.MetricThreshold(
       value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1}))
   return tfma.EvalConfig(
@@ -101,13 +99,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
           tfma.SlicingSpec(feature_keys=[features.CELL]),
       ],
       metrics_specs=[tfma.MetricsSpec(metrics=[
-          # An empty eval day blesses nothing. A value threshold also keeps
-          # validation on for the first run, when TFMA drops change
-          # thresholds for want of a baseline.
+          # An empty eval day blesses nothing. (With no threshold at all,
+          # TFX's Evaluator would not validate: its blessing would carry no
+          # verdict, which ForecastGate reads as a refusal.)
           tfma.MetricConfig(class_name="ExampleCount",
                             per_slice_thresholds=on_whole_day(not_empty)),
-          tfma.MetricConfig(class_name="MeanAbsoluteError",
-                            per_slice_thresholds=on_whole_day(not_worse)),
+          tfma.MetricConfig(class_name="MeanAbsoluteError"),
           tfma.MetricConfig(class_name="RootMeanSquaredError"),
           tfma.MetricConfig(class_name="MeanPrediction"),
           tfma.MetricConfig(class_name="MeanLabel"),
@@ -134,6 +131,7 @@ def run_parameters(config: PipelineConfig) -> contract.RunParameters:
       arrival=str(config.query.arrival),
       naive_margin=config.thresholds.naive_margin,
       change_tolerance=config.thresholds.change_tolerance,
+      change_z=config.thresholds.change_z,
       cell_margin=config.thresholds.cell_margin,
       min_eval_pickups=config.thresholds.min_eval_pickups,
       ready_after_hours=(config.vertex.ready_after_hours
@@ -431,6 +429,8 @@ def _forecast_gate(config: PipelineConfig, **inputs):
       cell_margin=config.thresholds.cell_margin,
       min_cell_pickups=config.thresholds.min_cell_pickups,
       min_eval_pickups=config.thresholds.min_eval_pickups,
+      change_tolerance=config.thresholds.change_tolerance,
+      change_z=config.thresholds.change_z,
       **inputs)
 
 

@@ -15,7 +15,8 @@ DAY_PICKUPS = 250
 FLOOR_ABOVE_THE_DAY = 1000
 
 
-def metrics(overall_mae, cell_mae=None, baseline_mae=None):
+def metrics(overall_mae, cell_mae=None, baseline_mae=None,
+            baseline_cell_mae=None):
   m = {("", fg.CANDIDATE, fg.MAE): overall_mae,
        ("", fg.CANDIDATE, fg.RMSE): overall_mae * 1.2,
        ("", fg.CANDIDATE, fg.MEAN_PREDICTION): 63.0,
@@ -24,14 +25,17 @@ def metrics(overall_mae, cell_mae=None, baseline_mae=None):
     m[(f"cell={cell}", fg.CANDIDATE, fg.MAE)] = mae
   if baseline_mae is not None:
     m[("", fg.BASELINE, fg.MAE)] = baseline_mae
+  for cell, mae in (baseline_cell_mae or {}).items():
+    m[(f"cell={cell}", fg.BASELINE, fg.MAE)] = mae
   return m
 
 
-def decide(m, blessed=True, min_cell_pickups=100, min_eval_pickups=100):
+def decide(m, blessed=True, min_cell_pickups=100, min_eval_pickups=100,
+           **change):
   return fg.decide(m, CELLS, LABELS, NAIVE, evaluator_blessed=blessed,
                    naive_margin=0.10, cell_margin=0.25,
                    min_cell_pickups=min_cell_pickups,
-                   min_eval_pickups=min_eval_pickups)
+                   min_eval_pickups=min_eval_pickups, **change)
 
 
 def test_a_model_well_ahead_of_naive_is_blessed_with_figures_side_by_side():
@@ -66,7 +70,76 @@ def test_a_quiet_cell_is_not_judged_alone():
 def test_the_evaluators_refusal_stands():
   r = decide(metrics(1.0, {1: 1.0, 2: 1.0}), blessed=False)
   assert not r["blessed"]
-  assert "Evaluator did not bless" in r["reasons"][0]
+  assert r["reasons"] == [
+      "the Evaluator did not bless the model (its one threshold: the eval "
+      "day holds at least one example)"]
+
+
+# --- against the serving model, beyond the day's noise ------------------------
+
+
+def test_the_noise_is_the_spread_of_the_paired_differences_over_cells():
+  """By hand, 3 cells of 10, 20 and 30 examples, d = +0.2, -0.1, +0.1:
+  n d = 2, -2, 3, so D = 3/60 = 0.05; n D = 0.5, 1, 1.5, residuals
+  1.5, -3, 1.5, whose squares sum to 13.5; SE = sqrt(3/2 x 13.5)/60 =
+  4.5/60 = 0.075."""
+  m = {("cell=1", fg.CANDIDATE, fg.MAE): 1.0,
+       ("cell=1", fg.BASELINE, fg.MAE): 0.8,
+       ("cell=2", fg.CANDIDATE, fg.MAE): 2.0,
+       ("cell=2", fg.BASELINE, fg.MAE): 2.1,
+       ("cell=3", fg.CANDIDATE, fg.MAE): 3.0,
+       ("cell=3", fg.BASELINE, fg.MAE): 2.9}
+  change = fg.paired_change(m, {1: 10, 2: 20, 3: 30})
+  assert change.mae == pytest.approx(0.05)
+  assert change.noise == pytest.approx(0.075)
+  assert change.cells == 3
+  # The whole day's MAEs, weighted by examples.
+  assert change.model_mae == pytest.approx(140 / 60)
+  assert change.baseline_mae == pytest.approx(137 / 60)
+  assert not change.worse(tolerance=0.0, z=2.0)       # 0.05 <= 0.15
+  assert change.worse(tolerance=0.0, z=0.5)           # 0.05 > 0.0375
+
+
+# Two cells of two examples (CELLS). Worse by +0.4 in cell 1 and better by
+# 0.2 in cell 2: D = 0.1, SE = sqrt(2 x 2 x 0.6^2)/4 = 0.3.
+WITHIN_NOISE = metrics(1.0, {1: 1.2, 2: 0.8}, baseline_mae=0.9,
+                       baseline_cell_mae={1: 0.8, 2: 1.0})
+# Worse by 0.25 and 0.15: D = 0.2, SE = sqrt(2 x 2 x 0.1^2)/4 = 0.05.
+BEYOND_NOISE = metrics(1.1, {1: 1.25, 2: 0.95}, baseline_mae=0.9,
+                       baseline_cell_mae={1: 1.0, 2: 0.8})
+
+
+def test_worse_than_the_serving_model_within_the_days_noise_is_blessed():
+  r = decide(WITHIN_NOISE)
+  assert r["blessed"], r["reasons"]
+  assert (r["change_mae"], r["change_noise"], r["change_z"]) == (
+      pytest.approx(0.1), pytest.approx(0.3), 2.0)
+  assert r["change_worse"] is False
+
+
+def test_worse_than_the_serving_model_beyond_the_days_noise_is_refused():
+  r = decide(BEYOND_NOISE)
+  assert not r["blessed"]
+  assert r["reasons"] == [
+      "worse than the serving model: MAE 1.1000 vs 0.9000 (+0.2000, beyond "
+      "the day's noise 2 x 0.0500)"]
+  assert r["change_worse"] is True
+  # The tolerance is an extra absolute allowance on top of the noise.
+  assert decide(BEYOND_NOISE, change_tolerance=0.15)["blessed"]
+  tolerant = decide(BEYOND_NOISE, change_tolerance=0.05)
+  assert tolerant["reasons"] == [
+      "worse than the serving model: MAE 1.1000 vs 0.9000 (+0.2000, beyond "
+      "the day's noise 2 x 0.0500 + tolerance 0.05)"]
+  # A stricter z refuses what the default passes, and a looser one passes.
+  assert not decide(WITHIN_NOISE, change_z=0.2)["blessed"]
+  assert decide(BEYOND_NOISE, change_z=5.0)["blessed"]
+
+
+def test_the_first_run_has_no_serving_model_to_be_judged_against():
+  r = decide(metrics(1.0, {1: 1.0, 2: 1.0}))
+  assert r["blessed"], r["reasons"]
+  assert (r["change_mae"], r["change_noise"], r["change_z"],
+          r["change_worse"]) == (None, None, None, None)
 
 
 def test_an_empty_eval_day_blesses_nothing():

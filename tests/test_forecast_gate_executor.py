@@ -132,8 +132,47 @@ def test_the_evaluators_refusal_is_read_from_its_blessing(tmp_path):
   assert blessing.get_int_custom_property("blessed") == 0
   assert _marker(blessing) == "NOT_BLESSED"
   assert report["reasons"] == [
-      "the Evaluator did not bless the model (worse than the last blessed "
-      "model, or a value threshold failed)"]
+      "the Evaluator did not bless the model (its one threshold: the eval "
+      "day holds at least one example)"]
+
+
+# The baseline by cell: 0.2 better than the candidate in both cells (100
+# examples each), so D = 0.2 with no spread at all: worse beyond any noise.
+WORSE_IN_EVERY_CELL = {**METRICS,
+                       ("", "baseline", "mean_absolute_error"): 0.3,
+                       ("cell=1", "baseline", "mean_absolute_error"): 0.3,
+                       ("cell=2", "baseline", "mean_absolute_error"): 0.3}
+# Worse by 0.4 in cell 1, better by 0.3 in cell 2: D = 0.05, SE =
+# sqrt(2 x 2 x 35^2)/200 = 0.35; within the noise.
+WORSE_WITHIN_NOISE = {**METRICS,
+                      ("", "baseline", "mean_absolute_error"): 0.45,
+                      ("cell=1", "baseline", "mean_absolute_error"): 0.1,
+                      ("cell=2", "baseline", "mean_absolute_error"): 0.8}
+
+
+def test_worse_than_the_serving_model_is_judged_on_tfmas_cell_slices(
+    tmp_path):
+  blessing, report = gate(tmp_path / "worse", metrics=WORSE_IN_EVERY_CELL)
+  assert blessing.get_int_custom_property("blessed") == 0
+  assert report["reasons"] == [
+      "worse than the serving model: MAE 0.5000 vs 0.3000 (+0.2000, beyond "
+      "the day's noise 2 x 0.0000)"]
+  # D, its noise, the z and the verdict are on the blessing, for `runs`,
+  # `show` and `diff` to read without TensorFlow.
+  assert blessing.get_float_custom_property("change_mae") == (
+      pytest.approx(0.2))
+  assert blessing.get_float_custom_property("change_noise") == (
+      pytest.approx(0.0))
+  assert blessing.get_float_custom_property("change_z") == 2.0
+  assert blessing.get_int_custom_property("change_worse") == 1
+  blessing, report = gate(tmp_path / "noise", metrics=WORSE_WITHIN_NOISE,
+                          change_z=2.0, change_tolerance=0.0)
+  assert blessing.get_int_custom_property("blessed") == 1, report["reasons"]
+  assert blessing.get_float_custom_property("change_mae") == (
+      pytest.approx(0.05))
+  assert blessing.get_float_custom_property("change_noise") == (
+      pytest.approx(0.35))
+  assert blessing.get_int_custom_property("change_worse") == 0
 
 
 def test_a_busy_cell_is_judged_on_its_own_tfma_slice(tmp_path):

@@ -98,6 +98,22 @@ def test_parameters_are_recorded_on_the_trainer(tmp_path):
   assert few.warm_start_steps == 300
 
 
+def test_the_change_rule_goes_to_the_gate_and_the_record(tmp_path):
+  """The z and the tolerance that judged a candidate against the serving
+  model reach ForecastGate and are recorded with the run's parameters, so
+  `show` and `diff` say which rule judged it."""
+  cfg = config(tmp_path, thresholds=Thresholds(change_z=3.0,
+                                               change_tolerance=0.01))
+  gate = {c.id: c for c in p.create_pipeline(cfg).components}[
+      ids.FORECAST_GATE]
+  assert (gate.exec_properties["change_z"],
+          gate.exec_properties["change_tolerance"]) == (3.0, 0.01)
+  read = ids.RunParameters.from_custom_config(
+      p.run_parameters(cfg).to_custom_config())
+  assert (read.change_z, read.change_tolerance) == (3.0, 0.01)
+  assert Thresholds().change_z == 2.0
+
+
 def _model_flags(*argv):
   parser = argparse.ArgumentParser()
   flags.add_model_flags(parser)
@@ -179,7 +195,10 @@ def test_tfma_thresholds_judge_the_whole_day_not_every_slice(tmp_path):
   thresholded = {m.class_name: m for spec in cfg.metrics_specs
                  for m in spec.metrics
                  if m.HasField("threshold") or m.per_slice_thresholds}
-  assert set(thresholded) == {"ExampleCount", "MeanAbsoluteError"}
+  # "Not worse than the serving model" is ForecastGate's, judged beyond the
+  # day's noise: a TFMA change threshold compares one day's MAE with a
+  # fixed tolerance, and refused candidates on noise.
+  assert set(thresholded) == {"ExampleCount"}
   for metric in thresholded.values():
     assert not metric.HasField("threshold")
     (per_slice,) = metric.per_slice_thresholds

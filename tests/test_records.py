@@ -76,6 +76,33 @@ def test_a_record_reads_back_what_it_wrote_on_a_proto_and_in_a_store(
   assert cls.read(view) == made == cls.read(execution)
 
 
+def test_the_judgement_against_the_serving_model_survives_ml_metadata(
+    tmp_path):
+  """ForecastGate's D, noise, z and verdict, written into a real store and
+  read back the way `runs`, `show` and `diff` read them."""
+  made = records.ForecastGateRecord(
+      blessed=False, forecast_gate=True, model_mae=2.4115,
+      baseline_model_mae=2.3677, change_mae=0.0438, change_noise=0.0375,
+      change_z=2.0, change_worse=False, reasons="")
+  writable = record.open_writable(_new_store(tmp_path))
+  record.record_execution(writable, "taxi_demand.Test", {}, {},
+                          {"out": [record.NewArtifact(
+                              contract.MODEL_BLESSING_TYPE,
+                              str(tmp_path / "blessing"),
+                              made.properties())]})
+  [view] = store.load(tmp_path / "metadata.sqlite").artifacts_of(
+      contract.MODEL_BLESSING_TYPE)
+  read = records.ForecastGateRecord.read(view)
+  assert read == made
+  assert (read.change_mae, read.change_noise, read.change_z,
+          read.change_worse) == (0.0438, 0.0375, 2.0, False)
+  assert read.metrics()["change_noise"] == 0.0375
+  # The first run's blessing records no comparison, and reads as None.
+  first = records.ForecastGateRecord(blessed=True, model_mae=1.0)
+  assert "change_mae" not in first.properties()
+  assert records.ForecastGateRecord.read(first.properties()).change_z is None
+
+
 def _new_store(tmp_path: Path) -> Path:
   from ml_metadata import metadata_store  # noqa: PLC0415
   path = tmp_path / "metadata.sqlite"
@@ -119,6 +146,8 @@ STORED: Dict[Any, Dict[str, str]] = {
         "seasonal_naive_mae": "double_value",
         "seasonal_naive_rmse": "double_value",
         "baseline_model_mae": "double_value", "reasons": "string_value",
+        "change_mae": "double_value", "change_noise": "double_value",
+        "change_z": "double_value", "change_worse": "int_value",
         "unmeasured": "string_value"},
     records.SkewRecord: {"date": "string_value", "span": "int_value",
                          "checked": "int_value", "alert": "int_value",

@@ -1,6 +1,6 @@
 """TFX's Evaluator executor with the pipeline's TFMA config (`eval_config`):
-MAE judged against the serving model on the whole eval day only, and the
-metrics written under the names ForecastGate reads.
+both models scored, overall and by cell, under the names ForecastGate reads,
+which judges the candidate against the serving model beyond the day's noise.
 
 The models are made here, not trained: each forecasts a day's pickups as
 the true count plus a fixed error per cell (it reads the label, which only
@@ -83,11 +83,18 @@ def evaluate(tmp_path: Path, candidate_errors, baseline_errors):
           forecast_gate.tfma_metrics(evaluation.uri))
 
 
-def test_a_candidate_worse_than_the_serving_model_is_not_blessed(tmp_path):
+def _examples_by_cell():
+  return {c: sum(1 for r in ROWS if r[features.CELL] == c) for c in CELLS}
+
+
+def test_a_candidate_worse_beyond_the_days_noise_is_refused(tmp_path):
+  """Worse by 0.3 in every cell: no noise explains that. The Evaluator
+  blesses (its one threshold: the day is not empty); ForecastGate refuses
+  on TFMA's figures, and names them."""
   from pipeline.components import forecast_gate as gate  # noqa: PLC0415
   blessed, metrics = evaluate(tmp_path, {c: 0.5 for c in CELLS},
                               {c: 0.2 for c in CELLS})
-  assert blessed == 0
+  assert blessed == 1
   # ForecastGate finds every figure it reads under its own names.
   assert metrics[("", gate.CANDIDATE, gate.MAE)] == pytest.approx(0.5)
   assert metrics[("", gate.CANDIDATE, gate.RMSE)] == pytest.approx(0.5)
@@ -96,6 +103,31 @@ def test_a_candidate_worse_than_the_serving_model_is_not_blessed(tmp_path):
           metrics[("", gate.CANDIDATE, gate.MEAN_LABEL)]) == pytest.approx(0.5)
   assert metrics[(f"{features.CELL}=3", gate.CANDIDATE, gate.MAE)] == (
       pytest.approx(0.5))
+  change = gate.paired_change(metrics, _examples_by_cell())
+  assert (change.mae, change.noise) == (pytest.approx(0.3),
+                                        pytest.approx(0.0, abs=1e-6))
+  assert change.worse(tolerance=0.0, z=2.0)
+  assert change.refusal(0.0, 2.0) == (
+      "worse than the serving model: MAE 0.5000 vs 0.2000 (+0.3000, "
+      "beyond the day's noise 2 x 0.0000)")
+
+
+def test_a_candidate_worse_within_the_days_noise_is_blessed(tmp_path):
+  """Worse on the day (MAE 0.2667 against 0.2), but only through one cell
+  of three: within two standard errors of the paired difference. A zero
+  tolerance change threshold in TFMA refused this."""
+  from pipeline.components import forecast_gate as gate  # noqa: PLC0415
+  blessed, metrics = evaluate(tmp_path, {1: 0.6, 2: 0.1, 3: 0.1},
+                              {c: 0.2 for c in CELLS})
+  assert blessed == 1
+  assert metrics[("", gate.CANDIDATE, gate.MAE)] > metrics[
+      ("", gate.BASELINE, gate.MAE)]
+  change = gate.paired_change(metrics, _examples_by_cell())
+  # d = (0.4, -0.1, -0.1), 20 examples each: D = 4/60, and
+  # SE = sqrt(3/2 * ((8-4/3)^2 + 2 (-2-4/3)^2)) / 60 = 10/60.
+  assert change.mae == pytest.approx(4 / 60, abs=1e-6)
+  assert change.noise == pytest.approx(10 / 60, abs=1e-6)
+  assert not change.worse(tolerance=0.0, z=2.0)
 
 
 def test_better_overall_but_worse_in_one_cell_is_blessed(tmp_path):

@@ -152,6 +152,7 @@ class RunParameters:
   arrival: str = "start+0s"            # sql.ArrivalRule, as text
   naive_margin: Optional[float] = None
   change_tolerance: Optional[float] = None
+  change_z: Optional[float] = None         # ForecastGate's noise, in SEs
   cell_margin: Optional[float] = None
   min_eval_pickups: Optional[int] = None   # ForecastGate's evidence floor
   ready_after_hours: Optional[float] = None  # Vertex: the table's lag

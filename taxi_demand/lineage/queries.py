@@ -881,6 +881,9 @@ def run_summary(snap: st.Snapshot, run: st.Run) -> Dict[str, Any]:
       "model_rmse": blessing.model_rmse,
       "seasonal_naive_rmse": blessing.seasonal_naive_rmse,
       "baseline_model_mae": blessing.baseline_model_mae,
+      # Against the baseline: the MAE difference and the day's noise.
+      "change_mae": blessing.change_mae,
+      "change_noise": blessing.change_noise,
   })
   return summary
 

@@ -215,6 +215,14 @@ class ForecastGateRecord(BlessingRecord):
   seasonal_naive_mae: Optional[float] = _field(_FLOAT)
   seasonal_naive_rmse: Optional[float] = _field(_FLOAT)
   baseline_model_mae: Optional[float] = _field(_FLOAT)
+  # Against the baseline model (absent on the first run): the paired MAE
+  # difference D (> 0: the candidate is worse), its standard error over the
+  # day's cells, the z it was judged with, and the verdict: worse beyond
+  # the tolerance and z x noise.
+  change_mae: Optional[float] = _field(_FLOAT)
+  change_noise: Optional[float] = _field(_FLOAT)
+  change_z: Optional[float] = _field(_FLOAT)
+  change_worse: Optional[bool] = _field(_FLAG)
   # What refused the model, then what the decision was made without.
   reasons: Optional[str] = _field(_TEXT)
   # The checks that could not measure the day (e.g. "guidance").
@@ -224,7 +232,8 @@ class ForecastGateRecord(BlessingRecord):
   METRICS: ClassVar[Tuple[str, ...]] = ("model_mae", "model_rmse", "model_bias",
                                         "seasonal_naive_mae",
                                         "seasonal_naive_rmse",
-                                        "baseline_model_mae")
+                                        "baseline_model_mae", "change_mae",
+                                        "change_noise")
 
   def metrics(self) -> Dict[str, float]:
     """{METRICS name: value} of the figures recorded."""
