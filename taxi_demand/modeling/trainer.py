@@ -67,6 +67,37 @@ def _input_fn(file_pattern: List[str],
   raw = _window_days(file_pattern, batch_size, training, seed)
   if max_batches:
     raw = raw.take(max_batches)
+  dataset = raw.map(_transform_fn(tf_transform_output),
+                    num_parallel_calls=tf.data.AUTOTUNE).cache()
+  if not training:
+    return dataset
+  return dataset.shuffle(1024, seed=seed,
+                         reshuffle_each_iteration=True).repeat()
+
+
+# Examples a batch of the one pass that fits the median shift: a batch of
+# the training size made ~4k model calls on the 500 m grid's window.
+WINDOW_PASS_BATCH = 8192
+
+
+def _window_pass(file_pattern: List[str],
+                 tf_transform_output: tft.TFTransformOutput
+                 ) -> tf.data.Dataset:
+  """The window's days once, in order, as (transformed features, label),
+  in large batches.
+
+  Nothing is cached (a pass read once would only hold the whole
+  transformed window in memory), and the next batches are read and
+  transformed on the other core while the model predicts the current one.
+  """
+  raw = _window_days(file_pattern, WINDOW_PASS_BATCH, False, seed=0)
+  return raw.map(_transform_fn(tf_transform_output),
+                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                     tf.data.AUTOTUNE)
+
+
+def _transform_fn(tf_transform_output: tft.TFTransformOutput):
+  """Serialized examples -> (transformed features, label), in one trace."""
   spec = tf_transform_output.raw_feature_spec()
   layer = tf_transform_output.transform_features_layer()
 
@@ -78,11 +109,7 @@ def _input_fn(file_pattern: List[str],
     label = transformed.pop(model_lib.LABEL_XF)
     return transformed, label
 
-  dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
-  if not training:
-    return dataset
-  return dataset.shuffle(1024, seed=seed,
-                         reshuffle_each_iteration=True).repeat()
+  return transform
 
 
 def _window_days(file_pattern: List[str], batch_size: int, training: bool,
@@ -123,9 +150,37 @@ def _window_days(file_pattern: List[str], batch_size: int, training: bool,
     return days[0]
   if not training:
     return functools.reduce(tf.data.Dataset.concatenate, days)
-  mixed = tf.data.Dataset.sample_from_datasets(
-      [d.unbatch() for d in days], seed=seed)
+  mixed = tf.data.Dataset.choose_from_datasets(
+      [d.unbatch() for d in days], _day_choices(len(days), seed),
+      stop_on_empty_dataset=False)
   return mixed.batch(batch_size)
+
+
+# Day choices computed per call of _day_choices' traced function.
+_CHOICES_CHUNK = 4096
+
+
+def _day_choices(days: int, seed: int) -> tf.data.Dataset:
+  """The day each example of the mixed window comes from: the choices
+  `tf.data.Dataset.sample_from_datasets(days, seed=seed)` makes, draw for
+  draw, so the same days still give the same stream.
+
+  sample_from_datasets draws each choice in its own call of a traced
+  function (a stateless categorical draw, seeded by the next two numbers
+  of `Dataset.random(seed)`): about 50 µs an example, most of the
+  Trainer's CPU on the 500 m grid, whose warm start mixes about a million
+  examples (its batch shuffle reads 1024 batches ahead). Here one call
+  makes the same draws for a chunk of seeds.
+  """
+  logits = tf.ones([1, days])
+
+  def choose(seeds):
+    return tf.map_fn(
+        lambda pair: tf.random.stateless_categorical(logits, 1, pair)[0, 0],
+        seeds, fn_output_signature=tf.int64, parallel_iterations=16)
+
+  return tf.data.Dataset.random(seed=seed).batch(2).batch(
+      _CHOICES_CHUNK).map(choose).unbatch()
 
 
 def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
@@ -279,9 +334,9 @@ def run_fn(fn_args: FnArgs) -> None:
   # After training (and whatever it does to the weights): the shift is
   # read against the final λ̂, on one pass over the window.
   if hparams.point_forecast is model_lib.PointForecast.MEDIAN:
-    model_lib.fit_median_shift(model, _input_fn(
-        fn_args.train_files, tf_transform_output, hparams.batch_size, False,
-        hparams.seed), hparams)
+    model_lib.fit_median_shift(
+        model, _window_pass(fn_args.train_files, tf_transform_output),
+        hparams)
 
   signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
   export(model, fn_args.serving_model_dir, signatures)
