@@ -179,7 +179,7 @@ def test_tfma_thresholds_judge_the_whole_day_not_every_slice(tmp_path):
   thresholded = {m.class_name: m for spec in cfg.metrics_specs
                  for m in spec.metrics
                  if m.HasField("threshold") or m.per_slice_thresholds}
-  assert set(thresholded) == {"ExampleCount", "MeanAbsoluteError"}
+  assert set(thresholded) == {"ExampleCount", "OnePassMeanAbsoluteError"}
   for metric in thresholded.values():
     assert not metric.HasField("threshold")
     (per_slice,) = metric.per_slice_thresholds
