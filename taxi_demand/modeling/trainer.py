@@ -174,6 +174,8 @@ def _day_choices(days: int, seed: int) -> tf.data.Dataset:
   """
   logits = tf.ones([1, days])
 
+  # No Python control flow on tensors: AutoGraph would only rewrite it.
+  @tf.autograph.experimental.do_not_convert
   def choose(seeds):
     return tf.map_fn(
         lambda pair: tf.random.stateless_categorical(logits, 1, pair)[0, 0],
