@@ -280,36 +280,6 @@ def _day_files(rows, root, name):
   return os.path.join(root, name, "*.gz")
 
 
-def test_the_median_shift_reads_training_s_pass_not_the_disk_again(
-    tmp_path, monkeypatch):
-  """After training, the median shift is fitted on the window's pass that
-  training cached in memory: the window's days are read from disk once
-  (and the eval days once), not again for the shift, which is the one a
-  fresh pass over the days gives. (No training here: the shift is read
-  against the freshly built model; the export is skipped.)"""
-  tft_dir, files = _transform(_raw_rows([1, 2, 3, 4, 5]), str(tmp_path))
-  args = _fn_args(str(tmp_path), tft_dir, files, "model", hparams={
-      "median_shift_min_rate": 0.0, "median_shift_min_examples": 1})
-  args.eval_files = [files.replace("*.gz", "-0.gz")]
-  reads, models = [], []
-  read_days = trainer._window_days
-  monkeypatch.setattr(trainer, "_window_days",
-                      lambda pattern, *a: reads.append(pattern) or
-                      read_days(pattern, *a))
-  monkeypatch.setattr(M, "train", lambda model, *a, **k: None)
-  monkeypatch.setattr(trainer, "export",
-                      lambda model, *a, **k: models.append(model))
-  trainer.run_fn(args)
-  assert reads == [args.train_files, args.eval_files]
-  fitted = models[0].median_shift.shift.numpy()
-  assert np.any(fitted != 0)
-  hparams = M.HParams.from_dict(args.custom_config["hparams"])
-  again = M.fit_median_shift(models[0], trainer._input_fn(
-      args.train_files, tft.TFTransformOutput(tft_dir), hparams.batch_size,
-      False, hparams.seed), hparams)
-  np.testing.assert_allclose(fitted, again, rtol=1e-6)
-
-
 def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   """A day ingested again after a kill gets a new path; the model must not.
 
@@ -394,3 +364,45 @@ def test_the_window_is_read_as_tfx_readers_read_it_one_parse_for_all(
       assert sorted(features) == sorted(expected)
       for key, value in features.items():
         np.testing.assert_array_equal(value, expected[key])
+
+
+def test_day_choices_are_the_draws_sample_from_datasets_makes():
+  """The window is mixed with sample_from_datasets' own draws, made a
+  chunk at a time (one traced call per draw was most of the Trainer's CPU
+  on the 500 m grid): the same days give the same stream, also where days
+  of unequal length run out, across a chunk boundary."""
+  def days():
+    # Day k yields k, k + 5, k + 10, ...: a value names its day and rank.
+    return [tf.data.Dataset.range(k, 5 * n, 5)
+            for k, n in enumerate((900, 2500, 40, 3000, 1))]
+
+  for seed in (0, 11):
+    ours = tf.data.Dataset.choose_from_datasets(
+        days(), trainer._day_choices(5, seed), stop_on_empty_dataset=False)
+    theirs = tf.data.Dataset.sample_from_datasets(days(), seed=seed)
+    got = np.concatenate(list(ours.batch(4096).as_numpy_iterator()))
+    want = np.concatenate(list(theirs.batch(4096).as_numpy_iterator()))
+    assert len(got) == 900 + 2500 + 40 + 3000 + 1 > trainer._CHOICES_CHUNK
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_median_shift_pass_reads_the_window_once_in_large_batches(
+    tmp_path):
+  """One pass, every example once, in batches of WINDOW_PASS_BATCH: in
+  the training batch size the 500 m grid's window took ~4k model calls,
+  and the pass cached the whole transformed window in memory."""
+  days = [_raw_rows([3 * k + 1, 3 * k + 2], n_slots=40, seed=k)
+          for k in range(2)]
+  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
+  output = tft.TFTransformOutput(tft_dir)
+  files = [_day_files(day, str(tmp_path / "examples"), str(i))
+           for i, day in enumerate(days)]
+  dataset = trainer._window_pass(files, output)
+  assert b"CacheDataset" not in dataset._as_serialized_graph().numpy()
+  sizes = [int(label.shape[0]) for _, label in dataset]
+  assert sizes == [80, 80]  # one batch a day: each under WINDOW_PASS_BATCH
+  assert trainer.WINDOW_PASS_BATCH >= 8192
+  want = list(trainer._input_fn(files, output, 8, False, 0))
+  got = np.concatenate([label.numpy() for _, label in dataset])
+  np.testing.assert_array_equal(
+      got, np.concatenate([label.numpy() for _, label in want]))

@@ -622,23 +622,34 @@ def fit_median_shift(model: tf.keras.Model, dataset: tf.data.Dataset,
   Returns:
     The shift set, [cell_vocab_size, 48].
   """
-  # One traced step for all batches: eager calls cost seconds a run.
-  @tf.function(autograph=False)
+  # One traced step for all batches (whatever their size: the last of each
+  # day is short): eager calls cost seconds a run.
+  @tf.function(autograph=False, reduce_retracing=True)
   def step(features, label):
     return (tf.reshape(model(features, training=False), [-1]),
             features[CELL_XF], day_hour(features[HOUR_OF_WEEK_XF]),
             tf.reshape(label, [-1]))
 
-  batches = [step(*batch) for batch in dataset]
+  batches = [[np.asarray(t) for t in step(*batch)] for batch in dataset]
   rate, cell, hour, label = (
-      np.concatenate([np.asarray(b[i]) for b in batches]).astype(t)
+      np.concatenate([b[i] for b in batches]).astype(t)
       for i, t in enumerate((float, np.int64, np.int64, float)))
   shift = np.zeros(model.median_shift.shift.shape, np.float32)
   group = cell * _DAY_HOURS + hour
-  ratio = label / np.maximum(rate, 1e-9)
+  # Only the groups that can pass both thresholds are sorted and searched
+  # (on the 500 m grid, a few of 70k): the rest keep 0 as they would below.
+  # The slack keeps a group whose mean sits at the threshold up to rounding.
+  counts = np.bincount(group, minlength=shift.size)
+  rate_sums = np.bincount(group, weights=rate, minlength=shift.size)
+  candidates = ((counts >= hparams.median_shift_min_examples) &
+                (rate_sums >= hparams.median_shift_min_rate * counts *
+                 (1.0 - 1e-9)))
+  kept = np.flatnonzero(candidates[group])
+  rate, group = rate[kept], group[kept]
+  ratio = label[kept] / np.maximum(rate, 1e-9)
   order = np.lexsort((ratio, group))
   starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
-  for rows in np.split(order, starts[1:]):
+  for rows in np.split(order, starts[1:]) if len(order) else ():
     if (len(rows) < hparams.median_shift_min_examples or
         rate[rows].mean() < hparams.median_shift_min_rate):
       continue

@@ -54,19 +54,7 @@ def _input_fn(file_pattern: List[str],
               tf_transform_output: tft.TFTransformOutput, batch_size: int,
               training: bool, seed: int,
               max_batches: Optional[int] = None) -> tf.data.Dataset:
-  """Batches of (transformed features, label) from the window's raw days:
-  `_window_pass`, and for training `_shuffled_forever` over it."""
-  window = _window_pass(file_pattern, tf_transform_output, batch_size,
-                        training, seed, max_batches)
-  return _shuffled_forever(window, seed) if training else window
-
-
-def _window_pass(file_pattern: List[str],
-                 tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                 training: bool, seed: int,
-                 max_batches: Optional[int] = None) -> tf.data.Dataset:
-  """One pass of batches of (transformed features, label) from the
-  window's raw days, each example once.
+  """Batches of (transformed features, label) from the window's raw days.
 
   Transform materialises nothing: each day's examples were written once, by
   the run that ingested it, and today's graph is applied here as they are
@@ -74,12 +62,42 @@ def _window_pass(file_pattern: List[str],
   and mean. One transformed pass is cached in memory (about 100k small
   examples): later epochs cost no decompression, parsing or transforming.
   Training repeats forever in a freshly shuffled batch order; evaluation is
-  one pass of at most `max_batches`. With `training`, the days are mixed
-  (`_window_days`).
+  one pass of at most `max_batches`.
   """
   raw = _window_days(file_pattern, batch_size, training, seed)
   if max_batches:
     raw = raw.take(max_batches)
+  dataset = raw.map(_transform_fn(tf_transform_output),
+                    num_parallel_calls=tf.data.AUTOTUNE).cache()
+  if not training:
+    return dataset
+  return dataset.shuffle(1024, seed=seed,
+                         reshuffle_each_iteration=True).repeat()
+
+
+# Examples a batch of the one pass that fits the median shift: a batch of
+# the training size made ~4k model calls on the 500 m grid's window.
+WINDOW_PASS_BATCH = 8192
+
+
+def _window_pass(file_pattern: List[str],
+                 tf_transform_output: tft.TFTransformOutput
+                 ) -> tf.data.Dataset:
+  """The window's days once, in order, as (transformed features, label),
+  in large batches.
+
+  Nothing is cached (a pass read once would only hold the whole
+  transformed window in memory), and the next batches are read and
+  transformed on the other core while the model predicts the current one.
+  """
+  raw = _window_days(file_pattern, WINDOW_PASS_BATCH, False, seed=0)
+  return raw.map(_transform_fn(tf_transform_output),
+                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                     tf.data.AUTOTUNE)
+
+
+def _transform_fn(tf_transform_output: tft.TFTransformOutput):
+  """Serialized examples -> (transformed features, label), in one trace."""
   spec = tf_transform_output.raw_feature_spec()
   layer = tf_transform_output.transform_features_layer()
 
@@ -91,14 +109,7 @@ def _window_pass(file_pattern: List[str],
     label = transformed.pop(model_lib.LABEL_XF)
     return transformed, label
 
-  return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).cache()
-
-
-def _shuffled_forever(window: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-  """Training's stream: the window's cached pass, repeated forever in a
-  freshly shuffled batch order."""
-  return window.shuffle(1024, seed=seed,
-                        reshuffle_each_iteration=True).repeat()
+  return transform
 
 
 def _window_days(file_pattern: List[str], batch_size: int, training: bool,
@@ -139,9 +150,39 @@ def _window_days(file_pattern: List[str], batch_size: int, training: bool,
     return days[0]
   if not training:
     return functools.reduce(tf.data.Dataset.concatenate, days)
-  mixed = tf.data.Dataset.sample_from_datasets(
-      [d.unbatch() for d in days], seed=seed)
+  mixed = tf.data.Dataset.choose_from_datasets(
+      [d.unbatch() for d in days], _day_choices(len(days), seed),
+      stop_on_empty_dataset=False)
   return mixed.batch(batch_size)
+
+
+# Day choices computed per call of _day_choices' traced function.
+_CHOICES_CHUNK = 4096
+
+
+def _day_choices(days: int, seed: int) -> tf.data.Dataset:
+  """The day each example of the mixed window comes from: the choices
+  `tf.data.Dataset.sample_from_datasets(days, seed=seed)` makes, draw for
+  draw, so the same days still give the same stream.
+
+  sample_from_datasets draws each choice in its own call of a traced
+  function (a stateless categorical draw, seeded by the next two numbers
+  of `Dataset.random(seed)`): about 50 µs an example, most of the
+  Trainer's CPU on the 500 m grid, whose warm start mixes about a million
+  examples (its batch shuffle reads 1024 batches ahead). Here one call
+  makes the same draws for a chunk of seeds.
+  """
+  logits = tf.ones([1, days])
+
+  # No Python control flow on tensors: AutoGraph would only rewrite it.
+  @tf.autograph.experimental.do_not_convert
+  def choose(seeds):
+    return tf.map_fn(
+        lambda pair: tf.random.stateless_categorical(logits, 1, pair)[0, 0],
+        seeds, fn_output_signature=tf.int64, parallel_iterations=16)
+
+  return tf.data.Dataset.random(seed=seed).batch(2).batch(
+      _CHOICES_CHUNK).map(choose).unbatch()
 
 
 def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
@@ -268,11 +309,8 @@ def run_fn(fn_args: FnArgs) -> None:
 
   vocab = [t.decode() if isinstance(t, bytes) else str(t)
            for t in tf_transform_output.vocabulary_by_name(F.CELL_VOCABULARY)]
-  # One pass over the window, transformed and cached in memory as training
-  # reads it; the median shift below reads it again from there.
-  window = _window_pass(fn_args.train_files, tf_transform_output,
-                        hparams.batch_size, True, hparams.seed)
-  train_ds = _shuffled_forever(window, hparams.seed)
+  train_ds = _input_fn(fn_args.train_files, tf_transform_output, hparams.batch_size, True,
+                       hparams.seed)
   eval_ds = _input_fn(fn_args.eval_files, tf_transform_output, hparams.batch_size, False,
                       hparams.seed, max_batches=hparams.eval_steps)
 
@@ -296,12 +334,11 @@ def run_fn(fn_args: FnArgs) -> None:
                   warm_start_from=base, warm_start_row_maps=row_maps,
                   callbacks=callbacks)
   # After training (and whatever it does to the weights): the shift is
-  # read against the final λ̂, on one pass over the window: the pass
-  # training cached in memory, the same examples in another order (the
-  # median does not depend on it), where reading and transforming every
-  # day from disk again took seconds per four weeks of window.
+  # read against the final λ̂, on one pass over the window.
   if hparams.point_forecast is model_lib.PointForecast.MEDIAN:
-    model_lib.fit_median_shift(model, window, hparams)
+    model_lib.fit_median_shift(
+        model, _window_pass(fn_args.train_files, tf_transform_output),
+        hparams)
 
   signatures = _signatures(model, tf_transform_output, hparams.point_forecast)
   export(model, fn_args.serving_model_dir, signatures)
