@@ -6,8 +6,8 @@ Keras metric that TFMA feeds through TensorFlow slice by slice: on the 500 m
 grid (about 1,500 cells, each its own slice) that was most of the
 Evaluator. These four share one combiner, which unpacks each example once
 and keeps five sums; each metric is derived from them. They report under
-TFMA's names ("mean_absolute_error", ...), so ForecastGate, the change
-threshold and the notebook read them as before.
+TFMA's names ("mean_absolute_error", ...), so ForecastGate (which pairs
+the two models' MAEs by cell) and the notebook read them as before.
 """
 
 from __future__ import annotations
