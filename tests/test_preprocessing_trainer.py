@@ -279,6 +279,17 @@ def _day_files(rows, root, name):
       writer.write(_serialize(row))
   return os.path.join(root, name, "*.gz")
 
+def _window_of_days(tmp_path, n_days):
+  """(TFTransformOutput, per-day example files) of `n_days` days of 80
+  examples each (2 cells x 40 slots), transformed together."""
+  days = [_raw_rows([3 * k + 1, 3 * k + 2], n_slots=40, seed=k)
+          for k in range(n_days)]
+  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
+  files = [_day_files(day, str(tmp_path / "examples"), str(i))
+           for i, day in enumerate(days)]
+  return tft.TFTransformOutput(tft_dir), files
+
+
 
 def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   """A day ingested again after a kill gets a new path; the model must not.
@@ -342,12 +353,7 @@ def test_the_window_is_read_as_tfx_readers_read_it_one_parse_for_all(
   """Parsing the mixed window once gives the batches one TFX reader per
   day gave, value for value, in training and in evaluation: the same
   data, hence the same weights."""
-  days = [_raw_rows([3 * k + 1, 3 * k + 2], n_slots=40, seed=k)
-          for k in range(4)]
-  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
-  output = tft.TFTransformOutput(tft_dir)
-  files = [_day_files(day, str(tmp_path / "examples"), str(i))
-           for i, day in enumerate(days)]
+  output, files = _window_of_days(tmp_path, 4)
   # 320 examples, 20 batches a pass: training goes into its second pass.
   for training, max_batches, batches in ((True, None, 30), (False, None, 20),
                                          (False, 7, 7)):
@@ -391,12 +397,7 @@ def test_the_median_shift_pass_reads_the_window_once_in_large_batches(
   """One pass, every example once, in batches of WINDOW_PASS_BATCH: in
   the training batch size the 500 m grid's window took ~4k model calls,
   and the pass cached the whole transformed window in memory."""
-  days = [_raw_rows([3 * k + 1, 3 * k + 2], n_slots=40, seed=k)
-          for k in range(2)]
-  tft_dir, _ = _transform([r for day in days for r in day], str(tmp_path))
-  output = tft.TFTransformOutput(tft_dir)
-  files = [_day_files(day, str(tmp_path / "examples"), str(i))
-           for i, day in enumerate(days)]
+  output, files = _window_of_days(tmp_path, 2)
   dataset = trainer._window_pass(files, output)
   assert b"CacheDataset" not in dataset._as_serialized_graph().numpy()
   sizes = [int(label.shape[0]) for _, label in dataset]
