@@ -358,3 +358,25 @@ def test_trips_read_in_any_order_fit_the_same_rates(tmp_path):
                                     getattr(found[0], field.name))
   # As the query once sorted them: the lower dropoff cell last.
   assert found[0].dropoff.tolist() == [1, -1, 1, 2]
+
+
+@pytest.mark.parametrize("taxis, step", [(40, 7), (3, 2**56)])
+def test_trips_are_ordered_as_the_full_sort_orders_them(taxis, step):
+  """The window's trips are sorted by (taxi, pickup) packed into one key,
+  and only the rows tied on it by the other keys: the same order as the
+  six-key sort, ties of every depth included; a pickup range too wide to
+  pack (the second case) falls back to that sort."""
+  rng = np.random.default_rng(3)
+  n = 5000
+  taxi = rng.integers(0, taxis, n)
+  at_ = rng.integers(0, 60, n) * step
+  off = at_ + rng.integers(0, 3, n)
+  ended = rng.random(n) < 0.9
+  pickup = rng.integers(-1, 3, n)
+  dropoff = rng.integers(-1, 3, n)
+  ties = (off, ended, pickup, dropoff)
+  order = supply._trip_order(taxi, at_, ties)
+  expected = np.lexsort((dropoff, pickup, ended, off, at_, taxi))
+  assert sorted(order.tolist()) == list(range(n))
+  for key in (taxi, at_) + ties:
+    np.testing.assert_array_equal(key[order], key[expected])
