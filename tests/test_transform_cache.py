@@ -18,6 +18,10 @@ from taxi_demand import features as F
 from taxi_demand.lineage import contract
 
 
+# The window's one dataset, as the local Transform names it for TFT.
+_WINDOW = "window-"
+
+
 def _write(sink, values: List[bytes], prefix: str) -> None:
   import apache_beam as beam  # noqa: PLC0415
   with beam.Pipeline() as p:
@@ -145,7 +149,8 @@ def _assert_same_cache(ours, theirs) -> None:
 
 
 @pytest.mark.e2e
-def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path):
+def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path,
+                                                              monkeypatch):
   import numpy as np  # noqa: PLC0415
   import tensorflow_transform as tft  # noqa: PLC0415
   from tfx.components.transform import executor as tfx_transform  # noqa: PLC0415
@@ -153,7 +158,17 @@ def test_the_local_transform_caches_and_analyses_as_tfxs_own(tmp_path):
   days = [art.examples(tmp_path / "examples" / str(d), _rows(d), span=d)
           for d in (19750, 19751, 19752)]
   tfxs = _transform(tfx_transform.Executor, tmp_path / "tfx", days)
+  read = []
+  init = transform.ReadCacheEntry.__init__
+
+  def reading(self, pattern):
+    read.append(pattern)
+    init(self, pattern)
+  monkeypatch.setattr(transform.ReadCacheEntry, "__init__", reading)
   ours = _transform(transform.Executor, tmp_path / "ours", days)
+  # TFT read the window as one cached dataset: its two entries, not two a
+  # day (a Beam branch each, which made Transform grow with the window).
+  assert len(read) == 2 and all(_WINDOW in p for p in read)
   # One dataset per day, under TFX's keys, each entry's values the same:
   # the vocabulary's counts exactly, the mean's float32 sums to a rounding
   # (TFT adds the batches Beam sizes as it reads, day_cache a day at once).
@@ -306,7 +321,9 @@ def _completed_cache(tmp_path: Path, days, preprocessing_fn, input_cache):
          if input_cache else {})}
   outputs = {labels.CACHE_OUTPUT_PATH_LABEL: str(tmp_path / "out"),
              labels.TEMP_OUTPUT_LABEL: str(tmp_path / "temp")}
-  return transform._Processor()._CompletedCache(inputs, outputs)  # noqa: SLF001
+  completed = transform._Processor()._CompletedCache(  # noqa: SLF001
+      inputs, outputs)
+  return None if completed is None else completed.path
 
 
 def test_the_local_transform_hands_tft_every_day_cached(tmp_path):
@@ -328,7 +345,9 @@ def test_the_local_transform_hands_tft_every_day_cached(tmp_path):
   for name in kept:
     assert ((Path(later) / name / "MANIFEST").read_bytes() ==
             (earlier / name / "MANIFEST").read_bytes())
-  # Every day cached, or an analyzer it does not know: TFT as it is.
-  assert _completed_cache(tmp_path / "rerun", days, fn, Path(cold)) is None
+  # Every day cached (a rerun): the days as they were.
+  rerun = _completed_cache(tmp_path / "rerun", days, fn, Path(cold))
+  assert _cache_of(Path(rerun)) == _cache_of(Path(cold))
+  # An analyzer it does not know: TFT as it is.
   assert _completed_cache(tmp_path / "new", days, _with_a_new_analyzer,
                           None) is None

@@ -1,4 +1,4 @@
-"""The window's uncached days' analyzer cache, computed in process as TFT's per-day Beam analysis writes it."""
+"""The window's uncached days' analyzer cache, computed in process as TFT's per-day Beam analysis writes it, and the days' entries merged into the window's."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple,
 # (the data itself, a few thousand rows, takes milliseconds). Here each
 # uncached day's cache entries are computed in process, with TFT's own
 # batch reductions, combiner and cache coders, under TFT's own keys, and
-# written where TFT reads its input cache; TFT then finds every day cached
-# and only merges and applies, as for a rerun.
+# written where TFT reads its input cache. TFT is then handed the window
+# as one dataset whose entries are the days' merged here (write_window):
+# it reads two entries and applies, however long the window.
 
 _LOG = logging.getLogger(__name__)
 
@@ -52,9 +53,12 @@ class Analyzer(NamedTuple):
     probe: a preprocessing_fn that calls only this analyzer, as the real
       one calls it: its one cache entry key must be among the real one's.
     entry: a day's batches of input tensors -> the entry's encoded values.
+    merge: several days' entries (encoded values each) -> the one entry
+      of those days taken together, as TFT's merge of them would make it.
   """
   probe: Callable[[Inputs], Inputs]
   entry: Callable[[Iterable[Inputs]], List[bytes]]
+  merge: Callable[[List[List[bytes]]], List[bytes]]
 
 
 def _vocabulary_probe(inputs: Inputs) -> Inputs:
@@ -70,8 +74,6 @@ def _vocabulary_entry(batches: Iterable[Inputs]) -> List[bytes]:
   """The vocabulary's (token, count) pairs, as TFT's VocabularyAccumulate
   (frequency order, no weights) counts and caches them: every token of
   every batch after its text-file filter (empty strings, newlines)."""
-  import tensorflow as tf  # noqa: PLC0415
-  from tensorflow_transform import analyzer_nodes  # noqa: PLC0415
   from tensorflow_transform import analyzers  # noqa: PLC0415
   from tensorflow_transform import tf_utils  # noqa: PLC0415
   from taxi_demand.modeling import preprocessing  # noqa: PLC0415
@@ -82,8 +84,27 @@ def _vocabulary_entry(batches: Iterable[Inputs]) -> List[bytes]:
         tokens, filter_regex=analyzers.get_vocab_newline_characters_regex(
             tokens.dtype, analyzers.DEFAULT_VOCABULARY_FILE_FORMAT)).unique_x
     counts.update(kept.numpy().tolist())
-  coder = analyzer_nodes.VocabularyAccumulate(
+  coder = _vocabulary_coder()
+  return [coder.encode_cache(pair) for pair in counts.items()]
+
+
+def _vocabulary_coder():
+  import tensorflow as tf  # noqa: PLC0415
+  from tensorflow_transform import analyzer_nodes  # noqa: PLC0415
+  return analyzer_nodes.VocabularyAccumulate(
       vocab_ordering_type=None, input_dtype=tf.string.name).cache_coder
+
+
+def _vocabulary_merge(days: List[List[bytes]]) -> List[bytes]:
+  """The days' (token, count) pairs summed by token, as TFT's
+  VocabularyMerge sums the datasets' before it orders them (integers:
+  the same whichever way they are grouped)."""
+  coder = _vocabulary_coder()
+  counts: Dict[bytes, int] = collections.Counter()
+  for values in days:
+    for value in values:
+      token, count = coder.decode_cache(value)
+      counts[token] += int(count)
   return [coder.encode_cache(pair) for pair in counts.items()]
 
 
@@ -99,10 +120,9 @@ def _mean_entry(batches: Iterable[Inputs]) -> List[bytes]:
   added by TFT's WeightedMeanAndVarCombiner, encoded by its coder."""
   import numpy as np  # noqa: PLC0415
   import tensorflow as tf  # noqa: PLC0415
-  from tensorflow_transform import analyzers  # noqa: PLC0415
   from tensorflow_transform import tf_utils  # noqa: PLC0415
   from taxi_demand.modeling import preprocessing  # noqa: PLC0415
-  combiner = analyzers.WeightedMeanAndVarCombiner(np.float32, output_shape=())
+  combiner = _mean_combiner()
   accumulator = combiner.create_accumulator()
   for inputs in batches:
     x = tf.cast(preprocessing.city_now(inputs), tf.float32)
@@ -115,10 +135,26 @@ def _mean_entry(batches: Iterable[Inputs]) -> List[bytes]:
   return [combiner.accumulator_coder.encode_cache(accumulator)]
 
 
+def _mean_combiner():
+  import numpy as np  # noqa: PLC0415
+  from tensorflow_transform import analyzers  # noqa: PLC0415
+  return analyzers.WeightedMeanAndVarCombiner(np.float32, output_shape=())
+
+
+def _mean_merge(days: List[List[bytes]]) -> List[bytes]:
+  """The days' accumulators merged by TFT's combiner, in the days' order
+  (float32 sums: TFT's own merge of the days, in whatever order Beam
+  hands them over, differs from this by a rounding)."""
+  combiner = _mean_combiner()
+  coder = combiner.accumulator_coder
+  return [coder.encode_cache(combiner.merge_accumulators(
+      [coder.decode_cache(value) for values in days for value in values]))]
+
+
 # preprocessing_fn's analyzers, in its order (TFT's cache indexes entries
 # in the order its graph lists them).
-ANALYZERS = (Analyzer(_vocabulary_probe, _vocabulary_entry),
-             Analyzer(_mean_probe, _mean_entry))
+ANALYZERS = (Analyzer(_vocabulary_probe, _vocabulary_entry, _vocabulary_merge),
+             Analyzer(_mean_probe, _mean_entry, _mean_merge))
 
 
 def _entry_keys(preprocessing_fn, typespecs, force_tf_compat_v1) -> set:
@@ -221,6 +257,37 @@ def write_day(day_dir: str, file_pattern: str, reader: DayReader,
   with tf.io.TFRecordWriter(os.path.join(day_dir, _METADATA)) as out:
     out.write(analyzer_cache.DatasetCacheMetadata(size).encode())
   with analyzer_cache._ManifestFile(day_dir) as manifest_file:  # noqa: SLF001
+    manifest_file.write(manifest)
+
+
+def write_window(window_dir: str, day_dirs: List[str],
+                 entries: Mapping[bytes, Analyzer]) -> None:
+  """Writes in `window_dir`, as `write_day` writes a day, the cache of the
+  days cached in `day_dirs` taken together: each entry the merge of the
+  days' (`Analyzer.merge`), the metadata their total size.
+
+  TFT reads, decodes and merges each day's entries in a Beam branch of
+  its own: at 56 days, 1,100 transforms and 140 stages, whose building
+  and running made Transform grow by about 0.15 s a day of the window.
+  Handed one dataset, cached, it reads two entries.
+  """
+  import tensorflow as tf  # noqa: PLC0415
+  from tensorflow_transform.beam import analyzer_cache  # noqa: PLC0415
+  manifests = [analyzer_cache._ManifestFile(day).read()  # noqa: SLF001
+               for day in day_dirs]
+  manifest = {}
+  for index, (key, analyzer) in enumerate(entries.items()):
+    write_entry(os.path.join(window_dir, str(index)) + SHARD, analyzer.merge(
+        [read_entry(os.path.join(day, str(found[key])) + "-*-of-*")
+         for day, found in zip(day_dirs, manifests)]))
+    manifest[key] = index
+  size = 0
+  for day in day_dirs:
+    [record] = _records(os.path.join(day, _METADATA))
+    size += analyzer_cache.DatasetCacheMetadata.decode(record).dataset_size
+  with tf.io.TFRecordWriter(os.path.join(window_dir, _METADATA)) as out:
+    out.write(analyzer_cache.DatasetCacheMetadata(size).encode())
+  with analyzer_cache._ManifestFile(window_dir) as manifest_file:  # noqa: SLF001
     manifest_file.write(manifest)
 
 

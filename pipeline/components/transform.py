@@ -1,18 +1,21 @@
-"""Transform's executor, locally: TFX's own, its uncached days analysed in process, its cache read and written in one Beam step an entry."""
+"""Transform's executor, locally: TFX's own, its uncached days analysed in process, the window handed to TFT as one cached dataset, its cache read and written in one Beam step an entry."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import time
 import weakref
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
 from tfx.components.transform import executor as tfx_transform
 from tfx.components.transform import labels
 from tfx.components.util import value_utils
+from tfx.dsl.io import fileio
+from tfx.utils import io_utils
 from tfx.proto import example_gen_pb2
 
 from pipeline.components import day_cache
@@ -94,17 +97,43 @@ class _Processor(tfx_transform.TransformProcessor):
   def Transform(self, inputs: Mapping[str, Any], outputs: Mapping[str, Any],
                 status_file: Optional[str] = None) -> None:
     completed = self._CompletedCache(inputs, outputs)
-    if completed is not None:
-      inputs = {**inputs, labels.CACHE_INPUT_PATH_LABEL: completed}
-    super().Transform(inputs, outputs, status_file)
+    if completed is None:
+      super().Transform(inputs, outputs, status_file)
+      return
+    # TFT is handed the window as one dataset, cached: the merge of its
+    # days' entries (day_cache.write_window), under a key of its own.
+    # Its pattern names a folder that holds no examples, so a TFT that
+    # found it uncached would fail on reading nothing, not analyse
+    # anything else.
+    days = os.listdir(completed.path)
+    window = os.path.join(completed.path, _WINDOW_PREFIX + _digest(days))
+    pattern = os.path.join(window, "no-examples", "*")
+    key = tfx_transform._Dataset(  # noqa: SLF001
+        pattern, labels.FORMAT_TFRECORD, None, None).dataset_key.key
+    day_cache.write_window(os.path.join(completed.path, key),
+                           [os.path.join(completed.path, d) for d in days],
+                           completed.entries)
+    super().Transform({
+        **inputs, labels.CACHE_INPUT_PATH_LABEL: completed.path,
+        labels.ANALYZE_DATA_PATHS_LABEL: [pattern],
+        labels.ANALYZE_PATHS_FILE_FORMATS_LABEL: [labels.FORMAT_TFRECORD],
+    }, outputs, status_file)
+    # TFX copied the window's entry into the updated cache, the entry of
+    # the one dataset it was given; the next run reads the days'.
+    output_cache = value_utils.GetSoleValue(
+        outputs, labels.CACHE_OUTPUT_PATH_LABEL)
+    fileio.rmtree(os.path.join(output_cache, key))
+    for day in days:
+      io_utils.copy_dir(os.path.join(completed.path, day),
+                        os.path.join(output_cache, day))
 
   def _CompletedCache(self, inputs: Mapping[str, Any],
-                      outputs: Mapping[str, Any]) -> Optional[str]:
+                      outputs: Mapping[str, Any]) -> Optional[_Completed]:
     """The run's input cache with every analysed day in it: the days it
     held, copied, and the others' entries computed in process
     (day_cache). None when TFT is to run as it would: no cache is kept,
-    the examples are not plain tf.Examples, the preprocessing_fn has an
-    analyzer day_cache does not know, or every day is cached already."""
+    the examples are not plain tf.Examples, or the preprocessing_fn has
+    an analyzer day_cache does not know."""
     get = value_utils.GetSoleValue
     input_cache = get(inputs, labels.CACHE_INPUT_PATH_LABEL, strict=False)
     data_format = get(inputs, labels.EXAMPLES_DATA_FORMAT_LABEL)
@@ -130,8 +159,6 @@ class _Processor(tfx_transform.TransformProcessor):
       return None
     uncached = [d for d in datasets if not day_cache.holds(
         input_cache, d.dataset_key.key, entries)]
-    if not uncached:
-      return None
     started = time.monotonic()
     import tensorflow_transform as tft  # noqa: PLC0415
     columns = tft.get_analyze_input_columns(
@@ -149,7 +176,23 @@ class _Processor(tfx_transform.TransformProcessor):
     _LOG.info("Transform: %d of %d days' analyzer cache computed in process "
               "(%.1f s)", len(uncached), len(datasets),
               time.monotonic() - started)
-    return completed
+    return _Completed(completed, entries)
+
+
+class _Completed(NamedTuple):
+  """A run's completed input cache: its folder (a folder a day), and the
+  analyzers day_cache computes each entry with."""
+  path: str
+  entries: Mapping[bytes, day_cache.Analyzer]
+
+
+# The window's one dataset: its (example-less) folder's name.
+_WINDOW_PREFIX = "window-"
+
+
+def _digest(days) -> str:
+  """Which days (their cache folders' names) a window is made of."""
+  return hashlib.sha256("\n".join(sorted(days)).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -167,9 +210,11 @@ def _processed_by(processor: type) -> Iterator[None]:
 
 class Executor(tfx_transform.Executor):
   """TFX's Transform executor. The window's days that no input cache holds
-  are analysed in process (day_cache) before TFT runs, so TFT finds every
-  day cached and only merges and applies; its analyzer cache entries are
-  read off one Impulse (ReadCacheEntry) and written in one Beam step each
+  are analysed in process (day_cache) before TFT runs, and TFT is handed
+  the window as one dataset, cached: its days' entries merged in process,
+  so its Beam graph does not grow with the window. The updated cache holds
+  a folder a day, as TFT's would. Analyzer cache entries are read off one
+  Impulse (ReadCacheEntry) and written in one Beam step each
   (WriteCacheEntry), files as TFT's own sink writes them. Vertex runs
   TFX's own executor."""
 
