@@ -428,3 +428,37 @@ def test_median_shift_leaves_quiet_or_thin_groups_to_the_poisson_median(
   np.testing.assert_array_equal(_served(model, features),
                                 M.poisson_median(rate).numpy())
   assert not model.median_shift.shift.numpy().any()
+
+
+@pytest.mark.slow
+def test_a_busy_cells_hidden_events_do_not_lift_its_fitted_rate():
+  """A venue's evening event (2.5x, on 15% of days, at random) is 40
+  Poisson standard deviations above an ordinary evening of 800 pickups,
+  and nothing known at issue time tells it apart. The plain Poisson loss
+  fitted the mixture's mean (1.22x), and per hour of the week from the few
+  such evenings a window holds: on the operation bench the busiest cell's
+  first evening slots were forecast 1.3-1.7x an ordinary evening on
+  weekdays whose window held two events, and it lost to its seasonal
+  naive. Clipped at a few standard deviations, an event pulls the fit no
+  harder than ordinary noise does, and the rate stays near the ordinary
+  level; without events the fit is the mean, as before."""
+  usual, n = 800.0, 4096
+  rng = np.random.default_rng(5)
+  cell = np.full(n, 2)
+  how = rng.integers(0, 168, n)
+  features = _recent_features(cell, how, np.full(n, usual),
+                              np.full(n, usual), rng)
+  event = rng.random(n) < 0.15
+  hp = dataclasses.replace(_FAST, train_steps=300, epochs=3)
+
+  def fitted(labels) -> float:
+    model = M.build_model(_N_CELLS, hp)
+    M.train(model, _dataset(features, labels.astype(np.float32), 128),
+            None, hp)
+    return float(np.mean(model.predict(features, verbose=0)))
+
+  mixed = fitted(rng.poisson(np.where(event, 2.5 * usual, usual)))
+  ordinary = fitted(rng.poisson(np.full(n, usual)))
+  # Measured: 1.225x usual with the plain Poisson loss.
+  assert mixed < 1.06 * usual, mixed
+  assert ordinary == pytest.approx(usual, rel=0.02)
