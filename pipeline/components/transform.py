@@ -105,7 +105,8 @@ class _Processor(tfx_transform.TransformProcessor):
     # Its pattern names a folder that holds no examples, so a TFT that
     # found it uncached would fail on reading nothing, not analyse
     # anything else.
-    days = os.listdir(completed.path)
+    # Sorted: the mean's accumulators are merged in this order (float32).
+    days = sorted(name.rstrip("/") for name in fileio.listdir(completed.path))
     window = os.path.join(completed.path, _WINDOW_PREFIX + _digest(days))
     pattern = os.path.join(window, "no-examples", "*")
     key = tfx_transform._Dataset(  # noqa: SLF001
@@ -122,7 +123,8 @@ class _Processor(tfx_transform.TransformProcessor):
     # the one dataset it was given; the next run reads the days'.
     output_cache = value_utils.GetSoleValue(
         outputs, labels.CACHE_OUTPUT_PATH_LABEL)
-    fileio.rmtree(os.path.join(output_cache, key))
+    if fileio.exists(os.path.join(output_cache, key)):
+      fileio.rmtree(os.path.join(output_cache, key))
     for day in days:
       io_utils.copy_dir(os.path.join(completed.path, day),
                         os.path.join(output_cache, day))
