@@ -103,8 +103,8 @@ class _Processor(tfx_transform.TransformProcessor):
     # TFT is handed the window as one dataset, cached: the merge of its
     # days' entries (day_cache.write_window), under a key of its own.
     # Its pattern names a folder that holds no examples, so a TFT that
-    # found it uncached would fail on reading nothing, not analyse
-    # anything else.
+    # found it uncached would find nothing to read, never another day's
+    # examples.
     # Sorted: the mean's accumulators are merged in this order (float32).
     days = sorted(name.rstrip("/") for name in fileio.listdir(completed.path))
     window = os.path.join(completed.path, _WINDOW_PREFIX + _digest(days))
