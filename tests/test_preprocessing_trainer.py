@@ -321,75 +321,107 @@ def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   assert days_in_first_batch(False) == {0}
 
 
-def _tfx_readers_stream(files, output, batch_size, training, seed,
-                        max_batches=None):
-  """The reference: one TFX reader per day (the data accessor the Trainer
-  hands run_fn), each parsing its own batches, mixed as _window_days
-  documents. The parsing of that reader was traced once per day."""
+def _tfx_readers_examples(files, output):
+  """The reference: the window's examples as the data accessor the Trainer
+  hands run_fn reads them, one TFX reader per day, days in order, parsed
+  and transformed, as one batch."""
   from tfx_bsl.tfxio import dataset_options  # noqa: PLC0415
   examples = standard_artifacts.Examples()
   examples.uri = os.path.dirname(files[0])
   factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
   days = [factory([pattern], dataset_options.TensorFlowDatasetOptions(
-      batch_size=batch_size, shuffle=training, shuffle_seed=seed,
-      num_epochs=1), output.raw_metadata.schema) for pattern in files]
-  if training:
-    raw = tf.data.Dataset.sample_from_datasets(
-        [d.unbatch() for d in days], seed=seed).batch(batch_size)
-  else:
-    raw = functools.reduce(tf.data.Dataset.concatenate, days)
-  if max_batches:
-    raw = raw.take(max_batches)
+      batch_size=10_000, shuffle=False, num_epochs=1),
+                  output.raw_metadata.schema) for pattern in files]
+  raw = functools.reduce(tf.data.Dataset.concatenate, days)
   layer = output.transform_features_layer()
-  dataset = raw.map(lambda raw: (lambda t: (t, t.pop(M.LABEL_XF)))(layer(raw)))
-  if not training:
-    return dataset
-  return dataset.cache().shuffle(1024, seed=seed,
-                                 reshuffle_each_iteration=True).repeat()
+  return _one_batch(raw.map(
+      lambda raw: (lambda t: (t, t.pop(M.LABEL_XF)))(layer(raw))))
+
+
+def _one_batch(dataset):
+  """(features, label) of a finite dataset's batches, concatenated."""
+  batches = list(dataset)
+  features = {key: np.concatenate([f[key].numpy() for f, _ in batches])
+              for key in batches[0][0]}
+  return features, np.concatenate([label.numpy() for _, label in batches])
+
+
+def _rows(features, label):
+  """Each example as one tuple of its values, in the dataset's order."""
+  columns = [features[key].reshape(len(label), -1)
+             for key in sorted(features)] + [label.reshape(len(label), -1)]
+  return [tuple(np.concatenate([c[i] for c in columns]).tolist())
+          for i in range(len(label))]
 
 
 def test_the_window_is_read_as_tfx_readers_read_it_one_parse_for_all(
     tmp_path):
-  """Parsing the mixed window once gives the batches one TFX reader per
-  day gave, value for value, in training and in evaluation: the same
-  data, hence the same weights."""
+  """Parsing the window once, after the days are read, gives the values
+  TFX's readers give a day at a time: in evaluation, the same examples in
+  the same order; in training, each pass holds every example once."""
   output, files = _window_of_days(tmp_path, 4)
-  # 320 examples, 20 batches a pass: training goes into its second pass.
-  for training, max_batches, batches in ((True, None, 30), (False, None, 20),
-                                         (False, 7, 7)):
-    ours = trainer._input_fn(files, output, batch_size=16,
-                             training=training, seed=3,
-                             max_batches=max_batches)
-    reference = _tfx_readers_stream(files, output, 16, training, 3,
-                                    max_batches)
-    got = list(ours.take(batches + 1))
-    want = list(reference.take(batches + 1))
-    assert len(got) == len(want) == (batches + 1 if training else batches)
-    for (features, label), (expected, expected_label) in zip(got, want):
-      np.testing.assert_array_equal(label, expected_label)
-      assert sorted(features) == sorted(expected)
-      for key, value in features.items():
-        np.testing.assert_array_equal(value, expected[key])
+  want = _rows(*_tfx_readers_examples(files, output))
+  assert len(want) == 320
+  evaluation = trainer._input_fn(files, output, batch_size=16,
+                                 training=False, seed=3)
+  assert _rows(*_one_batch(evaluation)) == want
+  # 320 examples, 20 batches a pass: the cache serves the second.
+  training = trainer._input_fn(files, output, batch_size=16, training=True,
+                               seed=3)
+  passes = _rows(*_one_batch(training.take(40)))
+  assert sorted(passes[:320]) == sorted(passes[320:]) == sorted(want)
+  assert passes[:320] != want
 
 
-def test_day_choices_are_the_draws_sample_from_datasets_makes():
-  """The window is mixed with sample_from_datasets' own draws, made a
-  chunk at a time (one traced call per draw was most of the Trainer's CPU
-  on the 500 m grid): the same days give the same stream, also where days
-  of unequal length run out, across a chunk boundary."""
-  def days():
-    # Day k yields k, k + 5, k + 10, ...: a value names its day and rank.
-    return [tf.data.Dataset.range(k, 5 * n, 5)
-            for k, n in enumerate((900, 2500, 40, 3000, 1))]
+def test_training_takes_the_days_in_turn_each_shuffled_by_the_seed(tmp_path):
+  """Each training batch holds every day of the window in equal shares
+  (a day's cells are its own: 3k + 1 and 3k + 2), each day in a shuffled
+  order that the seed fixes."""
+  output, files = _window_of_days(tmp_path, 4)
+  spec = output.raw_feature_spec()
 
-  for seed in (0, 11):
-    ours = tf.data.Dataset.choose_from_datasets(
-        days(), trainer._day_choices(5, seed), stop_on_empty_dataset=False)
-    theirs = tf.data.Dataset.sample_from_datasets(days(), seed=seed)
-    got = np.concatenate(list(ours.batch(4096).as_numpy_iterator()))
-    want = np.concatenate(list(theirs.batch(4096).as_numpy_iterator()))
-    assert len(got) == 900 + 2500 + 40 + 3000 + 1 > trainer._CHOICES_CHUNK
-    np.testing.assert_array_equal(got, want)
+  def stream(seed):
+    batches = trainer._window_days(files, 16, True, seed)
+    return [tf.io.parse_example(b, spec)[F.CELL].numpy().ravel()
+            for b in batches]
+
+  cells = stream(3)
+  assert len(cells) == 20
+  for batch in cells:
+    np.testing.assert_array_equal(np.bincount((batch - 1) // 3), [4] * 4)
+  day_0 = np.concatenate(cells)[::4]
+  assert sorted(day_0.tolist()) == [1] * 40 + [2] * 40
+  assert day_0[:40].tolist() != [1] * 40  # shuffled, not in file order
+  again = stream(3)
+  other = stream(4)
+  assert all((a == b).all() for a, b in zip(cells, again))
+  assert any((a != b).any() for a, b in zip(cells, other))
+
+
+def test_the_input_pipeline_is_built_once_whatever_the_windows_length(
+    tmp_path):
+  """A reader per day cost about 40 ms to build and as much to start,
+  three times a Trainer run: the pipeline's graph must not grow with the
+  window's days."""
+  output, files = _window_of_days(tmp_path, 6)
+
+  def nodes(days, training):
+    dataset = trainer._input_fn(files[:days], output, batch_size=16,
+                                training=training, seed=0)
+    graph = tf.compat.v1.GraphDef.FromString(
+        dataset._as_serialized_graph().numpy())
+    return len(graph.node) + sum(len(f.node_def)
+                                 for f in graph.library.function)
+
+  for training in (True, False):
+    assert nodes(2, training) == nodes(6, training)
+
+
+def test_a_window_without_example_files_is_refused_in_one_line(tmp_path):
+  output, _ = _window_of_days(tmp_path, 1)
+  missing = [str(tmp_path / "nowhere" / "*.gz")] * 2
+  with pytest.raises(ValueError, match="no example files in the window"):
+    trainer._input_fn(missing, output, batch_size=16, training=True, seed=0)
 
 
 def test_the_median_shift_pass_reads_the_window_once_in_large_batches(
@@ -401,7 +433,7 @@ def test_the_median_shift_pass_reads_the_window_once_in_large_batches(
   dataset = trainer._window_pass(files, output)
   assert b"CacheDataset" not in dataset._as_serialized_graph().numpy()
   sizes = [int(label.shape[0]) for _, label in dataset]
-  assert sizes == [80, 80]  # one batch a day: each under WINDOW_PASS_BATCH
+  assert sizes == [160]  # the days in one batch, under WINDOW_PASS_BATCH
   assert trainer.WINDOW_PASS_BATCH >= 8192
   want = list(trainer._input_fn(files, output, 8, False, 0))
   got = np.concatenate([label.numpy() for _, label in dataset])

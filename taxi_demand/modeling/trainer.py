@@ -19,7 +19,6 @@ is the expected pickups λ̂.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -28,8 +27,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
-from tfx_bsl.tfxio import dataset_options
-from tfx_bsl.tfxio import dataset_util
 
 from taxi_demand import features as F
 from taxi_demand.modeling import model as model_lib
@@ -114,75 +111,60 @@ def _transform_fn(tf_transform_output: tft.TFTransformOutput):
 
 def _window_days(file_pattern: List[str], batch_size: int, training: bool,
                  seed: int) -> tf.data.Dataset:
-  """The window's serialized examples, batched, read day by day in the
-  order given.
+  """The window's serialized examples, batched, read by one reader.
 
   `file_pattern` holds one pattern per day, in the resolver's span order.
-  Handing them all to one reader would order the files by path (TF's glob
+  Handing them all to one glob would order the files by path (TF's glob
   sorts names), and a path carries its ingest's execution id: a day
   ingested again after a kill would move in the read order and train a
-  different model from the same data. So each day is read (and, for
-  training, shuffled) on its own, and training draws each example from
-  the days at random with `seed`: the same days give the same stream.
+  different model from the same data. So the days keep the order given,
+  and a day's files are read in name order.
 
-  Each day is read as TFX's reader (tfx_bsl's TFExampleRecord) reads it,
-  records in the same order, but left serialized: the window is parsed
-  once, after the days are mixed, by one traced step. A reader per day
-  traced its own parse step (about a third of the Trainer's start-up on a
-  28-day window), and evaluation built every day's reader to read the
-  first few. The examples are ExampleGen's gzipped tf.Example records.
+  Evaluation (and the median shift's pass) reads the days one after the
+  other. Training shuffles each day (by `seed` and the day's place) and
+  takes one example from each day in turn: every batch holds the window's
+  days in equal shares while they last, and the same days give the same
+  stream.
+
+  The examples are ExampleGen's gzipped tf.Example records, left
+  serialized: the window is parsed once, after the days are mixed, by one
+  traced step. The pipeline is built once whatever the window's length: a
+  TFX reader per day (tfx_bsl's make_tf_record_dataset) cost about 40 ms
+  to build and as much again to start, three times a run, and drawing each
+  example's day at random cost about 25 µs an example, together most of
+  the Trainer's growth with the window.
   """
-  def day(pattern):
-    # TensorFlowDatasetOptions' defaults, as TFExampleRecord applies them.
-    options = dataset_options.TensorFlowDatasetOptions(
-        batch_size=batch_size, shuffle=training, shuffle_seed=seed,
-        num_epochs=1)
-    return dataset_util.make_tf_record_dataset(
-        [pattern], batch_size=options.batch_size,
-        drop_final_batch=options.drop_final_batch,
-        num_epochs=options.num_epochs, shuffle=options.shuffle,
-        shuffle_buffer_size=options.shuffle_buffer_size,
-        shuffle_seed=options.shuffle_seed,
-        reader_num_threads=options.reader_num_threads)
-
-  days = [day(pattern) for pattern in file_pattern]
-  if len(days) == 1:
-    return days[0]
+  days = [sorted(tf.io.gfile.glob(pattern)) for pattern in file_pattern]
+  if not any(days):
+    raise ValueError(f"no example files in the window: {file_pattern}")
   if not training:
-    return functools.reduce(tf.data.Dataset.concatenate, days)
-  mixed = tf.data.Dataset.choose_from_datasets(
-      [d.unbatch() for d in days], _day_choices(len(days), seed),
-      stop_on_empty_dataset=False)
-  return mixed.batch(batch_size)
-
-
-# Day choices computed per call of _day_choices' traced function.
-_CHOICES_CHUNK = 4096
-
-
-def _day_choices(days: int, seed: int) -> tf.data.Dataset:
-  """The day each example of the mixed window comes from: the choices
-  `tf.data.Dataset.sample_from_datasets(days, seed=seed)` makes, draw for
-  draw, so the same days still give the same stream.
-
-  sample_from_datasets draws each choice in its own call of a traced
-  function (a stateless categorical draw, seeded by the next two numbers
-  of `Dataset.random(seed)`): about 50 µs an example, most of the
-  Trainer's CPU on the 500 m grid, whose warm start mixes about a million
-  examples (its batch shuffle reads 1024 batches ahead). Here one call
-  makes the same draws for a chunk of seeds.
-  """
-  logits = tf.ones([1, days])
+    return tf.data.TFRecordDataset(
+        [name for day in days for name in day], "GZIP").batch(batch_size)
+  names = tf.ragged.constant(days, dtype=tf.string)
 
   # No Python control flow on tensors: AutoGraph would only rewrite it.
   @tf.autograph.experimental.do_not_convert
-  def choose(seeds):
-    return tf.map_fn(
-        lambda pair: tf.random.stateless_categorical(logits, 1, pair)[0, 0],
-        seeds, fn_output_signature=tf.int64, parallel_iterations=16)
+  def day(index):
+    # Blocks of TFX's shuffle buffer size, each in an order drawn from the
+    # seed, the day's place and the block's. (Dataset.shuffle cannot take
+    # the day's seed as a tensor: with a global seed of 0, as
+    # build_model's default sets, its seed check fails in a trace.)
+    day_seed = tf.random.experimental.stateless_fold_in(
+        tf.constant([seed, 0], tf.int64), index)
 
-  return tf.data.Dataset.random(seed=seed).batch(2).batch(
-      _CHOICES_CHUNK).map(choose).unbatch()
+    def shuffled(block, records):
+      return tf.random.experimental.stateless_shuffle(
+          records, tf.random.experimental.stateless_fold_in(day_seed, block))
+
+    return tf.data.TFRecordDataset(names[index], "GZIP").batch(
+        _DAY_SHUFFLE_BLOCK).enumerate().map(shuffled).unbatch()
+
+  return tf.data.Dataset.range(len(days)).interleave(
+      day, cycle_length=len(days), block_length=1).batch(batch_size)
+
+
+# Examples of a day shuffled together: TFX's reader's shuffle buffer.
+_DAY_SHUFFLE_BLOCK = 10_000
 
 
 def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
