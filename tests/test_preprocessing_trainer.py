@@ -321,97 +321,96 @@ def test_window_is_read_in_the_resolvers_order_whatever_its_paths(tmp_path):
   assert days_in_first_batch(False) == {0}
 
 
-def _tfx_readers_examples(files, output):
-  """The reference: the window's examples as the data accessor the Trainer
-  hands run_fn reads them, one TFX reader per day, days in order, parsed
-  and transformed, as one batch."""
+def _tfx_readers_stream(files, output, batch_size, training, seed,
+                        max_batches=None):
+  """The reference: one TFX reader per day (the data accessor the Trainer
+  hands run_fn), each parsing its own batches, mixed as _window_days
+  documents. The parsing of that reader was traced once per day."""
   from tfx_bsl.tfxio import dataset_options  # noqa: PLC0415
   examples = standard_artifacts.Examples()
   examples.uri = os.path.dirname(files[0])
   factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
   days = [factory([pattern], dataset_options.TensorFlowDatasetOptions(
-      batch_size=10_000, shuffle=False, num_epochs=1),
-                  output.raw_metadata.schema) for pattern in files]
-  raw = functools.reduce(tf.data.Dataset.concatenate, days)
+      batch_size=batch_size, shuffle=training, shuffle_seed=seed,
+      num_epochs=1), output.raw_metadata.schema) for pattern in files]
+  if training:
+    raw = tf.data.Dataset.sample_from_datasets(
+        [d.unbatch() for d in days], seed=seed).batch(batch_size)
+  else:
+    raw = functools.reduce(tf.data.Dataset.concatenate, days)
+  if max_batches:
+    raw = raw.take(max_batches)
   layer = output.transform_features_layer()
-  return _one_batch(raw.map(
-      lambda raw: (lambda t: (t, t.pop(M.LABEL_XF)))(layer(raw))))
-
-
-def _one_batch(dataset):
-  """(features, label) of a finite dataset's batches, concatenated."""
-  batches = list(dataset)
-  features = {key: np.concatenate([f[key].numpy() for f, _ in batches])
-              for key in batches[0][0]}
-  return features, np.concatenate([label.numpy() for _, label in batches])
-
-
-def _rows(features, label):
-  """Each example as one tuple of its values, in the dataset's order."""
-  columns = [features[key].reshape(len(label), -1)
-             for key in sorted(features)] + [label.reshape(len(label), -1)]
-  return [tuple(np.concatenate([c[i] for c in columns]).tolist())
-          for i in range(len(label))]
+  dataset = raw.map(lambda raw: (lambda t: (t, t.pop(M.LABEL_XF)))(layer(raw)))
+  if not training:
+    return dataset
+  return dataset.cache().shuffle(1024, seed=seed,
+                                 reshuffle_each_iteration=True).repeat()
 
 
 def test_the_window_is_read_as_tfx_readers_read_it_one_parse_for_all(
     tmp_path):
-  """Parsing the window once, after the days are read, gives the values
-  TFX's readers give a day at a time: in evaluation, the same examples in
-  the same order; in training, each pass holds every example once."""
+  """Parsing the mixed window once gives the batches one TFX reader per
+  day gave, value for value, in training: the same data, hence the same
+  weights. Evaluation gives their examples in the same order, in batches
+  that run across the days."""
   output, files = _window_of_days(tmp_path, 4)
-  want = _rows(*_tfx_readers_examples(files, output))
-  assert len(want) == 320
-  evaluation = trainer._input_fn(files, output, batch_size=16,
-                                 training=False, seed=3)
-  assert _rows(*_one_batch(evaluation)) == want
-  # 320 examples, 20 batches a pass: the cache serves the second.
-  training = trainer._input_fn(files, output, batch_size=16, training=True,
-                               seed=3)
-  passes = _rows(*_one_batch(training.take(40)))
-  assert sorted(passes[:320]) == sorted(passes[320:]) == sorted(want)
-  assert passes[:320] != want
+  # 320 examples, 20 batches a pass: training goes into its second pass.
+  ours = trainer._input_fn(files, output, batch_size=16, training=True,
+                           seed=3)
+  reference = _tfx_readers_stream(files, output, 16, True, 3)
+  got = list(ours.take(31))
+  want = list(reference.take(31))
+  assert len(got) == len(want) == 31
+  for (features, label), (expected, expected_label) in zip(got, want):
+    np.testing.assert_array_equal(label, expected_label)
+    assert sorted(features) == sorted(expected)
+    for key, value in features.items():
+      np.testing.assert_array_equal(value, expected[key])
+  for max_batches in (None, 7):
+    ours = trainer._input_fn(files, output, batch_size=16, training=False,
+                             seed=3, max_batches=max_batches)
+    reference = list(_tfx_readers_stream(files, output, 320, False, 3))
+    features = {key: np.concatenate([f[key] for f, _ in reference])
+                for key in reference[0][0]}
+    label = np.concatenate([lab for _, lab in reference])
+    (want, want_label) = ({k: v[:16 * (max_batches or 20)]
+                           for k, v in features.items()},
+                          label[:16 * (max_batches or 20)])
+    got = list(ours)
+    assert len(got) == (max_batches or 20)
+    np.testing.assert_array_equal(
+        np.concatenate([lab for _, lab in got]), want_label)
+    for key, value in want.items():
+      np.testing.assert_array_equal(
+          np.concatenate([f[key] for f, _ in got]), value)
 
 
-def test_training_sets_the_windows_days_side_by_side_cell_by_cell(tmp_path):
-  """Each training batch holds every day of the window in equal shares,
-  each day in the one order the seed draws: the same cell and slot of
-  every day side by side (day k's cells are 3k + 1 and 3k + 2, its 40
-  slots the same). An order of its own for each day, or a random mix of
-  the days, served a replayed day 2-10% worse."""
-  output, files = _window_of_days(tmp_path, 4)
-  spec = output.raw_feature_spec()
+def test_day_choices_are_the_draws_sample_from_datasets_makes():
+  """The window is mixed with sample_from_datasets' own draws, made a
+  chunk at a time (one traced call per draw was most of the Trainer's CPU
+  on the 500 m grid): the same days give the same stream, also where days
+  of unequal length run out, across a chunk boundary."""
+  def days():
+    # Day k yields k, k + 5, k + 10, ...: a value names its day and rank.
+    return [tf.data.Dataset.range(k, 5 * n, 5)
+            for k, n in enumerate((900, 2500, 40, 3000, 1))]
 
-  def stream(seed):
-    batches = trainer._window_days(files, 16, True, seed)
-    return [tf.io.parse_example(b, spec) for b in batches]
-
-  batches = stream(3)
-  assert len(batches) == 20
-  for batch in batches:
-    cell = batch[F.CELL].numpy().ravel()
-    start = batch[F.SLOT_START].numpy().ravel()
-    np.testing.assert_array_equal((cell - 1) // 3, [0, 1, 2, 3] * 4)
-    # The same cell (of its day) and slot at each of the 4 places in turn.
-    for place in range(0, 16, 4):
-      assert len(set((cell[place:place + 4] - 1) % 3)) == 1
-      assert len(set(start[place:place + 4])) == 1
-  def order(batches):
-    return np.concatenate([(b[F.CELL].numpy().ravel() - 1) % 3 * 100 +
-                           b[F.SLOT_START].numpy().ravel() % 86400 // 1800
-                           for b in batches])[::4]
-  day_0 = order(batches)
-  assert len(day_0) == len(set(day_0.tolist())) == 80  # day 0, each once
-  assert day_0.tolist() != sorted(day_0.tolist())  # shuffled
-  np.testing.assert_array_equal(order(stream(3)), day_0)
-  assert (order(stream(4)) != day_0).any()
+  for seed in (0, 11):
+    ours = tf.data.Dataset.choose_from_datasets(
+        days(), trainer._day_choices(5, seed), stop_on_empty_dataset=False)
+    theirs = tf.data.Dataset.sample_from_datasets(days(), seed=seed)
+    got = np.concatenate(list(ours.batch(4096).as_numpy_iterator()))
+    want = np.concatenate(list(theirs.batch(4096).as_numpy_iterator()))
+    assert len(got) == 900 + 2500 + 40 + 3000 + 1 > trainer._CHOICES_CHUNK
+    np.testing.assert_array_equal(got, want)
 
 
 def test_the_input_pipeline_is_built_once_whatever_the_windows_length(
     tmp_path):
-  """A reader per day cost about 40 ms to build and as much to start,
-  three times a Trainer run: the pipeline's graph must not grow with the
-  window's days."""
+  """A TFX reader per day cost about 40 ms to build and as much to start,
+  three times a Trainer run: evaluation's pipeline must not grow with the
+  window's days, nor training read a day through TFX's interleave."""
   output, files = _window_of_days(tmp_path, 6)
 
   def nodes(days, training):
@@ -422,8 +421,13 @@ def test_the_input_pipeline_is_built_once_whatever_the_windows_length(
     return len(graph.node) + sum(len(f.node_def)
                                  for f in graph.library.function)
 
-  for training in (True, False):
-    assert nodes(2, training) == nodes(6, training)
+  assert nodes(2, False) == nodes(6, False)
+
+  training = tf.compat.v1.GraphDef.FromString(trainer._input_fn(
+      files, output, batch_size=16, training=True,
+      seed=0)._as_serialized_graph().numpy())
+  assert not [node.op for node in training.node
+              if node.op.startswith(("Interleave", "ParallelInterleave"))]
 
 
 def test_a_window_without_example_files_is_refused_in_one_line(tmp_path):

@@ -111,7 +111,8 @@ def _transform_fn(tf_transform_output: tft.TFTransformOutput):
 
 def _window_days(file_pattern: List[str], batch_size: int, training: bool,
                  seed: int) -> tf.data.Dataset:
-  """The window's serialized examples, batched, read by one reader.
+  """The window's serialized examples, batched, read day by day in the
+  order given.
 
   `file_pattern` holds one pattern per day, in the resolver's span order.
   Handing them all to one glob would order the files by path (TF's glob
@@ -121,54 +122,69 @@ def _window_days(file_pattern: List[str], batch_size: int, training: bool,
   and a day's files are read in name order.
 
   Evaluation (and the median shift's pass) reads the days one after the
-  other. Training shuffles every day in the same order, drawn from `seed`,
-  and takes one example from each day in turn: a batch holds the same
-  places of every day of the window, and days written alike (ExampleGen
-  writes a day's examples in one order) put the same cells, slots and
-  leads there. So each batch sets the window's days side by side, cell by
-  cell and slot by slot, and the weights that read a day's departure from
-  its seasonal level (the lags' and the slot under way's) learn from
-  contrasts of days, not of cells. That is what TFX's readers, each
-  shuffled with the one seed and mixed at random, did roughly: an order
-  of its own for each day, or a random mix, served the realtime bench's
-  day 2-10% worse over three seeds each. The same days give the same
-  stream.
+  other, through one reader. Training reads each day as TFX's reader
+  (tfx_bsl's TFExampleRecord) reads a day of one file: its records
+  shuffled in TFX's buffer with `seed`. It draws each example from the
+  days at random with `seed`, so the same days give the same stream, the
+  stream TFX's readers gave. (Every way tried of mixing the days faster
+  moved the forecast benches by more than their noise, one way or the
+  other: the realtime day up to 5% worse, or the forecast week 5% worse.)
 
   The examples are ExampleGen's gzipped tf.Example records, left
   serialized: the window is parsed once, after the days are mixed, by one
-  traced step. The pipeline is built once whatever the window's length: a
-  TFX reader per day (tfx_bsl's make_tf_record_dataset) cost about 40 ms
-  to build and as much again to start, three times a run, and drawing each
-  example's day at random cost about 25 µs an example, together most of
-  the Trainer's growth with the window.
+  traced step. No reader traces a function per day: a TFX reader per day
+  (make_tf_record_dataset) cost about 40 ms to build and as much to
+  start, three times a run, most of the Trainer's growth with the window
+  with the median shift's pass.
   """
   days = [sorted(tf.io.gfile.glob(pattern)) for pattern in file_pattern]
-  if not any(days):
+  days = [names for names in days if names]
+  if not days:
     raise ValueError(f"no example files in the window: {file_pattern}")
   if not training:
     return tf.data.TFRecordDataset(
-        [name for day in days for name in day], "GZIP").batch(batch_size)
-  names = tf.ragged.constant(days, dtype=tf.string)
+        [name for names in days for name in names], "GZIP").batch(batch_size)
+  # TensorFlowDatasetOptions' default buffer, as TFExampleRecord applies it.
+  readers = [tf.data.TFRecordDataset(names, "GZIP").shuffle(
+      _DAY_SHUFFLE_BUFFER, seed) for names in days]
+  if len(readers) == 1:
+    return readers[0].batch(batch_size)
+  return tf.data.Dataset.choose_from_datasets(
+      readers, _day_choices(len(readers), seed),
+      stop_on_empty_dataset=False).batch(batch_size)
+
+
+# Examples of a day TFX's reader shuffles together (its default buffer).
+_DAY_SHUFFLE_BUFFER = 10_000
+
+
+# Day choices computed per call of _day_choices' traced function.
+_CHOICES_CHUNK = 4096
+
+
+def _day_choices(days: int, seed: int) -> tf.data.Dataset:
+  """The day each example of the mixed window comes from: the choices
+  `tf.data.Dataset.sample_from_datasets(days, seed=seed)` makes, draw for
+  draw, so the same days still give the same stream.
+
+  sample_from_datasets draws each choice in its own call of a traced
+  function (a stateless categorical draw, seeded by the next two numbers
+  of `Dataset.random(seed)`): about 50 µs an example, most of the
+  Trainer's CPU on the 500 m grid, whose warm start mixes about a million
+  examples (its batch shuffle reads 1024 batches ahead). Here one call
+  makes the same draws for a chunk of seeds.
+  """
+  logits = tf.ones([1, days])
 
   # No Python control flow on tensors: AutoGraph would only rewrite it.
   @tf.autograph.experimental.do_not_convert
-  def day(index):
-    # Blocks of TFX's shuffle buffer size, the k-th block of every day in
-    # the order drawn from the seed and k.
-    def shuffled(block, records):
-      return tf.random.experimental.stateless_shuffle(
-          records, tf.random.experimental.stateless_fold_in(
-              tf.constant([seed, 0], tf.int64), block))
+  def choose(seeds):
+    return tf.map_fn(
+        lambda pair: tf.random.stateless_categorical(logits, 1, pair)[0, 0],
+        seeds, fn_output_signature=tf.int64, parallel_iterations=16)
 
-    return tf.data.TFRecordDataset(names[index], "GZIP").batch(
-        _DAY_SHUFFLE_BLOCK).enumerate().map(shuffled).unbatch()
-
-  return tf.data.Dataset.range(len(days)).interleave(
-      day, cycle_length=len(days), block_length=1).batch(batch_size)
-
-
-# Examples of a day shuffled together: TFX's reader's shuffle buffer.
-_DAY_SHUFFLE_BLOCK = 10_000
+  return tf.data.Dataset.random(seed=seed).batch(2).batch(
+      _CHOICES_CHUNK).map(choose).unbatch()
 
 
 def _serving_raw_spec(tf_transform_output: tft.TFTransformOutput
