@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import logging
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -216,8 +216,9 @@ class NowResidual(tf.keras.layers.Layer):
   """log1p(pickups so far) - log1p(what the seasonal rate expects so far).
 
   The slot under way has run for a share `elapsed` of its length, so the
-  seasonal expectation of its count so far is exp(seasonal) x elapsed; at a
-  slot boundary it is the slot just ended (elapsed 1), its count complete.
+  seasonal expectation of its count so far is exp(seasonal) x elapsed, with
+  `seasonal` the slot under way's own seasonal log-rate (`RecentSlots`); at
+  a slot boundary it is the slot just ended (elapsed 1), its count complete.
   """
 
   def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -232,8 +233,10 @@ class NowResidual(tf.keras.layers.Layer):
 class LagResiduals(tf.keras.layers.Layer):
   """log1p(observed lag) - log1p(lag expected from the seasonal log-rate).
 
-  The expectation is exp(seasonal + offset), where the learnt offset says how
-  each lag's window differs from the target slot at this hour of the week.
+  The expectation is exp(seasonal + offset): `seasonal` ([batch, features])
+  is the seasonal log-rate of the lag's own slot for lag_1..lag_3
+  (`RecentSlots`) and the target's for the others, and the learnt offset
+  says how each lag's window differs from that at this hour of the week.
   The seasonal term enters without gradient: it is learnt from the target
   directly, and the residuals only read it.
   """
@@ -242,6 +245,44 @@ class LagResiduals(tf.keras.layers.Layer):
     seasonal, offsets, history = inputs
     expected = tf.nn.softplus(tf.stop_gradient(seasonal) + offsets)
     return history - expected
+
+
+# The slot under way and lag_1..lag_3: the slots RecentSlots locates.
+_RECENT_SLOTS = 4
+_QUARTER_HOUR_MINUTES = 15
+_QUARTER_HOURS_PER_HOUR = 4
+
+
+@tf.keras.utils.register_keras_serializable(package="taxi_demand")
+class RecentSlots(tf.keras.layers.Layer):
+  """Slot and hour of week ([batch, 4] each) of the slot under way and of
+  lag_1..lag_3.
+
+  The slot under way holds the second before the issue time, lead minutes
+  before the target slot's start: floor(lead / slot) + 1 slots before the
+  target (at 30-minute slots one at leads 0..25, two at 30..55), and lag_j
+  j slots before it. Slot of week counts quarter hours (preprocessing), so
+  the seasonal embeddings can be read at these slots as at the target's.
+  """
+
+  def __init__(self, slot_minutes: int = F.DEFAULT_SLOT_MINUTES, **kwargs):
+    super().__init__(**kwargs)
+    self.slot_minutes = int(slot_minutes)
+
+  def call(self, inputs: Sequence[tf.Tensor]
+           ) -> Tuple[tf.Tensor, tf.Tensor]:
+    slot_of_week, lead = inputs
+    lead_minutes = tf.cast(lead, tf.int64) * F.LEAD_STEP_MINUTES
+    back = lead_minutes // self.slot_minutes + 1
+    slots = back[:, None] + tf.range(_RECENT_SLOTS, dtype=tf.int64)[None, :]
+    quarters = slots * (self.slot_minutes // _QUARTER_HOUR_MINUTES)
+    slot_of_week = tf.math.floormod(
+        tf.cast(slot_of_week, tf.int64)[:, None] - quarters,
+        F.QUARTER_HOURS_PER_WEEK)
+    return slot_of_week, slot_of_week // _QUARTER_HOURS_PER_HOUR
+
+  def get_config(self) -> Dict[str, Any]:
+    return dict(super().get_config(), slot_minutes=self.slot_minutes)
 
 
 # Keras 2's package under TF_USE_LEGACY_KERAS (see keep_autograph_out_of_keras).
@@ -272,16 +313,19 @@ def keep_autograph_out_of_keras() -> None:
 
 
 def build_model(cell_vocab_size: int, hparams: HParams = HParams(),
-                warm_started: bool = False) -> tf.keras.Model:
+                warm_started: bool = False,
+                slot_minutes: int = F.DEFAULT_SLOT_MINUTES) -> tf.keras.Model:
   """Builds and compiles the Poisson demand model.
 
   log λ̂ = seasonal + Σ_k (w_k + w_k[cell] + w_k[hour]) r_k
   + (v + v[hour]) · city + u · supply + mlp(cell, how, r, holiday, city),
   where seasonal = b + holiday + cell_bias[cell] + hour_of_week_bias[how]
   + slot_of_week_bias[sow] is the additive structure of the intensity, and
-  r_k (`LagResiduals`) is how far history feature k sits above or below what
-  the seasonal term expects: the day-level shift (weather, trend, closures,
-  an evening event already under way). Per-cell weights let busy cells,
+  r_k (`LagResiduals`, `NowResidual`) is how far history feature k sits
+  above or below what the seasonal term expects of it (for the slot under
+  way and lag_1..lag_3, the seasonal term of their own slots): the
+  day-level shift (weather, trend, closures, an evening event already
+  under way). Per-cell weights let busy cells,
   whose lags are precise, trust them more than quiet, noisy ones. city holds
   the city-wide level of the last 3 hours (see preprocessing), which reveals
   the day's weather far more precisely than one cell's lags. supply is
@@ -293,6 +337,8 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams(),
     warm_started: whether `train` will start it from a previous model: its
       optimiser is then set for hparams.steps(True) steps, on the schedule
       hparams.warm_start_schedule names.
+    slot_minutes: the slot length of the examples (where the slot under way
+      and the lags lie before the target; see RecentSlots).
 
   Returns:
     A compiled Keras model mapping the transformed feature dict to the
@@ -335,19 +381,42 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams(),
   history = tf.keras.layers.Concatenate(name="history")(
       [tf.keras.layers.Reshape((1,))(inputs[n]) for n in HISTORY_XF])
 
+  global_bias = tf.keras.layers.Dense(1, name=_BIAS_LAYER,
+                                      kernel_initializer="zeros")
+  cell_bias = zeros_embedding("cell_bias", cell_vocab_size)
+  hour_of_week_bias = zeros_embedding("hour_of_week_bias", F.HOURS_PER_WEEK)
+  slot_of_week_bias = zeros_embedding(
+      "slot_of_week_bias", F.QUARTER_HOURS_PER_WEEK,
+      l2=hparams.slot_of_week_l2)
   seasonal = tf.keras.layers.Add(name="seasonal")([
-      tf.keras.layers.Dense(1, name=_BIAS_LAYER,
-                            kernel_initializer="zeros")(holiday),
-      zeros_embedding("cell_bias", cell_vocab_size)(cell),
-      zeros_embedding("hour_of_week_bias", F.HOURS_PER_WEEK)(how),
-      zeros_embedding("slot_of_week_bias", F.QUARTER_HOURS_PER_WEEK,
-                      l2=hparams.slot_of_week_l2)(sow),
-  ])
+      global_bias(holiday), cell_bias(cell), hour_of_week_bias(how),
+      slot_of_week_bias(sow)])
+  # The slot under way and lag_1..lag_3 lie one slot further back from lead
+  # 30 on than at leads 0..25. Measured against the target's seasonal rate,
+  # their residuals carried the seasonal ramp from their slot to the
+  # target's, which differs between the two halves of the leads, and every
+  # weight that multiplies them (per cell, per hour, the deep part) had to
+  # undo a ramp of either size: on a replayed day, lead 25 was 12.6% worse
+  # than lead 30, whose information it holds, worst in the steep night
+  # hours of the busiest cells. Each is measured against its own slot's
+  # seasonal rate instead: the same embeddings, read at that slot.
+  recent_sow, recent_how = RecentSlots(slot_minutes, name="recent_slots")(
+      [sow, inputs[LEAD_XF]])
+  recent_seasonal = tf.keras.layers.Add(name="recent_seasonal")([
+      global_bias(holiday), cell_bias(cell),
+      tf.keras.layers.Reshape((_RECENT_SLOTS,))(
+          hour_of_week_bias(recent_how)),
+      tf.keras.layers.Reshape((_RECENT_SLOTS,))(
+          slot_of_week_bias(recent_sow))])
+  n_recent_lags = _RECENT_SLOTS - 1
+  lag_seasonal = tf.keras.layers.Concatenate(name="lag_seasonal")(
+      [recent_seasonal[:, 1:],
+       tf.tile(seasonal, [1, n_history - n_recent_lags])])
   offsets = zeros_embedding("lag_offset", F.HOURS_PER_WEEK, n_history)(how)
   lag_residuals = LagResiduals(name="lag_residuals")(
-      [seasonal, offsets, history])
+      [lag_seasonal, offsets, history])
   now_residual = NowResidual(name="now_residual")([
-      seasonal, tf.keras.layers.Reshape((1,))(inputs[NOW_XF]),
+      recent_seasonal[:, :1], tf.keras.layers.Reshape((1,))(inputs[NOW_XF]),
       tf.keras.layers.Reshape((1,))(inputs[NOW_ELAPSED_XF])])
   residuals = tf.keras.layers.Concatenate(name="residuals")(
       [lag_residuals, now_residual])

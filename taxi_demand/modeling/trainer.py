@@ -326,8 +326,10 @@ def run_fn(fn_args: FnArgs) -> None:
       rows = cell_row_map(vocab, old_vocab)
       row_maps = {name: rows for name in model_lib.CELL_INDEXED_LAYERS}
 
-  model = model_lib.build_model(len(vocab) + F.CELL_OOV_BUCKETS, hparams,
-                                warm_started=bool(base))
+  model = model_lib.build_model(
+      len(vocab) + F.CELL_OOV_BUCKETS, hparams, warm_started=bool(base),
+      slot_minutes=int(custom_config.get("slot_minutes") or
+                       F.DEFAULT_SLOT_MINUTES))
   callbacks = []
   if fn_args.model_run_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(
