@@ -126,16 +126,17 @@ def _window_days(file_pattern: List[str], batch_size: int, training: bool,
   (tfx_bsl's TFExampleRecord) reads a day of one file: its records
   shuffled in TFX's buffer with `seed`. It draws each example from the
   days at random with `seed`, so the same days give the same stream, the
-  stream TFX's readers gave. (Every way tried of mixing the days faster
-  moved the forecast benches by more than their noise, one way or the
-  other: the realtime day up to 5% worse, or the forecast week 5% worse.)
+  stream TFX's readers gave. (Two faster ways of mixing the days moved
+  the forecast benches beyond their noise: each day in an order of its
+  own, taken in turn, served the realtime bench's day 1.5-3.8% worse over
+  three seeds; every day in the one order, the forecast week 5% worse.)
 
   The examples are ExampleGen's gzipped tf.Example records, left
   serialized: the window is parsed once, after the days are mixed, by one
-  traced step. No reader traces a function per day: a TFX reader per day
-  (make_tf_record_dataset) cost about 40 ms to build and as much to
-  start, three times a run, most of the Trainer's growth with the window
-  with the median shift's pass.
+  traced step. No day is read through TFX's parallel interleave: a TFX
+  reader per day (make_tf_record_dataset) cost about 40 ms to build and
+  as much to start, three times a run; with the median shift's pass read
+  through them, that was most of the Trainer's growth with the window.
   """
   days = [sorted(tf.io.gfile.glob(pattern)) for pattern in file_pattern]
   days = [names for names in days if names]
