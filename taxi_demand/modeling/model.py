@@ -247,8 +247,15 @@ class LagResiduals(tf.keras.layers.Layer):
     return history - expected
 
 
-# The slot under way and lag_1..lag_3: the slots RecentSlots locates.
-_RECENT_SLOTS = 4
+# The lags of the slots just before the slot under way, in order: the
+# seasonal rate of each is read at its own slot (RecentSlots), so they must
+# lead HISTORY_FEATURES, in this order.
+_RECENT_LAGS = (F.LAG_1, F.LAG_2, F.LAG_3)
+if F.HISTORY_FEATURES[:len(_RECENT_LAGS)] != _RECENT_LAGS:
+  raise ImportError("features.HISTORY_FEATURES must start with "
+                    f"{_RECENT_LAGS}, the lags RecentSlots locates")
+# The slot under way and those lags: the slots RecentSlots locates.
+_RECENT_SLOTS = 1 + len(_RECENT_LAGS)
 _QUARTER_HOUR_MINUTES = 15
 _QUARTER_HOURS_PER_HOUR = 4
 
@@ -408,10 +415,9 @@ def build_model(cell_vocab_size: int, hparams: HParams = HParams(),
           hour_of_week_bias(recent_how)),
       tf.keras.layers.Reshape((_RECENT_SLOTS,))(
           slot_of_week_bias(recent_sow))])
-  n_recent_lags = _RECENT_SLOTS - 1
   lag_seasonal = tf.keras.layers.Concatenate(name="lag_seasonal")(
       [recent_seasonal[:, 1:],
-       tf.tile(seasonal, [1, n_history - n_recent_lags])])
+       tf.tile(seasonal, [1, n_history - len(_RECENT_LAGS)])])
   offsets = zeros_embedding("lag_offset", F.HOURS_PER_WEEK, n_history)(how)
   lag_residuals = LagResiduals(name="lag_residuals")(
       [lag_seasonal, offsets, history])
