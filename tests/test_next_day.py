@@ -37,6 +37,36 @@ def test_one_hard_day_after_a_steady_week_is_no_trend():
   assert nextday.trend(rising[1:]) is None   # fewer than the rule's 5 days
 
 
+def test_each_lead_is_compared_with_the_next_longer_on_the_same_slots():
+  """Paired by cell and slot: lead 5 of cell 1's 00:30 slot against lead 10
+  of the same slot, never another slot's; a slot one lead lacks is left out;
+  the noise is the standard error of the paired differences."""
+  import pyarrow as pa  # noqa: PLC0415
+  rows = [  # cell, slot, lead, predicted, actual
+      (1, 1800, 0, 10.0, 10.0), (1, 1800, 5, 11.0, 10.0),
+      (1, 1800, 10, 14.0, 10.0),
+      (2, 1800, 0, 3.0, 5.0), (2, 1800, 5, 5.0, 5.0), (2, 1800, 10, 6.0, 5.0),
+      # Lead 0 only: no pair for it, so lead 0's MAE over its pairs is 1.
+      (3, 3600, 0, 90.0, 10.0)]
+  cell, slot, lead, predicted, actual = zip(*rows)
+  scored = pa.table({features.CELL: cell, features.SLOT_START: slot,
+                     features.LEAD_MINUTES: lead,
+                     "predicted_pickups": predicted, "actual_pickups": actual})
+  steps = nextday.lead_steps(scored)
+  assert sorted(steps) == [0, 5]
+  # Lead 0: errors 0 and 2 against lead 5's 1 and 0.
+  assert steps[0]["over_next_longer"] == pytest.approx(1.0 / 0.5)
+  assert steps[0]["difference"] == pytest.approx(0.5)
+  # Differences -1 and 2: sd 4.5 ** 0.5, over the root of 2 pairs.
+  assert steps[0]["noise"] == pytest.approx(1.5)
+  assert steps[0]["pairs"] == 2
+  # Lead 5: errors 1 and 0 against lead 10's 4 and 1.
+  assert steps[5]["over_next_longer"] == pytest.approx(0.5 / 2.5)
+  assert steps[5]["difference"] == pytest.approx(-2.0)
+  assert nextday.lead_steps(scored.filter(
+      pa.compute.equal(scored.column(features.LEAD_MINUTES), 0))) == {}
+
+
 def test_sudden_rule_uses_the_models_eval_mae_and_the_margin():
   rules = nextday.Rules(margin=0.25)
   assert nextday.judge(10, 2.49, 2.0, [], rules)[0] is False

@@ -59,3 +59,35 @@ def test_make_bench_can_call_it_as_it_calls_every_bench():
   # `make bench` runs each bench with --json.
   args = _bench().parse_args(["--json"])
   assert args.days == 14 and args.replay_every == "5m"
+
+
+def test_the_true_rate_reference_sums_the_simulators_quarter_hours(city):
+  """The median of the true rate per cell and 30-minute slot, from the
+  simulator's quarter hours; none for grid cells or a warehouse without
+  truth."""
+  import dataclasses  # noqa: PLC0415
+
+  import duckdb  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+
+  from taxi_demand.data.sql import QueryConfig  # noqa: PLC0415
+  from taxi_demand.data.sql import SpatialUnit  # noqa: PLC0415
+  from taxi_demand.modeling import model as model_lib  # noqa: PLC0415
+  from conftest import FIRST_SPAN  # noqa: PLC0415
+  cfg = QueryConfig()
+  begin = FIRST_SPAN * 86400
+  cells = [8, 8, 32, 77]
+  slots = [begin, begin + 1800, begin + 17 * 3600, begin + 23 * 3600 + 1800]
+  got = _bench().true_rate_forecast(city.warehouse, cfg, FIRST_SPAN, cells,
+                                    slots)
+  with duckdb.connect(str(city.warehouse), read_only=True) as con:
+    want = [con.execute(
+        "SELECT sum(intensity) FROM truth WHERE community_area = ? AND "
+        "slot_start >= ? AND slot_start < ?", [c, s, s + 1800]).fetchone()[0]
+        for c, s in zip(cells, slots)]
+  assert min(want) > 0
+  np.testing.assert_allclose(
+      got, model_lib.poisson_median(np.array(want)).numpy())
+  grid = dataclasses.replace(cfg, spatial_unit=SpatialUnit.GRID)
+  assert _bench().true_rate_forecast(city.warehouse, grid, FIRST_SPAN, cells,
+                                     slots) is None

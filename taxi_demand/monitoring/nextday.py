@@ -235,6 +235,56 @@ def score_by_lead(forecasts: pa.Table, truth: pa.Table
                                        pa.array(naive, pa.float64()))
 
 
+def lead_steps(scored: pa.Table) -> Dict[int, Dict[str, Any]]:
+  """How each lead's forecasts compare with the next longer lead's, on the
+  same cells and slots, with the comparison's noise.
+
+  A shorter lead knows everything the longer one knew and a few minutes
+  more, so it should not score worse. On one day the two leads' errors
+  differ by chance too: `noise` is the standard error of the mean paired
+  difference of absolute errors, so a step can be read against it.
+
+  Args:
+    scored: `score_by_lead`'s forecasts (cell, slot_start, lead_minutes,
+      predicted_pickups, actual_pickups), one per cell, slot and lead.
+
+  Returns:
+    {lead: {"over_next_longer": MAE(lead) / MAE(next longer lead),
+    "difference": mean |error| at lead minus at the next longer lead,
+    "noise", "pairs"}} for every lead but the longest; {} when fewer than
+    two leads were served.
+  """
+  from taxi_demand import features  # noqa: PLC0415
+  keys = (features.CELL, features.SLOT_START)
+  leads = scored.column(features.LEAD_MINUTES).to_numpy()
+  error = np.abs(scored.column("predicted_pickups").to_numpy() -
+                 scored.column("actual_pickups").to_numpy())
+  key_columns = [scored.column(k).to_numpy() for k in keys]
+  by_lead = {}
+  for lead in np.unique(leads):
+    at = leads == lead
+    by_lead[int(lead)] = dict(zip(zip(*(c[at].tolist() for c in key_columns)),
+                                  error[at].tolist()))
+  ordered = sorted(by_lead)
+  steps = {}
+  for lead, longer in zip(ordered, ordered[1:]):
+    short_err, long_err = by_lead[lead], by_lead[longer]
+    shared = [k for k in short_err if k in long_err]
+    if not shared:
+      continue
+    a = np.array([short_err[k] for k in shared])
+    b = np.array([long_err[k] for k in shared])
+    diff = a - b
+    noise = (float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+             if len(diff) > 1 else float("nan"))
+    steps[lead] = {
+        "over_next_longer": round(float(a.mean() / b.mean()), 4)
+        if b.mean() else None,
+        "difference": round(float(diff.mean()), 4),
+        "noise": round(noise, 4), "pairs": len(shared)}
+  return steps
+
+
 def _log_exists(serving_log) -> bool:
   """Whether there may be a served log at `serving_log` (a folder that is
   there, or any gs:// address)."""
