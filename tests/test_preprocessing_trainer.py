@@ -2,6 +2,7 @@
 
 import functools
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -435,6 +436,20 @@ def test_a_window_without_example_files_is_refused_in_one_line(tmp_path):
   missing = [str(tmp_path / "nowhere" / "*.gz")] * 2
   with pytest.raises(ValueError, match="no example files in the window"):
     trainer._input_fn(missing, output, batch_size=16, training=True, seed=0)
+
+
+def test_a_day_without_example_files_is_read_around_and_named(tmp_path):
+  """The other days train; the missing day's pattern is in the log."""
+  from absl import logging as absl_logging  # noqa: PLC0415
+  output, files = _window_of_days(tmp_path, 2)
+  missing = str(tmp_path / "nowhere" / "*.gz")
+  warnings = []
+  with mock.patch.object(absl_logging, "warning",
+                         lambda msg, *args: warnings.append(msg % args)):
+    dataset = trainer._input_fn([files[0], missing, files[1]], output,
+                                batch_size=16, training=True, seed=0)
+  assert next(iter(dataset))[1].shape[0] > 0
+  assert [w for w in warnings if missing in w], warnings
 
 
 def test_the_median_shift_pass_reads_the_window_once_in_large_batches(

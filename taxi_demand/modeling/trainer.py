@@ -138,10 +138,16 @@ def _window_days(file_pattern: List[str], batch_size: int, training: bool,
   as much to start, three times a run; with the median shift's pass read
   through them, that was most of the Trainer's growth with the window.
   """
-  days = [sorted(tf.io.gfile.glob(pattern)) for pattern in file_pattern]
-  days = [names for names in days if names]
+  found = [sorted(tf.io.gfile.glob(pattern)) for pattern in file_pattern]
+  days = [names for names in found if names]
   if not days:
     raise ValueError(f"no example files in the window: {file_pattern}")
+  # The data gate passed these days, so a day without files is a broken
+  # or removed artifact: trained around, but said.
+  for pattern, names in zip(file_pattern, found):
+    if not names:
+      logging.warning("No example files at %s: the window is read without "
+                      "that day.", pattern)
   if not training:
     return tf.data.TFRecordDataset(
         [name for names in days for name in names], "GZIP").batch(batch_size)
