@@ -18,9 +18,10 @@ process. It then reads ML Metadata and the warehouse, and prints one JSON:
               next-day MAE of the model serving on that day against the
               seasonal-naive forecast (same slot last week); beside it, the
               same ratio for the median of the simulator's true rate
-              (`true_rate_over_naive`): no forecast can expect to do better,
-              so a day where even that is above 0.75 cannot meet the
-              target by forecasting
+              (`true_rate_over_naive`): no forecast can expect to do better
+              (per slot it minimises the expected absolute error), so on a
+              day where even it is above 0.75 no forecast can be expected
+              to meet that target
   busy_cells  the ten cells with the most pickups over the N days: on how
               many days each beat its own seasonal-naive MAE (and on how
               many the true rate's median did)
@@ -316,8 +317,8 @@ def targets(judged: Dict[str, Any], n_days: int) -> Dict[str, Any]:
   next_day = _target(
       None if None in ratios else max(ratios, default=None), NAIVE_RATIO,
       None not in ratios and max(ratios, default=0) <= NAIVE_RATIO)
-  # What the simulator's true rate reaches on the same days: the target is
-  # out of a forecast's reach on a day where this is above the limit.
+  # What the simulator's true rate reaches on the same days: on a day where
+  # it is above the limit, no forecast can be expected to meet it.
   next_day["true_rate_value"] = (None if None in true_ratios
                                  else max(true_ratios, default=None))
   return {

@@ -79,3 +79,15 @@ def test_one_missing_values_policy_a_missing_forecast_is_0_nothing_is_nan():
   mae, rmse = B.errors([1, 2, 4], [1, nan, 4])
   assert mae == pytest.approx(2 / 3) and rmse == pytest.approx(math.sqrt(4 / 3))
   assert all(math.isnan(v) for v in B.errors([], []))
+
+
+def test_a_clustered_mean_takes_the_clusters_as_the_units():
+  """Cluster A holds 1 and 1, cluster B holds -1: D = 1/3, and the spread is
+  of the clusters' sums about n_c D, not of the three values."""
+  mean, se = B.clustered_mean([2.0, -1.0], [2, 1])
+  assert mean == pytest.approx(1 / 3)
+  assert se == pytest.approx(math.sqrt(2 * 32 / 9) / 3)
+  assert B.clustered_mean([5.0], [2]) == (2.5, 0.0)
+  assert B.clustered_mean([5.0, 7.0], [2, 0]) == (2.5, 0.0)
+  with pytest.raises(ValueError, match="no values"):
+    B.clustered_mean([], [])

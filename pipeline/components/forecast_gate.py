@@ -19,7 +19,6 @@ reads them from ML Metadata without TensorFlow.
 
 import collections
 import dataclasses
-import math
 from typing import Dict, Mapping, Optional, Tuple
 
 from tfx.dsl.component.experimental.annotations import InputArtifact
@@ -161,11 +160,9 @@ def paired_change(metrics: Dict[Tuple[str, str, str], float],
   total = sum(n for n, _, _ in pairs)
   model_mae = sum(n * m for n, m, _ in pairs) / total
   baseline_mae = sum(n * b for n, _, b in pairs) / total
-  d = model_mae - baseline_mae
-  c = len(pairs)
-  spread = sum((n * (m - b) - n * d) ** 2 for n, m, b in pairs)
-  noise = math.sqrt(c / (c - 1) * spread) / total if c > 1 else 0.0
-  return Change(model_mae, baseline_mae, d, noise, c)
+  d, noise = baselines.clustered_mean([n * (m - b) for n, m, b in pairs],
+                                      [n for n, _, _ in pairs])
+  return Change(model_mae, baseline_mae, d, noise, len(pairs))
 
 
 def decide(metrics: Dict[Tuple[str, str, str], float], cells, labels, naive,

@@ -132,3 +132,26 @@ def rmse(y_true, y_pred) -> float:
 def errors(y_true, y_pred) -> tuple[float, float]:
   """(MAE, RMSE): the pair every forecast here is judged by."""
   return mae(y_true, y_pred), rmse(y_true, y_pred)
+
+
+def clustered_mean(sums: Iterable[float], counts: Iterable[int]
+                   ) -> tuple[float, float]:
+  """The mean of values that come in correlated clusters, and its standard
+  error with the clusters as the independent units (cluster-robust).
+
+  With cluster c holding n_c values that sum to s_c, N = sum n_c and C
+  clusters: D = sum s_c / N and SE = sqrt(C / (C - 1) * sum (s_c - n_c
+  D)^2) / N; SE is 0 with fewer than two clusters (nothing to measure the
+  noise by). Slots of one cell are correlated, so comparisons of two
+  forecasts over a day take the cells as the clusters.
+  """
+  pairs = [(float(s), int(n)) for s, n in zip(sums, counts) if n]
+  total = sum(n for _, n in pairs)
+  if not total:
+    raise ValueError("no values to average")
+  mean = sum(s for s, _ in pairs) / total
+  c = len(pairs)
+  if c < 2:
+    return mean, 0.0
+  spread = sum((s - n * mean) ** 2 for s, n in pairs)
+  return mean, float(np.sqrt(c / (c - 1) * spread) / total)

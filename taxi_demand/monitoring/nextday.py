@@ -242,7 +242,9 @@ def lead_steps(scored: pa.Table) -> Dict[int, Dict[str, Any]]:
   A shorter lead knows everything the longer one knew and a few minutes
   more, so it should not score worse. On one day the two leads' errors
   differ by chance too: `noise` is the standard error of the mean paired
-  difference of absolute errors, so a step can be read against it.
+  difference of absolute errors, with the cells as the independent units
+  (`baselines.clustered_mean`, as ForecastGate judges two models), so a
+  step can be read against it.
 
   Args:
     scored: `score_by_lead`'s forecasts (cell, slot_start, lead_minutes,
@@ -255,6 +257,7 @@ def lead_steps(scored: pa.Table) -> Dict[int, Dict[str, Any]]:
     two leads were served.
   """
   from taxi_demand import features  # noqa: PLC0415
+  from taxi_demand.modeling import baselines  # noqa: PLC0415
   keys = (features.CELL, features.SLOT_START)
   leads = scored.column(features.LEAD_MINUTES).to_numpy()
   error = np.abs(scored.column("predicted_pickups").to_numpy() -
@@ -274,13 +277,16 @@ def lead_steps(scored: pa.Table) -> Dict[int, Dict[str, Any]]:
       continue
     a = np.array([short_err[k] for k in shared])
     b = np.array([long_err[k] for k in shared])
-    diff = a - b
-    noise = (float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
-             if len(diff) > 1 else float("nan"))
+    cell_sums: Dict[Any, List[float]] = {}
+    for (cell, _), d in zip(shared, (a - b).tolist()):
+      cell_sums.setdefault(cell, []).append(d)
+    difference, noise = baselines.clustered_mean(
+        [sum(v) for v in cell_sums.values()],
+        [len(v) for v in cell_sums.values()])
     steps[lead] = {
         "over_next_longer": round(float(a.mean() / b.mean()), 4)
         if b.mean() else None,
-        "difference": round(float(diff.mean()), 4),
+        "difference": round(difference, 4),
         "noise": round(noise, 4), "pairs": len(shared)}
   return steps
 
