@@ -125,15 +125,6 @@ def _train(home, runner_args, incremental: bool) -> Path:
   return Path(model.uri) / "Format-Serving"
 
 
-def _oracle(warehouse, first_slot: int, end_slot: int, slot_seconds: int):
-  """Truth λ per (cell, slot): the simulator's quarter hours summed."""
-  return warehouse.con.execute(
-      "SELECT community_area AS cell, "
-      "slot_start - slot_start % ? AS slot_start, sum(intensity) AS rate "
-      "FROM truth WHERE slot_start >= ? AND slot_start < ? "
-      "GROUP BY 1, 2", [slot_seconds, first_slot, end_slot]).fetch_df()
-
-
 def _every_lead(warehouse, cfg, predictor, truth) -> dict:
   """Week 9 scored at every lead (0 to 55 minutes), each cell and slot at
   each, against the oracle on the same rows.
@@ -189,6 +180,7 @@ def _score(home, model_dir: Path) -> dict:
   from taxi_demand import features as F  # noqa: PLC0415
   from taxi_demand.modeling import model as model_lib  # noqa: PLC0415
   from taxi_demand.modeling import trainer  # noqa: PLC0415
+  from taxi_demand.testing import benches  # noqa: PLC0415
   cfg = QueryConfig()
   predictor = trainer.load_for_serving(str(model_dir))
   first = _span(TEST_DAYS[0])
@@ -202,9 +194,9 @@ def _score(home, model_dir: Path) -> dict:
       frame["predicted"] = predictor(frame)[trainer.PREDICTION_KEY]
       days.append(frame)
     week = pd.concat(days, ignore_index=True)
-    truth = _oracle(warehouse, first * F.SECONDS_PER_DAY,
-                    (_span(TEST_DAYS[-1]) + 1) * F.SECONDS_PER_DAY,
-                    cfg.slot_seconds)
+    truth = benches.true_rates(
+        warehouse, first * F.SECONDS_PER_DAY,
+        (_span(TEST_DAYS[-1]) + 1) * F.SECONDS_PER_DAY, cfg.slot_seconds)
     every = _every_lead(warehouse, cfg, predictor, truth)
   columns = [F.CELL, F.SLOT_START, F.LABEL]
   history = pd.concat(history + [week[columns]], ignore_index=True)[columns]

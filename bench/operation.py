@@ -279,22 +279,19 @@ def true_rate_forecast(warehouse: Path, cfg, span: int, cells, slots):
   community areas (the truth's unit)."""
   import numpy as np  # noqa: PLC0415
   from taxi_demand import spans  # noqa: PLC0415
-  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.data.sql import SpatialUnit  # noqa: PLC0415
+  from taxi_demand.data.warehouse import Warehouse  # noqa: PLC0415
   from taxi_demand.modeling import model as model_lib  # noqa: PLC0415
+  from taxi_demand.testing import benches  # noqa: PLC0415
   if cfg.spatial_unit is not SpatialUnit.COMMUNITY_AREA:
     return None
   begin = spans.start_of(span)
-  with open_reader(warehouse) as wh:
-    truth = wh.truth(begin, begin + 24 * 3600)
-  if truth.num_rows == 0:
+  with Warehouse(warehouse, read_only=True) as wh:
+    truth = benches.true_rates(wh, begin, begin + 24 * 3600, cfg.slot_seconds)
+  if truth.empty:
     return None
-  slot_s = cfg.slot_minutes * 60
-  rate: Dict[tuple, float] = {}
-  for area, start, value in zip(*(truth.column(k).to_pylist() for k in (
-      "community_area", "slot_start", "intensity"))):
-    key = (int(area), int(start) - int(start) % slot_s)
-    rate[key] = rate.get(key, 0.0) + float(value)
+  rate = {(int(c), int(s)): float(r) for c, s, r in zip(
+      truth["cell"], truth["slot_start"], truth["rate"])}
   rates = np.array([rate.get((int(c), int(s)), 0.0)
                     for c, s in zip(cells, slots)])
   return model_lib.poisson_median(rates).numpy()

@@ -23,6 +23,18 @@ def load(name: str) -> ModuleType:
   return module
 
 
+def true_rates(warehouse, begin: int, end: int, slot_seconds: int):
+  """The simulator's true rate λ per (cell, slot) with a slot start in
+  [begin, end): its quarter hours summed, as a DataFrame (cell,
+  slot_start, rate); empty for a warehouse of real trips. Cells are
+  community areas, the truth's unit. `warehouse` is an open Warehouse."""
+  return warehouse.con.execute(
+      "SELECT community_area AS cell, "
+      "slot_start - slot_start % ? AS slot_start, sum(intensity) AS rate "
+      "FROM truth WHERE slot_start >= ? AND slot_start < ? "
+      "GROUP BY 1, 2", [slot_seconds, begin, end]).fetch_df()
+
+
 def children_cpu_s() -> float:
   """User + system CPU seconds of this process's finished children: beside a
   wall time on a shared machine, whose load stretches the wall, not this."""
