@@ -5,7 +5,9 @@ follow a policy: stay where they dropped off, go to the historically
 busiest cell nearby (hotspot), follow `recommend` on the serving model's
 forecasts as served at each tick (sharing each cell with the taxis idle
 there and those the supply forecast expects idle soon;
-`recommend_idle_now` with the idle ones only), or greedy_on_true_intensity
+`recommend_idle_now` with the idle ones only; `recommend_exact_trip_ends`
+told every trip's true end, a reference for what exact supply is worth to
+the rule), or greedy_on_true_intensity
 (the same greedy ranking on the simulator's true intensity; once called
 "the oracle", it is no ceiling). The fleet is sized so that staying taxis are empty half
 of their time (DiDi's figure), and that share is printed.
@@ -146,6 +148,9 @@ def main(argv=None) -> int:
             "forecast_supply_over_idle_now":
                 rate["recommend"] / rate[idle_now] - 1,
             "idle_now_vs_stay": rate[idle_now] / rate["stay"] - 1}
+  exact = fleet.RECOMMEND_EXACT_ENDS
+  if exact in rate:
+    ratios["exact_trip_ends_over_idle_now"] = rate[exact] / rate[idle_now] - 1
   say(f"fleet: {taxis} taxis, {fleet_s:.0f} s; recommend "
       f"{ratios['forecast_supply_over_idle_now']:+.1%} over {idle_now}")
 
@@ -213,6 +218,13 @@ def main(argv=None) -> int:
           ratios["forecast_supply_over_idle_now"], 4),
       "recommend_forecast_supply_vs_stay": round(ratios["vs_stay"], 4),
       "recommend_idle_now_vs_stay": round(ratios["idle_now_vs_stay"], 4),
+      # What knowing the trips under way exactly is worth to recommend's
+      # rule: the same rule told every trip's true end (no dispatcher knows
+      # it), over idle now; null without supply rates. The forecast's own
+      # gain is recommend_forecast_supply_over_idle_now.
+      "recommend_exact_trip_ends_over_idle_now": (
+          round(ratios["exact_trip_ends_over_idle_now"], 4)
+          if "exact_trip_ends_over_idle_now" in ratios else None),
       "supply_replay": {
           "what": "MAE per cell and slot of mean idle taxis, by lead "
                   "minutes: the flow balance vs idle now carried forward; "

@@ -54,6 +54,10 @@ HOTSPOT_NEARBY_MINUTES = 15.0
 GREEDY_ON_TRUTH = "greedy_on_true_intensity"
 # Following recommend with only the taxis idle now as each cell's supply.
 RECOMMEND_IDLE_NOW = "recommend_idle_now"
+# recommend told every trip under way's true end: what knowing those taxis'
+# arrivals exactly is worth to its rule (a reference, not what a dispatcher
+# can know; trips not yet started stay expected, as in recommend).
+RECOMMEND_EXACT_ENDS = "recommend_exact_trip_ends"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +128,12 @@ _STAYS = "stays"
 _IGNORES_KNOWN = "ignores_known"
 
 
+# Set on a reference policy that is told when and where every trip under way
+# truly ends (`_known(reveal_ends=True)`), where a dispatcher knows only
+# each trip's start and destination.
+_SEES_TRIP_ENDS = "sees_trip_ends"
+
+
 def _ignoring_known(policy: Policy) -> Policy:
   setattr(policy, _IGNORES_KNOWN, True)
   return policy
@@ -156,15 +166,22 @@ def following(geometry: guidance.Geometry,
               forecast_at: Callable[[int], tuple],
               slot_seconds: int,
               horizon_minutes: float = guidance.DEFAULT_HORIZON_MINUTES,
-              rates: Optional[supply.Rates] = None) -> Policy:
+              rates: Optional[supply.Rates] = None,
+              exact_trip_ends: bool = False) -> Policy:
   """Follow `guidance.recommend_all` on `forecast_at(epoch)` -> ((n, k)
   expected pickups, k slot starts): the model's forecasts as served at the
   newest tick, or the simulator's true intensity.
 
   Each cell's pickups are shared with the taxis idle there now, or with
   `rates` those and the taxis the supply forecast expects to become idle
-  there soon (`supply.expected_there`).
+  there soon (`supply.expected_there`). With `exact_trip_ends` as well,
+  the supply forecast is told every trip's true end, as it is told an empty
+  drive's arrival, instead of expecting it from the trip's start (a
+  reference: what exact supply is worth to the rule).
   """
+  if exact_trip_ends and rates is None:
+    raise ValueError("exact_trip_ends needs the supply rates it refines")
+
   def policy(at, taxis, cells, idle, known):
     grid, starts = forecast_at(at)
     reach = guidance.reachable_pickups(grid, starts, slot_seconds, at,
@@ -175,7 +192,10 @@ def following(geometry: guidance.Geometry,
     return np.searchsorted(geometry.cells, [c.to_cell for c in choices])
   # Sharing with the taxis idle now only, it never reads the dispatcher's
   # view: building it every minute was a third of such a run.
-  return policy if rates is not None else _ignoring_known(policy)
+  if rates is None:
+    return _ignoring_known(policy)
+  setattr(policy, _SEES_TRIP_ENDS, exact_trip_ends)
+  return policy
 
 
 def expected_supply(rates: supply.Rates, at: int, taxis: np.ndarray,
@@ -258,6 +278,7 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
   # Idle spells ended lately: (cell, since, until), for the supply forecast.
   ended: list = []
   blind = getattr(policy, _IGNORES_KNOWN, False)  # it never reads `known`
+  reveal_ends = getattr(policy, _SEES_TRIP_ENDS, False)
   idle_since = np.full(taxis, begin, np.int64)
   decided_at = np.full(taxis, begin - redecide_s, np.int64)
   busy_s = 0
@@ -308,7 +329,7 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
       if not blind:
         ended = [e for e in ended if e[2] >= now - supply.RECENT_SECONDS]
         known = _known(now, n, available, cell, idle_since, free_at,
-                       trip_from, trip_start, ended)
+                       trip_from, trip_start, ended, reveal_ends)
       go = np.asarray(policy(now, deciding, cell[deciding], idle, known),
                       np.int64)
       decided_at[deciding] = now
@@ -332,12 +353,16 @@ def simulate(geometry: guidance.Geometry, passengers: Passengers,
 def _known(now: int, n: int, available: np.ndarray, cell: np.ndarray,
            idle_since: np.ndarray, free_at: np.ndarray,
            trip_from: np.ndarray, trip_start: np.ndarray,
-           ended: list) -> Known:
+           ended: list, reveal_ends: bool = False) -> Known:
   """The fleet as a dispatcher knows it: `free_at` only for the empty
-  drives (the trips' ends are the future)."""
+  drives (the trips' ends are the future). With `reveal_ends`, every busy
+  taxi's true end, trips' as well, as if each were an empty drive (for a
+  reference policy only)."""
   busy = ~available
   trip = busy & (trip_from >= 0)
-  drive = busy & (trip_from < 0)
+  if reveal_ends:
+    trip[:] = False
+  drive = busy & ~trip
   idle = np.flatnonzero(available)
   was = np.array(ended, np.int64).reshape(-1, 3)
   recent = supply.Recent.of(
@@ -563,14 +588,20 @@ def policies(day: Day, forecast_at: Optional[Callable] = None
              ) -> Dict[str, Policy]:
   """stay, hotspot, recommend and recommend_idle_now (if `forecast_at`;
   recommend shares each cell with the forecast supply where the day has
-  supply rates, else with the idle taxis, as recommend_idle_now does) and
-  greedy_on_true_intensity (if truth; recommend's rule on the truth)."""
+  supply rates, else with the idle taxis, as recommend_idle_now does),
+  recommend_exact_trip_ends (with supply rates: recommend told every trip's
+  true end) and greedy_on_true_intensity (if truth; recommend's rule on the
+  truth)."""
   out = {"stay": stay(), "hotspot": hotspot(day.geometry, day.busiest_by_hour)}
   if forecast_at is not None:
     out["recommend"] = following(day.geometry, forecast_at, day.slot_seconds,
                                  rates=day.supply_rates)
     out[RECOMMEND_IDLE_NOW] = following(day.geometry, forecast_at,
                                         day.slot_seconds)
+    if day.supply_rates is not None:
+      out[RECOMMEND_EXACT_ENDS] = following(
+          day.geometry, forecast_at, day.slot_seconds,
+          rates=day.supply_rates, exact_trip_ends=True)
   if day.truth is not None:
     # The same greedy placement as recommend, supply rule included.
     out[GREEDY_ON_TRUTH] = following(day.geometry, truth_forecasts(day), 900,

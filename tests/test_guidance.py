@@ -2,6 +2,7 @@
 `taxi-demand recommend` on the session's city."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -385,6 +386,39 @@ def test_following_with_the_taxis_idle_now_never_builds_the_view(
 
   monkeypatch.setattr(fleet, "_known", built)
   assert run() == expected
+
+
+def test_only_the_exact_trip_ends_reference_is_told_the_trips_ends(
+    tmp_path, monkeypatch):
+  """`simulate` builds each policy's view of the fleet: a dispatcher's
+  (the trips' ends are the future) for recommend with forecast supply, the
+  true ends for the exact-trip-ends reference, and never the latter for a
+  policy that did not ask."""
+  from taxi_demand import supply  # noqa: PLC0415
+  day = _small_day(tmp_path)
+  zeros = np.zeros((3, supply.HOURS_PER_WEEK))
+  rates = supply.Rates(zeros, np.array([1.0]), np.full((3, 3), 600.0),
+                       np.array([1.0]), np.array([600.0]), zeros)
+  asked = []
+  build = fleet._known
+
+  def built(*args):
+    asked.append(args[-1])
+    return build(*args)
+
+  monkeypatch.setattr(fleet, "_known", built)
+  for exact in (False, True):
+    asked.clear()
+    fleet.simulate(day.geometry, day.passengers, 4,
+                   fleet.following(day.geometry, _busy_cell_3, 1800,
+                                   rates=rates, exact_trip_ends=exact),
+                   day.begin, day.end)
+    assert asked and set(asked) == {exact}
+  day = dataclasses.replace(day, supply_rates=rates)
+  names = set(fleet.policies(day, _busy_cell_3))
+  assert fleet.RECOMMEND_EXACT_ENDS in names and "recommend" in names
+  assert fleet.RECOMMEND_EXACT_ENDS not in fleet.policies(
+      dataclasses.replace(day, supply_rates=None), _busy_cell_3)
 
 
 def test_evaluate_reuses_the_stay_run_that_sized_the_fleet(tmp_path,

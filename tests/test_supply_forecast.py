@@ -189,15 +189,11 @@ def test_the_flow_balance_by_hand(tmp_path):
       pytest.approx([1.0, 1.0, 2.0])
 
 
-def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
-  """Cells 1, 2, 3 on a line (10 minutes 1-2 and 2-3, 20 minutes 1-3). A
-  taxi idle in 1 at 0:00 weighs 2 and 3, each forecast 3 pickups a
-  quarter hour: from its arrival to the hour's end, 3 x 50/15 = 10 in 2
-  and 3 x 40/15 = 8 in 3. Nobody is idle in either, so with idle-now
-  supply it goes to 2. But a taxi left 1 for 2 five minutes ago (trips of
-  20 minutes): it will be idle in 2 at 0:15, so with forecast supply 2 is
-  worth 10 / 2 = 5 a taxi, and the taxi goes to 3."""
-  from taxi_demand import fleet  # noqa: PLC0415
+def _line_and_forecast():
+  """Cells 1, 2, 3 on a line (10 minutes 1-2 and 2-3, 20 minutes 1-3), the
+  decision time 08:00, `following`'s forecast (3 pickups a quarter hour in
+  2 and 3, none in 1) and supply rates whose trips all take 20 minutes and
+  whose idle taxis stay."""
   from taxi_demand import guidance  # noqa: PLC0415
   geo = guidance.Geometry(CELLS, np.array([[0, 10, 20], [10, 0, 10],
                                            [20, 10, 0]], float))
@@ -207,16 +203,67 @@ def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
   zeros = np.zeros((3, supply.HOURS_PER_WEEK))
   rates = supply.Rates(zeros, np.array([1.0]), np.full((3, 3), 20.0 * M),
                        np.array([1.0]), np.array([20.0 * M]), zeros)
+  return geo, t, lambda at: (grid, starts), rates
+
+
+def test_a_fleet_taxi_shares_a_cell_with_one_headed_there():
+  """Cells 1, 2, 3 on a line (10 minutes 1-2 and 2-3, 20 minutes 1-3). A
+  taxi idle in 1 at 0:00 weighs 2 and 3, each forecast 3 pickups a
+  quarter hour: from its arrival to the hour's end, 3 x 50/15 = 10 in 2
+  and 3 x 40/15 = 8 in 3. Nobody is idle in either, so with idle-now
+  supply it goes to 2. But a taxi left 1 for 2 five minutes ago (trips of
+  20 minutes): it will be idle in 2 at 0:15, so with forecast supply 2 is
+  worth 10 / 2 = 5 a taxi, and the taxi goes to 3."""
+  from taxi_demand import fleet  # noqa: PLC0415
+  geo, t, forecast_at, rates = _line_and_forecast()
   empty = np.zeros(0, np.int64)
   known = fleet.Known(np.array([0]), np.array([0]), np.array([t]),
                       np.array([0]), np.array([1]), np.array([t - 5 * M]),
                       empty, empty, supply.Recent(np.zeros(3), np.zeros(3)))
   ask = (t, np.array([0]), np.array([0]), np.array([1.0, 0, 0]), known)
-  idle_now = fleet.following(geo, lambda at: (grid, starts), 900)
-  forecast = fleet.following(geo, lambda at: (grid, starts), 900,
+  idle_now = fleet.following(geo, forecast_at, 900)
+  forecast = fleet.following(geo, forecast_at, 900,
                              rates=rates)
   assert CELLS[idle_now(*ask)].tolist() == [2]
   assert CELLS[forecast(*ask)].tolist() == [3]
+
+
+def test_the_exact_trip_ends_reference_sees_a_late_trip_as_late():
+  """The same taxi and forecast as above, but the trip from 1 to 2 that
+  began five minutes ago truly takes 40 minutes, not the 20 its pair's
+  mean says: it frees a taxi in 2 at 0:35, after the 20-minute window
+  supply counts. recommend (forecast supply) still expects it there and
+  goes to 3; the exact-trip-ends reference, told the true end, sees 2
+  empty for as long as supply counts, and goes to 2. The fleet's view
+  built with `reveal_ends` carries that end as it carries an empty
+  drive's arrival; without it, only the trip's start and destination."""
+  from taxi_demand import fleet  # noqa: PLC0415
+  geo, t, forecast_at, rates = _line_and_forecast()
+  # Taxi 0 idle in cell index 0 since t; taxi 1 on a trip from 0 to 1
+  # (cell 2), picked up at t - 5 min, truly ending at t + 35 min.
+  view = {}
+  for reveal in (False, True):
+    view[reveal] = fleet._known(
+        t, 3, available=np.array([True, False]), cell=np.array([0, 1]),
+        idle_since=np.array([t, t + 35 * M]),
+        free_at=np.array([t, t + 35 * M]), trip_from=np.array([-1, 0]),
+        trip_start=np.array([0, t - 5 * M]), ended=[], reveal_ends=reveal)
+  assert view[False].trip_dropoff.tolist() == [1]
+  assert view[False].trip_start.tolist() == [t - 5 * M]
+  assert view[False].drive_until.tolist() == []        # its end is unknown
+  assert view[True].trip_dropoff.tolist() == []
+  assert view[True].drive_to.tolist() == [1]
+  assert view[True].drive_until.tolist() == [t + 35 * M]
+  forecast = fleet.following(geo, forecast_at, 900,
+                             rates=rates)
+  exact = fleet.following(geo, forecast_at, 900, rates=rates,
+                          exact_trip_ends=True)
+  ask = (t, np.array([0]), np.array([0]), np.array([1.0, 0, 0]))
+  assert CELLS[forecast(*ask, view[False])].tolist() == [3]
+  assert CELLS[exact(*ask, view[True])].tolist() == [2]
+  with pytest.raises(ValueError, match="supply rates"):
+    fleet.following(geo, forecast_at, 900,
+                    exact_trip_ends=True)
 
 
 def test_the_replay_scores_error_and_bias_by_hand(tmp_path):
