@@ -6,8 +6,8 @@ busiest cell nearby (hotspot), follow `recommend` on the serving model's
 forecasts as served at each tick (sharing each cell with the taxis idle
 there and those the supply forecast expects idle soon;
 `recommend_idle_now` with the idle ones only; `recommend_exact_trip_ends`
-told every trip's true end, a reference for what exact supply is worth to
-the rule), or greedy_on_true_intensity
+told every trip under way's true end, a reference for what knowing those
+arrivals is worth to the rule), or greedy_on_true_intensity
 (the same greedy ranking on the simulator's true intensity; once called
 "the oracle", it is no ceiling). The fleet is sized so that staying taxis are empty half
 of their time (DiDi's figure), and that share is printed.
