@@ -331,6 +331,21 @@ def test_warm_start_copies_matching_weights_and_remaps_cell_rows(tmp_path):
   assert {"cell_embedding/embeddings", "hour_of_week_bias/embeddings",
           "lag_linear/kernel", "cell_lag_weights/embeddings"} <= set(copied)
 
+  # What a warm start would leave untrained, which the Trainer reads to
+  # train from scratch instead: the resized layers of another build; none
+  # for the same build, its grown vocabulary remapped by token; the
+  # cell-indexed layers too when they are not remapped.
+  maps = {name: rows for name in M.CELL_INDEXED_LAYERS}
+  assert M.warm_start_gaps(new, path, maps) == [
+      "hidden_0/kernel", "hidden_0/bias", "hidden_1/kernel"]
+  same = M.build_model(_N_CELLS + 1, dataclasses.replace(_FAST, seed=1))
+  assert M.warm_start_gaps(same, path, maps) == []
+  assert M.warm_start_gaps(same, M.saved_weights(path), maps) == []
+  unmapped = M.warm_start_gaps(same, path)
+  assert {"cell_bias/embeddings", "cell_embedding/embeddings",
+          "cell_lag_weights/embeddings"} <= set(unmapped)
+  assert "hidden_0/kernel" not in unmapped
+
 
 def _night_rows(n: int = 6144, seed: int = 2):
   """Rows whose recent slots show the target's own day, except at night.

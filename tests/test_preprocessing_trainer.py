@@ -236,17 +236,24 @@ def test_run_fn_exports_consistent_signatures_and_warm_starts(tmp_path,
     raise Counted
 
   monkeypatch.setattr(M, "train", train)
-  for name, base in (("warm", args.serving_model_dir), ("cold", None)):
+  # "rebuilt": warm-started from the same base by a model of another build
+  # (a new version of this code resized the hidden layers), whose weights
+  # a warm start would leave untrained: it trains from scratch instead.
+  for name, base, hparams in (
+      ("warm", args.serving_model_dir, None), ("cold", None, None),
+      ("rebuilt", args.serving_model_dir, {"hidden_units": [4]})):
     args3 = _fn_args(workdir, tft_dir2, files2, name,
-                     base_model=base and os.path.dirname(base))
+                     base_model=base and os.path.dirname(base),
+                     hparams=hparams)
     args3.custom_config[trainer.WARM_START_STEPS_KEY] = 7
     with pytest.raises(Counted):
       trainer.run_fn(args3)
-  assert steps == [7, 30]
+  assert steps == [7, 30, 30]
   cold_schedule = M.learning_rate_schedule(M.HParams.from_dict(
       {**args3.custom_config["hparams"], "train_steps": 30}))
   assert first_rates[0] == pytest.approx(float(cold_schedule(30 - 7)))
   assert first_rates[1] == pytest.approx(float(cold_schedule(0)))
+  assert first_rates[2] == pytest.approx(float(cold_schedule(0)))
 
 
 def test_exported_and_keras_saved_models_give_the_same_warm_start_weights(

@@ -823,9 +823,38 @@ def warm_start(model: tf.keras.Model,
   Returns:
     The names of the variables that were (at least partly) initialised.
   """
+  copied = []
+  for variable, value in _warm_values(model, source, row_maps):
+    variable.assign(value)
+    copied.append(_variable_key(variable))
+  return copied
+
+
+def warm_start_gaps(model: tf.keras.Model,
+                    source: str | Mapping[str, np.ndarray],
+                    row_maps: Optional[Mapping[str, RowMap]] = None
+                    ) -> List[str]:
+  """The trainable variables of `model` that `warm_start` from `source`
+  would leave as initialised: none when `source` is a model of the same
+  build (a grown cell vocabulary included, through `row_maps`). A model of
+  another build (a layer added, resized or renamed by a new version of this
+  code) leaves some, and a warm start's few steps at its small rates do
+  not train them."""
+  found = {id(variable) for variable, _ in _warm_values(model, source,
+                                                         row_maps)}
+  return [_variable_key(v) for v in model.trainable_weights
+          if id(v) not in found]
+
+
+def _warm_values(model: tf.keras.Model,
+                 source: str | Mapping[str, np.ndarray],
+                 row_maps: Optional[Mapping[str, RowMap]] = None
+                 ) -> List[Tuple[tf.Variable, np.ndarray]]:
+  """(variable, its warm-start value) for each of `model`'s variables that
+  `source` has a match for (see `warm_start`)."""
   old = saved_weights(source) if isinstance(source, str) else dict(source)
   row_maps = dict(row_maps or {})
-  copied = []
+  values = []
   for variable in model.weights:
     key = _variable_key(variable)
     if key not in old:
@@ -840,13 +869,10 @@ def warm_start(model: tf.keras.Model,
       new = variable.numpy()
       known = (rows >= 0) & (rows < value.shape[0])
       new[known] = value[rows[known]]
-      variable.assign(new)
+      values.append((variable, new))
     elif tuple(value.shape) == tuple(variable.shape):
-      variable.assign(value)
-    else:
-      continue
-    copied.append(key)
-  return copied
+      values.append((variable, value))
+  return values
 
 
 def _initialise_bias(model: tf.keras.Model, train_ds: tf.data.Dataset) -> None:
@@ -872,7 +898,7 @@ def train(model: tf.keras.Model,
           hparams: HParams = HParams(),
           train_steps: Optional[int] = None,
           eval_steps: Optional[int] = None,
-          warm_start_from: Optional[str] = None,
+          warm_start_from: str | Mapping[str, np.ndarray] | None = None,
           warm_start_row_maps: Optional[Mapping[str, RowMap]] = None,
           callbacks: Sequence[tf.keras.callbacks.Callback] = (),
           ) -> tf.keras.callbacks.History:
@@ -888,8 +914,9 @@ def train(model: tf.keras.Model,
       None. The learning-rate schedule and the averaged window were built
       for that number, so pass the same to `build_model` via hparams.
     eval_steps: evaluation batches per epoch; the whole eval_ds when None.
-    warm_start_from: path of a previous SavedModel to initialise from (see
-      `warm_start`); when None the global bias starts at log(mean label).
+    warm_start_from: path of a previous SavedModel to initialise from, or
+      its `saved_weights` (see `warm_start`); when None the global bias
+      starts at log(mean label).
       Build the model with warm_started=True for the warm-start schedule.
     warm_start_row_maps: passed to `warm_start`.
     callbacks: extra Keras callbacks.

@@ -333,16 +333,34 @@ def run_fn(fn_args: FnArgs) -> None:
       rows = cell_row_map(vocab, old_vocab)
       row_maps = {name: rows for name in model_lib.CELL_INDEXED_LAYERS}
 
-  model = model_lib.build_model(
-      len(vocab) + F.CELL_OOV_BUCKETS, hparams, warm_started=bool(base),
-      slot_minutes=int(custom_config.get("slot_minutes") or
-                       F.DEFAULT_SLOT_MINUTES))
+  def build(warm_started: bool):
+    return model_lib.build_model(
+        len(vocab) + F.CELL_OOV_BUCKETS, hparams, warm_started=warm_started,
+        slot_minutes=int(custom_config.get("slot_minutes") or
+                         F.DEFAULT_SLOT_MINUTES))
+
+  model = build(bool(base))
+  warm_from = None
+  if base:
+    warm_from = model_lib.saved_weights(base)
+    gaps = model_lib.warm_start_gaps(model, warm_from, row_maps)
+    if gaps:
+      # A base model of another build (this code's new version added or
+      # resized a layer): warm-started, those weights would start afresh
+      # and get only a warm start's few steps at its small rates, and
+      # every day's candidate, warm-started from the same serving model,
+      # would be refused alike while the serving model aged.
+      logging.warning(
+          "The base model %s does not fit this model: %d of its weights "
+          "would start untrained (%s); training from scratch, %d steps.",
+          base, len(gaps), ", ".join(gaps), hparams.steps(False))
+      model, warm_from = build(False), None
   callbacks = []
   if fn_args.model_run_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(
         log_dir=fn_args.model_run_dir, update_freq="epoch"))
   model_lib.train(model, train_ds, eval_ds, hparams,
-                  warm_start_from=base, warm_start_row_maps=row_maps,
+                  warm_start_from=warm_from, warm_start_row_maps=row_maps,
                   callbacks=callbacks)
   # After training (and whatever it does to the weights): the shift is
   # read against the final λ̂, on one pass over the window.
