@@ -23,9 +23,9 @@ naming its feature; 0 alerts on the clean days; the pipeline's ratio to
 TFX's taxi example at most 15% worse than 1.13-1.18 (<= 1.357).
 Targets (issue #31): every lead <= 0.65 x seasonal naive; each lead's MAE
 within 2% of the next longer lead's, or below it. `lead_steps` gives each
-step's ratio beside its paired difference and that difference's noise (the
-standard error over the day's cells and slots), so a step can be read
-against what one day can tell apart.
+step's ratio beside its paired difference and that difference's noise (its
+standard error with the day's cells as the units, as ForecastGate judges two
+models), so a step can be read against what one day can tell apart.
 """
 
 from __future__ import annotations
