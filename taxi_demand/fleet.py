@@ -517,11 +517,15 @@ def models_forecasts(warehouse, cfg, day: Day,
                      scores: Dict[Any, Callable]
                      ) -> Dict[Any, Callable[[int], tuple]]:
   """`model_forecasts` for each of `scores` ({key: score}), from one read
-  of the day's rows (the longest query of a fleet comparison)."""
+  of the day's rows (the longest query of a fleet comparison). Each tick's
+  forecast is blended with the tick before's, as the job serves it
+  (`revision`)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  from taxi_demand.serving import revision  # noqa: PLC0415
   with open_reader(warehouse) as wh:
     rows = wh.every_lead_features(cfg, day.begin, day.end)
-  return {key: _forecasts_of(rows, day, np.asarray(score(rows), float))
+  return {key: _forecasts_of(rows, day,
+                             revision.revise_every_lead(rows, score(rows)))
           for key, score in scores.items()}
 
 

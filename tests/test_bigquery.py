@@ -201,9 +201,10 @@ def test_the_readers_take_a_bigquery_address(city, bigquery):
   at = tick("17:30")
   on_disk = types.SimpleNamespace(warehouse=city.warehouse)
   in_bigquery = types.SimpleNamespace(warehouse=bigquery.address)
-  served, age = predict.serving_features(in_bigquery, cfg, at, 2)
-  want, want_age = predict.serving_features(on_disk, cfg, at, 2)
+  served, age, before = predict.serving_features(in_bigquery, cfg, at, 2)
+  want, want_age, want_before = predict.serving_features(on_disk, cfg, at, 2)
   assert served.equals(want) and age == want_age
+  assert before.equals(want_before) and before.num_rows
   rows, why = skew.recompute(bigquery.address, cfg, served)
   assert why is None and rows.equals(
       skew.recompute(city.warehouse, cfg, served)[0])

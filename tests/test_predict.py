@@ -11,11 +11,13 @@ import pytest
 
 import taxi_demand  # noqa: F401  (before TensorFlow)
 from taxi_demand.data import sql as demand_sql
+from taxi_demand.data.reader import open_reader
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand import features
 from taxi_demand import objectstore
 from taxi_demand.serving import predict
+from taxi_demand.serving import revision
 from taxi_demand.serving import servelog
 
 # The older version was pushed by the run for this day, trained on the 7 days
@@ -148,14 +150,25 @@ def test_predictions_equal_the_saved_model_on_the_same_features(city_home,
   assert result.predictions.num_rows == 77
   loaded = tf.saved_model.load(str(city_copy.models / old))
   fn = loaded.signatures["predict_raw"]
-  direct = fn(**{c: tf.constant(result.features.column(c).to_numpy().astype(
-      np.int64 if c in features.INT_COLUMNS else np.float32))
-                 for c in features.SERVING_COLUMNS})["predicted_pickups"]
+
+  def direct(table):
+    return fn(**{c: tf.constant(table.column(c).to_numpy().astype(
+        np.int64 if c in features.INT_COLUMNS else np.float32))
+                 for c in features.SERVING_COLUMNS})["predicted_pickups"].numpy()
+
+  # Served: the tick's forecast blended with the tick before's (17:05,
+  # lead 25), each the SavedModel's own on the features of its tick.
+  with open_reader(city_copy.warehouse) as wh:
+    before = predict.tick_before(wh, model.cfg, epoch("2024-02-10T17:10"))
+  assert before.num_rows == 2 * 77
+  served = revision.revise(result.features, direct(result.features), before,
+                           direct(before))
   np.testing.assert_allclose(
-      result.predictions.column("predicted_pickups").to_numpy(),
-      direct.numpy(), rtol=1e-6)
+      result.predictions.column("predicted_pickups").to_numpy(), served,
+      rtol=1e-6)
+  assert (served != direct(result.features)).any()
   # A forecast, not zeros: the busy cells get rush-hour pickups.
-  assert direct.numpy().max() > 10
+  assert served.max() > 10
 
 
 def test_the_supply_forecast_is_served_beside_the_demand_forecast(
@@ -165,7 +178,6 @@ def test_the_supply_forecast_is_served_beside_the_demand_forecast(
   the column still reads, with it null."""
   import pyarrow.parquet as pq  # noqa: PLC0415
   from taxi_demand import supply  # noqa: PLC0415
-  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   model = predict.LoadedModel(city_copy, city_home.old)
   at = epoch("2024-02-10T17:10")
   result = predict.run_job(city_copy, model, at)
@@ -243,7 +255,6 @@ def test_the_job_serves_the_supply_rates_recorded_with_its_model(
   one warning line however many ticks it serves."""
   from taxi_demand import supply  # noqa: PLC0415
   from taxi_demand import supply_rates  # noqa: PLC0415
-  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from supply_models import push_with_rates  # noqa: PLC0415
   version = push_with_rates(city_copy, city_home.old)
   model = predict.LoadedModel(city_copy, version)
@@ -288,7 +299,8 @@ def test_served_features_equal_the_training_query_label_aside(city_home):
   slot = epoch("2024-02-05T08:30")  # inside the older model's training window
   # Issued 25 minutes ahead, the served rows are the training query's rows
   # for that slot at that lead: one query, one as-of rule.
-  served, age = predict.serving_features(home, model.cfg, slot - 1500, 1)
+  served, age, before = predict.serving_features(home, model.cfg,
+                                                 slot - 1500, 1)
   assert 0 <= age < 1500
   span = (datetime.date.fromisoformat(OLD_DAY) -
           datetime.date(1970, 1, 1)).days

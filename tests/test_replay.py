@@ -98,3 +98,42 @@ def test_a_replay_beside_a_live_tick_leaves_the_served_log_as_served(
       spans.start_of(spans.parse_span(DAY) + 1))
   assert served.num_rows == 154
   assert set(served.column("issued_at").to_pylist()) == {tick}
+
+
+def test_replay_live_job_and_every_lead_rows_serve_one_blended_forecast(
+    city_copy, capsys):
+  """Each tick's forecast is blended with the tick before's (revision):
+  the replay (keeping the tick before from its loop), the live job (reading
+  it from the warehouse) and a table of every lead (the fleet's) agree, and
+  differ from the model's own forecast where the tick before forecast the
+  slot."""
+  import numpy as np  # noqa: PLC0415
+  from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  from taxi_demand.serving import revision  # noqa: PLC0415
+  home = ["--home", str(city_copy.root)]
+  assert cli.main(home + ["replay", "--date", DAY, "--between",
+                          "08:00-08:30", "--json"]) == 0
+  capsys.readouterr()
+  slot = predict.parse_at(f"{DAY}T08:00")
+  replayed = servelog.forecasts_between(city_copy.replay_log, slot,
+                                        slot + 1800).to_pandas()
+  assert sorted(set(replayed["lead_minutes"])) == list(range(0, 60, 5))
+  model = predict.LoadedModel(city_copy)
+  with open_reader(city_copy.warehouse) as wh:
+    rows = wh.every_lead_features(model.cfg, slot, slot + 1800)
+  raw = np.asarray(model.score(rows), float)
+  blended = revision.revise_every_lead(rows, raw)
+  frame = rows.select([features.CELL, features.ISSUED_AT]).to_pandas()
+  frame["blended"], frame["raw"] = blended, raw
+  both = replayed.merge(frame, on=[features.CELL, features.ISSUED_AT])
+  assert len(both) == 12 * 77
+  assert (both["predicted_pickups"] == both["blended"]).all()
+  moved = both["blended"] != both["raw"]
+  assert moved.any() and not moved[both["lead_minutes"] == 55].any()
+  # The live job at 07:35 (lead 25) reads its tick before from the
+  # warehouse and serves the same.
+  live = predict.run_job(city_copy, model, slot - 1500).predictions
+  live = live.to_pandas().sort_values(features.CELL)
+  assert live["predicted_pickups"].tolist() == both[
+      both["lead_minutes"] == 25].sort_values(features.CELL)[
+          "predicted_pickups"].tolist()

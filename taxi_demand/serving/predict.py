@@ -20,6 +20,7 @@ from taxi_demand import features
 from taxi_demand import spans
 from taxi_demand.spans import format_epoch
 from taxi_demand.serving import registry
+from taxi_demand.serving import revision
 from taxi_demand.serving import servelog
 
 # Timestamps in the warehouse are Chicago wall clock read as UTC (demand.sql).
@@ -220,6 +221,13 @@ class LoadedModel:
     return self.load()._predictor(columns_of(table))[
         saved_model.PREDICTION_KEY]
 
+  def served(self, table: pa.Table, before: pa.Table) -> np.ndarray:
+    """The served forecast for every row of `table`: its score blended with
+    the score of `before` (the tick before's features) for the same cell
+    and slot (taxi_demand.serving.revision)."""
+    return revision.revise(table, self.score(table), before,
+                           self.score(before))
+
 
 @dataclasses.dataclass
 class JobResult:
@@ -248,20 +256,31 @@ class JobResult:
 
 
 def serving_features(home: Home, cfg: demand_sql.QueryConfig,
-                     issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
+                     issued_at: int, horizon: int
+                     ) -> Tuple[pa.Table, int, pa.Table]:
   """Features known at `issued_at` for every cell, read-only from the
-  warehouse, and how long before `issued_at` the newest of the trips known
-  then arrived (seconds: a stalled feed shows here)."""
+  warehouse; how long before `issued_at` the newest of the trips known
+  then arrived (seconds: a stalled feed shows here); and the features the
+  job read at the tick before (`tick_before`), which the served forecast
+  blends in (taxi_demand.serving.revision)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   with open_reader(home.warehouse) as wh:
     check_history(wh, issued_at)
     table = wh.serving_features(cfg, issued_at, horizon)
     age = wh.data_age(cfg, issued_at)
+    before = tick_before(wh, cfg, issued_at)
   if table.num_rows == 0:
     raise TaxiDemandError(
         f"no cells to serve at {format_epoch(issued_at)}: the demand query "
         "found none (grid cells need pickups in the last 7 days)")
-  return table, age
+  return table, age, before
+
+
+def tick_before(wh, cfg: demand_sql.QueryConfig, issued_at: int) -> pa.Table:
+  """The serving features of the tick before `issued_at`, for every slot
+  the job forecast then (its leads up to MAX_LEAD_MINUTES)."""
+  before = issued_at - demand_sql.TICK_SECONDS
+  return wh.serving_features(cfg, before, demand_sql.max_horizon(cfg, before))
 
 
 def run_job(home: Home, model: LoadedModel, at_epoch: int,
@@ -277,11 +296,11 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   cfg = model.cfg
   issued_at = issue_time(at_epoch)
   slot_start = slot_at_or_after(cfg, issued_at)
-  table, age = serving_features(home, cfg, issued_at, horizon)
+  table, age, before = serving_features(home, cfg, issued_at, horizon)
   seconds["features"] = time.perf_counter() - started
 
   mark = time.perf_counter()
-  predicted = model.score(table)
+  predicted = model.served(table, before)
   seconds["score"] = time.perf_counter() - mark
   mark = time.perf_counter()
   try:

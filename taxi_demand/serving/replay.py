@@ -35,6 +35,7 @@ from taxi_demand.data import sql as demand_sql
 from taxi_demand.errors import TaxiDemandError
 from taxi_demand.home import Home
 from taxi_demand.serving import predict
+from taxi_demand.serving import revision
 from taxi_demand.serving import servelog
 
 
@@ -162,16 +163,26 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     truth = _truth(wh, cfg, span, begin, end)
     model.load()
     ticks = list(range(begin - demand_sql.MAX_LEAD_MINUTES * 60, end, every_s))
+    # The tick before's features and scores, which the served forecast
+    # blends in (revision): kept from the loop's last tick when that was
+    # the tick before, else served as the job would have then.
+    last: Tuple[int, pa.Table, np.ndarray] = (-1, pa.table({}), np.zeros(0))
     for n, tick in enumerate(ticks):
       wh.yield_to_writers()  # a load waiting behind a long replay goes first
       horizon = demand_sql.max_horizon(cfg, tick)
       table, age = serve(wh, cfg, tick, horizon)
-      table = table.filter(pc.and_(
-          pc.greater_equal(table.column(features.SLOT_START), begin),
-          pc.less(table.column(features.SLOT_START), end)))
+      table = _in_range(table, begin, end)
+      before = tick - demand_sql.TICK_SECONDS
+      if last[0] != before:
+        earlier, _ = serve(wh, cfg, before,
+                           demand_sql.max_horizon(cfg, before))
+        earlier = _in_range(earlier, begin, end)
+        last = (before, earlier, np.asarray(model.score(earlier)))
+      scores = np.asarray(model.score(table))
+      predicted = revision.revise(table, scores, last[1], last[2])
+      last = (tick, table, scores)
       if table.num_rows == 0:
         continue
-      predicted = model.score(table)
       if record:
         servelog.append(home.replay_log, table, model.version,
                         datetime.datetime.utcfromtimestamp(tick),
@@ -186,6 +197,13 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
   served = pa.concat_tables(parts)
   return _score(date, model.version, len(ticks), served, truth, complete,
                 time.perf_counter() - started)
+
+
+def _in_range(table: pa.Table, begin: int, end: int) -> pa.Table:
+  """The rows whose target slot starts in [begin, end)."""
+  return table.filter(pc.and_(
+      pc.greater_equal(table.column(features.SLOT_START), begin),
+      pc.less(table.column(features.SLOT_START), end)))
 
 
 def _complete_information(wh, model, cfg, truth: pa.Table) -> float:
