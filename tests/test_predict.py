@@ -156,13 +156,16 @@ def test_predictions_equal_the_saved_model_on_the_same_features(city_home,
         np.int64 if c in features.INT_COLUMNS else np.float32))
                  for c in features.SERVING_COLUMNS})["predicted_pickups"].numpy()
 
-  # Served: the tick's forecast blended with the tick before's (17:05,
-  # lead 25), each the SavedModel's own on the features of its tick.
+  # Served: the SavedModel's own forecast at 17:10, revised from its
+  # forecasts of 17:30 at each tick since 16:35 (lead 55), each on the
+  # features known at its tick.
+  tick = epoch("2024-02-10T17:10")
   with open_reader(city_copy.warehouse) as wh:
-    before = predict.tick_before(wh, model.cfg, epoch("2024-02-10T17:10"))
-  assert before.num_rows == 2 * 77
-  served = revision.revise(result.features, direct(result.features), before,
-                           direct(before))
+    rows = wh.serving_ticks(model.cfg, tick, 1)
+  assert sorted(set(rows.column(features.ISSUED_AT).to_pylist())) == [
+      tick - 300 * k for k in range(7, -1, -1)]
+  table, served = revision.served_at(rows, direct(rows), tick)
+  assert table.equals(result.features)
   np.testing.assert_allclose(
       result.predictions.column("predicted_pickups").to_numpy(), served,
       rtol=1e-6)
@@ -299,8 +302,7 @@ def test_served_features_equal_the_training_query_label_aside(city_home):
   slot = epoch("2024-02-05T08:30")  # inside the older model's training window
   # Issued 25 minutes ahead, the served rows are the training query's rows
   # for that slot at that lead: one query, one as-of rule.
-  served, age, before = predict.serving_features(home, model.cfg,
-                                                 slot - 1500, 1)
+  served, age = predict.serving_features(home, model.cfg, slot - 1500, 1)
   assert 0 <= age < 1500
   span = (datetime.date.fromisoformat(OLD_DAY) -
           datetime.date(1970, 1, 1)).days
@@ -553,12 +555,12 @@ def test_due_serves_once_then_the_gaps_a_failed_run_left(city_home, city_copy,
   assert sorted(servelog.served_ticks(home.serving_log, [day])) == [
       at - 120]
   # 12:05 fails (the warehouse is away for that run) ...
-  real = predict.serving_features
-  monkeypatch.setattr(predict, "serving_features", lambda *a: (_ for _ in (
+  real = predict.serving_ticks
+  monkeypatch.setattr(predict, "serving_ticks", lambda *a: (_ for _ in (
       )).throw(TaxiDemandError("the warehouse did not answer")))
   assert due("2024-02-10T12:07") == 1
   assert "predict: the warehouse did not answer" in capsys.readouterr().err
-  monkeypatch.setattr(predict, "serving_features", real)
+  monkeypatch.setattr(predict, "serving_ticks", real)
   # ... 12:10 is served by hand (`predict --at`), leaving 12:05 a gap ...
   assert cli.main(["--home", str(home.root), "predict", "--at",
                    "2024-02-10T12:10"]) == 0

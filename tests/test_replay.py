@@ -100,15 +100,15 @@ def test_a_replay_beside_a_live_tick_leaves_the_served_log_as_served(
   assert set(served.column("issued_at").to_pylist()) == {tick}
 
 
-def test_replay_live_job_and_every_lead_rows_serve_one_blended_forecast(
+def test_replay_live_job_and_every_lead_rows_serve_one_revised_forecast(
     city_copy, capsys):
-  """Each tick's forecast is blended with the tick before's (revision):
-  the replay (keeping the tick before from its loop), the live job (reading
-  it from the warehouse) and a table of every lead (the fleet's) agree, and
-  differ from the model's own forecast where the tick before forecast the
-  slot."""
+  """Each tick's forecast is revised from what was served at the tick
+  before (revision): the replay, the live job, a replay every 30 minutes
+  and a table of every lead (the fleet's) serve the same, and it differs
+  from the model's own forecast after the slot's first tick."""
   import numpy as np  # noqa: PLC0415
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
+  from taxi_demand.serving import replay  # noqa: PLC0415
   from taxi_demand.serving import revision  # noqa: PLC0415
   home = ["--home", str(city_copy.root)]
   assert cli.main(home + ["replay", "--date", DAY, "--between",
@@ -122,18 +122,27 @@ def test_replay_live_job_and_every_lead_rows_serve_one_blended_forecast(
   with open_reader(city_copy.warehouse) as wh:
     rows = wh.every_lead_features(model.cfg, slot, slot + 1800)
   raw = np.asarray(model.score(rows), float)
-  blended = revision.revise_every_lead(rows, raw)
   frame = rows.select([features.CELL, features.ISSUED_AT]).to_pandas()
-  frame["blended"], frame["raw"] = blended, raw
+  frame["revised"] = revision.revise_every_lead(rows, raw)
+  frame["raw"] = raw
   both = replayed.merge(frame, on=[features.CELL, features.ISSUED_AT])
   assert len(both) == 12 * 77
-  assert (both["predicted_pickups"] == both["blended"]).all()
-  moved = both["blended"] != both["raw"]
+  assert (both["predicted_pickups"] == both["revised"]).all()
+  moved = both["revised"] != both["raw"]
   assert moved.any() and not moved[both["lead_minutes"] == 55].any()
-  # The live job at 07:35 (lead 25) reads its tick before from the
-  # warehouse and serves the same.
+
+  def at_lead(lead):
+    return both[both["lead_minutes"] == lead].sort_values(features.CELL)[
+        "predicted_pickups"].tolist()
+
+  # The live job at 07:35 (lead 25) reads the slot's earlier ticks from the
+  # warehouse and serves the same ...
   live = predict.run_job(city_copy, model, slot - 1500).predictions
   live = live.to_pandas().sort_values(features.CELL)
-  assert live["predicted_pickups"].tolist() == both[
-      both["lead_minutes"] == 25].sort_values(features.CELL)[
-          "predicted_pickups"].tolist()
+  assert live["predicted_pickups"].tolist() == at_lead(25)
+  # ... as does a replay ticking every 30 minutes (07:05 and 07:35).
+  sparse = replay.replay(city_copy, DAY, every_s=1800, record=False,
+                         between=(8 * 3600, 8 * 3600 + 1800)).served
+  sparse = sparse.to_pandas()
+  sparse = sparse[sparse["lead_minutes"] == 25].sort_values(features.CELL)
+  assert sparse["predicted_pickups"].tolist() == at_lead(25)

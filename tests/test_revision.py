@@ -44,12 +44,17 @@ def test_a_mean_forecast_is_blended_without_rounding():
   assert revision.revise(now, [3.0], before, [2.0]).tolist() == [3.0]
 
 
-def test_a_table_of_every_lead_holds_its_own_ticks_before():
+def test_a_table_of_every_lead_is_revised_tick_after_tick():
   rows = _rows(*[(7, lead) for lead in range(0, 60, 5)])
-  forecast = np.arange(12, dtype=float)   # lead 0 forecasts 0, lead 55 11
+  # The model forecasts 10 at lead 55 (its first tick) and 0 since: each
+  # tick serves 0.6 x 0 + 0.4 x what the tick before served, rounded.
+  forecast = np.array([0.0] * 11 + [10.0])
   got = revision.revise_every_lead(rows, forecast)
-  # Lead L blends its own forecast with lead L + 5's; lead 55 stands.
-  want = np.round(0.6 * forecast[:-1] + 0.4 * forecast[1:])
-  assert got.tolist() == want.tolist() + [11.0]
+  assert got.tolist()[::-1] == [10, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+  # The rows of one tick, and what was served at it.
+  table, served = revision.served_at(rows, forecast, SLOT - 45 * 60)
+  assert table.column(features.ISSUED_AT).to_pylist() == [SLOT - 45 * 60]
+  assert served.tolist() == [2.0]
+  # With nothing before, the model's forecast stands.
   assert revision.revise(rows, forecast, rows.slice(0, 0), []).tolist() == (
       forecast.tolist())

@@ -19,6 +19,7 @@ from taxi_demand.lineage import store
 from taxi_demand.monitoring import skew
 from taxi_demand.testing import drills
 from taxi_demand.serving import replay
+from taxi_demand.serving import revision
 from taxi_demand.serving import servelog
 
 DAY = datetime.date(2024, 2, 10)
@@ -120,7 +121,8 @@ def _served_window(path, serve, begin, hours=1):
   parts = []
   with Warehouse(path, read_only=True) as wh:
     for tick in range(begin - 55 * 60, end, 300):
-      table, age = serve(wh, cfg, tick, sql.max_horizon(cfg, tick))
+      rows, age = serve(wh, cfg, tick, sql.max_horizon(cfg, tick))
+      table = revision.at_tick(rows, tick)   # the tick's own rows
       table = table.filter(pa.compute.and_(
           pa.compute.greater_equal(table.column(features.SLOT_START), begin),
           pa.compute.less(table.column(features.SLOT_START), end)))

@@ -170,6 +170,13 @@ class Reader:
     return self._read(demand_sql.serving_query_bigquery(
         self._cfg(cfg), issued_at, horizon), SERVING_SCHEMA)
 
+  def serving_ticks(self, cfg: demand_sql.QueryConfig, issued_at: int,
+                    horizon: int = 1) -> pa.Table:
+    """`serving_features`' slots at every tick up to `issued_at`, each row
+    as known at its own issue time (sql.serving_ticks_bigquery)."""
+    return self._read(demand_sql.serving_ticks_bigquery(
+        self._cfg(cfg), issued_at, horizon), SERVING_SCHEMA)
+
   def pickups(self, cfg: demand_sql.QueryConfig, begin: int,
               end: int) -> pa.Table:
     """Pickups and located positions per (cell, slot) over [begin, end)

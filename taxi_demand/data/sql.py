@@ -266,7 +266,11 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
     every_lead: training examples at every lead (LEADS_MINUTES) of every
       target slot: the training path's features for any issue time the
       5-minute job may have served, which the skew check joins with the
-      served rows.
+      served rows. With `issued_at`, the serving form at every tick up to
+      `issued_at` (each target slot at each lead whose issue time is then
+      or before; no trip read from `issued_at` on): what the job served
+      for those slots at each of its ticks, which its forecast is revised
+      from (taxi_demand.serving.revision).
 
   Returns:
     Query text that TFX's BigQueryExampleGen can run as it is.
@@ -278,9 +282,9 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
     check_issue_time(issued_at)
   if lead_minutes is not None:
     _check_int("lead_minutes", lead_minutes, allowed=LEADS_MINUTES)
-  if every_lead and (serving or lead_minutes is not None):
-    raise TaxiDemandError("every_lead is a training form: give neither "
-                          "issued_at nor lead_minutes with it")
+  if every_lead and lead_minutes is not None:
+    raise TaxiDemandError("every_lead is every lead: give no lead_minutes "
+                          "with it")
   values = {
       "table": check_table(cfg.table),
       "cell_expr": _cell_expr(cfg),
@@ -299,10 +303,10 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
       "known_expr": cfg.arrival.known_expr(),
       "settle_seconds": str(SETTLE_SECONDS),
       "issued_at_expr": (
+          "targets.slot_start - 60 * lead" if every_lead else
           str(issued_at) if serving else
           f"targets.slot_start - {lead_minutes * 60}"
           if lead_minutes is not None else
-          "targets.slot_start - 60 * lead" if every_lead else
           _sampled_issue_time(cfg)),
       "leads_join": (
           f"\n    CROSS JOIN UNNEST(GENERATE_ARRAY(0, {MAX_LEAD_MINUTES}, "
@@ -310,8 +314,9 @@ def render_bigquery(cfg: QueryConfig, *, days_before: int = 0,
   }
   text = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template())
   if serving:
+    ticks = f"\nWHERE issued_at <= {issued_at}" if every_lead else ""
     text = (f"SELECT {', '.join(features.SERVING_COLUMNS)}\n"
-            f"FROM (\n{text}\n)\nORDER BY slot_start, cell, issued_at")
+            f"FROM (\n{text}\n){ticks}\nORDER BY slot_start, cell, issued_at")
   return text
 
 
@@ -432,6 +437,23 @@ def demand_bigquery(cfg: QueryConfig, span: int, days_before: int = 0,
   return substitute_span(
       render_bigquery(cfg, days_before=days_before, lead_minutes=lead_minutes,
                       every_lead=every_lead), span)
+
+
+def serving_ticks_bigquery(cfg: QueryConfig, issued_at: int,
+                           horizon: int = 1) -> str:
+  """`serving_query_bigquery`'s slots at every tick up to `issued_at`.
+
+  Each target slot at each lead whose issue time is `issued_at` or earlier
+  (back to the slot's longest lead), every cell, features as known at each
+  row's own issue time, and no trip read from `issued_at` on: the rows the
+  5-minute job served for those slots at each of its ticks, had it served
+  them all. The rows issued at `issued_at` are `serving_query_bigquery`'s.
+  """
+  serving_query_bigquery(cfg, issued_at, horizon)  # the same checks
+  begin = first_target(cfg, issued_at)
+  end = begin + horizon * cfg.slot_seconds
+  return substitute_range(
+      render_bigquery(cfg, issued_at=issued_at, every_lead=True), begin, end)
 
 
 def every_lead_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:

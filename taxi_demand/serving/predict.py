@@ -221,13 +221,6 @@ class LoadedModel:
     return self.load()._predictor(columns_of(table))[
         saved_model.PREDICTION_KEY]
 
-  def served(self, table: pa.Table, before: pa.Table) -> np.ndarray:
-    """The served forecast for every row of `table`: its score blended with
-    the score of `before` (the tick before's features) for the same cell
-    and slot (taxi_demand.serving.revision)."""
-    return revision.revise(table, self.score(table), before,
-                           self.score(before))
-
 
 @dataclasses.dataclass
 class JobResult:
@@ -255,32 +248,39 @@ class JobResult:
             for r in self.predictions.to_pylist()]
 
 
-def serving_features(home: Home, cfg: demand_sql.QueryConfig,
-                     issued_at: int, horizon: int
-                     ) -> Tuple[pa.Table, int, pa.Table]:
-  """Features known at `issued_at` for every cell, read-only from the
-  warehouse; how long before `issued_at` the newest of the trips known
-  then arrived (seconds: a stalled feed shows here); and the features the
-  job read at the tick before (`tick_before`), which the served forecast
-  blends in (taxi_demand.serving.revision)."""
+def serving_ticks(home: Home, cfg: demand_sql.QueryConfig,
+                  issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
+  """Features of the `horizon` slots from `issued_at` for every cell, at
+  `issued_at` and at each tick before it that forecast them (each row as
+  known at its own issue time: `Reader.serving_ticks`), read-only from the
+  warehouse, and how long before `issued_at` the newest of the trips known
+  then arrived (seconds: a stalled feed shows here)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   with open_reader(home.warehouse) as wh:
     check_history(wh, issued_at)
-    table = wh.serving_features(cfg, issued_at, horizon)
+    rows = wh.serving_ticks(cfg, issued_at, horizon)
     age = wh.data_age(cfg, issued_at)
-    before = tick_before(wh, cfg, issued_at)
-  if table.num_rows == 0:
+  if revision.at_tick(rows, issued_at).num_rows == 0:
     raise TaxiDemandError(
         f"no cells to serve at {format_epoch(issued_at)}: the demand query "
         "found none (grid cells need pickups in the last 7 days)")
-  return table, age, before
+  return rows, age
 
 
-def tick_before(wh, cfg: demand_sql.QueryConfig, issued_at: int) -> pa.Table:
-  """The serving features of the tick before `issued_at`, for every slot
-  the job forecast then (its leads up to MAX_LEAD_MINUTES)."""
-  before = issued_at - demand_sql.TICK_SECONDS
-  return wh.serving_features(cfg, before, demand_sql.max_horizon(cfg, before))
+def serving_features(home: Home, cfg: demand_sql.QueryConfig,
+                     issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
+  """`serving_ticks`' rows issued at `issued_at` (the serving query's), and
+  the data age."""
+  rows, age = serving_ticks(home, cfg, issued_at, horizon)
+  return revision.at_tick(rows, issued_at), age
+
+
+def served_forecast(model: LoadedModel, rows: pa.Table, issued_at: int
+                    ) -> Tuple[pa.Table, np.ndarray]:
+  """The rows issued at `issued_at` and the forecasts served for them: the
+  model's, revised tick by tick from the slot's first forecast in `rows`
+  (`serving_ticks`; taxi_demand.serving.revision)."""
+  return revision.served_at(rows, model.score(rows), issued_at)
 
 
 def run_job(home: Home, model: LoadedModel, at_epoch: int,
@@ -296,11 +296,11 @@ def run_job(home: Home, model: LoadedModel, at_epoch: int,
   cfg = model.cfg
   issued_at = issue_time(at_epoch)
   slot_start = slot_at_or_after(cfg, issued_at)
-  table, age, before = serving_features(home, cfg, issued_at, horizon)
+  rows, age = serving_ticks(home, cfg, issued_at, horizon)
   seconds["features"] = time.perf_counter() - started
 
   mark = time.perf_counter()
-  predicted = model.served(table, before)
+  table, predicted = served_forecast(model, rows, issued_at)
   seconds["score"] = time.perf_counter() - mark
   mark = time.perf_counter()
   try:

@@ -95,8 +95,8 @@ def forecasts_at(home: Home, at: int, version: Optional[str] = None,
                      at_tick.column(features.SLOT_START).to_numpy(),
                      at_tick.column(servelog.PREDICTED).to_numpy(),
                      newest, "served log", cfg.slot_seconds)
-  table, _, before = predict.serving_features(home, cfg, tick, horizon)
-  values = np.asarray(model.served(table, before), float)
+  rows, _ = predict.serving_ticks(home, cfg, tick, horizon)
+  table, values = predict.served_forecast(model, rows, tick)
   return Forecasts(tick, table.column(features.CELL).to_numpy(),
                    table.column(features.SLOT_START).to_numpy(), values,
                    model.version, "scored now", cfg.slot_seconds)

@@ -40,13 +40,17 @@ from taxi_demand.serving import servelog
 
 
 # How a tick's features are served: (warehouse, config, tick, horizon) ->
-# (features, data age). Tests swap in a defect (taxi_demand.testing.drills).
+# (features of its slots at the tick and the ticks before, data age; see
+# `honest`). Tests swap in a defect (taxi_demand.testing.drills).
 Serve = Callable[..., Tuple[pa.Table, int]]
 
 
 def honest(wh, cfg, tick: int, horizon: int) -> Tuple[pa.Table, int]:
-  """What the 5-minute job serves: features known at `tick`, data age."""
-  return wh.serving_features(cfg, tick, horizon), wh.data_age(cfg, tick)
+  """What the 5-minute job reads: the features of its slots at `tick` and
+  at each tick before that forecast them, each as known then
+  (`Reader.serving_ticks`: the tick's forecast is revised from them), and
+  the data age."""
+  return wh.serving_ticks(cfg, tick, horizon), wh.data_age(cfg, tick)
 
 
 @dataclasses.dataclass
@@ -163,24 +167,14 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
     truth = _truth(wh, cfg, span, begin, end)
     model.load()
     ticks = list(range(begin - demand_sql.MAX_LEAD_MINUTES * 60, end, every_s))
-    # The tick before's features and scores, which the served forecast
-    # blends in (revision): kept from the loop's last tick when that was
-    # the tick before, else served as the job would have then.
-    last: Tuple[int, pa.Table, np.ndarray] = (-1, pa.table({}), np.zeros(0))
     for n, tick in enumerate(ticks):
       wh.yield_to_writers()  # a load waiting behind a long replay goes first
       horizon = demand_sql.max_horizon(cfg, tick)
-      table, age = serve(wh, cfg, tick, horizon)
-      table = _in_range(table, begin, end)
-      before = tick - demand_sql.TICK_SECONDS
-      if last[0] != before:
-        earlier, _ = serve(wh, cfg, before,
-                           demand_sql.max_horizon(cfg, before))
-        earlier = _in_range(earlier, begin, end)
-        last = (before, earlier, np.asarray(model.score(earlier)))
-      scores = np.asarray(model.score(table))
-      predicted = revision.revise(table, scores, last[1], last[2])
-      last = (tick, table, scores)
+      rows, age = serve(wh, cfg, tick, horizon)
+      rows = rows.filter(pc.and_(
+          pc.greater_equal(rows.column(features.SLOT_START), begin),
+          pc.less(rows.column(features.SLOT_START), end)))
+      table, predicted = revision.served_at(rows, model.score(rows), tick)
       if table.num_rows == 0:
         continue
       if record:
@@ -197,13 +191,6 @@ def replay(home: Home, date: str, every_s: int = demand_sql.TICK_SECONDS,
   served = pa.concat_tables(parts)
   return _score(date, model.version, len(ticks), served, truth, complete,
                 time.perf_counter() - started)
-
-
-def _in_range(table: pa.Table, begin: int, end: int) -> pa.Table:
-  """The rows whose target slot starts in [begin, end)."""
-  return table.filter(pc.and_(
-      pc.greater_equal(table.column(features.SLOT_START), begin),
-      pc.less(table.column(features.SLOT_START), end)))
 
 
 def _complete_information(wh, model, cfg, truth: pa.Table) -> float:

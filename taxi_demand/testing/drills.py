@@ -1,7 +1,8 @@
 """Serving defects on purpose: fire drills for the skew check.
 
 A replay serves through `serve(wh, cfg, tick, horizon) -> (features, data
-age)`; the honest one is the demand query's serving form. The drills here
+age)`; the honest one is the demand query's serving form, at the tick and
+the ticks before it (`replay.honest`). The drills here
 serve the way a broken serving path would, so that `bench/realtime.py` and
 the tests can check that `taxi-demand skew` names what is wrong:
 
