@@ -518,7 +518,7 @@ def models_forecasts(warehouse, cfg, day: Day,
                      ) -> Dict[Any, Callable[[int], tuple]]:
   """`model_forecasts` for each of `scores` ({key: score}), from one read
   of the day's rows (the longest query of a fleet comparison). Each tick's
-  forecast is blended with the tick before's, as the job serves it
+  forecast is revised from the ticks before, as the job serves it
   (`revision`)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   from taxi_demand.serving import revision  # noqa: PLC0415

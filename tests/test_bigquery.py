@@ -197,18 +197,19 @@ def test_the_readers_take_a_bigquery_address(city, bigquery):
   from taxi_demand.monitoring import skew  # noqa: PLC0415
   from taxi_demand.serving import predict  # noqa: PLC0415
   from taxi_demand.serving import recommend  # noqa: PLC0415
+  from taxi_demand.serving import revision  # noqa: PLC0415
   cfg = CONFIGS["start"]
   at = tick("17:30")
   on_disk = types.SimpleNamespace(warehouse=city.warehouse)
   in_bigquery = types.SimpleNamespace(warehouse=bigquery.address)
-  served, age = predict.serving_features(in_bigquery, cfg, at, 2)
-  want, want_age = predict.serving_features(on_disk, cfg, at, 2)
-  assert served.equals(want) and age == want_age
-  # The ticks before, which the served forecast is revised from, too.
-  ticks, _ = predict.serving_ticks(in_bigquery, cfg, at, 2)
-  assert ticks.equals(predict.serving_ticks(on_disk, cfg, at, 2)[0])
-  # 17:30's slot at each of its 12 ticks, 18:00's at its 6 so far.
-  assert ticks.num_rows == 9 * served.num_rows
+  # The tick's rows and those of the ticks before, which the served
+  # forecast is revised from: 17:30's slot at each of its 12 ticks, 18:00's
+  # at its 6 so far.
+  ticks, age = predict.serving_ticks(in_bigquery, cfg, at, 2)
+  want, want_age = predict.serving_ticks(on_disk, cfg, at, 2)
+  assert ticks.equals(want) and age == want_age
+  served = revision.at_tick(ticks, at)
+  assert ticks.num_rows == 9 * served.num_rows > 0
   rows, why = skew.recompute(bigquery.address, cfg, served)
   assert why is None and rows.equals(
       skew.recompute(city.warehouse, cfg, served)[0])

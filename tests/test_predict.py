@@ -302,7 +302,8 @@ def test_served_features_equal_the_training_query_label_aside(city_home):
   slot = epoch("2024-02-05T08:30")  # inside the older model's training window
   # Issued 25 minutes ahead, the served rows are the training query's rows
   # for that slot at that lead: one query, one as-of rule.
-  served, age = predict.serving_features(home, model.cfg, slot - 1500, 1)
+  rows, age = predict.serving_ticks(home, model.cfg, slot - 1500, 1)
+  served = revision.at_tick(rows, slot - 1500)
   assert 0 <= age < 1500
   span = (datetime.date.fromisoformat(OLD_DAY) -
           datetime.date(1970, 1, 1)).days

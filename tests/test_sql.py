@@ -402,6 +402,18 @@ def test_every_lead_form_is_the_serving_form_at_every_tick(tiny):
         continue
       want = by_key[(served["cell"], served["slot_start"], tick)]
       assert served == {k: v for k, v in want.items() if k != "pickups"}
+    # The slots' rows at every tick up to this one (the served forecast is
+    # revised from them): each as that tick's serving held it, none later.
+    ticks = tiny.serving_ticks(cfg, tick, horizon).to_pylist()
+    first = sql.first_target(cfg, tick)
+    slots = range(first, first + horizon * 1800, 1800)
+    assert len(ticks) == 77 * sum(
+        len([i for i in range(s - 55 * 60, s + 1, 300) if i <= tick])
+        for s in slots)
+    for row in ticks:
+      want = by_key.get((row["cell"], row["slot_start"], row["issued_at"]))
+      if want is not None:
+        assert row == {k: v for k, v in want.items() if k != "pickups"}
   # At 10:25 for the 10:30 slot (lead 5), cell 8 has a1 and a2 so far.
   at = by_key[(8, _epoch("2024-01-07T10:30:00"), _epoch("2024-01-07T10:25:00"))]
   assert (at["lead_minutes"], at["now_pickups"], at["pickups"]) == (5, 2.0, 1)

@@ -267,14 +267,6 @@ def serving_ticks(home: Home, cfg: demand_sql.QueryConfig,
   return rows, age
 
 
-def serving_features(home: Home, cfg: demand_sql.QueryConfig,
-                     issued_at: int, horizon: int) -> Tuple[pa.Table, int]:
-  """`serving_ticks`' rows issued at `issued_at` (the serving query's), and
-  the data age."""
-  rows, age = serving_ticks(home, cfg, issued_at, horizon)
-  return revision.at_tick(rows, issued_at), age
-
-
 def served_forecast(model: LoadedModel, rows: pa.Table, issued_at: int
                     ) -> Tuple[pa.Table, np.ndarray]:
   """The rows issued at `issued_at` and the forecasts served for them: the
