@@ -7,6 +7,7 @@ import datetime
 import enum
 import functools
 import re
+from typing import Tuple
 from importlib import resources
 
 from taxi_demand.data import contract
@@ -439,23 +440,6 @@ def demand_bigquery(cfg: QueryConfig, span: int, days_before: int = 0,
                       every_lead=every_lead), span)
 
 
-def serving_ticks_bigquery(cfg: QueryConfig, issued_at: int,
-                           horizon: int = 1) -> str:
-  """`serving_query_bigquery`'s slots at every tick up to `issued_at`.
-
-  Each target slot at each lead whose issue time is `issued_at` or earlier
-  (back to the slot's longest lead), every cell, features as known at each
-  row's own issue time, and no trip read from `issued_at` on: the rows the
-  5-minute job served for those slots at each of its ticks, had it served
-  them all. The rows issued at `issued_at` are `serving_query_bigquery`'s.
-  """
-  serving_query_bigquery(cfg, issued_at, horizon)  # the same checks
-  begin = first_target(cfg, issued_at)
-  end = begin + horizon * cfg.slot_seconds
-  return substitute_range(
-      render_bigquery(cfg, issued_at=issued_at, every_lead=True), begin, end)
-
-
 def every_lead_bigquery(cfg: QueryConfig, begin: int, end: int) -> str:
   """Training examples at every lead for the target slots in [begin, end).
 
@@ -769,6 +753,30 @@ def serving_query_bigquery(cfg: QueryConfig, issued_at: int,
   later is read). Leads beyond MAX_LEAD_MINUTES were never trained on, so
   such horizons are refused.
   """
+  return substitute_range(render_bigquery(cfg, issued_at=issued_at),
+                          *_serving_slots(cfg, issued_at, horizon))
+
+
+def serving_ticks_bigquery(cfg: QueryConfig, issued_at: int,
+                           horizon: int = 1) -> str:
+  """`serving_query_bigquery`'s slots at every tick up to `issued_at`.
+
+  Each target slot at each lead whose issue time is `issued_at` or earlier
+  (back to the slot's longest lead), every cell, features as known at each
+  row's own issue time, and no trip read from `issued_at` on: the rows the
+  5-minute job served for those slots at each of its ticks, had it served
+  them all. The rows issued at `issued_at` are `serving_query_bigquery`'s.
+  """
+  return substitute_range(
+      render_bigquery(cfg, issued_at=issued_at, every_lead=True),
+      *_serving_slots(cfg, issued_at, horizon))
+
+
+def _serving_slots(cfg: QueryConfig, issued_at: int,
+                   horizon: int) -> Tuple[int, int]:
+  """[begin, end) of the `horizon` slots from the first one starting at or
+  after `issued_at`; a horizon needing leads beyond MAX_LEAD_MINUTES,
+  which no model was trained on, is refused."""
   check_issue_time(issued_at)
   _check_int("horizon", horizon, bounds=(1, cfg.slots_per_day))
   most = max_horizon(cfg, issued_at)
@@ -778,6 +786,4 @@ def serving_query_bigquery(cfg: QueryConfig, issued_at: int,
         f"which the model was not trained on; at most {most} slot(s) from "
         "this issue time")
   begin = first_target(cfg, issued_at)
-  end = begin + horizon * cfg.slot_seconds
-  return substitute_range(render_bigquery(cfg, issued_at=issued_at), begin,
-                          end)
+  return begin, begin + horizon * cfg.slot_seconds
