@@ -648,13 +648,23 @@ def idle_at(trips: TaxiTrips, n: int, ticks: np.ndarray,
 def state_at(reader, cfg, cells: np.ndarray, at: int,
              leave_out: Sequence[str] = ()) -> State:
   """The fleet as known at `at` from a warehouse reader: the taxis idle
-  and under way (`Reader.taxis_at`), the spells of the hour before and the
-  city's pickups in the `LEVEL_SECONDS` up to `at` (`Reader.taxi_trips`
-  known by then)."""
+  and under way (`Reader.taxis_at`), the spells of the `RECENT_SECONDS`
+  before it, and the city's pickups in the `LEVEL_SECONDS` up to it
+  (`Reader.taxi_trips` known by then).
+
+  Only trips that end after `at - RECENT_SECONDS - MAX_IDLE_SECONDS` are
+  read: an idle spell lasts at most `MAX_IDLE_SECONDS` from its dropoff, so
+  an earlier one can neither end in nor overlap the recent window, and a
+  pickup of the last `LEVEL_SECONDS` ends later still. A tick reads a
+  window's trips, not the eight and a half hours a spell's trip might
+  have started in (a third of the rows, on the 5-minute job's one trip
+  read).
+  """
   state = State.from_taxis(cells, reader.taxis_at(cfg, at), at, leave_out)
   known = TaxiTrips.from_table(cells, reader.taxi_trips(
       cfg, at - max(RECENT_SECONDS + MAX_IDLE_SECONDS + 6 * 3600,
-                    LEVEL_SECONDS), at + 1, known_by=at))
+                    LEVEL_SECONDS), at + 1, known_by=at,
+      ended_from=at - max(RECENT_SECONDS + MAX_IDLE_SECONDS, LEVEL_SECONDS)))
   lately = (known.pickup >= 0) & (known.pickup_at > at - LEVEL_SECONDS)
   return dataclasses.replace(
       state, recent=Recent.from_trips(len(cells), known, at),

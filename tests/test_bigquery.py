@@ -97,6 +97,29 @@ def test_span_range_data_age_and_trip_counts_agree(local, cloud):
       sql.QueryConfig(), late) == 86400
 
 
+
+@pytest.mark.parametrize("rule", ["start", "end+5m"])
+def test_a_tick_checks_its_history_in_one_query(local, cloud, bigquery,
+                                                rule):
+  """What a tick checks before it serves (the history before it, the data
+  age) is one BigQuery job, equal to the three reads it stands for."""
+  from taxi_demand.serving import predict  # noqa: PLC0415
+  cfg = CONFIGS[rule]
+  # The last: nothing arrived in the day before (a day old).
+  for at in (tick("08:05"), tick("23:55"), epoch("2024-02-14T00:00:00")):
+    want = {"first_span": local.span_range()[0],
+            "last_span": local.span_range()[1],
+            "newest_s": local.newest_trip_epoch(before=at)}
+    assert cloud.history_at(cfg, at) == {
+        **want, "known_s": cloud.history_at(cfg, at)["known_s"]}
+    assert local.history_at(cfg, at) == cloud.history_at(cfg, at)
+    bigquery.reset()
+    assert predict.check_history(cloud, at, cfg) == local.data_age(cfg, at)
+    assert len(bigquery.queries) == 1
+  # Before the history's seventh day: refused, in one line.
+  assert "no history for a forecast" in one_line(
+      lambda: predict.check_history(cloud, tick("08:05", "2024-01-10"), cfg))
+
 def test_training_rows_supply_and_requests_agree(local, cloud):
   cfg = CONFIGS["start"]
   at = tick("08:05")
@@ -108,6 +131,9 @@ def test_training_rows_supply_and_requests_agree(local, cloud):
       "idle_at": lambda w: w.idle_at(cfg, at),
       "supply_at": lambda w: w.supply_at(cfg, at),
       "requests": lambda w: w.requests(cfg, begin, end),
+      # The supply state's read: trips whose spells reach the half hour.
+      "taxi_trips": lambda w: w.taxi_trips(
+          cfg, at - 8 * 3600, at + 1, known_by=at, ended_from=at - 9000),
       "coverage": lambda w: w.requests_coverage(cfg, begin, end),
   }
   for name, read in pairs.items():

@@ -133,6 +133,52 @@ def test_a_cells_leave_rate_leans_on_the_half_hour_before(tmp_path):
       [0.0, 6 / (15 + 5 * 20), 0.0])
 
 
+
+class _TripReads:
+  """A warehouse reader that keeps what `taxi_trips` returned; with
+  `full`, it ignores `ended_from` (every trip of the range, as before)."""
+
+  def __init__(self, reader, full=False):
+    self._reader, self._full, self.read = reader, full, []
+
+  def __getattr__(self, name):
+    return getattr(self._reader, name)
+
+  def taxi_trips(self, cfg, begin, end, known_by=None, ended_from=None):
+    table = self._reader.taxi_trips(cfg, begin, end, known_by,
+                                    None if self._full else ended_from)
+    self.read.append(table)
+    return table
+
+
+def test_the_state_reads_only_trips_whose_spells_reach_the_window(tmp_path):
+  # Before the six trips: D's 05:10 dropoff idles it in 1 to 07:10 at
+  # most, over before 08:00, the half hour before 08:30; E's 06:10
+  # dropoff idles it in 3 to 08:10 (then its shift ends), ten minutes of
+  # that half hour. F's trip has no end on record.
+  early = [("D", "05:00", "05:10", 1, 1), ("E", "05:40", "06:10", 2, 3)]
+  rows = early + SIX_TRIPS
+  write_trips(tmp_path / "day.csv", DAY,
+              [(t, s, e, at(e) - at(s), a, b) for t, s, e, a, b in rows]
+              + [("F", "07:50", "", "", 2, 2)])
+  with Warehouse(tmp_path / "w.duckdb") as w:
+    w.load([tmp_path / "day.csv"])
+    narrow, full = _TripReads(w), _TripReads(w, full=True)
+    state = supply.state_at(narrow, sql.QueryConfig(), CELLS, at("08:30"))
+    before = supply.state_at(full, sql.QueryConfig(), CELLS, at("08:30"))
+  read = sorted(narrow.read[0].column("pickup_at").to_pylist())
+  assert at("05:00") not in read
+  assert {at("05:40"), at("07:50")} <= set(read)
+  assert len(read) == len(full.read[0]) - 1
+  # The same state as from every trip: E's ten minutes in 3 (ended at
+  # 08:10); in 2, A's and C's 15 minutes and F's 30 (a trip without an end
+  # is taken to end at its pickup); F's pickup counts in the hour's level.
+  assert state.recent.ended.tolist() == before.recent.ended.tolist() == [
+      0, 1, 1]
+  assert state.recent.seconds.tolist() == before.recent.seconds.tolist() == [
+      0, 45 * M, 10 * M]
+  assert state.recent_pickups == before.recent_pickups == 5
+
 def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
     tmp_path):
   rates = _rates_by_hand()

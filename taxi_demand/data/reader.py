@@ -53,6 +53,14 @@ TRIPS = "trips"
 PROBES = "probes"
 
 
+def data_age_of(issued_at: int, known_s: int | None) -> int:
+  """Seconds from the newest trip known at `issued_at` becoming known
+  (`known_s`, sql.newest_known_bigquery) to `issued_at`: a day if none did
+  in the day before."""
+  return int(issued_at - known_s) if known_s is not None else \
+      features.SECONDS_PER_DAY
+
+
 class Reader:
   """The reading methods of a warehouse, over BigQuery SQL.
 
@@ -155,13 +163,20 @@ class Reader:
         demand_sql.every_lead_bigquery(self._cfg(cfg), begin, end),
         DEMAND_SCHEMA)
 
+  def history_at(self, cfg: demand_sql.QueryConfig, issued_at: int
+                 ) -> dict[str, int | None]:
+    """{first_span, last_span, newest_s, known_s} in one query
+    (sql.history_at_bigquery): `span_range`, `newest_trip_epoch(before=
+    issued_at)` and the known time behind `data_age`; None where no trip
+    gives one."""
+    row = self._row(demand_sql.history_at_bigquery(self._cfg(cfg), issued_at))
+    return {k: None if v is None else int(v) for k, v in row.items()}
+
   def data_age(self, cfg: demand_sql.QueryConfig, issued_at: int) -> int:
     """Seconds since the newest trip known at `issued_at` became known
     (under cfg's arrival rule); a day if none did in the day before."""
-    known = self._row(demand_sql.newest_known_bigquery(
-        self._cfg(cfg), issued_at))["known_s"]
-    return int(issued_at - known) if known is not None else \
-        features.SECONDS_PER_DAY
+    return data_age_of(issued_at, self._row(demand_sql.newest_known_bigquery(
+        self._cfg(cfg), issued_at))["known_s"])
 
   def serving_features(self, cfg: demand_sql.QueryConfig, issued_at: int,
                        horizon: int = 1) -> pa.Table:
@@ -198,12 +213,14 @@ class Reader:
         self._cfg(cfg), at, max_idle_s), TAXIS_AT_SCHEMA)
 
   def taxi_trips(self, cfg: demand_sql.QueryConfig, begin: int,
-                 end: int, known_by: int | None = None) -> pa.Table:
+                 end: int, known_by: int | None = None,
+                 ended_from: int | None = None) -> pa.Table:
     """Trips with a taxi_id starting in [begin, end), in no order (read
-    them through `supply.TaxiTrips.from_table`), known by `known_by` if
-    given (sql.taxi_trips_bigquery; the supply forecast's history)."""
+    them through `supply.TaxiTrips.from_table`), known by `known_by` and
+    ended at or after `ended_from` if given (sql.taxi_trips_bigquery; the
+    supply forecast's history)."""
     return self._read(demand_sql.taxi_trips_bigquery(
-        self._cfg(cfg), begin, end, known_by), TAXI_TRIPS_SCHEMA)
+        self._cfg(cfg), begin, end, known_by, ended_from), TAXI_TRIPS_SCHEMA)
 
   def idle_at_probes(self, cfg: demand_sql.QueryConfig, at: int,
                      max_idle_s: int = demand_sql.MAX_IDLE_SECONDS

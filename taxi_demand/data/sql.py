@@ -532,6 +532,19 @@ def newest_trip_bigquery(before: int | None = None,
           f"FROM `{check_table(table)}`{where}")
 
 
+
+def history_at_bigquery(cfg: QueryConfig, issued_at: int) -> str:
+  """What a tick checks before it serves, in one query (one round trip to
+  BigQuery, not three): first_span and last_span (`span_range_bigquery`),
+  newest_s (`newest_trip_bigquery` before `issued_at`) and known_s
+  (`newest_known_bigquery`), each computed as its own query would."""
+  parts = (span_range_bigquery(cfg.table),
+           newest_trip_bigquery(issued_at, cfg.table),
+           newest_known_bigquery(cfg, issued_at))
+  joined = " CROSS JOIN ".join(f"({p}) AS part_{i}"
+                               for i, p in enumerate(parts))
+  return ("SELECT first_span, last_span, newest_s, known_s FROM " + joined)
+
 # A taxi idle longer than this between a dropoff and its next pickup has
 # ended its shift (or paused it): the gap is not supply.
 MAX_IDLE_SECONDS = 2 * 3600
@@ -602,27 +615,33 @@ def idle_at_bigquery(cfg: QueryConfig, at: int,
 
 
 def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
-                        known_by: int | None = None) -> str:
+                        known_by: int | None = None,
+                        ended_from: int | None = None) -> str:
   """Trips with a taxi_id starting in [begin, end), for the supply
   forecast's rates: taxi_id, pickup_at, dropoff_at, pickup_cell,
   dropoff_cell (NULL where the trip lacks them); with `known_by`, only the
-  trips known by then under the arrival rule. In no order:
+  trips known by then under the arrival rule; with `ended_from`, only those
+  whose dropoff (or, lacking one, pickup) is at or after it. In no order:
   `supply.TaxiTrips.from_table` puts each taxi's in order, cheaper than
   the warehouse sorting millions of rows by a string."""
   _check_range(begin, end)
   start = "UNIX_SECONDS(trip_start_timestamp)"
+  dropoff = (f"COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+             f"{start} + trip_seconds)")
   known = "" if known_by is None else (
       f"  AND {cfg.arrival.known_expr()} <= "
       f"{_check_int('known_by', known_by, bounds=(0, 10**11))}\n")
+  ended = "" if ended_from is None else (
+      f"  AND COALESCE({dropoff}, {start}) >= "
+      f"{_check_int('ended_from', ended_from, bounds=(0, 10**11))}\n")
   return (
       f"SELECT taxi_id, {start} AS pickup_at,\n"
-      "  COALESCE(UNIX_SECONDS(trip_end_timestamp), "
-      f"{start} + trip_seconds) AS dropoff_at,\n"
+      f"  {dropoff} AS dropoff_at,\n"
       f"  {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
       f"  {_cell_expr(cfg, 'dropoff')} AS dropoff_cell\n"
       f"FROM `{check_table(cfg.table)}`\n"
       f"WHERE taxi_id IS NOT NULL AND {start} >= {begin} AND {start} < {end}\n"
-      + known)
+      + known + ended)
 
 
 

@@ -140,22 +140,26 @@ def training_query_config(home: Home, version: str,
   return (params or contract.RunParameters()).query_config()
 
 
-def check_history(wh, issued_at: int) -> None:
-  """Fails in one line unless the warehouse holds history before `issued_at`.
+def check_history(wh, issued_at: int,
+                  cfg: Optional[demand_sql.QueryConfig] = None) -> int:
+  """Fails in one line unless the warehouse holds history before `issued_at`;
+  else the data age at `issued_at` under `cfg`'s arrival rule (seconds;
+  `Reader.data_age`). One warehouse query (`Reader.history_at`).
 
   Served features reach back 7 days before the issue time; with no trips
   there, the query would emit zeros and the model would predict from them.
   A feed that merely stalled is not refused: each served row carries its
   data's age (`data_age_minutes`) and `skew` flags staleness.
   """
-  known = wh.span_range()
-  if known is None:
+  from taxi_demand.data.reader import data_age_of  # noqa: PLC0415
+  known = wh.history_at(cfg or demand_sql.QueryConfig(), issued_at)
+  if known["first_span"] is None:
     raise TaxiDemandError(
         f"the warehouse {wh.path} has no trips; load some first "
         "(taxi-demand load or simulate)")
-  first = spans.start_of(known[0])
+  first = spans.start_of(known["first_span"])
   lookback = features.LOOKBACK_DAYS * features.SECONDS_PER_DAY
-  newest = wh.newest_trip_epoch(before=issued_at)
+  newest = known["newest_s"]
   if issued_at - lookback < first or newest is None or (
       issued_at - newest > lookback):
     raise TaxiDemandError(
@@ -164,6 +168,7 @@ def check_history(wh, issued_at: int) -> None:
         f"{format_epoch(wh.newest_trip_epoch())}, and a forecast needs the "
         f"{features.LOOKBACK_DAYS} days before its issue time; pass --at "
         "inside that range")
+  return data_age_of(issued_at, known["known_s"])
 
 
 # ---- scoring -----------------------------------------------------------------
@@ -257,9 +262,8 @@ def serving_ticks(home: Home, cfg: demand_sql.QueryConfig,
   then arrived (seconds: a stalled feed shows here)."""
   from taxi_demand.data.reader import open_reader  # noqa: PLC0415
   with open_reader(home.warehouse) as wh:
-    check_history(wh, issued_at)
+    age = check_history(wh, issued_at, cfg)
     rows = wh.serving_ticks(cfg, issued_at, horizon)
-    age = wh.data_age(cfg, issued_at)
   if revision.at_tick(rows, issued_at).num_rows == 0:
     raise TaxiDemandError(
         f"no cells to serve at {format_epoch(issued_at)}: the demand query "
