@@ -626,21 +626,28 @@ def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
   the warehouse sorting millions of rows by a string."""
   _check_range(begin, end)
   start = "UNIX_SECONDS(trip_start_timestamp)"
-  dropoff = (f"COALESCE(UNIX_SECONDS(trip_end_timestamp), "
-             f"{start} + trip_seconds)")
   known = "" if known_by is None else (
       f"  AND {cfg.arrival.known_expr()} <= "
       f"{_check_int('known_by', known_by, bounds=(0, 10**11))}\n")
-  ended = "" if ended_from is None else (
-      f"  AND COALESCE({dropoff}, {start}) >= "
-      f"{_check_int('ended_from', ended_from, bounds=(0, 10**11))}\n")
+  ended = ""
+  if ended_from is not None:
+    # The dropoff_at below, or the pickup where it is NULL, at or after
+    # `ended_from`: on the end column itself where the trip has one (as
+    # `_starts_before`: a twentieth of the time of UNIX_SECONDS per row
+    # in DuckDB; a whole second compares the same either way).
+    since = _check_int("ended_from", ended_from, bounds=(0, 10**11))
+    ended = (f"  AND (trip_end_timestamp >= TIMESTAMP_SECONDS({since}) OR "
+             f"(trip_end_timestamp IS NULL AND COALESCE({start} + "
+             f"trip_seconds, {start}) >= {since}))\n")
   return (
       f"SELECT taxi_id, {start} AS pickup_at,\n"
-      f"  {dropoff} AS dropoff_at,\n"
+      "  COALESCE(UNIX_SECONDS(trip_end_timestamp), "
+      f"{start} + trip_seconds) AS dropoff_at,\n"
       f"  {_cell_expr(cfg, 'pickup')} AS pickup_cell,\n"
       f"  {_cell_expr(cfg, 'dropoff')} AS dropoff_cell\n"
       f"FROM `{check_table(cfg.table)}`\n"
-      f"WHERE taxi_id IS NOT NULL AND {start} >= {begin} AND {start} < {end}\n"
+      f"WHERE taxi_id IS NOT NULL AND NOT {_starts_before(begin)} "
+      f"AND {_starts_before(end)}\n"
       + known + ended)
 
 
