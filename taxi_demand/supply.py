@@ -652,13 +652,14 @@ def state_at(reader, cfg, cells: np.ndarray, at: int,
   before it, and the city's pickups in the `LEVEL_SECONDS` up to it
   (`Reader.taxi_trips` known by then).
 
-  Only trips that end after `at - RECENT_SECONDS - MAX_IDLE_SECONDS` are
-  read: an idle spell lasts at most `MAX_IDLE_SECONDS` from its dropoff, so
-  an earlier one can neither end in nor overlap the recent window, and a
-  pickup of the last `LEVEL_SECONDS` ends later still. A tick reads a
-  window's trips, not the eight and a half hours a spell's trip might
-  have started in (a third of the rows, on the 5-minute job's one trip
-  read).
+  Only trips that start or end from `at - RECENT_SECONDS -
+  MAX_IDLE_SECONDS` on are read: an idle spell lasts at most
+  `MAX_IDLE_SECONDS` from its dropoff, so an earlier dropoff's can neither
+  end in nor overlap the recent window, and the pickups of the last
+  `LEVEL_SECONDS` are later still. The 5-minute job's one read of trips
+  holds those two and a half hours' dropoffs, not every trip of the eight
+  and a half hours their trips may have started in (under a third of the
+  rows on the bench homes).
   """
   state = State.from_taxis(cells, reader.taxis_at(cfg, at), at, leave_out)
   known = TaxiTrips.from_table(cells, reader.taxi_trips(

@@ -532,7 +532,6 @@ def newest_trip_bigquery(before: int | None = None,
           f"FROM `{check_table(table)}`{where}")
 
 
-
 def history_at_bigquery(cfg: QueryConfig, issued_at: int) -> str:
   """What a tick checks before it serves, in one query (one round trip to
   BigQuery, not three): first_span and last_span (`span_range_bigquery`),
@@ -544,6 +543,7 @@ def history_at_bigquery(cfg: QueryConfig, issued_at: int) -> str:
   joined = " CROSS JOIN ".join(f"({p}) AS part_{i}"
                                for i, p in enumerate(parts))
   return ("SELECT first_span, last_span, newest_s, known_s FROM " + joined)
+
 
 # A taxi idle longer than this between a dropoff and its next pickup has
 # ended its shift (or paused it): the gap is not supply.
@@ -621,7 +621,7 @@ def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
   forecast's rates: taxi_id, pickup_at, dropoff_at, pickup_cell,
   dropoff_cell (NULL where the trip lacks them); with `known_by`, only the
   trips known by then under the arrival rule; with `ended_from`, only those
-  whose dropoff (or, lacking one, pickup) is at or after it. In no order:
+  whose pickup or dropoff is at or after it. In no order:
   `supply.TaxiTrips.from_table` puts each taxi's in order, cheaper than
   the warehouse sorting millions of rows by a string."""
   _check_range(begin, end)
@@ -631,14 +631,15 @@ def taxi_trips_bigquery(cfg: QueryConfig, begin: int, end: int,
       f"{_check_int('known_by', known_by, bounds=(0, 10**11))}\n")
   ended = ""
   if ended_from is not None:
-    # The dropoff_at below, or the pickup where it is NULL, at or after
-    # `ended_from`: on the end column itself where the trip has one (as
-    # `_starts_before`: a twentieth of the time of UNIX_SECONDS per row
-    # in DuckDB; a whole second compares the same either way).
+    # A pickup or the dropoff_at below at or after `ended_from`, on the
+    # time columns themselves where they hold it (as `_starts_before`: in
+    # DuckDB a sixth of the time of UNIX_SECONDS on every row; whole
+    # seconds compare the same either way).
     since = _check_int("ended_from", ended_from, bounds=(0, 10**11))
-    ended = (f"  AND (trip_end_timestamp >= TIMESTAMP_SECONDS({since}) OR "
-             f"(trip_end_timestamp IS NULL AND COALESCE({start} + "
-             f"trip_seconds, {start}) >= {since}))\n")
+    ended = (f"  AND (NOT {_starts_before(since)} OR "
+             f"trip_end_timestamp >= TIMESTAMP_SECONDS({since}) OR "
+             f"(trip_end_timestamp IS NULL AND "
+             f"{start} + trip_seconds >= {since}))\n")
   return (
       f"SELECT taxi_id, {start} AS pickup_at,\n"
       "  COALESCE(UNIX_SECONDS(trip_end_timestamp), "
