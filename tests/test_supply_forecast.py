@@ -133,7 +133,6 @@ def test_a_cells_leave_rate_leans_on_the_half_hour_before(tmp_path):
       [0.0, 6 / (15 + 5 * 20), 0.0])
 
 
-
 class _TripReads:
   """A warehouse reader that keeps what `taxi_trips` returned; with
   `full`, it ignores `ended_from` (every trip of the range, as before)."""
@@ -178,6 +177,7 @@ def test_the_state_reads_only_trips_whose_spells_reach_the_window(tmp_path):
   assert state.recent.seconds.tolist() == before.recent.seconds.tolist() == [
       0, 45 * M, 10 * M]
   assert state.recent_pickups == before.recent_pickups == 5
+
 
 def test_a_trip_under_way_counts_by_its_expected_end_never_its_true_one(
     tmp_path):
